@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bootfarm's server, tests and benchmarks use.
+# Idempotent: packages already present are skipped, so a second run is quick.
+# Usage: scripts/install-system-deps.sh [runtime|test|bench]...  (default: runtime test)
+set -euo pipefail
+
+want_runtime=(iproute2 ca-certificates)
+# Real peers the tests talk to: DHCP clients, a site DHCP server for proxy mode,
+# packet capture, and QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots.
+want_test=(busybox isc-dhcp-client dnsmasq-base tshark tcpdump
+           qemu-system-x86 ipxe-qemu ovmf qemu-utils curl tftp-hpa)
+want_bench=(kea-dhcp4-server kea-admin dnsmasq-base python3)
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(runtime test)
+pkgs=()
+for g in "${groups[@]}"; do
+  case "$g" in
+    runtime) pkgs+=("${want_runtime[@]}") ;;
+    test) pkgs+=("${want_test[@]}") ;;
+    bench) pkgs+=("${want_bench[@]}") ;;
+    *) echo "install-system-deps: unknown group '$g' (expected runtime, test or bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-system-deps: all present (${groups[*]})"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Keep Debian from starting daemons (kea, dnsmasq) as a side effect of installing them:
+# tests and benchmarks start their own copies inside network namespaces.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+fi
+echo "install-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-system-deps: done"

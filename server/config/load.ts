@@ -1,0 +1,321 @@
+// Reads, validates and resolves the YAML configuration file.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as YamlNode } from 'yaml';
+import { Value } from 'typebox/value';
+import { ConfigSchema, type ConfigFile, type NodeEntry } from './schema.js';
+import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
+import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
+import { normalizeMac } from '../util/mac.js';
+
+export type DhcpMode = 'full' | 'proxy' | 'off';
+
+export interface ResolvedSubnet {
+  cidr: string;
+  network: Cidr;
+  netmask: string;
+  broadcast: string;
+  rangeStart: number;
+  rangeEnd: number;
+  router: string | undefined;
+  dns: string[];
+  domain: string | undefined;
+  leaseSeconds: number;
+}
+
+export interface ResolvedNode extends NodeEntry {
+  mac: string;
+}
+
+export interface ResolvedConfig {
+  file: string;
+  server: { address: string; stateDir: string };
+  dhcp: {
+    mode: DhcpMode;
+    port: number;
+    proxyPort: number;
+    interface: string | undefined;
+    subnets: ResolvedSubnet[];
+    offerHoldSeconds: number;
+    declineQuarantineSeconds: number;
+    piProxyDelayMs: number;
+  };
+  tftp: { port: number; root: string };
+  http: { port: number };
+  nbd: { port: number };
+  boot: { bios: string; uefiX64: string; uefiArm64: string };
+  nodes: ResolvedNode[];
+  images: { dir: string };
+  log: { level: string };
+}
+
+interface SchemaWithExpected {
+  expected?: string;
+  properties?: Record<string, unknown>;
+  items?: unknown;
+  prefixItems?: unknown[];
+  anyOf?: unknown[];
+}
+
+/** Walks the schema along an instance path to find the leaf's `expected` phrase. */
+function expectedAt(segments: ReadonlyArray<string | number>): string | undefined {
+  let schema: SchemaWithExpected | undefined = ConfigSchema as unknown as SchemaWithExpected;
+  for (const seg of segments) {
+    if (!schema) return undefined;
+    if (typeof seg === 'number') {
+      schema = (Array.isArray(schema.prefixItems) ? schema.prefixItems[seg] : schema.items) as SchemaWithExpected | undefined;
+    } else {
+      schema = schema.properties?.[seg] as SchemaWithExpected | undefined;
+    }
+  }
+  return schema?.expected;
+}
+
+function pointerToSegments(pointer: string): Array<string | number> {
+  if (!pointer) return [];
+  return pointer.slice(1).split('/').map((s) => {
+    const text = s.replace(/~1/g, '/').replace(/~0/g, '~');
+    return /^\d+$/.test(text) ? Number(text) : text;
+  });
+}
+
+class Locator {
+  constructor(private readonly doc: Document, private readonly lines: LineCounter, private readonly file: string) {}
+
+  private position(node: YamlNode | null | undefined): { line: number | undefined; column: number | undefined } {
+    const offset = node?.range?.[0];
+    if (offset === undefined) return { line: undefined, column: undefined };
+    const pos = this.lines.linePos(offset);
+    return { line: pos.line, column: pos.col };
+  }
+
+  /** The node at a path, or the nearest ancestor that exists. */
+  nodeAt(segments: ReadonlyArray<string | number>): YamlNode | undefined {
+    for (let n = segments.length; n >= 0; n--) {
+      const node = this.doc.getIn(segments.slice(0, n), true) as YamlNode | undefined;
+      if (node && typeof node === 'object' && 'range' in node) return node;
+    }
+    return this.doc.contents ?? undefined;
+  }
+
+  /** The key node of `name` inside the map at `segments` (for unknown-key errors). */
+  keyNode(segments: ReadonlyArray<string | number>, name: string): YamlNode | undefined {
+    const parent = this.doc.getIn(segments, true);
+    if (isMap(parent)) {
+      for (const pair of parent.items) {
+        const key = pair.key as YamlNode | null;
+        if (key && typeof key === 'object' && 'value' in key && String((key as { value: unknown }).value) === name) return key;
+      }
+    }
+    return undefined;
+  }
+
+  problem(segments: ReadonlyArray<string | number>, message: string, node?: YamlNode): ConfigProblem {
+    return { file: this.file, ...this.position(node ?? this.nodeAt(segments)), key: keyPath(segments), message };
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (isSeq(value) || Array.isArray(value)) return 'a list';
+  if (value !== null && typeof value === 'object') return 'a mapping';
+  return String(value);
+}
+
+function valueAt(root: unknown, segments: ReadonlyArray<string | number>): unknown {
+  let cur: unknown = root;
+  for (const s of segments) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[s];
+  }
+  return cur;
+}
+
+function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const seen = new Set<string>();
+  // TypeBox stops descending after the first failing section, so each top-level
+  // section is checked on its own too: the user sees every problem in one run.
+  const sections = (ConfigSchema as unknown as { properties: Record<string, Parameters<typeof Value.Errors>[0]> }).properties;
+  const errors = [...Value.Errors(ConfigSchema, data)].filter((e) => e.instancePath === '');
+  for (const [name, sub] of Object.entries(sections)) {
+    const value = (data as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    for (const e of Value.Errors(sub, value)) errors.push({ ...e, instancePath: `/${name}${e.instancePath}` });
+  }
+  for (const err of errors) {
+    const segments = pointerToSegments(err.instancePath);
+    let problem: ConfigProblem;
+    if (err.keyword === 'additionalProperties') {
+      const names = (err.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+      for (const name of names) {
+        const allowed = Object.keys((valueAtSchema(segments)?.properties) ?? {});
+        const p = locate.problem([...segments, name], `unknown key; expected one of ${allowed.join(', ')}`, locate.keyNode(segments, name));
+        const id = `${p.key}|${p.message}`;
+        if (!seen.has(id)) { seen.add(id); problems.push(p); }
+      }
+      continue;
+    } else if (err.keyword === 'required') {
+      const missing = (err.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+      for (const name of missing) {
+        const p = locate.problem([...segments, name], `missing; expected ${expectedAt([...segments, name]) ?? 'a value'}`, locate.nodeAt(segments));
+        const id = `${p.key}|${p.message}`;
+        if (!seen.has(id)) { seen.add(id); problems.push(p); }
+      }
+      continue;
+    } else if (err.keyword === 'boolean') {
+      continue; // reported through additionalProperties
+    } else {
+      const wanted = expectedAt(segments) ?? err.message;
+      problem = locate.problem(segments, `expected ${wanted}, got ${describeValue(valueAt(data, segments))}`);
+    }
+    const id = problem.key;
+    if (!seen.has(id)) { seen.add(id); problems.push(problem); }
+  }
+  return problems;
+}
+
+function valueAtSchema(segments: ReadonlyArray<string | number>): SchemaWithExpected | undefined {
+  let schema: SchemaWithExpected | undefined = ConfigSchema as unknown as SchemaWithExpected;
+  for (const seg of segments) {
+    if (!schema) return undefined;
+    schema = (typeof seg === 'number' ? schema.items : schema.properties?.[seg]) as SchemaWithExpected | undefined;
+    if (schema?.anyOf) schema = schema.anyOf.find((s) => (s as SchemaWithExpected).properties) as SchemaWithExpected | undefined;
+  }
+  return schema;
+}
+
+/** Checks the schema cannot express: networks, ranges, duplicates. */
+function semanticProblems(cfg: ConfigFile, locate: Locator): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const subnets: Array<{ cidr: Cidr; index: number }> = [];
+  (cfg.dhcp?.subnets ?? []).forEach((s, index) => {
+    const base: Array<string | number> = ['dhcp', 'subnets', index];
+    const cidr = parseCidr(s.cidr);
+    if (!cidr) {
+      problems.push(locate.problem([...base, 'cidr'], `expected an IPv4 network like 10.9.0.0/24, got ${JSON.stringify(s.cidr)}`));
+      return;
+    }
+    subnets.push({ cidr, index });
+    const [first, last] = s.range.map(ipv4ToNumber) as [number, number];
+    if (!cidrContains(cidr, first) || !cidrContains(cidr, last)) {
+      problems.push(locate.problem([...base, 'range'], `expected both ends inside ${s.cidr}, got [${s.range.join(', ')}]`));
+    } else if (first > last) {
+      problems.push(locate.problem([...base, 'range'], `expected [first, last] with first <= last, got [${s.range.join(', ')}]`));
+    } else if (first === cidr.network || last === cidrBroadcast(cidr)) {
+      problems.push(locate.problem([...base, 'range'], `expected a range that excludes the network and broadcast addresses of ${s.cidr}`));
+    }
+    if (s.router && !cidrContains(cidr, ipv4ToNumber(s.router))) {
+      problems.push(locate.problem([...base, 'router'], `expected an address inside ${s.cidr}, got ${s.router}`));
+    }
+  });
+  const mode = cfg.dhcp?.mode;
+  if (mode === 'full' && subnets.length === 0) {
+    problems.push(locate.problem(['dhcp', 'subnets'], 'expected at least one subnet when dhcp.mode is full'));
+  }
+  const macs = new Map<string, number>();
+  const ips = new Map<string, number>();
+  const names = new Map<string, number>();
+  (cfg.nodes ?? []).forEach((n, index) => {
+    const base: Array<string | number> = ['nodes', index];
+    const mac = normalizeMac(n.mac);
+    const dupMac = macs.get(mac);
+    if (dupMac !== undefined) problems.push(locate.problem([...base, 'mac'], `expected a unique MAC, but nodes[${dupMac}] has ${mac} too`));
+    macs.set(mac, index);
+    const dupName = names.get(n.hostname.toLowerCase());
+    if (dupName !== undefined) problems.push(locate.problem([...base, 'hostname'], `expected a unique hostname, but nodes[${dupName}] is ${n.hostname} too`));
+    names.set(n.hostname.toLowerCase(), index);
+    if (n.ip) {
+      const dupIp = ips.get(n.ip);
+      if (dupIp !== undefined) problems.push(locate.problem([...base, 'ip'], `expected a unique address, but nodes[${dupIp}] has ${n.ip} too`));
+      ips.set(n.ip, index);
+      if (mode === 'full' && !subnets.some((s) => cidrContains(s.cidr, ipv4ToNumber(n.ip as string)))) {
+        problems.push(locate.problem([...base, 'ip'], `expected an address inside one of dhcp.subnets, got ${n.ip}`));
+      }
+    }
+  });
+  return problems;
+}
+
+function resolvePath(configDir: string, p: string): string {
+  return path.isAbsolute(p) ? p : path.resolve(configDir, p);
+}
+
+function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
+  const dir = path.dirname(path.resolve(file));
+  const dhcp = cfg.dhcp;
+  return {
+    file,
+    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir) },
+    dhcp: {
+      mode: dhcp?.mode ?? 'off',
+      port: dhcp?.port ?? 67,
+      proxyPort: dhcp?.proxyPort ?? 4011,
+      interface: dhcp?.interface,
+      subnets: (dhcp?.subnets ?? []).map((s) => {
+        const network = parseCidr(s.cidr) as Cidr;
+        return {
+          cidr: s.cidr,
+          network,
+          netmask: numberToIpv4(network.mask),
+          broadcast: numberToIpv4(cidrBroadcast(network)),
+          rangeStart: ipv4ToNumber(s.range[0]),
+          rangeEnd: ipv4ToNumber(s.range[1]),
+          router: s.router,
+          dns: s.dns ?? [],
+          domain: s.domain,
+          leaseSeconds: s.leaseSeconds ?? 3600,
+        };
+      }),
+      offerHoldSeconds: dhcp?.offerHoldSeconds ?? 30,
+      declineQuarantineSeconds: dhcp?.declineQuarantineSeconds ?? 600,
+      piProxyDelayMs: dhcp?.piProxyDelayMs ?? 1000,
+    },
+    tftp: { port: cfg.tftp?.port ?? 69, root: resolvePath(dir, cfg.tftp?.root ?? './tftpboot') },
+    http: { port: cfg.http?.port ?? 8080 },
+    nbd: { port: cfg.nbd?.port ?? 10809 },
+    boot: {
+      bios: cfg.boot?.bios ?? 'undionly.kpxe',
+      uefiX64: cfg.boot?.uefiX64 ?? 'ipxe.efi',
+      uefiArm64: cfg.boot?.uefiArm64 ?? 'grub/arm64-efi/core.efi',
+    },
+    nodes: (cfg.nodes ?? []).map((n) => ({ ...n, mac: normalizeMac(n.mac), piSerial: n.piSerial?.toLowerCase() })),
+    images: { dir: resolvePath(dir, cfg.images?.dir ?? './images') },
+    log: { level: cfg.log?.level ?? 'info' },
+  };
+}
+
+/** Parses and validates configuration text; `file` is used in messages and to resolve relative paths. */
+export function parseConfig(text: string, file: string): ResolvedConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => {
+      const pos = e.linePos?.[0];
+      return { file, line: pos?.line, column: pos?.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
+    }));
+  }
+  const data: unknown = doc.toJS();
+  const locate = new Locator(doc, lines, file);
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError([{ file, line: 1, column: 1, key: '', message: 'expected a mapping with at least a "server" section' }]);
+  }
+  const problems = schemaProblems(data, locate);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const cfg = data as ConfigFile;
+  const semantic = semanticProblems(cfg, locate);
+  if (semantic.length > 0) throw new ConfigError(semantic);
+  return resolve(cfg, file);
+}
+
+export function loadConfig(file: string): ResolvedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError([{ file, line: undefined, column: undefined, key: '', message: `cannot read the file (${code})` }]);
+  }
+  return parseConfig(text, file);
+}
