@@ -1,0 +1,87 @@
+// The boot policy: client identity + the node's inventory entry -> what this client
+// gets. DHCP, TFTP and HTTP all ask this one module; the DHCP handlers only encode
+// its answer. Firmware quirks are explained at the branch that handles them.
+import type { ClientIdentity, FirmwareKind } from './identity.js';
+import type { ResolvedNode } from '../config/load.js';
+
+export interface BootPolicySettings {
+  /** The address clients fetch from: siaddr, option 54 in proxy mode, TFTP and HTTP host. */
+  serverAddress: string;
+  httpPort: number;
+  bootFiles: { bios: string; uefiX64: string; uefiArm64: string };
+}
+
+export type BootPlan =
+  | { kind: 'none'; reason: string }
+  | {
+      kind: 'file';
+      firmware: FirmwareKind;
+      /** A path on the TFTP server, or a full URL for iPXE and UEFI HTTP boot. */
+      bootFile: string;
+      bootServer: string;
+      /** Option 60 of the reply: UEFI HTTP boot requires "HTTPClient" (notes §1.10). */
+      vendorClass: 'PXEClient' | 'HTTPClient';
+      /** The client is iPXE already: it gets its script, never another iPXE binary. */
+      ipxe: boolean;
+    }
+  | {
+      kind: 'raspberry-pi';
+      bootServer: string;
+      serial: string | undefined;
+      model: 3 | 4 | 5 | undefined;
+    };
+
+/** The per-node iPXE script's URL; the HTTP issue serves it from the resolver chain. */
+export function ipxeScriptUrl(settings: BootPolicySettings, mac: string): string {
+  return `http://${settings.serverAddress}:${settings.httpPort}/boot/${mac}.ipxe`;
+}
+
+const IPXE_FEATURE_HTTP = 0x13;
+
+export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefined, settings: BootPolicySettings): BootPlan {
+  const server = settings.serverAddress;
+  if (identity.raspberryPi) {
+    // The Pi bootloader needs no file name: option 43 "Raspberry Pi Boot" plus the
+    // TFTP server address, then it fetches <serial>/start4.elf and friends (notes §2).
+    return {
+      kind: 'raspberry-pi',
+      bootServer: server,
+      serial: node?.piSerial ?? identity.raspberryPi.serial,
+      model: node?.piModel ?? identity.raspberryPi.model,
+    };
+  }
+  if (identity.ipxe) {
+    // iPXE loaded (or burned into the NIC) must get its script, not the iPXE binary
+    // again, or it chainloads forever (ipxe.org/howto/dhcpd). An iPXE build without
+    // the HTTP feature is handed the same script over TFTP.
+    const features = identity.ipxe.features;
+    const http = features.size === 0 || features.has(IPXE_FEATURE_HTTP);
+    return {
+      kind: 'file',
+      firmware: identity.firmware,
+      bootFile: http ? ipxeScriptUrl(settings, identity.mac) : `boot/${identity.mac}.ipxe`,
+      bootServer: server,
+      vendorClass: 'PXEClient',
+      ipxe: true,
+    };
+  }
+  if (!identity.wantsNetboot) return { kind: 'none', reason: 'not a network-boot client (no PXEClient/HTTPClient vendor class)' };
+
+  const base = { kind: 'file' as const, firmware: identity.firmware, bootServer: server, ipxe: false };
+  switch (identity.firmware) {
+    case 'bios':
+      return { ...base, bootFile: settings.bootFiles.bios, vendorClass: 'PXEClient' };
+    case 'uefi':
+      if (identity.cpu === 'x86_64') return { ...base, bootFile: settings.bootFiles.uefiX64, vendorClass: 'PXEClient' };
+      if (identity.cpu === 'arm64') return { ...base, bootFile: settings.bootFiles.uefiArm64, vendorClass: 'PXEClient' };
+      return { kind: 'none', reason: `no boot file for UEFI architecture ${identity.archCode}` };
+    case 'uefi-http': {
+      // UEFI HTTP boot takes a full URI in the file field and needs "HTTPClient" back.
+      const file = identity.cpu === 'arm64' ? settings.bootFiles.uefiArm64 : identity.cpu === 'x86_64' ? settings.bootFiles.uefiX64 : undefined;
+      if (!file) return { kind: 'none', reason: `no HTTP boot file for architecture ${identity.archCode}` };
+      return { ...base, bootFile: `http://${server}:${settings.httpPort}/${file}`, vendorClass: 'HTTPClient' };
+    }
+    default:
+      return { kind: 'none', reason: `unrecognised client architecture ${identity.archCode ?? '(none sent)'}` };
+  }
+}

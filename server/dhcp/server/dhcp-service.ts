@@ -1,0 +1,177 @@
+// The DHCP service: datagram -> decode -> client identity -> boot plan -> the
+// handler of the configured mode -> encode -> send. Nothing thrown here escapes
+// to the socket: malformed input is counted, logged at a bounded rate, dropped.
+import type { Logger } from 'pino';
+import { BOOTREQUEST, decodePacket, encodePacket } from '../codec/packet.js';
+import { MESSAGE_TYPE_NAMES } from '../codec/options.js';
+import { describeMalformed, readMessageType } from '../codec/readers.js';
+import { identifyClient, type ClientIdentity } from '../../boot/identity.js';
+import { planBoot, type BootPolicySettings } from '../../boot/policy.js';
+import type { ResolvedConfig, ResolvedNode } from '../../config/load.js';
+import type { Store } from '../../store/store.js';
+import type { Metrics } from '../../metrics.js';
+import { RateLimiter } from '../../util/rate-limited-log.js';
+import { LeasePool } from './lease-pool.js';
+import { FullModeHandler } from './full-handler.js';
+import { ProxyModeHandler } from './proxy-handler.js';
+import { BootServerHandler } from './boot-server-handler.js';
+import { DhcpSockets } from './sockets.js';
+import type { HandlerResult, Listener, ModeHandler, RequestContext } from './context.js';
+import type { Destination, OutgoingReply } from './reply.js';
+
+export interface DhcpServiceDeps {
+  config: ResolvedConfig;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  policy: BootPolicySettings;
+  /** Clock, for tests of expiry. */
+  now?: () => number;
+}
+
+export class DhcpService {
+  private sockets: DhcpSockets | undefined;
+  private readonly modeHandler: ModeHandler;
+  private readonly bootServerHandler: BootServerHandler;
+  readonly pool: LeasePool | undefined;
+  private readonly malformedLog = new RateLimiter(10, 60_000);
+  private readonly errorLog = new RateLimiter(10, 60_000);
+  private readonly now: () => number;
+  private readonly pendingTimers = new Set<NodeJS.Timeout>();
+  private inFlight = 0;
+
+  constructor(private readonly deps: DhcpServiceDeps) {
+    const { config, store } = deps;
+    this.now = deps.now ?? Date.now;
+    const serverId = config.server.address;
+    if (config.dhcp.mode === 'full') {
+      this.pool = new LeasePool(config.dhcp.subnets, store, config.dhcp.offerHoldSeconds * 1000, config.dhcp.declineQuarantineSeconds * 1000);
+      this.modeHandler = new FullModeHandler(this.pool, serverId);
+    } else {
+      this.pool = undefined;
+      this.modeHandler = new ProxyModeHandler(serverId, config.dhcp.piProxyDelayMs);
+    }
+    this.bootServerHandler = new BootServerHandler(serverId);
+  }
+
+  async start(): Promise<void> {
+    const { config, logger } = this.deps;
+    this.sockets = await DhcpSockets.open(
+      { serverAddress: config.server.address, interfaceName: config.dhcp.interface, port: config.dhcp.port, bootServerPort: config.dhcp.proxyPort },
+      (data, source, listener) => this.receive(data, source, listener),
+      (err) => logger.warn({ err: err.message }, 'dhcp socket error'),
+    );
+    logger.info({ mode: config.dhcp.mode, port: config.dhcp.port, bootServerPort: config.dhcp.proxyPort, address: config.server.address, interface: config.dhcp.interface }, 'dhcp listening');
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.pendingTimers) clearTimeout(t);
+    this.pendingTimers.clear();
+    await this.sockets?.close();
+    this.sockets = undefined;
+  }
+
+  /** Requests accepted but not yet answered (waiting for a lease commit). */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  private dropMalformed(reason: string, category: string, source: Destination, length: number): void {
+    this.deps.metrics.dhcpMalformed.inc({ reason: category });
+    const gate = this.malformedLog.take(this.now());
+    if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, bytes: length, reason, suppressedSinceLast: gate.suppressed }, 'dhcp packet dropped');
+  }
+
+  /** Entry point for every datagram. Synchronous part validates; the rest is async and caught. */
+  receive(data: Buffer, source: Destination, listener: Listener): void {
+    const started = process.hrtime.bigint();
+    const decoded = decodePacket(data);
+    if (!decoded.ok) return this.dropMalformed(decoded.reason, 'undecodable', source, data.length);
+    const packet = decoded.packet;
+    // Replies of other DHCP servers reach the broadcast receiver too: not for us.
+    if (packet.op !== BOOTREQUEST) return;
+    if (packet.htype !== 1 || packet.hlen !== 6) return this.dropMalformed(`hardware type ${packet.htype}/${packet.hlen} is not Ethernet`, 'not-ethernet', source, data.length);
+    const messageType = readMessageType(packet.options);
+    if (messageType === undefined) return this.dropMalformed('no valid option 53 (message type)', 'no-message-type', source, data.length);
+    const malformed = describeMalformed(packet.options);
+    if (malformed.length > 0) this.dropMalformedNote(malformed, source);
+
+    const identity = identifyClient(packet);
+    const node = this.lookupNode(identity);
+    const plan = planBoot(identity, node, this.deps.policy);
+    const ctx: RequestContext = { packet, messageType, identity, node, plan, source, listener, now: this.now() };
+    const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
+    this.inFlight++;
+    handler.handle(ctx)
+      .then((result) => this.deliver(ctx, result, started))
+      .catch((err: unknown) => {
+        this.deps.metrics.dhcpHandlerErrors.inc();
+        const gate = this.errorLog.take(this.now());
+        if (gate.log) this.deps.logger.error({ mac: identity.mac, type: MESSAGE_TYPE_NAMES[messageType], err: (err as Error).message, suppressedSinceLast: gate.suppressed }, 'dhcp request failed; no reply sent');
+      })
+      .finally(() => { this.inFlight--; });
+  }
+
+  /** Options with a bad length are ignored (treated as absent), and noted. */
+  private dropMalformedNote(problems: string[], source: Destination): void {
+    this.deps.metrics.dhcpMalformed.inc({ reason: 'bad-option' });
+    const gate = this.malformedLog.take(this.now());
+    if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed }, 'dhcp options ignored');
+  }
+
+  private lookupNode(identity: ClientIdentity): ResolvedNode | undefined {
+    const byMac = this.deps.store.nodeByMac(identity.mac);
+    if (byMac) return byMac;
+    const serial = identity.raspberryPi?.serial;
+    return serial ? this.deps.store.nodeByPiSerial(serial) : undefined;
+  }
+
+  private async deliver(ctx: RequestContext, result: HandlerResult, started: bigint): Promise<void> {
+    const { metrics, logger, store } = this.deps;
+    const typeName = MESSAGE_TYPE_NAMES[ctx.messageType] ?? String(ctx.messageType);
+    metrics.dhcpPackets.inc({ type: typeName, listener: ctx.listener, outcome: result.outcome });
+    for (const reply of result.replies) await this.sendReply(ctx, reply);
+    metrics.dhcpHandleSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+
+    // One structured line, and one timeline event, per boot-relevant exchange.
+    const bootRelevant = ctx.node !== undefined || ctx.plan.kind !== 'none';
+    const event = {
+      mac: ctx.identity.mac,
+      node: ctx.node?.hostname,
+      type: typeName,
+      listener: ctx.listener,
+      outcome: result.outcome,
+      firmware: ctx.identity.firmware,
+      arch: ctx.identity.archCode,
+      ipxe: ctx.identity.ipxe !== undefined,
+      bootFile: ctx.plan.kind === 'file' ? ctx.plan.bootFile : undefined,
+      piSerial: ctx.plan.kind === 'raspberry-pi' ? ctx.plan.serial : undefined,
+      ...result.detail,
+    };
+    if (bootRelevant) {
+      logger.info(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
+      if (result.replies.length > 0 || result.outcome === 'nak') {
+        store.recordEvent({ at: new Date(ctx.now).toISOString(), mac: ctx.identity.mac, type: `dhcp.${result.outcome}`, detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile } });
+      }
+    } else {
+      logger.debug(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
+    }
+  }
+
+  private async sendReply(ctx: RequestContext, reply: OutgoingReply): Promise<void> {
+    const { buffer, dropped } = encodePacket(reply.packet, reply.maxMessageSize);
+    if (dropped.length > 0) this.deps.logger.warn({ mac: ctx.identity.mac, dropped }, 'dhcp reply too large for the client: options left out');
+    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination);
+    if (reply.delayMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { this.pendingTimers.delete(t); resolve(); }, reply.delayMs);
+        this.pendingTimers.add(t);
+      });
+    }
+    try {
+      await send();
+    } catch (err) {
+      this.deps.logger.warn({ mac: ctx.identity.mac, to: `${reply.destination.address}:${reply.destination.port}`, err: (err as Error).message }, 'dhcp reply not sent');
+    }
+  }
+}

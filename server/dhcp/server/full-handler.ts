@@ -1,0 +1,136 @@
+// Full DHCP mode: bootfarm leases addresses and hands out boot information in the
+// same reply (RFC 2131 §4.3).
+import { MessageType, Opt } from '../codec/options.js';
+import { readRequestedIp, readServerId } from '../codec/readers.js';
+import type { ResolvedSubnet } from '../../config/load.js';
+import { ipv4ToNumber, ZERO_IPV4 } from '../../util/ipv4.js';
+import type { LeasePool } from './lease-pool.js';
+import type { HandlerResult, ModeHandler, RequestContext } from './context.js';
+import {
+  addBootOptions, addLeaseOptions, echoRelayAgentInfo, maxMessageSizeOf, replyDestination, replySkeleton,
+  type OutgoingReply,
+} from './reply.js';
+import type { DhcpPacket } from '../codec/packet.js';
+
+export class FullModeHandler implements ModeHandler {
+  constructor(
+    private readonly pool: LeasePool,
+    /** Our address: option 54, and what SELECTING requests must name. */
+    private readonly serverId: string,
+  ) {}
+
+  /** The subnet a request belongs to: the relay's (giaddr), else the served segment's. */
+  private subnetOf(ctx: RequestContext): ResolvedSubnet | undefined {
+    const anchor = ctx.packet.giaddr !== ZERO_IPV4 ? ctx.packet.giaddr : this.serverId;
+    return this.pool.subnetFor(anchor);
+  }
+
+  async handle(ctx: RequestContext): Promise<HandlerResult> {
+    switch (ctx.messageType) {
+      case MessageType.DISCOVER: return this.discover(ctx);
+      case MessageType.REQUEST: return this.request(ctx);
+      case MessageType.DECLINE: return this.decline(ctx);
+      case MessageType.RELEASE: return this.release(ctx);
+      case MessageType.INFORM: return this.inform(ctx);
+      default: return { replies: [], outcome: 'ignored-type' };
+    }
+  }
+
+  private reply(ctx: RequestContext, type: number, yiaddr: string, subnet: ResolvedSubnet | undefined, withLease: boolean): OutgoingReply {
+    const reply = replySkeleton(ctx.packet, type, this.serverId);
+    reply.yiaddr = yiaddr;
+    if (type === MessageType.ACK) reply.ciaddr = ctx.packet.ciaddr;
+    if (subnet) addLeaseOptions(reply, subnet, withLease ? subnet.leaseSeconds : undefined, ctx.node?.hostname);
+    addBootOptions(ctx.packet, reply, ctx.plan, 'full');
+    echoRelayAgentInfo(ctx.packet, reply);
+    return { packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs: 0 };
+  }
+
+  private nak(ctx: RequestContext, message: string): HandlerResult {
+    const reply: DhcpPacket = replySkeleton(ctx.packet, MessageType.NAK, this.serverId);
+    reply.options.set(Opt.MESSAGE, Buffer.from(message, 'latin1'));
+    echoRelayAgentInfo(ctx.packet, reply);
+    const destination = replyDestination(ctx.packet, reply, true);
+    return { replies: [{ packet: reply, destination, maxMessageSize: 576, delayMs: 0 }], outcome: 'nak', detail: { reason: message } };
+  }
+
+  private async discover(ctx: RequestContext): Promise<HandlerResult> {
+    const subnet = this.subnetOf(ctx);
+    if (!subnet) return { replies: [], outcome: 'no-subnet', detail: { giaddr: ctx.packet.giaddr } };
+    const key = ctx.identity.leaseKey;
+    const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now);
+    if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
+    if (ctx.plan.kind === 'raspberry-pi') {
+      // The Pi bootloader uses the OFFER's address without always completing the
+      // exchange (notes §1.11), so its offer is committed as a binding first.
+      await this.pool.bind(result.ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
+    }
+    return { replies: [this.reply(ctx, MessageType.OFFER, result.ip, subnet, true)], outcome: 'offer', detail: { ip: result.ip } };
+  }
+
+  private async request(ctx: RequestContext): Promise<HandlerResult> {
+    const { packet, identity, now } = ctx;
+    const key = identity.leaseKey;
+    const serverId = readServerId(packet.options);
+    const requested = readRequestedIp(packet.options);
+    const subnet = this.subnetOf(ctx);
+    if (!subnet) return { replies: [], outcome: 'no-subnet' };
+
+    if (serverId !== undefined) {
+      // SELECTING (RFC 2131 §4.3.2): the client names the server it chose.
+      if (serverId !== this.serverId) return { replies: [], outcome: 'ignored-other-server', detail: { serverId } };
+      if (!requested) return this.nak(ctx, 'requested address (option 50) missing');
+      return this.bindOrNak(ctx, subnet, requested, key);
+    }
+    if (packet.ciaddr === ZERO_IPV4) {
+      // INIT-REBOOT: verify the address the client remembers.
+      if (!requested) return { replies: [], outcome: 'ignored-malformed', detail: { reason: 'REQUEST without server id, requested ip or ciaddr' } };
+      if (!this.pool.subnetFor(requested) || this.pool.subnetFor(requested) !== subnet) return this.nak(ctx, 'address not on this network');
+      const binding = this.pool.binding(key, now);
+      const reserved = ctx.node?.ip;
+      if (reserved && reserved !== requested) return this.nak(ctx, 'address is not the one reserved for this client');
+      if (binding && binding.ip !== requested) return this.nak(ctx, 'address is not this client\'s lease');
+      if (!binding && !reserved) {
+        // §4.3.2: with no record of the client the server MUST remain silent,
+        // unless the address is plainly someone else's.
+        if (!this.pool.isAvailableTo(ipNum(requested), key, identity.mac, now)) return this.nak(ctx, 'address in use');
+        return { replies: [], outcome: 'ignored-unknown-client' };
+      }
+      return this.bindOrNak(ctx, subnet, requested, key);
+    }
+    // RENEWING (unicast) or REBINDING (broadcast): the client is at ciaddr.
+    if (this.pool.subnetFor(packet.ciaddr) !== subnet) return this.nak(ctx, 'address not on this network');
+    return this.bindOrNak(ctx, subnet, packet.ciaddr, key);
+  }
+
+  private async bindOrNak(ctx: RequestContext, subnet: ResolvedSubnet, ip: string, key: string): Promise<HandlerResult> {
+    const reserved = ctx.node?.ip;
+    if (reserved && reserved !== ip) return this.nak(ctx, 'address is not the one reserved for this client');
+    if (!this.pool.isAvailableTo(ipNum(ip), key, ctx.identity.mac, ctx.now)) return this.nak(ctx, 'address not available');
+    const ipN = ipNum(ip);
+    if (!reserved && (ipN < subnet.rangeStart || ipN > subnet.rangeEnd)) return this.nak(ctx, 'address outside the pool');
+    // The ACK is sent only once the binding is on disk: a crash loses no lease a client holds.
+    await this.pool.bind(ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
+    return { replies: [this.reply(ctx, MessageType.ACK, ip, subnet, true)], outcome: 'ack', detail: { ip } };
+  }
+
+  private async decline(ctx: RequestContext): Promise<HandlerResult> {
+    const ip = readRequestedIp(ctx.packet.options);
+    if (!ip) return { replies: [], outcome: 'ignored-malformed', detail: { reason: 'DECLINE without option 50' } };
+    const done = await this.pool.decline(ip, ctx.identity.leaseKey, ctx.identity.mac, ctx.now);
+    return { replies: [], outcome: done ? 'declined' : 'ignored-decline', detail: { ip } };
+  }
+
+  private async release(ctx: RequestContext): Promise<HandlerResult> {
+    const done = await this.pool.release(ctx.packet.ciaddr, ctx.identity.leaseKey, ctx.now);
+    return { replies: [], outcome: done ? 'released' : 'ignored-release', detail: { ip: ctx.packet.ciaddr } };
+  }
+
+  private async inform(ctx: RequestContext): Promise<HandlerResult> {
+    // §4.3.5: configuration only; no yiaddr and no lease time, sent to ciaddr.
+    const subnet = ctx.packet.ciaddr !== ZERO_IPV4 ? this.pool.subnetFor(ctx.packet.ciaddr) : this.subnetOf(ctx);
+    return { replies: [this.reply(ctx, MessageType.ACK, ZERO_IPV4, subnet, false)], outcome: 'ack-inform' };
+  }
+}
+
+const ipNum = ipv4ToNumber;

@@ -1,0 +1,103 @@
+// The DHCP sockets. node:dgram cannot report the ingress interface (no IP_PKTINFO)
+// and cannot unicast to a client that has no address yet, so (anchors.md §5):
+// - a receiver bound to 0.0.0.0:67 gets the broadcasts of every segment;
+// - a sender bound to the served interface's address:67 makes Linux route
+//   255.255.255.255 out of that interface with that source address. Unicasts to
+//   that address (renewals, relays) land on it too, so it also receives.
+// One process therefore serves one segment directly; relays (giaddr) reach others.
+import dgram from 'node:dgram';
+import { networkInterfaces } from 'node:os';
+import type { Listener } from './context.js';
+import type { Destination } from './reply.js';
+
+export type DatagramHandler = (data: Buffer, source: Destination, listener: Listener) => void;
+
+export interface DhcpSocketOptions {
+  serverAddress: string;
+  interfaceName: string | undefined;
+  port: number;
+  /** The PXE boot-server port (4011); undefined to not listen. */
+  bootServerPort: number | undefined;
+}
+
+export class SocketSetupError extends Error {}
+
+function explainBindError(err: NodeJS.ErrnoException, address: string, port: number): SocketSetupError {
+  switch (err.code) {
+    case 'EACCES': return new SocketSetupError(`cannot bind ${address}:${port}: ports below 1024 need root or CAP_NET_BIND_SERVICE`);
+    case 'EADDRINUSE': return new SocketSetupError(`cannot bind ${address}:${port}: another DHCP server is listening there`);
+    case 'EADDRNOTAVAIL': return new SocketSetupError(`cannot bind ${address}:${port}: ${address} is not an address of this host (server.address)`);
+    default: return new SocketSetupError(`cannot bind ${address}:${port}: ${err.message}`);
+  }
+}
+
+/** Checks that server.address is on the served interface, with a message that says how to fix it. */
+export function checkInterface(interfaceName: string | undefined, serverAddress: string): void {
+  if (!interfaceName) return;
+  const all = networkInterfaces();
+  const addrs = all[interfaceName];
+  if (!addrs) {
+    throw new SocketSetupError(`dhcp.interface ${interfaceName} does not exist on this host (have: ${Object.keys(all).join(', ')})`);
+  }
+  const v4 = addrs.filter((a) => a.family === 'IPv4').map((a) => a.address);
+  if (!v4.includes(serverAddress)) {
+    throw new SocketSetupError(`server.address ${serverAddress} is not on dhcp.interface ${interfaceName} (its IPv4 addresses: ${v4.join(', ') || 'none'})`);
+  }
+}
+
+function bindSocket(address: string, port: number, onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const onError = (err: NodeJS.ErrnoException) => { socket.close(); reject(explainBindError(err, address, port)); };
+    socket.once('error', onError);
+    socket.on('message', onMessage);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      socket.setBroadcast(true);
+      resolve(socket);
+    });
+  });
+}
+
+export class DhcpSockets {
+  private constructor(
+    private readonly receiver: dgram.Socket,
+    private readonly sender: dgram.Socket,
+    private readonly bootServer: dgram.Socket | undefined,
+  ) {}
+
+  static async open(options: DhcpSocketOptions, handler: DatagramHandler, onSocketError: (err: Error) => void): Promise<DhcpSockets> {
+    checkInterface(options.interfaceName, options.serverAddress);
+    const deliver = (listener: Listener) => (msg: Buffer, rinfo: dgram.RemoteInfo) =>
+      handler(msg, { address: rinfo.address, port: rinfo.port }, listener);
+    const opened: dgram.Socket[] = [];
+    try {
+      const sender = await bindSocket(options.serverAddress, options.port, deliver('dhcp'));
+      opened.push(sender);
+      const receiver = await bindSocket('0.0.0.0', options.port, deliver('dhcp'));
+      opened.push(receiver);
+      const bootServer = options.bootServerPort !== undefined
+        ? await bindSocket('0.0.0.0', options.bootServerPort, deliver('boot-server'))
+        : undefined;
+      if (bootServer) opened.push(bootServer);
+      // After setup, a socket error (e.g. ENETUNREACH on one send) is reported, never thrown.
+      for (const s of opened) s.on('error', onSocketError);
+      return new DhcpSockets(receiver, sender, bootServer);
+    } catch (err) {
+      for (const s of opened) s.close();
+      throw err;
+    }
+  }
+
+  send(listener: Listener, data: Buffer, destination: Destination): Promise<void> {
+    const socket = listener === 'boot-server' && this.bootServer ? this.bootServer : this.sender;
+    return new Promise((resolve, reject) => {
+      socket.send(data, destination.port, destination.address, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async close(): Promise<void> {
+    const sockets = [this.receiver, this.sender, this.bootServer].filter((s): s is dgram.Socket => s !== undefined);
+    await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}

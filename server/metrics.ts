@@ -1,0 +1,30 @@
+// Prometheus metrics. One registry per running service, so tests can start
+// several services in one process without label clashes.
+import { Counter, Histogram, Registry } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly dhcpPackets = new Counter({
+    name: 'bootfarm_dhcp_packets_total',
+    help: 'DHCP requests handled, by message type, listener and outcome',
+    labelNames: ['type', 'listener', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpMalformed = new Counter({
+    name: 'bootfarm_dhcp_malformed_total',
+    help: 'Datagrams dropped because they could not be decoded, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpHandlerErrors = new Counter({
+    name: 'bootfarm_dhcp_handler_errors_total',
+    help: 'Requests whose handling failed (e.g. the lease could not be persisted)',
+    registers: [this.registry],
+  });
+  readonly dhcpHandleSeconds = new Histogram({
+    name: 'bootfarm_dhcp_handle_seconds',
+    help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2],
+    registers: [this.registry],
+  });
+}
