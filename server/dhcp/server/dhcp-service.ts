@@ -150,7 +150,8 @@ export class DhcpService {
     };
     if (bootRelevant) {
       logger.info(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
-      if (result.replies.length > 0 || result.outcome === 'nak') {
+      // Timelines are kept for inventory nodes only, so DHCP from random MACs cannot grow them.
+      if (ctx.node && (result.replies.length > 0 || result.outcome === 'nak')) {
         store.recordEvent({ at: new Date(ctx.now).toISOString(), mac: ctx.identity.mac, type: `dhcp.${result.outcome}`, detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile } });
       }
     } else {

@@ -121,8 +121,15 @@ export class LeasePool {
     // get their previous address back (RFC 2131 §4.3.1 "previous binding").
     let best: number | undefined;
     let bestAge = Infinity;
+    // Last resort: an address only *offered* to another client. Offer holds are soft,
+    // so a flood of DISCOVERs from random MACs cannot lock real clients out.
+    let oldestHold: Offer | undefined;
     for (let ip = subnet.rangeStart; ip <= subnet.rangeEnd; ip++) {
-      if (!this.isAvailableTo(ip, key, mac, now)) continue;
+      if (!this.isAvailableTo(ip, key, mac, now)) {
+        const offer = this.offersByIp.get(ip);
+        if (offer && offer.key !== key && this.isFreeIgnoringOffers(ip, now) && (!oldestHold || offer.holdUntil < oldestHold.holdUntil)) oldestHold = offer;
+        continue;
+      }
       const rec = this.byIp.get(ip);
       const age = rec ? rec.updatedAt : -1;
       if (age < bestAge) {
@@ -131,7 +138,18 @@ export class LeasePool {
         if (!rec) break;
       }
     }
+    if (best === undefined && oldestHold) {
+      this.offersByKey.delete(oldestHold.key);
+      this.offersByIp.delete(oldestHold.ip);
+      best = oldestHold.ip;
+    }
     return best;
+  }
+
+  private isFreeIgnoringOffers(ip: number, now: number): boolean {
+    if (this.reservedIps.has(ip)) return false;
+    const rec = this.byIp.get(ip);
+    return !rec || rec.state === 'released' || rec.expiresAt <= now;
   }
 
   /** Commits a binding (REQUEST -> ACK, or a Pi's offer); resolves once durable. */

@@ -1,0 +1,45 @@
+// QEMU guests for tests: SeaBIOS+iPXE or OVMF on a lab tap, accelerated by KVM
+// only where KVM can really run a guest.
+import { accessSync, constants, existsSync } from 'node:fs';
+import type { NetLab } from './netlab.js';
+import type { Background } from './proc.js';
+
+/**
+ * KVM when /dev/kvm is usable and is not the nested "kvm_pvm" backend (which only
+ * runs PVM-aware guests: SeaBIOS resets inside iPXE, see e2e-reference pitfalls);
+ * TCG otherwise. BOOTFARM_QEMU_ACCEL=kvm|tcg overrides.
+ */
+export function qemuAccel(): 'kvm' | 'tcg' {
+  const forced = process.env.BOOTFARM_QEMU_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return forced;
+  if (existsSync('/sys/module/kvm_pvm')) return 'tcg';
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return 'kvm';
+  } catch {
+    return 'tcg';
+  }
+}
+
+export function findOvmf(): string | undefined {
+  return ['/usr/share/ovmf/OVMF.fd', '/usr/share/qemu/OVMF.fd'].find((p) => existsSync(p));
+}
+
+export type GuestFirmware = 'seabios' | 'ovmf';
+
+export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string): Promise<Background> {
+  const tap = await lab.addTap();
+  const accel = qemuAccel();
+  const args = [
+    '-machine', 'q35', '-accel', accel, '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
+    '-boot', 'n',
+    '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    '-device', `e1000,netdev=n0,mac=${mac}`,
+  ];
+  if (firmware === 'ovmf') {
+    const ovmf = findOvmf();
+    if (!ovmf) throw new Error('OVMF firmware not found: apt-get install ovmf');
+    args.push('-bios', ovmf);
+  }
+  return lab.spawn(lab.switchNs, 'qemu-system-x86_64', args, `qemu-${firmware}`);
+}
