@@ -31,9 +31,16 @@ export type BootPlan =
       model: 3 | 4 | 5 | undefined;
     };
 
-/** The per-node iPXE script's URL; the HTTP issue serves it from the resolver chain. */
+/**
+ * The per-node iPXE script's path. The MAC is written with hyphens: iPXE
+ * percent-encodes ':' in URL paths, and hyphens keep the URL readable in logs.
+ */
+export function ipxeScriptPath(mac: string): string {
+  return `boot/${mac.replace(/:/g, '-')}.ipxe`;
+}
+
 export function ipxeScriptUrl(settings: BootPolicySettings, mac: string): string {
-  return `http://${settings.serverAddress}:${settings.httpPort}/boot/${mac}.ipxe`;
+  return `http://${settings.serverAddress}:${settings.httpPort}/${ipxeScriptPath(mac)}`;
 }
 
 const IPXE_FEATURE_HTTP = 0x13;
@@ -59,7 +66,7 @@ export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefine
     return {
       kind: 'file',
       firmware: identity.firmware,
-      bootFile: http ? ipxeScriptUrl(settings, identity.mac) : `boot/${identity.mac}.ipxe`,
+      bootFile: http ? ipxeScriptUrl(settings, identity.mac) : ipxeScriptPath(identity.mac),
       bootServer: server,
       vendorClass: 'PXEClient',
       ipxe: true,

@@ -55,9 +55,9 @@ export class Background {
     return this.child.pid as number;
   }
 
-  /** Resolves with the first line (already seen or future) that passes `test`. */
-  waitFor(test: (line: string) => boolean, timeoutMs: number, what = 'a matching line'): Promise<string> {
-    const seen = this.lines.find(test);
+  /** Resolves with the first line (from line index `since` on, seen or future) that passes `test`. */
+  waitFor(test: (line: string) => boolean, timeoutMs: number, what = 'a matching line', since = 0): Promise<string> {
+    const seen = this.lines.slice(since).find(test);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

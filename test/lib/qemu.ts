@@ -34,7 +34,10 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     '-machine', 'q35', '-accel', accel, '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
     '-boot', 'n',
     '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-    '-device', `e1000,netdev=n0,mac=${mac}`,
+    // SeaBIOS boots through the e1000's iPXE option ROM. For OVMF the NIC gets no
+    // option ROM (romfile=), so OVMF's own VirtioNet driver and UEFI PXE stack run:
+    // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
+    '-device', firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
   ];
   if (firmware === 'ovmf') {
     const ovmf = findOvmf();

@@ -1,0 +1,58 @@
+// Shared steps of the firmware tests: a lab with bootfarm, an observer on the
+// TFTP/HTTP ports, and a QEMU guest whose first fetch is awaited.
+import { NetLab } from '../lib/netlab.js';
+import { startBootfarm, nodeArgs, REPO_ROOT, type BootfarmProcess } from '../lib/bootfarm.js';
+import { startGuest, type GuestFirmware } from '../lib/qemu.js';
+import type { Background } from '../lib/proc.js';
+import path from 'node:path';
+
+export interface FetchSeen {
+  proto: 'tftp' | 'http';
+  file?: string;
+  path?: string;
+  from: string;
+}
+
+export interface FirmwareLab {
+  lab: NetLab;
+  bootfarm: BootfarmProcess;
+  observer: Background;
+  srvNs: string;
+}
+
+export async function createFirmwareLab(tag: string, dhcp: Record<string, unknown>, withSiteDhcp: boolean): Promise<FirmwareLab & { site?: Background }> {
+  const lab = await NetLab.create(tag);
+  const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
+  let site: Background | undefined;
+  if (withSiteDhcp) {
+    // The site's own DHCP server: stock dnsmasq with no PXE configuration at all.
+    const siteHost = await lab.addHost('site', { address: '10.9.0.254/24' });
+    site = lab.spawn(siteHost.ns, 'dnsmasq', [
+      '--keep-in-foreground', '--log-facility=-', '--log-dhcp', '--port=0', '--conf-file=/dev/null', '--pid-file',
+      '--interface=eth0', '--bind-interfaces', '--dhcp-range=10.9.0.50,10.9.0.99,1h',
+      `--dhcp-leasefile=/tmp/${lab.id}-dnsmasq.leases`, '--dhcp-option=3,10.9.0.254',
+    ], 'dnsmasq');
+    await site.waitFor((l) => l.includes('DHCP, IP range'), 10_000, 'dnsmasq ready');
+  }
+  const bootfarm = await startBootfarm(lab, srv.ns, {
+    server: { address: '10.9.0.1' },
+    dhcp: { interface: 'eth0', ...dhcp },
+    http: { port: 8080 },
+  });
+  const observer = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/wire-observer.ts'), ['69', '8080']), 'observer');
+  await observer.waitFor((l) => l.includes('"ready":true'), 15_000, 'observer ready');
+  return { lab, bootfarm, observer, srvNs: srv.ns, site };
+}
+
+/** Boots a guest and resolves with its first TFTP or HTTP request to the server. */
+export async function firstFetch(fl: FirmwareLab, firmware: GuestFirmware, mac: string, timeoutMs: number): Promise<FetchSeen> {
+  const since = fl.observer.lines.length;
+  const guest = await startGuest(fl.lab, firmware, mac);
+  try {
+    const line = await fl.observer.waitFor((l) => l.includes('"proto"'), timeoutMs, `the first fetch of the ${firmware} guest`, since)
+      .catch((err: Error) => { throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-20).join('\n')}`); });
+    return JSON.parse(line) as FetchSeen;
+  } finally {
+    await guest.stop('SIGTERM', 2000);
+  }
+}
