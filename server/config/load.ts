@@ -224,7 +224,7 @@ function semanticProblems(cfg: ConfigFile, locate: Locator): ConfigProblem[] {
     if (dupMac !== undefined) problems.push(locate.problem([...base, 'mac'], `expected a unique MAC, but nodes[${dupMac}] has ${mac} too`));
     macs.set(mac, index);
     const dupName = names.get(n.hostname.toLowerCase());
-    if (dupName !== undefined) problems.push(locate.problem([...base, 'hostname'], `expected a unique hostname, but nodes[${dupName}] is ${n.hostname} too`));
+    if (dupName !== undefined) problems.push(locate.problem([...base, 'hostname'], `expected a unique hostname, but nodes[${dupName}] is ${cfg.nodes?.[dupName]?.hostname} too`));
     names.set(n.hostname.toLowerCase(), index);
     if (n.ip) {
       const dupIp = ips.get(n.ip);
@@ -292,7 +292,8 @@ export function parseConfig(text: string, file: string): ResolvedConfig {
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
+      // Some errors (duplicate keys) carry only an offset, not a line position.
+      const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
       return { file, line: pos?.line, column: pos?.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
     }));
   }

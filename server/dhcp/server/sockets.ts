@@ -59,6 +59,19 @@ function bindSocket(address: string, port: number, onMessage: (msg: Buffer, rinf
   });
 }
 
+/**
+ * Our own two sockets on port 67 need SO_REUSEADDR, which would also let a second
+ * DHCP server bind beside us unnoticed. So first bind the wildcard address without
+ * it: that fails with EADDRINUSE if anything else holds the port.
+ */
+function probeFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    probe.once('error', (err: NodeJS.ErrnoException) => { probe.close(); reject(explainBindError(err, '0.0.0.0', port)); });
+    probe.bind({ address: '0.0.0.0', port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 export class DhcpSockets {
   private constructor(
     private readonly receiver: dgram.Socket,
@@ -70,6 +83,8 @@ export class DhcpSockets {
     checkInterface(options.interfaceName, options.serverAddress);
     const deliver = (listener: Listener) => (msg: Buffer, rinfo: dgram.RemoteInfo) =>
       handler(msg, { address: rinfo.address, port: rinfo.port }, listener);
+    await probeFree(options.port);
+    if (options.bootServerPort !== undefined) await probeFree(options.bootServerPort);
     const opened: dgram.Socket[] = [];
     try {
       const sender = await bindSocket(options.serverAddress, options.port, deliver('dhcp'));

@@ -1,0 +1,98 @@
+// Configuration: the example validates; every error names the file, the line,
+// the key and what was expected; `bootfarm config check` reports and exits 2.
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig, parseConfig } from '../../server/config/load.js';
+import { ConfigError } from '../../server/config/errors.js';
+import { run } from '../lib/proc.js';
+import { CLI, nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
+
+function problems(text: string): string[] {
+  try {
+    parseConfig(text, 'cfg.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  it('accepts the example and resolves defaults and paths', () => {
+    const file = path.join(REPO_ROOT, 'examples/bootfarm.yaml');
+    const c = loadConfig(file);
+    expect(c.dhcp).toMatchObject({ mode: 'full', port: 67, proxyPort: 4011, interface: 'br0', offerHoldSeconds: 30 });
+    expect(c.dhcp.subnets[0]).toMatchObject({ netmask: '255.255.255.0', broadcast: '10.9.0.255', leaseSeconds: 3600 });
+    expect(c.server.stateDir).toBe(path.join(REPO_ROOT, 'examples/state'));
+    expect(c.nodes.map((n) => n.mac)).toEqual(['52:54:00:00:00:01', 'dc:a6:32:01:02:03']);
+    expect(c.boot).toEqual({ bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi' });
+  });
+
+  it('names file, line, column, key and expectation for each problem', () => {
+    expect(problems(`server:
+  address: 10.9.0.999
+  stateDir: ./state
+dhcp:
+  mode: fulll
+  port: 70000
+  subnet: []
+nodes:
+  - { mac: "52:54:00:00:00:01", hostname: node-1 }
+  - { hostname: node_2 }
+`)).toEqual([
+      'cfg.yaml:2:12: server.address: expected an IPv4 address like 10.9.0.1, got "10.9.0.999"',
+      'cfg.yaml:7:3: dhcp.subnet: unknown key; expected one of mode, port, proxyPort, interface, subnets, offerHoldSeconds, declineQuarantineSeconds, piProxyDelayMs',
+      'cfg.yaml:5:9: dhcp.mode: expected one of full, proxy, off, got "fulll"',
+      'cfg.yaml:6:9: dhcp.port: expected a port number 1-65535, got 70000',
+      'cfg.yaml:10:5: nodes[1].mac: missing; expected a MAC address like "52:54:00:00:00:01" (quoted)',
+      'cfg.yaml:10:17: nodes[1].hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "node_2"',
+    ]);
+  });
+
+  it('checks networks, ranges and duplicates', () => {
+    expect(problems(`server: { address: 10.9.0.1, stateDir: s }
+dhcp:
+  mode: full
+  subnets:
+    - { cidr: 10.9.0.0/24, range: [10.9.0.200, 10.9.0.100], router: 10.8.0.1 }
+    - { cidr: 10.9.1.0/24, range: [10.9.1.0, 10.9.2.5] }
+nodes:
+  - { mac: "52:54:00:00:00:01", hostname: a, ip: 10.9.0.5 }
+  - { mac: "52-54-00-00-00-01", hostname: A, ip: 10.9.0.5 }
+  - { mac: "52:54:00:00:00:03", hostname: c, ip: 192.168.1.1 }
+`)).toEqual([
+      'cfg.yaml:5:35: dhcp.subnets[0].range: expected [first, last] with first <= last, got [10.9.0.200, 10.9.0.100]',
+      'cfg.yaml:5:69: dhcp.subnets[0].router: expected an address inside 10.9.0.0/24, got 10.8.0.1',
+      'cfg.yaml:6:35: dhcp.subnets[1].range: expected both ends inside 10.9.1.0/24, got [10.9.1.0, 10.9.2.5]',
+      'cfg.yaml:9:12: nodes[1].mac: expected a unique MAC, but nodes[0] has 52:54:00:00:00:01 too',
+      'cfg.yaml:9:43: nodes[1].hostname: expected a unique hostname, but nodes[0] is a too',
+      'cfg.yaml:9:50: nodes[1].ip: expected a unique address, but nodes[0] has 10.9.0.5 too',
+      'cfg.yaml:10:50: nodes[2].ip: expected an address inside one of dhcp.subnets, got 192.168.1.1',
+    ]);
+  });
+
+  it('reports YAML syntax errors and duplicate keys with their line', () => {
+    expect(problems('server:\n  address: 10.9.0.1\n  address: 10.9.0.2\n')[0]).toMatch(/^cfg\.yaml:3:3: YAML syntax: Map keys must be unique/);
+    expect(problems('server: [\n')[0]).toMatch(/^cfg\.yaml:\d+:\d+: YAML syntax:/);
+    expect(problems('- a\n- b\n')).toEqual(['cfg.yaml:1:1: expected a mapping with at least a "server" section']);
+  });
+
+  it('bootfarm config check: ok exits 0, problems exit 2 on stderr, a missing file is named', async () => {
+    const ok = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]));
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('ok (dhcp full, subnets: 10.9.0.0/24, 2 nodes)');
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-cfg-'));
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'server: { address: 10.9.0.1, stateDir: s }\ndhcp: { mode: full }\n');
+    const r = await run(process.execPath, nodeArgs(CLI, ['config', 'check', bad]));
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`bootfarm: ${bad}:2:7: dhcp.subnets: expected at least one subnet when dhcp.mode is full`);
+
+    const missing = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(dir, 'nope.yaml')]));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe(`bootfarm: ${path.join(dir, 'nope.yaml')}: cannot read the file (ENOENT)`);
+  });
+});
