@@ -57,4 +57,7 @@ dhcp:
 log: { level: warn }
 EOF
 
-exec node "$main_js" serve --config "$dir/bootfarm.yaml"
+# BOOTFARM_NODE_FLAGS: extra node flags for profiling by hand (e.g. --cpu-prof
+# --cpu-prof-dir=/tmp/prof); unset in benchmark runs.
+# shellcheck disable=SC2086
+exec node ${BOOTFARM_NODE_FLAGS:-} "$main_js" serve --config "$dir/bootfarm.yaml"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for bootfarm's tests and runs all of them:
+# system packages (real DHCP clients, dnsmasq, QEMU firmware...), npm packages,
+# the type check, then every test. Needs root: tests create network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: the tests create network namespaces and bind port 67; run as root (sudo)" >&2
+  exit 2
+fi
+scripts/install-system-deps.sh runtime test
+npm ci --no-audit --no-fund --loglevel=error
+npx tsc -p tsconfig.json --noEmit
+
+report=$(mktemp)
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile="$report" || status=$?
+# One plain closing line that any CI can read.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$report" || true
+rm -f "$report"
+exit "$status"
