@@ -18,6 +18,7 @@ import { BootServerHandler } from '../../server/dhcp/server/boot-server-handler.
 import type { RequestContext } from '../../server/dhcp/server/context.js';
 import { RASPBERRY_PI_OPTION_43 } from '../../server/dhcp/server/reply.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
+import { ipv4ToNumber } from '../../server/util/ipv4.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test/fixtures/dhcp');
 const settings: BootPolicySettings = {
@@ -198,6 +199,32 @@ nodes:
     expect((await proxy.handle(context(fixture('ovmf-uefi-pxe-discover.bin')))).replies[0]?.delayMs).toBe(0);
     expect((await proxy.handle(context(fixture('udhcpc-discover.bin')))).replies).toEqual([]);
     expect((await proxy.handle(context(fixture('qemu-seabios-ipxe-request.bin')))).outcome).toBe('ignored-proxy-not-discover');
+  });
+
+  it('full mode: a relayed request is answered to giaddr:67 with option 82 echoed unchanged, last', async () => {
+    const request = fixture('udhcpc-discover.bin');
+    request.giaddr = '10.9.0.2';
+    request.hops = 1;
+    const agentInfo = Buffer.from('0106657468302f31020401020304', 'hex');
+    request.options.set(82, agentInfo);
+    const result = await full().handle(context(request));
+    expect(result.replies[0]?.destination).toEqual({ address: '10.9.0.2', port: 67 });
+    const offer = wire((result.replies[0] as { packet: DhcpPacket }).packet);
+    expect(offer.giaddr).toBe('10.9.0.2');
+    expect(offer.hops).toBe(0);
+    expect(offer.options.get(82)).toEqual(agentInfo);
+    expect([...offer.options.keys()].at(-1)).toBe(82);
+  });
+
+  it('full mode: a client that chose another server frees the address we offered it', async () => {
+    const pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000);
+    const handler = new FullModeHandler(pool, '10.9.0.1');
+    const offered = wire(((await handler.handle(context(fixture('udhcpc-discover.bin')))).replies[0] as { packet: DhcpPacket }).packet).yiaddr;
+    expect(pool.isAvailableTo(ipv4ToNumber(offered), 'someone-else', 'someone-else', Date.now())).toBe(false);
+    const request = fixture('udhcpc-request.bin');
+    request.options.set(54, Buffer.from([10, 9, 0, 254]));
+    expect((await handler.handle(context(request))).outcome).toBe('ignored-other-server');
+    expect(pool.isAvailableTo(ipv4ToNumber(offered), 'someone-else', 'someone-else', Date.now())).toBe(true);
   });
 
   it('boot server (4011): UEFI gets an ACK with the file, unicast back to the source', async () => {

@@ -78,7 +78,10 @@ export class FullModeHandler implements ModeHandler {
 
     if (serverId !== undefined) {
       // SELECTING (RFC 2131 §4.3.2): the client names the server it chose.
-      if (serverId !== this.serverId) return { replies: [], outcome: 'ignored-other-server', detail: { serverId } };
+      if (serverId !== this.serverId) {
+        this.pool.dropOffer(key);
+        return { replies: [], outcome: 'ignored-other-server', detail: { serverId } };
+      }
       if (!requested) return this.nak(ctx, 'requested address (option 50) missing');
       return this.bindOrNak(ctx, subnet, requested, key);
     }

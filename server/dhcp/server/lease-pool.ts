@@ -152,16 +152,20 @@ export class LeasePool {
     return !rec || rec.state === 'released' || rec.expiresAt <= now;
   }
 
+  /** The client chose another server (RFC 2131 §4.3.2): forget what we offered it. */
+  dropOffer(key: string): void {
+    const offer = this.offersByKey.get(key);
+    if (!offer) return;
+    this.offersByKey.delete(key);
+    if (this.offersByIp.get(offer.ip) === offer) this.offersByIp.delete(offer.ip);
+  }
+
   /** Commits a binding (REQUEST -> ACK, or a Pi's offer); resolves once durable. */
   async bind(ip: string, key: string, mac: string, leaseSeconds: number, hostname: string | undefined, now: number): Promise<LeaseRecord> {
     const n = ipv4ToNumber(ip);
     const record: LeaseRecord = { ip, key, mac, state: 'bound', expiresAt: now + leaseSeconds * 1000, hostname, updatedAt: now };
     this.setRecord(n, record);
-    const offer = this.offersByKey.get(key);
-    if (offer) {
-      this.offersByKey.delete(key);
-      if (this.offersByIp.get(offer.ip) === offer) this.offersByIp.delete(offer.ip);
-    }
+    this.dropOffer(key);
     await this.store.putLease(record);
     return record;
   }
