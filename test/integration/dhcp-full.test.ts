@@ -124,6 +124,32 @@ describe('full DHCP mode with busybox udhcpc and ISC dhclient', () => {
   });
 });
 
+describe('DHCPDECLINE from a client that finds its address in use', () => {
+  let lab: NetLab;
+  let server: BootfarmProcess;
+
+  beforeAll(async () => {
+    lab = await NetLab.create('dc');
+    await lab.addHost('srv', { address: '10.9.0.1/24' });
+    server = await startBootfarm(lab, `${lab.id}-srv`, baseConfig(['10.9.0.100', '10.9.0.101']));
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('quarantines the declined address and leases the client another one', async () => {
+    // A machine bootfarm does not know about squats on the first pool address.
+    await lab.addHost('squatter', { address: '10.9.0.100/24' });
+    const host = await lab.addHost('c1');
+    // -a: udhcpc ARP-probes the offered address and sends DECLINE when it is taken.
+    const client = udhcpc(lab, host, ['-q', '-a', '-t', '6']);
+    const lease = await client.waitFor(leaseLine, 60_000, 'a lease');
+    expect(field(lease, 'ip')).toBe('10.9.0.101');
+    const declined = await server.waitForLog((l) => l.type === 'DECLINE', 5_000, 'the DECLINE');
+    expect(declined).toMatchObject({ outcome: 'declined', ip: '10.9.0.100' });
+  });
+});
+
 describe('pool exhaustion', () => {
   let lab: NetLab;
   let server: BootfarmProcess;

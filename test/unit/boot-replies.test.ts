@@ -227,6 +227,24 @@ nodes:
     expect(pool.isAvailableTo(ipv4ToNumber(offered), 'someone-else', 'someone-else', Date.now())).toBe(true);
   });
 
+  it('full mode: INFORM gets configuration only, unicast to ciaddr, with no address and no lease time', async () => {
+    const inform = fixture('udhcpc-request.bin');
+    inform.options.set(53, Buffer.of(8));
+    inform.options.delete(50);
+    inform.options.delete(54);
+    inform.ciaddr = '10.9.0.77';
+    const result = await full().handle(context(inform));
+    expect(result.outcome).toBe('ack-inform');
+    expect(result.replies[0]?.destination).toEqual({ address: '10.9.0.77', port: 68 });
+    const ack = wire((result.replies[0] as { packet: DhcpPacket }).packet);
+    expect(readMessageType(ack.options)).toBe(5);
+    expect(ack.yiaddr).toBe('0.0.0.0');
+    expect(ack.ciaddr).toBe('10.9.0.77');
+    expect(ack.options.has(51)).toBe(false);
+    expect(ack.options.get(1)?.toString('hex')).toBe('ffffff00');
+    expect(ack.options.get(6)?.toString('hex')).toBe('0a090001');
+  });
+
   it('boot server (4011): UEFI gets an ACK with the file, unicast back to the source', async () => {
     const request = fixture('ovmf-uefi-pxe-discover.bin');
     request.options.set(53, Buffer.of(3));
