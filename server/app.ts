@@ -6,6 +6,11 @@ import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';
 import type { BootPolicySettings } from './boot/policy.js';
+import { TftpServer, type FileServedEvent } from './tftp/server.js';
+import { ResolverChain } from './boot/files/resolver.js';
+import { StaticRootResolver } from './boot/files/static-root.js';
+import { FileCache } from './boot/files/file-cache.js';
+import { networkInterfaces } from 'node:os';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -20,6 +25,8 @@ export class Bootfarm {
   private readonly services: RunningService[] = [];
   private store: FileStore | undefined;
   dhcp: DhcpService | undefined;
+  tftp: TftpServer | undefined;
+  private readonly fileCache = new FileCache();
 
   constructor(private readonly config: ResolvedConfig, private readonly logger: Logger) {}
 
@@ -35,10 +42,37 @@ export class Bootfarm {
         await this.dhcp.start();
         this.services.push(this.dhcp);
       }
+      if (config.tftp.enabled) {
+        const files = new ResolverChain([new StaticRootResolver(config.tftp.root, this.fileCache)]);
+        this.tftp = new TftpServer(
+          {
+            port: config.tftp.port,
+            addresses: config.tftp.addresses ?? localIpv4Addresses(),
+            limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000 },
+            maxTransfers: config.tftp.maxTransfers,
+          },
+          files, logger.child({ svc: 'tftp' }), this.metrics, (event) => this.recordFileServed(event),
+        );
+        await this.tftp.start();
+        this.services.push(this.tftp);
+      }
     } catch (err) {
       await this.stop();
       throw err;
     }
+  }
+
+  /** A file fetched by a known node goes on its boot timeline. */
+  private recordFileServed(event: FileServedEvent): void {
+    const lease = this.store?.leaseByIp(event.client);
+    const node = lease ? this.store?.nodeByMac(lease.mac) : undefined;
+    if (!node || !this.store) return;
+    this.store.recordEvent({
+      at: new Date().toISOString(),
+      mac: node.mac,
+      type: event.result.outcome === 'complete' ? 'tftp.file' : `tftp.${event.result.outcome}`,
+      detail: { path: event.path, bytes: event.result.bytes, ms: event.result.durationMs, from: event.from },
+    });
   }
 
   async stop(): Promise<void> {
@@ -47,4 +81,8 @@ export class Bootfarm {
     await this.store?.close();
     this.store = undefined;
   }
+}
+
+function localIpv4Addresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
 }

@@ -21,6 +21,28 @@ export class Metrics {
     help: 'Requests whose handling failed (e.g. the lease could not be persisted)',
     registers: [this.registry],
   });
+  readonly tftpRequests = new Counter({
+    name: 'bootfarm_tftp_requests_total',
+    help: 'TFTP requests by outcome (started, not-found, denied, busy, write-refused, bad-mode)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpTransfers = new Counter({
+    name: 'bootfarm_tftp_transfers_total',
+    help: 'TFTP transfers ended, by outcome (complete, aborted-by-client, timeout, error)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpBytes = new Counter({
+    name: 'bootfarm_tftp_bytes_total',
+    help: 'Bytes acknowledged by TFTP clients',
+    registers: [this.registry],
+  });
+  readonly tftpMalformed = new Counter({
+    name: 'bootfarm_tftp_malformed_total',
+    help: 'Datagrams on the TFTP request port that could not be parsed or were not requests',
+    registers: [this.registry],
+  });
   readonly dhcpHandleSeconds = new Histogram({
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',

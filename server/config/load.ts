@@ -40,7 +40,7 @@ export interface ResolvedConfig {
     declineQuarantineSeconds: number;
     piProxyDelayMs: number;
   };
-  tftp: { port: number; root: string };
+  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { port: number };
   nbd: { port: number };
   boot: { bios: string; uefiX64: string; uefiArm64: string };
@@ -272,7 +272,15 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       declineQuarantineSeconds: dhcp?.declineQuarantineSeconds ?? 600,
       piProxyDelayMs: dhcp?.piProxyDelayMs ?? 1000,
     },
-    tftp: { port: cfg.tftp?.port ?? 69, root: resolvePath(dir, cfg.tftp?.root ?? './tftpboot') },
+    tftp: {
+      enabled: cfg.tftp !== undefined && cfg.tftp.enabled !== false,
+      port: cfg.tftp?.port ?? 69,
+      root: resolvePath(dir, cfg.tftp?.root ?? './tftpboot'),
+      addresses: cfg.tftp?.addresses,
+      maxBlockSize: cfg.tftp?.maxBlockSize ?? 1468,
+      maxWindowSize: cfg.tftp?.maxWindowSize ?? 64,
+      maxTransfers: cfg.tftp?.maxTransfers ?? 1000,
+    },
     http: { port: cfg.http?.port ?? 8080 },
     nbd: { port: cfg.nbd?.port ?? 10809 },
     boot: {

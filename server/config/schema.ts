@@ -56,7 +56,15 @@ export const ConfigSchema = Type.Object({
     declineQuarantineSeconds: Type.Optional(Seconds),
     piProxyDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 5000, ...expected('milliseconds 0-5000') })),
   }, { additionalProperties: false })),
-  tftp: Type.Optional(Type.Object({ port: Type.Optional(Port), root: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false })),
+  tftp: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean(expected('true or false'))),
+    port: Type.Optional(Port),
+    root: Type.Optional(Type.String({ minLength: 1, ...expected('a directory path') })),
+    addresses: Type.Optional(Type.Array(Ipv4, expected('a list of local IPv4 addresses to listen on'))),
+    maxBlockSize: Type.Optional(Type.Integer({ minimum: 512, maximum: 65464, ...expected('a block size 512-65464 (1468 fits a 1500-byte MTU)') })),
+    maxWindowSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, ...expected('a window size 1-65535') })),
+    maxTransfers: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers') })),
+  }, { additionalProperties: false })),
   http: Type.Optional(Type.Object({ port: Type.Optional(Port) }, { additionalProperties: false })),
   nbd: Type.Optional(Type.Object({ port: Type.Optional(Port) }, { additionalProperties: false })),
   boot: Type.Optional(Type.Object({

@@ -34,6 +34,7 @@ export interface Store {
   putNode(node: ResolvedNode): Promise<void>;
 
   leases(): LeaseRecord[];
+  leaseByIp(ip: string): LeaseRecord | undefined;
   /** Records a lease change; resolves once it is durable. */
   putLease(lease: LeaseRecord): Promise<void>;
 
@@ -119,6 +120,10 @@ export class FileStore implements Store {
 
   leases(): LeaseRecord[] {
     return [...this.leaseMap.values()];
+  }
+
+  leaseByIp(ip: string): LeaseRecord | undefined {
+    return this.leaseMap.get(ip);
   }
 
   putLease(lease: LeaseRecord): Promise<void> {

@@ -1,0 +1,32 @@
+// The ordered chain of file resolvers shared by TFTP and HTTP: per-node generated
+// files, then per-node image files, then static files under the TFTP root. Each
+// resolver either answers or passes (undefined) to the next.
+import type { FileSource } from '../../tftp/transfer.js';
+
+export interface FileRequest {
+  /** Normalised relative path (no leading slash, no '.' or '..'). */
+  path: string;
+  clientAddress: string;
+  protocol: 'tftp' | 'http';
+}
+
+export type FileAnswer =
+  | { found: true; from: string; size: number; open(): Promise<FileSource>; realPath?: string }
+  | { found: false; denied: boolean; detail: string };
+
+export interface FileResolver {
+  readonly name: string;
+  resolve(request: FileRequest): Promise<FileAnswer | undefined>;
+}
+
+export class ResolverChain {
+  constructor(private readonly resolvers: FileResolver[]) {}
+
+  async resolve(request: FileRequest): Promise<FileAnswer> {
+    for (const resolver of this.resolvers) {
+      const answer = await resolver.resolve(request);
+      if (answer) return answer;
+    }
+    return { found: false, denied: false, detail: 'no such file' };
+  }
+}

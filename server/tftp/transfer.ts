@@ -1,0 +1,207 @@
+// One read transfer, on its own socket (the server's transfer ID). Sends the OACK
+// or the first window, then advances on ACKs. Retransmits on timeout only, never
+// on a duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1; the Pi 4
+// hangs if it gets a duplicated block, notes §2.4). Block numbers wrap 65535 -> 0
+// as dnsmasq, iPXE and current Pi EEPROMs expect (notes §3.4).
+import type dgram from 'node:dgram';
+import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError } from './packet.js';
+import type { Negotiated } from './options.js';
+
+export interface FileSource {
+  size: number;
+  read(offset: number, length: number): Buffer | Promise<Buffer>;
+  /** Called once when the transfer ends (e.g. to release a cache reference). */
+  release(): void;
+}
+
+export type TransferOutcome = 'complete' | 'aborted-by-client' | 'timeout' | 'error';
+
+export interface TransferResult {
+  outcome: TransferOutcome;
+  /** Bytes the client acknowledged. */
+  bytes: number;
+  retransmits: number;
+  durationMs: number;
+  /** The client's ERROR, when it ended the transfer (a size probe, usually). */
+  clientError?: { code: number; message: string };
+  detail?: string;
+}
+
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+const MAX_TIMEOUT_MS = 8000;
+const MAX_RETRIES = 6;
+
+export class Transfer {
+  private readonly totalBlocks: number;
+  /** Highest block index (1-based, not wrapped) the client acknowledged; 0 before any. */
+  private acked = 0;
+  /** Highest block index sent so far. */
+  private sentUpTo = 0;
+  private awaitingOackAck: boolean;
+  private timer: NodeJS.Timeout | undefined;
+  private retries = 0;
+  private retransmits = 0;
+  private currentTimeoutMs: number;
+  private ended = false;
+  private sending = false;
+  private sendAgain = false;
+  private readonly started = Date.now();
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    private readonly peer: Peer,
+    private readonly source: FileSource,
+    private readonly negotiated: Negotiated,
+    private readonly onEnd: (result: TransferResult) => void,
+  ) {
+    // The last block is shorter than blksize, so a size that is an exact multiple
+    // gets a final empty block (RFC 1350 §6).
+    this.totalBlocks = Math.floor(source.size / negotiated.blockSize) + 1;
+    this.awaitingOackAck = negotiated.oack.length > 0;
+    this.currentTimeoutMs = negotiated.timeoutMs;
+    socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.on('error', (err) => this.finish('error', err.message));
+  }
+
+  start(): void {
+    if (this.awaitingOackAck) {
+      this.sendRaw(encodeOack(this.negotiated.oack));
+      this.armTimer();
+    } else {
+      void this.sendWindow();
+    }
+  }
+
+  private sendRaw(...parts: Buffer[]): void {
+    if (this.ended) return;
+    this.socket.send(parts, this.peer.port, this.peer.address);
+  }
+
+  private async sendWindow(): Promise<void> {
+    if (this.ended) return;
+    // A read may be asynchronous: an ACK arriving meanwhile asks for another pass.
+    if (this.sending) {
+      this.sendAgain = true;
+      return;
+    }
+    this.sending = true;
+    try {
+      do {
+        this.sendAgain = false;
+        const { blockSize, windowSize } = this.negotiated;
+        const last = Math.min(this.acked + windowSize, this.totalBlocks);
+        for (let block = this.acked + 1; block <= last; block++) {
+          const offset = (block - 1) * blockSize;
+          const length = Math.max(0, Math.min(blockSize, this.source.size - offset));
+          const payload = length > 0 ? await this.source.read(offset, length) : Buffer.alloc(0);
+          if (this.ended) return;
+          if (block <= this.sentUpTo) this.retransmits++;
+          this.sendRaw(dataHeader(block), payload);
+          this.sentUpTo = Math.max(this.sentUpTo, block);
+        }
+      } while (this.sendAgain && !this.ended);
+      this.armTimer();
+    } catch (err) {
+      this.abort(TftpError.NOT_DEFINED, 'read error', (err as Error).message);
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private armTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onTimeout(), this.currentTimeoutMs);
+  }
+
+  private onTimeout(): void {
+    if (this.ended) return;
+    if (++this.retries > MAX_RETRIES) {
+      this.finish('timeout', `no ACK after ${MAX_RETRIES} retransmissions`);
+      return;
+    }
+    // Back off, so a stalled client is not flooded and a slow one catches up.
+    this.currentTimeoutMs = Math.min(this.currentTimeoutMs * 2, MAX_TIMEOUT_MS);
+    if (this.awaitingOackAck) {
+      this.retransmits++;
+      this.sendRaw(encodeOack(this.negotiated.oack));
+      this.armTimer();
+    } else {
+      void this.sendWindow();
+    }
+  }
+
+  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.ended) return;
+    if (rinfo.address !== this.peer.address || rinfo.port !== this.peer.port) {
+      // RFC 1350 §4: a packet from another transfer ID gets ERROR 5, and the
+      // transfer goes on undisturbed.
+      this.socket.send(encodeError(TftpError.UNKNOWN_TID, 'Unknown transfer ID'), rinfo.port, rinfo.address);
+      return;
+    }
+    const parsed = parseTftpPacket(msg);
+    if (!parsed.ok) return;
+    const packet = parsed.packet;
+    if (packet.op === 'error') {
+      // UEFI (ERROR 8 after the OACK) and the Pi (ERROR 0 "Early terminate") abort
+      // on purpose after learning the size: a normal close, not a failure.
+      this.finish('aborted-by-client', undefined, { code: packet.code, message: packet.message });
+      return;
+    }
+    if (packet.op !== 'ack') return;
+    if (this.awaitingOackAck) {
+      if (packet.block !== 0) return;
+      this.awaitingOackAck = false;
+      this.progress();
+      void this.sendWindow();
+      return;
+    }
+    // Map the 16-bit number onto the blocks in flight; anything else is a stale or
+    // duplicate ACK and is ignored (no retransmission on duplicates).
+    const index = this.ackIndex(packet.block);
+    if (index === undefined) return;
+    this.acked = index;
+    this.progress();
+    if (this.acked >= this.totalBlocks) {
+      this.finish('complete');
+      return;
+    }
+    // RFC 7440: after an ACK for a block inside the window, continue from the next.
+    void this.sendWindow();
+  }
+
+  private ackIndex(wire: number): number | undefined {
+    for (let index = this.acked + 1; index <= this.sentUpTo; index++) {
+      if ((index & 0xffff) === wire) return index;
+    }
+    return undefined;
+  }
+
+  private progress(): void {
+    this.retries = 0;
+    this.currentTimeoutMs = this.negotiated.timeoutMs;
+  }
+
+  /** Ends the transfer with an ERROR to the client. */
+  abort(code: number, message: string, detail?: string): void {
+    this.sendRaw(encodeError(code, message));
+    this.finish('error', detail ?? message);
+  }
+
+  private finish(outcome: TransferOutcome, detail?: string, clientError?: { code: number; message: string }): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.source.release();
+    try {
+      this.socket.close();
+    } catch {
+      // already closed
+    }
+    const bytes = Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
+    this.onEnd({ outcome, bytes, retransmits: this.retransmits, durationMs: Date.now() - this.started, clientError, detail });
+  }
+}
