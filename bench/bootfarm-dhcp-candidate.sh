@@ -9,9 +9,11 @@
 # log level warn, state under DIR/state) and then *execs* node, so the PID that
 # run-anchors samples for CPU and RSS is node's own.
 #
-# Built JS (dist/) is used, not tsx: it is the production path. dist is rebuilt
-# when missing or older than any server/**/*.ts (bench/run-dhcp.sh builds it up
-# front too, so no build happens in the middle of a measured run).
+# Built JS is used, not tsx: it is the production path. By default that is the
+# repository's dist/, rebuilt here when missing or older than any server/**/*.ts.
+# BOOTFARM_DIST=DIR (set by bench/run-dhcp.sh) runs DIR/server/cli/main.js instead
+# and never builds: run-dhcp.sh compiles a private snapshot once, so every phase of
+# one run measures the same code even if the sources or dist/ change meanwhile.
 #
 # State dir: run-anchors empties DIR before every start with os.unlink() on each
 # entry, which fails on a sub-directory (IsADirectoryError) and would abort every
@@ -32,7 +34,10 @@ dir=${3%/}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 main_js="$repo/dist/server/cli/main.js"
 
-if [ ! -f "$main_js" ] || [ -n "$(find "$repo/server" -name '*.ts' -newer "$main_js" -print -quit)" ]; then
+if [ -n "${BOOTFARM_DIST:-}" ]; then
+  main_js="$BOOTFARM_DIST/server/cli/main.js"
+  [ -f "$main_js" ] || { echo "bootfarm-dhcp-candidate: $main_js missing" >&2; exit 2; }
+elif [ ! -f "$main_js" ] || [ -n "$(find "$repo/server" -name '*.ts' -newer "$main_js" -print -quit)" ]; then
   echo "bootfarm-dhcp-candidate: building dist/ (missing or stale)" >&2
   (cd "$repo" && npx --no-install tsc -p tsconfig.build.json) >&2
 fi

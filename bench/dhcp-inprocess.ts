@@ -48,6 +48,7 @@ class MemoryStore implements Store {
   nodeByPiSerial(): ResolvedNode | undefined { return undefined; }
   putNode(): Promise<void> { return Promise.resolve(); }
   leases(): LeaseRecord[] { return [...this.leaseMap.values()]; }
+  leaseByIp(ip: string): LeaseRecord | undefined { return this.leaseMap.get(ip); }
   putLease(lease: LeaseRecord): Promise<void> { this.leaseMap.set(lease.ip, lease); return Promise.resolve(); }
   recordEvent(_e: NodeEvent): void {}
   events(): NodeEvent[] { return []; }

@@ -3,14 +3,16 @@
 # run-anchors invocation (rep 1: kea kea-mem dnsmasq-dhcp dnsmasq-dhcp-ro bootfarm,
 # rep 2: ..., each phase on a freshly started server with an empty lease database).
 #
-#   sudo bench/run-dhcp.sh                 # the full run (3 reps), ~10-15 min
+#   sudo bench/run-dhcp.sh                 # the full run (3 reps), ~7-10 min
 #   sudo bench/run-dhcp.sh --quick --servers kea,bootfarm   # smoke test (1 rep, 500 clients)
 #
 # Extra arguments are appended to run-anchors' (argparse: a later option wins).
 # Layout: the shared harness is at ../shared/bench beside this repository.
 # Needs root (network namespaces nbb-dsrv/nbb-dcli, created and deleted by
 # run-anchors) and the Debian packages of `scripts/install-system-deps.sh bench`.
-# Results: bench/results/anchors-<stamp>.{jsonl,json,md}; see bench/RESULTS.md.
+# Results: bench/results/anchors-<stamp>.{jsonl,json,md} (run-anchors) and
+# bench/results/run-dhcp-<time>.log (this script's output, with the commit and
+# build measured). See bench/RESULTS.md.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,13 +21,24 @@ results="$repo/bench/results"
 
 [ -x "$harness" ] || { echo "run-dhcp: $harness not found (shared/ must sit beside the repo)" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "run-dhcp: needs root (network namespaces)" >&2; exit 2; }
-
-# Build the production JS up front, so no build happens inside a measured run.
-(cd "$repo" && npx --no-install tsc -p tsconfig.build.json)
-
 mkdir -p "$results"
+log="$results/run-dhcp-$(date +%Y%m%d-%H%M%S).log"
+exec > >(tee "$log") 2>&1
+
+# A private build snapshot (bench/dist, git-ignored like every dist/): compiled once
+# here, used by every start of the candidate (BOOTFARM_DIST), so the whole run
+# measures one build even if server/ or dist/ change while it runs.
+snapshot="$repo/bench/dist"
+rm -rf "$snapshot"
+(cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
+export BOOTFARM_DIST="$snapshot"
+echo "run-dhcp: bootfarm $(git -C "$repo" rev-parse HEAD) (uncommitted changes under server/: $(git -C "$repo" status --porcelain -- server | wc -l))"
+echo "run-dhcp: build snapshot $snapshot, sha256 of its .js: $(cd "$snapshot" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+echo "run-dhcp: node $(node --version), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
 cd "$repo"
-exec "$harness" --protocols dhcp --reps 3 \
+set -x
+"$harness" --protocols dhcp --reps 3 \
   --servers kea,kea-mem,dnsmasq-dhcp,dnsmasq-dhcp-ro,bootfarm \
   --candidate "dhcp:bootfarm:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir}" \
   --results "$results" \

@@ -32,8 +32,14 @@ export interface Peer {
   port: number;
 }
 
-const MAX_TIMEOUT_MS = 8000;
-const MAX_RETRIES = 6;
+/**
+ * How long a transfer may go without progress before it is abandoned. The
+ * retransmission interval itself stays at the negotiated timeout (1 s default):
+ * the server ignores duplicate ACKs, so a client waiting on a lost DATA packet
+ * depends on this timer alone, and clients give up after a few of their own
+ * 1 s retries (tftp-hpa, iPXE); an exponential backoff outlasts them under loss.
+ */
+const GIVE_UP_AFTER_MS = 15_000;
 
 export class Transfer {
   private readonly totalBlocks: number;
@@ -45,7 +51,6 @@ export class Transfer {
   private timer: NodeJS.Timeout | undefined;
   private retries = 0;
   private retransmits = 0;
-  private currentTimeoutMs: number;
   private ended = false;
   private sending = false;
   private sendAgain = false;
@@ -62,7 +67,6 @@ export class Transfer {
     // gets a final empty block (RFC 1350 §6).
     this.totalBlocks = Math.floor(source.size / negotiated.blockSize) + 1;
     this.awaitingOackAck = negotiated.oack.length > 0;
-    this.currentTimeoutMs = negotiated.timeoutMs;
     socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     socket.on('error', (err) => this.finish('error', err.message));
   }
@@ -114,17 +118,16 @@ export class Transfer {
 
   private armTimer(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.currentTimeoutMs);
+    this.timer = setTimeout(() => this.onTimeout(), this.negotiated.timeoutMs);
   }
 
   private onTimeout(): void {
     if (this.ended) return;
-    if (++this.retries > MAX_RETRIES) {
-      this.finish('timeout', `no ACK after ${MAX_RETRIES} retransmissions`);
+    const maxRetries = Math.max(3, Math.ceil(GIVE_UP_AFTER_MS / this.negotiated.timeoutMs));
+    if (++this.retries > maxRetries) {
+      this.finish('timeout', `no ACK after ${maxRetries} retransmissions`);
       return;
     }
-    // Back off, so a stalled client is not flooded and a slow one catches up.
-    this.currentTimeoutMs = Math.min(this.currentTimeoutMs * 2, MAX_TIMEOUT_MS);
     if (this.awaitingOackAck) {
       this.retransmits++;
       this.sendRaw(encodeOack(this.negotiated.oack));
@@ -182,7 +185,6 @@ export class Transfer {
 
   private progress(): void {
     this.retries = 0;
-    this.currentTimeoutMs = this.negotiated.timeoutMs;
   }
 
   /** Ends the transfer with an ERROR to the client. */

@@ -30,8 +30,13 @@ export class Background {
   readonly exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess, readonly label: string) {
-    const onData = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) {
+    // Chunks from a pipe do not end on line boundaries: keep the partial tail per stream.
+    const partial = new Map<NodeJS.ReadableStream, string>();
+    const onData = (stream: NodeJS.ReadableStream) => (chunk: Buffer) => {
+      const text = (partial.get(stream) ?? '') + chunk.toString();
+      const parts = text.split('\n');
+      partial.set(stream, parts.pop() ?? '');
+      for (const line of parts) {
         if (!line) continue;
         this.lines.push(line);
         for (const w of [...this.waiters]) {
@@ -42,8 +47,8 @@ export class Background {
         }
       }
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
+    if (child.stdout) child.stdout.on('data', onData(child.stdout));
+    if (child.stderr) child.stderr.on('data', onData(child.stderr));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
