@@ -43,9 +43,9 @@ export interface ResolvedConfig {
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { port: number };
   nbd: { port: number };
-  boot: { bios: string; uefiX64: string; uefiArm64: string };
+  boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
-  images: { dir: string };
+  images: { dir: string; default: string };
   log: { level: string };
 }
 
@@ -287,9 +287,11 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       bios: cfg.boot?.bios ?? 'undionly.kpxe',
       uefiX64: cfg.boot?.uefiX64 ?? 'ipxe.efi',
       uefiArm64: cfg.boot?.uefiArm64 ?? 'grub/arm64-efi/core.efi',
+      kernelArgs: cfg.boot?.kernelArgs ?? '',
+      templatesDir: cfg.boot?.templatesDir ? resolvePath(dir, cfg.boot.templatesDir) : undefined,
     },
     nodes: (cfg.nodes ?? []).map((n) => ({ ...n, mac: normalizeMac(n.mac), piSerial: n.piSerial?.toLowerCase() })),
-    images: { dir: resolvePath(dir, cfg.images?.dir ?? './images') },
+    images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: cfg.images?.default ?? 'bootfarm' },
     log: { level: cfg.log?.level ?? 'info' },
   };
 }

@@ -39,6 +39,7 @@ export const NodeSchema = Type.Object({
   ip: Type.Optional(Ipv4),
   piSerial: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{8}$', ...expected('the Pi serial as 8 hex digits, as in its TFTP prefix') })),
   piModel: Type.Optional(Type.Union([Type.Literal(3), Type.Literal(4), Type.Literal(5)], expected('3, 4 or 5'))),
+  image: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('an image name (letters, digits, . _ -)') })),
 }, { additionalProperties: false });
 
 export const ConfigSchema = Type.Object({
@@ -71,9 +72,14 @@ export const ConfigSchema = Type.Object({
     bios: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),
     uefiX64: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),
     uefiArm64: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),
+    kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments, e.g. "console=ttyS0"'))),
+    templatesDir: Type.Optional(Type.String({ minLength: 1, ...expected('a directory of .hbs templates overriding templates/') })),
   }, { additionalProperties: false })),
   nodes: Type.Optional(Type.Array(NodeSchema)),
-  images: Type.Optional(Type.Object({ dir: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+  images: Type.Optional(Type.Object({
+    dir: Type.String({ minLength: 1, ...expected('a directory path') }),
+    default: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('an image name (letters, digits, . _ -)') })),
+  }, { additionalProperties: false })),
   log: Type.Optional(Type.Object({
     level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), expected('a log level: fatal, error, warn, info, debug or trace')),
   }, { additionalProperties: false })),

@@ -189,20 +189,26 @@ export class Transfer {
 
   /** Ends the transfer with an ERROR to the client. */
   abort(code: number, message: string, detail?: string): void {
-    this.sendRaw(encodeError(code, message));
-    this.finish('error', detail ?? message);
+    if (this.ended) return;
+    // Close only once the ERROR has left: closing right after send() can drop it.
+    this.socket.send(encodeError(code, message), this.peer.port, this.peer.address, () => this.closeSocket());
+    this.finish('error', detail ?? message, undefined, false);
   }
 
-  private finish(outcome: TransferOutcome, detail?: string, clientError?: { code: number; message: string }): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.source.release();
+  private closeSocket(): void {
     try {
       this.socket.close();
     } catch {
       // already closed
     }
+  }
+
+  private finish(outcome: TransferOutcome, detail?: string, clientError?: { code: number; message: string }, close = true): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.source.release();
+    if (close) this.closeSocket();
     const bytes = Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
     this.onEnd({ outcome, bytes, retransmits: this.retransmits, durationMs: Date.now() - this.started, clientError, detail });
   }

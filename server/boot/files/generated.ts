@@ -1,0 +1,53 @@
+// Per-node files rendered from templates: first in the resolver chain, so a node's
+// own config always wins over a static file of the same name.
+import type { ResolvedConfig, ResolvedNode } from '../../config/load.js';
+import { bootContext } from '../node-context.js';
+import type { TemplateName, TemplateSet } from '../templates.js';
+import { FileCache } from './file-cache.js';
+import { macFromPath, type NodeDirectory } from './node-directory.js';
+import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
+
+const PI_SERIAL = /^[0-9a-f]{8}$/;
+
+export class GeneratedFileResolver implements FileResolver {
+  readonly name = 'generated';
+
+  constructor(private readonly config: ResolvedConfig, private readonly templates: TemplateSet, private readonly nodes: NodeDirectory) {}
+
+  /** Which template and node a path names, if any. */
+  private route(request: FileRequest): { template: TemplateName; node: ResolvedNode | undefined } | undefined {
+    const parts = request.path.split('/');
+    const [first, second] = parts;
+    if (parts.length === 2 && first === 'boot' && second?.endsWith('.ipxe')) {
+      const mac = macFromPath(second.slice(0, -5));
+      return mac ? { template: 'ipxe', node: this.nodes.byMac(mac) } : undefined;
+    }
+    if (parts.length === 2 && first === 'grub') {
+      // GRUB's netboot search: grub.cfg-01-<mac>, ..., then grub.cfg.
+      if (second === 'grub.cfg') return { template: 'grub.cfg', node: this.nodes.byAddress(request.clientAddress) };
+      const mac = second?.startsWith('grub.cfg-01-') ? macFromPath(second.slice(12)) : undefined;
+      return mac ? { template: 'grub.cfg', node: this.nodes.byMac(mac) } : undefined;
+    }
+    if (parts.length === 2 && first === 'pxelinux.cfg' && second?.startsWith('01-')) {
+      const mac = macFromPath(second.slice(3));
+      return mac ? { template: 'pxelinux.cfg', node: this.nodes.byMac(mac) } : undefined;
+    }
+    // A Pi asks for <serial>/config.txt when its prefix probe found the directory,
+    // and for config.txt alone when it did not (notes §2.3).
+    const piFile = parts.length === 2 && PI_SERIAL.test(first ?? '') ? second : parts.length === 1 ? first : undefined;
+    if (piFile === 'config.txt' || piFile === 'cmdline.txt') {
+      const node = parts.length === 2 ? this.nodes.byPiSerial(first as string) : this.nodes.byAddress(request.clientAddress);
+      if (!node?.piSerial) return undefined;
+      return { template: piFile === 'config.txt' ? 'rpi-config.txt' : 'rpi-cmdline.txt', node };
+    }
+    return undefined;
+  }
+
+  async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
+    const route = this.route(request);
+    if (!route) return undefined;
+    if (!route.node) return { found: false, denied: false, detail: `no node for ${request.path}` };
+    const data = Buffer.from(this.templates.render(route.template, bootContext(route.node, this.config)));
+    return { found: true, from: `${this.name}:${route.node.hostname}`, size: data.length, open: async () => FileCache.fromBuffer(data) };
+  }
+}
