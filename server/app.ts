@@ -6,11 +6,16 @@ import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';
 import type { BootPolicySettings } from './boot/policy.js';
-import { TftpServer, type FileServedEvent } from './tftp/server.js';
+import { TftpServer } from './tftp/server.js';
 import { ResolverChain } from './boot/files/resolver.js';
 import { StaticRootResolver } from './boot/files/static-root.js';
 import { FileCache } from './boot/files/file-cache.js';
 import { networkInterfaces } from 'node:os';
+import { GeneratedFileResolver } from './boot/files/generated.js';
+import { ImageFileResolver } from './boot/files/images.js';
+import { storeDirectory } from './boot/files/node-directory.js';
+import { TemplateSet } from './boot/templates.js';
+import { HttpBootServer } from './http/server.js';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -26,6 +31,7 @@ export class Bootfarm {
   private store: FileStore | undefined;
   dhcp: DhcpService | undefined;
   tftp: TftpServer | undefined;
+  http: HttpBootServer | undefined;
   private readonly fileCache = new FileCache();
 
   constructor(private readonly config: ResolvedConfig, private readonly logger: Logger) {}
@@ -42,8 +48,15 @@ export class Bootfarm {
         await this.dhcp.start();
         this.services.push(this.dhcp);
       }
+      // One ordered chain serves TFTP and HTTP alike: the node's generated files,
+      // then its image's files, then static files under tftp.root.
+      const nodes = storeDirectory(this.store);
+      const files = new ResolverChain([
+        new GeneratedFileResolver(config, new TemplateSet(config.boot.templatesDir), nodes),
+        new ImageFileResolver(config, this.fileCache, nodes),
+        new StaticRootResolver(config.tftp.root, this.fileCache),
+      ]);
       if (config.tftp.enabled) {
-        const files = new ResolverChain([new StaticRootResolver(config.tftp.root, this.fileCache)]);
         this.tftp = new TftpServer(
           {
             port: config.tftp.port,
@@ -51,10 +64,17 @@ export class Bootfarm {
             limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000 },
             maxTransfers: config.tftp.maxTransfers,
           },
-          files, logger.child({ svc: 'tftp' }), this.metrics, (event) => this.recordFileServed(event),
+          files, logger.child({ svc: 'tftp' }), this.metrics,
+          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),
         );
         await this.tftp.start();
         this.services.push(this.tftp);
+      }
+      if (config.http.enabled) {
+        this.http = new HttpBootServer({ port: config.http.port, host: config.http.host }, files, logger.child({ svc: 'http' }), this.metrics,
+          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`, bytes: event.bytes, from: event.from }));
+        await this.http.start();
+        this.services.push(this.http);
       }
     } catch (err) {
       await this.stop();
@@ -62,17 +82,12 @@ export class Bootfarm {
     }
   }
 
-  /** A file fetched by a known node goes on its boot timeline. */
-  private recordFileServed(event: FileServedEvent): void {
+  /** A file fetched by a known node goes on its boot timeline (bootloader, kernel, initrd...). */
+  private recordFileServed(event: { path: string; client: string; kind: string; bytes: number; from: string }): void {
     const lease = this.store?.leaseByIp(event.client);
-    const node = lease ? this.store?.nodeByMac(lease.mac) : undefined;
+    const node = lease ? this.store?.nodeByMac(lease.mac) : this.store?.nodes().find((n) => n.ip === event.client);
     if (!node || !this.store) return;
-    this.store.recordEvent({
-      at: new Date().toISOString(),
-      mac: node.mac,
-      type: event.result.outcome === 'complete' ? 'tftp.file' : `tftp.${event.result.outcome}`,
-      detail: { path: event.path, bytes: event.result.bytes, ms: event.result.durationMs, from: event.from },
-    });
+    this.store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: event.kind, detail: { path: event.path, bytes: event.bytes, from: event.from } });
   }
 
   async stop(): Promise<void> {

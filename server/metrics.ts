@@ -43,6 +43,17 @@ export class Metrics {
     help: 'Datagrams on the TFTP request port that could not be parsed or were not requests',
     registers: [this.registry],
   });
+  readonly httpRequests = new Counter({
+    name: 'bootfarm_http_requests_total',
+    help: 'HTTP boot-file requests by outcome (200, 206, not-found, denied, range-unsatisfiable)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly httpBytes = new Counter({
+    name: 'bootfarm_http_bytes_total',
+    help: 'Bytes of boot files sent over HTTP',
+    registers: [this.registry],
+  });
   readonly dhcpHandleSeconds = new Histogram({
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',

@@ -6,9 +6,14 @@ import { ConfigError } from '../config/errors.js';
 import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
 import { SocketSetupError } from '../dhcp/server/sockets.js';
+import { installBootloaders } from './bootloaders.js';
+import { TemplateSet } from '../boot/templates.js';
+import path from 'node:path';
+
+export class UsageError extends Error {}
 
 function fail(err: unknown): never {
-  if (err instanceof ConfigError || err instanceof SocketSetupError) {
+  if (err instanceof ConfigError || err instanceof SocketSetupError || err instanceof UsageError) {
     process.stderr.write(`bootfarm: ${err.message}\n`);
     process.exit(2);
   }
@@ -29,7 +34,11 @@ program
       const config = loadConfig(opts.config);
       const logger = createLogger(config.log.level);
       app = new Bootfarm(config, logger);
-      await app.start();
+      try {
+        await app.start();
+      } catch (err) {
+        throw err instanceof Error && /^(template |cannot listen|cannot bind TFTP)/.test(err.message) ? new UsageError(err.message) : err;
+      }
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');
       let stopping = false;
       const stop = (signal: string) => {
@@ -45,6 +54,21 @@ program
     }
   });
 
+program
+  .command('bootloaders')
+  .description("install the iPXE bootloaders (undionly.kpxe, ipxe.efi, snponly.efi) from Debian's ipxe package into tftp.root")
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .action((opts: { config: string }) => {
+    try {
+      const config = loadConfig(opts.config);
+      for (const { file, source } of installBootloaders(config.tftp.root)) {
+        process.stdout.write(`${path.join(config.tftp.root, file)} <- ${source}\n`);
+      }
+    } catch (err) {
+      fail(err instanceof Error && !(err instanceof ConfigError) ? new UsageError(err.message) : err);
+    }
+  });
+
 const configCmd = program.command('config').description('configuration tools');
 configCmd
   .command('check')
@@ -53,10 +77,13 @@ configCmd
   .action((file: string) => {
     try {
       const config = loadConfig(file);
+      // Templates are rendered once against a sample node: a template naming a
+      // variable that does not exist fails here, not at a node's boot.
+      new TemplateSet(config.boot.templatesDir);
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
       process.stdout.write(`${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes)\n`);
     } catch (err) {
-      fail(err);
+      fail(err instanceof Error && err.message.startsWith('template ') ? new UsageError(err.message) : err);
     }
   });
 

@@ -41,7 +41,7 @@ export interface ResolvedConfig {
     piProxyDelayMs: number;
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
-  http: { port: number };
+  http: { enabled: boolean; port: number; host: string };
   nbd: { port: number };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
@@ -281,7 +281,7 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       maxWindowSize: cfg.tftp?.maxWindowSize ?? 64,
       maxTransfers: cfg.tftp?.maxTransfers ?? 1000,
     },
-    http: { port: cfg.http?.port ?? 8080 },
+    http: { enabled: cfg.http !== undefined && cfg.http.enabled !== false, port: cfg.http?.port ?? 8080, host: cfg.http?.host ?? '0.0.0.0' },
     nbd: { port: cfg.nbd?.port ?? 10809 },
     boot: {
       bios: cfg.boot?.bios ?? 'undionly.kpxe',

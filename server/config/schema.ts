@@ -66,7 +66,11 @@ export const ConfigSchema = Type.Object({
     maxWindowSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, ...expected('a window size 1-65535') })),
     maxTransfers: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers') })),
   }, { additionalProperties: false })),
-  http: Type.Optional(Type.Object({ port: Type.Optional(Port) }, { additionalProperties: false })),
+  http: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean(expected('true or false'))),
+    port: Type.Optional(Port),
+    host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
+  }, { additionalProperties: false })),
   nbd: Type.Optional(Type.Object({ port: Type.Optional(Port) }, { additionalProperties: false })),
   boot: Type.Optional(Type.Object({
     bios: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),

@@ -1,0 +1,139 @@
+// HTTP: boot files for iPXE and UEFI HTTP boot (many times faster than TFTP),
+// health and metrics. Every endpoint is declared in routes() below.
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { ResolverChain } from '../boot/files/resolver.js';
+import type { FileSource } from '../tftp/transfer.js';
+import { normalizeRequestPath } from '../tftp/paths.js';
+import type { Metrics } from '../metrics.js';
+import { parseRange } from './range.js';
+
+export interface HttpServedEvent {
+  path: string;
+  client: string;
+  from: string;
+  bytes: number;
+  status: number;
+}
+
+export interface HttpServerOptions {
+  port: number;
+  host: string;
+}
+
+/** Streams a FileSource in 256 KiB reads. */
+function sourceStream(source: FileSource, start: number, end: number): Readable {
+  let offset = start;
+  return new Readable({
+    async read() {
+      if (offset > end) {
+        this.push(null);
+        return;
+      }
+      const length = Math.min(256 * 1024, end - offset + 1);
+      try {
+        const chunk = await source.read(offset, length);
+        offset += length;
+        this.push(chunk);
+      } catch (err) {
+        this.destroy(err as Error);
+      }
+    },
+    destroy(err, callback) {
+      source.release();
+      callback(err);
+    },
+  });
+}
+
+export class HttpBootServer {
+  private readonly app: FastifyInstance;
+
+  constructor(
+    private readonly options: HttpServerOptions,
+    private readonly files: ResolverChain,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+    private readonly onFileServed: (event: HttpServedEvent) => void = () => undefined,
+  ) {
+    this.app = Fastify({ logger: false, ignoreTrailingSlash: true });
+    this.routes();
+  }
+
+  private routes(): void {
+    this.app.get('/healthz', async () => ({ status: 'ok' }));
+    this.app.get('/metrics', async (_req, reply) => {
+      reply.type(this.metrics.registry.contentType);
+      return this.metrics.registry.metrics();
+    });
+    // Boot files: the same resolver chain as TFTP (generated, image, static).
+    this.app.route({ method: ['GET', 'HEAD'], url: '/*', handler: (req, reply) => this.serveFile(req, reply) });
+  }
+
+  private async serveFile(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const raw = (req.params as { '*': string })['*'];
+    const client = req.ip;
+    const normalized = normalizeRequestPath(raw);
+    if (!normalized.ok) {
+      this.metrics.httpRequests.inc({ outcome: 'denied' });
+      this.logger.warn({ path: raw, client, reason: normalized.reason }, 'http request refused');
+      await reply.code(403).send({ error: 'forbidden', reason: normalized.reason });
+      return;
+    }
+    const answer = await this.files.resolve({ path: normalized.path, clientAddress: client, protocol: 'http' });
+    if (!answer.found) {
+      this.metrics.httpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
+      this.logger.info({ path: normalized.path, client, reason: answer.detail }, answer.denied ? 'http request refused' : 'http file not found');
+      await reply.code(answer.denied ? 403 : 404).send({ error: answer.denied ? 'forbidden' : 'not found', path: normalized.path });
+      return;
+    }
+    const size = answer.size;
+    const range = parseRange(req.headers.range, size);
+    reply.header('accept-ranges', 'bytes');
+    reply.type('application/octet-stream');
+    if (range.kind === 'unsatisfiable') {
+      this.metrics.httpRequests.inc({ outcome: 'range-unsatisfiable' });
+      await reply.code(416).header('content-range', `bytes */${size}`).send();
+      return;
+    }
+    const start = range.kind === 'partial' ? range.start : 0;
+    const end = range.kind === 'partial' ? range.end : size - 1;
+    const length = Math.max(0, end - start + 1);
+    const status = range.kind === 'partial' ? 206 : 200;
+    reply.code(status).header('content-length', String(length));
+    if (range.kind === 'partial') reply.header('content-range', `bytes ${start}-${end}/${size}`);
+    this.metrics.httpRequests.inc({ outcome: String(status) });
+    const event = { path: normalized.path, client, from: answer.from, bytes: req.method === 'HEAD' ? 0 : length, status };
+    reply.raw.once('finish', () => {
+      this.metrics.httpBytes.inc(event.bytes);
+      this.logger.info({ ...event, size }, 'http file sent');
+      this.onFileServed(event);
+    });
+    if (req.method === 'HEAD' || length === 0) {
+      await reply.send();
+      return;
+    }
+    if (answer.realPath) {
+      await reply.send(createReadStream(answer.realPath, { start, end }));
+      return;
+    }
+    const source = await answer.open();
+    await reply.send(sourceStream(source, start, end));
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.app.listen({ port: this.options.port, host: this.options.host });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(`cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`);
+    }
+    this.logger.info({ port: this.options.port, host: this.options.host }, 'http listening');
+  }
+
+  async stop(): Promise<void> {
+    await this.app.close();
+  }
+}
