@@ -58,7 +58,7 @@ export class HttpBootServer {
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: HttpServedEvent) => void = () => undefined,
   ) {
-    this.app = Fastify({ logger: false, ignoreTrailingSlash: true });
+    this.app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true } });
     this.routes();
   }
 

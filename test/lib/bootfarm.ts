@@ -34,11 +34,12 @@ export class BootfarmProcess {
     return out;
   }
 
-  waitForLog(test: (l: LogLine) => boolean, timeoutMs: number, what: string): Promise<LogLine> {
+  /** Resolves with the first log line (from output line `since` on) that passes `test`. */
+  waitForLog(test: (l: LogLine) => boolean, timeoutMs: number, what: string, since = 0): Promise<LogLine> {
     return this.bg.waitFor((line) => {
       if (!line.startsWith('{')) return false;
       try { return test(JSON.parse(line) as LogLine); } catch { return false; }
-    }, timeoutMs, what).then((line) => JSON.parse(line) as LogLine);
+    }, timeoutMs, what, since).then((line) => JSON.parse(line) as LogLine);
   }
 
   stop(): Promise<number | null> {

@@ -1,0 +1,81 @@
+// Real firmware through bootfarm's DHCP, TFTP and HTTP: OVMF's own UEFI PXE
+// fetches Debian's ipxe.efi over TFTP; that iPXE comes back as iPXE, gets its
+// per-node script over HTTP, and fetches the kernel and initrd of its image.
+// SeaBIOS boots through QEMU's iPXE ROM, so it goes to the script directly.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { NetLab } from '../lib/netlab.js';
+import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
+import { startGuest, type GuestFirmware } from '../lib/qemu.js';
+import { installBootloaders } from '../../server/cli/bootloaders.js';
+
+const GUEST_TIMEOUT = 180_000;
+
+describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
+  let lab: NetLab;
+  let server: BootfarmProcess;
+
+  beforeAll(async () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'bootfarm-fw-'));
+    for (const f of ['vmlinuz', 'initrd.img']) {
+      mkdirSync(path.join(work, 'images/base/v1/amd64'), { recursive: true });
+      writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(256 * 1024));
+    }
+    symlinkSync('v1', path.join(work, 'images/base/current'));
+    installBootloaders(path.join(work, 'tftpboot'));
+    lab = await NetLab.create('bw');
+    const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
+    server = await startBootfarm(lab, srv.ns, {
+      server: { address: '10.9.0.1' },
+      dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'], leaseSeconds: 600 }] },
+      tftp: { root: path.join(work, 'tftpboot') },
+      http: { port: 8080 },
+      images: { dir: path.join(work, 'images'), default: 'base' },
+      nodes: [
+        { mac: '52:54:00:cc:00:01', hostname: 'bios-1', arch: 'amd64' },
+        { mac: '52:54:00:cc:00:02', hostname: 'uefi-1', arch: 'amd64' },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  async function bootUntil(firmware: GuestFirmware, mac: string, done: (l: LogLine) => boolean): Promise<LogLine[]> {
+    const since = server.bg.lines.length;
+    const guest = await startGuest(lab, firmware, mac);
+    try {
+      await server.waitForLog(done, GUEST_TIMEOUT, `the ${firmware} guest to fetch its kernel`, since)
+        .catch((err: Error) => { throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-25).join('\n')}`); });
+      return server.logs();
+    } finally {
+      await guest.stop('SIGTERM', 2000);
+    }
+  }
+
+  const fetched = (logs: LogLine[], client: string) => logs
+    .filter((l) => (l.msg === 'tftp file sent' || l.msg === 'http file sent') && String(l.client).startsWith(client))
+    .map((l) => `${l.msg.split(' ')[0]}:${String(l.path)}`);
+
+  // The image's kernel here is random bytes: UEFI iPXE refuses to select a file
+  // that is not an EFI image, so its script stops after fetching the kernel.
+  it('OVMF: ipxe.efi over TFTP, then the node\'s script and kernel over HTTP', async () => {
+    const logs = await bootUntil('ovmf', '52:54:00:cc:00:02', (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/vmlinuz');
+    const offer = logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.type === 'DISCOVER' && l.ipxe === false);
+    const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === true)?.ip);
+    expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
+    expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-02.ipxe', 'http:images/base/amd64/vmlinuz']));
+    // The firmware fetched ipxe.efi from the address of its first lease (iPXE then takes a new one).
+    const firmwareIp = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === false)?.ip);
+    expect(fetched(logs, firmwareIp)).toContain('tftp:ipxe.efi');
+  }, GUEST_TIMEOUT + 30_000);
+
+  it('SeaBIOS with the iPXE ROM: the node\'s script, kernel and initrd over HTTP', async () => {
+    const logs = await bootUntil('seabios', '52:54:00:cc:00:01', (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/initrd.img');
+    const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:01' && l.outcome === 'ack')?.ip);
+    expect(fetched(logs, ip)).toEqual(['http:boot/52-54-00-cc-00-01.ipxe', 'http:images/base/amd64/vmlinuz', 'http:images/base/amd64/initrd.img']);
+  }, GUEST_TIMEOUT + 30_000);
+});
