@@ -38,7 +38,7 @@ export class Bootfarm {
 
   async start(): Promise<void> {
     const { config, logger } = this;
-    const opened = await FileStore.open(config.server.stateDir, config.nodes);
+    const opened = await FileStore.open(config.server.stateDir, config.nodes, config.server.syncWrites);
     this.store = opened.store;
     if (opened.skippedLines > 0) logger.warn({ skippedLines: opened.skippedLines, stateDir: config.server.stateDir }, 'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored');
     logger.info({ stateDir: config.server.stateDir, nodes: this.store.nodes().length, leases: this.store.leases().length }, 'state loaded');

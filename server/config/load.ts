@@ -29,7 +29,7 @@ export interface ResolvedNode extends NodeEntry {
 
 export interface ResolvedConfig {
   file: string;
-  server: { address: string; stateDir: string };
+  server: { address: string; stateDir: string; syncWrites: boolean };
   dhcp: {
     mode: DhcpMode;
     port: number;
@@ -247,7 +247,7 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
   const dhcp = cfg.dhcp;
   return {
     file,
-    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir) },
+    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true },
     dhcp: {
       mode: dhcp?.mode ?? 'off',
       port: dhcp?.port ?? 67,

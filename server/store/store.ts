@@ -58,18 +58,22 @@ export class FileStore implements Store {
   private readonly eventMap = new Map<string, NodeEvent[]>();
   private readonly log: DurableLog<JournalRecord>;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, sync: boolean) {
     this.log = new DurableLog<JournalRecord>({
       dir,
       name: 'state',
       compactAfter: 20000,
       snapshot: () => this.snapshot(),
+      sync,
     });
   }
 
-  /** Opens the store under `dir`; nodes from the configuration replace stored ones of the same MAC. */
-  static async open(dir: string, configNodes: ResolvedNode[]): Promise<{ store: FileStore; skippedLines: number }> {
-    const store = new FileStore(dir);
+  /**
+   * Opens the store under `dir`; nodes from the configuration replace stored ones
+   * of the same MAC. `sync` (server.syncWrites): see DurableLogOptions.sync.
+   */
+  static async open(dir: string, configNodes: ResolvedNode[], sync = true): Promise<{ store: FileStore; skippedLines: number }> {
+    const store = new FileStore(dir, sync);
     const loaded = await store.log.open();
     for (const rec of loaded.records) store.apply(rec);
     for (const node of configNodes) store.nodeMap.set(node.mac, node);

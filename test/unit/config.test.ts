@@ -27,7 +27,8 @@ describe('configuration', () => {
     expect(c.dhcp.subnets[0]).toMatchObject({ netmask: '255.255.255.0', broadcast: '10.9.0.255', leaseSeconds: 3600 });
     expect(c.server.stateDir).toBe(path.join(REPO_ROOT, 'examples/state'));
     expect(c.nodes.map((n) => n.mac)).toEqual(['52:54:00:00:00:01', 'dc:a6:32:01:02:03']);
-    expect(c.boot).toEqual({ bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi' });
+    expect(c.boot).toEqual({ bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi', kernelArgs: '', templatesDir: undefined });
+    expect(c.server.syncWrites).toBe(true);
   });
 
   it('names file, line, column, key and expectation for each problem', () => {

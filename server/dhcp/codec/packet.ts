@@ -85,7 +85,8 @@ export function decodePacket(buf: Buffer): DecodeResult {
 
   const options: DhcpOptions = new Map();
   for (const [code, values] of parts) {
-    options.set(code, values.length === 1 ? Buffer.from(values[0] as Buffer) : Buffer.concat(values));
+    // Values are views into the datagram (node:dgram hands each message its own Buffer).
+    options.set(code, values.length === 1 ? (values[0] as Buffer) : Buffer.concat(values));
   }
 
   return {
@@ -102,7 +103,7 @@ export function decodePacket(buf: Buffer): DecodeResult {
       yiaddr: readIpv4(buf, 16),
       siaddr: readIpv4(buf, 20),
       giaddr: readIpv4(buf, 24),
-      chaddr: Buffer.from(buf.subarray(28, 28 + hlen)),
+      chaddr: buf.subarray(28, 28 + hlen),
       sname: overload & 2 ? '' : readCString(buf, SNAME_OFFSET, SNAME_LENGTH),
       file: overload & 1 ? '' : readCString(buf, FILE_OFFSET, FILE_LENGTH),
       options,

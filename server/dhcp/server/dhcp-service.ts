@@ -135,6 +135,7 @@ export class DhcpService {
 
     // One structured line, and one timeline event, per boot-relevant exchange.
     const bootRelevant = ctx.node !== undefined || ctx.plan.kind !== 'none';
+    if (!ctx.node && !logger.isLevelEnabled(bootRelevant ? 'info' : 'debug')) return;
     const event = {
       mac: ctx.identity.mac,
       node: ctx.node?.hostname,

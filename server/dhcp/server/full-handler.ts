@@ -40,7 +40,7 @@ export class FullModeHandler implements ModeHandler {
     const reply = replySkeleton(ctx.packet, type, this.serverId);
     reply.yiaddr = yiaddr;
     if (type === MessageType.ACK) reply.ciaddr = ctx.packet.ciaddr;
-    if (subnet) addLeaseOptions(reply, subnet, withLease ? subnet.leaseSeconds : undefined, ctx.node?.hostname);
+    if (subnet) addLeaseOptions(reply, subnet, withLease, ctx.node?.hostname);
     addBootOptions(ctx.packet, reply, ctx.plan, 'full');
     echoRelayAgentInfo(ctx.packet, reply);
     return { packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs: 0 };

@@ -27,11 +27,15 @@ const BROADCAST = '255.255.255.255';
 const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
 const text = (s: string) => Buffer.from(s, 'latin1');
 
+const MESSAGE_TYPE_BUFFERS: Record<number, Buffer> = Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((t) => [t, Buffer.of(t)]));
+const PXE_CLIENT = text('PXEClient');
+const HTTP_CLIENT = text('HTTPClient');
+
 /** A reply skeleton: xid, flags, giaddr and chaddr copied; message type and server id set. */
 export function replySkeleton(request: DhcpPacket, messageType: number, serverId: string): DhcpPacket {
   const options = new Map<number, Buffer>();
-  options.set(Opt.MESSAGE_TYPE, Buffer.of(messageType));
-  options.set(Opt.SERVER_ID, ipv4ToBuffer(serverId));
+  options.set(Opt.MESSAGE_TYPE, MESSAGE_TYPE_BUFFERS[messageType] ?? Buffer.of(messageType));
+  options.set(Opt.SERVER_ID, serverIdBuffer(serverId));
   return {
     op: BOOTREPLY,
     htype: request.htype,
@@ -76,21 +80,63 @@ export function maxMessageSizeOf(request: DhcpPacket): number {
   return readMaxMessageSize(request.options) ?? 576;
 }
 
-/** Options of an address lease (RFC 2132): mask, router, DNS, domain, broadcast, times. */
-export function addLeaseOptions(reply: DhcpPacket, subnet: ResolvedSubnet, leaseSeconds: number | undefined, hostname: string | undefined): void {
-  const o = reply.options;
-  o.set(Opt.SUBNET_MASK, ipv4ToBuffer(subnet.netmask));
-  if (subnet.router) o.set(Opt.ROUTERS, ipv4ToBuffer(subnet.router));
-  if (subnet.dns.length > 0) o.set(Opt.DNS_SERVERS, Buffer.concat(subnet.dns.map(ipv4ToBuffer)));
-  if (hostname) o.set(Opt.HOST_NAME, text(hostname));
-  if (subnet.domain) o.set(Opt.DOMAIN_NAME, text(subnet.domain));
-  o.set(Opt.BROADCAST_ADDRESS, ipv4ToBuffer(subnet.broadcast));
-  if (leaseSeconds !== undefined) {
-    // T1 = 0.5 and T2 = 0.875 of the lease (RFC 2131 §4.4.5).
-    o.set(Opt.LEASE_TIME, u32(leaseSeconds));
-    o.set(Opt.RENEWAL_TIME, u32(Math.floor(leaseSeconds * 0.5)));
-    o.set(Opt.REBINDING_TIME, u32(Math.floor(leaseSeconds * 0.875)));
+interface SubnetOptionBuffers {
+  mask: Buffer;
+  router: Buffer | undefined;
+  dns: Buffer | undefined;
+  domain: Buffer | undefined;
+  broadcast: Buffer;
+  lease: Buffer;
+  renewal: Buffer;
+  rebinding: Buffer;
+}
+
+/** A subnet's options never change: encode them once (the encoder only reads them). */
+const subnetOptionCache = new WeakMap<ResolvedSubnet, SubnetOptionBuffers>();
+function subnetOptions(subnet: ResolvedSubnet): SubnetOptionBuffers {
+  let cached = subnetOptionCache.get(subnet);
+  if (!cached) {
+    cached = {
+      mask: ipv4ToBuffer(subnet.netmask),
+      router: subnet.router ? ipv4ToBuffer(subnet.router) : undefined,
+      dns: subnet.dns.length > 0 ? Buffer.concat(subnet.dns.map(ipv4ToBuffer)) : undefined,
+      domain: subnet.domain ? text(subnet.domain) : undefined,
+      broadcast: ipv4ToBuffer(subnet.broadcast),
+      // T1 = 0.5 and T2 = 0.875 of the lease (RFC 2131 §4.4.5).
+      lease: u32(subnet.leaseSeconds),
+      renewal: u32(Math.floor(subnet.leaseSeconds * 0.5)),
+      rebinding: u32(Math.floor(subnet.leaseSeconds * 0.875)),
+    };
+    subnetOptionCache.set(subnet, cached);
   }
+  return cached;
+}
+
+/** Options of an address lease (RFC 2132): mask, router, DNS, domain, broadcast, times. */
+export function addLeaseOptions(reply: DhcpPacket, subnet: ResolvedSubnet, withLeaseTime: boolean, hostname: string | undefined): void {
+  const o = reply.options;
+  const c = subnetOptions(subnet);
+  o.set(Opt.SUBNET_MASK, c.mask);
+  if (c.router) o.set(Opt.ROUTERS, c.router);
+  if (c.dns) o.set(Opt.DNS_SERVERS, c.dns);
+  if (hostname) o.set(Opt.HOST_NAME, text(hostname));
+  if (c.domain) o.set(Opt.DOMAIN_NAME, c.domain);
+  o.set(Opt.BROADCAST_ADDRESS, c.broadcast);
+  if (withLeaseTime) {
+    o.set(Opt.LEASE_TIME, c.lease);
+    o.set(Opt.RENEWAL_TIME, c.renewal);
+    o.set(Opt.REBINDING_TIME, c.rebinding);
+  }
+}
+
+const serverIdCache = new Map<string, Buffer>();
+function serverIdBuffer(address: string): Buffer {
+  let b = serverIdCache.get(address);
+  if (!b) {
+    b = ipv4ToBuffer(address);
+    serverIdCache.set(address, b);
+  }
+  return b;
 }
 
 /**
@@ -127,7 +173,7 @@ export function addBootOptions(request: DhcpPacket, reply: DhcpPacket, plan: Boo
     // The Pi takes its TFTP server from option 66, else from option 54 once option 43
     // matched; keep siaddr, 54 and 66 in agreement and send a dotted quad, never a
     // name (early Pi 4 EEPROMs mis-parsed option 66, notes §1.11).
-    o.set(Opt.VENDOR_CLASS, text('PXEClient'));
+    o.set(Opt.VENDOR_CLASS, PXE_CLIENT);
     o.set(Opt.TFTP_SERVER_NAME, text(plan.bootServer));
     o.set(Opt.VENDOR_SPECIFIC, RASPBERRY_PI_OPTION_43);
     if (machineId) o.set(Opt.CLIENT_MACHINE_ID, machineId);
@@ -138,10 +184,10 @@ export function addBootOptions(request: DhcpPacket, reply: DhcpPacket, plan: Boo
   o.set(Opt.BOOTFILE_NAME, text(plan.bootFile));
   if (plan.vendorClass === 'HTTPClient') {
     // UEFI HTTP boot ignores offers that do not say HTTPClient (notes §1.10).
-    o.set(Opt.VENDOR_CLASS, text('HTTPClient'));
+    o.set(Opt.VENDOR_CLASS, HTTP_CLIENT);
   } else if (style !== 'full') {
     // ProxyDHCP and boot-server replies identify themselves as PXE (notes §1.8).
-    o.set(Opt.VENDOR_CLASS, text('PXEClient'));
+    o.set(Opt.VENDOR_CLASS, PXE_CLIENT);
   }
   if (style !== 'full' && machineId) o.set(Opt.CLIENT_MACHINE_ID, machineId);
   if (style === 'proxy-offer' && plan.firmware === 'bios' && !plan.ipxe) {
