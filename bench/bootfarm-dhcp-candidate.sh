@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # bootfarm as a DHCP candidate for ../shared/bench/run-anchors.
 #
-#   bench/bootfarm-dhcp-candidate.sh IFACE SERVER_IP DIR
+#   bench/bootfarm-dhcp-candidate.sh IFACE SERVER_IP DIR [SYNC_WRITES]
+#
+# SYNC_WRITES: true (default: every lease on stable storage before its ACK) or
+# false (in the kernel before its ACK: survives kill -9, not a power cut; the
+# durability of Kea's memfile, which never fsyncs).
 #
 # run-anchors starts it (inside netns nbb-dsrv) as
 #   --candidate 'dhcp:bootfarm:bash /work/main/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir}'
@@ -23,13 +27,14 @@
 # as the anchors' lease files (/var/tmp/bench/run).
 set -euo pipefail
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 IFACE SERVER_IP DIR" >&2
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then
+  echo "usage: $0 IFACE SERVER_IP DIR [true|false]" >&2
   exit 2
 fi
 iface=$1
 server_ip=$2
 dir=${3%/}
+sync_writes=${4:-true}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 main_js="$repo/dist/server/cli/main.js"
@@ -54,6 +59,7 @@ cat > "$dir/bootfarm.yaml" <<EOF
 server:
   address: $server_ip
   stateDir: $dir/state
+  syncWrites: $sync_writes
 dhcp:
   mode: full
   interface: $iface

@@ -2,6 +2,8 @@
 # DHCPv4 benchmark of bootfarm beside Kea and dnsmasq, in ONE interleaved
 # run-anchors invocation (rep 1: kea kea-mem dnsmasq-dhcp dnsmasq-dhcp-ro bootfarm,
 # rep 2: ..., each phase on a freshly started server with an empty lease database).
+# bootfarm runs twice: syncWrites true (default; fsync per batch of leases) and
+# bootfarm-nosync (syncWrites false: Kea memfile's durability, which never fsyncs).
 #
 #   sudo bench/run-dhcp.sh                 # the full run (3 reps), ~7-10 min
 #   sudo bench/run-dhcp.sh --quick --servers kea,bootfarm   # smoke test (1 rep, 500 clients)
@@ -39,7 +41,8 @@ echo "run-dhcp: node $(node --version), $(nproc) CPUs, load average $(cut -d' ' 
 cd "$repo"
 set -x
 "$harness" --protocols dhcp --reps 3 \
-  --servers kea,kea-mem,dnsmasq-dhcp,dnsmasq-dhcp-ro,bootfarm \
-  --candidate "dhcp:bootfarm:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir}" \
+  --servers kea,kea-mem,dnsmasq-dhcp,dnsmasq-dhcp-ro,bootfarm,bootfarm-nosync \
+  --candidate "dhcp:bootfarm:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir} true" \
+  --candidate "dhcp:bootfarm-nosync:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir} false" \
   --results "$results" \
   "$@"
