@@ -4,7 +4,7 @@
 # Usage: scripts/install-system-deps.sh [runtime|test|bench]...  (default: runtime test)
 set -euo pipefail
 
-want_runtime=(iproute2 ca-certificates ipxe)
+want_runtime=(iproute2 ca-certificates ipxe grub-common)
 # Real peers the tests talk to: DHCP clients, a site DHCP server for proxy mode,
 # packet capture, and QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots.
 want_test=(busybox isc-dhcp-client isc-dhcp-relay dnsmasq-base nftables tshark tcpdump

@@ -19,7 +19,9 @@ npx vitest run --reporter=default --reporter=json --outputFile="$report" || stat
 # One plain closing line that any CI can read.
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+  // A suite that failed before its tests ran (a hook) counts as failed too.
+  const failed = r.numFailedTests || (r.success ? 0 : Math.max(1, r.numFailedTestSuites));
+  console.log(`tests: ${r.numPassedTests} passed, ${failed} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
 ' "$report" || true
 rm -f "$report"
 exit "$status"

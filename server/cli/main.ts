@@ -6,7 +6,7 @@ import { ConfigError } from '../config/errors.js';
 import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
 import { SocketSetupError } from '../dhcp/server/sockets.js';
-import { installBootloaders } from './bootloaders.js';
+import { installGrubArm64, installIpxe } from './bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
 
@@ -56,12 +56,15 @@ program
 
 program
   .command('bootloaders')
-  .description("install the iPXE bootloaders (undionly.kpxe, ipxe.efi, snponly.efi) from Debian's ipxe package into tftp.root")
+  .description("install the bootloaders into tftp.root from Debian's packages: iPXE (undionly.kpxe, ipxe.efi, snponly.efi) and GRUB for arm64 UEFI (grub/arm64-efi/core.efi)")
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .action((opts: { config: string }) => {
+  .option('--no-grub', 'skip GRUB for arm64 (it downloads grub-efi-arm64-bin)')
+  .action((opts: { config: string; grub: boolean }) => {
     try {
       const config = loadConfig(opts.config);
-      for (const { file, source } of installBootloaders(config.tftp.root)) {
+      const installed = installIpxe(config.tftp.root);
+      if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, path.join(config.server.stateDir, 'cache')));
+      for (const { file, source } of installed) {
         process.stdout.write(`${path.join(config.tftp.root, file)} <- ${source}\n`);
       }
     } catch (err) {

@@ -64,6 +64,7 @@ describe('boot files over TFTP and HTTP', () => {
     const installed = await run(process.execPath, nodeArgs(CLI, ['bootloaders', '--config', cfgFile]));
     expect(installed.code, installed.stderr).toBe(0);
     expect(installed.stdout).toContain('undionly.kpxe <- /usr/lib/ipxe/undionly.kpxe');
+    expect(installed.stdout).toMatch(/grub\/arm64-efi\/core\.efi <- .*grub-efi-arm64-bin_.*_arm64\.deb/);
     server = await startBootfarm(lab, srv.ns, config);
   });
   afterAll(async () => {
@@ -79,6 +80,18 @@ describe('boot files over TFTP and HTTP', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(sha(readFileSync(target))).toBe(sha(readFileSync(`/usr/lib/ipxe/${file}`)));
     }
+  });
+
+  it('serves GRUB\'s arm64 UEFI netboot image built from Debian\'s grub-efi-arm64-bin', async () => {
+    const target = path.join(work, 'core.efi');
+    expect((await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', 'grub/arm64-efi/core.efi', target])).code).toBe(0);
+    const core = readFileSync(target);
+    expect(core.subarray(0, 2).toString()).toBe('MZ');
+    // PE/COFF machine type at the PE header: 0xAA64 is ARM64.
+    const pe = core.readUInt32LE(0x3c);
+    expect(core.subarray(pe, pe + 4).toString('latin1')).toBe('PE\0\0');
+    expect(core.readUInt16LE(pe + 4)).toBe(0xaa64);
+    expect(readFileSync(path.join(work, 'tftpboot/grub/arm64-efi/core.efi'))).toEqual(core);
   });
 
   it('renders the node\'s iPXE script, the same over HTTP and TFTP, with its root location and no secret', async () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { NetLab } from '../lib/netlab.js';
 import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
 import { startGuest, type GuestFirmware } from '../lib/qemu.js';
-import { installBootloaders } from '../../server/cli/bootloaders.js';
+import { installIpxe } from '../../server/cli/bootloaders.js';
 
 const GUEST_TIMEOUT = 180_000;
 
@@ -25,7 +25,7 @@ describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
       writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(256 * 1024));
     }
     symlinkSync('v1', path.join(work, 'images/base/current'));
-    installBootloaders(path.join(work, 'tftpboot'));
+    installIpxe(path.join(work, 'tftpboot'));
     lab = await NetLab.create('bw');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     server = await startBootfarm(lab, srv.ns, {

@@ -36,8 +36,9 @@ export async function createFirmwareLab(tag: string, dhcp: Record<string, unknow
   }
   const bootfarm = await startBootfarm(lab, srv.ns, {
     server: { address: '10.9.0.1' },
+    // DHCP only: the observer stands on bootfarm's TFTP and HTTP ports (the boot
+    // plan still names HTTP port 8080, the default).
     dhcp: { interface: 'eth0', ...dhcp },
-    http: { port: 8080 },
   });
   const observer = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/wire-observer.ts'), ['69', '8080']), 'observer');
   await observer.waitFor((l) => l.includes('"ready":true'), 15_000, 'observer ready');
