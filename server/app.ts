@@ -16,6 +16,8 @@ import { ImageFileResolver } from './boot/files/images.js';
 import { storeDirectory } from './boot/files/node-directory.js';
 import { TemplateSet } from './boot/templates.js';
 import { HttpBootServer } from './http/server.js';
+import { NbdServer } from './nbd/server.js';
+import { ImageExportCatalog } from './nbd/catalog.js';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -32,6 +34,7 @@ export class Bootfarm {
   dhcp: DhcpService | undefined;
   tftp: TftpServer | undefined;
   http: HttpBootServer | undefined;
+  nbd: NbdServer | undefined;
   private readonly fileCache = new FileCache();
 
   constructor(private readonly config: ResolvedConfig, private readonly logger: Logger) {}
@@ -75,6 +78,28 @@ export class Bootfarm {
           (event) => this.recordFileServed({ path: event.path, client: event.client, kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`, bytes: event.bytes, from: event.from }));
         await this.http.start();
         this.services.push(this.http);
+      }
+      if (config.nbd.enabled) {
+        const store = this.store;
+        const now = () => Date.now();
+        this.nbd = new NbdServer(
+          { port: config.nbd.port, host: config.nbd.host },
+          new ImageExportCatalog(config.images.dir, config.nbd.exports),
+          {
+            refusal: (address) => {
+              if (config.nbd.allow === 'any') return undefined;
+              const lease = store.leaseByIp(address);
+              if (lease && lease.state === 'bound' && lease.expiresAt > now()) return undefined;
+              if (store.nodes().some((n) => n.ip === address)) return undefined;
+              return `${address} holds no lease and is no node's address (nbd.allow: leased)`;
+            },
+            nodeOf: (address) => nodes.byAddress(address),
+          },
+          logger.child({ svc: 'nbd' }), this.metrics,
+          (node, exp) => store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: 'nbd.attach', detail: { export: exp.name, source: exp.source } }),
+        );
+        await this.nbd.start();
+        this.services.push(this.nbd);
       }
     } catch (err) {
       await this.stop();

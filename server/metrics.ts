@@ -54,6 +54,29 @@ export class Metrics {
     help: 'Bytes of boot files sent over HTTP',
     registers: [this.registry],
   });
+  readonly nbdBytes = new Counter({
+    name: 'bootfarm_nbd_bytes_total',
+    help: 'Bytes read over NBD, by export and node',
+    labelNames: ['export', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly nbdReads = new Counter({
+    name: 'bootfarm_nbd_reads_total',
+    help: 'NBD read requests served, by export and node',
+    labelNames: ['export', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly nbdAttach = new Counter({
+    name: 'bootfarm_nbd_attach_total',
+    help: 'NBD clients that entered the transmission phase, by export and node',
+    labelNames: ['export', 'node'] as const,
+    registers: [this.registry],
+  });
+  readonly nbdProtocolErrors = new Counter({
+    name: 'bootfarm_nbd_protocol_errors_total',
+    help: 'NBD connections closed because the client broke the protocol',
+    registers: [this.registry],
+  });
   readonly dhcpHandleSeconds = new Histogram({
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',

@@ -42,7 +42,7 @@ export interface ResolvedConfig {
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { enabled: boolean; port: number; host: string };
-  nbd: { port: number };
+  nbd: { enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; exports: Array<{ name: string; file: string }> };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
   images: { dir: string; default: string };
@@ -282,7 +282,13 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       maxTransfers: cfg.tftp?.maxTransfers ?? 1000,
     },
     http: { enabled: cfg.http !== undefined && cfg.http.enabled !== false, port: cfg.http?.port ?? 8080, host: cfg.http?.host ?? '0.0.0.0' },
-    nbd: { port: cfg.nbd?.port ?? 10809 },
+    nbd: {
+      enabled: cfg.nbd !== undefined && cfg.nbd.enabled !== false,
+      port: cfg.nbd?.port ?? 10809,
+      host: cfg.nbd?.host ?? '0.0.0.0',
+      allow: cfg.nbd?.allow ?? 'leased',
+      exports: (cfg.nbd?.exports ?? []).map((e) => ({ name: e.name, file: resolvePath(dir, e.file) })),
+    },
     boot: {
       bios: cfg.boot?.bios ?? 'undionly.kpxe',
       uefiX64: cfg.boot?.uefiX64 ?? 'ipxe.efi',

@@ -72,7 +72,16 @@ export const ConfigSchema = Type.Object({
     port: Type.Optional(Port),
     host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
   }, { additionalProperties: false })),
-  nbd: Type.Optional(Type.Object({ port: Type.Optional(Port) }, { additionalProperties: false })),
+  nbd: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean(expected('true or false'))),
+    port: Type.Optional(Port),
+    host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
+    allow: Type.Optional(Type.Union([Type.Literal('leased'), Type.Literal('any')], expected('leased (addresses with a lease or a node address) or any'))),
+    exports: Type.Optional(Type.Array(Type.Object({
+      name: Type.String({ minLength: 1, ...expected('an export name') }),
+      file: Type.String({ minLength: 1, ...expected('an image file path') }),
+    }, { additionalProperties: false }))),
+  }, { additionalProperties: false })),
   boot: Type.Optional(Type.Object({
     bios: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),
     uefiX64: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),

@@ -1,0 +1,72 @@
+// The exports: one per published image and architecture, named <image>/<arch>,
+// read from <images.dir>/<image>/current/<arch>/root.squashfs, plus any files
+// named in nbd.exports. `current` is resolved when a client attaches and the
+// file stays open: publishing a new version never changes bytes under a
+// connected client, which keeps its version until it reconnects.
+import { open, readdir, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import type { ExportCatalog, NbdExport } from './session.js';
+
+export interface StaticExport {
+  name: string;
+  file: string;
+}
+
+export class ImageExportCatalog implements ExportCatalog {
+  constructor(private readonly imagesDir: string, private readonly staticExports: StaticExport[]) {}
+
+  async names(): Promise<string[]> {
+    const names = this.staticExports.map((e) => e.name);
+    const images = await readdir(this.imagesDir, { withFileTypes: true }).catch(() => []);
+    for (const image of images) {
+      if (!image.isDirectory()) continue;
+      const archDir = path.join(this.imagesDir, image.name, 'current');
+      const arches = await readdir(archDir, { withFileTypes: true }).catch(() => []);
+      for (const arch of arches) {
+        const exists = await realpath(path.join(archDir, arch.name, 'root.squashfs')).then(() => true, () => false);
+        if (exists) names.push(`${image.name}/${arch.name}`);
+      }
+    }
+    return names.sort();
+  }
+
+  private async locate(name: string): Promise<string | undefined> {
+    const fixed = this.staticExports.find((e) => e.name === name);
+    if (fixed) return realpath(fixed.file).catch(() => undefined);
+    const m = /^([a-zA-Z0-9][a-zA-Z0-9._-]*)\/([a-z0-9_]+)$/.exec(name);
+    if (!m) return undefined;
+    const root = await realpath(this.imagesDir).catch(() => undefined);
+    const real = await realpath(path.join(this.imagesDir, m[1] as string, 'current', m[2] as string, 'root.squashfs')).catch(() => undefined);
+    if (!root || !real || !real.startsWith(root + path.sep)) return undefined;
+    return real;
+  }
+
+  async open(name: string): Promise<NbdExport | undefined> {
+    const file = await this.locate(name);
+    if (!file) return undefined;
+    const handle = await open(file, 'r').catch(() => undefined);
+    if (!handle) return undefined;
+    const { size } = await handle.stat();
+    let closed = false;
+    return {
+      name,
+      source: file,
+      size: BigInt(size),
+      read: async (offset, length) => {
+        const buf = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
+          if (bytesRead === 0) throw new Error(`${file} ended early at ${offset + done}`);
+          done += bytesRead;
+        }
+        return buf;
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        void handle.close();
+      },
+    };
+  }
+}

@@ -1,0 +1,260 @@
+// One NBD connection: fixed-newstyle handshake, option haggling, then the
+// transmission phase over a streaming buffer (the kernel pipelines requests: a
+// read may hold several requests, or half of one). Replies may go out of order
+// and are matched by the client's cookie. Exports are read-only.
+import {
+  ClientFlag, Command, Errno, exportNameReply, greeting, IHAVEOPT, Info, infoBlockSize, infoExport, listEntry,
+  MAX_REQUEST_LENGTH, Option, optionReply, READ_ONLY_EXPORT_FLAGS, Reply, REQUEST_MAGIC, simpleReply,
+} from './protocol.js';
+
+export interface NbdExport {
+  name: string;
+  size: bigint;
+  /** What exactly is served, e.g. the real path of the image version. */
+  source: string;
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): void;
+}
+
+export interface ExportCatalog {
+  names(): Promise<string[]>;
+  /** Opens an export now; the connection keeps this version until it closes. */
+  open(name: string): Promise<NbdExport | undefined>;
+}
+
+export interface SessionIO {
+  /** Writes the parts back to back (one reply stays contiguous on the stream). */
+  write(parts: Buffer[]): void;
+  /** Ends the connection after pending writes. */
+  end(): void;
+  pause(): void;
+  resume(): void;
+}
+
+export interface SessionEvents {
+  attached(exp: NbdExport): void;
+  served(exp: NbdExport, bytes: number): void;
+  protocolError(reason: string): void;
+  closed(): void;
+}
+
+export interface SessionPolicy {
+  /** Undefined: may attach; otherwise why not (answered with ERR_POLICY). */
+  refusal: string | undefined;
+}
+
+const MAX_OPTION_LENGTH = 64 * 1024;
+const MAX_IN_FLIGHT = 64;
+
+type Phase = 'client-flags' | 'options' | 'transmission' | 'closing';
+
+export class NbdSession {
+  private phase: Phase = 'client-flags';
+  private pending: Buffer = Buffer.alloc(0);
+  private noZeroes = false;
+  private exp: NbdExport | undefined;
+  private inFlight = 0;
+  private paused = false;
+  private busy = false;
+  private disconnectRequested = false;
+
+  constructor(private readonly io: SessionIO, private readonly catalog: ExportCatalog, private readonly policy: SessionPolicy, private readonly events: SessionEvents) {
+    io.write([greeting()]);
+  }
+
+  onData(chunk: Buffer): void {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    void this.pump();
+  }
+
+  /** The peer went away: release what this session holds. */
+  onClose(): void {
+    this.phase = 'closing';
+    this.exp?.close();
+    this.exp = undefined;
+    this.events.closed();
+  }
+
+  private fail(reason: string): void {
+    if (this.phase === 'closing') return;
+    this.events.protocolError(reason);
+    this.phase = 'closing';
+    this.io.end();
+  }
+
+  private take(n: number): Buffer | undefined {
+    if (this.pending.length < n) return undefined;
+    const head = this.pending.subarray(0, n);
+    this.pending = this.pending.subarray(n);
+    return head;
+  }
+
+  /** Parses as much as is buffered. Option handling awaits export opens, so it is serialised. */
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (;;) {
+        if (this.phase === 'closing') return;
+        if (this.phase === 'client-flags') {
+          const flags = this.take(4);
+          if (!flags) return;
+          const value = flags.readUInt32BE(0);
+          // Unknown bits, or bits we did not offer: the server MUST drop the connection.
+          if (value & ~(ClientFlag.FIXED_NEWSTYLE | ClientFlag.NO_ZEROES)) return this.fail(`unknown client flags 0x${value.toString(16)}`);
+          if (!(value & ClientFlag.FIXED_NEWSTYLE)) return this.fail('client does not speak fixed newstyle');
+          this.noZeroes = (value & ClientFlag.NO_ZEROES) !== 0;
+          this.phase = 'options';
+          continue;
+        }
+        if (this.phase === 'options') {
+          if (this.pending.length < 16) return;
+          if (!this.pending.subarray(0, 8).equals(IHAVEOPT)) return this.fail('option without IHAVEOPT magic');
+          const option = this.pending.readUInt32BE(8);
+          const length = this.pending.readUInt32BE(12);
+          if (length > MAX_OPTION_LENGTH) return this.fail(`option ${option} claims ${length} bytes of data`);
+          if (this.pending.length < 16 + length) return;
+          this.take(16);
+          const data = Buffer.from(this.take(length) as Buffer);
+          await this.handleOption(option, data);
+          continue;
+        }
+        // Transmission.
+        if (this.inFlight >= MAX_IN_FLIGHT) {
+          if (!this.paused) { this.paused = true; this.io.pause(); }
+          return;
+        }
+        if (this.pending.length < 28) return;
+        if (this.pending.readUInt32BE(0) !== REQUEST_MAGIC) return this.fail('request without the request magic');
+        const type = this.pending.readUInt16BE(6);
+        const length = this.pending.readUInt32BE(24);
+        const isWrite = type === Command.WRITE;
+        if (isWrite && length > MAX_REQUEST_LENGTH) return this.fail(`WRITE of ${length} bytes`);
+        if (this.pending.length < 28 + (isWrite ? length : 0)) return;
+        const header = this.take(28) as Buffer;
+        if (isWrite) this.take(length); // the payload of a refused write is consumed, not parsed
+        this.handleRequest(type, Buffer.from(header.subarray(8, 16)), header.readBigUInt64BE(16), length);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private reply(option: number, type: number, data?: Buffer): void {
+    this.io.write([optionReply(option, type, data)]);
+  }
+
+  private async handleOption(option: number, data: Buffer): Promise<void> {
+    switch (option) {
+      case Option.ABORT:
+        this.reply(option, Reply.ACK);
+        this.phase = 'closing';
+        this.io.end();
+        return;
+      case Option.LIST: {
+        if (data.length !== 0) return this.reply(option, Reply.ERR_INVALID, Buffer.from('LIST takes no data'));
+        if (this.policy.refusal) return this.reply(option, Reply.ERR_POLICY, Buffer.from(this.policy.refusal));
+        for (const name of await this.catalog.names()) this.reply(option, Reply.SERVER, listEntry(name));
+        return this.reply(option, Reply.ACK);
+      }
+      case Option.EXPORT_NAME: {
+        // No error reply exists for EXPORT_NAME: an unknown or refused export closes the connection.
+        if (this.policy.refusal) return this.fail(`EXPORT_NAME refused: ${this.policy.refusal}`);
+        const exp = await this.catalog.open(data.toString('utf8'));
+        if (!exp) return this.fail(`EXPORT_NAME for unknown export ${JSON.stringify(data.toString('utf8'))}`);
+        this.enterTransmission(exp);
+        this.io.write([exportNameReply(exp.size, READ_ONLY_EXPORT_FLAGS, this.noZeroes)]);
+        return;
+      }
+      case Option.INFO:
+      case Option.GO: {
+        if (data.length < 6) return this.reply(option, Reply.ERR_INVALID, Buffer.from('INFO/GO data too short'));
+        const nameLength = data.readUInt32BE(0);
+        if (4 + nameLength + 2 > data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('export name runs past the option data'));
+        const name = data.subarray(4, 4 + nameLength).toString('utf8');
+        const count = data.readUInt16BE(4 + nameLength);
+        if (4 + nameLength + 2 + count * 2 !== data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('information request count does not match the data'));
+        const requested = new Set<number>();
+        for (let i = 0; i < count; i++) requested.add(data.readUInt16BE(4 + nameLength + 2 + i * 2));
+        if (this.policy.refusal) return this.reply(option, Reply.ERR_POLICY, Buffer.from(this.policy.refusal));
+        const exp = await this.catalog.open(name);
+        if (!exp) return this.reply(option, Reply.ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(name)}`));
+        if (requested.has(Info.NAME)) this.reply(option, Reply.INFO, Buffer.concat([Buffer.from([0, Info.NAME]), Buffer.from(exp.name)]));
+        if (requested.has(Info.BLOCK_SIZE)) this.reply(option, Reply.INFO, infoBlockSize(1, 4096, MAX_REQUEST_LENGTH));
+        this.reply(option, Reply.INFO, infoExport(exp.size, READ_ONLY_EXPORT_FLAGS));
+        this.reply(option, Reply.ACK);
+        if (option === Option.GO) this.enterTransmission(exp);
+        else exp.close();
+        return;
+      }
+      default:
+        // STARTTLS, STRUCTURED_REPLY, meta contexts and anything unknown: refused,
+        // and the connection stays usable for the next option (proto.md baseline).
+        return this.reply(option, Reply.ERR_UNSUP, Buffer.from(option === Option.STRUCTURED_REPLY ? 'structured replies are not supported' : `option ${option} is not supported`));
+    }
+  }
+
+  private enterTransmission(exp: NbdExport): void {
+    this.exp = exp;
+    this.phase = 'transmission';
+    this.events.attached(exp);
+  }
+
+  private handleRequest(type: number, cookie: Buffer, offset: bigint, length: number): void {
+    // Nothing after DISC is served.
+    if (this.disconnectRequested) return;
+    const exp = this.exp as NbdExport;
+    switch (type) {
+      case Command.READ: {
+        // Out of range is answered before any data: a short read after a zero-error header is fatal.
+        if (length > MAX_REQUEST_LENGTH || offset + BigInt(length) > exp.size) {
+          this.io.write([simpleReply(Errno.EINVAL, cookie)]);
+          return;
+        }
+        this.inFlight++;
+        exp.read(Number(offset), length).then(
+          (data) => {
+            if (this.phase === 'closing') return;
+            this.io.write([simpleReply(0, cookie), data]);
+            this.events.served(exp, data.length);
+          },
+          () => {
+            if (this.phase !== 'closing') this.io.write([simpleReply(Errno.EIO, cookie)]);
+          },
+        ).finally(() => this.settled());
+        return;
+      }
+      case Command.WRITE:
+      case Command.TRIM:
+      case Command.WRITE_ZEROES:
+        this.io.write([simpleReply(Errno.EPERM, cookie)]);
+        return;
+      case Command.FLUSH:
+      case Command.CACHE:
+        this.io.write([simpleReply(0, cookie)]);
+        return;
+      case Command.DISC:
+        // Finish what is in flight, then close.
+        this.disconnectRequested = true;
+        if (this.inFlight === 0) this.endNow();
+        return;
+      default:
+        this.io.write([simpleReply(Errno.EINVAL, cookie)]);
+    }
+  }
+
+  private settled(): void {
+    this.inFlight--;
+    if (this.disconnectRequested && this.inFlight === 0) return this.endNow();
+    if (this.paused && this.inFlight < MAX_IN_FLIGHT / 2) {
+      this.paused = false;
+      this.io.resume();
+      void this.pump();
+    }
+  }
+
+  private endNow(): void {
+    this.phase = 'closing';
+    this.io.end();
+  }
+}
