@@ -18,7 +18,7 @@
 #
 # Built JS is used, not tsx: it is the production path. By default that is the
 # repository's dist/, rebuilt here when missing or older than any server/**/*.ts.
-# BOOTFARM_DIST=DIR (set by bench/run-tftp.sh) runs DIR/server/cli/main.js instead
+# BOOTFARM_DIST=DIR (set by bench/run-tftp.sh to bench/.tftp-snapshot/dist) runs DIR/server/cli/main.js instead
 # and never builds: run-tftp.sh compiles a private snapshot once, so every start in
 # one run measures the same code even if the sources or dist/ change meanwhile.
 #

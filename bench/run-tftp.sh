@@ -33,11 +33,13 @@ mkdir -p "$results"
 log="$results/run-tftp-$(date +%Y%m%d-%H%M%S).log"
 exec > >(tee "$log") 2>&1
 
-# A private build snapshot (bench/dist, git-ignored like every dist/): compiled once
-# here, used by every start of the candidate (BOOTFARM_DIST), so the whole run
-# measures one build even if server/ or dist/ change while it runs. (run-dhcp.sh
-# uses the same directory: do not run the two scripts at the same time.)
-snapshot="$repo/bench/dist"
+# A private build snapshot: compiled once here, used by every start of the candidate
+# (BOOTFARM_DIST), so the whole run measures one build even if server/ or dist/
+# change while it runs. Not bench/dist: run-dhcp.sh deletes and rebuilds that
+# directory on every start, which once removed this run's snapshot (with its
+# templates) mid-run. bench/.tftp-snapshot/dist is git-ignored (dist/) and stays
+# inside the repository so that node finds node_modules/.
+snapshot="$repo/bench/.tftp-snapshot/dist"
 rm -rf "$snapshot"
 (cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
 # The built server looks for its handlebars templates at <outDir>/templates

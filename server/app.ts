@@ -18,6 +18,8 @@ import { TemplateSet } from './boot/templates.js';
 import { HttpBootServer } from './http/server.js';
 import { NbdServer } from './nbd/server.js';
 import { ImageExportCatalog } from './nbd/catalog.js';
+import { NbdkitBackend } from './nbd/backends/nbdkit.js';
+import { NbdServerBackend } from './nbd/backends/nbd-server.js';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -79,7 +81,14 @@ export class Bootfarm {
         await this.http.start();
         this.services.push(this.http);
       }
-      if (config.nbd.enabled) {
+      if (config.nbd.enabled && config.nbd.backend !== 'builtin') {
+        // External servers: no per-node access policy or per-node metrics (those need the built-in one).
+        const options = { port: config.nbd.port, host: config.nbd.host, stateDir: config.server.stateDir, imagesDir: config.images.dir, staticExports: config.nbd.exports };
+        const backendLog = logger.child({ svc: 'nbd' });
+        const backend = config.nbd.backend === 'nbdkit' ? new NbdkitBackend(options, backendLog) : new NbdServerBackend(options, backendLog);
+        await backend.start();
+        this.services.push(backend);
+      } else if (config.nbd.enabled) {
         const store = this.store;
         const now = () => Date.now();
         this.nbd = new NbdServer(

@@ -3,6 +3,13 @@
 // the initrd finds its root (server, NBD port, export) and never a secret.
 import type { ResolvedConfig, ResolvedNode } from '../config/load.js';
 import type { BootContext } from './templates.js';
+import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
+
+/** The export a node's root is served as, under the configured NBD backend. */
+export function exportName(image: string, arch: string, config: ResolvedConfig): string {
+  const name = `${image}/${arch}`;
+  return config.nbd.backend === 'nbdkit' ? nbdkitExportName(name) : name;
+}
 
 export function nodeArch(node: ResolvedNode): string {
   return node.arch ?? (node.piSerial ? 'arm64' : 'amd64');
@@ -24,7 +31,7 @@ export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootCon
     `bootfarm.server=${address}`,
     `bootfarm.http=${address}:${config.http.port}`,
     `bootfarm.nbd=${address}:${config.nbd.port}`,
-    `bootfarm.export=${image}/${arch}`,
+    `bootfarm.export=${exportName(image, arch, config)}`,
     `bootfarm.node=${node.hostname}`,
     config.boot.kernelArgs,
   ].filter((a) => a.length > 0).join(' ');
@@ -34,7 +41,7 @@ export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootCon
     image: {
       name: image,
       arch,
-      export: `${image}/${arch}`,
+      export: exportName(image, arch, config),
       kernelPath: `${base}/vmlinuz`,
       initrdPath: `${base}/initrd.img`,
       kernelUrl: `${http}/${base}/vmlinuz`,

@@ -37,7 +37,7 @@ program
       try {
         await app.start();
       } catch (err) {
-        throw err instanceof Error && /^(template |cannot listen|cannot bind TFTP)/.test(err.message) ? new UsageError(err.message) : err;
+        throw err instanceof Error && /^(template |cannot listen|cannot bind TFTP|nbd\.backend )/.test(err.message) ? new UsageError(err.message) : err;
       }
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');
       let stopping = false;

@@ -42,7 +42,7 @@ export interface ResolvedConfig {
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { enabled: boolean; port: number; host: string };
-  nbd: { enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; exports: Array<{ name: string; file: string }> };
+  nbd: { enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }> };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
   images: { dir: string; default: string };
@@ -287,6 +287,7 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       port: cfg.nbd?.port ?? 10809,
       host: cfg.nbd?.host ?? '0.0.0.0',
       allow: cfg.nbd?.allow ?? 'leased',
+      backend: cfg.nbd?.backend ?? 'builtin',
       exports: (cfg.nbd?.exports ?? []).map((e) => ({ name: e.name, file: resolvePath(dir, e.file) })),
     },
     boot: {

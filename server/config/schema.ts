@@ -77,6 +77,7 @@ export const ConfigSchema = Type.Object({
     port: Type.Optional(Port),
     host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
     allow: Type.Optional(Type.Union([Type.Literal('leased'), Type.Literal('any')], expected('leased (addresses with a lease or a node address) or any'))),
+    backend: Type.Optional(Type.Union([Type.Literal('builtin'), Type.Literal('nbd-server'), Type.Literal('nbdkit')], expected('one of builtin, nbd-server, nbdkit'))),
     exports: Type.Optional(Type.Array(Type.Object({
       name: Type.String({ minLength: 1, ...expected('an export name') }),
       file: Type.String({ minLength: 1, ...expected('an image file path') }),

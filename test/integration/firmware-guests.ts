@@ -22,6 +22,16 @@ export interface FirmwareLab {
 
 export async function createFirmwareLab(tag: string, dhcp: Record<string, unknown>, withSiteDhcp: boolean): Promise<FirmwareLab & { site?: Background }> {
   const lab = await NetLab.create(tag);
+  try {
+    return await populate(lab, dhcp, withSiteDhcp);
+  } catch (err) {
+    // The caller never gets the lab to destroy: clean up here.
+    await lab.destroy();
+    throw err;
+  }
+}
+
+async function populate(lab: NetLab, dhcp: Record<string, unknown>, withSiteDhcp: boolean): Promise<FirmwareLab & { site?: Background }> {
   const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
   let site: Background | undefined;
   if (withSiteDhcp) {

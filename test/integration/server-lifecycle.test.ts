@@ -75,4 +75,19 @@ describe('bootfarm process lifecycle', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr.trim()).toBe('bootfarm: server.address 10.9.0.7 is not on dhcp.interface eth0 (its IPv4 addresses: 10.9.0.1)');
   });
+
+  it('names a missing NBD backend binary', async () => {
+    const { mkdtempSync, symlinkSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-nobin-'));
+    // A PATH holding node alone: no nbdkit, no nbd-server.
+    symlinkSync(process.execPath, path.join(dir, 'node'));
+    for (const backend of ['nbdkit', 'nbd-server']) {
+      const file = path.join(dir, `${backend}.yaml`);
+      writeFileSync(file, `server: { address: 127.0.0.1, stateDir: ${dir}/state }\nnbd: { port: 10898, host: 127.0.0.1, backend: ${backend} }\nimages: { dir: ${dir}/images }\n`);
+      const r = await lab.exec(srvNs, 'env', [`PATH=${dir}`, path.join(dir, 'node'), ...nodeArgs(CLI, ['serve', '--config', file])], 30_000);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toBe(`bootfarm: nbd.backend ${backend}: the ${backend} binary is not installed (apt-get install ${backend})`);
+    }
+  });
 });
