@@ -15,6 +15,8 @@ scripts/install-system-deps.sh runtime
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
 node dist/server/cli/main.js config check examples/bootfarm.yaml
+# iPXE for BIOS and UEFI x86-64, GRUB for arm64 UEFI, from Debian's packages, into tftp.root.
+node dist/server/cli/main.js bootloaders --config examples/bootfarm.yaml
 
 if ip link show br0 >/dev/null 2>&1; then
   exec node dist/server/cli/main.js serve --config examples/bootfarm.yaml
