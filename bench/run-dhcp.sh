@@ -33,6 +33,10 @@ exec > >(tee "$log") 2>&1
 snapshot="$repo/bench/dist"
 rm -rf "$snapshot"
 (cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
+# `serve` (and `config check`) compile the handlebars templates at start, even in a
+# DHCP-only config, from <outDir>/templates (server/boot/templates.ts), which tsc
+# does not copy; without them every bootfarm start exits with ENOENT .../ipxe.hbs.
+cp -r "$repo/templates" "$snapshot/templates"
 export BOOTFARM_DIST="$snapshot"
 echo "run-dhcp: bootfarm $(git -C "$repo" rev-parse HEAD) (uncommitted changes under server/: $(git -C "$repo" status --porcelain -- server | wc -l))"
 echo "run-dhcp: build snapshot $snapshot, sha256 of its .js: $(cd "$snapshot" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"

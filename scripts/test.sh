@@ -12,6 +12,8 @@ fi
 scripts/install-system-deps.sh runtime test
 npm ci --no-audit --no-fund --loglevel=error
 npx tsc -p tsconfig.json --noEmit
+# The built CLI is what users run: build it, and a test runs it.
+npm run --silent build
 
 report=$(mktemp)
 status=0

@@ -8,7 +8,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 
-export const BUILTIN_TEMPLATE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../templates');
+/** templates/ at the repository root: two levels up from server/boot, three from dist/server/boot. */
+export const BUILTIN_TEMPLATE_DIR = ((): string => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.resolve(here, '../../templates'), path.resolve(here, '../../../templates')];
+  return candidates.find((dir) => existsSync(path.join(dir, 'ipxe.hbs'))) ?? (candidates[0] as string);
+})();
 
 export const TEMPLATE_NAMES = ['ipxe', 'grub.cfg', 'pxelinux.cfg', 'rpi-config.txt', 'rpi-cmdline.txt'] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];

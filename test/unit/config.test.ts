@@ -80,6 +80,13 @@ nodes:
     expect(problems('- a\n- b\n')).toEqual(['cfg.yaml:1:1: expected a mapping with at least a "server" section']);
   });
 
+  it('the built CLI (dist/, as users run it) finds its templates and checks the example', async () => {
+    const built = path.join(REPO_ROOT, 'dist/server/cli/main.js');
+    const r = await run(process.execPath, [built, 'config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
   it('bootfarm config check: ok exits 0, problems exit 2 on stderr, a missing file is named', async () => {
     const ok = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]));
     expect(ok.code).toBe(0);
