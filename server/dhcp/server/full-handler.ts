@@ -96,7 +96,7 @@ export class FullModeHandler implements ModeHandler {
       if (!binding && !reserved) {
         // §4.3.2: with no record of the client the server MUST remain silent,
         // unless the address is plainly someone else's.
-        if (!this.pool.isAvailableTo(ipNum(requested), key, identity.mac, now)) return this.nak(ctx, 'address in use');
+        if (!this.pool.isAvailableTo(ipv4ToNumber(requested), key, identity.mac, now)) return this.nak(ctx, 'address in use');
         return { replies: [], outcome: 'ignored-unknown-client' };
       }
       return this.bindOrNak(ctx, subnet, requested, key);
@@ -109,8 +109,8 @@ export class FullModeHandler implements ModeHandler {
   private async bindOrNak(ctx: RequestContext, subnet: ResolvedSubnet, ip: string, key: string): Promise<HandlerResult> {
     const reserved = ctx.node?.ip;
     if (reserved && reserved !== ip) return this.nak(ctx, 'address is not the one reserved for this client');
-    if (!this.pool.isAvailableTo(ipNum(ip), key, ctx.identity.mac, ctx.now)) return this.nak(ctx, 'address not available');
-    const ipN = ipNum(ip);
+    const ipN = ipv4ToNumber(ip);
+    if (!this.pool.isAvailableTo(ipN, key, ctx.identity.mac, ctx.now)) return this.nak(ctx, 'address not available');
     if (!reserved && (ipN < subnet.rangeStart || ipN > subnet.rangeEnd)) return this.nak(ctx, 'address outside the pool');
     // The ACK is sent only once the binding is on disk: a crash loses no lease a client holds.
     await this.pool.bind(ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
@@ -136,4 +136,3 @@ export class FullModeHandler implements ModeHandler {
   }
 }
 
-const ipNum = ipv4ToNumber;
