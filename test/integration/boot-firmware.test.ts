@@ -10,7 +10,7 @@ import path from 'node:path';
 import { NetLab } from '../lib/netlab.js';
 import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
 import { startGuest, type GuestFirmware } from '../lib/qemu.js';
-import { installIpxe } from '../../server/cli/bootloaders.js';
+import { installGrubArm64, installIpxe } from '../../server/cli/bootloaders.js';
 
 const GUEST_TIMEOUT = 180_000;
 
@@ -20,12 +20,15 @@ describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
 
   beforeAll(async () => {
     const work = mkdtempSync(path.join(tmpdir(), 'bootfarm-fw-'));
-    for (const f of ['vmlinuz', 'initrd.img']) {
-      mkdirSync(path.join(work, 'images/base/v1/amd64'), { recursive: true });
-      writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(256 * 1024));
+    for (const arch of ['amd64', 'arm64']) {
+      for (const f of ['vmlinuz', 'initrd.img']) {
+        mkdirSync(path.join(work, 'images/base/v1', arch), { recursive: true });
+        writeFileSync(path.join(work, 'images/base/v1', arch, f), randomBytes(256 * 1024));
+      }
     }
     symlinkSync('v1', path.join(work, 'images/base/current'));
     installIpxe(path.join(work, 'tftpboot'));
+    installGrubArm64(path.join(work, 'tftpboot'), path.join(work, 'cache'));
     lab = await NetLab.create('bw');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     server = await startBootfarm(lab, srv.ns, {
@@ -37,6 +40,7 @@ describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
       nodes: [
         { mac: '52:54:00:cc:00:01', hostname: 'bios-1', arch: 'amd64' },
         { mac: '52:54:00:cc:00:02', hostname: 'uefi-1', arch: 'amd64' },
+        { mac: '52:54:00:cc:00:03', hostname: 'arm-1', arch: 'arm64' },
       ],
     });
   });
@@ -77,5 +81,19 @@ describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
     const logs = await bootUntil('seabios', '52:54:00:cc:00:01', (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/initrd.img');
     const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:01' && l.outcome === 'ack')?.ip);
     expect(fetched(logs, ip)).toEqual(['http:boot/52-54-00-cc-00-01.ipxe', 'http:images/base/amd64/vmlinuz', 'http:images/base/amd64/initrd.img']);
+  }, GUEST_TIMEOUT + 30_000);
+
+  // As on OVMF, the random-bytes kernel is refused (no EFI stub), so GRUB stops after fetching it.
+  it('arm64 UEFI (AAVMF): GRUB core.efi and its modules over TFTP, the node\'s GRUB config, then the kernel over HTTP', async () => {
+    const mac = '52:54:00:cc:00:03';
+    const logs = await bootUntil('aavmf', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/arm64/vmlinuz');
+    const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
+    expect(offer).toMatchObject({ firmware: 'uefi', arch: 11, bootFile: 'grub/arm64-efi/core.efi' });
+    const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
+    const got = fetched(logs, ip);
+    expect(got[0]).toBe('tftp:grub/arm64-efi/core.efi');
+    expect(got).toEqual(expect.arrayContaining(['tftp:grub/arm64-efi/normal.mod', 'tftp:grub/arm64-efi/http.mod', 'tftp:grub/grub.cfg-01-52-54-00-cc-00-03', 'http:images/base/arm64/vmlinuz']));
+    const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg-01-52-54-00-cc-00-03');
+    expect(cfg).toMatchObject({ from: 'generated:arm-1' });
   }, GUEST_TIMEOUT + 30_000);
 });

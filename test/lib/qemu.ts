@@ -25,10 +25,23 @@ export function findOvmf(): string | undefined {
   return ['/usr/share/ovmf/OVMF.fd', '/usr/share/qemu/OVMF.fd'].find((p) => existsSync(p));
 }
 
-export type GuestFirmware = 'seabios' | 'ovmf';
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf';
+
+export const AAVMF = '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd';
 
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string): Promise<Background> {
   const tap = await lab.addTap();
+  if (firmware === 'aavmf') {
+    // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
+    // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
+    if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
+    return lab.spawn(lab.switchNs, 'qemu-system-aarch64', [
+      '-M', 'virt', '-cpu', 'cortex-a57', '-m', '512', '-accel', 'tcg,thread=multi', '-bios', AAVMF,
+      '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
+      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      '-device', `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
+    ], 'qemu-aavmf');
+  }
   const accel = qemuAccel();
   const args = [
     '-machine', 'q35', '-accel', accel, '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
