@@ -7,6 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
+import { SetupError } from '../errors.js';
 
 /** templates/ at the repository root: two levels up from server/boot, three from dist/server/boot. */
 export const BUILTIN_TEMPLATE_DIR = ((): string => {
@@ -52,7 +53,7 @@ export class TemplateSet {
         template(SAMPLE_CONTEXT);
         this.compiled.set(name, template);
       } catch (err) {
-        throw new Error(`template ${file}: ${(err as Error).message.split('\n')[0]}`);
+        throw new SetupError(`template ${file}: ${(err as Error).message.split('\n')[0]}`);
       }
     }
   }

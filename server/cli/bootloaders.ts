@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { SetupError } from '../errors.js';
 
 export const IPXE_DIR = '/usr/lib/ipxe';
 export const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'] as const;
@@ -21,7 +22,7 @@ export interface InstalledBootloader {
 export function installIpxe(tftpRoot: string, sourceDir = IPXE_DIR): InstalledBootloader[] {
   const missing = IPXE_FILES.filter((f) => !existsSync(path.join(sourceDir, f)));
   if (missing.length > 0) {
-    throw new Error(`${missing.map((f) => path.join(sourceDir, f)).join(', ')} not found: install Debian's iPXE with "apt-get install ipxe"`);
+    throw new SetupError(`${missing.map((f) => path.join(sourceDir, f)).join(', ')} not found: install Debian's iPXE with "apt-get install ipxe"`);
   }
   mkdirSync(tftpRoot, { recursive: true });
   return IPXE_FILES.map((file) => {
@@ -34,13 +35,13 @@ export function installIpxe(tftpRoot: string, sourceDir = IPXE_DIR): InstalledBo
   });
 }
 
-function run(cmd: string, args: string[], what: string): void {
+function run(cmd: string, args: string[], what: string, cwd?: string): void {
   try {
-    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
   } catch (err) {
     const e = err as { code?: string; stderr?: Buffer };
-    if (e.code === 'ENOENT') throw new Error(`${what}: ${cmd} not found (apt-get install ${cmd === 'grub-mknetdir' ? 'grub-common' : 'apt dpkg'})`);
-    throw new Error(`${what} failed: ${cmd} ${args.join(' ')}: ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ')}`);
+    if (e.code === 'ENOENT') throw new SetupError(`${what}: ${cmd} not found (apt-get install ${cmd === 'grub-mknetdir' ? 'grub-common' : 'apt dpkg'})`);
+    throw new SetupError(`${what} failed: ${cmd} ${args.join(' ')}: ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ')}`);
   }
 }
 
@@ -54,9 +55,9 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
   let deb = readdirSync(cacheDir).find((f) => f.startsWith('grub-efi-arm64-bin_') && f.endsWith('.deb'));
   if (!deb) {
     run('apt-get', [...apt, 'update'], 'fetching the arm64 package lists');
-    execFileSync('apt-get', [...apt, 'download', 'grub-efi-arm64-bin'], { cwd: cacheDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    run('apt-get', [...apt, 'download', 'grub-efi-arm64-bin'], 'downloading grub-efi-arm64-bin', cacheDir);
     deb = readdirSync(cacheDir).find((f) => f.startsWith('grub-efi-arm64-bin_') && f.endsWith('.deb'));
-    if (!deb) throw new Error('apt-get download grub-efi-arm64-bin produced no .deb');
+    if (!deb) throw new SetupError('apt-get download grub-efi-arm64-bin produced no .deb');
   }
   const unpacked = path.join(cacheDir, 'grub-efi-arm64-bin');
   rmSync(unpacked, { recursive: true, force: true });

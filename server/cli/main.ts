@@ -5,15 +5,13 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
-import { SocketSetupError } from '../dhcp/server/sockets.js';
+import { SetupError } from '../errors.js';
 import { installGrubArm64, installIpxe } from './bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
 
-export class UsageError extends Error {}
-
 function fail(err: unknown): never {
-  if (err instanceof ConfigError || err instanceof SocketSetupError || err instanceof UsageError) {
+  if (err instanceof ConfigError || err instanceof SetupError) {
     process.stderr.write(`bootfarm: ${err.message}\n`);
     process.exit(2);
   }
@@ -34,11 +32,7 @@ program
       const config = loadConfig(opts.config);
       const logger = createLogger(config.log.level);
       app = new Bootfarm(config, logger);
-      try {
-        await app.start();
-      } catch (err) {
-        throw err instanceof Error && /^(template |cannot listen|cannot bind TFTP|nbd\.backend )/.test(err.message) ? new UsageError(err.message) : err;
-      }
+      await app.start();
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');
       let stopping = false;
       const stop = (signal: string) => {
@@ -68,7 +62,7 @@ program
         process.stdout.write(`${path.join(config.tftp.root, file)} <- ${source}\n`);
       }
     } catch (err) {
-      fail(err instanceof Error && !(err instanceof ConfigError) ? new UsageError(err.message) : err);
+      fail(err);
     }
   });
 
@@ -86,7 +80,7 @@ configCmd
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
       process.stdout.write(`${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes)\n`);
     } catch (err) {
-      fail(err instanceof Error && err.message.startsWith('template ') ? new UsageError(err.message) : err);
+      fail(err);
     }
   });
 

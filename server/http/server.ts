@@ -4,11 +4,11 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ResolverChain } from '../boot/files/resolver.js';
-import type { FileSource } from '../tftp/transfer.js';
-import { normalizeRequestPath } from '../tftp/paths.js';
+import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
+import { normalizeRequestPath } from '../boot/files/request-path.js';
 import type { Metrics } from '../metrics.js';
 import { parseRange } from './range.js';
+import { SetupError } from '../errors.js';
 
 export interface HttpServedEvent {
   path: string;
@@ -128,7 +128,7 @@ export class HttpBootServer {
       await this.app.listen({ port: this.options.port, host: this.options.host });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(`cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`);
+      throw new SetupError(`cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`);
     }
     this.logger.info({ port: this.options.port, host: this.options.host }, 'http listening');
   }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { NbdSession, type ExportCatalog, type NbdExport } from './session.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
+import { SetupError } from '../errors.js';
 
 export interface NbdServerOptions {
   port: number;
@@ -88,7 +89,7 @@ export class NbdServer {
 
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on NBD ${this.options.host}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)));
+      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new SetupError(`cannot listen on NBD ${this.options.host}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)));
       this.server.listen(this.options.port, this.options.host, () => resolve());
     });
     this.logger.info({ port: this.options.port, host: this.options.host }, 'nbd listening');

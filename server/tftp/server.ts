@@ -5,11 +5,12 @@ import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { encodeError, parseTftpPacket, TftpError, type TftpRequest } from './packet.js';
 import { negotiate, type TftpLimits } from './options.js';
-import { normalizeRequestPath } from './paths.js';
+import { normalizeRequestPath } from '../boot/files/request-path.js';
 import { Transfer, type TransferResult } from './transfer.js';
 import type { ResolverChain } from '../boot/files/resolver.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
+import { SetupError } from '../errors.js';
 
 export interface TftpServerOptions {
   port: number;
@@ -44,7 +45,7 @@ export class TftpServer {
       const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false });
       await new Promise<void>((resolve, reject) => {
         socket.once('error', (err: NodeJS.ErrnoException) => {
-          reject(new Error(`cannot bind TFTP ${address}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'another TFTP server is listening there' : err.message}`));
+          reject(new SetupError(`cannot bind TFTP ${address}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'another TFTP server is listening there' : err.message}`));
         });
         socket.bind(this.options.port, address, () => resolve());
       });

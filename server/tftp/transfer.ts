@@ -6,13 +6,7 @@
 import type dgram from 'node:dgram';
 import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError } from './packet.js';
 import type { Negotiated } from './options.js';
-
-export interface FileSource {
-  size: number;
-  read(offset: number, length: number): Buffer | Promise<Buffer>;
-  /** Called once when the transfer ends (e.g. to release a cache reference). */
-  release(): void;
-}
+import type { FileSource } from '../boot/files/resolver.js';
 
 export type TransferOutcome = 'complete' | 'aborted-by-client' | 'timeout' | 'error';
 

@@ -4,7 +4,7 @@
 // read afresh, and evicts unreferenced entries beyond its byte budget. Larger
 // files are read block by block from an open handle.
 import { open, stat } from 'node:fs/promises';
-import type { FileSource } from '../../tftp/transfer.js';
+import type { FileSource } from './resolver.js';
 
 interface Entry {
   data: Promise<Buffer>;

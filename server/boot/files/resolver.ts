@@ -1,7 +1,14 @@
 // The ordered chain of file resolvers shared by TFTP and HTTP: per-node generated
 // files, then per-node image files, then static files under the TFTP root. Each
 // resolver either answers or passes (undefined) to the next.
-import type { FileSource } from '../../tftp/transfer.js';
+
+/** Bytes of one file being served: cached, streamed from disk, or rendered. */
+export interface FileSource {
+  size: number;
+  read(offset: number, length: number): Buffer | Promise<Buffer>;
+  /** Called once when the transfer ends (e.g. to release a cache reference). */
+  release(): void;
+}
 
 export interface FileRequest {
   /** Normalised relative path (no leading slash, no '.' or '..'). */

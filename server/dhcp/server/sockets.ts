@@ -20,7 +20,9 @@ export interface DhcpSocketOptions {
   bootServerPort: number | undefined;
 }
 
-export class SocketSetupError extends Error {}
+import { SetupError } from '../../errors.js';
+
+export class SocketSetupError extends SetupError {}
 
 function explainBindError(err: NodeJS.ErrnoException, address: string, port: number): SocketSetupError {
   switch (err.code) {

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { listExternalExports } from './export-list.js';
-import { waitForPort, type ExternalBackendOptions } from './nbdkit.js';
+import type { ExternalBackendOptions } from './nbdkit.js';
+import { waitForPort } from '../../util/wait-for-port.js';
+import { SetupError } from '../../errors.js';
 
 export class NbdServerBackend {
   private readonly dir: string;
@@ -55,9 +57,9 @@ export class NbdServerBackend {
     const config = await this.writeConfig();
     rmSync(this.pidFile, { force: true });
     const r = await execa('nbd-server', ['-C', config, '-p', this.pidFile], { reject: false, all: true });
-    if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message ?? ''))) throw new Error('nbd.backend nbd-server: the nbd-server binary is not installed (apt-get install nbd-server)');
+    if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message ?? ''))) throw new SetupError('nbd.backend nbd-server: the nbd-server binary is not installed (apt-get install nbd-server)');
     for (const line of String(r.all ?? '').split('\n').filter(Boolean)) this.logger.info({ backend: 'nbd-server' }, line);
-    if (r.exitCode !== 0) throw new Error(`nbd.backend nbd-server: nbd-server exited (${r.exitCode}): ${String(r.all ?? '').trim().split('\n').slice(-3).join(' | ')}`);
+    if (r.exitCode !== 0) throw new SetupError(`nbd.backend nbd-server: nbd-server exited (${r.exitCode}): ${String(r.all ?? '').trim().split('\n').slice(-3).join(' | ')}`);
     await waitForPort(this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host, this.options.port, 10_000);
     this.logger.info({ backend: 'nbd-server', pid: this.pid(), config }, 'nbd backend started');
     this.watch = setInterval(() => {

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { listExternalExports, type ExternalExport } from './export-list.js';
+import { waitForPort } from '../../util/wait-for-port.js';
+import { SetupError } from '../../errors.js';
 
 export function nbdkitExportName(name: string): string {
   return name.replace(/\//g, '_');
@@ -49,8 +51,8 @@ export class NbdkitBackend {
     const first = await Promise.race([ready.then(() => 'ready' as const), exited.then(() => 'exited' as const)]);
     if (first === 'exited') {
       const r = await exited;
-      if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message))) throw new Error('nbd.backend nbdkit: the nbdkit binary is not installed (apt-get install nbdkit)');
-      throw new Error(`nbd.backend nbdkit: nbdkit exited at start (${r.exitCode}): ${String(r.all ?? r.message).trim().split('\n').slice(-3).join(' | ')}`);
+      if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message))) throw new SetupError('nbd.backend nbdkit: the nbdkit binary is not installed (apt-get install nbdkit)');
+      throw new SetupError(`nbd.backend nbdkit: nbdkit exited at start (${r.exitCode}): ${String(r.all ?? r.message).trim().split('\n').slice(-3).join(' | ')}`);
     }
     void this.follow(child);
     this.logger.info({ backend: 'nbdkit', pid: child.pid, args }, 'nbd backend started');
@@ -73,20 +75,5 @@ export class NbdkitBackend {
       this.child.kill('SIGTERM');
       await this.child.catch(() => undefined);
     }
-  }
-}
-
-export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
-  const net = await import('node:net');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, host);
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
