@@ -4,7 +4,7 @@
 // hangs if it gets a duplicated block, notes §2.4). Block numbers wrap 65535 -> 0
 // as dnsmasq, iPXE and current Pi EEPROMs expect (notes §3.4).
 import type dgram from 'node:dgram';
-import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError } from './packet.js';
+import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError, TftpOpcode } from './packet.js';
 import type { Negotiated } from './options.js';
 import type { FileSource } from '../boot/files/resolver.js';
 
@@ -34,6 +34,7 @@ export interface Peer {
  * 1 s retries (tftp-hpa, iPXE); an exponential backoff outlasts them under loss.
  */
 const GIVE_UP_AFTER_MS = 15_000;
+const EMPTY = Buffer.alloc(0);
 
 export class Transfer {
   private readonly totalBlocks: number;
@@ -70,7 +71,7 @@ export class Transfer {
       this.sendRaw(encodeOack(this.negotiated.oack));
       this.armTimer();
     } else {
-      void this.sendWindow();
+      this.sendWindow();
     }
   }
 
@@ -79,9 +80,14 @@ export class Transfer {
     this.socket.send(parts, this.peer.port, this.peer.address);
   }
 
-  private async sendWindow(): Promise<void> {
+  /**
+   * Sends the window after the last acknowledged block. Synchronous when the file
+   * is in memory (the common, cached case: no promise per packet); a read that
+   * returns a promise continues asynchronously, and an ACK arriving meanwhile asks
+   * for another pass.
+   */
+  private sendWindow(): void {
     if (this.ended) return;
-    // A read may be asynchronous: an ACK arriving meanwhile asks for another pass.
     if (this.sending) {
       this.sendAgain = true;
       return;
@@ -95,27 +101,57 @@ export class Transfer {
         for (let block = this.acked + 1; block <= last; block++) {
           const offset = (block - 1) * blockSize;
           const length = Math.max(0, Math.min(blockSize, this.source.size - offset));
-          const payload = length > 0 ? await this.source.read(offset, length) : Buffer.alloc(0);
-          if (this.ended) return;
-          if (block <= this.sentUpTo) this.retransmits++;
-          this.sendRaw(dataHeader(block), payload);
-          this.sentUpTo = Math.max(this.sentUpTo, block);
+          const payload = length > 0 ? this.source.read(offset, length) : EMPTY;
+          if (payload instanceof Promise) {
+            void this.continueAsync(payload, block, last);
+            return;
+          }
+          this.sendBlock(block, payload);
         }
       } while (this.sendAgain && !this.ended);
       this.armTimer();
-    } catch (err) {
-      this.abort(TftpError.NOT_DEFINED, 'read error', (err as Error).message);
-    } finally {
       this.sending = false;
+    } catch (err) {
+      this.sending = false;
+      this.abort(TftpError.NOT_DEFINED, 'read error', (err as Error).message);
     }
   }
 
+  private sendBlock(block: number, payload: Buffer): void {
+    if (block <= this.sentUpTo) this.retransmits++;
+    this.sendRaw(dataHeader(block), payload);
+    if (block > this.sentUpTo) this.sentUpTo = block;
+  }
+
+  /** The rest of a window whose file is read from disk block by block. */
+  private async continueAsync(pending: Promise<Buffer>, block: number, last: number): Promise<void> {
+    try {
+      let payload = await pending;
+      for (let b = block; ; b++) {
+        if (this.ended) return;
+        this.sendBlock(b, payload);
+        if (b >= last) break;
+        const offset = b * this.negotiated.blockSize;
+        const length = Math.max(0, Math.min(this.negotiated.blockSize, this.source.size - offset));
+        payload = length > 0 ? await this.source.read(offset, length) : EMPTY;
+      }
+      this.armTimer();
+      this.sending = false;
+      if (this.sendAgain) this.sendWindow();
+    } catch (err) {
+      this.sending = false;
+      this.abort(TftpError.NOT_DEFINED, 'read error', (err as Error).message);
+    }
+  }
+
+  /** (Re)starts the retransmission timer; refresh() re-arms it without a new allocation per ACK. */
   private armTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onTimeout(), this.negotiated.timeoutMs);
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(() => this.onTimeout(), this.negotiated.timeoutMs);
   }
 
   private onTimeout(): void {
+    this.timer = undefined;
     if (this.ended) return;
     const maxRetries = Math.max(3, Math.ceil(GIVE_UP_AFTER_MS / this.negotiated.timeoutMs));
     if (++this.retries > maxRetries) {
@@ -127,7 +163,7 @@ export class Transfer {
       this.sendRaw(encodeOack(this.negotiated.oack));
       this.armTimer();
     } else {
-      void this.sendWindow();
+      this.sendWindow();
     }
   }
 
@@ -139,6 +175,11 @@ export class Transfer {
       this.socket.send(encodeError(TftpError.UNKNOWN_TID, 'Unknown transfer ID'), rinfo.port, rinfo.address);
       return;
     }
+    // ACKs are nearly every packet a transfer receives: decode them without the general parser.
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === TftpOpcode.ACK) {
+      this.onAck(msg.readUInt16BE(2));
+      return;
+    }
     const parsed = parseTftpPacket(msg);
     if (!parsed.ok) return;
     const packet = parsed.packet;
@@ -148,17 +189,19 @@ export class Transfer {
       this.finish('aborted-by-client', undefined, { code: packet.code, message: packet.message });
       return;
     }
-    if (packet.op !== 'ack') return;
+  }
+
+  private onAck(wire: number): void {
     if (this.awaitingOackAck) {
-      if (packet.block !== 0) return;
+      if (wire !== 0) return;
       this.awaitingOackAck = false;
       this.progress();
-      void this.sendWindow();
+      this.sendWindow();
       return;
     }
     // Map the 16-bit number onto the blocks in flight; anything else is a stale or
     // duplicate ACK and is ignored (no retransmission on duplicates).
-    const index = this.ackIndex(packet.block);
+    const index = this.ackIndex(wire);
     if (index === undefined) return;
     this.acked = index;
     this.progress();
@@ -167,7 +210,7 @@ export class Transfer {
       return;
     }
     // RFC 7440: after an ACK for a block inside the window, continue from the next.
-    void this.sendWindow();
+    this.sendWindow();
   }
 
   private ackIndex(wire: number): number | undefined {
