@@ -102,14 +102,18 @@ export class DhcpService {
     const ctx: RequestContext = { packet, messageType, identity, node, plan, source, listener, now: this.now() };
     const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
     this.inFlight++;
-    handler.handle(ctx)
-      .then((result) => this.deliver(ctx, result, started))
-      .catch((err: unknown) => {
+    handler.handle(ctx).then(
+      (result) => {
+        this.inFlight--;
+        this.deliver(ctx, result, started);
+      },
+      (err: unknown) => {
+        this.inFlight--;
         this.deps.metrics.dhcpHandlerErrors.inc();
         const gate = this.errorLog.take(this.now());
         if (gate.log) this.deps.logger.error({ mac: identity.mac, type: MESSAGE_TYPE_NAMES[messageType], err: (err as Error).message, suppressedSinceLast: gate.suppressed }, 'dhcp request failed; no reply sent');
-      })
-      .finally(() => { this.inFlight--; });
+      },
+    );
   }
 
   /** Options with a bad length are ignored (treated as absent), and noted. */
@@ -126,11 +130,11 @@ export class DhcpService {
     return serial ? this.deps.store.nodeByPiSerial(serial) : undefined;
   }
 
-  private async deliver(ctx: RequestContext, result: HandlerResult, started: bigint): Promise<void> {
+  private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
     const { metrics, logger, store } = this.deps;
     const typeName = MESSAGE_TYPE_NAMES[ctx.messageType] ?? String(ctx.messageType);
     metrics.dhcpPackets.inc({ type: typeName, listener: ctx.listener, outcome: result.outcome });
-    for (const reply of result.replies) await this.sendReply(ctx, reply);
+    for (const reply of result.replies) this.sendReply(ctx, reply);
     metrics.dhcpHandleSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
 
     // One structured line, and one timeline event, per boot-relevant exchange.
@@ -160,20 +164,18 @@ export class DhcpService {
     }
   }
 
-  private async sendReply(ctx: RequestContext, reply: OutgoingReply): Promise<void> {
+  private sendReply(ctx: RequestContext, reply: OutgoingReply): void {
     const { buffer, dropped } = encodePacket(reply.packet, reply.maxMessageSize);
     if (dropped.length > 0) this.deps.logger.warn({ mac: ctx.identity.mac, dropped }, 'dhcp reply too large for the client: options left out');
-    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination);
-    if (reply.delayMs > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => { this.pendingTimers.delete(t); resolve(); }, reply.delayMs);
-        this.pendingTimers.add(t);
-      });
+    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination, (err) => {
+      this.deps.logger.warn({ mac: ctx.identity.mac, to: `${reply.destination.address}:${reply.destination.port}`, err: err.message }, 'dhcp reply not sent');
+    });
+    if (reply.delayMs <= 0) {
+      send();
+      return;
     }
-    try {
-      await send();
-    } catch (err) {
-      this.deps.logger.warn({ mac: ctx.identity.mac, to: `${reply.destination.address}:${reply.destination.port}`, err: (err as Error).message }, 'dhcp reply not sent');
-    }
+    const t = setTimeout(() => { this.pendingTimers.delete(t); send(); }, reply.delayMs);
+    this.pendingTimers.add(t);
   }
+
 }

@@ -106,11 +106,10 @@ export class DhcpSockets {
     }
   }
 
-  send(listener: Listener, data: Buffer, destination: Destination): Promise<void> {
+  /** Sends without waiting: a failure (e.g. no route) is reported to `onError`. */
+  send(listener: Listener, data: Buffer, destination: Destination, onError: (err: Error) => void): void {
     const socket = listener === 'boot-server' && this.bootServer ? this.bootServer : this.sender;
-    return new Promise((resolve, reject) => {
-      socket.send(data, destination.port, destination.address, (err) => (err ? reject(err) : resolve()));
-    });
+    socket.send(data, destination.port, destination.address, (err) => { if (err) onError(err); });
   }
 
   async close(): Promise<void> {
