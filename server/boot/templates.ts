@@ -45,7 +45,12 @@ export class TemplateSet {
     for (const name of TEMPLATE_NAMES) {
       const override = overrideDir ? path.join(overrideDir, `${name}.hbs`) : undefined;
       const file = override && existsSync(override) ? override : path.join(BUILTIN_TEMPLATE_DIR, `${name}.hbs`);
-      const source = readFileSync(file, 'utf8');
+      let source: string;
+      try {
+        source = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new SetupError(`template ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
       try {
         const template = hb.compile<BootContext>(source, { noEscape: true, strict: true });
         // handlebars compiles lazily: render once now, so a syntax error or a

@@ -7,6 +7,30 @@ import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExportCatalog, NbdExport } from './session.js';
 
+/**
+ * Reusable read buffers. A fresh Buffer of 128 KiB or more is a fresh mmap: every
+ * 1 MiB READ would page-fault it in and unmap it at the next GC. Buffers come back
+ * here once the socket has sent them, and are kept per size, a few of each.
+ */
+const POOLED_MIN = 64 * 1024;
+const POOL_PER_SIZE = 64;
+const pool = new Map<number, Buffer[]>();
+
+function acquire(length: number): Buffer {
+  if (length < POOLED_MIN) return Buffer.allocUnsafe(length);
+  return pool.get(length)?.pop() ?? Buffer.allocUnsafeSlow(length);
+}
+
+function release(buf: Buffer): void {
+  if (buf.length < POOLED_MIN || buf.byteOffset !== 0 || buf.buffer.byteLength !== buf.length) return;
+  let list = pool.get(buf.length);
+  if (!list) {
+    list = [];
+    pool.set(buf.length, list);
+  }
+  if (list.length < POOL_PER_SIZE) list.push(buf);
+}
+
 export interface StaticExport {
   name: string;
   file: string;
@@ -53,7 +77,7 @@ export class ImageExportCatalog implements ExportCatalog {
       source: file,
       size: BigInt(size),
       read: async (offset, length) => {
-        const buf = Buffer.allocUnsafe(length);
+        const buf = acquire(length);
         let done = 0;
         while (done < length) {
           const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
@@ -62,6 +86,7 @@ export class ImageExportCatalog implements ExportCatalog {
         }
         return buf;
       },
+      recycle: release,
       close: () => {
         if (closed) return;
         closed = true;

@@ -46,14 +46,17 @@ export class NbdServer {
     if (refusal) this.logger.warn({ client: address, reason: refusal }, 'nbd client refused');
     const session = new NbdSession(
       {
-        write: (parts) => {
-          if (socket.destroyed) return;
-          if (parts.length === 1) socket.write(parts[0] as Buffer);
-          else {
-            socket.cork();
-            for (const p of parts) socket.write(p);
-            socket.uncork();
+        write: (parts, sent) => {
+          if (socket.destroyed) {
+            sent?.();
+            return;
           }
+          socket.cork();
+          for (let i = 0; i < parts.length; i++) {
+            if (i === parts.length - 1 && sent) socket.write(parts[i] as Buffer, () => sent());
+            else socket.write(parts[i] as Buffer);
+          }
+          socket.uncork();
         },
         end: () => socket.end(),
         pause: () => socket.pause(),

@@ -13,6 +13,8 @@ export interface NbdExport {
   /** What exactly is served, e.g. the real path of the image version. */
   source: string;
   read(offset: number, length: number): Promise<Buffer>;
+  /** Hands a buffer returned by read() back for reuse, once it has been sent. */
+  recycle(buf: Buffer): void;
   close(): void;
 }
 
@@ -23,8 +25,8 @@ export interface ExportCatalog {
 }
 
 export interface SessionIO {
-  /** Writes the parts back to back (one reply stays contiguous on the stream). */
-  write(parts: Buffer[]): void;
+  /** Writes the parts back to back (one reply stays contiguous on the stream); `sent` runs when they left. */
+  write(parts: Buffer[], sent?: () => void): void;
   /** Ends the connection after pending writes. */
   end(): void;
   pause(): void;
@@ -214,8 +216,8 @@ export class NbdSession {
         this.inFlight++;
         exp.read(Number(offset), length).then(
           (data) => {
-            if (this.phase === 'closing') return;
-            this.io.write([simpleReply(0, cookie), data]);
+            if (this.phase === 'closing') return exp.recycle(data);
+            this.io.write([simpleReply(0, cookie), data], () => exp.recycle(data));
             this.events.served(exp, data.length);
           },
           () => {
