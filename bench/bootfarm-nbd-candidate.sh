@@ -52,10 +52,13 @@ elif [ ! -f "$main_js" ] || [ -n "$(find "$repo/server" -name '*.ts' -newer "$ma
   (cd "$repo" && npx --no-install tsc -p tsconfig.build.json) >&2
 fi
 
-# `serve` compiles the boot templates at start even with TFTP/HTTP off, from
-# <outDir>/templates (tsc does not copy them; run-nbd.sh does for its snapshot).
-templates="$(dirname "$main_js")/../../templates"
-[ -f "$templates/ipxe.hbs" ] || { echo "bootfarm-nbd-candidate: $templates/ipxe.hbs missing (copy $repo/templates there)" >&2; exit 2; }
+# `serve` compiles the boot templates at start even with TFTP/HTTP off. The built
+# server looks in <outDir>/templates, then in <outDir>/../templates (the repository's
+# templates/ for dist/; server/boot/templates.ts). tsc does not copy them; run-nbd.sh
+# does for its snapshot.
+out_dir="$(dirname "$main_js")/../.."
+[ -f "$out_dir/templates/ipxe.hbs" ] || [ -f "$out_dir/../templates/ipxe.hbs" ] ||
+  { echo "bootfarm-nbd-candidate: no templates/ipxe.hbs in $out_dir or its parent (copy $repo/templates to $out_dir/templates)" >&2; exit 2; }
 [ -r "$image" ] || { echo "bootfarm-nbd-candidate: image $image not readable" >&2; exit 2; }
 
 mkdir -p "$dir"

@@ -1,7 +1,11 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof): self time per function and
 // inclusive time for a few functions of interest, as shares of all samples.
 //
-//   node bench/cpuprofile-top.mjs FILE.cpuprofile [N]
+//   node bench/cpuprofile-top.mjs FILE.cpuprofile [N] [T0 T1]
+//
+// T0 T1: only samples taken between these CLOCK_MONOTONIC times in seconds (V8's
+// profile timestamps use the same clock as python's time.monotonic(), so bench-tftp's
+// t_start/t_end select exactly the measured transfer, without start-up and warm-up).
 //
 // Self time: samples whose top frame is the function. Inclusive: samples with the
 // function anywhere on the stack (counted once per sample). "(idle)" is the event
@@ -9,7 +13,7 @@
 // syscalls, the C++ side of dgram); "(garbage collector)" is GC.
 import { readFileSync } from 'node:fs';
 
-const [file, nArg] = process.argv.slice(2);
+const [file, nArg, t0Arg, t1Arg] = process.argv.slice(2);
 if (!file) {
   console.error('usage: node bench/cpuprofile-top.mjs FILE.cpuprofile [N]');
   process.exit(2);
@@ -27,8 +31,20 @@ const label = (n) => {
 };
 
 const counts = new Map();
-for (const id of prof.samples) counts.set(id, (counts.get(id) ?? 0) + 1);
-const total = prof.samples.length;
+const t0 = t0Arg === undefined ? -Infinity : Number(t0Arg) * 1e6;
+const t1 = t1Arg === undefined ? Infinity : Number(t1Arg) * 1e6;
+let ts = prof.startTime;
+let total = 0;
+let first = Infinity;
+let last = -Infinity;
+prof.samples.forEach((id, i) => {
+  ts += prof.timeDeltas[i];
+  if (ts < t0 || ts > t1) return;
+  counts.set(id, (counts.get(id) ?? 0) + 1);
+  total++;
+  first = Math.min(first, ts);
+  last = Math.max(last, ts);
+});
 const self = new Map();
 const incl = new Map();
 for (const [id, c] of counts) {
@@ -45,7 +61,7 @@ for (const [id, c] of counts) {
 }
 const idle = self.get('(idle)') ?? 0;
 const busy = total - idle;
-const dur = (prof.endTime - prof.startTime) / 1e6;
+const dur = total ? (last - first) / 1e6 : 0;
 console.log(`${file}: ${total} samples over ${dur.toFixed(2)} s, idle ${(100 * idle / total).toFixed(1)} %; shares below are of the ${busy} non-idle samples`);
 console.log('\nself time:');
 for (const [l, c] of [...self].filter(([l]) => l !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) {

@@ -9,7 +9,7 @@ want_runtime=(iproute2 ca-certificates ipxe grub-common)
 # packet capture, and QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots.
 want_test=(qemu-system-arm qemu-efi-aarch64 busybox isc-dhcp-client isc-dhcp-relay dnsmasq-base nftables libnbd-bin python3-libnbd nbd-server nbdkit tshark tcpdump
            qemu-system-x86 ipxe-qemu ovmf qemu-utils curl tftp-hpa procps python3)
-want_bench=(kea-dhcp4-server kea-admin dnsmasq-base python3)
+want_bench=(kea-dhcp4-server kea-admin dnsmasq-base python3 fio nbd-server nbdkit qemu-utils libnbd-bin tftpd-hpa)
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(runtime test)
