@@ -13,22 +13,33 @@ import type { ExportCatalog, NbdExport } from './session.js';
  * here once the socket has sent them, and are kept per size, a few of each.
  */
 const POOLED_MIN = 64 * 1024;
-const POOL_PER_SIZE = 64;
+const POOL_PER_SIZE = 32;
+/** All pooled buffers together stay below this; beyond it a returned buffer is left to the GC. */
+const POOL_MAX_BYTES = 64 * 1024 * 1024;
 const pool = new Map<number, Buffer[]>();
+let pooledBytes = 0;
 
 function acquire(length: number): Buffer {
   if (length < POOLED_MIN) return Buffer.allocUnsafe(length);
-  return pool.get(length)?.pop() ?? Buffer.allocUnsafeSlow(length);
+  const reused = pool.get(length)?.pop();
+  if (reused) {
+    pooledBytes -= reused.length;
+    return reused;
+  }
+  return Buffer.allocUnsafeSlow(length);
 }
 
 function release(buf: Buffer): void {
   if (buf.length < POOLED_MIN || buf.byteOffset !== 0 || buf.buffer.byteLength !== buf.length) return;
+  if (pooledBytes + buf.length > POOL_MAX_BYTES) return;
   let list = pool.get(buf.length);
   if (!list) {
     list = [];
     pool.set(buf.length, list);
   }
-  if (list.length < POOL_PER_SIZE) list.push(buf);
+  if (list.length >= POOL_PER_SIZE) return;
+  list.push(buf);
+  pooledBytes += buf.length;
 }
 
 export interface StaticExport {

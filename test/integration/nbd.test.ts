@@ -4,7 +4,7 @@
 // client, hostile clients, and the lease-based access policy.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../lib/netlab.js';
@@ -119,6 +119,20 @@ describe('built-in NBD server', () => {
     expect(r.stdout.split(' ')[0]).toBe(sha(disk));
     expect(server.logs().filter((l) => l.msg === 'nbd connection closed: protocol error').length).toBeLessThanOrEqual(40);
   }, 300_000);
+
+  it('does not buffer without bound for a client that never reads its replies', async () => {
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.bg.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const greedy = lab.spawn(client.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '4000']), 'nbd-greedy');
+    let peak = 0;
+    while (greedy.child.exitCode === null && !greedy.lines.some((l) => l.includes('"sent"'))) {
+      peak = Math.max(peak, rss());
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // 3,000 MiB were asked for and never read: the server must hold back, not buffer them.
+    expect(peak, `peak RSS ${peak} MiB`).toBeLessThan(400);
+    const r = await inClient('sh', ['-c', `nbdcopy ${URI}/disk - | sha256sum`]);
+    expect(r.stdout.split(' ')[0]).toBe(sha(disk));
+  }, 120_000);
 
   it('refuses a client whose address holds no lease (nbd.allow: leased)', async () => {
     // libnbd receives the server's explanation (shown in its debug log) and fails;
