@@ -52,8 +52,11 @@ fi
 
 # The built server reads its templates from <outDir>/templates (tsc does not copy
 # them; run-tftp.sh does for its snapshot).
+# (server/boot/templates.ts looks in <outDir>/templates, then one level higher,
+# which is the repository's templates/ for the repository's own dist/.)
 templates="$(dirname "$main_js")/../../templates"
-[ -f "$templates/ipxe.hbs" ] || { echo "bootfarm-tftp-candidate: $templates/ipxe.hbs missing (copy $repo/templates there)" >&2; exit 2; }
+[ -f "$templates/ipxe.hbs" ] || templates="$(dirname "$main_js")/../../../templates"
+[ -f "$templates/ipxe.hbs" ] || { echo "bootfarm-tftp-candidate: no templates/ipxe.hbs beside $main_js (copy $repo/templates there)" >&2; exit 2; }
 
 mkdir -p "$dir"
 state_real="$dir-state"
