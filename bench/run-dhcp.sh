@@ -17,30 +17,10 @@
 # build measured). See bench/RESULTS.md.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-harness="$repo/../shared/bench/run-anchors"
-results="$repo/bench/results"
-
-[ -x "$harness" ] || { echo "run-dhcp: $harness not found (shared/ must sit beside the repo)" >&2; exit 2; }
-[ "$(id -u)" -eq 0 ] || { echo "run-dhcp: needs root (network namespaces)" >&2; exit 2; }
-mkdir -p "$results"
-log="$results/run-dhcp-$(date +%Y%m%d-%H%M%S).log"
-exec > >(tee "$log") 2>&1
-
-# A private build snapshot (bench/dist, git-ignored like every dist/): compiled once
-# here, used by every start of the candidate (BOOTFARM_DIST), so the whole run
-# measures one build even if server/ or dist/ change while it runs.
-snapshot="$repo/bench/dist"
-rm -rf "$snapshot"
-(cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
-# `serve` (and `config check`) compile the handlebars templates at start, even in a
-# DHCP-only config, from <outDir>/templates (server/boot/templates.ts), which tsc
-# does not copy; without them every bootfarm start exits with ENOENT .../ipxe.hbs.
-cp -r "$repo/templates" "$snapshot/templates"
-export BOOTFARM_DIST="$snapshot"
-echo "run-dhcp: bootfarm $(git -C "$repo" rev-parse HEAD) (uncommitted changes under server/: $(git -C "$repo" status --porcelain -- server | wc -l))"
-echo "run-dhcp: build snapshot $snapshot, sha256 of its .js: $(cd "$snapshot" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
-echo "run-dhcp: node $(node --version), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck source=lib/run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/run.sh"
+bench_run_start dhcp
+echo "run-dhcp: $(package_versions kea-dhcp4-server dnsmasq-base kea-admin)"
 
 cd "$repo"
 set -x

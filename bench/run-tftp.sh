@@ -23,34 +23,10 @@
 # build measured). See bench/RESULTS.md, section TFTP.
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-harness="$repo/../shared/bench/run-anchors"
-results="$repo/bench/results"
-
-[ -x "$harness" ] || { echo "run-tftp: $harness not found (shared/ must sit beside the repo)" >&2; exit 2; }
-[ "$(id -u)" -eq 0 ] || { echo "run-tftp: needs root (network namespaces)" >&2; exit 2; }
-mkdir -p "$results"
-log="$results/run-tftp-$(date +%Y%m%d-%H%M%S).log"
-exec > >(tee "$log") 2>&1
-
-# A private build snapshot: compiled once here, used by every start of the candidate
-# (BOOTFARM_DIST), so the whole run measures one build even if server/ or dist/
-# change while it runs. Not bench/dist: run-dhcp.sh deletes and rebuilds that
-# directory on every start, which once removed this run's snapshot (with its
-# templates) mid-run. bench/.tftp-snapshot/dist is git-ignored (dist/) and stays
-# inside the repository so that node finds node_modules/.
-snapshot="$repo/bench/.tftp-snapshot/dist"
-rm -rf "$snapshot"
-(cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
-# The built server looks for its handlebars templates at <outDir>/templates
-# (server/boot/templates.ts: dirname(import.meta.url)/../../templates), which tsc does
-# not copy; without them `serve` exits with ENOENT .../templates/ipxe.hbs.
-cp -r "$repo/templates" "$snapshot/templates"
-export BOOTFARM_DIST="$snapshot"
-echo "run-tftp: bootfarm $(git -C "$repo" rev-parse HEAD) (uncommitted changes under server/: $(git -C "$repo" status --porcelain -- server | wc -l))"
-echo "run-tftp: build snapshot $snapshot, sha256 of its .js: $(cd "$snapshot" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
-echo "run-tftp: node $(node --version), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "run-tftp: in.tftpd $(dpkg-query -W -f='${Version}' tftpd-hpa 2>/dev/null || echo '?'), dnsmasq $(dpkg-query -W -f='${Version}' dnsmasq-base 2>/dev/null || echo '?'), atftpd $( [ -x /opt/atftpd/usr/sbin/atftpd ] && echo /opt/atftpd || echo missing)"
+# shellcheck source=lib/run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/run.sh"
+bench_run_start tftp
+echo "run-tftp: $(package_versions tftpd-hpa dnsmasq-base), atftpd $( [ -x /opt/atftpd/usr/sbin/atftpd ] && echo /opt/atftpd || echo missing)"
 
 cd "$repo"
 set -x
