@@ -11,6 +11,7 @@ import { ResolverChain } from './boot/files/resolver.js';
 import { StaticRootResolver } from './boot/files/static-root.js';
 import { FileCache } from './boot/files/file-cache.js';
 import { networkInterfaces } from 'node:os';
+import { statSync } from 'node:fs';
 import { GeneratedFileResolver } from './boot/files/generated.js';
 import { ImageFileResolver } from './boot/files/images.js';
 import { storeDirectory } from './boot/files/node-directory.js';
@@ -61,6 +62,9 @@ export class Bootfarm {
         new ImageFileResolver(config, this.fileCache, nodes),
         new StaticRootResolver(config.tftp.root, this.fileCache),
       ]);
+      if ((config.tftp.enabled || config.http.enabled) && !statSync(config.tftp.root, { throwIfNoEntry: false })?.isDirectory()) {
+        logger.warn({ root: config.tftp.root }, 'tftp.root does not exist: static files (bootloaders) will be "not found"; `bootfarm bootloaders` creates it');
+      }
       if (config.tftp.enabled) {
         this.tftp = new TftpServer(
           {

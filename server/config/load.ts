@@ -1,5 +1,5 @@
 // Reads, validates and resolves the YAML configuration file.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { Value } from 'typebox/value';
@@ -186,9 +186,14 @@ function valueAtSchema(segments: ReadonlyArray<string | number>): SchemaWithExpe
   return schema;
 }
 
-/** Checks the schema cannot express: networks, ranges, duplicates. */
-function semanticProblems(cfg: ConfigFile, locate: Locator): ConfigProblem[] {
+/** Checks the schema cannot express: networks, ranges, duplicates, directories that must exist. */
+function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  // A mistyped override directory would silently fall back to the built-in templates.
+  const templatesDir = cfg.boot?.templatesDir;
+  if (templatesDir && !statSync(resolvePath(configDir, templatesDir), { throwIfNoEntry: false })?.isDirectory()) {
+    problems.push(locate.problem(['boot', 'templatesDir'], `expected an existing directory of .hbs templates, got ${JSON.stringify(templatesDir)} (resolved to ${resolvePath(configDir, templatesDir)})`));
+  }
   const subnets: Array<{ cidr: Cidr; index: number }> = [];
   (cfg.dhcp?.subnets ?? []).forEach((s, index) => {
     const base: Array<string | number> = ['dhcp', 'subnets', index];
@@ -322,7 +327,7 @@ export function parseConfig(text: string, file: string): ResolvedConfig {
   const problems = schemaProblems(data, locate);
   if (problems.length > 0) throw new ConfigError(problems);
   const cfg = data as ConfigFile;
-  const semantic = semanticProblems(cfg, locate);
+  const semantic = semanticProblems(cfg, locate, path.dirname(path.resolve(file)));
   if (semantic.length > 0) throw new ConfigError(semantic);
   return resolve(cfg, file);
 }

@@ -74,6 +74,12 @@ nodes:
     ]);
   });
 
+  it('refuses a boot.templatesDir that does not exist, instead of silently using the built-in templates', () => {
+    expect(problems('server: { address: 10.9.0.1, stateDir: s }\nboot: { templatesDir: ./no-such-dir }\n')).toEqual([
+      `cfg.yaml:2:23: boot.templatesDir: expected an existing directory of .hbs templates, got "./no-such-dir" (resolved to ${path.resolve('no-such-dir')})`,
+    ]);
+  });
+
   it('reports YAML syntax errors and duplicate keys with their line', () => {
     expect(problems('server:\n  address: 10.9.0.1\n  address: 10.9.0.2\n')[0]).toMatch(/^cfg\.yaml:3:3: YAML syntax: Map keys must be unique/);
     expect(problems('server: [\n')[0]).toMatch(/^cfg\.yaml:\d+:\d+: YAML syntax:/);
