@@ -74,7 +74,7 @@ export class Bootfarm {
             maxTransfers: config.tftp.maxTransfers,
           },
           files, logger.child({ svc: 'tftp' }), this.metrics,
-          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),
+          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' || event.result.outcome === 'final-ack-missing' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),
         );
         await this.tftp.start();
         this.services.push(this.tftp);

@@ -151,7 +151,8 @@ export class TftpServer {
       this.metrics.tftpBytes.inc(result.bytes);
       const entry = { ...log, path: normalized.path, from: answer.from, outcome: result.outcome, bytes: result.bytes, size: source.size, blksize: negotiated.blockSize, windowsize: negotiated.windowSize, retransmits: result.retransmits, ms: result.durationMs, clientError: result.clientError?.code, detail: result.detail };
       if (result.outcome === 'timeout' || result.outcome === 'error') this.logger.warn(entry, 'tftp transfer failed');
-      else this.logger.info(entry, result.outcome === 'complete' ? 'tftp file sent' : 'tftp transfer closed by client');
+      else if (result.outcome === 'aborted-by-client') this.logger.info(entry, 'tftp transfer closed by client');
+      else this.logger.info(entry, 'tftp file sent');
       this.onFileServed({ path: normalized.path, client: rinfo.address, from: answer.from, result });
     });
     transfer.start();

@@ -8,7 +8,13 @@ import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError, TftpOp
 import type { Negotiated } from './options.js';
 import type { FileSource } from '../boot/files/resolver.js';
 
-export type TransferOutcome = 'complete' | 'aborted-by-client' | 'timeout' | 'error';
+/**
+ * 'final-ack-missing': every block went out and the client acknowledged all but
+ * the last, then fell silent. RFC 1350 §6 leaves the final ACK unprotected (the
+ * client sends it once and leaves), so on a lossy link this is the normal end of
+ * a delivered file, not a failure.
+ */
+export type TransferOutcome = 'complete' | 'final-ack-missing' | 'aborted-by-client' | 'timeout' | 'error';
 
 export interface TransferResult {
   outcome: TransferOutcome;
@@ -155,7 +161,9 @@ export class Transfer {
     if (this.ended) return;
     const maxRetries = Math.max(3, Math.ceil(GIVE_UP_AFTER_MS / this.negotiated.timeoutMs));
     if (++this.retries > maxRetries) {
-      this.finish('timeout', `no ACK after ${maxRetries} retransmissions`);
+      const onlyFinalAckMissing = !this.awaitingOackAck && this.sentUpTo === this.totalBlocks && this.acked === this.totalBlocks - 1;
+      if (onlyFinalAckMissing) this.finish('final-ack-missing', `no ACK for the last block after ${maxRetries} retransmissions`);
+      else this.finish('timeout', `no ACK after ${maxRetries} retransmissions`);
       return;
     }
     if (this.awaitingOackAck) {
@@ -246,7 +254,7 @@ export class Transfer {
     if (this.timer) clearTimeout(this.timer);
     this.source.release();
     if (close) this.closeSocket();
-    const bytes = Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
+    const bytes = outcome === 'final-ack-missing' ? this.source.size : Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
     this.onEnd({ outcome, bytes, retransmits: this.retransmits, durationMs: Date.now() - this.started, clientError, detail });
   }
 }
