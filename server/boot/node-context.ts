@@ -33,6 +33,7 @@ export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootCon
     `bootfarm.nbd=${address}:${config.nbd.port}`,
     `bootfarm.export=${exportName(image, arch, config)}`,
     `bootfarm.node=${node.hostname}`,
+    `bootfarm.mac=${node.mac}`,
     config.boot.kernelArgs,
   ].filter((a) => a.length > 0).join(' ');
   return {

@@ -100,7 +100,7 @@ describe('boot files over TFTP and HTTP', () => {
     expect(http.stdout).toBe([
       '#!ipxe',
       '# bootfarm: node-1 (52:54:00:00:00:01), image base/amd64',
-      'kernel http://10.9.0.1:8080/images/base/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/amd64 bootfarm.node=node-1 console=ttyS0',
+      'kernel http://10.9.0.1:8080/images/base/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 console=ttyS0',
       'initrd --name initrd.img http://10.9.0.1:8080/images/base/amd64/initrd.img',
       'boot',
       '',
@@ -154,7 +154,7 @@ describe('boot files over TFTP and HTTP', () => {
     const configTxt = readFileSync(path.join(out, '1234abcd/config.txt'), 'utf8');
     expect(configTxt).toContain('kernel=kernel8.img');
     expect(configTxt).toContain('# bootfarm: pi-1 (Pi 4, serial 1234abcd)');
-    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toBe('ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/arm64 bootfarm.node=pi-1 console=ttyS0');
+    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toBe(`ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/arm64 bootfarm.node=pi-1 bootfarm.mac=${PI_MAC} console=ttyS0`);
     // The boot shows as a timeline on the node: DHCP, then each file.
     const served = server.logs().filter((l) => l.msg === 'tftp file sent' && String(l.path).startsWith('1234abcd/'));
     expect(served.length).toBeGreaterThanOrEqual(6);
