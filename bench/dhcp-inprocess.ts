@@ -23,7 +23,8 @@ import { parseConfig } from '../server/config/load.js';
 import { DhcpService } from '../server/dhcp/server/dhcp-service.js';
 import { Metrics } from '../server/metrics.js';
 import { policySettings } from '../server/app.js';
-import { FileStore, type LeaseRecord, type NodeEvent, type Store } from '../server/store/store.js';
+import { FileStore, type BootSessionRecord, type DiscoveredMachine, type LeaseRecord, type NodeEvent, type Store } from '../server/store/store.js';
+import { Inventory } from '../server/inventory/inventory.js';
 import type { ResolvedNode } from '../server/config/load.js';
 
 const { values: opt } = parseArgs({
@@ -47,6 +48,15 @@ class MemoryStore implements Store {
   nodeByMac(): ResolvedNode | undefined { return undefined; }
   nodeByPiSerial(): ResolvedNode | undefined { return undefined; }
   putNode(): Promise<void> { return Promise.resolve(); }
+  isConfigNode(): boolean { return false; }
+  removeNode(): Promise<void> { return Promise.resolve(); }
+  readonly nodesVersion = 0;
+  private readonly seen = new Map<string, DiscoveredMachine>();
+  discovered(): DiscoveredMachine[] { return [...this.seen.values()]; }
+  putDiscovered(m: DiscoveredMachine): void { this.seen.set(m.mac, m); }
+  removeDiscovered(mac: string): Promise<void> { this.seen.delete(mac); return Promise.resolve(); }
+  sessions(): BootSessionRecord[] { return []; }
+  putSession(): Promise<void> { return Promise.resolve(); }
   leases(): LeaseRecord[] { return [...this.leaseMap.values()]; }
   leaseByIp(ip: string): LeaseRecord | undefined { return this.leaseMap.get(ip); }
   putLease(lease: LeaseRecord): Promise<void> { this.leaseMap.set(lease.ip, lease); return Promise.resolve(); }
@@ -99,8 +109,9 @@ async function main(): Promise<void> {
 server: { address: 10.77.0.1, stateDir: /nonexistent }
 dhcp: { mode: full, subnets: [{ cidr: 10.77.0.0/16, range: [10.77.1.1, 10.77.250.254], leaseSeconds: 3600 }] }
 log: { level: warn }
+unknownNodes: boot-default
 `, 'inproc.yaml');
-  const service = new DhcpService({ config, store, metrics: new Metrics(), logger: pino({ level: 'warn' }), policy: policySettings(config) });
+  const service = new DhcpService({ config, store, metrics: new Metrics(), logger: pino({ level: 'warn' }), policy: policySettings(config), inventory: new Inventory(config, store) });
 
   const inflight = new Map<number, Buffer>();
   let started = 0;

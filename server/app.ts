@@ -14,7 +14,9 @@ import { networkInterfaces } from 'node:os';
 import { statSync } from 'node:fs';
 import { GeneratedFileResolver } from './boot/files/generated.js';
 import { ImageFileResolver } from './boot/files/images.js';
-import { storeDirectory } from './boot/files/node-directory.js';
+import { Inventory } from './inventory/inventory.js';
+import { BootSessions } from './join/boot-sessions.js';
+import { KubeApiTokenMinter, StaticTokenMinter, type TokenMinter } from './kube/minter.js';
 import { TemplateSet } from './boot/templates.js';
 import { HttpBootServer } from './http/server.js';
 import { NbdServer } from './nbd/server.js';
@@ -34,6 +36,8 @@ export class Bootfarm {
   readonly metrics = new Metrics();
   private readonly services: RunningService[] = [];
   private store: FileStore | undefined;
+  inventory: Inventory | undefined;
+  sessions: BootSessions | undefined;
   dhcp: DhcpService | undefined;
   tftp: TftpServer | undefined;
   http: HttpBootServer | undefined;
@@ -48,17 +52,27 @@ export class Bootfarm {
     this.store = opened.store;
     if (opened.skippedLines > 0) logger.warn({ skippedLines: opened.skippedLines, stateDir: config.server.stateDir }, 'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored');
     logger.info({ stateDir: config.server.stateDir, nodes: this.store.nodes().length, leases: this.store.leases().length }, 'state loaded');
+    const inventory = new Inventory(config, this.store);
+    this.inventory = inventory;
     try {
+      const templates = new TemplateSet(config.boot.templatesDir);
+      const sessions = new BootSessions({ store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }) });
+      await sessions.start();
+      this.sessions = sessions;
+      this.services.push(sessions);
       if (config.dhcp.mode !== 'off') {
-        this.dhcp = new DhcpService({ config, store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'dhcp' }), policy: policySettings(config) });
+        this.dhcp = new DhcpService({
+          config, store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'dhcp' }), policy: policySettings(config),
+          inventory, onNodeDiscover: (node) => sessions.noteDiscover(node),
+        });
         await this.dhcp.start();
         this.services.push(this.dhcp);
       }
       // One ordered chain serves TFTP and HTTP alike: the node's generated files,
       // then its image's files, then static files under tftp.root.
-      const nodes = storeDirectory(this.store);
+      const nodes = inventory;
       const files = new ResolverChain([
-        new GeneratedFileResolver(config, new TemplateSet(config.boot.templatesDir), nodes),
+        new GeneratedFileResolver(config, templates, nodes),
         new ImageFileResolver(config, this.fileCache, nodes),
         new StaticRootResolver(config.tftp.root, this.fileCache),
       ]);
@@ -80,7 +94,13 @@ export class Bootfarm {
         this.services.push(this.tftp);
       }
       if (config.http.enabled) {
-        this.http = new HttpBootServer({ port: config.http.port, host: config.http.host }, files, logger.child({ svc: 'http' }), this.metrics,
+        const httpLog = logger.child({ svc: 'http' });
+        this.http = new HttpBootServer({
+          port: config.http.port,
+          host: config.http.host,
+          api: { config, inventory, store: this.store, sessions },
+          agent: { config, inventory, sessions, templates, logger: httpLog, metrics: this.metrics },
+        }, files, httpLog, this.metrics,
           (event) => this.recordFileServed({ path: event.path, client: event.client, kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`, bytes: event.bytes, from: event.from }));
         await this.http.start();
         this.services.push(this.http);
@@ -103,7 +123,7 @@ export class Bootfarm {
               if (config.nbd.allow === 'any') return undefined;
               const lease = store.leaseByIp(address);
               if (lease && lease.state === 'bound' && lease.expiresAt > now()) return undefined;
-              if (store.nodes().some((n) => n.ip === address)) return undefined;
+              if (inventory.nodes().some((n) => n.ip === address)) return undefined;
               return `${address} holds no lease and is no node's address (nbd.allow: leased)`;
             },
             nodeOf: (address) => nodes.byAddress(address),
@@ -120,10 +140,19 @@ export class Bootfarm {
     }
   }
 
+  /** Mints per-node tokens through the Kubernetes API, or hands out the configured static token. */
+  private tokenMinter(): TokenMinter | undefined {
+    const kube = this.config.kubernetes;
+    if (!kube) return undefined;
+    if (kube.kubeconfig) return new KubeApiTokenMinter(kube.kubeconfig);
+    this.logger.warn('kubernetes.token: every node gets the same static token, and anything that can reach the agent endpoints from a node address can use it; prefer kubernetes.kubeconfig (one short-lived token per node)');
+    return new StaticTokenMinter(kube.staticToken as string);
+  }
+
   /** A file fetched by a known node goes on its boot timeline (bootloader, kernel, initrd...). */
   private recordFileServed(event: { path: string; client: string; kind: string; bytes: number; from: string }): void {
-    const lease = this.store?.leaseByIp(event.client);
-    const node = lease ? this.store?.nodeByMac(lease.mac) : this.store?.nodes().find((n) => n.ip === event.client);
+    const found = this.inventory?.byAddress(event.client);
+    const node = found ? this.inventory?.knownByMac(found.mac) : undefined;
     if (!node || !this.store) return;
     this.store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: event.kind, detail: { path: event.path, bytes: event.bytes, from: event.from } });
   }

@@ -1,6 +1,6 @@
 // Prometheus metrics. One registry per running service, so tests can start
 // several services in one process without label clashes.
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -81,6 +81,36 @@ export class Metrics {
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2],
+    registers: [this.registry],
+  });
+  readonly bootsInFlight = new Gauge({
+    name: 'bootfarm_boots_in_flight',
+    help: 'Node boots whose agent has fetched its configuration and that have not yet joined, booted (without join) or failed',
+    registers: [this.registry],
+  });
+  readonly bootDuration = new Histogram({
+    name: 'bootfarm_boot_duration_seconds',
+    help: 'From the first DHCP DISCOVER of a boot to joined, booted (without join), failed, expired or superseded',
+    labelNames: ['outcome'] as const,
+    buckets: [10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200],
+    registers: [this.registry],
+  });
+  readonly tokensMinted = new Counter({
+    name: 'bootfarm_bootstrap_tokens_minted_total',
+    help: 'Per-node bootstrap tokens minted, by outcome (ok, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly agentReports = new Counter({
+    name: 'bootfarm_agent_reports_total',
+    help: 'Boot steps reported by node agents, by step and status',
+    labelNames: ['step', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly apiRequests = new Counter({
+    name: 'bootfarm_api_requests_total',
+    help: 'HTTP API and agent requests, by route and status code',
+    labelNames: ['route', 'status'] as const,
     registers: [this.registry],
   });
 }

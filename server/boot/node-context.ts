@@ -1,7 +1,8 @@
 // What a node's generated boot files are made of: its inventory entry, the image
 // assigned to it, and where the server is. The kernel command line carries how
 // the initrd finds its root (server, NBD port, export) and never a secret.
-import type { ResolvedConfig, ResolvedNode } from '../config/load.js';
+import type { ResolvedConfig } from '../config/load.js';
+import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from './templates.js';
 import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
 
@@ -11,18 +12,9 @@ export function exportName(image: string, arch: string, config: ResolvedConfig):
   return config.nbd.backend === 'nbdkit' ? nbdkitExportName(name) : name;
 }
 
-export function nodeArch(node: ResolvedNode): string {
-  return node.arch ?? (node.piSerial ? 'arm64' : 'amd64');
-}
-
-export function nodeImage(node: ResolvedNode, config: ResolvedConfig): string {
-  return node.image ?? config.images.default;
-}
-
-export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootContext {
+export function bootContext(node: EffectiveNode, config: ResolvedConfig): BootContext {
   const address = config.server.address;
-  const arch = nodeArch(node);
-  const image = nodeImage(node, config);
+  const { arch, image } = node;
   const base = `images/${image}/${arch}`;
   const http = `http://${address}:${config.http.port}`;
   const piModel = node.piModel ?? 4;
@@ -34,10 +26,20 @@ export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootCon
     `bootfarm.export=${exportName(image, arch, config)}`,
     `bootfarm.node=${node.hostname}`,
     `bootfarm.mac=${node.mac}`,
+    node.toRam ? 'bootfarm.toram=1' : '',
     config.boot.kernelArgs,
+    node.kernelArgs,
   ].filter((a) => a.length > 0).join(' ');
   return {
-    node: { hostname: node.hostname, mac: node.mac, macHyphen: node.mac.replace(/:/g, '-'), arch, ip: node.ip ?? '' },
+    node: {
+      hostname: node.hostname,
+      mac: node.mac,
+      macHyphen: node.mac.replace(/:/g, '-'),
+      arch,
+      ip: node.ip ?? '',
+      profiles: node.profiles.join(' '),
+      labels: labelList(node.labels),
+    },
     server: { address, httpPort: config.http.port, tftpPort: config.tftp.port, nbdPort: config.nbd.port },
     image: {
       name: image,
@@ -57,5 +59,17 @@ export function bootContext(node: ResolvedNode, config: ResolvedConfig): BootCon
       initramfs: 'initrd.img',
     },
     kernelArgs,
+    lts: {
+      vars: Object.entries(node.lts).map(([key, value]) => ({ key, value })),
+      preinitKeys: node.ltsOrder.PREINIT.join(' '),
+      fstabKeys: node.ltsOrder.FSTAB.join(' '),
+      rcfileKeys: node.ltsOrder.RCFILE.join(' '),
+      sysctlKeys: node.ltsOrder.SYSCTL.join(' '),
+    },
   };
+}
+
+/** `k=v,k=v` in key order: the form of kubelet's --node-labels. */
+export function labelList(labels: Record<string, string>): string {
+  return Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(',');
 }

@@ -1,9 +1,12 @@
 // Reads, validates and resolves the YAML configuration file.
 import { readFileSync, statSync } from 'node:fs';
+import { X509Certificate, createHash } from 'node:crypto';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { Value } from 'typebox/value';
-import { ConfigSchema, type ConfigFile, type NodeEntry } from './schema.js';
+import { ConfigSchema, type ConfigFile, type NodeEntry, type ProfileEntry } from './schema.js';
+import { parseLtsConf, type LtsConfFile } from './lts-conf.js';
+import type { ConfigLayer, LayerSet, ResolvedProfile } from '../inventory/effective.js';
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
@@ -27,6 +30,22 @@ export interface ResolvedNode extends NodeEntry {
   mac: string;
 }
 
+export type UnknownNodesPolicy = 'ignore' | 'discover' | 'boot-default';
+
+export interface ResolvedKubernetes {
+  apiServer: string;
+  /** `sha256:<hex>` pins for discovery. */
+  caCertHashes: string[];
+  kubeconfig: string | undefined;
+  /** A static token from the file (discouraged: every node gets the same one). */
+  staticToken: string | undefined;
+  tokenTtlSeconds: number;
+  /** e.g. "v1.31" */
+  version: string;
+  /** kubeadm config API: v1beta4 from Kubernetes 1.31, v1beta3 before. */
+  kubeadmApiVersion: 'kubeadm.k8s.io/v1beta4' | 'kubeadm.k8s.io/v1beta3';
+}
+
 export interface ResolvedConfig {
   file: string;
   server: { address: string; stateDir: string; syncWrites: boolean };
@@ -45,13 +64,34 @@ export interface ResolvedConfig {
   nbd: { enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }> };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
+  layers: LayerSet;
+  unknownNodes: UnknownNodesPolicy;
+  kubernetes: ResolvedKubernetes | undefined;
+  /** Bearer token for API mutations: api.token, else the BOOTFARM_API_TOKEN environment variable. */
+  api: { token: string | undefined; tokenSource: 'config' | 'environment' | 'none'; protectReads: boolean };
   images: { dir: string; default: string };
   log: { level: string };
 }
 
+/** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
+export function parseDuration(text: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  if (!m) return NaN;
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+/** sha256 of the certificate's DER SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash (RFC 7469 style). */
+export function caCertHash(pem: string): string {
+  const cert = new X509Certificate(pem);
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
 interface SchemaWithExpected {
   expected?: string;
+  keyExpected?: string;
   properties?: Record<string, unknown>;
+  patternProperties?: Record<string, unknown>;
   items?: unknown;
   prefixItems?: unknown[];
   anyOf?: unknown[];
@@ -65,10 +105,15 @@ function expectedAt(segments: ReadonlyArray<string | number>): string | undefine
     if (typeof seg === 'number') {
       schema = (Array.isArray(schema.prefixItems) ? schema.prefixItems[seg] : schema.items) as SchemaWithExpected | undefined;
     } else {
-      schema = schema.properties?.[seg] as SchemaWithExpected | undefined;
+      schema = (schema.properties?.[seg] ?? firstPatternProperty(schema)) as SchemaWithExpected | undefined;
     }
   }
   return schema?.expected;
+}
+
+/** The value schema of a record (TypeBox Record = patternProperties). */
+function firstPatternProperty(schema: SchemaWithExpected): unknown {
+  return schema.patternProperties ? Object.values(schema.patternProperties)[0] : undefined;
 }
 
 function pointerToSegments(pointer: string): Array<string | number> {
@@ -150,8 +195,10 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
     if (err.keyword === 'additionalProperties') {
       const names = (err.params as { additionalProperties?: string[] }).additionalProperties ?? [];
       for (const name of names) {
-        const allowed = Object.keys((valueAtSchema(segments)?.properties) ?? {});
-        const p = locate.problem([...segments, name], `unknown key; expected one of ${allowed.join(', ')}`, locate.keyNode(segments, name));
+        const parent = valueAtSchema(segments);
+        const allowed = Object.keys(parent?.properties ?? {});
+        const message = parent?.keyExpected ? `invalid key; expected ${parent.keyExpected}` : `unknown key; expected one of ${allowed.join(', ')}`;
+        const p = locate.problem([...segments, name], message, locate.keyNode(segments, name));
         const id = `${p.key}|${p.message}`;
         if (!seen.has(id)) { seen.add(id); problems.push(p); }
       }
@@ -180,7 +227,7 @@ function valueAtSchema(segments: ReadonlyArray<string | number>): SchemaWithExpe
   let schema: SchemaWithExpected | undefined = ConfigSchema as unknown as SchemaWithExpected;
   for (const seg of segments) {
     if (!schema) return undefined;
-    schema = (typeof seg === 'number' ? schema.items : schema.properties?.[seg]) as SchemaWithExpected | undefined;
+    schema = (typeof seg === 'number' ? schema.items : schema.properties?.[seg] ?? firstPatternProperty(schema)) as SchemaWithExpected | undefined;
     if (schema?.anyOf) schema = schema.anyOf.find((s) => (s as SchemaWithExpected).properties) as SchemaWithExpected | undefined;
   }
   return schema;
@@ -240,15 +287,112 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
       }
     }
   });
+  const profileNames = new Map<string, number>();
+  (cfg.profiles ?? []).forEach((profile, index) => {
+    const dup = profileNames.get(profile.name);
+    if (dup !== undefined) problems.push(locate.problem(['profiles', index, 'name'], `expected a unique profile name, but profiles[${dup}] is ${profile.name} too`));
+    profileNames.set(profile.name, index);
+  });
+  (cfg.nodes ?? []).forEach((n, index) => {
+    if (n.profile && !profileNames.has(n.profile)) {
+      problems.push(locate.problem(['nodes', index, 'profile'], `expected the name of a profile (${[...profileNames.keys()].join(', ') || 'none are defined'}), got ${JSON.stringify(n.profile)}`));
+    }
+  });
+  const k8s = cfg.kubernetes;
+  if (k8s) {
+    if (!k8s.caCertFile === !k8s.caCertHash) problems.push(locate.problem(['kubernetes'], 'expected exactly one of caCertFile (the cluster CA, PEM) or caCertHash (sha256:<hex>)'));
+    if (!k8s.kubeconfig === !k8s.token) problems.push(locate.problem(['kubernetes'], 'expected exactly one of kubeconfig (mint a token per node) or token (one static token, discouraged)'));
+    if (k8s.caCertFile) {
+      const file = resolvePath(configDir, k8s.caCertFile);
+      try {
+        caCertHash(readFileSync(file, 'utf8'));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        problems.push(locate.problem(['kubernetes', 'caCertFile'], `expected a readable PEM certificate, got ${JSON.stringify(k8s.caCertFile)} (${code ? `cannot read it: ${code}` : (err as Error).message})`));
+      }
+    }
+    if (k8s.kubeconfig && !statSync(resolvePath(configDir, k8s.kubeconfig), { throwIfNoEntry: false })?.isFile()) {
+      problems.push(locate.problem(['kubernetes', 'kubeconfig'], `expected an existing kubeconfig file, got ${JSON.stringify(k8s.kubeconfig)}`));
+    }
+    if (k8s.tokenTtl !== undefined && !(parseDuration(k8s.tokenTtl) > 0)) problems.push(locate.problem(['kubernetes', 'tokenTtl'], `expected a duration longer than zero, got ${JSON.stringify(k8s.tokenTtl)}`));
+    if (k8s.version !== undefined && minorVersion(k8s.version) < 22) problems.push(locate.problem(['kubernetes', 'version'], `expected v1.22 or later (kubeadm's v1beta3 config API), got ${k8s.version}`));
+  }
   return problems;
+}
+
+function minorVersion(version: string): number {
+  return Number(/^v?1\.(\d+)/.exec(version)?.[1] ?? NaN);
+}
+
+/** Reads and parses every lts.conf the defaults and profiles import; problems name the lts file and line. */
+function loadLtsFiles(cfg: ConfigFile, locate: Locator, configDir: string): { files: Map<string, LtsConfFile>; problems: ConfigProblem[] } {
+  const files = new Map<string, LtsConfFile>();
+  const problems: ConfigProblem[] = [];
+  const wanted: Array<{ segments: Array<string | number>; path: string }> = [];
+  if (cfg.defaults?.ltsFile) wanted.push({ segments: ['defaults', 'ltsFile'], path: cfg.defaults.ltsFile });
+  (cfg.profiles ?? []).forEach((p, i) => { if (p.ltsFile) wanted.push({ segments: ['profiles', i, 'ltsFile'], path: p.ltsFile }); });
+  for (const { segments, path: given } of wanted) {
+    const file = resolvePath(configDir, given);
+    if (files.has(file)) continue;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      problems.push(locate.problem(segments, `expected a readable lts.conf file, got ${JSON.stringify(given)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`));
+      continue;
+    }
+    const parsed = parseLtsConf(text);
+    if (!parsed.ok) {
+      for (const p of parsed.problems) problems.push({ file, line: p.line, column: 1, key: '', message: p.message });
+      continue;
+    }
+    files.set(file, parsed.file);
+  }
+  return { files, problems };
+}
+
+function resolveLayer(layer: Omit<ProfileEntry, 'name' | 'match'> | undefined, configDir: string, ltsFiles: Map<string, LtsConfFile>): ConfigLayer {
+  if (!layer) return {};
+  const ltsPath = layer.ltsFile ? resolvePath(configDir, layer.ltsFile) : undefined;
+  const parsed = ltsPath ? ltsFiles.get(ltsPath) : undefined;
+  return {
+    image: layer.image,
+    lts: layer.lts,
+    ltsFile: ltsPath && parsed ? { path: ltsPath, parsed } : undefined,
+    labels: layer.labels,
+    taints: layer.taints,
+    join: layer.join,
+    kernelArgs: layer.kernelArgs,
+  };
+}
+
+function resolveKubernetes(k8s: NonNullable<ConfigFile['kubernetes']>, configDir: string): ResolvedKubernetes {
+  const version = k8s.version ?? 'v1.31';
+  const hash = k8s.caCertFile ? caCertHash(readFileSync(resolvePath(configDir, k8s.caCertFile), 'utf8')) : (k8s.caCertHash as string);
+  return {
+    apiServer: k8s.apiServer,
+    caCertHashes: [hash],
+    kubeconfig: k8s.kubeconfig ? resolvePath(configDir, k8s.kubeconfig) : undefined,
+    staticToken: k8s.token,
+    tokenTtlSeconds: parseDuration(k8s.tokenTtl ?? '1h'),
+    version: version.startsWith('v') ? version : `v${version}`,
+    kubeadmApiVersion: minorVersion(version) >= 31 ? 'kubeadm.k8s.io/v1beta4' : 'kubeadm.k8s.io/v1beta3',
+  };
 }
 
 function resolvePath(configDir: string, p: string): string {
   return path.isAbsolute(p) ? p : path.resolve(configDir, p);
 }
 
-function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
+function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFile>): ResolvedConfig {
   const dir = path.dirname(path.resolve(file));
+  const defaultImage = cfg.images?.default ?? 'bootfarm';
+  const profiles: ResolvedProfile[] = (cfg.profiles ?? []).map((p) => ({
+    name: p.name,
+    match: p.match ? { ...p.match, macPrefix: p.match.macPrefix?.toLowerCase().replace(/-/g, ':') } : undefined,
+    ...resolveLayer(p, dir, ltsFiles),
+  }));
+  const envToken = process.env.BOOTFARM_API_TOKEN;
   const dhcp = cfg.dhcp;
   return {
     file,
@@ -303,7 +447,15 @@ function resolve(cfg: ConfigFile, file: string): ResolvedConfig {
       templatesDir: cfg.boot?.templatesDir ? resolvePath(dir, cfg.boot.templatesDir) : undefined,
     },
     nodes: (cfg.nodes ?? []).map((n) => ({ ...n, mac: normalizeMac(n.mac), piSerial: n.piSerial?.toLowerCase() })),
-    images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: cfg.images?.default ?? 'bootfarm' },
+    layers: { defaults: resolveLayer(cfg.defaults, dir, ltsFiles), profiles, defaultImage },
+    unknownNodes: cfg.unknownNodes ?? 'discover',
+    kubernetes: cfg.kubernetes ? resolveKubernetes(cfg.kubernetes, dir) : undefined,
+    api: {
+      token: cfg.api?.token ?? (envToken && envToken.length > 0 ? envToken : undefined),
+      tokenSource: cfg.api?.token ? 'config' : envToken ? 'environment' : 'none',
+      protectReads: cfg.api?.protectReads ?? false,
+    },
+    images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: defaultImage },
     log: { level: cfg.log?.level ?? 'info' },
   };
 }
@@ -327,9 +479,11 @@ export function parseConfig(text: string, file: string): ResolvedConfig {
   const problems = schemaProblems(data, locate);
   if (problems.length > 0) throw new ConfigError(problems);
   const cfg = data as ConfigFile;
-  const semantic = semanticProblems(cfg, locate, path.dirname(path.resolve(file)));
-  if (semantic.length > 0) throw new ConfigError(semantic);
-  return resolve(cfg, file);
+  const configDir = path.dirname(path.resolve(file));
+  const semantic = semanticProblems(cfg, locate, configDir);
+  const lts = loadLtsFiles(cfg, locate, configDir);
+  if (semantic.length > 0 || lts.problems.length > 0) throw new ConfigError([...semantic, ...lts.problems]);
+  return resolve(cfg, file, lts.files);
 }
 
 export function loadConfig(file: string): ResolvedConfig {

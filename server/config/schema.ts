@@ -32,6 +32,39 @@ export const SubnetSchema = Type.Object({
   leaseSeconds: Type.Optional(Seconds),
 }, { additionalProperties: false });
 
+const ImageName = Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('an image name (letters, digits, . _ -)') });
+const ProfileName = Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('a profile name (letters, digits, . _ -)') });
+
+/** Kubernetes label syntax (prefix/name=value), checked here so a bad label fails `config check`, not `kubeadm join`. */
+export const Labels = Type.Record(
+  Type.String({ pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$' }),
+  Type.String({ pattern: '^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$', ...expected('a label value: up to 63 letters, digits, - _ . (starting and ending alphanumeric)') }),
+  { additionalProperties: false, keyExpected: 'a label name like rack or example.com/rack', ...expected('a mapping of Kubernetes labels, e.g. { rack: r1 }') },
+);
+
+/** LTSP variables (lts.conf): upper-case names, scalar values. */
+export const LtsVariables = Type.Record(
+  Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+  Type.Union([Type.String(), Type.Number(), Type.Boolean()], expected('a string, number or boolean')),
+  { additionalProperties: false, keyExpected: 'an lts.conf variable name: letters, digits and _, not starting with a digit', ...expected('a mapping of lts.conf variables, e.g. { PREINIT_00_TIME: "..." }') },
+);
+
+export const Taint = Type.String({
+  pattern: '^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$',
+  ...expected('a taint like "dedicated=gpu:NoSchedule" (key[=value]:NoSchedule|PreferNoSchedule|NoExecute)'),
+});
+
+/** What defaults, profiles and nodes can each set; later layers override earlier ones. */
+const layerFields = {
+  image: Type.Optional(ImageName),
+  lts: Type.Optional(LtsVariables),
+  ltsFile: Type.Optional(Type.String({ minLength: 1, ...expected('the path of an lts.conf file to import') })),
+  labels: Type.Optional(Labels),
+  taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
+  join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
+  kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this layer'))),
+};
+
 export const NodeSchema = Type.Object({
   mac: Mac,
   hostname: Hostname,
@@ -39,8 +72,29 @@ export const NodeSchema = Type.Object({
   ip: Type.Optional(Ipv4),
   piSerial: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{8}$', ...expected('the Pi serial as 8 hex digits, as in its TFTP prefix') })),
   piModel: Type.Optional(Type.Union([Type.Literal(3), Type.Literal(4), Type.Literal(5)], expected('3, 4 or 5'))),
-  image: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('an image name (letters, digits, . _ -)') })),
+  profile: Type.Optional(ProfileName),
+  image: Type.Optional(ImageName),
+  lts: Type.Optional(LtsVariables),
+  labels: Type.Optional(Labels),
+  taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
+  join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
+  kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this node'))),
 }, { additionalProperties: false });
+
+export const ProfileMatchSchema = Type.Object({
+  arch: Type.Optional(NodeArch),
+  macPrefix: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){0,5}$', ...expected('the start of a MAC address, e.g. "dc:a6:32"') })),
+  label: Type.Optional(Labels),
+  piModel: Type.Optional(Type.Union([Type.Literal(3), Type.Literal(4), Type.Literal(5)], expected('3, 4 or 5'))),
+}, { additionalProperties: false, ...expected('conditions that must all hold: arch, macPrefix, label, piModel') });
+
+export const ProfileSchema = Type.Object({
+  name: ProfileName,
+  match: Type.Optional(ProfileMatchSchema),
+  ...layerFields,
+}, { additionalProperties: false });
+
+const Duration = Type.String({ pattern: '^(\\d+h)?(\\d+m)?(\\d+s)?$', minLength: 2, ...expected('a duration like 1h, 30m, 90s or 1h30m') });
 
 export const ConfigSchema = Type.Object({
   server: Type.Object({
@@ -90,7 +144,23 @@ export const ConfigSchema = Type.Object({
     kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments, e.g. "console=ttyS0"'))),
     templatesDir: Type.Optional(Type.String({ minLength: 1, ...expected('a directory of .hbs templates overriding templates/') })),
   }, { additionalProperties: false })),
+  defaults: Type.Optional(Type.Object(layerFields, { additionalProperties: false })),
+  profiles: Type.Optional(Type.Array(ProfileSchema)),
   nodes: Type.Optional(Type.Array(NodeSchema)),
+  unknownNodes: Type.Optional(Type.Union([Type.Literal('ignore'), Type.Literal('discover'), Type.Literal('boot-default')], expected('one of ignore, discover, boot-default'))),
+  kubernetes: Type.Optional(Type.Object({
+    apiServer: Type.String({ pattern: '^[A-Za-z0-9.-]+:\\d{1,5}$', ...expected('the API server endpoint as host:port, e.g. 10.9.0.20:6443') }),
+    caCertFile: Type.Optional(Type.String({ minLength: 1, ...expected("the cluster CA certificate file (PEM), e.g. /etc/kubernetes/pki/ca.crt") })),
+    caCertHash: Type.Optional(Type.String({ pattern: '^sha256:[0-9a-f]{64}$', ...expected('sha256:<64 lower-case hex digits>') })),
+    kubeconfig: Type.Optional(Type.String({ minLength: 1, ...expected('a kubeconfig file allowed to create Secrets in kube-system') })),
+    token: Type.Optional(Type.String({ pattern: '^[a-z0-9]{6}\\.[a-z0-9]{16}$', ...expected('a bootstrap token [a-z0-9]{6}.[a-z0-9]{16}') })),
+    tokenTtl: Type.Optional(Duration),
+    version: Type.Optional(Type.String({ pattern: '^v?1\\.\\d+(\\.\\d+)?$', ...expected('a Kubernetes version like v1.31') })),
+  }, { additionalProperties: false })),
+  api: Type.Optional(Type.Object({
+    token: Type.Optional(Type.String({ minLength: 16, ...expected('a bearer token of at least 16 characters (or set BOOTFARM_API_TOKEN)') })),
+    protectReads: Type.Optional(Type.Boolean(expected('true (reads need the token too) or false'))),
+  }, { additionalProperties: false })),
   images: Type.Optional(Type.Object({
     dir: Type.String({ minLength: 1, ...expected('a directory path') }),
     default: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$', ...expected('an image name (letters, digits, . _ -)') })),
@@ -102,4 +172,6 @@ export const ConfigSchema = Type.Object({
 
 export type ConfigFile = Static<typeof ConfigSchema>;
 export type NodeEntry = Static<typeof NodeSchema>;
+export type ProfileEntry = Static<typeof ProfileSchema>;
+export type LtsValue = string | number | boolean;
 export type SubnetEntry = Static<typeof SubnetSchema>;

@@ -1,14 +1,19 @@
 // HTTP: boot files for iPXE and UEFI HTTP boot (many times faster than TFTP),
-// health and metrics. Every endpoint is declared in routes() below.
+// the node agent's endpoints, the API, health and metrics. Every endpoint is
+// declared in routes() below.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
 import type { Metrics } from '../metrics.js';
 import { parseRange } from './range.js';
 import { SetupError } from '../errors.js';
+import { validatorCompiler } from '../api/validation.js';
+import { registerApiRoutes, type ApiDeps } from '../api/routes.js';
+import { registerAgentRoutes, type AgentDeps } from '../agent/routes.js';
 
 export interface HttpServedEvent {
   path: string;
@@ -21,6 +26,9 @@ export interface HttpServedEvent {
 export interface HttpServerOptions {
   port: number;
   host: string;
+  /** The API and the agent endpoints; without them only files, health and metrics are served. */
+  api?: ApiDeps | undefined;
+  agent?: AgentDeps | undefined;
 }
 
 /** Streams a FileSource in 256 KiB reads. */
@@ -58,18 +66,45 @@ export class HttpBootServer {
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: HttpServedEvent) => void = () => undefined,
   ) {
-    this.app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true } });
-    this.routes();
+    this.app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: 64 * 1024 });
+    this.app.setValidatorCompiler(validatorCompiler);
+    // Validation problems are already sentences naming the field (api/validation.ts).
+    this.app.setSchemaErrorFormatter((errors) => {
+      const error = new Error(errors.map((e) => e.message).join('; ')) as Error & { problems?: string[] };
+      error.problems = errors.map((e) => e.message ?? '');
+      return error;
+    });
+    this.app.setErrorHandler(async (err: FastifyError & { problems?: string[] }, req, reply) => {
+      const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+      if (status >= 500) this.logger.error({ path: req.url, err: err.message }, 'http request failed');
+      await reply.code(status).send({ error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error', message: err.message, problems: err.problems });
+    });
+    this.app.addHook('onResponse', async (req, reply) => {
+      const route = req.routeOptions.url;
+      if (route && (route.startsWith('/api/') || route.startsWith('/agent/'))) this.metrics.apiRequests.inc({ route: `${req.method} ${route}`, status: String(reply.statusCode) });
+    });
   }
 
-  private routes(): void {
-    this.app.get('/healthz', async () => ({ status: 'ok' }));
-    this.app.get('/metrics', async (_req, reply) => {
+  /** Every endpoint, in one place. */
+  private async routes(): Promise<void> {
+    await this.app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'bootfarm', description: 'Network-boot provisioning server: nodes, discovered machines, leases, boot timelines, and the node agent endpoints', version: '1' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: [{ bearer: [] }],
+      },
+    });
+    this.app.get('/healthz', { schema: { summary: 'Liveness', tags: ['service'] } }, async () => ({ status: 'ok' }));
+    this.app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'] } }, async (_req, reply) => {
       reply.type(this.metrics.registry.contentType);
       return this.metrics.registry.metrics();
     });
+    this.app.get('/openapi.json', { schema: { hide: true } }, async () => this.app.swagger());
+    if (this.options.api) registerApiRoutes(this.app, this.options.api);
+    if (this.options.agent) registerAgentRoutes(this.app, this.options.agent);
     // Boot files: the same resolver chain as TFTP (generated, image, static).
-    this.app.route({ method: ['GET', 'HEAD'], url: '/*', handler: (req, reply) => this.serveFile(req, reply) });
+    this.app.route({ method: ['GET', 'HEAD'], url: '/*', schema: { hide: true }, handler: (req, reply) => this.serveFile(req, reply) });
   }
 
   private async serveFile(req: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -124,6 +159,7 @@ export class HttpBootServer {
   }
 
   async start(): Promise<void> {
+    await this.routes();
     try {
       await this.app.listen({ port: this.options.port, host: this.options.host });
     } catch (err) {

@@ -26,12 +26,52 @@ export interface NodeEvent {
   detail?: Record<string, string | number | boolean | undefined>;
 }
 
+/** A machine that asked to boot but is in no inventory (unknownNodes: discover). */
+export interface DiscoveredMachine {
+  mac: string;
+  /** From option 93, when the firmware said. */
+  arch: 'amd64' | 'arm64' | 'armhf' | undefined;
+  firmware: string;
+  piSerial: string | undefined;
+  piModel: 3 | 4 | 5 | undefined;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+/** A node's boot in progress, as far as the agent and the join are concerned (see join/boot-sessions.ts). */
+export interface BootSessionRecord {
+  mac: string;
+  bootId: string;
+  /** Phone-home secret of this boot; the state directory is private to bootfarm. */
+  secret: string;
+  startedAt: number;
+  openedAt: number;
+  state: 'booting' | 'booted' | 'joined' | 'failed' | 'expired' | 'superseded';
+  joinServed: boolean;
+  /** Public id of the bootstrap token minted for this boot (never the secret part). */
+  tokenId: string | undefined;
+  tokenExpiresAt: number | undefined;
+}
+
 export interface Store {
+  /** Every node: the configuration's, then those added through the API. */
   nodes(): ResolvedNode[];
   nodeByMac(mac: string): ResolvedNode | undefined;
   nodeByPiSerial(serial: string): ResolvedNode | undefined;
-  /** Adds or replaces a node; resolves once it is durable. */
+  /** Whether the node comes from the configuration file (read-only to the API). */
+  isConfigNode(mac: string): boolean;
+  /** Adds or replaces an API node; resolves once it is durable. */
   putNode(node: ResolvedNode): Promise<void>;
+  removeNode(mac: string): Promise<void>;
+  /** Changes whenever the set of nodes does (caches key on it). */
+  readonly nodesVersion: number;
+
+  discovered(): DiscoveredMachine[];
+  putDiscovered(machine: DiscoveredMachine): void;
+  removeDiscovered(mac: string): Promise<void>;
+
+  sessions(): BootSessionRecord[];
+  putSession(session: BootSessionRecord): Promise<void>;
 
   leases(): LeaseRecord[];
   leaseByIp(ip: string): LeaseRecord | undefined;
@@ -49,11 +89,21 @@ export const EVENTS_PER_NODE = 200;
 
 type JournalRecord =
   | { t: 'node'; node: ResolvedNode }
+  | { t: 'node-removed'; mac: string }
+  | { t: 'discovered'; machine: DiscoveredMachine }
+  | { t: 'discovered-removed'; mac: string }
+  | { t: 'session'; session: BootSessionRecord }
   | { t: 'lease'; lease: LeaseRecord }
   | { t: 'event'; event: NodeEvent };
 
 export class FileStore implements Store {
-  private readonly nodeMap = new Map<string, ResolvedNode>();
+  /** Nodes from the configuration file: never journaled, they come from the file on every start. */
+  private readonly configNodes = new Map<string, ResolvedNode>();
+  /** Nodes added through the API. */
+  private readonly apiNodes = new Map<string, ResolvedNode>();
+  private readonly discoveredMap = new Map<string, DiscoveredMachine>();
+  private readonly sessionMap = new Map<string, BootSessionRecord>();
+  private version = 0;
   private readonly leaseMap = new Map<string, LeaseRecord>();
   private readonly eventMap = new Map<string, NodeEvent[]>();
   private readonly log: DurableLog<JournalRecord>;
@@ -69,19 +119,23 @@ export class FileStore implements Store {
   }
 
   /**
-   * Opens the store under `dir`; nodes from the configuration replace stored ones
+   * Opens the store under `dir`; nodes from the configuration shadow stored ones
    * of the same MAC. `sync` (server.syncWrites): see DurableLogOptions.sync.
    */
   static async open(dir: string, configNodes: ResolvedNode[], sync = true): Promise<{ store: FileStore; skippedLines: number }> {
     const store = new FileStore(dir, sync);
     const loaded = await store.log.open();
     for (const rec of loaded.records) store.apply(rec);
-    for (const node of configNodes) store.nodeMap.set(node.mac, node);
+    for (const node of configNodes) store.configNodes.set(node.mac, node);
     return { store, skippedLines: loaded.skippedLines };
   }
 
   private apply(rec: JournalRecord): void {
-    if (rec.t === 'node') this.nodeMap.set(rec.node.mac, rec.node);
+    if (rec.t === 'node') this.apiNodes.set(rec.node.mac, rec.node);
+    else if (rec.t === 'node-removed') this.apiNodes.delete(rec.mac);
+    else if (rec.t === 'discovered') this.discoveredMap.set(rec.machine.mac, rec.machine);
+    else if (rec.t === 'discovered-removed') this.discoveredMap.delete(rec.mac);
+    else if (rec.t === 'session') this.sessionMap.set(rec.session.mac, rec.session);
     else if (rec.t === 'lease') this.leaseMap.set(rec.lease.ip, rec.lease);
     else if (rec.t === 'event') this.pushEvent(rec.event);
   }
@@ -98,28 +152,71 @@ export class FileStore implements Store {
 
   private snapshot(): JournalRecord[] {
     const out: JournalRecord[] = [];
-    for (const node of this.nodeMap.values()) out.push({ t: 'node', node });
+    for (const node of this.apiNodes.values()) out.push({ t: 'node', node });
+    for (const machine of this.discoveredMap.values()) out.push({ t: 'discovered', machine });
+    for (const session of this.sessionMap.values()) out.push({ t: 'session', session });
     for (const lease of this.leaseMap.values()) out.push({ t: 'lease', lease });
     for (const list of this.eventMap.values()) for (const event of list) out.push({ t: 'event', event });
     return out;
   }
 
+  get nodesVersion(): number {
+    return this.version;
+  }
+
   nodes(): ResolvedNode[] {
-    return [...this.nodeMap.values()];
+    const out = [...this.configNodes.values()];
+    for (const node of this.apiNodes.values()) if (!this.configNodes.has(node.mac)) out.push(node);
+    return out;
   }
 
   nodeByMac(mac: string): ResolvedNode | undefined {
-    return this.nodeMap.get(mac);
+    return this.configNodes.get(mac) ?? this.apiNodes.get(mac);
   }
 
   nodeByPiSerial(serial: string): ResolvedNode | undefined {
-    for (const node of this.nodeMap.values()) if (node.piSerial === serial) return node;
+    for (const node of this.nodes()) if (node.piSerial === serial) return node;
     return undefined;
   }
 
+  isConfigNode(mac: string): boolean {
+    return this.configNodes.has(mac);
+  }
+
   putNode(node: ResolvedNode): Promise<void> {
-    this.nodeMap.set(node.mac, node);
+    this.apiNodes.set(node.mac, node);
+    this.version++;
     return this.log.append({ t: 'node', node });
+  }
+
+  removeNode(mac: string): Promise<void> {
+    this.apiNodes.delete(mac);
+    this.version++;
+    return this.log.append({ t: 'node-removed', mac });
+  }
+
+  discovered(): DiscoveredMachine[] {
+    return [...this.discoveredMap.values()];
+  }
+
+  /** Not awaited: a lost "last seen" costs nothing, and DHCP must not wait on it. */
+  putDiscovered(machine: DiscoveredMachine): void {
+    this.discoveredMap.set(machine.mac, machine);
+    this.log.appendLater({ t: 'discovered', machine });
+  }
+
+  removeDiscovered(mac: string): Promise<void> {
+    this.discoveredMap.delete(mac);
+    return this.log.append({ t: 'discovered-removed', mac });
+  }
+
+  sessions(): BootSessionRecord[] {
+    return [...this.sessionMap.values()];
+  }
+
+  putSession(session: BootSessionRecord): Promise<void> {
+    this.sessionMap.set(session.mac, session);
+    return this.log.append({ t: 'session', session });
   }
 
   leases(): LeaseRecord[] {

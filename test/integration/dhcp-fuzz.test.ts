@@ -17,6 +17,8 @@ describe('DHCP fuzzing over the wire', () => {
       server: { address: '10.9.0.1' },
       dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.120'], leaseSeconds: 600 }] },
       nodes: [{ mac: '52:54:00:00:00:01', hostname: 'node-1', ip: '10.9.0.11' }],
+      // Unknown MACs in the corpus take the boot-default path, the one with the most code behind it.
+      unknownNodes: 'boot-default',
     });
   });
   afterAll(async () => {

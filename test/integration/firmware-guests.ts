@@ -49,6 +49,9 @@ async function populate(lab: NetLab, dhcp: Record<string, unknown>, withSiteDhcp
     // DHCP only: the observer stands on bootfarm's TFTP and HTTP ports (the boot
     // plan still names HTTP port 8080, the default).
     dhcp: { interface: 'eth0', ...dhcp },
+    // The guests are in no inventory: these tests are about firmware, so every
+    // machine boots the defaults, as with dnsmasq or pixiecore.
+    unknownNodes: 'boot-default',
   });
   const observer = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/wire-observer.ts'), ['69', '8080']), 'observer');
   await observer.waitFor((l) => l.includes('"ready":true'), 15_000, 'observer ready');

@@ -96,7 +96,7 @@ nodes:
   it('bootfarm config check: ok exits 0, problems exit 2 on stderr, a missing file is named', async () => {
     const ok = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]));
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('ok (dhcp full, subnets: 10.9.0.0/24, 2 nodes)');
+    expect(ok.stdout).toContain('ok (dhcp full, subnets: 10.9.0.0/24, 2 nodes, ');
 
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-cfg-'));
     const bad = path.join(dir, 'bad.yaml');

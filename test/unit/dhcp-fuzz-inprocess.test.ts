@@ -10,6 +10,7 @@ import { decodePacket } from '../../server/dhcp/codec/packet.js';
 import { DhcpService } from '../../server/dhcp/server/dhcp-service.js';
 import { parseConfig } from '../../server/config/load.js';
 import { FileStore } from '../../server/store/store.js';
+import { Inventory } from '../../server/inventory/inventory.js';
 import { Metrics } from '../../server/metrics.js';
 import { policySettings } from '../../server/app.js';
 import { fuzzPackets, loadSeeds } from '../lib/dhcp-fuzz-corpus.js';
@@ -39,9 +40,10 @@ describe('in-process DHCP fuzzing', () => {
     const config = parseConfig(`
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp: { mode: ${mode}, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200] }] }
+unknownNodes: boot-default
 `, 'fuzz.yaml');
     const metrics = new Metrics();
-    const service = new DhcpService({ config, store, metrics, logger: pino({ level: 'silent' }), policy: policySettings(config) });
+    const service = new DhcpService({ config, store, metrics, logger: pino({ level: 'silent' }), policy: policySettings(config), inventory: new Inventory(config, store) });
     const rejections: unknown[] = [];
     const onRejection = (reason: unknown) => rejections.push(reason);
     process.on('unhandledRejection', onRejection);

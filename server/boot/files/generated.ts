@@ -1,6 +1,7 @@
 // Per-node files rendered from templates: first in the resolver chain, so a node's
 // own config always wins over a static file of the same name.
-import type { ResolvedConfig, ResolvedNode } from '../../config/load.js';
+import type { ResolvedConfig } from '../../config/load.js';
+import type { EffectiveNode } from '../../inventory/effective.js';
 import { bootContext } from '../node-context.js';
 import type { TemplateName, TemplateSet } from '../templates.js';
 import { FileCache } from './file-cache.js';
@@ -15,7 +16,7 @@ export class GeneratedFileResolver implements FileResolver {
   constructor(private readonly config: ResolvedConfig, private readonly templates: TemplateSet, private readonly nodes: NodeDirectory) {}
 
   /** Which template and node a path names, if any. */
-  private route(request: FileRequest): { template: TemplateName; node: ResolvedNode | undefined } | undefined {
+  private route(request: FileRequest): { template: TemplateName; node: EffectiveNode | undefined } | undefined {
     const parts = request.path.split('/');
     const [first, second] = parts;
     if (parts.length === 2 && first === 'boot' && second?.endsWith('.ipxe')) {

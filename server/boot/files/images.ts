@@ -6,7 +6,6 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedConfig } from '../../config/load.js';
-import { nodeArch, nodeImage } from '../node-context.js';
 import type { FileCache } from './file-cache.js';
 import type { NodeDirectory } from './node-directory.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
@@ -44,8 +43,8 @@ export class ImageFileResolver implements FileResolver {
     const node = prefixed ? this.nodes.byPiSerial(parts[0] as string) : this.nodes.byAddress(request.clientAddress);
     if (!node?.piSerial) return undefined;
     const rest = prefixed ? parts.slice(1) : parts;
-    const image = nodeImage(node, this.config);
-    const arch = nodeArch(node);
+    const image = node.image;
+    const arch = node.arch;
     return this.serve(path.join(image, 'current', arch, 'rpi', ...rest), `image:${image}/${arch}/rpi`);
   }
 }

@@ -1,25 +1,12 @@
 // How file resolvers find the node behind a request: by MAC or Pi serial in the
 // path, or by the address the client holds a lease on (TFTP carries no MAC).
-import type { ResolvedNode } from '../../config/load.js';
-import type { Store } from '../../store/store.js';
+import type { EffectiveNode } from '../../inventory/effective.js';
 
+/** Implemented by the Inventory (server/inventory/inventory.ts). */
 export interface NodeDirectory {
-  byMac(mac: string): ResolvedNode | undefined;
-  byPiSerial(serial: string): ResolvedNode | undefined;
-  byAddress(address: string): ResolvedNode | undefined;
-}
-
-export function storeDirectory(store: Store): NodeDirectory {
-  return {
-    byMac: (mac) => store.nodeByMac(mac.toLowerCase().replace(/-/g, ':')),
-    byPiSerial: (serial) => store.nodeByPiSerial(serial.toLowerCase()),
-    byAddress: (address) => {
-      const lease = store.leaseByIp(address);
-      if (lease && lease.state === 'bound') return store.nodeByMac(lease.mac);
-      // A reserved address is the node's even before its lease is on record.
-      return store.nodes().find((n) => n.ip === address);
-    },
-  };
+  byMac(mac: string): EffectiveNode | undefined;
+  byPiSerial(serial: string): EffectiveNode | undefined;
+  byAddress(address: string): EffectiveNode | undefined;
 }
 
 const MAC_IN_PATH = /^([0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})$/i;

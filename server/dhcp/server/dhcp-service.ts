@@ -2,12 +2,14 @@
 // handler of the configured mode -> encode -> send. Nothing thrown here escapes
 // to the socket: malformed input is counted, logged at a bounded rate, dropped.
 import type { Logger } from 'pino';
-import { BOOTREQUEST, decodePacket, encodePacket } from '../codec/packet.js';
-import { MESSAGE_TYPE_NAMES } from '../codec/options.js';
-import { describeMalformed, readMessageType } from '../codec/readers.js';
+import { BOOTREQUEST, decodePacket, encodePacket, type DhcpPacket } from '../codec/packet.js';
+import { MESSAGE_TYPE_NAMES, MessageType } from '../codec/options.js';
+import { describeMalformed, readMessageType, readRequestedIp } from '../codec/readers.js';
 import { identifyClient, type ClientIdentity } from '../../boot/identity.js';
-import { planBoot, type BootPolicySettings } from '../../boot/policy.js';
-import type { ResolvedConfig, ResolvedNode } from '../../config/load.js';
+import { planBoot, type BootPlan, type BootPolicySettings } from '../../boot/policy.js';
+import type { ResolvedConfig } from '../../config/load.js';
+import type { Inventory } from '../../inventory/inventory.js';
+import type { EffectiveNode } from '../../inventory/effective.js';
 import type { Store } from '../../store/store.js';
 import type { Metrics } from '../../metrics.js';
 import { RateLimiter } from '../../util/rate-limited-log.js';
@@ -25,6 +27,10 @@ export interface DhcpServiceDeps {
   metrics: Metrics;
   logger: Logger;
   policy: BootPolicySettings;
+  /** Who a client is, and what an unknown one gets (unknownNodes). */
+  inventory: Inventory;
+  /** A known node sent a DISCOVER: a new boot of it began. */
+  onNodeDiscover?: ((node: EffectiveNode) => void) | undefined;
   /** Clock, for tests of expiry. */
   now?: () => number;
 }
@@ -98,7 +104,8 @@ export class DhcpService {
 
     const identity = identifyClient(packet);
     const node = this.lookupNode(identity);
-    const plan = planBoot(identity, node, this.deps.policy);
+    const plan = node || this.deps.inventory.unknownNodes === 'boot-default' ? planBoot(identity, node, this.deps.policy) : this.unknownMachine(identity);
+    if (node) this.noteKnownNode(node, messageType, packet);
     const ctx: RequestContext = { packet, messageType, identity, node, plan, source, listener, now: this.now() };
     const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
     this.inFlight++;
@@ -123,11 +130,34 @@ export class DhcpService {
     if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed }, 'dhcp options ignored');
   }
 
-  private lookupNode(identity: ClientIdentity): ResolvedNode | undefined {
-    const byMac = this.deps.store.nodeByMac(identity.mac);
-    if (byMac) return byMac;
-    const serial = identity.raspberryPi?.serial;
-    return serial ? this.deps.store.nodeByPiSerial(serial) : undefined;
+  /** The node in the inventory (a Pi also by its serial), or under boot-default a default node. */
+  private lookupNode(identity: ClientIdentity): EffectiveNode | undefined {
+    const { inventory } = this.deps;
+    const known = inventory.knownByMac(identity.mac) ?? (identity.raspberryPi?.serial ? inventory.byPiSerial(identity.raspberryPi.serial) : undefined);
+    if (known) return known;
+    if (inventory.unknownNodes === 'ignore') return undefined;
+    // Only machines that ask to network-boot are worth recording.
+    const wantsBoot = identity.wantsNetboot || identity.ipxe !== undefined || identity.raspberryPi !== undefined;
+    if (wantsBoot) inventory.discover(identity);
+    return wantsBoot ? inventory.byMac(identity.mac) : undefined;
+  }
+
+  /**
+   * A machine in no inventory, under unknownNodes ignore or discover: plain DHCP
+   * (in full mode it still gets an address), no boot file. Recorded when discovering.
+   */
+  private unknownMachine(identity: ClientIdentity): BootPlan {
+    return { kind: 'none', reason: `${identity.mac} is in no inventory (unknownNodes: ${this.deps.inventory.unknownNodes})` };
+  }
+
+  private noteKnownNode(node: EffectiveNode, messageType: number, packet: DhcpPacket): void {
+    if (messageType === MessageType.DISCOVER) this.deps.onNodeDiscover?.(node);
+    // Proxy mode: the leases are another server's; the address a node takes is
+    // what its REQUEST asks for, and the agent's access check needs it.
+    if (this.deps.config.dhcp.mode === 'proxy' && messageType === MessageType.REQUEST) {
+      const address = readRequestedIp(packet.options) ?? (packet.ciaddr !== '0.0.0.0' ? packet.ciaddr : undefined);
+      if (address) this.deps.inventory.observeAddress(node.mac, address);
+    }
   }
 
   private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
@@ -156,7 +186,7 @@ export class DhcpService {
     if (bootRelevant) {
       logger.info(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
       // Timelines are kept for inventory nodes only, so DHCP from random MACs cannot grow them.
-      if (ctx.node && (result.replies.length > 0 || result.outcome === 'nak')) {
+      if (ctx.node && this.deps.inventory.knownByMac(ctx.node.mac) && (result.replies.length > 0 || result.outcome === 'nak')) {
         store.recordEvent({ at: new Date(ctx.now).toISOString(), mac: ctx.identity.mac, type: `dhcp.${result.outcome}`, detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile } });
       }
     } else {

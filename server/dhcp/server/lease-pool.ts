@@ -21,8 +21,9 @@ export class LeasePool {
   private readonly byKey = new Map<string, number>();
   private readonly offersByKey = new Map<string, Offer>();
   private readonly offersByIp = new Map<number, Offer>();
-  /** reserved ip -> MAC it belongs to; never handed to anyone else */
+  /** reserved ip -> MAC it belongs to; never handed to anyone else. Rebuilt when the inventory changes. */
   private readonly reservedIps = new Map<number, string>();
+  private reservationsVersion = -1;
   /** Next never-used address to try in each subnet's range. */
   private readonly freshCursor = new Map<ResolvedSubnet, number>();
 
@@ -32,13 +33,21 @@ export class LeasePool {
     private readonly offerHoldMs: number,
     private readonly quarantineMs: number,
   ) {
-    for (const node of store.nodes()) if (node.ip) this.reservedIps.set(ipv4ToNumber(node.ip), node.mac);
+    this.refreshReservations();
     for (const lease of store.leases()) {
       const ip = ipv4ToNumber(lease.ip);
       this.byIp.set(ip, lease);
       this.byKey.set(lease.key, ip);
     }
     for (const s of subnets) this.freshCursor.set(s, s.rangeStart);
+  }
+
+  /** Nodes added or removed through the API change the reservations. */
+  private refreshReservations(): void {
+    if (this.reservationsVersion === this.store.nodesVersion) return;
+    this.reservedIps.clear();
+    for (const node of this.store.nodes()) if (node.ip) this.reservedIps.set(ipv4ToNumber(node.ip), node.mac);
+    this.reservationsVersion = this.store.nodesVersion;
   }
 
   subnetFor(address: string): ResolvedSubnet | undefined {
@@ -55,6 +64,7 @@ export class LeasePool {
 
   /** May `key` (with `mac`) hold `ip` now? */
   isAvailableTo(ip: number, key: string, mac: string, now: number): boolean {
+    this.refreshReservations();
     const owner = this.reservedIps.get(ip);
     if (owner !== undefined) return owner === mac;
     const offer = this.offersByIp.get(ip);
@@ -76,6 +86,7 @@ export class LeasePool {
    * then a fresh one from the pool. The choice is held for the offer hold time.
    */
   allocate(subnet: ResolvedSubnet, key: string, mac: string, requested: string | undefined, reservedIp: string | undefined, now: number): AllocateResult {
+    this.refreshReservations();
     let chosen: number | undefined;
     if (reservedIp) {
       const ip = ipv4ToNumber(reservedIp);

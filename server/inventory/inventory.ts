@@ -1,0 +1,198 @@
+// The inventory: every node bootfarm knows, with its effective configuration
+// (defaults, profiles, node), the machines it has seen but does not know, and
+// the one place that decides what an unknown machine gets (unknownNodes).
+// DHCP, the file resolvers, NBD and the API all ask it; nothing else reads nodes.
+import type { ResolvedConfig, ResolvedNode } from '../config/load.js';
+import type { DiscoveredMachine, Store } from '../store/store.js';
+import type { ClientIdentity } from '../boot/identity.js';
+import { effectiveNode, inferArch, type EffectiveNode } from './effective.js';
+import { normalizeMac } from '../util/mac.js';
+
+export class InventoryError extends Error {
+  constructor(readonly status: 400 | 404 | 409, message: string) {
+    super(message);
+    this.name = 'InventoryError';
+  }
+}
+
+/** What the API and CLI may set on a node (the NodeSchema of the configuration file). */
+export type NodeInput = Omit<ResolvedNode, 'mac'> & { mac: string };
+
+/** Only "last seen" moves for a machine that keeps asking; write it at most this often. */
+const DISCOVERED_REFRESH_MS = 60_000;
+
+export class Inventory {
+  private cacheVersion = -1;
+  private readonly byMacCache = new Map<string, EffectiveNode>();
+  /** Addresses seen in proxy mode, where another server holds the leases. */
+  private readonly observed = new Map<string, string>();
+
+  constructor(private readonly config: ResolvedConfig, private readonly store: Store, private readonly now: () => number = Date.now) {}
+
+  get unknownNodes(): ResolvedConfig['unknownNodes'] {
+    return this.config.unknownNodes;
+  }
+
+  private refresh(): void {
+    if (this.cacheVersion === this.store.nodesVersion) return;
+    this.byMacCache.clear();
+    for (const node of this.store.nodes()) {
+      this.byMacCache.set(node.mac, effectiveNode(node, this.config.layers, this.store.isConfigNode(node.mac) ? 'config' : 'api'));
+    }
+    this.cacheVersion = this.store.nodesVersion;
+  }
+
+  nodes(): EffectiveNode[] {
+    this.refresh();
+    return [...this.byMacCache.values()];
+  }
+
+  /** A known node, or under unknownNodes: boot-default a default node for any MAC. */
+  byMac(mac: string): EffectiveNode | undefined {
+    this.refresh();
+    const normalized = normalizeMac(mac);
+    return this.byMacCache.get(normalized) ?? this.defaultNodeFor(normalized);
+  }
+
+  /** Only nodes in the inventory (never a boot-default stand-in). */
+  knownByMac(mac: string): EffectiveNode | undefined {
+    this.refresh();
+    return this.byMacCache.get(normalizeMac(mac));
+  }
+
+  byPiSerial(serial: string): EffectiveNode | undefined {
+    this.refresh();
+    const wanted = serial.toLowerCase();
+    for (const node of this.byMacCache.values()) if (node.piSerial === wanted) return node;
+    if (this.config.unknownNodes !== 'boot-default') return undefined;
+    const seen = this.store.discovered().find((m) => m.piSerial === wanted);
+    return seen ? this.defaultNodeFor(seen.mac) : undefined;
+  }
+
+  /** The node whose lease (or configured address, or address seen in proxy mode) is `address`. */
+  byAddress(address: string): EffectiveNode | undefined {
+    const lease = this.store.leaseByIp(address);
+    if (lease && lease.state === 'bound' && lease.expiresAt > this.now()) return this.byMac(lease.mac);
+    const reserved = this.nodes().find((n) => n.ip === address);
+    if (reserved) return reserved;
+    for (const [mac, seen] of this.observed) if (seen === address) return this.byMac(mac);
+    return undefined;
+  }
+
+  /** Is `address` the one this node boots from right now? Answers the agent's and the join's access check. */
+  isNodeAddress(mac: string, address: string): boolean {
+    const node = this.byMac(mac);
+    if (!node) return false;
+    const lease = this.store.leaseByIp(address);
+    if (lease) return lease.state === 'bound' && lease.expiresAt > this.now() && lease.mac === node.mac;
+    return node.ip === address || this.observed.get(node.mac) === address;
+  }
+
+  /** Proxy mode: the address a node's REQUEST to the other server asked for (option 50 or ciaddr). */
+  observeAddress(mac: string, address: string): void {
+    this.observed.set(normalizeMac(mac), address);
+  }
+
+  private defaultNodeFor(mac: string): EffectiveNode | undefined {
+    if (this.config.unknownNodes !== 'boot-default') return undefined;
+    const seen = this.store.discovered().find((m) => m.mac === mac);
+    const node: ResolvedNode = {
+      mac,
+      hostname: `node-${mac.replace(/:/g, '')}`,
+      arch: seen?.arch,
+      piSerial: seen?.piSerial,
+      piModel: seen?.piModel,
+      // An unknown machine boots the default image but never joins: no token for a machine nobody enrolled.
+      join: false,
+    };
+    return effectiveNode(node, this.config.layers, 'unknown');
+  }
+
+  /** Records a machine that is in no inventory (unknownNodes: discover or boot-default). */
+  discover(identity: ClientIdentity): void {
+    if (this.config.unknownNodes === 'ignore' || this.knownByMac(identity.mac)) return;
+    const at = new Date(this.now()).toISOString();
+    const previous = this.store.discovered().find((m) => m.mac === identity.mac);
+    if (previous && this.now() - Date.parse(previous.lastSeen) < DISCOVERED_REFRESH_MS) return;
+    const arch = identity.raspberryPi ? 'arm64' : identity.cpu === 'x86_64' ? 'amd64' : identity.cpu === 'arm64' ? 'arm64' : identity.cpu === 'arm32' ? 'armhf' : undefined;
+    const machine: DiscoveredMachine = {
+      mac: identity.mac,
+      arch: previous?.arch ?? arch,
+      firmware: identity.firmware,
+      piSerial: identity.raspberryPi?.serial ?? previous?.piSerial,
+      piModel: identity.raspberryPi?.model ?? previous?.piModel,
+      firstSeen: previous?.firstSeen ?? at,
+      lastSeen: at,
+    };
+    this.store.putDiscovered(machine);
+  }
+
+  discovered(): DiscoveredMachine[] {
+    return this.store.discovered();
+  }
+
+  isConfigNode(mac: string): boolean {
+    return this.store.isConfigNode(normalizeMac(mac));
+  }
+
+  /** Checks a node about to be stored against the others: unique MAC, hostname, address; known profile. */
+  private validate(node: ResolvedNode, replacing: string | undefined): void {
+    for (const other of this.store.nodes()) {
+      if (other.mac === replacing) continue;
+      if (other.mac === node.mac) throw new InventoryError(409, `a node with MAC ${node.mac} exists already (${other.hostname})`);
+      if (other.hostname.toLowerCase() === node.hostname.toLowerCase()) throw new InventoryError(409, `hostname ${node.hostname} is taken by ${other.mac}`);
+      if (node.ip && other.ip === node.ip) throw new InventoryError(409, `address ${node.ip} is reserved for ${other.hostname} (${other.mac})`);
+      if (node.piSerial && other.piSerial === node.piSerial) throw new InventoryError(409, `Pi serial ${node.piSerial} belongs to ${other.hostname} (${other.mac})`);
+    }
+    if (node.profile && !this.config.layers.profiles.some((p) => p.name === node.profile)) {
+      throw new InventoryError(400, `profile: expected one of ${this.config.layers.profiles.map((p) => p.name).join(', ') || '(no profiles are defined)'}, got ${JSON.stringify(node.profile)}`);
+    }
+  }
+
+  private normalize(input: NodeInput): ResolvedNode {
+    return { ...input, mac: normalizeMac(input.mac), piSerial: input.piSerial?.toLowerCase() };
+  }
+
+  async create(input: NodeInput): Promise<EffectiveNode> {
+    const node = this.normalize(input);
+    this.validate(node, undefined);
+    await this.store.putNode(node);
+    if (this.store.discovered().some((m) => m.mac === node.mac)) await this.store.removeDiscovered(node.mac);
+    return this.byMac(node.mac) as EffectiveNode;
+  }
+
+  async update(mac: string, input: NodeInput): Promise<EffectiveNode> {
+    const key = normalizeMac(mac);
+    this.assertWritable(key);
+    const node = this.normalize(input);
+    if (node.mac !== key) throw new InventoryError(400, `mac: expected ${key} (the node being updated), got ${node.mac}`);
+    this.validate(node, key);
+    await this.store.putNode(node);
+    return this.byMac(key) as EffectiveNode;
+  }
+
+  async remove(mac: string): Promise<void> {
+    const key = normalizeMac(mac);
+    this.assertWritable(key);
+    await this.store.removeNode(key);
+  }
+
+  /** Turns a discovered machine into a node, keeping what the firmware told us. */
+  async enrol(mac: string, input: Omit<NodeInput, 'mac'>): Promise<EffectiveNode> {
+    const key = normalizeMac(mac);
+    const seen = this.store.discovered().find((m) => m.mac === key);
+    if (!seen) throw new InventoryError(404, `no discovered machine with MAC ${key}`);
+    return this.create({
+      ...input,
+      mac: key,
+      arch: input.arch ?? seen.arch ?? inferArch({ arch: undefined, piSerial: seen.piSerial }),
+      piSerial: input.piSerial ?? seen.piSerial,
+      piModel: input.piModel ?? seen.piModel,
+    });
+  }
+
+  private assertWritable(mac: string): void {
+    if (this.store.isConfigNode(mac)) throw new InventoryError(409, `node ${mac} is defined in ${this.config.file}; change it there`);
+    if (!this.store.nodeByMac(mac)) throw new InventoryError(404, `no node with MAC ${mac}`);
+  }
+}

@@ -1,0 +1,31 @@
+// Runs the fake Kubernetes API (server/lab/fake-kube-api.ts) as a process, so it
+// can live inside a test's network namespace beside bootfarm. Prints one JSON
+// line when ready and one per request; writes state.json after each request.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FakeKubeApi } from '../../server/lab/fake-kube-api.js';
+import { makeLabPki } from '../../server/lab/pki.js';
+
+const { values } = parseArgs({ options: { dir: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
+const dir = values.dir as string;
+const host = values.host ?? '127.0.0.1';
+const pki = await makeLabPki(path.join(dir, 'pki'), [host]);
+const api: FakeKubeApi = new FakeKubeApi({
+  host,
+  port: Number(values.port ?? 6443),
+  certPem: pki.serverCertPem,
+  keyPem: pki.serverKeyPem,
+  caPem: pki.caCertPem,
+  adminToken: 'admin-token-for-the-lab-0123456789',
+  onRecord: (record) => {
+    writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ secrets: [...api.secrets.values()], nodes: [...api.nodes.values()] }, null, 1));
+    process.stdout.write(`${JSON.stringify({ record })}\n`);
+  },
+});
+await api.start();
+const kubeconfig = path.join(dir, 'admin.conf');
+writeFileSync(kubeconfig, api.kubeconfig(), { mode: 0o600 });
+writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ secrets: [], nodes: [] }));
+process.stdout.write(`${JSON.stringify({ ready: true, endpoint: api.endpoint, caCertFile: pki.caCertFile, kubeconfig })}\n`);
+process.on('SIGTERM', () => void api.stop().then(() => process.exit(0)));
