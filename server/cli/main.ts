@@ -9,6 +9,7 @@ import { SetupError } from '../errors.js';
 import { installGrubArm64, installIpxe } from './bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
+import { registerImageCommands } from './image.js';
 
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof SetupError) {
@@ -84,4 +85,5 @@ configCmd
     }
   });
 
+registerImageCommands(program);
 program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,83 @@
+# bootfarm node agent: shared functions (sourced by preinit and agent).
+# POSIX sh + curl + jq; no Node runtime on the node. Protocol: docs/node-contract.md §3.
+
+# The paths are variables only so that tests can run the agent outside a node.
+BF_RUN=${BF_RUN:-/run/bootfarm}
+BF_CONFIG=$BF_RUN/config
+BF_CMDLINE=${BF_CMDLINE:-/proc/cmdline}
+BF_ETC=${BF_ETC:-/etc}
+BF_HOSTNAME_FILE=${BF_HOSTNAME_FILE:-/proc/sys/kernel/hostname}
+BF_MOUNTS=${BF_MOUNTS:-/proc/mounts}
+
+bf_log() { echo "bootfarm-agent: $*" >&2; }
+
+# bootfarm.* kernel arguments; BF_MAC lower case with colons.
+bf_cmdline() {
+	BF_HTTP= BF_SERVER= BF_MAC= BF_NODE= BF_EXPORT=
+	for x in $(cat "$BF_CMDLINE"); do
+		case "$x" in
+		bootfarm.http=*) BF_HTTP=${x#*=} ;;
+		bootfarm.server=*) BF_SERVER=${x#*=} ;;
+		bootfarm.mac=*) BF_MAC=${x#*=} ;;
+		bootfarm.node=*) BF_NODE=${x#*=} ;;
+		bootfarm.export=*) BF_EXPORT=${x#*=} ;;
+		esac
+	done
+	[ -n "$BF_HTTP" ] || { [ -n "$BF_SERVER" ] && BF_HTTP="$BF_SERVER:8080"; }
+	BF_MAC=$(echo "$BF_MAC" | tr 'A-F-' 'a-f:')
+	if [ -z "$BF_MAC" ]; then
+		# The first NIC with an IPv4 address is the one that booted.
+		for d in /sys/class/net/*; do
+			[ "${d##*/}" = lo ] && continue
+			if ip -4 -o addr show dev "${d##*/}" 2>/dev/null | grep -q inet; then BF_MAC=$(cat "$d/address"); break; fi
+		done
+	fi
+	BF_BASE="http://$BF_HTTP/agent/v1/$BF_MAC"
+}
+
+# Fetches the node's configuration (retrying while the server is unreachable)
+# and sources it. Returns non-zero when it cannot be had.
+bf_fetch_config() {
+	mkdir -p "$BF_RUN" && chmod 0700 "$BF_RUN"
+	if [ ! -s "$BF_CONFIG" ]; then
+		curl -fsS --retry 10 --retry-delay 2 --retry-connrefused --max-time 15 \
+			-o "$BF_CONFIG.tmp" "$BF_BASE/config" || return 1
+		mv "$BF_CONFIG.tmp" "$BF_CONFIG"
+	fi
+	# The config always sets HOSTNAME; a stale one from the environment must not win.
+	unset HOSTNAME
+	# shellcheck disable=SC1090
+	. "$BF_CONFIG"
+}
+
+# bf_value NAME: the value of the variable NAME (names come from the *_KEYS lists).
+bf_value() { eval "printf '%s' \"\${$1-}\""; }
+
+# bf_report STEP ok|failed DETAIL: POST /report; failures to report are logged, not fatal.
+bf_report() {
+	body=$(jq -cn --arg step "$1" --arg status "$2" --arg detail "$3" \
+		'{step: $step, status: $status, detail: ($detail | .[0:4096])}')
+	if ! curl -fsS --retry 5 --retry-delay 1 --retry-connrefused --max-time 10 -o /dev/null \
+		-H "Authorization: Bearer ${BOOTFARM_SECRET-}" -H 'Content-Type: application/json' \
+		--data-binary "$body" "$BF_BASE/report"; then
+		bf_log "could not report step $1 ($2)"
+	fi
+	bf_log "step $1: $2"
+}
+
+# bf_run_family KEYS: runs each command (sh -c) in order; prints one line per key
+# and returns non-zero when any failed. Output goes to $BF_RUN/<key>.log.
+bf_run_family() {
+	rc=0
+	for key in $1; do
+		cmd=$(bf_value "$key")
+		if sh -c "$cmd" > "$BF_RUN/$key.log" 2>&1; then
+			echo "$key: ok"
+		else
+			st=$?
+			rc=1
+			echo "$key: exit $st: $(tail -c 300 "$BF_RUN/$key.log" | tr '\n' ' ')"
+		fi
+	done
+	return $rc
+}
