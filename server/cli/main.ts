@@ -9,6 +9,8 @@ import { SetupError } from '../errors.js';
 import { installGrubArm64, installIpxe } from './bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
+import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
+import { registerNodeCommands } from './node.js';
 import { registerImageCommands } from './image.js';
 
 function fail(err: unknown): never {
@@ -78,12 +80,21 @@ configCmd
       // Templates are rendered once against a sample node: a template naming a
       // variable that does not exist fails here, not at a node's boot.
       new TemplateSet(config.boot.templatesDir);
+      // And every node's own artefacts, so a problem with one node shows now.
+      for (const node of config.nodes) {
+        const effective = findConfigNode(config, node.mac);
+        for (const artefact of ['lts.conf', 'ipxe', 'grub.cfg', ...(effective.piSerial ? ['cmdline.txt', 'config.txt'] : []), ...(config.kubernetes && effective.join ? ['join'] : [])]) {
+          renderArtefact(config, effective, artefact);
+        }
+      }
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
-      process.stdout.write(`${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes)\n`);
+      process.stdout.write(`${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`);
     } catch (err) {
       fail(err);
     }
   });
 
 registerImageCommands(program);
+registerRenderCommand(program, fail);
+registerNodeCommands(program, fail);
 program.parseAsync(process.argv).catch(fail);

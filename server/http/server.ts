@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.js';
 import { parseRange } from './range.js';
 import { SetupError } from '../errors.js';
 import { validatorCompiler } from '../api/validation.js';
+import { toOpenApi30 } from '../api/openapi.js';
 import { registerApiRoutes, type ApiDeps } from '../api/routes.js';
 import { registerAgentRoutes, type AgentDeps } from '../agent/routes.js';
 
@@ -94,6 +95,7 @@ export class HttpBootServer {
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
         security: [{ bearer: [] }],
       },
+      transformObject: (documentObject) => toOpenApi30(('openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject) as Record<string, unknown>) as Record<string, never>,
     });
     this.app.get('/healthz', { schema: { summary: 'Liveness', tags: ['service'] } }, async () => ({ status: 'ok' }));
     this.app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'] } }, async (_req, reply) => {

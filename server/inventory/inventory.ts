@@ -114,7 +114,8 @@ export class Inventory {
     const at = new Date(this.now()).toISOString();
     const previous = this.store.discovered().find((m) => m.mac === identity.mac);
     if (previous && this.now() - Date.parse(previous.lastSeen) < DISCOVERED_REFRESH_MS) return;
-    const arch = identity.raspberryPi ? 'arm64' : identity.cpu === 'x86_64' ? 'amd64' : identity.cpu === 'arm64' ? 'arm64' : identity.cpu === 'arm32' ? 'armhf' : undefined;
+    // BIOS PXE says only "x86": every such machine bootfarm serves runs amd64 images.
+    const arch = identity.raspberryPi ? 'arm64' : identity.cpu === 'x86_64' || identity.cpu === 'x86' ? 'amd64' : identity.cpu === 'arm64' ? 'arm64' : identity.cpu === 'arm32' ? 'armhf' : undefined;
     const machine: DiscoveredMachine = {
       mac: identity.mac,
       arch: previous?.arch ?? arch,
