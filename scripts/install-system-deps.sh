@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bootfarm's server, tests and benchmarks use.
 # Idempotent: packages already present are skipped, so a second run is quick.
-# Usage: scripts/install-system-deps.sh [runtime|test|bench]...  (default: runtime test)
+# Usage: scripts/install-system-deps.sh [runtime|test|image|bench]...  (default: runtime test)
 set -euo pipefail
 
 want_runtime=(iproute2 ca-certificates ipxe grub-common)
@@ -9,6 +9,10 @@ want_runtime=(iproute2 ca-certificates ipxe grub-common)
 # packet capture, and QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots.
 want_test=(qemu-system-arm qemu-efi-aarch64 busybox isc-dhcp-client isc-dhcp-relay dnsmasq-base nftables libnbd-bin python3-libnbd nbd-server nbdkit tshark tcpdump
            qemu-system-x86 ipxe-qemu ovmf qemu-utils curl tftp-hpa procps python3)
+# Image builds (bootfarm image base|build, its tests and bench): dockerd, debootstrap
+# for the local base images, qemu-user for arm64/armhf RUN steps (binfmt entries are
+# registered by the build when missing), squashfs/zstd/openssl/jq for the checks.
+want_image=(docker.io debootstrap squashfs-tools zstd qemu-user-static binfmt-support openssl jq curl cpio)
 want_bench=(kea-dhcp4-server kea-admin dnsmasq-base python3 fio nbd-server nbdkit qemu-utils libnbd-bin tftpd-hpa)
 
 groups=("$@")
@@ -18,8 +22,9 @@ for g in "${groups[@]}"; do
   case "$g" in
     runtime) pkgs+=("${want_runtime[@]}") ;;
     test) pkgs+=("${want_test[@]}") ;;
+    image) pkgs+=("${want_image[@]}") ;;
     bench) pkgs+=("${want_bench[@]}") ;;
-    *) echo "install-system-deps: unknown group '$g' (expected runtime, test or bench)" >&2; exit 2 ;;
+    *) echo "install-system-deps: unknown group '$g' (expected runtime, test, image or bench)" >&2; exit 2 ;;
   esac
 done
 

@@ -17,6 +17,7 @@ npm run --silent build
 
 report=$(mktemp)
 status=0
+scripts/install-system-deps.sh image && bash scripts/start-dockerd.sh  # image builder tests: docker, debootstrap, qemu-user
 npx vitest run --reporter=default --reporter=json --outputFile="$report" || status=$?
 # One plain closing line that any CI can read.
 node -e '

@@ -38,6 +38,7 @@ export class BuildFailure extends Error {
 }
 
 const STEP = /^\[([^\s\]]+) \d+\/\d+\] /;
+const WORK = /^\[[^\]]+\] (RUN|COPY|ADD) /;
 const KEEP_LINES = 60;
 
 interface VertexState {
@@ -107,8 +108,8 @@ export async function buildImage(docker: Docker, req: BuildRequest): Promise<Bui
       if (!m) continue;
       const stage = m[1] as string;
       if (v.completed) {
-        if (v.cached) cached.add(state.name);
-        else executed.add(state.name);
+        // FROM vertices "complete" without being cached: only steps that do work count.
+        if (WORK.test(state.name)) (v.cached ? cached : executed).add(state.name);
         req.onStep?.({ stage, name: state.name, state: v.cached ? 'cached' : 'done' });
       } else if (v.started) {
         req.onStep?.({ stage, name: state.name, state: 'running' });
