@@ -11,6 +11,7 @@ import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
 import { registerNodeCommands } from './node.js';
+import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
 
 function fail(err: unknown): never {
@@ -97,4 +98,5 @@ configCmd
 registerImageCommands(program);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);
+registerLabCommands(program, fail);
 program.parseAsync(process.argv).catch(fail);

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { NetLab, type LabHost } from '../lib/netlab.js';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');

@@ -7,9 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NetLab, type LabHost } from '../lib/netlab.js';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
-import { run } from '../lib/proc.js';
+import { run } from '../../server/lab/proc.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const PI_MAC = 'dc:a6:32:01:02:03';
@@ -143,7 +143,7 @@ describe('boot files over TFTP and HTTP', () => {
   it('a Raspberry Pi 4 bootloader gets its node\'s firmware, config.txt and cmdline.txt', async () => {
     const pi = await lab.addHost('pi', { mac: PI_MAC });
     const out = path.join(work, 'pi-out');
-    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', PI_MAC, '--serial', '1234abcd', '--model', '4', '--out', out, '--dhcp-timeout', '30']), 180_000);
+    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', PI_MAC, '--serial', '1234abcd', '--model', '4', '--out', out, '--dhcp-timeout', '30']), 180_000);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     const report = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('PI_BOOT_REPORT '))?.slice(15) ?? '{}') as PiReport;
     expect(report.prefixUsed).toBe(true);
@@ -162,7 +162,7 @@ describe('boot files over TFTP and HTTP', () => {
 
   it('an unknown Pi gets nothing', async () => {
     const pi = await lab.addHost('pi2', { mac: 'dc:a6:32:0a:0b:0c' });
-    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', 'dc:a6:32:0a:0b:0c', '--serial', '0badcafe', '--model', '4', '--dhcp-timeout', '30']), 180_000);
+    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', 'dc:a6:32:0a:0b:0c', '--serial', '0badcafe', '--model', '4', '--dhcp-timeout', '30']), 180_000);
     expect(r.code).toBe(1);
     const report = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('PI_BOOT_REPORT '))?.slice(15) ?? '{}') as PiReport;
     expect(report.prefixUsed).toBe(false);

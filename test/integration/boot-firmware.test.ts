@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NetLab } from '../lib/netlab.js';
+import { NetLab } from '../../server/lab/netlab.js';
 import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
-import { startGuest, type GuestFirmware } from '../lib/qemu.js';
+import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
 import { installGrubArm64, installIpxe } from '../../server/cli/bootloaders.js';
 
 const GUEST_TIMEOUT = 180_000;

@@ -3,7 +3,7 @@
 // path (no option 43 in the proxy offer), BIOS-era iPXE uses the offer directly.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFirmwareLab, firstFetch, type FirmwareLab } from './firmware-guests.js';
-import type { Background } from '../lib/proc.js';
+import type { Background } from '../../server/lab/proc.js';
 
 const GUEST_TIMEOUT = 150_000;
 const DNSMASQ_RANGE = /^10\.9\.0\.(5\d|[6-9]\d)$/;

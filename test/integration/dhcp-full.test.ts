@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NetLab, type LabHost } from '../lib/netlab.js';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { startBootfarm, REPO_ROOT, type BootfarmProcess } from '../lib/bootfarm.js';
 import { waitUntil } from '../lib/wait.js';
 

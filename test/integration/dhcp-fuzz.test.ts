@@ -3,7 +3,7 @@
 // process is alive, and the log of dropped packets stayed bounded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { NetLab } from '../lib/netlab.js';
+import { NetLab } from '../../server/lab/netlab.js';
 import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 
 describe('DHCP fuzzing over the wire', () => {

@@ -1,9 +1,9 @@
 // Shared steps of the firmware tests: a lab with bootfarm, an observer on the
 // TFTP/HTTP ports, and a QEMU guest whose first fetch is awaited.
-import { NetLab } from '../lib/netlab.js';
+import { NetLab } from '../../server/lab/netlab.js';
 import { startBootfarm, nodeArgs, REPO_ROOT, type BootfarmProcess } from '../lib/bootfarm.js';
-import { startGuest, type GuestFirmware } from '../lib/qemu.js';
-import type { Background } from '../lib/proc.js';
+import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
+import type { Background } from '../../server/lab/proc.js';
 import path from 'node:path';
 
 export interface FetchSeen {

@@ -2,7 +2,7 @@
 // and one clear message (exit 2) for the setups that cannot work.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { NetLab } from '../lib/netlab.js';
+import { NetLab } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm } from '../lib/bootfarm.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');

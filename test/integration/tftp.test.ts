@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NetLab, type LabHost } from '../lib/netlab.js';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 
 const BENCH_TFTP = path.resolve(REPO_ROOT, '../shared/bench/bench-tftp');

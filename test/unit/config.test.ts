@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../../server/config/load.js';
 import { ConfigError } from '../../server/config/errors.js';
-import { run } from '../lib/proc.js';
+import { run } from '../../server/lab/proc.js';
 import { CLI, nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
 
 function problems(text: string): string[] {

@@ -12,7 +12,7 @@ import {
   PI_PARAMETER_REQUEST_LIST, autoInitramfsName, buildAck, buildDiscover, buildError, buildPiRrq, buildRequest, checkOack,
   judgeOffer, makeIdentity, maskToPrefix, parseConfigTxt, parseDhcpMessage, parseOption43, parseTftpPacket, summariseReply,
   tftpPrefix,
-} from '../lib/pi-bootloader.js';
+} from '../../server/lab/pi-bootloader.js';
 
 const MAC = 'dc:a6:32:01:02:03';
 const XID = 0x1a2b3c4d;

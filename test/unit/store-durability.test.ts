@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Background } from '../lib/proc.js';
+import { Background } from '../../server/lab/proc.js';
 import { nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
 import { FileStore } from '../../server/store/store.js';
 import { mulberry32 } from '../lib/dhcp-fuzz-corpus.js';

@@ -4,8 +4,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FakeKubeApi } from '../../server/lab/fake-kube-api.js';
-import { makeLabPki } from '../../server/lab/pki.js';
+import { FakeKubeApi } from './fake-kube-api.js';
+import { makeLabPki } from './pki.js';
 
 const { values } = parseArgs({ options: { dir: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
 const dir = values.dir as string;

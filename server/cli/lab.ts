@@ -1,0 +1,77 @@
+// `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
+import type { Command } from 'commander';
+import path from 'node:path';
+import { formatSummary, Lab, parseLabNodes } from '../lab/lab.js';
+import { SetupError } from '../errors.js';
+
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string }
+
+function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
+  if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
+  const timeoutSeconds = Number(opts.timeout);
+  if (!(timeoutSeconds > 0)) throw new SetupError(`--timeout: expected seconds, got ${JSON.stringify(opts.timeout)}`);
+  return new Lab({
+    nodes: parseLabNodes(opts.nodes),
+    server: opts.server,
+    image: opts.image,
+    imagesDir: path.resolve(opts.imagesDir),
+    workDir: opts.workDir,
+    timeoutSeconds,
+    // The serve process and the lab's helper programs run like this CLI (dist, or sources through tsx).
+    cli: { execPath: process.execPath, args: [...process.execArgv, path.resolve(process.argv[1] as string)] },
+    log,
+    keep,
+  });
+}
+
+export function registerLabCommands(program: Command, fail: (err: unknown) => never): void {
+  const lab = program.command('lab').description('emulation lab: bootfarm plus QEMU boards and a scripted Raspberry Pi on a private bridge, from power-on to joined');
+  const common = (cmd: Command) => cmd
+    .option('--nodes <list>', 'amd64-bios, amd64-uefi, arm64-uefi, pi4 (comma separated)', 'amd64-bios,arm64-uefi,pi4')
+    .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
+    .option('--image <name>', 'the image the nodes boot', 'lab')
+    .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
+    .option('--timeout <seconds>', 'per node, power-on to joined', '900')
+    .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)');
+
+  common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
+    .option('--json', 'print the results as JSON on stdout')
+    .action(async (opts: LabCliOptions) => {
+      const log = (line: string) => process.stderr.write(`lab: ${line}\n`);
+      let instance: Lab | undefined;
+      try {
+        instance = labFrom(opts, log);
+        await instance.start();
+        const results = await instance.bootAll();
+        const cluster = instance.clusterNodes();
+        await instance.stop();
+        instance = undefined;
+        if (opts.json) process.stdout.write(`${JSON.stringify({ results, cluster }, null, 2)}\n`);
+        else process.stdout.write(`${formatSummary(results)}\n`);
+        process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+      } catch (err) {
+        await instance?.stop().catch(() => undefined);
+        fail(err);
+      }
+    });
+
+  common(lab.command('up').description('like run, but keeps the lab and the guests running until Ctrl-C, for poking at it'))
+    .action(async (opts: LabCliOptions) => {
+      const log = (line: string) => process.stderr.write(`lab: ${line}\n`);
+      const stop = new AbortController();
+      let instance: Lab | undefined;
+      try {
+        instance = labFrom(opts, log, stop.signal);
+        await instance.start();
+        const results = await instance.bootAll();
+        process.stdout.write(`${formatSummary(results)}\n`);
+        log(`running; API token ${instance.apiToken}; work dir ${instance.workDir}. Ctrl-C tears it down.`);
+        await new Promise<void>((resolve) => { process.once('SIGINT', () => resolve()); process.once('SIGTERM', () => resolve()); });
+        stop.abort();
+        await instance.stop();
+      } catch (err) {
+        await instance?.stop().catch(() => undefined);
+        fail(err);
+      }
+    });
+}

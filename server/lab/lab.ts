@@ -1,0 +1,295 @@
+// The emulation lab: one network namespace with a bridge, bootfarm on it (as a
+// process in its own namespace, or in its container), a fake Kubernetes API,
+// boards as QEMU guests (amd64 SeaBIOS+iPXE or OVMF, arm64 AAVMF) and a scripted
+// Raspberry Pi 4 bootloader. Each node is followed through bootfarm's own API
+// (its boot timeline) from power-on to "joined"; the run ends with a per-node
+// timeline and a summary, and everything is torn down.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { NetLab, type LabHost } from './netlab.js';
+import type { Background } from './proc.js';
+import { startGuest, qemuAccel, type GuestFirmware } from './qemu.js';
+import { installGrubArm64, installIpxe } from '../cli/bootloaders.js';
+import { SetupError } from '../errors.js';
+
+export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
+export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
+
+interface NodeSpec {
+  kind: LabNodeKind;
+  hostname: string;
+  mac: string;
+  arch: 'amd64' | 'arm64';
+  firmware: GuestFirmware | 'pi4';
+  piSerial?: string;
+}
+
+const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
+  'amd64-bios': { hostname: 'lab-amd64-bios', mac: '52:54:00:b0:00:01', arch: 'amd64', firmware: 'seabios' },
+  'amd64-uefi': { hostname: 'lab-amd64-uefi', mac: '52:54:00:b0:00:02', arch: 'amd64', firmware: 'ovmf' },
+  'arm64-uefi': { hostname: 'lab-arm64-uefi', mac: '52:54:00:b0:00:03', arch: 'arm64', firmware: 'aavmf' },
+  pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
+};
+
+export function parseLabNodes(text: string): LabNodeKind[] {
+  const kinds = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const k of kinds) if (!(LAB_NODE_KINDS as readonly string[]).includes(k)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(k)}; expected some of ${LAB_NODE_KINDS.join(', ')}`);
+  if (kinds.length === 0) throw new SetupError(`--nodes: expected some of ${LAB_NODE_KINDS.join(', ')}`);
+  return [...new Set(kinds)] as LabNodeKind[];
+}
+
+/** The steps of a boot, in order, as the lab reports them. */
+export const STEPS = ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const;
+export type Step = (typeof STEPS)[number];
+
+export interface NodeResult {
+  kind: LabNodeKind;
+  hostname: string;
+  mac: string;
+  ok: boolean;
+  /** Seconds from power-on to each step reached. */
+  timeline: Partial<Record<Step, number>>;
+  lastStep: Step | 'power-on';
+  failure?: string;
+  /** What the node reported about itself (the agent's booted report), if any. */
+  observed?: string;
+  console: string;
+}
+
+export interface LabOptions {
+  nodes: LabNodeKind[];
+  server: 'host' | 'docker';
+  image: string;
+  imagesDir: string;
+  workDir?: string;
+  /** Per-node limit from power-on to joined. */
+  timeoutSeconds: number;
+  /** The CLI that runs `bootfarm serve` in host mode (this process's own entry point). */
+  cli: { execPath: string; args: string[] };
+  log: (line: string) => void;
+  /** Keep everything running after the nodes finished (lab up). */
+  keep?: AbortSignal;
+}
+
+interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
+
+const SERVER = '10.9.0.1';
+const KUBE = '10.9.0.2';
+const HTTP = `http://${SERVER}:8080`;
+
+/** What each node's boot files look like: the step a fetched path stands for. */
+function stepOfFile(file: string): Step {
+  if (/(^|\/)(vmlinuz|kernel8\.img|kernel_2712\.img)$/.test(file)) return 'kernel';
+  if (/(^|\/)initrd\.img$/.test(file)) return 'initrd';
+  return 'bootloader';
+}
+
+export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string; observed?: string } {
+  const timeline: Partial<Record<Step, number>> = {};
+  const mark = (step: Step, at: string) => {
+    const t = (Date.parse(at) - poweredOn) / 1000;
+    if (t >= -1 && timeline[step] === undefined) timeline[step] = Math.max(0, Math.round(t * 10) / 10);
+  };
+  let failed: string | undefined;
+  let observed: string | undefined;
+  for (const e of events) {
+    if (Date.parse(e.at) < poweredOn - 1000) continue;
+    if (e.type === 'dhcp.offer' || e.type === 'dhcp.ack') mark('dhcp', e.at);
+    else if (e.type === 'tftp.file' || e.type === 'http.file') mark(stepOfFile(String(e.detail?.path ?? '')), e.at);
+    else if (e.type === 'nbd.attach') mark('root attached', e.at);
+    else if (e.type === 'agent.booted' || e.type === 'booted') {
+      mark('booted', e.at);
+      if (e.type === 'agent.booted' && typeof e.detail?.detail === 'string') observed = e.detail.detail;
+    } else if (e.type === 'joined') mark('joined', e.at);
+    else if (e.type === 'failed') failed = String(e.detail?.reason ?? 'the node reported a failure');
+  }
+  return { timeline, failed, observed };
+}
+
+export class Lab {
+  private net: NetLab | undefined;
+  private bootfarm: Background | undefined;
+  private kubeApi: Background | undefined;
+  private kubeHost: LabHost | undefined;
+  readonly workDir: string;
+  readonly apiToken = randomBytes(18).toString('base64url');
+
+  constructor(private readonly options: LabOptions) {
+    this.workDir = options.workDir ?? mkdtempSync('/var/tmp/bootfarm-lab-');
+    mkdirSync(path.join(this.workDir, 'consoles'), { recursive: true });
+  }
+
+  private log(line: string): void {
+    this.options.log(line);
+  }
+
+  /** Checks what the lab needs before creating anything. */
+  preflight(): void {
+    if (process.getuid?.() !== 0) throw new SetupError('bootfarm lab needs root: it creates network namespaces, a bridge and taps');
+    const arches = new Set(this.options.nodes.map((k) => SPECS[k].arch));
+    for (const arch of arches) {
+      const dir = path.join(this.options.imagesDir, this.options.image, 'current', arch);
+      for (const file of ['vmlinuz', 'initrd.img', 'root.squashfs']) {
+        if (!existsSync(path.join(dir, file))) throw new SetupError(`image ${this.options.image} has no ${arch} ${file} under ${this.options.imagesDir} (build it: bootfarm image build --name ${this.options.image} --arch ${[...arches].join(',')} --images-dir ${this.options.imagesDir})`);
+      }
+    }
+    if (this.options.nodes.includes('pi4') && !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))) {
+      throw new SetupError(`image ${this.options.image} has no Raspberry Pi firmware (arm64/rpi/start4.elf): rebuild it for arm64`);
+    }
+  }
+
+  private config(kube: { caCertFile: string; kubeconfig: string }): Record<string, unknown> {
+    const tftpRoot = path.join(this.workDir, 'tftpboot');
+    return {
+      server: { address: SERVER, stateDir: path.join(this.workDir, 'state') },
+      dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }] },
+      tftp: { root: tftpRoot },
+      http: { port: 8080 },
+      nbd: { port: 10809 },
+      images: { dir: this.options.imagesDir, default: this.options.image },
+      // What the guests report back proves these ran: the lab asserts on it.
+      defaults: {
+        lts: {
+          PREINIT_00_LAB: 'echo preinit-ran > /run/bootfarm-lab-preinit',
+          FSTAB_01_LAB: 'tmpfs /mnt/bootfarm-lab tmpfs nofail,size=1m 0 0',
+          RCFILE_01_LAB: 'echo rcfile-ran > /run/bootfarm-lab-rcfile',
+          SYSCTL_01_LAB: 'vm.swappiness=7',
+        },
+        labels: { 'bootfarm.dev/lab': 'true' },
+      },
+      profiles: [
+        { name: 'lab-amd64', match: { arch: 'amd64' }, kernelArgs: 'console=ttyS0' },
+        { name: 'lab-arm64', match: { arch: 'arm64' }, kernelArgs: 'console=ttyAMA0' },
+      ],
+      nodes: this.options.nodes.map((k) => {
+        const s = SPECS[k];
+        return { mac: s.mac, hostname: s.hostname, arch: s.arch, ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}) };
+      }),
+      unknownNodes: 'discover',
+      kubernetes: { apiServer: `${KUBE}:6443`, caCertFile: kube.caCertFile, kubeconfig: kube.kubeconfig, tokenTtl: '30m', version: 'v1.31' },
+      api: { token: this.apiToken },
+      log: { level: 'info' },
+    };
+  }
+
+  async start(): Promise<void> {
+    this.preflight();
+    const tftpRoot = path.join(this.workDir, 'tftpboot');
+    mkdirSync(tftpRoot, { recursive: true });
+    installIpxe(tftpRoot);
+    if (this.options.nodes.includes('arm64-uefi')) installGrubArm64(tftpRoot, path.join(this.workDir, 'cache'));
+
+    this.net = await NetLab.create('lab');
+    this.log(`lab network ${this.net.switchNs} (bridge br0, 10.9.0.0/24, no uplink); work dir ${this.workDir}`);
+    this.kubeHost = await this.net.addHost('kube', { address: `${KUBE}/24` });
+    const kubeDir = path.join(this.workDir, 'kube');
+    mkdirSync(kubeDir, { recursive: true });
+    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443'], 'fake-kube-api');
+    const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as { caCertFile: string; kubeconfig: string };
+    this.log(`fake Kubernetes API on ${KUBE}:6443`);
+
+    const configFile = path.join(this.workDir, 'bootfarm.yaml');
+    writeFileSync(configFile, stringify(this.config(ready)));
+    if (this.options.server === 'docker') throw new SetupError('--server docker: the server container is not wired into the lab yet; use --server host');
+    const srv = await this.net.addHost('srv', { address: `${SERVER}/24` });
+    this.bootfarm = this.net.spawn(srv.ns, this.options.cli.execPath, [...this.options.cli.args, 'serve', '--config', configFile], 'bootfarm');
+    await Promise.race([
+      this.bootfarm.waitFor((l) => l.includes('"bootfarm ready"'), 60_000, 'bootfarm ready'),
+      this.bootfarm.exited.then((code) => { throw new SetupError(`bootfarm exited (${code}) before it was ready:\n${this.bootfarm?.lines.slice(-10).join('\n')}`); }),
+    ]);
+    this.log(`bootfarm serving on ${SERVER} (process, config ${configFile})`);
+  }
+
+  private async events(mac: string): Promise<TimelineEvent[]> {
+    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sf', '--max-time', '5', `${HTTP}/api/v1/nodes/${mac}/events`], 10_000);
+    if (r.code !== 0) return [];
+    return (JSON.parse(r.stdout) as { events: TimelineEvent[] }).events;
+  }
+
+  /** Boots every node at once and follows each to joined, failed or its time limit. */
+  async bootAll(): Promise<NodeResult[]> {
+    return Promise.all(this.options.nodes.map((kind) => this.bootOne({ kind, ...SPECS[kind] })));
+  }
+
+  private async bootOne(spec: NodeSpec): Promise<NodeResult> {
+    const net = this.net as NetLab;
+    const consoleFile = path.join(this.workDir, 'consoles', `${spec.kind}.log`);
+    const poweredOn = Date.now();
+    let guest: Background;
+    if (spec.firmware === 'pi4') {
+      const host = await net.addHost(spec.kind, { mac: spec.mac });
+      const out = path.join(this.workDir, 'pi4-files');
+      guest = net.spawn(host.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), piBootloaderMain(this.options.cli.args), '--iface', 'eth0', '--mac', spec.mac, '--serial', spec.piSerial as string, '--model', '4', '--out', out, '--dhcp-timeout', '60'], spec.kind);
+    } else {
+      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind });
+    }
+    this.log(`${spec.kind}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
+    const deadline = poweredOn + this.options.timeoutSeconds * 1000;
+    const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', console: consoleFile };
+    let exited: number | null | undefined;
+    void guest.exited.then((code) => { exited = code; });
+    try {
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const seen = timelineOf(await this.events(spec.mac), poweredOn);
+        result.timeline = seen.timeline;
+        result.observed = seen.observed ?? result.observed;
+        result.lastStep = [...STEPS].reverse().find((s) => seen.timeline[s] !== undefined) ?? 'power-on';
+        if (spec.firmware === 'pi4' && exited !== undefined) {
+          // The Pi stand-in ends after the bootloader's files: its run is the verdict.
+          const report = guest.lines.find((l) => l.startsWith('PI_BOOT_REPORT '));
+          const parsed = report ? (JSON.parse(report.slice('PI_BOOT_REPORT '.length)) as { ok: boolean; failures: string[] }) : undefined;
+          result.ok = exited === 0 && parsed?.ok === true;
+          if (!result.ok) result.failure = parsed?.failures.join('; ') || `the Pi bootloader stand-in exited with ${exited}`;
+          break;
+        }
+        if (seen.timeline.joined !== undefined) { result.ok = true; break; }
+        if (seen.failed) { result.failure = seen.failed; break; }
+        if (exited !== undefined) { result.failure = `the guest stopped (QEMU exit ${exited})`; break; }
+        if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s`; break; }
+      }
+    } finally {
+      if (!this.options.keep || spec.firmware === 'pi4') await guest.stop('SIGTERM', 3000);
+      writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+    }
+    if (!result.ok) result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines.slice(-12).map((l) => `    | ${l}`).join('\n')}`;
+    this.log(`${spec.kind}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
+    return result;
+  }
+
+  async stop(): Promise<void> {
+    await this.bootfarm?.stop('SIGTERM', 5000);
+    if (this.bootfarm) writeFileSync(path.join(this.workDir, 'bootfarm.log'), `${this.bootfarm.lines.join('\n')}\n`);
+    await this.kubeApi?.stop('SIGTERM', 3000);
+    await this.net?.destroy();
+  }
+
+  /** What the fake cluster saw: nodes registered, and the token each used. */
+  clusterNodes(): Array<{ name: string; tokenId: string; labels: Record<string, string> }> {
+    const file = path.join(this.workDir, 'kube', 'state.json');
+    if (!existsSync(file)) return [];
+    return (JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ name: string; tokenId: string; labels: Record<string, string> }> }).nodes;
+  }
+}
+
+/** Sibling entry points next to the CLI's (dist/ .js, or the sources run through tsx). */
+function sibling(cliArgs: string[], name: string): string {
+  const cli = cliArgs[cliArgs.length - 1] as string;
+  const ext = cli.endsWith('.ts') ? '.ts' : '.js';
+  return fileURLToPath(new URL(`../lab/${name}${ext}`, `file://${cli}`));
+}
+const fakeApiMain = (cliArgs: string[]) => sibling(cliArgs, 'fake-kube-api-main');
+const piBootloaderMain = (cliArgs: string[]) => sibling(cliArgs, 'pi-bootloader');
+
+export function formatSummary(results: NodeResult[]): string {
+  const header = ['NODE', 'RESULT', ...STEPS.map((s) => s.toUpperCase())];
+  // The Pi stand-in is the bootloader only: it passes when its node's files arrived intact.
+  const rows = [header, ...results.map((r) => [r.kind, r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED', ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`))])];
+  const widths = header.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  for (const r of results) if (!r.ok) lines.push('', `${r.kind}: ${r.failure}`);
+  return lines.join('\n');
+}

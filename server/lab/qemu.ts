@@ -1,0 +1,67 @@
+// QEMU guests for the tests and the emulation lab: SeaBIOS+iPXE, OVMF or arm64
+// AAVMF on a lab tap, accelerated by KVM only where KVM can really run a guest.
+import { accessSync, constants, existsSync } from 'node:fs';
+import type { NetLab } from './netlab.js';
+import type { Background } from './proc.js';
+
+/**
+ * KVM when /dev/kvm is usable and is not the nested "kvm_pvm" backend (which only
+ * runs PVM-aware guests: SeaBIOS resets inside iPXE, see e2e-reference pitfalls);
+ * TCG otherwise. BOOTFARM_QEMU_ACCEL=kvm|tcg overrides.
+ */
+export function qemuAccel(): 'kvm' | 'tcg' {
+  const forced = process.env.BOOTFARM_QEMU_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return forced;
+  if (existsSync('/sys/module/kvm_pvm')) return 'tcg';
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return 'kvm';
+  } catch {
+    return 'tcg';
+  }
+}
+
+export function findOvmf(): string | undefined {
+  return ['/usr/share/ovmf/OVMF.fd', '/usr/share/qemu/OVMF.fd'].find((p) => existsSync(p));
+}
+
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf';
+
+export const AAVMF = '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd';
+
+export interface GuestOptions {
+  /** RAM; the defaults fit firmware tests, a booted Linux with a RAM overlay wants more. */
+  memoryMb?: number;
+  label?: string;
+}
+
+export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
+  const tap = await lab.addTap();
+  if (firmware === 'aavmf') {
+    // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
+    // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
+    if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
+    return lab.spawn(lab.switchNs, 'qemu-system-aarch64', [
+      '-M', 'virt', '-cpu', 'cortex-a57', '-smp', '2', '-m', String(options.memoryMb ?? 512), '-accel', 'tcg,thread=multi', '-bios', AAVMF,
+      '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
+      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      '-device', `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
+    ], options.label ?? 'qemu-aavmf');
+  }
+  const accel = qemuAccel();
+  const args = [
+    '-machine', 'q35', '-accel', accel, '-m', String(options.memoryMb ?? 256), '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
+    '-boot', 'n',
+    '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    // SeaBIOS boots through the e1000's iPXE option ROM. For OVMF the NIC gets no
+    // option ROM (romfile=), so OVMF's own VirtioNet driver and UEFI PXE stack run:
+    // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
+    '-device', firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
+  ];
+  if (firmware === 'ovmf') {
+    const ovmf = findOvmf();
+    if (!ovmf) throw new Error('OVMF firmware not found: apt-get install ovmf');
+    args.push('-bios', ovmf);
+  }
+  return lab.spawn(lab.switchNs, 'qemu-system-x86_64', args, options.label ?? `qemu-${firmware}`);
+}
