@@ -13,6 +13,7 @@ import { findConfigNode, registerRenderCommand, renderArtefact } from './render.
 import { registerNodeCommands } from './node.js';
 import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
+import { registerServerImageCommand } from './server-image.js';
 
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof SetupError) {
@@ -96,6 +97,7 @@ configCmd
   });
 
 registerImageCommands(program);
+registerServerImageCommand(program, fail);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);
 registerLabCommands(program, fail);

@@ -1,0 +1,48 @@
+# bootfarm's server image: build the TypeScript, then a slim runtime with only
+# dist/, templates/, the production node_modules and the system tools bootfarm
+# may call. BASE_IMAGE is any Debian bookworm image with Node >= 20.19 and npm:
+# the official node image where a registry is reachable, or the local one that
+# `bootfarm server-image` makes (debootstrap + this host's Node runtime).
+#   docker build -t bootfarm/server:dev .                       (with a registry)
+#   bootfarm server-image --tag bootfarm/server:dev             (without one)
+# Run it with --network host, or attached to a lab bridge (server/lab/server-container.ts):
+#   docker run -d --network host -v /etc/bootfarm:/etc/bootfarm:ro \
+#     -v /var/lib/bootfarm:/var/lib/bootfarm bootfarm/server:dev
+ARG BASE_IMAGE=node:20-bookworm-slim
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+# npm-ca.pem (optional, build stage only): CA certificates npm must trust to
+# reach the registry through a TLS-inspecting proxy; `bootfarm server-image`
+# puts the host's NODE_EXTRA_CA_CERTS there. It never reaches the runtime stage.
+COPY package.json package-lock.json npm-ca*.pem ./
+# Optional native add-ons (ssh2's cpu-features) fail to compile without a
+# toolchain and are left out; nothing bootfarm uses needs them.
+RUN --mount=type=cache,target=/root/.npm \
+    if [ -f npm-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/src/npm-ca.pem; fi; \
+    npm ci --no-audit --no-fund --loglevel=error && rm -f npm-ca.pem
+COPY tsconfig.json tsconfig.build.json ./
+COPY server ./server
+COPY templates ./templates
+RUN npm run --silent build && npm prune --omit=dev --no-audit --no-fund --loglevel=error
+
+FROM ${BASE_IMAGE} AS runtime
+# iproute2: addresses and links from inside the container (lab, debugging);
+# nbd-server: the nbd.backend "nbd-server" option (about 10 MB with glib).
+# nbdkit is left out (it pulls in curl, ssh, torrent libraries: add it here if
+# you use nbd.backend "nbdkit").
+ARG RUNTIME_PACKAGES="iproute2 nbd-server"
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+WORKDIR /opt/bootfarm
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/templates ./templates
+COPY --from=build /src/dist ./dist
+ENV NODE_ENV=production
+VOLUME ["/var/lib/bootfarm"]
+LABEL org.opencontainers.image.title="bootfarm" \
+      org.opencontainers.image.description="bootfarm network-boot server (DHCP, TFTP, HTTP, NBD)"
+ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]
+CMD ["serve", "--config", "/etc/bootfarm/bootfarm.yaml"]
