@@ -151,6 +151,19 @@ describe('bootfarm in its container on a lab bridge', () => {
     expect(logs.split('\n').filter((l) => l.includes('"msg":"bootfarm ready"'))).toHaveLength(2);
   });
 
+  it('refuses a missing image and a configuration naming host paths, with the fix', async () => {
+    const opts = {
+      docker,
+      configFile: path.join(work, 'bootfarm.yaml'),
+      stateDir: path.join(work, 'state'),
+      network: { mode: 'bridge' as const, netns: lab.switchNs, bridge: 'br0', address: '10.9.0.1/24' },
+    };
+    await expect(startServerContainer({ ...opts, image: 'bootfarm/server:absent' })).rejects.toThrow(/bootfarm server-image --tag bootfarm\/server:absent/);
+    const hostPaths = path.join(work, 'host-paths.yaml');
+    writeFileSync(hostPaths, stringify({ server: { address: '10.9.0.1', stateDir: path.join(work, 'state') } }));
+    await expect(startServerContainer({ ...opts, image: TAG, configFile: hostPaths })).rejects.toThrow(/set server\.stateDir: \/var\/lib\/bootfarm \(containerConfig\(\) writes them\)/);
+  });
+
   it('a missing dockerd is one line naming the fix', async () => {
     const r = await run('env', ['DOCKER_HOST=unix:///nonexistent/docker.sock', process.execPath, ...nodeArgs(CLI, ['server-image', '--tag', TAG])]);
     expect(r.code).toBe(2);
