@@ -151,6 +151,16 @@ describe('bootfarm in its container on a lab bridge', () => {
     expect(logs.split('\n').filter((l) => l.includes('"msg":"bootfarm ready"'))).toHaveLength(2);
   });
 
+  it('restart() re-plumbs the network when the namespace holder is gone', async () => {
+    const s = server as ServerContainer;
+    await docker.getContainer(`${s.name}-net`).kill();
+    const oldNetns = s.netnsPid;
+    await s.restart();
+    expect(s.netnsPid).not.toBe(oldNetns);
+    const health = await lab.exec(client.ns, 'curl', ['-sSf', '--max-time', '20', 'http://10.9.0.1:8080/healthz']);
+    expect(health.code, health.stderr).toBe(0);
+  });
+
   it('refuses a missing image and a configuration naming host paths, with the fix', async () => {
     const opts = {
       docker,
