@@ -1,10 +1,10 @@
 // `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
 import type { Command } from 'commander';
 import path from 'node:path';
-import { formatSummary, Lab, parseLabNodes } from '../lab/lab.js';
+import { formatSummary, Lab, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -21,7 +21,15 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     cli: { execPath: process.execPath, args: [...process.execArgv, path.resolve(process.argv[1] as string)] },
     log,
     keep,
+    missingImage: opts.missingImage ? parseLabNodes(opts.missingImage) : undefined,
+    refuseJoin: opts.refuseJoin ? parseLabNodes(opts.refuseJoin) : undefined,
+    restartServerAt: opts.restartServerAt ? parseStep(opts.restartServerAt) : undefined,
   });
+}
+
+function parseStep(text: string): Step {
+  if (!(STEPS as readonly string[]).includes(text)) throw new SetupError(`--restart-server-at: expected one of ${STEPS.join(', ')}, got ${JSON.stringify(text)}`);
+  return text as Step;
 }
 
 export function registerLabCommands(program: Command, fail: (err: unknown) => never): void {
@@ -32,7 +40,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--image <name>', 'the image the nodes boot', 'lab')
     .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
     .option('--timeout <seconds>', 'per node, power-on to joined', '900')
-    .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)');
+    .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
+    .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
+    .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
+    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node reaches this step (${STEPS.join(', ')})`);
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
     .option('--json', 'print the results as JSON on stdout')
@@ -44,9 +55,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         await instance.start();
         const results = await instance.bootAll();
         const cluster = instance.clusterNodes();
+        const restarts = instance.restarts;
         await instance.stop();
         instance = undefined;
-        if (opts.json) process.stdout.write(`${JSON.stringify({ results, cluster }, null, 2)}\n`);
+        if (opts.json) process.stdout.write(`${JSON.stringify({ results, cluster, restarts }, null, 2)}\n`);
         else process.stdout.write(`${formatSummary(results)}\n`);
         process.exitCode = results.every((r) => r.ok) ? 0 : 1;
       } catch (err) {

@@ -139,7 +139,12 @@ export class HttpBootServer {
     const end = range.kind === 'partial' ? range.end : size - 1;
     const length = Math.max(0, end - start + 1);
     const status = range.kind === 'partial' ? 206 : 200;
-    reply.code(status).header('content-length', String(length));
+    reply.code(status);
+    // Set on the raw response so the name keeps its case: GRUB 2.06's HTTP client
+    // compares "Content-Length: " byte for byte, and without it takes the size as
+    // unknown and fails to load a kernel with "out of memory". Fastify would send
+    // the name lower-cased.
+    reply.raw.setHeader('Content-Length', String(length));
     if (range.kind === 'partial') reply.header('content-range', `bytes ${start}-${end}/${size}`);
     this.metrics.httpRequests.inc({ outcome: String(status) });
     const event = { path: normalized.path, client, from: answer.from, bytes: req.method === 'HEAD' ? 0 : length, status };

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { makeLabPki } from './pki.js';
 
-const { values } = parseArgs({ options: { dir: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' } } });
+const { values } = parseArgs({ options: { dir: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'refuse-node': { type: 'string', multiple: true } } });
 const dir = values.dir as string;
 const host = values.host ?? '127.0.0.1';
 const pki = await makeLabPki(path.join(dir, 'pki'), [host]);
@@ -18,6 +18,7 @@ const api: FakeKubeApi = new FakeKubeApi({
   keyPem: pki.serverKeyPem,
   caPem: pki.caCertPem,
   adminToken: 'admin-token-for-the-lab-0123456789',
+  refuseNodes: values['refuse-node'] ?? [],
   onRecord: (record) => {
     writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ secrets: [...api.secrets.values()], nodes: [...api.nodes.values()] }, null, 1));
     process.stdout.write(`${JSON.stringify({ record })}\n`);

@@ -47,6 +47,8 @@ export interface FakeKubeApiOptions {
   caPem: string;
   /** Bearer token of the cluster admin (what bootfarm's kubeconfig carries). */
   adminToken: string;
+  /** Failure injection: registrations of these node names are forbidden, as an admission policy would. */
+  refuseNodes?: string[];
   /** Called after every request and state change (the runner prints them). */
   onRecord?: (record: FakeRequestRecord) => void;
 }
@@ -207,6 +209,7 @@ export class FakeKubeApi {
       const name = parsed.metadata?.name;
       if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new HttpError(422, 'Invalid', 'metadata.name: Invalid value');
       if (this.nodes.has(name)) throw new HttpError(409, 'AlreadyExists', `nodes "${name}" already exists`);
+      if (this.options.refuseNodes?.includes(name)) throw new HttpError(403, 'Forbidden', `nodes "${name}" is forbidden: the lab refuses this node's join`);
       const node: FakeNode = { name, labels: (parsed.metadata?.labels ?? {}) as Record<string, string>, taints: Array.isArray(parsed.spec?.taints) ? parsed.spec.taints : [], tokenId: token.id, createdAt: new Date().toISOString() };
       this.nodes.set(name, node);
       return { status: 201, body: { kind: 'Node', apiVersion: 'v1', metadata: { name, labels: node.labels }, spec: { taints: node.taints } }, object: `node ${name} (token ${token.id})` };

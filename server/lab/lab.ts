@@ -4,7 +4,7 @@
 // Raspberry Pi 4 bootloader. Each node is followed through bootfarm's own API
 // (its boot timeline) from power-on to "joined"; the run ends with a per-node
 // timeline and a summary, and everything is torn down.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,9 @@ import type { Background } from './proc.js';
 import { startGuest, qemuAccel, type GuestFirmware } from './qemu.js';
 import { installGrubArm64, installIpxe } from '../cli/bootloaders.js';
 import { SetupError } from '../errors.js';
+import { connectDocker } from '../image/docker.js';
+import { buildServerImage } from './server-image.js';
+import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 
 export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
@@ -56,6 +59,8 @@ export interface NodeResult {
   failure?: string;
   /** What the node reported about itself (the agent's booted report), if any. */
   observed?: string;
+  /** The node's boot timeline as bootfarm recorded it (this boot). */
+  events: TimelineEvent[];
   console: string;
 }
 
@@ -71,10 +76,16 @@ export interface LabOptions {
   cli: { execPath: string; args: string[] };
   log: (line: string) => void;
   /** Keep everything running after the nodes finished (lab up). */
-  keep?: AbortSignal;
+  keep?: AbortSignal | undefined;
+  /** Failure injection: these nodes are assigned an image that does not exist. */
+  missingImage?: LabNodeKind[];
+  /** Failure injection: the fake cluster refuses these nodes' registration (kubeadm join fails). */
+  refuseJoin?: LabNodeKind[];
+  /** Failure injection: restart bootfarm once the first node reaches this step (its boot must still complete). */
+  restartServerAt?: Step;
 }
 
-interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
+export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
 
 const SERVER = '10.9.0.1';
 const KUBE = '10.9.0.2';
@@ -87,7 +98,7 @@ function stepOfFile(file: string): Step {
   return 'bootloader';
 }
 
-export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string; observed?: string } {
+export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined } {
   const timeline: Partial<Record<Step, number>> = {};
   const mark = (step: Step, at: string) => {
     const t = (Date.parse(at) - poweredOn) / 1000;
@@ -105,6 +116,8 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
       if (e.type === 'agent.booted' && typeof e.detail?.detail === 'string') observed = e.detail.detail;
     } else if (e.type === 'joined') mark('joined', e.at);
     else if (e.type === 'failed') failed = String(e.detail?.reason ?? 'the node reported a failure');
+    // A kernel or initrd the node cannot get ends its boot: no need to wait for the time limit.
+    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(String(e.detail?.path ?? '')) !== 'bootloader') failed = `${String(e.detail?.path)}: not found on the server`;
   }
   return { timeline, failed, observed };
 }
@@ -112,6 +125,12 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
 export class Lab {
   private net: NetLab | undefined;
   private bootfarm: Background | undefined;
+  private container: ServerContainer | undefined;
+  private srvNs: string | undefined;
+  private configFile = '';
+  private restarted: Promise<void> | undefined;
+  /** Server restarts done (failure injection), for the report. */
+  readonly restarts: Array<{ at: string; afterStep: Step; node: LabNodeKind }> = [];
   private kubeApi: Background | undefined;
   private kubeHost: LabHost | undefined;
   readonly workDir: string;
@@ -152,11 +171,13 @@ export class Lab {
       images: { dir: this.options.imagesDir, default: this.options.image },
       // What the guests report back proves these ran: the lab asserts on it.
       defaults: {
+        // Each entry prints its evidence; the agent reports what each printed.
         lts: {
-          PREINIT_00_LAB: 'echo preinit-ran > /run/bootfarm-lab-preinit',
+          PREINIT_00_LAB: 'echo preinit-ran > /run/bootfarm-lab-preinit && cat /run/bootfarm-lab-preinit',
           FSTAB_01_LAB: 'tmpfs /mnt/bootfarm-lab tmpfs nofail,size=1m 0 0',
-          RCFILE_01_LAB: 'echo rcfile-ran > /run/bootfarm-lab-rcfile',
           SYSCTL_01_LAB: 'vm.swappiness=7',
+          RCFILE_01_LAB: 'cat /run/bootfarm-lab-preinit && echo rcfile-ran',
+          RCFILE_02_LAB: 'echo swappiness=$(cat /proc/sys/vm/swappiness)',
         },
         labels: { 'bootfarm.dev/lab': 'true' },
       },
@@ -166,7 +187,11 @@ export class Lab {
       ],
       nodes: this.options.nodes.map((k) => {
         const s = SPECS[k];
-        return { mac: s.mac, hostname: s.hostname, arch: s.arch, ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}) };
+        return {
+          mac: s.mac, hostname: s.hostname, arch: s.arch,
+          ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
+          ...(this.options.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
+        };
       }),
       unknownNodes: 'discover',
       kubernetes: { apiServer: `${KUBE}:6443`, caCertFile: kube.caCertFile, kubeconfig: kube.kubeconfig, tokenTtl: '30m', version: 'v1.31' },
@@ -187,20 +212,61 @@ export class Lab {
     this.kubeHost = await this.net.addHost('kube', { address: `${KUBE}/24` });
     const kubeDir = path.join(this.workDir, 'kube');
     mkdirSync(kubeDir, { recursive: true });
-    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443'], 'fake-kube-api');
+    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443', ...(this.options.refuseJoin ?? []).flatMap((k) => ['--refuse-node', SPECS[k].hostname])], 'fake-kube-api');
     const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as { caCertFile: string; kubeconfig: string };
     this.log(`fake Kubernetes API on ${KUBE}:6443`);
 
     const configFile = path.join(this.workDir, 'bootfarm.yaml');
+    this.configFile = configFile;
+    if (this.options.server === 'docker') {
+      // The container sees its state directory only: the cluster's CA and the
+      // admin kubeconfig go there (never under the TFTP root, which anyone can read).
+      const stateDir = path.join(this.workDir, 'state');
+      mkdirSync(path.join(stateDir, 'kube'), { recursive: true, mode: 0o700 });
+      copyFileSync(ready.caCertFile, path.join(stateDir, 'kube', 'ca.crt'));
+      copyFileSync(ready.kubeconfig, path.join(stateDir, 'kube', 'admin.conf'));
+      const inside = `${SERVER_CONTAINER_PATHS.state}/kube`;
+      writeFileSync(configFile, stringify(containerConfig(this.config({ caCertFile: `${inside}/ca.crt`, kubeconfig: `${inside}/admin.conf` }))));
+      const docker = await connectDocker();
+      const image = 'bootfarm/server:lab';
+      await buildServerImage(docker, { tag: image, log: (line) => this.log(`server image: ${line}`) });
+      this.container = await startServerContainer({
+        configFile, stateDir, imagesDir: this.options.imagesDir, tftpRoot,
+        network: { mode: 'bridge', bridge: 'br0', netns: (this.net as NetLab).switchNs, address: `${SERVER}/24` },
+        image, name: `${(this.net as NetLab).id}-bootfarm`, docker,
+      });
+      this.log(`bootfarm serving on ${SERVER} (container ${this.container.name}, config ${configFile})`);
+      return;
+    }
     writeFileSync(configFile, stringify(this.config(ready)));
-    if (this.options.server === 'docker') throw new SetupError('--server docker: the server container is not wired into the lab yet; use --server host');
     const srv = await this.net.addHost('srv', { address: `${SERVER}/24` });
-    this.bootfarm = this.net.spawn(srv.ns, this.options.cli.execPath, [...this.options.cli.args, 'serve', '--config', configFile], 'bootfarm');
-    await Promise.race([
-      this.bootfarm.waitFor((l) => l.includes('"bootfarm ready"'), 60_000, 'bootfarm ready'),
-      this.bootfarm.exited.then((code) => { throw new SetupError(`bootfarm exited (${code}) before it was ready:\n${this.bootfarm?.lines.slice(-10).join('\n')}`); }),
-    ]);
+    this.srvNs = srv.ns;
+    await this.startServerProcess();
     this.log(`bootfarm serving on ${SERVER} (process, config ${configFile})`);
+  }
+
+  private async startServerProcess(): Promise<void> {
+    const bootfarm = (this.net as NetLab).spawn(this.srvNs as string, this.options.cli.execPath, [...this.options.cli.args, 'serve', '--config', this.configFile], 'bootfarm');
+    this.bootfarm = bootfarm;
+    await Promise.race([
+      bootfarm.waitFor((l) => l.includes('"bootfarm ready"'), 60_000, 'bootfarm ready'),
+      bootfarm.exited.then((code) => { throw new SetupError(`bootfarm exited (${code}) before it was ready:\n${bootfarm.lines.slice(-10).join('\n')}`); }),
+    ]);
+  }
+
+  /** Restarts bootfarm (container restart, or a new process on the same state). */
+  private async restartServer(node: LabNodeKind, step: Step): Promise<void> {
+    this.log(`restarting bootfarm while ${node} is past "${step}" (failure injection)`);
+    if (this.container) {
+      await this.container.restart();
+    } else {
+      const old = this.bootfarm as Background;
+      await old.stop('SIGTERM', 5000);
+      writeFileSync(path.join(this.workDir, 'bootfarm-before-restart.log'), `${old.lines.join('\n')}\n`);
+      await this.startServerProcess();
+    }
+    this.restarts.push({ at: new Date().toISOString(), afterStep: step, node });
+    this.log('bootfarm is back');
   }
 
   private async events(mac: string): Promise<TimelineEvent[]> {
@@ -228,16 +294,25 @@ export class Lab {
     }
     this.log(`${spec.kind}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
-    const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', console: consoleFile };
+    const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', events: [], console: consoleFile };
     let exited: number | null | undefined;
     void guest.exited.then((code) => { exited = code; });
     try {
       for (;;) {
         await new Promise((r) => setTimeout(r, 1000));
-        const seen = timelineOf(await this.events(spec.mac), poweredOn);
+        // The console file is kept current, for watching a boot (tail -f) and after a crash.
+        writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+        const events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
+        if (events.length > 0) result.events = events;
+        const seen = timelineOf(result.events, poweredOn);
         result.timeline = seen.timeline;
         result.observed = seen.observed ?? result.observed;
         result.lastStep = [...STEPS].reverse().find((s) => seen.timeline[s] !== undefined) ?? 'power-on';
+        const restartAt = this.options.restartServerAt;
+        if (restartAt && !this.restarted && seen.timeline[restartAt] !== undefined && spec.firmware !== 'pi4') {
+          this.restarted = this.restartServer(spec.kind, restartAt);
+        }
+        if (this.restarted) await this.restarted;
         if (spec.firmware === 'pi4' && exited !== undefined) {
           // The Pi stand-in ends after the bootloader's files: its run is the verdict.
           const report = guest.lines.find((l) => l.startsWith('PI_BOOT_REPORT '));
@@ -256,13 +331,18 @@ export class Lab {
       writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
     }
     if (!result.ok) result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines.slice(-12).map((l) => `    | ${l}`).join('\n')}`;
-    this.log(`${spec.kind}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
+    this.log(`${spec.kind}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
     return result;
   }
 
   async stop(): Promise<void> {
     await this.bootfarm?.stop('SIGTERM', 5000);
     if (this.bootfarm) writeFileSync(path.join(this.workDir, 'bootfarm.log'), `${this.bootfarm.lines.join('\n')}\n`);
+    if (this.container) {
+      writeFileSync(path.join(this.workDir, 'bootfarm.log'), await this.container.logs().catch((err: unknown) => `logs unavailable: ${(err as Error).message}`));
+      await this.container.stop();
+      this.container = undefined;
+    }
     await this.kubeApi?.stop('SIGTERM', 3000);
     await this.net?.destroy();
   }

@@ -1,0 +1,98 @@
+// The whole flow, as CI proves it on every change: `bootfarm lab run` (the built
+// CLI) builds or reuses the lab image for amd64 and arm64, boots an amd64 SeaBIOS
+// guest, an arm64 UEFI guest and the scripted Raspberry Pi 4 against bootfarm,
+// and follows each to "joined". One more node is given an image that does not
+// exist, and in a second run the cluster refuses a node's join: each fails with a
+// clear summary while the others pass.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { run } from '../../server/lab/proc.js';
+import { REPO_ROOT } from '../lib/bootfarm.js';
+import type { NodeResult } from '../../server/lab/lab.js';
+
+const CLI = path.join(REPO_ROOT, 'dist/server/cli/main.js');
+// Kept between runs on a developer machine (an unchanged rebuild is a cache hit); CI starts empty.
+const IMAGES = process.env.BOOTFARM_LAB_IMAGES ?? '/var/tmp/bootfarm-lab-images';
+
+interface LabJson { results: NodeResult[]; cluster: Array<{ name: string; tokenId: string; labels: Record<string, string> }> }
+
+interface Observed {
+  root: { fs: string; lower: { fs: string; readOnly: boolean; export: string }; upper: string };
+  hostname: string;
+  machine: string;
+  preinit: Record<string, { ok: boolean; out: string }>;
+  fstab: Record<string, { inFstab: boolean; mounted: boolean }>;
+  rcfile: Record<string, { ok: boolean; out: string }>;
+}
+
+async function lab(args: string[]): Promise<{ code: number | null; json: LabJson; stderr: string }> {
+  const r = await run(process.execPath, [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args], 40 * 60_000);
+  if (!r.stdout.trim().startsWith('{')) throw new Error(`lab run printed no JSON (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
+  return { code: r.code, json: JSON.parse(r.stdout) as LabJson, stderr: r.stderr };
+}
+
+describe('emulation lab: power-on to joined', () => {
+  beforeAll(() => {
+    // The lab image for both architectures (a cache hit when nothing changed).
+    execFileSync(process.execPath, [CLI, 'image', 'build', '--name', 'lab', '--arch', 'amd64,arm64', '--images-dir', IMAGES, '--plain'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 60 * 60_000 });
+  }, 60 * 60_000);
+
+  it('amd64 BIOS, arm64 UEFI and a Pi 4 boot and join; a node without its image fails clearly', async () => {
+    const { code, json, stderr } = await lab(['--nodes', 'amd64-bios,arm64-uefi,pi4,amd64-uefi', '--missing-image', 'amd64-uefi']);
+    expect(code, stderr.slice(-3000)).toBe(1);
+    const byKind = new Map(json.results.map((r) => [r.kind, r]));
+
+    for (const kind of ['amd64-bios', 'arm64-uefi'] as const) {
+      const node = byKind.get(kind) as NodeResult;
+      const arch = kind.startsWith('arm64') ? 'arm64' : 'amd64';
+      expect(node.ok, `${kind}: ${node.failure}`).toBe(true);
+      for (const step of ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const) expect(node.timeline[step], `${kind} ${step}`).toBeTypeOf('number');
+      // Its own address, its own files, the root of its own architecture.
+      const ack = node.events.find((e) => e.type === 'dhcp.ack');
+      expect(String(ack?.detail?.ip ?? ack?.detail?.yiaddr)).toMatch(/^10\.9\.0\.1\d\d$/);
+      const files = node.events.filter((e) => e.type === 'http.file' || e.type === 'tftp.file').map((e) => String(e.detail?.path));
+      expect(files).toContain(`images/lab/${arch}/vmlinuz`);
+      expect(files).toContain(`images/lab/${arch}/initrd.img`);
+      expect(node.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(`lab/${arch}`);
+      // What the node saw from inside: read-only squashfs under a tmpfs overlay, its
+      // name, and the effects of its PREINIT, FSTAB, SYSCTL and RCFILE entries.
+      const seen = JSON.parse(node.observed as string) as Observed;
+      expect(seen.root).toMatchObject({ fs: 'overlay', lower: { fs: 'squashfs', readOnly: true, export: `lab/${arch}` }, upper: 'tmpfs' });
+      expect(seen.hostname).toBe(node.hostname);
+      expect(seen.machine).toBe(arch === 'arm64' ? 'aarch64' : 'x86_64');
+      expect(seen.preinit.PREINIT_00_LAB).toEqual({ ok: true, out: 'preinit-ran' });
+      expect(seen.fstab.FSTAB_01_LAB).toMatchObject({ inFstab: true, mounted: true });
+      expect(seen.rcfile.RCFILE_01_LAB).toEqual({ ok: true, out: 'preinit-ran\nrcfile-ran' });
+      expect(seen.rcfile.RCFILE_02_LAB).toEqual({ ok: true, out: 'swappiness=7' });
+      // Joined with a token minted for this node alone.
+      const minted = node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId;
+      const registered = json.cluster.find((n) => n.name === node.hostname);
+      expect(registered?.tokenId).toBe(minted);
+      expect(registered?.labels).toMatchObject({ 'kubernetes.io/arch': arch, 'bootfarm.dev/lab': 'true' });
+      expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+    }
+    const tokens = json.cluster.map((n) => n.tokenId);
+    expect(new Set(tokens).size).toBe(tokens.length);
+
+    const pi = byKind.get('pi4') as NodeResult;
+    expect(pi.ok, pi.failure).toBe(true);
+    const piFiles = pi.events.filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
+    for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'cmdline.txt', 'kernel8.img']) expect(piFiles.some((p) => p.endsWith(f)), f).toBe(true);
+
+    const broken = byKind.get('amd64-uefi') as NodeResult;
+    expect(broken.ok).toBe(false);
+    expect(broken.failure).toContain('images/no-such-image/amd64/vmlinuz: not found on the server (last step: bootloader)');
+    expect(json.cluster.some((n) => n.name === broken.hostname)).toBe(false);
+  }, 45 * 60_000);
+
+  it('a node whose join the cluster refuses fails with the reason', async () => {
+    const { code, json } = await lab(['--nodes', 'amd64-bios', '--refuse-join', 'amd64-bios']);
+    expect(code).toBe(1);
+    const [node] = json.results as [NodeResult];
+    expect(node.ok).toBe(false);
+    expect(node.lastStep).toBe('booted');
+    expect(node.failure).toMatch(/^join: .*forbidden/);
+    expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+  }, 30 * 60_000);
+});
