@@ -43,7 +43,7 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
     .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
     .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
-    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node reaches this step (${STEPS.join(', ')})`);
+    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`);
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
     .option('--json', 'print the results as JSON on stdout')

@@ -27,7 +27,7 @@ interface NodeSpec {
   mac: string;
   arch: 'amd64' | 'arm64';
   firmware: GuestFirmware | 'pi4';
-  piSerial?: string;
+  piSerial?: string | undefined;
 }
 
 const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
@@ -37,11 +37,33 @@ const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
 };
 
+/** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */
 export function parseLabNodes(text: string): LabNodeKind[] {
-  const kinds = text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const k of kinds) if (!(LAB_NODE_KINDS as readonly string[]).includes(k)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(k)}; expected some of ${LAB_NODE_KINDS.join(', ')}`);
-  if (kinds.length === 0) throw new SetupError(`--nodes: expected some of ${LAB_NODE_KINDS.join(', ')}`);
-  return [...new Set(kinds)] as LabNodeKind[];
+  const out: LabNodeKind[] = [];
+  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [kind, countText] = item.split('*') as [string, string | undefined];
+    if (!(LAB_NODE_KINDS as readonly string[]).includes(kind)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(kind)}; expected some of ${LAB_NODE_KINDS.join(', ')} (kind*N for several)`);
+    const count = countText === undefined ? 1 : Number(countText);
+    if (!Number.isInteger(count) || count < 1 || count > 16) throw new SetupError(`--nodes: ${item}: expected a count 1-16 after *`);
+    for (let i = 0; i < count; i++) out.push(kind as LabNodeKind);
+  }
+  if (out.length === 0) throw new SetupError(`--nodes: expected some of ${LAB_NODE_KINDS.join(', ')}`);
+  return out;
+}
+
+/** The n-th node of a kind: the first keeps the base name and MAC, the others get -2, -3... */
+function specFor(kind: LabNodeKind, index: number): NodeSpec {
+  const base = SPECS[kind];
+  if (index === 0) return { kind, ...base };
+  const mac = base.mac.split(':');
+  mac[4] = (0xb0 + index).toString(16);
+  return {
+    kind,
+    ...base,
+    hostname: `${base.hostname}-${index + 1}`,
+    mac: mac.join(':'),
+    piSerial: base.piSerial ? (parseInt(base.piSerial, 16) + index).toString(16).padStart(8, '0') : undefined,
+  };
 }
 
 /** The steps of a boot, in order, as the lab reports them. */
@@ -81,7 +103,7 @@ export interface LabOptions {
   missingImage?: LabNodeKind[];
   /** Failure injection: the fake cluster refuses these nodes' registration (kubeadm join fails). */
   refuseJoin?: LabNodeKind[];
-  /** Failure injection: restart bootfarm once the first node reaches this step (its boot must still complete). */
+  /** Failure injection: restart bootfarm once the first node of `nodes` reaches this step (its boot must still complete). */
   restartServerAt?: Step;
 }
 
@@ -123,6 +145,8 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
 }
 
 export class Lab {
+  /** Every node of the run, with its name and MAC. */
+  private readonly specs: NodeSpec[];
   private net: NetLab | undefined;
   private bootfarm: Background | undefined;
   private container: ServerContainer | undefined;
@@ -137,6 +161,12 @@ export class Lab {
   readonly apiToken = randomBytes(18).toString('base64url');
 
   constructor(private readonly options: LabOptions) {
+    const seen = new Map<LabNodeKind, number>();
+    this.specs = options.nodes.map((kind) => {
+      const index = seen.get(kind) ?? 0;
+      seen.set(kind, index + 1);
+      return specFor(kind, index);
+    });
     this.workDir = options.workDir ?? mkdtempSync('/var/tmp/bootfarm-lab-');
     mkdirSync(path.join(this.workDir, 'consoles'), { recursive: true });
   }
@@ -185,8 +215,8 @@ export class Lab {
         { name: 'lab-amd64', match: { arch: 'amd64' }, kernelArgs: 'console=ttyS0' },
         { name: 'lab-arm64', match: { arch: 'arm64' }, kernelArgs: 'console=ttyAMA0' },
       ],
-      nodes: this.options.nodes.map((k) => {
-        const s = SPECS[k];
+      nodes: this.specs.map((s) => {
+        const k = s.kind;
         return {
           mac: s.mac, hostname: s.hostname, arch: s.arch,
           ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
@@ -212,7 +242,7 @@ export class Lab {
     this.kubeHost = await this.net.addHost('kube', { address: `${KUBE}/24` });
     const kubeDir = path.join(this.workDir, 'kube');
     mkdirSync(kubeDir, { recursive: true });
-    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443', ...(this.options.refuseJoin ?? []).flatMap((k) => ['--refuse-node', SPECS[k].hostname])], 'fake-kube-api');
+    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443', ...this.specs.filter((sp) => this.options.refuseJoin?.includes(sp.kind)).flatMap((sp) => ['--refuse-node', sp.hostname])], 'fake-kube-api');
     const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as { caCertFile: string; kubeconfig: string };
     this.log(`fake Kubernetes API on ${KUBE}:6443`);
 
@@ -277,22 +307,22 @@ export class Lab {
 
   /** Boots every node at once and follows each to joined, failed or its time limit. */
   async bootAll(): Promise<NodeResult[]> {
-    return Promise.all(this.options.nodes.map((kind) => this.bootOne({ kind, ...SPECS[kind] })));
+    return Promise.all(this.specs.map((spec) => this.bootOne(spec)));
   }
 
   private async bootOne(spec: NodeSpec): Promise<NodeResult> {
     const net = this.net as NetLab;
-    const consoleFile = path.join(this.workDir, 'consoles', `${spec.kind}.log`);
+    const consoleFile = path.join(this.workDir, 'consoles', `${spec.hostname}.log`);
     const poweredOn = Date.now();
     let guest: Background;
     if (spec.firmware === 'pi4') {
-      const host = await net.addHost(spec.kind, { mac: spec.mac });
-      const out = path.join(this.workDir, 'pi4-files');
+      const host = await net.addHost(spec.hostname.replace(/^lab-/, ''), { mac: spec.mac });
+      const out = path.join(this.workDir, `${spec.hostname}-files`);
       guest = net.spawn(host.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), piBootloaderMain(this.options.cli.args), '--iface', 'eth0', '--mac', spec.mac, '--serial', spec.piSerial as string, '--model', '4', '--out', out, '--dhcp-timeout', '60'], spec.kind);
     } else {
       guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind });
     }
-    this.log(`${spec.kind}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
+    this.log(`${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
     const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', events: [], console: consoleFile };
     let exited: number | null | undefined;
@@ -309,7 +339,7 @@ export class Lab {
         result.observed = seen.observed ?? result.observed;
         result.lastStep = [...STEPS].reverse().find((s) => seen.timeline[s] !== undefined) ?? 'power-on';
         const restartAt = this.options.restartServerAt;
-        if (restartAt && !this.restarted && seen.timeline[restartAt] !== undefined && spec.firmware !== 'pi4') {
+        if (restartAt && !this.restarted && seen.timeline[restartAt] !== undefined && spec === this.specs[0]) {
           this.restarted = this.restartServer(spec.kind, restartAt);
         }
         if (this.restarted) await this.restarted;
@@ -331,7 +361,7 @@ export class Lab {
       writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
     }
     if (!result.ok) result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines.slice(-12).map((l) => `    | ${l}`).join('\n')}`;
-    this.log(`${spec.kind}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
+    this.log(`${spec.hostname}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
     return result;
   }
 
@@ -367,9 +397,9 @@ const piBootloaderMain = (cliArgs: string[]) => sibling(cliArgs, 'pi-bootloader'
 export function formatSummary(results: NodeResult[]): string {
   const header = ['NODE', 'RESULT', ...STEPS.map((s) => s.toUpperCase())];
   // The Pi stand-in is the bootloader only: it passes when its node's files arrived intact.
-  const rows = [header, ...results.map((r) => [r.kind, r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED', ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`))])];
+  const rows = [header, ...results.map((r) => [r.hostname, r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED', ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`))])];
   const widths = header.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-  for (const r of results) if (!r.ok) lines.push('', `${r.kind}: ${r.failure}`);
+  for (const r of results) if (!r.ok) lines.push('', `${r.hostname}: ${r.failure}`);
   return lines.join('\n');
 }

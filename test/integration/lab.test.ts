@@ -2,8 +2,8 @@
 // CLI) builds or reuses the lab image for amd64 and arm64, boots an amd64 SeaBIOS
 // guest, an arm64 UEFI guest and the scripted Raspberry Pi 4 against bootfarm,
 // and follows each to "joined". One more node is given an image that does not
-// exist, and in a second run the cluster refuses a node's join: each fails with a
-// clear summary while the others pass.
+// exist: it fails with a clear summary while the others pass. Then bootfarm's
+// container is restarted during a boot, and the cluster refuses a node's join.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -86,13 +86,26 @@ describe('emulation lab: power-on to joined', () => {
     expect(json.cluster.some((n) => n.name === broken.hostname)).toBe(false);
   }, 45 * 60_000);
 
+  it('bootfarm in its container restarts during a boot and the node still joins', async () => {
+    // Restarted once the node has its kernel and initrd, before its initramfs asks
+    // DHCP again and attaches its root: the lease, the inventory and the boot's
+    // session come back from the state directory.
+    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-at', 'initrd']);
+    expect(code, stderr.slice(-3000)).toBe(0);
+    const [node] = json.results as [NodeResult];
+    expect(node.ok, node.failure).toBe(true);
+    expect((json as LabJson & { restarts: Array<{ afterStep: string }> }).restarts).toEqual([expect.objectContaining({ afterStep: 'initrd', node: 'amd64-bios' })]);
+    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
+  }, 30 * 60_000);
+
   it('a node whose join the cluster refuses fails with the reason', async () => {
-    const { code, json } = await lab(['--nodes', 'amd64-bios', '--refuse-join', 'amd64-bios']);
+    const { code, json } = await lab(['--nodes', 'amd64-uefi', '--refuse-join', 'amd64-uefi']);
     expect(code).toBe(1);
     const [node] = json.results as [NodeResult];
     expect(node.ok).toBe(false);
     expect(node.lastStep).toBe('booted');
     expect(node.failure).toMatch(/^join: .*forbidden/);
     expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+    expect(json.cluster).toEqual([]);
   }, 30 * 60_000);
 });
