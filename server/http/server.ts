@@ -123,6 +123,8 @@ export class HttpBootServer {
     if (!answer.found) {
       this.metrics.httpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
       this.logger.info({ path: normalized.path, client, reason: answer.detail }, answer.denied ? 'http request refused' : 'http file not found');
+      // On the node's timeline too: "kernel not found" is the end of a boot.
+      this.onFileServed({ path: normalized.path, client, from: 'none', bytes: 0, status: answer.denied ? 403 : 404 });
       await reply.code(answer.denied ? 403 : 404).send({ error: answer.denied ? 'forbidden' : 'not found', path: normalized.path });
       return;
     }

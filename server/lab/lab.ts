@@ -353,7 +353,12 @@ export class Lab {
         }
         if (seen.timeline.joined !== undefined) { result.ok = true; break; }
         if (seen.failed) { result.failure = seen.failed; break; }
-        if (exited !== undefined) { result.failure = `the guest stopped (QEMU exit ${exited})`; break; }
+        if (exited !== undefined) {
+          // Its last requests may have landed after this poll: look once more.
+          const last = timelineOf((await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000), poweredOn);
+          result.failure = last.failed ?? `the guest stopped (QEMU exit ${exited})`;
+          break;
+        }
         if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s`; break; }
       }
     } finally {
