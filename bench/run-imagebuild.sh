@@ -42,6 +42,7 @@ for arch in "${arches[@]}"; do
   t_plain_boot=$(secs debootstrap --variant=minbase --arch="$arch" --include="$pkgs,$kpkg" bookworm "$plain" "$mirror")
   t_plain_sq=$(secs mksquashfs "$plain" "$work/plain-$arch.squashfs" -noappend -comp zstd -no-progress -quiet -wildcards -e 'boot/*' 'var/cache/apt/*' 'var/lib/apt/lists/*' 'proc/*' 'sys/*' 'dev/*' 'run/*' 'tmp/*')
   rows+=("| $arch | $t_base | $t_cold | $t_cached | $(mib "$out/root.squashfs") | $(mib "$out/vmlinuz") | $(mib "$out/initrd.img") | $(du -sm "$out/rpi" 2>/dev/null | cut -f1 || echo -) | $t_plain_boot + $t_plain_sq | $(mib "$work/plain-$arch.squashfs") |")
+  echo "row: ${rows[-1]}"   # printed now too: a run stopped later keeps its finished arches
   docker image rm "bootfarm/$name:build-$arch" >/dev/null 2>&1 || true
   rm -rf "$plain" "$work/plain-$arch.squashfs"
 done
