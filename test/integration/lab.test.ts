@@ -104,7 +104,7 @@ describe('emulation lab: power-on to joined', () => {
     const [node] = json.results as [NodeResult];
     expect(node.ok).toBe(false);
     expect(node.lastStep).toBe('booted');
-    expect(node.failure).toMatch(/^join: [\s\S]*nodes "lab-amd64-uefi" is forbidden/);
+    expect(node.failure).toMatch(/^join: [\s\S]*lab-amd64-uefi[\\"]* is forbidden: the lab refuses this node's join/);
     expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
     expect(json.cluster).toEqual([]);
   }, 30 * 60_000);
