@@ -29,9 +29,10 @@ RUN npm run --silent build && npm prune --omit=dev --no-audit --no-fund --loglev
 FROM ${BASE_IMAGE} AS runtime
 # iproute2: addresses and links from inside the container (lab, debugging);
 # nbd-server: the nbd.backend "nbd-server" option (about 10 MB with glib).
+# radvd: dhcp.routerAdvertisements (iPXE stops waiting ~16 s for IPv6).
 # nbdkit is left out (it pulls in curl, ssh, torrent libraries: add it here if
 # you use nbd.backend "nbdkit").
-ARG RUNTIME_PACKAGES="iproute2 nbd-server"
+ARG RUNTIME_PACKAGES="iproute2 nbd-server radvd"
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log

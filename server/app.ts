@@ -15,6 +15,7 @@ import { statSync } from 'node:fs';
 import { GeneratedFileResolver } from './boot/files/generated.js';
 import { ImageFileResolver } from './boot/files/images.js';
 import { Inventory } from './inventory/inventory.js';
+import { RouterAdvertiser } from './dhcp/ra/radvd.js';
 import { BootSessions } from './join/boot-sessions.js';
 import { KubeApiTokenMinter, StaticTokenMinter, type TokenMinter } from './kube/minter.js';
 import { TemplateSet } from './boot/templates.js';
@@ -67,6 +68,11 @@ export class Bootfarm {
         });
         await this.dhcp.start();
         this.services.push(this.dhcp);
+        if (config.dhcp.routerAdvertisements && config.dhcp.interface) {
+          const advertiser = new RouterAdvertiser(config.dhcp.interface, config.server.stateDir, logger.child({ svc: 'ra' }));
+          await advertiser.start();
+          this.services.push(advertiser);
+        }
       }
       // One ordered chain serves TFTP and HTTP alike: the node's generated files,
       // then its image's files, then static files under tftp.root.

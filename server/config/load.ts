@@ -58,6 +58,7 @@ export interface ResolvedConfig {
     offerHoldSeconds: number;
     declineQuarantineSeconds: number;
     piProxyDelayMs: number;
+    routerAdvertisements: boolean;
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { enabled: boolean; port: number; host: string };
@@ -263,6 +264,9 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
     }
   });
   const mode = cfg.dhcp?.mode;
+  if (cfg.dhcp?.routerAdvertisements && !cfg.dhcp.interface) {
+    problems.push(locate.problem(['dhcp', 'routerAdvertisements'], 'expected dhcp.interface to be set too: advertisements are sent on that interface'));
+  }
   if (mode === 'full' && subnets.length === 0) {
     problems.push(locate.problem(['dhcp', 'subnets'], 'expected at least one subnet when dhcp.mode is full'));
   }
@@ -420,6 +424,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       offerHoldSeconds: dhcp?.offerHoldSeconds ?? 30,
       declineQuarantineSeconds: dhcp?.declineQuarantineSeconds ?? 600,
       piProxyDelayMs: dhcp?.piProxyDelayMs ?? 1000,
+      routerAdvertisements: dhcp?.routerAdvertisements ?? false,
     },
     tftp: {
       enabled: cfg.tftp !== undefined && cfg.tftp.enabled !== false,

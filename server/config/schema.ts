@@ -111,6 +111,7 @@ export const ConfigSchema = Type.Object({
     offerHoldSeconds: Type.Optional(Seconds),
     declineQuarantineSeconds: Type.Optional(Seconds),
     piProxyDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 5000, ...expected('milliseconds 0-5000') })),
+    routerAdvertisements: Type.Optional(Type.Boolean(expected('true (send IPv6 router advertisements without prefix or default route, so iPXE stops waiting for IPv6) or false'))),
   }, { additionalProperties: false })),
   tftp: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),

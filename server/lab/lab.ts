@@ -194,7 +194,8 @@ export class Lab {
     const tftpRoot = path.join(this.workDir, 'tftpboot');
     return {
       server: { address: SERVER, stateDir: path.join(this.workDir, 'state') },
-      dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }] },
+      // Router advertisements end iPXE's ~16 s wait for IPv6 (server/dhcp/ra/radvd.ts).
+      dhcp: { mode: 'full', interface: 'eth0', routerAdvertisements: true, subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }] },
       tftp: { root: tftpRoot },
       http: { port: 8080 },
       nbd: { port: 10809 },
