@@ -1,7 +1,7 @@
 // `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
 import type { Command } from 'commander';
 import path from 'node:path';
-import { formatSummary, Lab, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
+import { formatSummary, Lab, labDown, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
 import { SetupError } from '../errors.js';
 
 interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string }
@@ -83,6 +83,16 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         await instance.stop();
       } catch (err) {
         await instance?.stop().catch(() => undefined);
+        fail(err);
+      }
+    });
+
+  lab.command('down').description('remove what an interrupted lab left behind: its processes (by PID, inside its namespaces), server containers and namespaces')
+    .action(async () => {
+      try {
+        const removed = await labDown((line) => process.stderr.write(`lab: ${line}\n`));
+        process.stdout.write(removed ? `removed ${removed} lab namespace(s)\n` : 'no lab to remove\n');
+      } catch (err) {
         fail(err);
       }
     });

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
+import { NetLab } from '../../server/lab/netlab.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 import type { NodeResult } from '../../server/lab/lab.js';
 
@@ -108,4 +109,18 @@ describe('emulation lab: power-on to joined', () => {
     expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
     expect(json.cluster).toEqual([]);
   }, 30 * 60_000);
+
+  it('bootfarm lab down removes what an interrupted lab left: its processes, namespaces', async () => {
+    // What a killed `lab run` leaves: a lab namespace set with a process inside.
+    const left = await NetLab.create('lab');
+    const host = await left.addHost('srv', { address: '10.9.0.1/24' });
+    const sleeper = left.spawn(host.ns, 'sleep', ['600'], 'leftover');
+    const down = await run(process.execPath, [CLI, 'lab', 'down'], 60_000);
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/^removed \d+ lab namespace\(s\)\n$/);
+    expect(down.stderr).toContain(`${host.ns}: ended 1 process(es)`);
+    expect(await sleeper.exited).not.toBe(0);
+    const remaining = (await run('ip', ['netns', 'list'])).stdout;
+    expect(remaining).not.toContain(left.id);
+  });
 });
