@@ -271,7 +271,9 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
         Entrypoint: ['sleep'],
         Cmd: ['infinity'],
         Labels: { ...labels, 'bootfarm.server.part': 'network' },
-        HostConfig: { NetworkMode: 'none' },
+        // Docker turns IPv6 off in a container's namespace; bootfarm's router
+        // advertisements (dhcp.routerAdvertisements) need it on, with a link-local address.
+        HostConfig: { NetworkMode: 'none', Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' } },
       });
       await holder.start();
       await attach(await pidOf(holder), net, hostIfname as string);

@@ -4,7 +4,7 @@
 // and router lifetime 0 ends that wait (iPXE's IPv6 configurator completes on any
 // RA without the managed/other flags) and changes nothing for other hosts: no
 // addresses, no default route. dnsmasq's `enable-ra` does the same job.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
@@ -32,6 +32,16 @@ export class RouterAdvertiser {
   constructor(private readonly interfaceName: string, private readonly stateDir: string, private readonly logger: Logger) {}
 
   async start(): Promise<void> {
+    // radvd starts anyway but sends nothing without IPv6 (Docker turns it off in containers).
+    let disabled = '';
+    try {
+      disabled = readFileSync(`/proc/sys/net/ipv6/conf/${this.interfaceName}/disable_ipv6`, 'utf8').trim();
+    } catch {
+      disabled = '1';
+    }
+    if (disabled !== '0') {
+      this.logger.warn({ interface: this.interfaceName }, `IPv6 is off on ${this.interfaceName}: no router advertisements can be sent, and iPXE will wait ~16 s for IPv6 (sysctl net.ipv6.conf.${this.interfaceName}.disable_ipv6=0)`);
+    }
     const dir = path.join(this.stateDir, 'radvd');
     mkdirSync(dir, { recursive: true });
     const conf = path.join(dir, 'radvd.conf');
