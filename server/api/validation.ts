@@ -5,23 +5,7 @@ import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastif
 import type { TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { Value } from 'typebox/value';
-
-interface SchemaNode {
-  expected?: string;
-  keyExpected?: string;
-  properties?: Record<string, SchemaNode>;
-  patternProperties?: Record<string, SchemaNode>;
-  items?: SchemaNode;
-}
-
-function schemaAt(root: SchemaNode, segments: string[]): SchemaNode | undefined {
-  let node: SchemaNode | undefined = root;
-  for (const seg of segments) {
-    if (!node) return undefined;
-    node = /^\d+$/.test(seg) && node.items ? node.items : node.properties?.[seg] ?? (node.patternProperties ? Object.values(node.patternProperties)[0] : undefined);
-  }
-  return node;
-}
+import { schemaAt } from '../config/schema-walk.js';
 
 function valueAt(root: unknown, segments: string[]): unknown {
   let cur = root;
@@ -42,7 +26,7 @@ function describe(value: unknown): string {
 
 /** One readable sentence per problem, naming the field. */
 export function explain(schema: TSchema, value: unknown, part: string): string[] {
-  const root = schema as unknown as SchemaNode;
+  const root: unknown = schema;
   const out = new Set<string>();
   for (const err of Value.Errors(schema, value)) {
     const segments = err.instancePath ? err.instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')) : [];

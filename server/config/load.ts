@@ -6,6 +6,7 @@ import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as Y
 import { Value } from 'typebox/value';
 import { ConfigSchema, type ConfigFile, type NodeEntry, type ProfileEntry } from './schema.js';
 import { parseLtsConf, type LtsConfFile } from './lts-conf.js';
+import { schemaAt } from './schema-walk.js';
 import type { ConfigLayer, LayerSet, ResolvedProfile } from '../inventory/effective.js';
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
@@ -88,33 +89,9 @@ export function caCertHash(pem: string): string {
   return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
 }
 
-interface SchemaWithExpected {
-  expected?: string;
-  keyExpected?: string;
-  properties?: Record<string, unknown>;
-  patternProperties?: Record<string, unknown>;
-  items?: unknown;
-  prefixItems?: unknown[];
-  anyOf?: unknown[];
-}
-
-/** Walks the schema along an instance path to find the leaf's `expected` phrase. */
+/** The `expected` phrase of the configuration schema's leaf at a path. */
 function expectedAt(segments: ReadonlyArray<string | number>): string | undefined {
-  let schema: SchemaWithExpected | undefined = ConfigSchema as unknown as SchemaWithExpected;
-  for (const seg of segments) {
-    if (!schema) return undefined;
-    if (typeof seg === 'number') {
-      schema = (Array.isArray(schema.prefixItems) ? schema.prefixItems[seg] : schema.items) as SchemaWithExpected | undefined;
-    } else {
-      schema = (schema.properties?.[seg] ?? firstPatternProperty(schema)) as SchemaWithExpected | undefined;
-    }
-  }
-  return schema?.expected;
-}
-
-/** The value schema of a record (TypeBox Record = patternProperties). */
-function firstPatternProperty(schema: SchemaWithExpected): unknown {
-  return schema.patternProperties ? Object.values(schema.patternProperties)[0] : undefined;
+  return schemaAt(ConfigSchema, segments)?.expected;
 }
 
 function pointerToSegments(pointer: string): Array<string | number> {
@@ -196,7 +173,7 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
     if (err.keyword === 'additionalProperties') {
       const names = (err.params as { additionalProperties?: string[] }).additionalProperties ?? [];
       for (const name of names) {
-        const parent = valueAtSchema(segments);
+        const parent = schemaAt(ConfigSchema, segments);
         const allowed = Object.keys(parent?.properties ?? {});
         const message = parent?.keyExpected ? `invalid key; expected ${parent.keyExpected}` : `unknown key; expected one of ${allowed.join(', ')}`;
         const p = locate.problem([...segments, name], message, locate.keyNode(segments, name));
@@ -224,15 +201,6 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
   return problems;
 }
 
-function valueAtSchema(segments: ReadonlyArray<string | number>): SchemaWithExpected | undefined {
-  let schema: SchemaWithExpected | undefined = ConfigSchema as unknown as SchemaWithExpected;
-  for (const seg of segments) {
-    if (!schema) return undefined;
-    schema = (typeof seg === 'number' ? schema.items : schema.properties?.[seg] ?? firstPatternProperty(schema)) as SchemaWithExpected | undefined;
-    if (schema?.anyOf) schema = schema.anyOf.find((s) => (s as SchemaWithExpected).properties) as SchemaWithExpected | undefined;
-  }
-  return schema;
-}
 
 /** Checks the schema cannot express: networks, ranges, duplicates, directories that must exist. */
 function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): ConfigProblem[] {

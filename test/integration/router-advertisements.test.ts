@@ -2,7 +2,7 @@
 // IPv6 host (ndisc6's rdisc6, soliciting like iPXE does) gets an advertisement that
 // configures nothing: no prefix, no managed/other flags, router lifetime 0.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NetLab, type LabHost } from '../lib/netlab.js';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 
 describe('IPv6 router advertisements for iPXE', () => {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import type { NetLab } from './netlab.js';
-import type { Background } from './proc.js';
+import type { NetLab } from '../../server/lab/netlab.js';
+import type { Background } from '../../server/lab/proc.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(REPO_ROOT, 'server/cli/main.ts');
