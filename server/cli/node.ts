@@ -28,7 +28,12 @@ async function call(t: Target, method: string, path: string, body?: unknown): Pr
     throw new SetupError(`cannot reach bootfarm at ${t.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
   }
   const text = await res.text();
-  const data: unknown = text ? JSON.parse(text) : undefined;
+  let data: unknown;
+  try {
+    data = text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new SetupError(`${method} ${path}: HTTP ${res.status} from ${t.base} is not JSON: is it bootfarm's HTTP port? (${JSON.stringify(text.slice(0, 80))})`);
+  }
   if (!res.ok) {
     const e = data as { message?: string; problems?: string[] } | undefined;
     throw new SetupError(`${method} ${path}: HTTP ${res.status}: ${e?.problems?.join('; ') || e?.message || text}`);
