@@ -24,6 +24,7 @@ import { NbdServer } from './nbd/server.js';
 import { ImageExportCatalog } from './nbd/catalog.js';
 import { NbdkitBackend } from './nbd/backends/nbdkit.js';
 import { NbdServerBackend } from './nbd/backends/nbd-server.js';
+import { rootAccessPolicy } from './nbd/admission.js';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -125,13 +126,7 @@ export class Bootfarm {
           { port: config.nbd.port, host: config.nbd.host },
           new ImageExportCatalog(config.images.dir, config.nbd.exports),
           {
-            refusal: (address) => {
-              if (config.nbd.allow === 'any') return undefined;
-              const lease = store.leaseByIp(address);
-              if (lease && lease.state === 'bound' && lease.expiresAt > now()) return undefined;
-              if (inventory.nodes().some((n) => n.ip === address)) return undefined;
-              return `${address} holds no lease and is no node's address (nbd.allow: leased)`;
-            },
+            refusal: rootAccessPolicy({ allow: config.nbd.allow, store, nodes: inventory, now }),
             nodeOf: (address) => nodes.byAddress(address),
           },
           logger.child({ svc: 'nbd' }), this.metrics,
