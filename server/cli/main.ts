@@ -5,6 +5,7 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
+import { installProcessGuards } from '../process-guard.js';
 import { SetupError } from '../errors.js';
 import { installGrubArm64, installIpxe } from './bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
@@ -37,6 +38,7 @@ program
       const config = loadConfig(opts.config);
       const logger = createLogger(config.log.level);
       app = new Bootfarm(config, logger);
+      installProcessGuards(logger, app.metrics);
       await app.start();
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');
       let stopping = false;

@@ -118,7 +118,7 @@ export class BootSessions {
           throw new AgentError(410, 'the boot ended while its token was being minted');
         }
         await this.deps.store.putSession({ ...latest, tokenId: minter?.kind === 'static' ? undefined : token.id, tokenExpiresAt: token.expiresAt });
-        logger.info({ node: node.hostname, mac: node.mac, tokenId: token.id, expiresAt: new Date(token.expiresAt).toISOString(), minter: minter?.kind }, 'bootstrap token minted');
+        logger.info({ node: node.hostname, mac: node.mac, tokenId: token.id, expiresAt: token.expiresAt === undefined ? 'set by the cluster' : new Date(token.expiresAt).toISOString(), minter: minter?.kind }, 'bootstrap token minted');
         this.event(node.mac, 'token.minted', { tokenId: token.id });
         return token;
       },

@@ -7,7 +7,8 @@ import { bootstrapTokenSecret, generateBootstrapToken, parseBootstrapToken, type
 import { SetupError } from '../errors.js';
 
 export interface MintedToken extends BootstrapToken {
-  expiresAt: number;
+  /** Epoch ms; undefined when bootfarm did not set an expiry (a static token's is the cluster's business). */
+  expiresAt: number | undefined;
 }
 
 export interface TokenMinter {
@@ -88,8 +89,9 @@ export class StaticTokenMinter implements TokenMinter {
   constructor(private readonly token: string) {}
 
   async mint(): Promise<MintedToken> {
-    // A static token's lifetime is the cluster's business; nothing is created.
-    return { ...parseBootstrapToken(this.token), expiresAt: Number.MAX_SAFE_INTEGER };
+    // A static token's lifetime is the cluster's business; nothing is created, and
+    // no expiry is invented (a far-future epoch is not a valid Date to log).
+    return { ...parseBootstrapToken(this.token), expiresAt: undefined };
   }
 
   async revoke(): Promise<void> {
