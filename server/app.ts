@@ -123,7 +123,7 @@ export class Bootfarm {
         const store = this.store;
         const now = () => Date.now();
         this.nbd = new NbdServer(
-          { port: config.nbd.port, host: config.nbd.host },
+          config.nbd,
           new ImageExportCatalog(config.images.dir, config.nbd.exports),
           {
             refusal: rootAccessPolicy({ allow: config.nbd.allow, store, nodes: inventory, now }),

@@ -77,6 +77,29 @@ export class Metrics {
     help: 'NBD connections closed because the client broke the protocol',
     registers: [this.registry],
   });
+  readonly nbdConnections = new Gauge({
+    name: 'bootfarm_nbd_connections',
+    help: 'NBD connections open now (handshake and transmission)',
+    registers: [this.registry],
+  });
+  readonly nbdConnectionsRejected = new Counter({
+    name: 'bootfarm_nbd_connections_rejected_total',
+    help: 'NBD connections closed on accept, before the greeting, by reason (per-client-cap: nbd.maxConnectionsPerClient; global-cap: nbd.maxConnections)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly nbdHandshakesEnded = new Counter({
+    name: 'bootfarm_nbd_handshakes_ended_total',
+    help: 'NBD handshakes ended by the server, by reason (policy: refused by nbd.allow; timeout: nbd.handshakeTimeoutSeconds; too-many-options: nbd.maxHandshakeOptions)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly nbdRequestErrors = new Counter({
+    name: 'bootfarm_nbd_request_errors_total',
+    help: 'NBD requests answered with an error, by command and error (EPERM: write to a read-only export; EINVAL: out of range or unknown; EIO: the image could not be read)',
+    labelNames: ['command', 'error'] as const,
+    registers: [this.registry],
+  });
   readonly dhcpHandleSeconds = new Histogram({
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',

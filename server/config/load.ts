@@ -63,7 +63,10 @@ export interface ResolvedConfig {
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
   http: { enabled: boolean; port: number; host: string };
-  nbd: { enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }> };
+  nbd: {
+    enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
+    handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number;
+  };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
   layers: LayerSet;
@@ -411,6 +414,10 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       allow: cfg.nbd?.allow ?? 'leased',
       backend: cfg.nbd?.backend ?? 'builtin',
       exports: (cfg.nbd?.exports ?? []).map((e) => ({ name: e.name, file: resolvePath(dir, e.file) })),
+      handshakeTimeoutSeconds: cfg.nbd?.handshakeTimeoutSeconds ?? 10,
+      maxConnections: cfg.nbd?.maxConnections ?? 1024,
+      maxConnectionsPerClient: cfg.nbd?.maxConnectionsPerClient ?? 8,
+      maxHandshakeOptions: cfg.nbd?.maxHandshakeOptions ?? 256,
     },
     boot: {
       bios: cfg.boot?.bios ?? 'undionly.kpxe',

@@ -133,6 +133,10 @@ export const ConfigSchema = Type.Object({
     host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
     allow: Type.Optional(Type.Union([Type.Literal('leased'), Type.Literal('any')], expected('leased (addresses with a lease or a node address) or any'))),
     backend: Type.Optional(Type.Union([Type.Literal('builtin'), Type.Literal('nbd-server'), Type.Literal('nbdkit')], expected('one of builtin, nbd-server, nbdkit'))),
+    handshakeTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, ...expected('a number of seconds 1-3600 to reach transmission') })),
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of open NBD connections 1-100000') })),
+    maxConnectionsPerClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, ...expected('a number of open NBD connections per client address 1-10000') })),
+    maxHandshakeOptions: Type.Optional(Type.Integer({ minimum: 8, maximum: 100000, ...expected('a number of options per NBD handshake 8-100000') })),
     exports: Type.Optional(Type.Array(Type.Object({
       name: Type.String({ minLength: 1, ...expected('an export name') }),
       file: Type.String({ minLength: 1, ...expected('an image file path') }),

@@ -1,6 +1,8 @@
 // The built-in NBD server: TCP edge of NbdSession. Who may attach is decided per
 // connection by its source address (by default: addresses holding a lease or
-// registered for a node); bytes are counted per export and per node.
+// registered for a node); bytes are counted per export and per node. The edge
+// also bounds what one peer can hold: connections per address and in all, the
+// time to reach transmission, and the replies queued for a peer that does not read.
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { NbdSession, type ExportCatalog, type NbdExport } from './session.js';
@@ -11,7 +13,24 @@ import { SetupError } from '../errors.js';
 export interface NbdServerOptions {
   port: number;
   host: string;
+  /** A client that has not entered transmission (GO or EXPORT_NAME) by then is disconnected. */
+  handshakeTimeoutSeconds: number;
+  /** Open connections in all; one more is closed before the greeting. */
+  maxConnections: number;
+  /** Open connections from one source address (an initramfs uses 1-2; nbd-client -connections more). */
+  maxConnectionsPerClient: number;
+  /** Options answered in one handshake; the next one closes the connection. */
+  maxHandshakeOptions: number;
 }
+
+/**
+ * Replies queued in userland for one peer above which its requests stop being
+ * read until the socket drains. Above one 32 MiB READ reply would still fit
+ * once; a few MiB keep nbdcopy's pipeline full.
+ */
+const WRITE_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** Time given to flush the last reply (e.g. ERR_POLICY) to a peer that may not read it, before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
 
 export interface NbdAccess {
   /** Undefined when `address` may attach; otherwise the reason it may not. */
@@ -23,7 +42,14 @@ export interface NbdAccess {
 export class NbdServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  /** Open connections per source address; an address leaves the map with its last connection. */
+  private readonly perClient = new Map<string, number>();
   private readonly errorLog = new RateLimiter(10, 60_000);
+  private readonly rejectLog = new RateLimiter(10, 60_000);
+  private readonly refusalLog = new RateLimiter(10, 60_000);
+  private readonly handshakeLog = new RateLimiter(10, 60_000);
+  /** One limiter per kind of refused request (a handful of commands × errors), so a flood of one kind does not hide another. */
+  private readonly requestLogs = new Map<string, RateLimiter>();
 
   constructor(
     private readonly options: NbdServerOptions,
@@ -36,14 +62,37 @@ export class NbdServer {
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
+  /** Over a cap: closed at once, before any handshake byte, counted, logged at a bounded rate. */
+  private reject(socket: net.Socket, address: string, reason: 'per-client-cap' | 'global-cap'): void {
+    socket.on('error', () => undefined);
+    socket.destroy();
+    this.metrics.nbdConnectionsRejected.inc({ reason });
+    const gate = this.rejectLog.take(Date.now());
+    if (gate.log) {
+      const limit = reason === 'global-cap' ? `nbd.maxConnections ${this.options.maxConnections}` : `nbd.maxConnectionsPerClient ${this.options.maxConnectionsPerClient}`;
+      this.logger.warn({ client: address, reason, limit, suppressedSinceLast: gate.suppressed }, 'nbd connection rejected: over the cap');
+    }
+  }
+
   private accept(socket: net.Socket): void {
-    socket.setNoDelay(true);
-    this.sockets.add(socket);
     const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (this.sockets.size >= this.options.maxConnections) return this.reject(socket, address, 'global-cap');
+    const fromClient = this.perClient.get(address) ?? 0;
+    if (fromClient >= this.options.maxConnectionsPerClient) return this.reject(socket, address, 'per-client-cap');
+    this.perClient.set(address, fromClient + 1);
+    this.sockets.add(socket);
+    this.metrics.nbdConnections.set(this.sockets.size);
+    socket.setNoDelay(true);
     const node = this.access.nodeOf(address);
     const nodeLabel = node?.hostname ?? 'unknown';
     const refusal = this.access.refusal(address);
-    if (refusal) this.logger.warn({ client: address, reason: refusal }, 'nbd client refused');
+    let closeGrace: NodeJS.Timeout | undefined;
+    const handshakeDeadline = setTimeout(() => {
+      this.metrics.nbdHandshakesEnded.inc({ reason: 'timeout' });
+      const gate = this.handshakeLog.take(Date.now());
+      if (gate.log) this.logger.warn({ client: address, seconds: this.options.handshakeTimeoutSeconds, suppressedSinceLast: gate.suppressed }, 'nbd handshake timed out');
+      socket.destroy();
+    }, this.options.handshakeTimeoutSeconds * 1000);
     const session = new NbdSession(
       {
         write: (parts, sent) => {
@@ -58,14 +107,20 @@ export class NbdServer {
           }
           socket.uncork();
         },
-        end: () => socket.end(),
+        congested: () => socket.writableLength > WRITE_HIGH_WATER_BYTES,
+        end: () => {
+          socket.end();
+          // A peer that does not read would keep a half-closed socket forever.
+          closeGrace ??= setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+        },
         pause: () => socket.pause(),
         resume: () => socket.resume(),
       },
       this.catalog,
-      { refusal },
+      { refusal, maxOptions: this.options.maxHandshakeOptions },
       {
         attached: (exp) => {
+          clearTimeout(handshakeDeadline);
           this.metrics.nbdAttach.inc({ export: exp.name, node: nodeLabel });
           this.logger.info({ client: address, node: node?.hostname, export: exp.name, source: exp.source, size: Number(exp.size) }, 'nbd root attached');
           if (node) this.onAttach(node, exp);
@@ -79,13 +134,38 @@ export class NbdServer {
           const gate = this.errorLog.take(Date.now());
           if (gate.log) this.logger.warn({ client: address, reason, suppressedSinceLast: gate.suppressed }, 'nbd connection closed: protocol error');
         },
+        handshakeEnded: (reason, detail) => {
+          this.metrics.nbdHandshakesEnded.inc({ reason });
+          const gate = (reason === 'policy' ? this.refusalLog : this.handshakeLog).take(Date.now());
+          if (!gate.log) return;
+          if (reason === 'policy') this.logger.warn({ client: address, reason: detail, suppressedSinceLast: gate.suppressed }, 'nbd client refused');
+          else this.logger.warn({ client: address, reason: detail, suppressedSinceLast: gate.suppressed }, 'nbd handshake ended: too many options');
+        },
+        requestRefused: (command, error, detail) => {
+          this.metrics.nbdRequestErrors.inc({ command, error });
+          const kind = `${command}/${error}`;
+          let limiter = this.requestLogs.get(kind);
+          if (!limiter) {
+            limiter = new RateLimiter(10, 60_000);
+            this.requestLogs.set(kind, limiter);
+          }
+          const gate = limiter.take(Date.now());
+          if (gate.log) this.logger[error === 'EIO' ? 'error' : 'info']({ client: address, node: node?.hostname, command, error, detail, suppressedSinceLast: gate.suppressed }, 'nbd request refused');
+        },
         closed: () => undefined,
       },
     );
     socket.on('data', (chunk: Buffer) => session.onData(chunk));
+    socket.on('drain', () => session.drained());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      clearTimeout(handshakeDeadline);
+      if (closeGrace) clearTimeout(closeGrace);
       this.sockets.delete(socket);
+      this.metrics.nbdConnections.set(this.sockets.size);
+      const left = (this.perClient.get(address) ?? 1) - 1;
+      if (left > 0) this.perClient.set(address, left);
+      else this.perClient.delete(address);
       session.onClose();
     });
   }

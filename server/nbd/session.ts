@@ -27,25 +27,48 @@ export interface ExportCatalog {
 export interface SessionIO {
   /** Writes the parts back to back (one reply stays contiguous on the stream); `sent` runs when they left. */
   write(parts: Buffer[], sent?: () => void): void;
-  /** Ends the connection after pending writes. */
+  /**
+   * True while the replies queued for the peer are above the high-water mark: the
+   * session stops reading until the edge calls drained(). Every reply path goes
+   * through this check, so a peer that never reads cannot make the server buffer.
+   */
+  congested(): boolean;
+  /** Ends the connection after pending writes (the edge bounds how long that may take). */
   end(): void;
   pause(): void;
   resume(): void;
 }
 
+export type RequestCommand = 'read' | 'write' | 'trim' | 'write-zeroes' | 'unknown';
+export type RequestError = 'EPERM' | 'EINVAL' | 'EIO';
+export type HandshakeEnd = 'policy' | 'too-many-options';
+
 export interface SessionEvents {
   attached(exp: NbdExport): void;
   served(exp: NbdExport, bytes: number): void;
   protocolError(reason: string): void;
+  /** The handshake was ended by the server: a refused client asked for an export, or sent too many options. */
+  handshakeEnded(reason: HandshakeEnd, detail: string): void;
+  /** A transmission request answered with an error. */
+  requestRefused(command: RequestCommand, error: RequestError, detail: string): void;
   closed(): void;
 }
 
 export interface SessionPolicy {
-  /** Undefined: may attach; otherwise why not (answered with ERR_POLICY). */
+  /** Undefined: may attach; otherwise why not (answered with ERR_POLICY, then the connection is closed). */
   refusal: string | undefined;
+  /** Options answered per handshake; the one past it closes the connection (nbd.maxHandshakeOptions). */
+  maxOptions: number;
 }
 
-const MAX_OPTION_LENGTH = 64 * 1024;
+/**
+ * Largest option payload read. Names are capped at 4096 bytes by the protocol;
+ * INFO/GO adds a length, a count and a few info types. A larger claim closes the
+ * connection as soon as its 16-byte header is in, before any of it is buffered.
+ */
+export const MAX_OPTION_LENGTH = 4096 + 4 + 2 + 2 * 64;
+/** Unparsed bytes held while an option is being answered (it may await the disk); past it, reading stops. */
+const MAX_PENDING_BYTES = 256 * 1024;
 /**
  * Reads in flight per connection, counted until their reply has been *sent*: a
  * client that stops reading replies stops being served, instead of making the
@@ -66,19 +89,32 @@ export class NbdSession {
   private paused = false;
   private busy = false;
   private disconnectRequested = false;
+  private optionsSeen = 0;
+  /** Bytes of a refused WRITE's payload still to skip: consumed as they arrive, never buffered. */
+  private discarding = 0;
+  private afterDiscard: (() => void) | undefined;
 
   constructor(private readonly io: SessionIO, private readonly catalog: ExportCatalog, private readonly policy: SessionPolicy, private readonly events: SessionEvents) {
     io.write([greeting()]);
   }
 
   onData(chunk: Buffer): void {
+    // Whatever arrives after the server decided to close is not even kept.
+    if (this.phase === 'closing') return;
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    void this.pump();
+    if (this.pending.length > MAX_PENDING_BYTES) this.hold();
+    this.pump().catch((err: unknown) => this.fail(`internal error: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  /** The edge flushed the replies queued for the peer: read again if nothing else holds us back. */
+  drained(): void {
+    this.releaseIfClear();
   }
 
   /** The peer went away: release what this session holds. */
   onClose(): void {
     this.phase = 'closing';
+    this.pending = Buffer.alloc(0);
     this.exp?.close();
     this.exp = undefined;
     this.events.closed();
@@ -89,6 +125,31 @@ export class NbdSession {
     this.events.protocolError(reason);
     this.phase = 'closing';
     this.io.end();
+  }
+
+  /** Why reading must stop now: replies not yet flushed to the peer, or too many reads in flight. */
+  private mustHold(): boolean {
+    return this.io.congested() || this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES;
+  }
+
+  private hold(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.io.pause();
+  }
+
+  /** Resumes reading once the backlog is half gone (hysteresis: no pause/resume per reply). */
+  private releaseIfClear(): void {
+    if (!this.paused || this.phase === 'closing') return;
+    if (this.io.congested() || this.inFlight >= MAX_IN_FLIGHT / 2 || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES / 2) return;
+    if (this.pending.length > MAX_PENDING_BYTES) {
+      // Still a backlog of unparsed bytes: parse it first; pump resumes reading when it is down.
+      this.pump().catch((err: unknown) => this.fail(`internal error: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    this.paused = false;
+    this.io.resume();
+    this.pump().catch((err: unknown) => this.fail(`internal error: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   private take(n: number): Buffer | undefined {
@@ -105,6 +166,22 @@ export class NbdSession {
     try {
       for (;;) {
         if (this.phase === 'closing') return;
+        if (this.afterDiscard) {
+          const skipped = Math.min(this.discarding, this.pending.length);
+          this.take(skipped);
+          this.discarding -= skipped;
+          if (this.discarding > 0) return;
+          const then = this.afterDiscard;
+          this.afterDiscard = undefined;
+          then?.();
+          continue;
+        }
+        // Every reply path below writes through this check: a peer that does not
+        // read its replies stops being read from.
+        if (this.mustHold()) {
+          this.hold();
+          return;
+        }
         if (this.phase === 'client-flags') {
           const flags = this.take(4);
           if (!flags) return;
@@ -123,30 +200,49 @@ export class NbdSession {
           const length = this.pending.readUInt32BE(12);
           if (length > MAX_OPTION_LENGTH) return this.fail(`option ${option} claims ${length} bytes of data`);
           if (this.pending.length < 16 + length) return;
+          if (++this.optionsSeen > this.policy.maxOptions) return this.endHandshake('too-many-options', `more than ${this.policy.maxOptions} options in one handshake`);
           this.take(16);
           const data = Buffer.from(this.take(length) as Buffer);
           await this.handleOption(option, data);
           continue;
         }
         // Transmission.
-        if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) {
-          if (!this.paused) { this.paused = true; this.io.pause(); }
-          return;
-        }
         if (this.pending.length < 28) return;
         if (this.pending.readUInt32BE(0) !== REQUEST_MAGIC) return this.fail('request without the request magic');
         const type = this.pending.readUInt16BE(6);
         const length = this.pending.readUInt32BE(24);
-        const isWrite = type === Command.WRITE;
-        if (isWrite && length > MAX_REQUEST_LENGTH) return this.fail(`WRITE of ${length} bytes`);
-        if (this.pending.length < 28 + (isWrite ? length : 0)) return;
+        if (type === Command.WRITE && length > MAX_REQUEST_LENGTH) return this.fail(`WRITE of ${length} bytes`);
         const header = this.take(28) as Buffer;
-        if (isWrite) this.take(length); // the payload of a refused write is consumed, not parsed
-        this.handleRequest(type, Buffer.from(header.subarray(8, 16)), header.readBigUInt64BE(16), length);
+        const cookie = Buffer.from(header.subarray(8, 16));
+        const offset = header.readBigUInt64BE(16);
+        if (type === Command.WRITE) {
+          // The payload of a refused write is skipped as it streams in; the refusal follows it.
+          this.discarding = length;
+          this.afterDiscard = () => this.handleRequest(type, cookie, offset, length);
+          continue;
+        }
+        this.handleRequest(type, cookie, offset, length);
       }
     } finally {
       this.busy = false;
+      // Reading was stopped only for a backlog of unparsed bytes, and that is gone.
+      if (this.paused && this.phase !== 'closing' && this.pending.length <= MAX_PENDING_BYTES && !this.mustHold()) {
+        this.paused = false;
+        this.io.resume();
+      }
     }
+  }
+
+  /** Ends the handshake from the server's side: the reply already written is flushed, then the connection closes. */
+  private endHandshake(reason: HandshakeEnd, detail: string): void {
+    this.events.handshakeEnded(reason, detail);
+    this.endNow();
+  }
+
+  /** An option that asks for an export, from a client the policy refuses: say why, then hang up. */
+  private refuse(option: number, refusal: string): void {
+    this.reply(option, Reply.ERR_POLICY, Buffer.from(refusal));
+    this.endHandshake('policy', refusal);
   }
 
   private reply(option: number, type: number, data?: Buffer): void {
@@ -161,14 +257,14 @@ export class NbdSession {
         this.io.end();
         return;
       case Option.LIST: {
+        if (this.policy.refusal) return this.refuse(option, this.policy.refusal);
         if (data.length !== 0) return this.reply(option, Reply.ERR_INVALID, Buffer.from('LIST takes no data'));
-        if (this.policy.refusal) return this.reply(option, Reply.ERR_POLICY, Buffer.from(this.policy.refusal));
         for (const name of await this.catalog.names()) this.reply(option, Reply.SERVER, listEntry(name));
         return this.reply(option, Reply.ACK);
       }
       case Option.EXPORT_NAME: {
         // No error reply exists for EXPORT_NAME: an unknown or refused export closes the connection.
-        if (this.policy.refusal) return this.fail(`EXPORT_NAME refused: ${this.policy.refusal}`);
+        if (this.policy.refusal) return this.endHandshake('policy', this.policy.refusal);
         const exp = await this.catalog.open(data.toString('utf8'));
         if (!exp) return this.fail(`EXPORT_NAME for unknown export ${JSON.stringify(data.toString('utf8'))}`);
         this.enterTransmission(exp);
@@ -177,6 +273,7 @@ export class NbdSession {
       }
       case Option.INFO:
       case Option.GO: {
+        if (this.policy.refusal) return this.refuse(option, this.policy.refusal);
         if (data.length < 6) return this.reply(option, Reply.ERR_INVALID, Buffer.from('INFO/GO data too short'));
         const nameLength = data.readUInt32BE(0);
         if (4 + nameLength + 2 > data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('export name runs past the option data'));
@@ -185,7 +282,6 @@ export class NbdSession {
         if (4 + nameLength + 2 + count * 2 !== data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('information request count does not match the data'));
         const requested = new Set<number>();
         for (let i = 0; i < count; i++) requested.add(data.readUInt16BE(4 + nameLength + 2 + i * 2));
-        if (this.policy.refusal) return this.reply(option, Reply.ERR_POLICY, Buffer.from(this.policy.refusal));
         const exp = await this.catalog.open(name);
         if (!exp) return this.reply(option, Reply.ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(name)}`));
         if (requested.has(Info.NAME)) this.reply(option, Reply.INFO, Buffer.concat([Buffer.from([0, Info.NAME]), Buffer.from(exp.name)]));
@@ -217,7 +313,7 @@ export class NbdSession {
       case Command.READ: {
         // Out of range is answered before any data: a short read after a zero-error header is fatal.
         if (length > MAX_REQUEST_LENGTH || offset + BigInt(length) > exp.size) {
-          this.io.write([simpleReply(Errno.EINVAL, cookie)]);
+          this.refuseRequest('read', 'EINVAL', cookie, `READ of ${length} bytes at ${offset} on an export of ${exp.size} bytes`);
           return;
         }
         this.inFlight++;
@@ -235,8 +331,8 @@ export class NbdSession {
             });
             this.events.served(exp, data.length);
           },
-          () => {
-            if (this.phase !== 'closing') this.io.write([simpleReply(Errno.EIO, cookie)]);
+          (err: unknown) => {
+            if (this.phase !== 'closing') this.refuseRequest('read', 'EIO', cookie, `READ of ${length} bytes at ${offset}: ${err instanceof Error ? err.message : String(err)}`);
             this.settled(length);
           },
         );
@@ -244,9 +340,11 @@ export class NbdSession {
       }
       case Command.WRITE:
       case Command.TRIM:
-      case Command.WRITE_ZEROES:
-        this.io.write([simpleReply(Errno.EPERM, cookie)]);
+      case Command.WRITE_ZEROES: {
+        const command = type === Command.WRITE ? 'write' : type === Command.TRIM ? 'trim' : 'write-zeroes';
+        this.refuseRequest(command, 'EPERM', cookie, `${command} of ${length} bytes at ${offset} on a read-only export`);
         return;
+      }
       case Command.FLUSH:
       case Command.CACHE:
         this.io.write([simpleReply(0, cookie)]);
@@ -257,19 +355,20 @@ export class NbdSession {
         if (this.inFlight === 0) this.endNow();
         return;
       default:
-        this.io.write([simpleReply(Errno.EINVAL, cookie)]);
+        this.refuseRequest('unknown', 'EINVAL', cookie, `unknown command ${type}`);
     }
+  }
+
+  private refuseRequest(command: RequestCommand, error: RequestError, cookie: Buffer, detail: string): void {
+    this.io.write([simpleReply(Errno[error], cookie)]);
+    this.events.requestRefused(command, error, detail);
   }
 
   private settled(bytes: number): void {
     this.inFlight--;
     this.inFlightBytes -= bytes;
     if (this.disconnectRequested && this.inFlight === 0) return this.endNow();
-    if (this.paused && this.inFlight < MAX_IN_FLIGHT / 2 && this.inFlightBytes < MAX_IN_FLIGHT_BYTES / 2) {
-      this.paused = false;
-      this.io.resume();
-      void this.pump();
-    }
+    this.releaseIfClear();
   }
 
   private endNow(): void {
