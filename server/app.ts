@@ -91,8 +91,9 @@ export class Bootfarm {
           {
             port: config.tftp.port,
             addresses: config.tftp.addresses ?? localIpv4Addresses(),
-            limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000 },
+            limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000, maxTimeoutSeconds: config.tftp.maxTimeoutSeconds },
             maxTransfers: config.tftp.maxTransfers,
+            maxTransfersPerClient: config.tftp.maxTransfersPerClient,
           },
           files, logger.child({ svc: 'tftp' }), this.metrics,
           (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' || event.result.outcome === 'final-ack-missing' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),

@@ -23,7 +23,7 @@ export class Metrics {
   });
   readonly tftpRequests = new Counter({
     name: 'bootfarm_tftp_requests_total',
-    help: 'TFTP requests by outcome (started, not-found, denied, busy, write-refused, bad-mode)',
+    help: 'TFTP requests by outcome (started, not-found, denied, busy: tftp.maxTransfers in flight, busy-client: tftp.maxTransfersPerClient in flight from that address, write-refused, bad-mode)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -41,6 +41,29 @@ export class Metrics {
   readonly tftpMalformed = new Counter({
     name: 'bootfarm_tftp_malformed_total',
     help: 'Datagrams on the TFTP request port that could not be parsed or were not requests',
+    registers: [this.registry],
+  });
+  readonly tftpTransfersInFlight = new Gauge({
+    name: 'bootfarm_tftp_transfers_in_flight',
+    help: 'TFTP transfer slots held now: transfers running plus requests being resolved (at most tftp.maxTransfers)',
+    registers: [this.registry],
+  });
+  readonly tftpDropped = new Counter({
+    name: 'bootfarm_tftp_dropped_total',
+    help: 'TFTP datagrams dropped without any reply, by reason (source-port-0: nothing can be sent to port 0)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpSendErrors = new Counter({
+    name: 'bootfarm_tftp_send_errors_total',
+    help: 'TFTP sends refused by Node or the kernel, by destination (client: a transfer peer, which ends that transfer; stranger: an ERROR 5 to another endpoint; refusal: an ERROR to a request)',
+    labelNames: ['to'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpOptionsIgnored = new Counter({
+    name: 'bootfarm_tftp_options_ignored_total',
+    help: 'TFTP options left out of the OACK because the value was invalid or above a limit (timeout above tftp.maxTimeoutSeconds), by option',
+    labelNames: ['option'] as const,
     registers: [this.registry],
   });
   readonly httpRequests = new Counter({

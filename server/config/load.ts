@@ -61,7 +61,7 @@ export interface ResolvedConfig {
     piProxyDelayMs: number;
     routerAdvertisements: boolean;
   };
-  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number };
+  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number };
   http: { enabled: boolean; port: number; host: string };
   nbd: {
     enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
@@ -405,6 +405,8 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       maxBlockSize: cfg.tftp?.maxBlockSize ?? 1468,
       maxWindowSize: cfg.tftp?.maxWindowSize ?? 64,
       maxTransfers: cfg.tftp?.maxTransfers ?? 1000,
+      maxTransfersPerClient: cfg.tftp?.maxTransfersPerClient ?? 8,
+      maxTimeoutSeconds: cfg.tftp?.maxTimeoutSeconds ?? 5,
     },
     http: { enabled: cfg.http !== undefined && cfg.http.enabled !== false, port: cfg.http?.port ?? 8080, host: cfg.http?.host ?? '0.0.0.0' },
     nbd: {

@@ -121,6 +121,8 @@ export const ConfigSchema = Type.Object({
     maxBlockSize: Type.Optional(Type.Integer({ minimum: 512, maximum: 65464, ...expected('a block size 512-65464 (1468 fits a 1500-byte MTU)') })),
     maxWindowSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, ...expected('a window size 1-65535') })),
     maxTransfers: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers') })),
+    maxTransfersPerClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers to one client address 1-100000') })),
+    maxTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 255, ...expected('seconds 1-255: the largest timeout option honoured (a larger one is ignored)') })),
   }, { additionalProperties: false })),
   http: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),

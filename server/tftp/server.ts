@@ -1,13 +1,19 @@
 // The TFTP server: read requests only. One listener per local address, because
 // Node cannot tell which address a datagram was sent to, and the reply must come
 // from that address (notes §3.2); each transfer gets its own socket bound to it.
+//
+// A transfer slot (tftp.maxTransfers overall, tftp.maxTransfersPerClient per
+// client address) is reserved synchronously when a read request arrives, before
+// any await, so a burst cannot overshoot the caps; every path that does not hand
+// the slot to a running transfer releases it.
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { encodeError, parseTftpPacket, TftpError, type TftpRequest } from './packet.js';
-import { negotiate, type TftpLimits } from './options.js';
+import { negotiate, type Negotiated, type TftpLimits } from './options.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
-import { Transfer, type TransferResult } from './transfer.js';
-import type { ResolverChain } from '../boot/files/resolver.js';
+import { Transfer, type TransferObserver, type TransferResult } from './transfer.js';
+import { isReplyablePort, sendGuarded } from './send.js';
+import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
 import { SetupError } from '../errors.js';
@@ -18,7 +24,13 @@ export interface TftpServerOptions {
   addresses: string[];
   limits: TftpLimits;
   maxTransfers: number;
+  maxTransfersPerClient: number;
 }
+
+/** What the server needs of the file resolvers; unit tests pass a stand-in. */
+export type TftpFiles = Pick<ResolverChain, 'resolve'>;
+
+type Reservation = { ok: true; release: () => void } | { ok: false; outcome: 'busy' | 'busy-client' };
 
 export interface FileServedEvent {
   path: string;
@@ -30,11 +42,22 @@ export interface FileServedEvent {
 export class TftpServer {
   private readonly listeners: dgram.Socket[] = [];
   private readonly active = new Set<dgram.Socket>();
+  /** Slots held: running transfers plus requests between arrival and start. */
+  private slotsHeld = 0;
+  private readonly slotsByClient = new Map<string, number>();
+  private stopped = false;
   private readonly badLog = new RateLimiter(10, 60_000);
+  private readonly unanswerableLog = new RateLimiter(10, 60_000);
+  private readonly sendErrorLog = new RateLimiter(10, 60_000);
+  private readonly failureLog = new RateLimiter(10, 60_000);
+  private readonly transferObserver: TransferObserver = {
+    strayDropped: (from) => this.dropUnanswerable(from, 'transfer port'),
+    sendFailed: (err, toPeer) => this.countSendError(err, toPeer ? 'client' : 'stranger'),
+  };
 
   constructor(
     private readonly options: TftpServerOptions,
-    private readonly files: ResolverChain,
+    private readonly files: TftpFiles,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: FileServedEvent) => void = () => undefined,
@@ -52,8 +75,13 @@ export class TftpServer {
       socket.removeAllListeners('error');
       socket.on('error', (err) => this.logger.warn({ err: err.message, address }, 'tftp listener error'));
       socket.on('message', (msg, rinfo) => {
+        if (!isReplyablePort(rinfo.port)) {
+          this.dropUnanswerable(rinfo, 'request port');
+          return;
+        }
         this.onRequest(socket, address, msg, rinfo).catch((err: unknown) => {
-          this.logger.error({ err: (err as Error).message, from: rinfo.address }, 'tftp request failed');
+          const gate = this.failureLog.take(Date.now());
+          if (gate.log) this.logger.error({ err: (err as Error).message, from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp request failed');
         });
       });
       this.listeners.push(socket);
@@ -62,6 +90,7 @@ export class TftpServer {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const s of [...this.listeners, ...this.active]) {
       try { s.close(); } catch { /* closed already */ }
     }
@@ -69,8 +98,50 @@ export class TftpServer {
     this.active.clear();
   }
 
+  /** Where the request listeners are bound (the port is the kernel's choice when options.port is 0). */
+  listening(): Array<{ address: string; port: number }> {
+    return this.listeners.map((s) => s.address()).map((a) => ({ address: a.address, port: a.port }));
+  }
+
+  /** Slots held: running transfers plus requests being resolved or opened. */
   get transfersInFlight(): number {
-    return this.active.size;
+    return this.slotsHeld;
+  }
+
+  /** Takes a slot now (no await before this), or says which cap is full. */
+  private reserve(client: string): Reservation {
+    if (this.slotsHeld >= this.options.maxTransfers) return { ok: false, outcome: 'busy' };
+    const held = this.slotsByClient.get(client) ?? 0;
+    if (held >= this.options.maxTransfersPerClient) return { ok: false, outcome: 'busy-client' };
+    this.slotsHeld++;
+    this.slotsByClient.set(client, held + 1);
+    this.metrics.tftpTransfersInFlight.set(this.slotsHeld);
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.slotsHeld--;
+        const left = (this.slotsByClient.get(client) ?? 1) - 1;
+        if (left > 0) this.slotsByClient.set(client, left);
+        else this.slotsByClient.delete(client);
+        this.metrics.tftpTransfersInFlight.set(this.slotsHeld);
+      },
+    };
+  }
+
+  /** Port 0 is a legal source on the wire and no destination: no reply is possible. */
+  private dropUnanswerable(rinfo: dgram.RemoteInfo, where: string): void {
+    this.metrics.tftpDropped.inc({ reason: 'source-port-0' });
+    const gate = this.unanswerableLog.take(Date.now());
+    if (gate.log) this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, where, suppressedSinceLast: gate.suppressed }, 'tftp datagram from port 0 dropped (cannot be answered)');
+  }
+
+  private countSendError(err: Error, to: 'client' | 'stranger' | 'refusal'): void {
+    this.metrics.tftpSendErrors.inc({ to });
+    const gate = this.sendErrorLog.take(Date.now());
+    if (gate.log) this.logger.warn({ err: err.message, to, suppressedSinceLast: gate.suppressed }, 'tftp send failed');
   }
 
   private dropBad(reason: string, rinfo: dgram.RemoteInfo): void {
@@ -80,7 +151,9 @@ export class TftpServer {
   }
 
   private refuse(listener: dgram.Socket, rinfo: dgram.RemoteInfo, code: number, message: string): void {
-    listener.send(encodeError(code, message), rinfo.port, rinfo.address);
+    sendGuarded(listener, encodeError(code, message), rinfo.port, rinfo.address, (err) => {
+      if (err) this.countSendError(err, 'refusal');
+    });
   }
 
   private async onRequest(listener: dgram.Socket, localAddress: string, msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
@@ -109,17 +182,32 @@ export class TftpServer {
       this.logger.warn({ ...log, reason: normalized.reason }, 'tftp request refused');
       return this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation');
     }
-    if (this.active.size >= this.options.maxTransfers) {
-      this.metrics.tftpRequests.inc({ outcome: 'busy' });
+    const slot = this.reserve(rinfo.address);
+    if (!slot.ok) {
+      this.metrics.tftpRequests.inc({ outcome: slot.outcome });
       return this.refuse(listener, rinfo, TftpError.NOT_DEFINED, 'server busy, retry later');
     }
-    const answer = await this.files.resolve({ path: normalized.path, clientAddress: rinfo.address, protocol: 'tftp' });
+    // Until a Transfer owns the slot (and releases it in its end callback), this
+    // function does, on every path out of it: return, throw or rejection.
+    let slotOwnedByTransfer = false;
+    try {
+      slotOwnedByTransfer = await this.startTransfer(listener, localAddress, request, rinfo, normalized.path, slot.release);
+    } finally {
+      if (!slotOwnedByTransfer) slot.release();
+    }
+  }
+
+  /** Resolves, opens, binds and starts; true once a Transfer owns the slot. */
+  private async startTransfer(listener: dgram.Socket, localAddress: string, request: TftpRequest, rinfo: dgram.RemoteInfo, path: string, releaseSlot: () => void): Promise<boolean> {
+    const log = { file: request.filename, client: `${rinfo.address}:${rinfo.port}` };
+    const answer = await this.files.resolve({ path, clientAddress: rinfo.address, protocol: 'tftp' });
+    if (this.stopped) return false;
     if (!answer.found) {
       this.metrics.tftpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
       this.logger.info({ ...log, reason: answer.detail }, answer.denied ? 'tftp request refused' : 'tftp file not found');
-      return answer.denied
-        ? this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation')
-        : this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
+      if (answer.denied) this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation');
+      else this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
+      return false;
     }
     // The file is opened (and generated files rendered) before any OACK, so its
     // size is known and an error cannot follow an OACK (notes §3.3).
@@ -129,32 +217,55 @@ export class TftpServer {
     } catch (err) {
       this.metrics.tftpRequests.inc({ outcome: 'not-found' });
       this.logger.warn({ ...log, err: (err as Error).message }, 'tftp file could not be opened');
-      return this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
+      this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
+      return false;
     }
     const negotiated = negotiate(request.options, source.size, this.options.limits);
+    for (const option of negotiated.ignored) this.metrics.tftpOptionsIgnored.inc({ option });
     const socket = dgram.createSocket({ type: 'udp4' });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind(0, localAddress, () => { socket.off('error', reject); resolve(); });
       });
+      if (this.stopped) throw new Error('tftp server stopped');
     } catch (err) {
       source.release();
-      socket.close();
+      try { socket.close(); } catch { /* closed already */ }
       throw err;
     }
     this.active.add(socket);
     this.metrics.tftpRequests.inc({ outcome: 'started' });
-    const transfer = new Transfer(socket, { address: rinfo.address, port: rinfo.port }, source, negotiated, (result) => {
+    const opened = source;
+    let transfer: Transfer;
+    try {
+      transfer = this.createTransfer(socket, rinfo, opened, negotiated, log, path, answer.from, releaseSlot);
+    } catch (err) {
       this.active.delete(socket);
-      this.metrics.tftpTransfers.inc({ outcome: result.outcome });
-      this.metrics.tftpBytes.inc(result.bytes);
-      const entry = { ...log, path: normalized.path, from: answer.from, outcome: result.outcome, bytes: result.bytes, size: source.size, blksize: negotiated.blockSize, windowsize: negotiated.windowSize, retransmits: result.retransmits, ms: result.durationMs, clientError: result.clientError?.code, detail: result.detail };
-      if (result.outcome === 'timeout' || result.outcome === 'error') this.logger.warn(entry, 'tftp transfer failed');
-      else if (result.outcome === 'aborted-by-client') this.logger.info(entry, 'tftp transfer closed by client');
-      else this.logger.info(entry, 'tftp file sent');
-      this.onFileServed({ path: normalized.path, client: rinfo.address, from: answer.from, result });
-    });
+      opened.release();
+      try { socket.close(); } catch { /* closed already */ }
+      throw err;
+    }
     transfer.start();
+    return true;
+  }
+
+  private createTransfer(socket: dgram.Socket, rinfo: dgram.RemoteInfo, opened: FileSource, negotiated: Negotiated, log: { file: string; client: string }, path: string, from: string, releaseSlot: () => void): Transfer {
+    return new Transfer(socket, { address: rinfo.address, port: rinfo.port }, opened, negotiated, (result) => {
+      this.active.delete(socket);
+      releaseSlot();
+      try {
+        this.metrics.tftpTransfers.inc({ outcome: result.outcome });
+        this.metrics.tftpBytes.inc(result.bytes);
+        const entry = { ...log, path, from, outcome: result.outcome, bytes: result.bytes, size: opened.size, blksize: negotiated.blockSize, windowsize: negotiated.windowSize, retransmits: result.retransmits, ms: result.durationMs, clientError: result.clientError?.code, detail: result.detail };
+        if (result.outcome === 'timeout' || result.outcome === 'error') this.logger.warn(entry, 'tftp transfer failed');
+        else if (result.outcome === 'aborted-by-client') this.logger.info(entry, 'tftp transfer closed by client');
+        else this.logger.info(entry, 'tftp file sent');
+        this.onFileServed({ path, client: rinfo.address, from, result });
+      } catch (err) {
+        // The transfer is over and its slot free; a failing observer must not throw into a socket or timer callback.
+        this.logger.error({ ...log, err: (err as Error).message }, 'tftp end-of-transfer bookkeeping failed');
+      }
+    }, this.transferObserver);
   }
 }

@@ -3,10 +3,15 @@
 // on a duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1; the Pi 4
 // hangs if it gets a duplicated block, notes §2.4). Block numbers wrap 65535 -> 0
 // as dnsmasq, iPXE and current Pi EEPROMs expect (notes §3.4).
+//
+// Every way a transfer can end (socket error, send failure, timeout, client
+// ERROR, start() throwing, the source failing) goes through finish(), which runs
+// once: timers cleared, source released, socket closed, onEnd called.
 import type dgram from 'node:dgram';
 import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError, TftpOpcode } from './packet.js';
 import type { Negotiated } from './options.js';
 import type { FileSource } from '../boot/files/resolver.js';
+import { isReplyablePort, sendGuarded } from './send.js';
 
 /**
  * 'final-ack-missing': every block went out and the client acknowledged all but
@@ -32,8 +37,23 @@ export interface Peer {
   port: number;
 }
 
+/** The part of a dgram socket a transfer uses; unit tests pass a fake. */
+export type TransferSocket = Pick<dgram.Socket, 'on' | 'send' | 'close'>;
+
+/** What a transfer reports besides its end, for metrics and bounded logging. */
+export interface TransferObserver {
+  /** A datagram from another endpoint that was dropped without a reply (source port 0). */
+  strayDropped(from: dgram.RemoteInfo): void;
+  /** A send the kernel or Node refused; `toPeer` false for the ERROR 5 to a stranger. */
+  sendFailed(err: Error, toPeer: boolean): void;
+}
+
+const NO_OBSERVER: TransferObserver = { strayDropped: () => undefined, sendFailed: () => undefined };
+
 /**
- * How long a transfer may go without progress before it is abandoned. The
+ * How long a transfer may go without progress before it is abandoned (at least
+ * three retransmissions, so the bound is max(15 s, 3 x timeout) + timeout; the
+ * timeout option is capped by tftp.maxTimeoutSeconds, server/tftp/options.ts). The
  * retransmission interval itself stays at the negotiated timeout (1 s default):
  * the server ignores duplicate ACKs, so a client waiting on a lost DATA packet
  * depends on this timer alone, and clients give up after a few of their own
@@ -58,32 +78,47 @@ export class Transfer {
   private readonly started = Date.now();
 
   constructor(
-    private readonly socket: dgram.Socket,
+    private readonly socket: TransferSocket,
     private readonly peer: Peer,
     private readonly source: FileSource,
     private readonly negotiated: Negotiated,
     private readonly onEnd: (result: TransferResult) => void,
+    private readonly observer: TransferObserver = NO_OBSERVER,
   ) {
     // The last block is shorter than blksize, so a size that is an exact multiple
     // gets a final empty block (RFC 1350 §6).
     this.totalBlocks = Math.floor(source.size / negotiated.blockSize) + 1;
     this.awaitingOackAck = negotiated.oack.length > 0;
     socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
-    socket.on('error', (err) => this.finish('error', err.message));
+    socket.on('error', (err) => this.finish('error', `socket error: ${err.message}`));
   }
 
+  /** Sends the OACK or the first window. Never throws: a failure ends the transfer through finish(). */
   start(): void {
-    if (this.awaitingOackAck) {
-      this.sendRaw(encodeOack(this.negotiated.oack));
-      this.armTimer();
-    } else {
-      this.sendWindow();
+    try {
+      if (!isReplyablePort(this.peer.port)) {
+        this.finish('error', `client port ${this.peer.port} cannot be answered`);
+        return;
+      }
+      if (this.awaitingOackAck) {
+        this.sendRaw(encodeOack(this.negotiated.oack));
+        this.armTimer();
+      } else {
+        this.sendWindow();
+      }
+    } catch (err) {
+      this.finish('error', `start failed: ${(err as Error).message}`);
     }
   }
 
+  /** A send that fails (now or in the kernel) ends the transfer: the peer cannot be reached. */
   private sendRaw(...parts: Buffer[]): void {
     if (this.ended) return;
-    this.socket.send(parts, this.peer.port, this.peer.address);
+    sendGuarded(this.socket, parts, this.peer.port, this.peer.address, (err) => {
+      if (!err) return;
+      this.observer.sendFailed(err, true);
+      this.finish('error', `send failed: ${err.message}`);
+    });
   }
 
   /**
@@ -109,10 +144,11 @@ export class Transfer {
           const length = Math.max(0, Math.min(blockSize, this.source.size - offset));
           const payload = length > 0 ? this.source.read(offset, length) : EMPTY;
           if (payload instanceof Promise) {
-            void this.continueAsync(payload, block, last);
+            this.continueAsync(payload, block, last).catch((err: unknown) => this.finish('error', `read failed: ${(err as Error).message}`));
             return;
           }
           this.sendBlock(block, payload);
+          if (this.ended) break;
         }
       } while (this.sendAgain && !this.ended);
       this.armTimer();
@@ -152,6 +188,7 @@ export class Transfer {
 
   /** (Re)starts the retransmission timer; refresh() re-arms it without a new allocation per ACK. */
   private armTimer(): void {
+    if (this.ended) return;
     if (this.timer) this.timer.refresh();
     else this.timer = setTimeout(() => this.onTimeout(), this.negotiated.timeoutMs);
   }
@@ -179,8 +216,14 @@ export class Transfer {
     if (this.ended) return;
     if (rinfo.address !== this.peer.address || rinfo.port !== this.peer.port) {
       // RFC 1350 §4: a packet from another transfer ID gets ERROR 5, and the
-      // transfer goes on undisturbed.
-      this.socket.send(encodeError(TftpError.UNKNOWN_TID, 'Unknown transfer ID'), rinfo.port, rinfo.address);
+      // transfer goes on undisturbed. Source port 0 cannot be answered at all.
+      if (!isReplyablePort(rinfo.port)) {
+        this.observer.strayDropped(rinfo);
+        return;
+      }
+      sendGuarded(this.socket, encodeError(TftpError.UNKNOWN_TID, 'Unknown transfer ID'), rinfo.port, rinfo.address, (err) => {
+        if (err) this.observer.sendFailed(err, false);
+      });
       return;
     }
     // ACKs are nearly every packet a transfer receives: decode them without the general parser.
@@ -236,7 +279,8 @@ export class Transfer {
   abort(code: number, message: string, detail?: string): void {
     if (this.ended) return;
     // Close only once the ERROR has left: closing right after send() can drop it.
-    this.socket.send(encodeError(code, message), this.peer.port, this.peer.address, () => this.closeSocket());
+    // A failed send closes at once (sendGuarded calls back synchronously then).
+    sendGuarded(this.socket, encodeError(code, message), this.peer.port, this.peer.address, () => this.closeSocket());
     this.finish('error', detail ?? message, undefined, false);
   }
 
@@ -252,7 +296,12 @@ export class Transfer {
     if (this.ended) return;
     this.ended = true;
     if (this.timer) clearTimeout(this.timer);
-    this.source.release();
+    this.timer = undefined;
+    try {
+      this.source.release();
+    } catch {
+      // A release that throws must not keep the slot or the socket.
+    }
     if (close) this.closeSocket();
     const bytes = outcome === 'final-ack-missing' ? this.source.size : Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
     this.onEnd({ outcome, bytes, retransmits: this.retransmits, durationMs: Date.now() - this.started, clientError, detail });
