@@ -46,11 +46,18 @@ export class Bootfarm {
   nbd: NbdServer | undefined;
   private readonly fileCache = new FileCache();
 
-  constructor(private readonly config: ResolvedConfig, private readonly logger: Logger) {}
+  /** repairState: `bootfarm serve --repair` (server/store/state-reader.ts). */
+  constructor(private readonly config: ResolvedConfig, private readonly logger: Logger, private readonly options: { repairState?: boolean } = {}) {}
 
   async start(): Promise<void> {
     const { config, logger } = this;
-    const opened = await FileStore.open(config.server.stateDir, config.nodes, config.server.syncWrites);
+    const opened = await FileStore.open(config.server.stateDir, config.nodes, config.server.syncWrites, {
+      maxDiscovered: config.server.maxDiscovered,
+      repair: this.options.repairState === true,
+      repairCommand: `bootfarm serve --repair --config ${config.file}`,
+      metrics: this.metrics,
+      logger: logger.child({ svc: 'state' }),
+    });
     this.store = opened.store;
     if (opened.skippedLines > 0) logger.warn({ skippedLines: opened.skippedLines, stateDir: config.server.stateDir }, 'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored');
     logger.info({ stateDir: config.server.stateDir, nodes: this.store.nodes().length, leases: this.store.leases().length }, 'state loaded');

@@ -32,12 +32,13 @@ program
   .command('serve')
   .description('start every enabled service')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .action(async (opts: { config: string }) => {
+  .option('--repair', 'if a state file under server.stateDir is damaged: keep every intact record, move the damaged file aside (<file>.damaged-<time>), log what was dropped, and start')
+  .action(async (opts: { config: string; repair?: boolean }) => {
     let app: Bootfarm;
     try {
       const config = loadConfig(opts.config);
       const logger = createLogger(config.log.level);
-      app = new Bootfarm(config, logger);
+      app = new Bootfarm(config, logger, { repairState: opts.repair === true });
       installProcessGuards(logger, app.metrics);
       await app.start();
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');

@@ -11,6 +11,7 @@ import type { ConfigLayer, LayerSet, ResolvedProfile } from '../inventory/effect
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
+import { DEFAULT_MAX_DISCOVERED } from '../store/discovered-index.js';
 
 export type DhcpMode = 'full' | 'proxy' | 'off';
 
@@ -49,7 +50,13 @@ export interface ResolvedKubernetes {
 
 export interface ResolvedConfig {
   file: string;
-  server: { address: string; stateDir: string; syncWrites: boolean };
+  server: {
+    address: string;
+    stateDir: string;
+    syncWrites: boolean;
+    /** Machines in no inventory kept for enrolment; the one seen longest ago is evicted past it. */
+    maxDiscovered: number;
+  };
   dhcp: {
     mode: DhcpMode;
     port: number;
@@ -371,7 +378,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
   const dhcp = cfg.dhcp;
   return {
     file,
-    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true },
+    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true, maxDiscovered: cfg.server.maxDiscovered ?? DEFAULT_MAX_DISCOVERED },
     dhcp: {
       mode: dhcp?.mode ?? 'off',
       port: dhcp?.port ?? 67,

@@ -97,7 +97,11 @@ export class HttpBootServer {
       },
       transformObject: (documentObject) => toOpenApi30(('openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject) as Record<string, unknown>) as Record<string, never>,
     });
-    this.app.get('/healthz', { schema: { summary: 'Liveness', tags: ['service'] } }, async () => ({ status: 'ok' }));
+    this.app.get('/healthz', { schema: { summary: 'Liveness; 503 while state writes fail (disk full, I/O error)', tags: ['service'] } }, async (_req, reply) => {
+      const state = this.options.api?.store.health();
+      if (state && !state.healthy) return reply.code(503).send({ status: 'unhealthy', reason: state.reason, since: state.since });
+      return { status: 'ok' };
+    });
     this.app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'] } }, async (_req, reply) => {
       reply.type(this.metrics.registry.contentType);
       return this.metrics.registry.metrics();

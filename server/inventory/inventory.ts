@@ -65,7 +65,7 @@ export class Inventory {
     const wanted = serial.toLowerCase();
     for (const node of this.byMacCache.values()) if (node.piSerial === wanted) return node;
     if (this.config.unknownNodes !== 'boot-default') return undefined;
-    const seen = this.store.discovered().find((m) => m.piSerial === wanted);
+    const seen = this.store.discoveredByPiSerial(wanted);
     return seen ? this.defaultNodeFor(seen.mac) : undefined;
   }
 
@@ -95,7 +95,7 @@ export class Inventory {
 
   private defaultNodeFor(mac: string): EffectiveNode | undefined {
     if (this.config.unknownNodes !== 'boot-default') return undefined;
-    const seen = this.store.discovered().find((m) => m.mac === mac);
+    const seen = this.store.discoveredByMac(mac);
     const node: ResolvedNode = {
       mac,
       hostname: `node-${mac.replace(/:/g, '')}`,
@@ -112,7 +112,8 @@ export class Inventory {
   discover(identity: ClientIdentity): void {
     if (this.config.unknownNodes === 'ignore' || this.knownByMac(identity.mac)) return;
     const at = new Date(this.now()).toISOString();
-    const previous = this.store.discovered().find((m) => m.mac === identity.mac);
+    // O(1) per packet: a DISCOVER flood from forged MACs must not cost a scan of every machine seen.
+    const previous = this.store.discoveredByMac(identity.mac);
     if (previous && this.now() - Date.parse(previous.lastSeen) < DISCOVERED_REFRESH_MS) return;
     // BIOS PXE says only "x86": every such machine bootfarm serves runs amd64 images.
     const arch = identity.raspberryPi ? 'arm64' : identity.cpu === 'x86_64' || identity.cpu === 'x86' ? 'amd64' : identity.cpu === 'arm64' ? 'arm64' : identity.cpu === 'arm32' ? 'armhf' : undefined;
@@ -158,7 +159,7 @@ export class Inventory {
     const node = this.normalize(input);
     this.validate(node, undefined);
     await this.store.putNode(node);
-    if (this.store.discovered().some((m) => m.mac === node.mac)) await this.store.removeDiscovered(node.mac);
+    if (this.store.discoveredByMac(node.mac)) await this.store.removeDiscovered(node.mac);
     return this.byMac(node.mac) as EffectiveNode;
   }
 
@@ -181,7 +182,7 @@ export class Inventory {
   /** Turns a discovered machine into a node, keeping what the firmware told us. */
   async enrol(mac: string, input: Omit<NodeInput, 'mac'>): Promise<EffectiveNode> {
     const key = normalizeMac(mac);
-    const seen = this.store.discovered().find((m) => m.mac === key);
+    const seen = this.store.discoveredByMac(key);
     if (!seen) throw new InventoryError(404, `no discovered machine with MAC ${key}`);
     return this.create({
       ...input,

@@ -1,8 +1,11 @@
 // Inventory and state behind one small interface: nodes, leases, boot events.
 // FileStore keeps everything in memory and persists it through a DurableLog under
 // server.stateDir. Leases are committed (fsync) before a client is told about them.
+import type { Logger } from 'pino';
 import type { ResolvedNode } from '../config/load.js';
-import { DurableLog } from './durable-log.js';
+import type { Metrics } from '../metrics.js';
+import { DurableLog, type LoadedLog, type LogHealth } from './durable-log.js';
+import { DEFAULT_MAX_DISCOVERED, DiscoveredIndex } from './discovered-index.js';
 
 export type LeaseState = 'bound' | 'released' | 'declined';
 
@@ -66,7 +69,11 @@ export interface Store {
   /** Changes whenever the set of nodes does (caches key on it). */
   readonly nodesVersion: number;
 
+  /** Every discovered machine, oldest first: a copy, for the API (never per packet). */
   discovered(): DiscoveredMachine[];
+  discoveredByMac(mac: string): DiscoveredMachine | undefined;
+  discoveredByPiSerial(serial: string): DiscoveredMachine | undefined;
+  /** Adds or refreshes one; past server.maxDiscovered the machine seen longest ago is evicted. */
   putDiscovered(machine: DiscoveredMachine): void;
   removeDiscovered(mac: string): Promise<void>;
 
@@ -82,7 +89,29 @@ export interface Store {
   recordEvent(event: NodeEvent): void;
   events(mac: string): NodeEvent[];
 
+  /** Whether state writes succeed; unhealthy while a journal or snapshot write fails and is retried. */
+  health(): LogHealth;
+
   close(): Promise<void>;
+}
+
+export interface StoreOpenOptions {
+  /** server.maxDiscovered */
+  maxDiscovered?: number | undefined;
+  /** `bootfarm serve --repair`: keep the intact records of damaged state files, move them aside, start. */
+  repair?: boolean | undefined;
+  /** Quoted in the error that refuses damaged state (e.g. with the configuration file filled in). */
+  repairCommand?: string | undefined;
+  /** Journal records between snapshots (tests make it small). */
+  compactAfter?: number | undefined;
+  metrics?: Metrics | undefined;
+  logger?: Pick<Logger, 'info' | 'warn' | 'error'> | undefined;
+}
+
+export interface StoreOpened {
+  store: FileStore;
+  skippedLines: number;
+  load: LoadedLog;
 }
 
 export const EVENTS_PER_NODE = 200;
@@ -101,40 +130,79 @@ export class FileStore implements Store {
   private readonly configNodes = new Map<string, ResolvedNode>();
   /** Nodes added through the API. */
   private readonly apiNodes = new Map<string, ResolvedNode>();
-  private readonly discoveredMap = new Map<string, DiscoveredMachine>();
+  private readonly discoveredIndex: DiscoveredIndex;
   private readonly sessionMap = new Map<string, BootSessionRecord>();
   private version = 0;
   private readonly leaseMap = new Map<string, LeaseRecord>();
   private readonly eventMap = new Map<string, NodeEvent[]>();
   private readonly log: DurableLog<JournalRecord>;
 
-  private constructor(dir: string, sync: boolean) {
+  private readonly metrics: Metrics | undefined;
+  private readonly logger: StoreOpenOptions['logger'];
+
+  private constructor(dir: string, sync: boolean, options: StoreOpenOptions) {
+    this.metrics = options.metrics;
+    this.logger = options.logger;
+    this.discoveredIndex = new DiscoveredIndex(options.maxDiscovered ?? DEFAULT_MAX_DISCOVERED);
     this.log = new DurableLog<JournalRecord>({
       dir,
       name: 'state',
-      compactAfter: 20000,
+      compactAfter: options.compactAfter ?? 20000,
       snapshot: () => this.snapshot(),
       sync,
+      repair: options.repair,
+      repairCommand: options.repairCommand,
+      observer: {
+        writeError: (operation, err, retryInMs) => {
+          this.metrics?.stateWriteErrors.inc({ operation });
+          this.logger?.error({ operation, err: err.message, code: (err as NodeJS.ErrnoException).code, stateDir: dir, retryInMs }, 'state write failed; retrying');
+        },
+        healthChanged: (health) => {
+          this.metrics?.stateHealthy.set(health.healthy ? 1 : 0);
+          if (health.healthy) this.logger?.info({ stateDir: dir }, 'state writes succeed again');
+        },
+      },
     });
   }
 
   /**
    * Opens the store under `dir`; nodes from the configuration shadow stored ones
    * of the same MAC. `sync` (server.syncWrites): see DurableLogOptions.sync.
+   * Throws StateDamagedError (server/store/state-reader.ts) on damaged state unless options.repair.
    */
-  static async open(dir: string, configNodes: ResolvedNode[], sync = true): Promise<{ store: FileStore; skippedLines: number }> {
-    const store = new FileStore(dir, sync);
-    const loaded = await store.log.open();
-    for (const rec of loaded.records) store.apply(rec);
+  static async open(dir: string, configNodes: ResolvedNode[], sync = true, options: StoreOpenOptions = {}): Promise<StoreOpened> {
+    const store = new FileStore(dir, sync, options);
+    const load = await store.log.open((rec) => store.apply(rec, true));
+    const evicted = store.discoveredIndex.settleAfterLoad();
+    await store.log.finishOpen();
     for (const node of configNodes) store.configNodes.set(node.mac, node);
-    return { store, skippedLines: loaded.skippedLines };
+    store.metrics?.stateHealthy.set(1);
+    store.metrics?.discoveredMachines.set(store.discoveredIndex.size);
+    if (evicted > 0) store.metrics?.discoveredEvicted.inc(evicted);
+    store.reportOpen(dir, load, evicted);
+    return { store, skippedLines: load.skippedLines, load };
   }
 
-  private apply(rec: JournalRecord): void {
+  private reportOpen(dir: string, load: LoadedLog, evicted: number): void {
+    for (const note of load.permissionNotes) this.logger?.warn({ stateDir: dir }, note);
+    if (evicted > 0) this.logger?.info({ evicted, kept: this.discoveredIndex.size }, 'discovered machines over server.maxDiscovered: those seen longest ago were dropped');
+    if (load.rewritten) this.logger?.info({ stateDir: dir }, 'state rewritten in the current format');
+    if (!load.repaired) return;
+    for (const d of load.repaired.damage.slice(0, 100)) this.logger?.warn({ file: d.file, offset: d.offset, line: d.line, reason: d.reason }, 'state repair: dropped a damaged record');
+    this.logger?.warn({
+      damaged: load.repaired.damage.length,
+      movedAside: load.repaired.movedAside,
+      kept: { nodes: this.apiNodes.size, leases: this.leaseMap.size, sessions: this.sessionMap.size, discovered: this.discoveredIndex.size },
+    }, 'state repaired: intact records kept, damaged files moved aside');
+  }
+
+  private apply(rec: JournalRecord, loading = false): void {
     if (rec.t === 'node') this.apiNodes.set(rec.node.mac, rec.node);
     else if (rec.t === 'node-removed') this.apiNodes.delete(rec.mac);
-    else if (rec.t === 'discovered') this.discoveredMap.set(rec.machine.mac, rec.machine);
-    else if (rec.t === 'discovered-removed') this.discoveredMap.delete(rec.mac);
+    else if (rec.t === 'discovered') {
+      if (loading) this.discoveredIndex.load(rec.machine);
+      else this.discoveredIndex.put(rec.machine);
+    } else if (rec.t === 'discovered-removed') this.discoveredIndex.delete(rec.mac);
     else if (rec.t === 'session') this.sessionMap.set(rec.session.mac, rec.session);
     else if (rec.t === 'lease') this.leaseMap.set(rec.lease.ip, rec.lease);
     else if (rec.t === 'event') this.pushEvent(rec.event);
@@ -153,7 +221,7 @@ export class FileStore implements Store {
   private snapshot(): JournalRecord[] {
     const out: JournalRecord[] = [];
     for (const node of this.apiNodes.values()) out.push({ t: 'node', node });
-    for (const machine of this.discoveredMap.values()) out.push({ t: 'discovered', machine });
+    for (const machine of this.discoveredIndex.values()) out.push({ t: 'discovered', machine });
     for (const session of this.sessionMap.values()) out.push({ t: 'session', session });
     for (const lease of this.leaseMap.values()) out.push({ t: 'lease', lease });
     for (const list of this.eventMap.values()) for (const event of list) out.push({ t: 'event', event });
@@ -196,17 +264,32 @@ export class FileStore implements Store {
   }
 
   discovered(): DiscoveredMachine[] {
-    return [...this.discoveredMap.values()];
+    return [...this.discoveredIndex.values()];
   }
 
-  /** Not awaited: a lost "last seen" costs nothing, and DHCP must not wait on it. */
+  discoveredByMac(mac: string): DiscoveredMachine | undefined {
+    return this.discoveredIndex.get(mac);
+  }
+
+  discoveredByPiSerial(serial: string): DiscoveredMachine | undefined {
+    return this.discoveredIndex.byPiSerial(serial);
+  }
+
+  /**
+   * Not awaited: a lost "last seen" costs nothing, and DHCP must not wait on it.
+   * An eviction is not journaled: the machine's records replay into the same
+   * bounded index on load, and the next snapshot leaves it out.
+   */
   putDiscovered(machine: DiscoveredMachine): void {
-    this.discoveredMap.set(machine.mac, machine);
+    const evicted = this.discoveredIndex.put(machine);
+    if (evicted.length > 0) this.metrics?.discoveredEvicted.inc(evicted.length);
+    this.metrics?.discoveredMachines.set(this.discoveredIndex.size);
     this.log.appendLater({ t: 'discovered', machine });
   }
 
   removeDiscovered(mac: string): Promise<void> {
-    this.discoveredMap.delete(mac);
+    this.discoveredIndex.delete(mac);
+    this.metrics?.discoveredMachines.set(this.discoveredIndex.size);
     return this.log.append({ t: 'discovered-removed', mac });
   }
 
@@ -239,6 +322,10 @@ export class FileStore implements Store {
 
   events(mac: string): NodeEvent[] {
     return [...(this.eventMap.get(mac) ?? [])];
+  }
+
+  health(): LogHealth {
+    return this.log.health();
   }
 
   close(): Promise<void> {
