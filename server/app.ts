@@ -85,11 +85,13 @@ export class Bootfarm {
       // One ordered chain serves TFTP and HTTP alike: the node's generated files,
       // then its image's files, then static files under tftp.root.
       const nodes = inventory;
+      // Root images go over TFTP and HTTP only to addresses NBD would admit (nbd.allow).
+      const rootAccess = rootAccessPolicy({ allow: config.nbd.allow, store: this.store, nodes: inventory });
       const files = new ResolverChain([
         new GeneratedFileResolver(config, templates, nodes),
-        new ImageFileResolver(config, this.fileCache, nodes),
-        new StaticRootResolver(config.tftp.root, this.fileCache),
-      ]);
+        new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
+        new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
+      ], this.metrics);
       if ((config.tftp.enabled || config.http.enabled) && !statSync(config.tftp.root, { throwIfNoEntry: false })?.isDirectory()) {
         logger.warn({ root: config.tftp.root }, 'tftp.root does not exist: static files (bootloaders) will be "not found"; `bootfarm bootloaders` creates it');
       }
@@ -113,6 +115,7 @@ export class Bootfarm {
         this.http = new HttpBootServer({
           port: config.http.port,
           host: config.http.host,
+          limits: config.http,
           api: { config, inventory, store: this.store, sessions },
           agent: { config, inventory, sessions, templates, logger: httpLog, metrics: this.metrics },
         }, files, httpLog, this.metrics,

@@ -77,6 +77,29 @@ export class Metrics {
     help: 'Bytes of boot files sent over HTTP',
     registers: [this.registry],
   });
+  readonly httpConnectionsOpen = new Gauge({
+    name: 'bootfarm_http_connections_open',
+    help: 'HTTP connections open now (at most http.maxConnections)',
+    registers: [this.registry],
+  });
+  readonly httpConnectionsRefused = new Counter({
+    name: 'bootfarm_http_connections_refused_total',
+    help: 'HTTP connections closed as soon as they were accepted, by reason (server-full: http.maxConnections open; client-full: http.maxConnectionsPerClient open from that address)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly httpConnectionsTimedOut = new Counter({
+    name: 'bootfarm_http_connections_timed_out_total',
+    help: 'HTTP connections closed by a deadline, by phase (request: headers or request not received within http.headersTimeoutSeconds / http.requestTimeoutSeconds; idle: no byte moved either way for http.idleTimeoutSeconds)',
+    labelNames: ['phase'] as const,
+    registers: [this.registry],
+  });
+  readonly bootFilesRefused = new Counter({
+    name: 'bootfarm_boot_files_refused_total',
+    help: 'Boot-file requests (TFTP and HTTP) refused, by protocol and reason (not-boot-file: under images/ but not a kernel, initrd, DTB or Pi firmware file; root-not-admitted: a root image asked for by an address nbd.allow refuses; outside-root: resolves outside the images directory or tftp.root)',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly nbdBytes = new Counter({
     name: 'bootfarm_nbd_bytes_total',
     help: 'Bytes read over NBD, by export and node',

@@ -69,7 +69,11 @@ export interface ResolvedConfig {
     routerAdvertisements: boolean;
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number };
-  http: { enabled: boolean; port: number; host: string };
+  http: {
+    enabled: boolean; port: number; host: string;
+    maxConnections: number; maxConnectionsPerClient: number;
+    headersTimeoutSeconds: number; requestTimeoutSeconds: number; keepAliveTimeoutSeconds: number; idleTimeoutSeconds: number;
+  };
   nbd: {
     enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
     handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number;
@@ -245,6 +249,12 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
   if (cfg.dhcp?.routerAdvertisements && !cfg.dhcp.interface) {
     problems.push(locate.problem(['dhcp', 'routerAdvertisements'], 'expected dhcp.interface to be set too: advertisements are sent on that interface'));
   }
+  // Node's HTTP server refuses a headers deadline past the whole request's.
+  const headersTimeout = cfg.http?.headersTimeoutSeconds ?? 10;
+  const requestTimeout = cfg.http?.requestTimeoutSeconds ?? 30;
+  if (headersTimeout > requestTimeout) {
+    problems.push(locate.problem(['http', cfg.http?.headersTimeoutSeconds !== undefined ? 'headersTimeoutSeconds' : 'requestTimeoutSeconds'], `expected http.headersTimeoutSeconds (${headersTimeout}) <= http.requestTimeoutSeconds (${requestTimeout})`));
+  }
   if (mode === 'full' && subnets.length === 0) {
     problems.push(locate.problem(['dhcp', 'subnets'], 'expected at least one subnet when dhcp.mode is full'));
   }
@@ -415,7 +425,17 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       maxTransfersPerClient: cfg.tftp?.maxTransfersPerClient ?? 8,
       maxTimeoutSeconds: cfg.tftp?.maxTimeoutSeconds ?? 5,
     },
-    http: { enabled: cfg.http !== undefined && cfg.http.enabled !== false, port: cfg.http?.port ?? 8080, host: cfg.http?.host ?? '0.0.0.0' },
+    http: {
+      enabled: cfg.http !== undefined && cfg.http.enabled !== false,
+      port: cfg.http?.port ?? 8080,
+      host: cfg.http?.host ?? '0.0.0.0',
+      maxConnections: cfg.http?.maxConnections ?? 512,
+      maxConnectionsPerClient: cfg.http?.maxConnectionsPerClient ?? 32,
+      headersTimeoutSeconds: cfg.http?.headersTimeoutSeconds ?? 10,
+      requestTimeoutSeconds: cfg.http?.requestTimeoutSeconds ?? 30,
+      keepAliveTimeoutSeconds: cfg.http?.keepAliveTimeoutSeconds ?? 5,
+      idleTimeoutSeconds: cfg.http?.idleTimeoutSeconds ?? 120,
+    },
     nbd: {
       enabled: cfg.nbd !== undefined && cfg.nbd.enabled !== false,
       port: cfg.nbd?.port ?? 10809,

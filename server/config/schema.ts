@@ -129,6 +129,12 @@ export const ConfigSchema = Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),
     port: Type.Optional(Port),
     host: Type.Optional(Type.String({ minLength: 1, ...expected('an address to listen on, e.g. 0.0.0.0') })),
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of open connections 1-100000') })),
+    maxConnectionsPerClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of open connections from one address 1-100000') })),
+    headersTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, ...expected("seconds 1-3600 to receive a request's headers") })),
+    requestTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, ...expected('seconds 1-3600 to receive a whole request') })),
+    keepAliveTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, ...expected('seconds 1-3600 an idle keep-alive connection stays open') })),
+    idleTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400, ...expected('seconds 1-86400 a connection may move no byte either way') })),
   }, { additionalProperties: false })),
   nbd: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),

@@ -10,6 +10,7 @@ import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
 import type { Metrics } from '../metrics.js';
 import { parseRange } from './range.js';
+import { applyConnectionLimits, clientAddress, httpServerOptions, type HttpConnectionLimits } from './connection-limits.js';
 import { SetupError } from '../errors.js';
 import { validatorCompiler } from '../api/validation.js';
 import { toOpenApi30 } from '../api/openapi.js';
@@ -27,6 +28,7 @@ export interface HttpServedEvent {
 export interface HttpServerOptions {
   port: number;
   host: string;
+  limits: HttpConnectionLimits;
   /** The API and the agent endpoints; without them only files, health and metrics are served. */
   api?: ApiDeps | undefined;
   agent?: AgentDeps | undefined;
@@ -67,7 +69,17 @@ export class HttpBootServer {
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: HttpServedEvent) => void = () => undefined,
   ) {
-    this.app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: 64 * 1024 });
+    const limits = options.limits;
+    this.app = Fastify({
+      logger: false,
+      routerOptions: { ignoreTrailingSlash: true },
+      bodyLimit: 64 * 1024,
+      http: httpServerOptions(limits),
+      // Fastify sets these two on the server itself (its defaults would undo the http options above).
+      requestTimeout: limits.requestTimeoutSeconds * 1000,
+      keepAliveTimeout: limits.keepAliveTimeoutSeconds * 1000,
+    });
+    applyConnectionLimits(this.app.server, limits, metrics, logger);
     this.app.setValidatorCompiler(validatorCompiler);
     // Validation problems are already sentences naming the field (api/validation.ts).
     this.app.setSchemaErrorFormatter((errors) => {
@@ -115,7 +127,7 @@ export class HttpBootServer {
 
   private async serveFile(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const raw = (req.params as { '*': string })['*'];
-    const client = req.ip;
+    const client = clientAddress(req.ip);
     const normalized = normalizeRequestPath(raw);
     if (!normalized.ok) {
       this.metrics.httpRequests.inc({ outcome: 'denied' });
@@ -180,6 +192,12 @@ export class HttpBootServer {
       throw new SetupError(`cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`);
     }
     this.logger.info({ port: this.options.port, host: this.options.host }, 'http listening');
+  }
+
+  /** The port listened on (the configured one, or the kernel's choice for port 0). */
+  get port(): number {
+    const address = this.app.server.address();
+    return typeof address === 'object' && address ? address.port : this.options.port;
   }
 
   async stop(): Promise<void> {

@@ -2,22 +2,39 @@
 // <images.dir>/<name>/current/<arch>/<file> (the image builder publishes versions
 // and switches `current` atomically). A Raspberry Pi's bootloader files come from
 // the rpi/ folder of its node's image: <serial>/start4.elf, or start4.elf from a
-// Pi whose lease identifies it once it dropped the serial prefix.
+// Pi whose lease identifies it once it dropped the serial prefix. Only boot
+// files are handed out, and the root image only to clients NBD would admit
+// (server/boot/files/image-access.ts).
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedConfig } from '../../config/load.js';
+import type { RootAccessPolicy } from '../../nbd/admission.js';
 import type { FileCache } from './file-cache.js';
+import { imageFileAccess, imageFileKind, publishedFileAccess, type AccessDecision, type ImageFileKind } from './image-access.js';
 import type { NodeDirectory } from './node-directory.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
 
+function refused(decision: AccessDecision & { allowed: false }): FileAnswer {
+  return { found: false, denied: true, detail: decision.detail, refusal: decision.refusal };
+}
+
 export class ImageFileResolver implements FileResolver {
   readonly name = 'image';
 
-  constructor(private readonly config: ResolvedConfig, private readonly cache: FileCache, private readonly nodes: NodeDirectory) {}
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly cache: FileCache,
+    private readonly nodes: NodeDirectory,
+    private readonly rootAccess: RootAccessPolicy,
+  ) {}
 
-  private async serve(relative: string, label: string): Promise<FileAnswer | undefined> {
+  /** `relative` is <name>/current/<arch>/<rest>; `kind` is what <rest> names. */
+  private async serve(relative: string, kind: ImageFileKind, request: FileRequest, label: string): Promise<FileAnswer | undefined> {
+    // Refused on the name first: a stranger learns nothing of what exists.
+    const byName = imageFileAccess(kind, request.clientAddress, this.rootAccess, request.path);
+    if (!byName.allowed) return refused(byName);
     const dir = this.config.images.dir;
     let root: string;
     let real: string;
@@ -27,7 +44,10 @@ export class ImageFileResolver implements FileResolver {
     } catch {
       return undefined;
     }
-    if (!real.startsWith(root + path.sep)) return { found: false, denied: true, detail: `resolves outside the images directory (${relative})` };
+    // Symlinks inside an image may point anywhere; only files under the images directory are served.
+    if (!real.startsWith(root + path.sep)) return { found: false, denied: true, detail: `resolves outside the images directory (${relative})`, refusal: 'outside-root' };
+    const byTarget = publishedFileAccess(path.relative(root, real).split(path.sep).join('/'), kind, request.clientAddress, this.rootAccess, request.path);
+    if (!byTarget.allowed) return refused(byTarget);
     const st = await stat(real).catch(() => undefined);
     if (!st?.isFile()) return undefined;
     return { found: true, from: label, size: st.size, realPath: real, open: () => this.cache.open(real) };
@@ -35,16 +55,20 @@ export class ImageFileResolver implements FileResolver {
 
   async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
     const parts = request.path.split('/');
-    if (parts[0] === 'images' && parts.length >= 4) {
+    if (parts[0] === 'images') {
+      if (parts.length < 4) return { found: false, denied: true, detail: `${request.path} is not a file of a published image (images/<name>/<arch>/<file>)`, refusal: 'not-boot-file' };
       const [, name, arch, ...rest] = parts;
-      return this.serve(path.join(name as string, 'current', arch as string, ...rest), `image:${name}/${arch}`);
+      return this.serve(path.join(name as string, 'current', arch as string, ...rest), imageFileKind(rest.join('/')), request, `image:${name}/${arch}`);
     }
     const prefixed = PI_SERIAL.test(parts[0] ?? '') && parts.length >= 2;
     const node = prefixed ? this.nodes.byPiSerial(parts[0] as string) : this.nodes.byAddress(request.clientAddress);
     if (!node?.piSerial) return undefined;
     const rest = prefixed ? parts.slice(1) : parts;
+    // A name that is no Pi firmware is not looked for in the image (tftp.root may still have it).
+    const kind = imageFileKind(['rpi', ...rest].join('/'));
+    if (kind !== 'boot') return undefined;
     const image = node.image;
     const arch = node.arch;
-    return this.serve(path.join(image, 'current', arch, 'rpi', ...rest), `image:${image}/${arch}/rpi`);
+    return this.serve(path.join(image, 'current', arch, 'rpi', ...rest), kind, request, `image:${image}/${arch}/rpi`);
   }
 }
