@@ -29,6 +29,12 @@ export interface NbdServerOptions {
  * once; a few MiB keep nbdcopy's pipeline full.
  */
 const WRITE_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/**
+ * Replies queued for one peer above which its requests stop being read. A 16-byte
+ * error reply costs the socket a few hundred bytes of bookkeeping: counted in bytes
+ * alone, a flood of FLUSHes would queue a quarter of a million of them.
+ */
+const MAX_QUEUED_REPLIES = 1024;
 /** Time given to flush the last reply (e.g. ERR_POLICY) to a peer that may not read it, before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -87,6 +93,8 @@ export class NbdServer {
     const nodeLabel = node?.hostname ?? 'unknown';
     const refusal = this.access.refusal(address);
     let closeGrace: NodeJS.Timeout | undefined;
+    /** Replies handed to the socket and not yet written out: bounds the per-write bookkeeping, not only the bytes. */
+    let queuedReplies = 0;
     const handshakeDeadline = setTimeout(() => {
       this.metrics.nbdHandshakesEnded.inc({ reason: 'timeout' });
       const gate = this.handshakeLog.take(Date.now());
@@ -100,14 +108,24 @@ export class NbdServer {
             sent?.();
             return;
           }
+          queuedReplies++;
           socket.cork();
           for (let i = 0; i < parts.length; i++) {
-            if (i === parts.length - 1 && sent) socket.write(parts[i] as Buffer, () => sent());
-            else socket.write(parts[i] as Buffer);
+            if (i < parts.length - 1) {
+              socket.write(parts[i] as Buffer);
+              continue;
+            }
+            socket.write(parts[i] as Buffer, () => {
+              queuedReplies--;
+              // 'drain' only follows a write that crossed the socket's own 16 KiB mark; many
+              // small replies can hold the session below it, so their completion wakes it too.
+              if (queuedReplies === MAX_QUEUED_REPLIES / 2) session.drained();
+              sent?.();
+            });
           }
           socket.uncork();
         },
-        congested: () => socket.writableLength > WRITE_HIGH_WATER_BYTES,
+        congested: () => socket.writableLength > WRITE_HIGH_WATER_BYTES || queuedReplies >= MAX_QUEUED_REPLIES,
         end: () => {
           socket.end();
           // A peer that does not read would keep a half-closed socket forever.
