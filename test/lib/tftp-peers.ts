@@ -5,6 +5,9 @@
 //   slow SERVER FILE DELAY_MS   lock-step download ACKing each block after DELAY_MS; prints
 //                               {"port","sha256","size"} (port first, as soon as it is known)
 //   fuzz SERVER PORT COUNT SEED sends COUNT hostile datagrams to SERVER:PORT; prints {"sent"}
+//   first-reply SERVER FILE OPT=VALUE...  sends one RRQ with these options and prints the
+//                               server's first reply ({"op","options"} or {"op","code","message"}) and
+//                               its port; never ACKs, so the transfer is left to time out
 import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
 import { encodeAck, encodeError, encodeRequest, parseTftpPacket } from '../../server/tftp/packet.js';
@@ -83,6 +86,16 @@ async function main(): Promise<void> {
   } else if (mode === 'slow') {
     const { data } = await download([['blksize', '512']], Number(arg3), (port) => out({ port }));
     out({ size: data.length, sha256: sha(data) });
+  } else if (mode === 'first-reply') {
+    const options = process.argv.slice(5).map((o): [string, string] => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)]);
+    const s = await socket();
+    s.send(encodeRequest('rrq', file, 'octet', options), 69, server);
+    const { msg, port } = await next(s);
+    const p = parseTftpPacket(msg);
+    if (!p.ok) throw new Error('unparseable reply');
+    s.close();
+    if (p.packet.op === 'data') out({ op: 'data', block: p.packet.block, port });
+    else out({ ...p.packet, port });
   } else if (mode === 'fuzz') {
     const s = await socket();
     const rnd = mulberry32(Number(arg4 || 1));
