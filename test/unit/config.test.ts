@@ -80,6 +80,19 @@ nodes:
     ]);
   });
 
+  it('http limits: defaults, every key, bounds, and a headers deadline past the request deadline', () => {
+    const base = 'server: { address: 10.9.0.1, stateDir: s }\n';
+    expect(parseConfig(`${base}http: {}\n`, 'cfg.yaml').http).toEqual({
+      enabled: true, port: 8080, host: '0.0.0.0', maxConnections: 512, maxConnectionsPerClient: 32,
+      headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, keepAliveTimeoutSeconds: 5, idleTimeoutSeconds: 120,
+    });
+    expect(problems(`${base}http: { maxConection: 5 }\n`)).toEqual([
+      'cfg.yaml:2:9: http.maxConection: unknown key; expected one of enabled, port, host, maxConnections, maxConnectionsPerClient, headersTimeoutSeconds, requestTimeoutSeconds, keepAliveTimeoutSeconds, idleTimeoutSeconds',
+    ]);
+    expect(problems(`${base}http: { maxConnectionsPerClient: 0 }\n`)).toEqual(['cfg.yaml:2:34: http.maxConnectionsPerClient: expected a number of open connections from one address 1-100000, got 0']);
+    expect(problems(`${base}http: { headersTimeoutSeconds: 60 }\n`)).toEqual(['cfg.yaml:2:32: http.headersTimeoutSeconds: expected http.headersTimeoutSeconds (60) <= http.requestTimeoutSeconds (30)']);
+  });
+
   it('reports YAML syntax errors and duplicate keys with their line', () => {
     expect(problems('server:\n  address: 10.9.0.1\n  address: 10.9.0.2\n')[0]).toMatch(/^cfg\.yaml:3:3: YAML syntax: Map keys must be unique/);
     expect(problems('server: [\n')[0]).toMatch(/^cfg\.yaml:\d+:\d+: YAML syntax:/);
