@@ -99,6 +99,15 @@ nodes:
     expect(problems('- a\n- b\n')).toEqual(['cfg.yaml:1:1: expected a mapping with at least a "server" section']);
   });
 
+  it('tftp limits: defaults, and the expectation named for a value out of range', () => {
+    const base = 'server: { address: 10.9.0.1, stateDir: s }\ndhcp: { mode: off }\n';
+    expect(parseConfig(`${base}tftp: {}\n`, 'cfg.yaml').tftp).toMatchObject({ maxBlockSize: 1468, maxWindowSize: 64, maxTransfers: 1000, maxTransfersPerClient: 8, maxTimeoutSeconds: 5 });
+    expect(problems(`${base}tftp: { maxTimeoutSeconds: 256, maxTransfersPerClient: 0 }\n`)).toEqual([
+      'cfg.yaml:3:56: tftp.maxTransfersPerClient: expected a number of concurrent transfers to one client address 1-100000, got 0',
+      'cfg.yaml:3:28: tftp.maxTimeoutSeconds: expected seconds 1-255: the largest timeout option honoured (a larger one is ignored), got 256',
+    ]);
+  });
+
   it('the built CLI (dist/, as users run it) finds its templates and checks the example', async () => {
     const built = path.join(REPO_ROOT, 'dist/server/cli/main.js');
     const r = await run(process.execPath, [built, 'config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]);
