@@ -197,27 +197,6 @@ export class Metrics {
     help: 'Discovered machines dropped because server.maxDiscovered was reached (the one seen longest ago goes first)',
     registers: [this.registry],
   });
-  readonly stateWriteErrors = new Counter({
-    name: 'bootfarm_state_write_errors_total',
-    help: 'State writes under server.stateDir that failed (ENOSPC, EIO...) and are retried, by operation (journal, compaction)',
-    labelNames: ['operation'] as const,
-    registers: [this.registry],
-  });
-  readonly stateHealthy = new Gauge({
-    name: 'bootfarm_state_healthy',
-    help: '1 while state writes succeed, 0 while a failed journal or snapshot write is being retried (/healthz answers 503 then)',
-    registers: [this.registry],
-  });
-  readonly discoveredMachines = new Gauge({
-    name: 'bootfarm_discovered_machines',
-    help: 'Machines in no inventory that asked to boot, kept for enrolment (at most server.maxDiscovered)',
-    registers: [this.registry],
-  });
-  readonly discoveredEvicted = new Counter({
-    name: 'bootfarm_discovered_evicted_total',
-    help: 'Discovered machines dropped because server.maxDiscovered was reached (the one seen longest ago goes first)',
-    registers: [this.registry],
-  });
   readonly apiRequests = new Counter({
     name: 'bootfarm_api_requests_total',
     help: 'HTTP API and agent requests, by route and status code',

@@ -12,7 +12,6 @@ import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
 import { DEFAULT_MAX_DISCOVERED } from '../store/discovered-index.js';
-import { DEFAULT_MAX_DISCOVERED } from '../store/discovered-index.js';
 
 export type DhcpMode = 'full' | 'proxy' | 'off';
 
