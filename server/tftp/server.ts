@@ -50,6 +50,12 @@ export class TftpServer {
   private readonly unanswerableLog = new RateLimiter(10, 60_000);
   private readonly sendErrorLog = new RateLimiter(10, 60_000);
   private readonly failureLog = new RateLimiter(10, 60_000);
+  /**
+   * Refusals, missing files and failed or aborted transfers: one line each in
+   * normal operation (a Pi probes a dozen missing files per boot), bounded when
+   * a flood of requests would otherwise become a flood of log lines.
+   */
+  private readonly requestLog = new RateLimiter(200, 10_000);
   private readonly transferObserver: TransferObserver = {
     strayDropped: (from) => this.dropUnanswerable(from, 'transfer port'),
     sendFailed: (err, toPeer) => this.countSendError(err, toPeer ? 'client' : 'stranger'),
@@ -144,6 +150,11 @@ export class TftpServer {
     if (gate.log) this.logger.warn({ err: err.message, to, suppressedSinceLast: gate.suppressed }, 'tftp send failed');
   }
 
+  private logRequest(level: 'info' | 'warn', entry: Record<string, unknown>, message: string): void {
+    const gate = this.requestLog.take(Date.now());
+    if (gate.log) this.logger[level](gate.suppressed ? { ...entry, suppressedSinceLast: gate.suppressed } : entry, message);
+  }
+
   private dropBad(reason: string, rinfo: dgram.RemoteInfo): void {
     this.metrics.tftpMalformed.inc();
     const gate = this.badLog.take(Date.now());
@@ -179,7 +190,7 @@ export class TftpServer {
     const normalized = normalizeRequestPath(request.filename);
     if (!normalized.ok) {
       this.metrics.tftpRequests.inc({ outcome: 'denied' });
-      this.logger.warn({ ...log, reason: normalized.reason }, 'tftp request refused');
+      this.logRequest('warn', { ...log, reason: normalized.reason }, 'tftp request refused');
       return this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation');
     }
     const slot = this.reserve(rinfo.address);
@@ -204,7 +215,7 @@ export class TftpServer {
     if (this.stopped) return false;
     if (!answer.found) {
       this.metrics.tftpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
-      this.logger.info({ ...log, reason: answer.detail }, answer.denied ? 'tftp request refused' : 'tftp file not found');
+      this.logRequest('info', { ...log, reason: answer.detail }, answer.denied ? 'tftp request refused' : 'tftp file not found');
       if (answer.denied) this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation');
       else this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
       return false;
@@ -216,7 +227,7 @@ export class TftpServer {
       source = await answer.open();
     } catch (err) {
       this.metrics.tftpRequests.inc({ outcome: 'not-found' });
-      this.logger.warn({ ...log, err: (err as Error).message }, 'tftp file could not be opened');
+      this.logRequest('warn', { ...log, err: (err as Error).message }, 'tftp file could not be opened');
       this.refuse(listener, rinfo, TftpError.FILE_NOT_FOUND, 'file not found');
       return false;
     }
@@ -258,8 +269,8 @@ export class TftpServer {
         this.metrics.tftpTransfers.inc({ outcome: result.outcome });
         this.metrics.tftpBytes.inc(result.bytes);
         const entry = { ...log, path, from, outcome: result.outcome, bytes: result.bytes, size: opened.size, blksize: negotiated.blockSize, windowsize: negotiated.windowSize, retransmits: result.retransmits, ms: result.durationMs, clientError: result.clientError?.code, detail: result.detail };
-        if (result.outcome === 'timeout' || result.outcome === 'error') this.logger.warn(entry, 'tftp transfer failed');
-        else if (result.outcome === 'aborted-by-client') this.logger.info(entry, 'tftp transfer closed by client');
+        if (result.outcome === 'timeout' || result.outcome === 'error') this.logRequest('warn', entry, 'tftp transfer failed');
+        else if (result.outcome === 'aborted-by-client') this.logRequest('info', entry, 'tftp transfer closed by client');
         else this.logger.info(entry, 'tftp file sent');
         this.onFileServed({ path, client: rinfo.address, from, result });
       } catch (err) {
