@@ -21,6 +21,35 @@ export class Metrics {
     help: 'Requests whose handling failed (e.g. the lease could not be persisted)',
     registers: [this.registry],
   });
+  readonly dhcpRateLimited = new Counter({
+    name: 'bootfarm_dhcp_rate_limited_total',
+    help: 'DHCP requests from machines in no inventory dropped by a rate limit (scope: client = one MAC over its budget, global = all unknown machines over theirs)',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpUnknownLeaseCap = new Counter({
+    name: 'bootfarm_dhcp_unknown_lease_cap_total',
+    help: 'Offers not made because machines in no inventory already hold dhcp.limits.unknownLeasePercent of the pool',
+    registers: [this.registry],
+  });
+  readonly dhcpDeclinesIgnored = new Counter({
+    name: 'bootfarm_dhcp_declines_ignored_total',
+    help: 'DHCPDECLINEs not acted on, by reason (not-offered: the client held no offer or lease for the address; quarantine-full: dhcp.limits.maxQuarantinedPercent of the pool is quarantined already)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpRepliesUnsendable = new Counter({
+    name: 'bootfarm_dhcp_replies_unsendable_total',
+    help: 'DHCP replies not sent because their destination cannot be sent to (port 0, a bad address) or the socket refused them',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly unhandledErrors = new Counter({
+    name: 'bootfarm_unhandled_errors_total',
+    help: 'Errors that reached the process level (kind: rejection, logged and survived; exception, logged before exiting)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
   readonly tftpRequests = new Counter({
     name: 'bootfarm_tftp_requests_total',
     help: 'TFTP requests by outcome (started, not-found, denied, busy: tftp.maxTransfers in flight, busy-client: tftp.maxTransfersPerClient in flight from that address, write-refused, bad-mode)',

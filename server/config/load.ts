@@ -48,6 +48,31 @@ export interface ResolvedKubernetes {
   kubeadmApiVersion: 'kubeadm.k8s.io/v1beta4' | 'kubeadm.k8s.io/v1beta3';
 }
 
+/** Budgets of machines in no inventory (server/config/schema.ts DhcpLimitsSchema); 0 turns a rate limit off. */
+export interface DhcpLimits {
+  unknownClientBurst: number;
+  unknownClientPerMinute: number;
+  unknownGlobalBurst: number;
+  unknownGlobalPerSecond: number;
+  trackedClients: number;
+  unknownLeasePercent: number;
+  maxQuarantinedPercent: number;
+}
+
+export const DEFAULT_DHCP_LIMITS: DhcpLimits = {
+  // A PXE ROM, iPXE, the initramfs and the OS each run DORA once per boot, with
+  // retries: 30 at once and one every 2 s covers a boot loop, not a flood.
+  unknownClientBurst: 30,
+  unknownClientPerMinute: 30,
+  // A classroom of 100 machines powered on together sends well under 2000.
+  unknownGlobalBurst: 2000,
+  unknownGlobalPerSecond: 500,
+  trackedClients: 10_000,
+  // Addresses for machines the inventory will later name (and for enrolment).
+  unknownLeasePercent: 90,
+  maxQuarantinedPercent: 10,
+};
+
 export interface ResolvedConfig {
   file: string;
   server: {
@@ -67,6 +92,7 @@ export interface ResolvedConfig {
     declineQuarantineSeconds: number;
     piProxyDelayMs: number;
     routerAdvertisements: boolean;
+    limits: DhcpLimits;
   };
   tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number };
   http: {
@@ -413,6 +439,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       declineQuarantineSeconds: dhcp?.declineQuarantineSeconds ?? 600,
       piProxyDelayMs: dhcp?.piProxyDelayMs ?? 1000,
       routerAdvertisements: dhcp?.routerAdvertisements ?? false,
+      limits: { ...DEFAULT_DHCP_LIMITS, ...dhcp?.limits },
     },
     tftp: {
       enabled: cfg.tftp !== undefined && cfg.tftp.enabled !== false,

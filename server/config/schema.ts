@@ -94,6 +94,23 @@ export const ProfileSchema = Type.Object({
   ...layerFields,
 }, { additionalProperties: false });
 
+const Count = (what: string) => Type.Integer({ minimum: 0, maximum: 1_000_000, ...expected(`${what}: a whole number 0-1000000 (0 turns the limit off)`) });
+const Percent = Type.Integer({ minimum: 1, maximum: 100, ...expected('a percentage 1-100') });
+
+/**
+ * What machines in no inventory may cost the DHCP server (docs/design.md "Hostile
+ * network"): a forged MAC is free, so budgets are per MAC and for all of them together.
+ */
+export const DhcpLimitsSchema = Type.Object({
+  unknownClientBurst: Type.Optional(Count('requests one unknown MAC may send at once')),
+  unknownClientPerMinute: Type.Optional(Count('requests per minute one unknown MAC may send after its burst')),
+  unknownGlobalBurst: Type.Optional(Count('requests all unknown MACs together may send at once')),
+  unknownGlobalPerSecond: Type.Optional(Count('requests per second all unknown MACs together may send after the burst')),
+  trackedClients: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, ...expected('how many unknown MACs have a budget of their own at once, 1-1000000') })),
+  unknownLeasePercent: Type.Optional(Percent),
+  maxQuarantinedPercent: Type.Optional(Percent),
+}, { additionalProperties: false, ...expected('DHCP limits: unknownClientBurst, unknownClientPerMinute, unknownGlobalBurst, unknownGlobalPerSecond, trackedClients, unknownLeasePercent, maxQuarantinedPercent') });
+
 const Duration = Type.String({ pattern: '^(\\d+h)?(\\d+m)?(\\d+s)?$', minLength: 2, ...expected('a duration like 1h, 30m, 90s or 1h30m') });
 
 export const ConfigSchema = Type.Object({
@@ -113,6 +130,7 @@ export const ConfigSchema = Type.Object({
     declineQuarantineSeconds: Type.Optional(Seconds),
     piProxyDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 5000, ...expected('milliseconds 0-5000') })),
     routerAdvertisements: Type.Optional(Type.Boolean(expected('true (send IPv6 router advertisements without prefix or default route, so iPXE stops waiting for IPv6) or false'))),
+    limits: Type.Optional(DhcpLimitsSchema),
   }, { additionalProperties: false })),
   tftp: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),

@@ -8,6 +8,9 @@ import type { ClientIdentity } from '../boot/identity.js';
 import { effectiveNode, inferArch, type EffectiveNode } from './effective.js';
 import { normalizeMac } from '../util/mac.js';
 
+/** Proxy mode: addresses remembered from REQUESTs, for at most this many MACs. */
+const MAX_OBSERVED_ADDRESSES = 10_000;
+
 export class InventoryError extends Error {
   constructor(readonly status: 400 | 404 | 409, message: string) {
     super(message);
@@ -90,7 +93,14 @@ export class Inventory {
 
   /** Proxy mode: the address a node's REQUEST to the other server asked for (option 50 or ciaddr). */
   observeAddress(mac: string, address: string): void {
-    this.observed.set(normalizeMac(mac), address);
+    const key = normalizeMac(mac);
+    // Under boot-default any MAC is a node: the table is bounded, oldest first out.
+    this.observed.delete(key);
+    if (this.observed.size >= MAX_OBSERVED_ADDRESSES) {
+      const oldest = this.observed.keys().next();
+      if (!oldest.done) this.observed.delete(oldest.value);
+    }
+    this.observed.set(key, address);
   }
 
   private defaultNodeFor(mac: string): EffectiveNode | undefined {

@@ -128,7 +128,7 @@ nodes:
   function context(packet: DhcpPacket, listener: RequestContext['listener'] = 'dhcp'): RequestContext {
     const identity = identifyClient(packet);
     const node = store.nodeByMac(identity.mac);
-    return { packet, messageType: readMessageType(packet.options) as number, identity, node, plan: planBoot(identity, node, settings), source: { address: '10.9.0.150', port: 4011 }, listener, now: Date.now() };
+    return { packet, messageType: readMessageType(packet.options) as number, identity, node, known: node !== undefined, plan: planBoot(identity, node, settings), source: { address: '10.9.0.150', port: 4011 }, listener, now: Date.now() };
   }
   const full = () => new FullModeHandler(new LeasePool(config.dhcp.subnets, store, 30_000, 600_000), '10.9.0.1');
   const wire = (p: DhcpPacket) => {

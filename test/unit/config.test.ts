@@ -44,7 +44,7 @@ nodes:
   - { hostname: node_2 }
 `)).toEqual([
       'cfg.yaml:2:12: server.address: expected an IPv4 address like 10.9.0.1, got "10.9.0.999"',
-      'cfg.yaml:7:3: dhcp.subnet: unknown key; expected one of mode, port, proxyPort, interface, subnets, offerHoldSeconds, declineQuarantineSeconds, piProxyDelayMs, routerAdvertisements',
+      'cfg.yaml:7:3: dhcp.subnet: unknown key; expected one of mode, port, proxyPort, interface, subnets, offerHoldSeconds, declineQuarantineSeconds, piProxyDelayMs, routerAdvertisements, limits',
       'cfg.yaml:5:9: dhcp.mode: expected one of full, proxy, off, got "fulll"',
       'cfg.yaml:6:9: dhcp.port: expected a port number 1-65535, got 70000',
       'cfg.yaml:10:5: nodes[1].mac: missing; expected a MAC address like "52:54:00:00:00:01" (quoted)',

@@ -64,7 +64,7 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.101 }]
 
   it('quarantines a declined address and does not give it back to the decliner', async () => {
     expect(alloc('a')).toEqual({ ok: true, ip: '10.9.0.100' });
-    expect(await pool.decline('10.9.0.100', 'a', 'a', t0 + 1)).toBe(true);
+    expect(await pool.decline('10.9.0.100', 'a', 'a', t0 + 1)).toBe('declined');
     expect(alloc('a', t0 + 2)).toEqual({ ok: true, ip: '10.9.0.102' });
     expect(pool.isAvailableTo(0x0a090064, 'z', 'z', t0 + 599_000)).toBe(false);
     expect(pool.isAvailableTo(0x0a090064, 'z', 'z', t0 + 601_001)).toBe(true);
@@ -77,5 +77,78 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.101 }]
     pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000);
     expect(pool.binding('a', t0 + 1)).toMatchObject({ ip: '10.9.0.100', hostname: 'host-a', state: 'bound' });
     expect(alloc('b', t0 + 1)).toEqual({ ok: true, ip: '10.9.0.102' });
+  });
+});
+
+describe('lease pool under hostile clients', () => {
+  let dir: string;
+  let config: ResolvedConfig;
+  let store: FileStore;
+  let pool: LeasePool;
+  const t0 = 1_800_000_000_000;
+  const subnet = () => config.dhcp.subnets[0] as ResolvedConfig['dhcp']['subnets'][number];
+  const alloc = (key: string, now = t0) => pool.allocate(subnet(), key, key, undefined, undefined, now);
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-pool-'));
+    config = parseConfig(`
+server: { address: 10.9.0.1, stateDir: ${dir} }
+dhcp: { mode: full, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.119], leaseSeconds: 60 }] }
+`, 'pool.yaml');
+    store = (await FileStore.open(dir, config.nodes)).store;
+    pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000, { unknownLeasePercent: 50, maxQuarantinedPercent: 10 }, t0);
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a client has a claim only to what it was offered or holds', async () => {
+    const offered = alloc('a');
+    if (!offered.ok) throw new Error(offered.reason);
+    expect(pool.hasClaim('a', offered.ip)).toBe(true);
+    expect(pool.hasClaim('b', offered.ip)).toBe(false);
+    expect(pool.hasClaim('a', '10.9.0.119')).toBe(false);
+    expect(pool.hasClaim('never-seen', '10.9.0.110')).toBe(false);
+    await pool.bind(offered.ip, 'a', 'a', 60, undefined, t0);
+    // The offer is gone once bound; the binding is the claim now (renewals).
+    expect(pool.hasClaim('a', offered.ip)).toBe(true);
+    expect(await pool.decline(offered.ip, 'a', 'a', t0 + 1)).toBe('declined');
+    expect(pool.hasClaim('a', offered.ip)).toBe(false);
+  });
+
+  it('machines in no inventory hold at most unknownLeasePercent of the range, counted while they hold it', () => {
+    for (let i = 0; i < 10; i++) {
+      expect(pool.unknownCapReached(subnet(), t0)).toBe(false);
+      const r = alloc(`u${i}`);
+      if (!r.ok) throw new Error(r.reason);
+      pool.noteUnknownHolder(r.ip, `u${i}`);
+    }
+    expect(pool.unknownCapReached(subnet(), t0)).toBe(true);
+    expect(pool.holds('u3', t0)).toBe(true);
+    expect(pool.holds('newcomer', t0)).toBe(false);
+    // Offers are held 30 s: after that they no longer count.
+    expect(pool.unknownCapReached(subnet(), t0 + 30_001)).toBe(false);
+  });
+
+  it('quarantines at most maxQuarantinedPercent of the range; DECLINE of an address never offered is ignored', async () => {
+    expect(await pool.decline('10.9.0.110', 'stranger', 'stranger', t0)).toBe('not-offered');
+    const results: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = alloc(`d${i}`);
+      if (!r.ok) throw new Error(r.reason);
+      results.push(await pool.decline(r.ip, `d${i}`, `d${i}`, t0));
+    }
+    // 10% of 20 addresses.
+    expect(results).toEqual(['declined', 'declined', 'quarantine-full', 'quarantine-full']);
+    const later = alloc('d9', t0 + 600_001);
+    if (!later.ok) throw new Error(later.reason);
+    expect(await pool.decline(later.ip, 'd9', 'd9', t0 + 600_001)).toBe('declined');
+  });
+
+  it('forgets offers to MACs that never came back, so random MACs cannot grow the offer table', () => {
+    for (let i = 0; i < 20_000; i++) alloc(`m${i}`, t0 + i * 10);
+    // 2 x range + 1024, at most.
+    expect(pool.offerCount).toBeLessThanOrEqual(2 * 20 + 1024 + 1);
   });
 });

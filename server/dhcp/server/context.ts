@@ -12,6 +12,8 @@ export interface RequestContext {
   messageType: number;
   identity: ClientIdentity;
   node: ResolvedNode | undefined;
+  /** The client is in the inventory (not a default node under boot-default, not discovered). */
+  known: boolean;
   plan: BootPlan;
   source: Destination;
   listener: Listener;

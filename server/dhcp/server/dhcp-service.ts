@@ -13,13 +13,14 @@ import type { EffectiveNode } from '../../inventory/effective.js';
 import type { Store } from '../../store/store.js';
 import type { Metrics } from '../../metrics.js';
 import { RateLimiter } from '../../util/rate-limited-log.js';
+import { KeyedTokenBuckets, TokenBucket } from '../../util/token-bucket.js';
 import { LeasePool } from './lease-pool.js';
 import { FullModeHandler } from './full-handler.js';
 import { ProxyModeHandler } from './proxy-handler.js';
 import { BootServerHandler } from './boot-server-handler.js';
-import { DhcpSockets } from './sockets.js';
+import { DhcpSockets, SendQueueFullError } from './sockets.js';
 import type { HandlerResult, Listener, ModeHandler, RequestContext } from './context.js';
-import type { Destination, OutgoingReply } from './reply.js';
+import { destinationProblem, type Destination, type OutgoingReply } from './reply.js';
 
 export interface DhcpServiceDeps {
   config: ResolvedConfig;
@@ -42,6 +43,10 @@ export class DhcpService {
   readonly pool: LeasePool | undefined;
   private readonly malformedLog = new RateLimiter(10, 60_000);
   private readonly errorLog = new RateLimiter(10, 60_000);
+  private readonly limitLog = new RateLimiter(10, 60_000);
+  private readonly unsendableLog = new RateLimiter(10, 60_000);
+  private readonly unknownPerClient: KeyedTokenBuckets;
+  private readonly unknownGlobal: TokenBucket;
   private readonly now: () => number;
   private readonly pendingTimers = new Set<NodeJS.Timeout>();
   private inFlight = 0;
@@ -50,8 +55,11 @@ export class DhcpService {
     const { config, store } = deps;
     this.now = deps.now ?? Date.now;
     const serverId = config.server.address;
+    const limits = config.dhcp.limits;
+    this.unknownPerClient = new KeyedTokenBuckets({ burst: limits.unknownClientBurst, perSecond: limits.unknownClientPerMinute / 60 }, limits.trackedClients);
+    this.unknownGlobal = new TokenBucket({ burst: limits.unknownGlobalBurst, perSecond: limits.unknownGlobalPerSecond }, this.now());
     if (config.dhcp.mode === 'full') {
-      this.pool = new LeasePool(config.dhcp.subnets, store, config.dhcp.offerHoldSeconds * 1000, config.dhcp.declineQuarantineSeconds * 1000);
+      this.pool = new LeasePool(config.dhcp.subnets, store, config.dhcp.offerHoldSeconds * 1000, config.dhcp.declineQuarantineSeconds * 1000, limits, this.now());
       this.modeHandler = new FullModeHandler(this.pool, serverId);
     } else {
       this.pool = undefined;
@@ -88,8 +96,43 @@ export class DhcpService {
     if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, bytes: length, reason, suppressedSinceLast: gate.suppressed }, 'dhcp packet dropped');
   }
 
-  /** Entry point for every datagram. Synchronous part validates; the rest is async and caught. */
+  /**
+   * Entry point for every datagram. Synchronous part validates; the rest is async
+   * and caught. Nothing escapes to the socket's event: a bug triggered by one
+   * packet costs that packet, not the process.
+   */
   receive(data: Buffer, source: Destination, listener: Listener): void {
+    try {
+      this.receiveUnguarded(data, source, listener);
+    } catch (err) {
+      this.handlerFailed(undefined, undefined, err);
+    }
+  }
+
+  private handlerFailed(mac: string | undefined, messageType: number | undefined, err: unknown): void {
+    this.deps.metrics.dhcpHandlerErrors.inc();
+    const gate = this.errorLog.take(this.now());
+    if (gate.log) this.deps.logger.error({ mac, type: messageType === undefined ? undefined : MESSAGE_TYPE_NAMES[messageType], err: (err as Error)?.message ?? String(err), suppressedSinceLast: gate.suppressed }, 'dhcp request failed; no reply sent');
+  }
+
+  /**
+   * Budgets for machines in no inventory (dhcp.limits): a forged MAC costs the
+   * attacker nothing, so there is a budget per MAC (in a table of bounded size)
+   * and one for all of them together. Inventory nodes are never limited.
+   */
+  private admitUnknown(mac: string, source: Destination): boolean {
+    const now = this.now();
+    let scope: 'client' | 'global' | undefined;
+    if (!this.unknownPerClient.take(mac, now)) scope = 'client';
+    else if (!this.unknownGlobal.take(now)) scope = 'global';
+    if (!scope) return true;
+    this.deps.metrics.dhcpRateLimited.inc({ scope });
+    const gate = this.limitLog.take(now);
+    if (gate.log) this.deps.logger.warn({ mac, from: `${source.address}:${source.port}`, scope, suppressedSinceLast: gate.suppressed }, scope === 'client' ? 'dhcp request dropped: this unknown machine is over its budget (dhcp.limits.unknownClient*)' : 'dhcp request dropped: unknown machines together are over their budget (dhcp.limits.unknownGlobal*)');
+    return false;
+  }
+
+  private receiveUnguarded(data: Buffer, source: Destination, listener: Listener): void {
     const started = process.hrtime.bigint();
     const decoded = decodePacket(data);
     if (!decoded.ok) return this.dropMalformed(decoded.reason, 'undecodable', source, data.length);
@@ -103,24 +146,26 @@ export class DhcpService {
     if (malformed.length > 0) this.dropMalformedNote(malformed, source);
 
     const identity = identifyClient(packet);
-    const node = this.lookupNode(identity);
+    const inventoryNode = this.inventoryNode(identity);
+    if (!inventoryNode && !this.admitUnknown(identity.mac, source)) return;
+    const node = inventoryNode ?? this.unknownNode(identity);
     const plan = node || this.deps.inventory.unknownNodes === 'boot-default' ? planBoot(identity, node, this.deps.policy) : this.unknownMachine(identity);
-    if (node) this.noteKnownNode(node, messageType, packet);
-    const ctx: RequestContext = { packet, messageType, identity, node, plan, source, listener, now: this.now() };
+    if (node) this.noteNode(node, inventoryNode !== undefined, messageType, packet);
+    const ctx: RequestContext = { packet, messageType, identity, node, known: inventoryNode !== undefined, plan, source, listener, now: this.now() };
     const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
     this.inFlight++;
-    handler.handle(ctx).then(
-      (result) => {
-        this.inFlight--;
-        this.deliver(ctx, result, started);
-      },
-      (err: unknown) => {
-        this.inFlight--;
-        this.deps.metrics.dhcpHandlerErrors.inc();
-        const gate = this.errorLog.take(this.now());
-        if (gate.log) this.deps.logger.error({ mac: identity.mac, type: MESSAGE_TYPE_NAMES[messageType], err: (err as Error).message, suppressedSinceLast: gate.suppressed }, 'dhcp request failed; no reply sent');
-      },
-    );
+    handler.handle(ctx)
+      .then(
+        (result) => {
+          this.inFlight--;
+          this.deliver(ctx, result, started);
+        },
+        (err: unknown) => {
+          this.inFlight--;
+          this.handlerFailed(identity.mac, messageType, err);
+        },
+      )
+      .catch((err: unknown) => this.handlerFailed(identity.mac, messageType, err));
   }
 
   /** Options with a bad length are ignored (treated as absent), and noted. */
@@ -130,11 +175,15 @@ export class DhcpService {
     if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed }, 'dhcp options ignored');
   }
 
-  /** The node in the inventory (a Pi also by its serial), or under boot-default a default node. */
-  private lookupNode(identity: ClientIdentity): EffectiveNode | undefined {
+  /** The node in the inventory (a Pi also by its serial). */
+  private inventoryNode(identity: ClientIdentity): EffectiveNode | undefined {
     const { inventory } = this.deps;
-    const known = inventory.knownByMac(identity.mac) ?? (identity.raspberryPi?.serial ? inventory.byPiSerial(identity.raspberryPi.serial) : undefined);
-    if (known) return known;
+    return inventory.knownByMac(identity.mac) ?? (identity.raspberryPi?.serial ? inventory.byPiSerial(identity.raspberryPi.serial) : undefined);
+  }
+
+  /** A machine in no inventory: recorded when discovering, a default node under boot-default. */
+  private unknownNode(identity: ClientIdentity): EffectiveNode | undefined {
+    const { inventory } = this.deps;
     if (inventory.unknownNodes === 'ignore') return undefined;
     // Only machines that ask to network-boot are worth recording.
     const wantsBoot = identity.wantsNetboot || identity.ipxe !== undefined || identity.raspberryPi !== undefined;
@@ -150,8 +199,9 @@ export class DhcpService {
     return { kind: 'none', reason: `${identity.mac} is in no inventory (unknownNodes: ${this.deps.inventory.unknownNodes})` };
   }
 
-  private noteKnownNode(node: EffectiveNode, messageType: number, packet: DhcpPacket): void {
-    if (messageType === MessageType.DISCOVER) this.deps.onNodeDiscover?.(node);
+  private noteNode(node: EffectiveNode, inInventory: boolean, messageType: number, packet: DhcpPacket): void {
+    // Boot sessions (and their join tokens) exist for inventory nodes only.
+    if (inInventory && messageType === MessageType.DISCOVER) this.deps.onNodeDiscover?.(node);
     // Proxy mode: the leases are another server's; the address a node takes is
     // what its REQUEST asks for, and the agent's access check needs it.
     if (this.deps.config.dhcp.mode === 'proxy' && messageType === MessageType.REQUEST) {
@@ -164,6 +214,8 @@ export class DhcpService {
     const { metrics, logger, store } = this.deps;
     const typeName = MESSAGE_TYPE_NAMES[ctx.messageType] ?? String(ctx.messageType);
     metrics.dhcpPackets.inc({ type: typeName, listener: ctx.listener, outcome: result.outcome });
+    if (result.outcome === 'unknown-lease-cap') metrics.dhcpUnknownLeaseCap.inc();
+    if (result.outcome === 'ignored-decline') metrics.dhcpDeclinesIgnored.inc({ reason: String(result.detail?.reason ?? 'unknown') });
     for (const reply of result.replies) this.sendReply(ctx, reply);
     metrics.dhcpHandleSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
 
@@ -194,12 +246,18 @@ export class DhcpService {
     }
   }
 
+  private unsendable(ctx: RequestContext, destination: Destination, reason: string, err?: string): void {
+    this.deps.metrics.dhcpRepliesUnsendable.inc({ reason });
+    const gate = this.unsendableLog.take(this.now());
+    if (gate.log) this.deps.logger.warn({ mac: ctx.identity.mac, to: `${destination.address}:${destination.port}`, reason, err, suppressedSinceLast: gate.suppressed }, 'dhcp reply not sent');
+  }
+
   private sendReply(ctx: RequestContext, reply: OutgoingReply): void {
+    const problem = destinationProblem(reply.destination);
+    if (problem) return this.unsendable(ctx, reply.destination, problem);
     const { buffer, dropped } = encodePacket(reply.packet, reply.maxMessageSize);
     if (dropped.length > 0) this.deps.logger.warn({ mac: ctx.identity.mac, dropped }, 'dhcp reply too large for the client: options left out');
-    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination, (err) => {
-      this.deps.logger.warn({ mac: ctx.identity.mac, to: `${reply.destination.address}:${reply.destination.port}`, err: err.message }, 'dhcp reply not sent');
-    });
+    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination, (err) => this.unsendable(ctx, reply.destination, err instanceof SendQueueFullError ? 'send-queue-full' : 'send-failed', err.message));
     if (reply.delayMs <= 0) {
       send();
       return;

@@ -58,8 +58,12 @@ export class FullModeHandler implements ModeHandler {
     const subnet = this.subnetOf(ctx);
     if (!subnet) return { replies: [], outcome: 'no-subnet', detail: { giaddr: ctx.packet.giaddr } };
     const key = ctx.identity.leaseKey;
+    if (!ctx.known && !this.pool.holds(key, ctx.now) && this.pool.unknownCapReached(subnet, ctx.now)) {
+      return { replies: [], outcome: 'unknown-lease-cap', detail: { reason: `machines in no inventory hold dhcp.limits.unknownLeasePercent of ${subnet.cidr}` } };
+    }
     const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now);
     if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
+    if (!ctx.known) this.pool.noteUnknownHolder(result.ip, key);
     if (ctx.plan.kind === 'raspberry-pi') {
       // The Pi bootloader uses the OFFER's address without always completing the
       // exchange (notes §1.11), so its offer is committed as a binding first.
@@ -83,6 +87,10 @@ export class FullModeHandler implements ModeHandler {
         return { replies: [], outcome: 'ignored-other-server', detail: { serverId } };
       }
       if (!requested) return this.nak(ctx, 'requested address (option 50) missing');
+      // Only what this server offered (or the client's own lease, or its
+      // reservation) is ACKed: a REQUEST without a DISCOVER is a forgery or a
+      // client that restarted mid-exchange, and a NAK sends either back to DISCOVER.
+      if (!this.pool.hasClaim(key, requested) && ctx.node?.ip !== requested) return this.nak(ctx, 'no offer was made for this address');
       return this.bindOrNak(ctx, subnet, requested, key);
     }
     if (packet.ciaddr === ZERO_IPV4) {
@@ -103,6 +111,9 @@ export class FullModeHandler implements ModeHandler {
     }
     // RENEWING (unicast) or REBINDING (broadcast): the client is at ciaddr.
     if (this.pool.subnetFor(packet.ciaddr) !== subnet) return this.nak(ctx, 'address not on this network');
+    // §4.3.2: a server with no record of the client's lease remains silent; it
+    // does not bind whatever address a REQUEST names.
+    if (!this.pool.hasClaim(key, packet.ciaddr) && ctx.node?.ip !== packet.ciaddr) return { replies: [], outcome: 'ignored-unknown-client', detail: { ip: packet.ciaddr } };
     return this.bindOrNak(ctx, subnet, packet.ciaddr, key);
   }
 
@@ -120,8 +131,10 @@ export class FullModeHandler implements ModeHandler {
   private async decline(ctx: RequestContext): Promise<HandlerResult> {
     const ip = readRequestedIp(ctx.packet.options);
     if (!ip) return { replies: [], outcome: 'ignored-malformed', detail: { reason: 'DECLINE without option 50' } };
-    const done = await this.pool.decline(ip, ctx.identity.leaseKey, ctx.identity.mac, ctx.now);
-    return { replies: [], outcome: done ? 'declined' : 'ignored-decline', detail: { ip } };
+    const result = await this.pool.decline(ip, ctx.identity.leaseKey, ctx.identity.mac, ctx.now);
+    return result === 'declined'
+      ? { replies: [], outcome: 'declined', detail: { ip } }
+      : { replies: [], outcome: 'ignored-decline', detail: { ip, reason: result } };
   }
 
   private async release(ctx: RequestContext): Promise<HandlerResult> {
@@ -132,6 +145,9 @@ export class FullModeHandler implements ModeHandler {
   private async inform(ctx: RequestContext): Promise<HandlerResult> {
     // §4.3.5: configuration only; no yiaddr and no lease time, sent to ciaddr.
     const subnet = ctx.packet.ciaddr !== ZERO_IPV4 ? this.pool.subnetFor(ctx.packet.ciaddr) : this.subnetOf(ctx);
+    // ciaddr is the sender's word: answering one off every served network would
+    // make bootfarm a reflector towards any address.
+    if (!subnet) return { replies: [], outcome: 'ignored-off-network', detail: { ciaddr: ctx.packet.ciaddr } };
     return { replies: [this.reply(ctx, MessageType.ACK, ZERO_IPV4, subnet, false)], outcome: 'ack-inform' };
   }
 }

@@ -14,6 +14,40 @@ interface Offer {
 
 export type AllocateResult = { ok: true; ip: string } | { ok: false; reason: string };
 
+export type DeclineResult = 'declined' | 'not-offered' | 'quarantine-full';
+
+/** Shares of each subnet's dynamic range (percent) that hostile clients can at most take. */
+export interface PoolCaps {
+  /** Addresses offered to or bound by machines in no inventory. */
+  unknownLeasePercent: number;
+  /** Addresses in DECLINE quarantine. */
+  maxQuarantinedPercent: number;
+}
+
+const NO_CAPS: PoolCaps = { unknownLeasePercent: 100, maxQuarantinedPercent: 100 };
+
+/** Addresses of one subnet held under a cap: ip -> the lease key holding it. Swept only when full. */
+class CappedHolders {
+  private readonly holders = new Map<number, string>();
+
+  constructor(readonly limit: number) {}
+
+  add(ip: number, key: string): void {
+    this.holders.set(ip, key);
+  }
+
+  /** Whether the cap is reached, counting only entries `stillHeld` confirms (the rest are forgotten). */
+  full(stillHeld: (ip: number, key: string) => boolean): boolean {
+    if (this.holders.size < this.limit) return false;
+    for (const [ip, key] of this.holders) if (!stillHeld(ip, key)) this.holders.delete(ip);
+    return this.holders.size >= this.limit;
+  }
+
+  get size(): number {
+    return this.holders.size;
+  }
+}
+
 export class LeasePool {
   /** ip (as number) -> persisted record */
   private readonly byIp = new Map<number, LeaseRecord>();
@@ -26,20 +60,42 @@ export class LeasePool {
   private reservationsVersion = -1;
   /** Next never-used address to try in each subnet's range. */
   private readonly freshCursor = new Map<ResolvedSubnet, number>();
+  private readonly unknownHolders = new Map<ResolvedSubnet, CappedHolders>();
+  private readonly quarantine = new Map<ResolvedSubnet, CappedHolders>();
+  /** Offers whose hold ran out are forgotten once there are more than this many. */
+  private readonly offerSweepAt: number;
 
   constructor(
     private readonly subnets: ResolvedSubnet[],
     private readonly store: Store,
     private readonly offerHoldMs: number,
     private readonly quarantineMs: number,
+    caps: PoolCaps = NO_CAPS,
+    now: number = Date.now(),
   ) {
     this.refreshReservations();
+    let rangeTotal = 0;
+    for (const s of subnets) {
+      this.freshCursor.set(s, s.rangeStart);
+      const size = s.rangeEnd - s.rangeStart + 1;
+      rangeTotal += size;
+      this.unknownHolders.set(s, new CappedHolders(Math.max(1, Math.floor(size * caps.unknownLeasePercent / 100))));
+      this.quarantine.set(s, new CappedHolders(Math.max(1, Math.floor(size * caps.maxQuarantinedPercent / 100))));
+    }
+    this.offerSweepAt = 2 * rangeTotal + 1024;
     for (const lease of store.leases()) {
       const ip = ipv4ToNumber(lease.ip);
       this.byIp.set(ip, lease);
-      this.byKey.set(lease.key, ip);
+      if (lease.state !== 'declined') this.byKey.set(lease.key, ip);
+      const subnet = this.subnetForNumber(ip);
+      if (!subnet || lease.expiresAt <= now) continue;
+      if (lease.state === 'declined') this.quarantine.get(subnet)?.add(ip, lease.key);
+      else if (lease.state === 'bound' && !store.nodeByMac(lease.mac)) this.unknownHolders.get(subnet)?.add(ip, lease.key);
     }
-    for (const s of subnets) this.freshCursor.set(s, s.rangeStart);
+  }
+
+  private subnetForNumber(ip: number): ResolvedSubnet | undefined {
+    return this.subnets.find((s) => cidrContains(s.network, ip));
   }
 
   /** Nodes added or removed through the API change the reservations. */
@@ -53,6 +109,44 @@ export class LeasePool {
   subnetFor(address: string): ResolvedSubnet | undefined {
     const ip = ipv4ToNumber(address);
     return this.subnets.find((s) => cidrContains(s.network, ip));
+  }
+
+  /**
+   * Has this server offered `ip` to `key`, or does `key`'s lease record name it?
+   * A SELECTING or RENEWING REQUEST is only ACKed then: otherwise any forged
+   * REQUEST would bind an address to any MAC without the DISCOVER the offer
+   * limits and budgets apply to.
+   */
+  hasClaim(key: string, ip: string): boolean {
+    const n = ipv4ToNumber(ip);
+    if (this.offersByKey.get(key)?.ip === n) return true;
+    const rec = this.byIp.get(n);
+    return this.byKey.get(key) === n && rec !== undefined && rec.key === key && rec.state !== 'declined';
+  }
+
+  /** Does `key` hold an offer or a valid binding now (so a cap on new holders does not apply to it)? */
+  holds(key: string, now: number): boolean {
+    const offer = this.offersByKey.get(key);
+    return (offer !== undefined && offer.holdUntil > now && this.offersByIp.get(offer.ip) === offer) || this.binding(key, now) !== undefined;
+  }
+
+  private heldBy(ip: number, key: string, now: number): boolean {
+    const offer = this.offersByIp.get(ip);
+    if (offer && offer.key === key && offer.holdUntil > now) return true;
+    const rec = this.byIp.get(ip);
+    return rec !== undefined && rec.key === key && rec.state === 'bound' && rec.expiresAt > now;
+  }
+
+  /** Machines in no inventory hold dhcp.limits.unknownLeasePercent of `subnet`'s range already. */
+  unknownCapReached(subnet: ResolvedSubnet, now: number): boolean {
+    return this.unknownHolders.get(subnet)?.full((ip, key) => this.heldBy(ip, key, now)) ?? false;
+  }
+
+  /** `ip` was offered to a machine in no inventory: it counts against the cap while held. */
+  noteUnknownHolder(ip: string, key: string): void {
+    const n = ipv4ToNumber(ip);
+    const subnet = this.subnetForNumber(n);
+    if (subnet) this.unknownHolders.get(subnet)?.add(n, key);
   }
 
   /** The client's current binding, if it is still valid. */
@@ -115,6 +209,21 @@ export class LeasePool {
     const offer = { ip, key, holdUntil: now + this.offerHoldMs };
     this.offersByKey.set(key, offer);
     this.offersByIp.set(ip, offer);
+    if (this.offersByKey.size > this.offerSweepAt) this.sweepOffers(now);
+  }
+
+  /** DISCOVERs from many MACs leave offers behind: forget those no longer held, or superseded. */
+  private sweepOffers(now: number): void {
+    for (const [key, offer] of this.offersByKey) {
+      if (offer.holdUntil > now && this.offersByIp.get(offer.ip) === offer) continue;
+      this.offersByKey.delete(key);
+      if (this.offersByIp.get(offer.ip) === offer) this.offersByIp.delete(offer.ip);
+    }
+  }
+
+  /** Offers remembered (for tests of the sweep and for metrics). */
+  get offerCount(): number {
+    return this.offersByKey.size;
   }
 
   private freshAddress(subnet: ResolvedSubnet, key: string, mac: string, now: number): number | undefined {
@@ -192,13 +301,26 @@ export class LeasePool {
     return true;
   }
 
-  /** DHCPDECLINE: someone else uses the address; keep it out of the pool for a while. */
-  async decline(ip: string, key: string, mac: string, now: number): Promise<boolean> {
+  /**
+   * DHCPDECLINE: someone else uses the address; keep it out of the pool for a
+   * while. Only an address offered to or bound by the declining client, and at
+   * most dhcp.limits.maxQuarantinedPercent of the range at once: DISCOVER+DECLINE
+   * from forged MACs would otherwise empty the pool for the quarantine time.
+   */
+  async decline(ip: string, key: string, mac: string, now: number): Promise<DeclineResult> {
     const n = ipv4ToNumber(ip);
-    if (!this.subnetFor(ip)) return false;
+    const subnet = this.subnetFor(ip);
+    if (!subnet) return 'not-offered';
     const rec = this.byIp.get(n);
     const offer = this.offersByIp.get(n);
-    if (!(rec?.key === key || offer?.key === key)) return false;
+    if (!(rec?.key === key || offer?.key === key)) return 'not-offered';
+    const quarantine = this.quarantine.get(subnet);
+    if (quarantine?.full((q) => { const r = this.byIp.get(q); return r !== undefined && r.state === 'declined' && r.expiresAt > now; })) {
+      // The address stays in the pool; the client's claim to it ends here.
+      this.dropOffer(key);
+      return 'quarantine-full';
+    }
+    quarantine?.add(n, key);
     const record: LeaseRecord = { ip, key, mac, state: 'declined', expiresAt: now + this.quarantineMs, updatedAt: now };
     this.setRecord(n, record);
     // The quarantine record belongs to no client: a returning client must not get it back.
@@ -206,7 +328,7 @@ export class LeasePool {
     this.offersByKey.delete(key);
     this.offersByIp.delete(n);
     await this.store.putLease(record);
-    return true;
+    return 'declined';
   }
 
   private setRecord(ip: number, record: LeaseRecord): void {

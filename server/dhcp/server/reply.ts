@@ -24,6 +24,19 @@ export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
 const BROADCAST = '255.255.255.255';
 
+/**
+ * Why a reply cannot go to `destination`, or undefined when it can. The source of a
+ * datagram is the sender's to choose: a port of 0 or an address that is not a
+ * host's would make node:dgram throw, and is no client bootfarm can answer.
+ */
+export function destinationProblem(destination: Destination): string | undefined {
+  const { port, address } = destination;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return port === 0 ? 'port-0' : 'bad-port';
+  const first = Number(address.split('.')[0]);
+  if (address === ZERO_IPV4 || first === 127 || (first >= 224 && address !== BROADCAST)) return 'bad-address';
+  return undefined;
+}
+
 const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
 const text = (s: string) => Buffer.from(s, 'latin1');
 

@@ -74,10 +74,26 @@ function probeFree(port: number): Promise<void> {
   });
 }
 
+/**
+ * Replies waiting in libuv's queue (the kernel's send buffer is full) beyond which
+ * new ones are dropped: memory stays bounded whatever the destinations do.
+ */
+export const MAX_QUEUED_REPLIES = 256;
+
+export class SendQueueFullError extends Error {}
+
 export class DhcpSockets {
   private constructor(
     private readonly receiver: dgram.Socket,
+    /** Broadcasts (255.255.255.255): the replies a client without an address waits for. */
     private readonly sender: dgram.Socket,
+    /**
+     * Unicasts (ciaddr, relays). Their own socket, because a unicast to an address
+     * nobody answers ARP for waits in the kernel's neighbour queue, charged to the
+     * socket's send buffer for seconds: forged INFORMs or RENEWs naming absent
+     * hosts would otherwise fill it and stall every broadcast OFFER behind them.
+     */
+    private readonly unicaster: dgram.Socket,
     private readonly bootServer: dgram.Socket | undefined,
   ) {}
 
@@ -93,27 +109,42 @@ export class DhcpSockets {
       opened.push(sender);
       const receiver = await bindSocket('0.0.0.0', options.port, deliver('dhcp'));
       opened.push(receiver);
+      // Bound last to the server address, so Linux delivers unicasts to it; it hands them to the same handler.
+      const unicaster = await bindSocket(options.serverAddress, options.port, deliver('dhcp'));
+      opened.push(unicaster);
       const bootServer = options.bootServerPort !== undefined
         ? await bindSocket('0.0.0.0', options.bootServerPort, deliver('boot-server'))
         : undefined;
       if (bootServer) opened.push(bootServer);
       // After setup, a socket error (e.g. ENETUNREACH on one send) is reported, never thrown.
       for (const s of opened) s.on('error', onSocketError);
-      return new DhcpSockets(receiver, sender, bootServer);
+      return new DhcpSockets(receiver, sender, unicaster, bootServer);
     } catch (err) {
       for (const s of opened) s.close();
       throw err;
     }
   }
 
-  /** Sends without waiting: a failure (e.g. no route) is reported to `onError`. */
+  /**
+   * Sends without waiting. Never throws: node:dgram throws synchronously for some
+   * destinations (port 0, a closed socket) and reports others (no route) later;
+   * both reach `onError`.
+   */
   send(listener: Listener, data: Buffer, destination: Destination, onError: (err: Error) => void): void {
-    const socket = listener === 'boot-server' && this.bootServer ? this.bootServer : this.sender;
-    socket.send(data, destination.port, destination.address, (err) => { if (err) onError(err); });
+    const socket = listener === 'boot-server' && this.bootServer ? this.bootServer : destination.address === '255.255.255.255' ? this.sender : this.unicaster;
+    if (socket.getSendQueueCount() >= MAX_QUEUED_REPLIES) {
+      onError(new SendQueueFullError(`${MAX_QUEUED_REPLIES} replies already wait to be sent on this socket`));
+      return;
+    }
+    try {
+      socket.send(data, destination.port, destination.address, (err) => { if (err) onError(err); });
+    } catch (err) {
+      onError(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   async close(): Promise<void> {
-    const sockets = [this.receiver, this.sender, this.bootServer].filter((s): s is dgram.Socket => s !== undefined);
+    const sockets = [this.receiver, this.sender, this.unicaster, this.bootServer].filter((s): s is dgram.Socket => s !== undefined);
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 }
