@@ -5,8 +5,9 @@
 // address, unknown exports from anywhere), truncated option and request headers,
 // bad client flags, huge option length claims, transmission requests with bad
 // magic, types, offsets and lengths (and writes with payloads), abrupt closes at
-// random points, and clients that never read. Prints one JSON line:
-// {"messages":N,"connections":C,"noGreeting":G,"closedByServer":S}.
+// random points, and clients that never read; a few connections come from fixed
+// low and high source ports (1, 68, 69, 1023, 65535). Prints one JSON line:
+// {"messages":N,"connections":C,"noGreeting":G,"closedByServer":S,"fixedPortGreeted":F}.
 // Usage: node --import tsx test/lib/nbd-fuzzer.ts HOST PORT EXPORT MESSAGES CONCURRENCY SEED
 import net from 'node:net';
 import { mulberry32 } from './dhcp-fuzz-corpus.js';
@@ -74,16 +75,21 @@ const scripts: Array<() => Script> = [
   () => [CLIENT_FLAGS, option(1, Buffer.from(pick([exportName, 'nope', '']))), ...Array.from({ length: int(100) }, randomRequest), request(2, 3n, 0n, 0), ...Array.from({ length: int(20) }, randomRequest)],
 ];
 
+const SOURCE_PORTS = [1, 68, 69, 1023, 65535];
+
 /** Messages written (fragments and garbage count as one each). */
 let messages = 0;
 let connections = 0;
 let noGreeting = 0;
 let closedByServer = 0;
+let fixedPortGreeted = 0;
 
 function play(script: Script): Promise<void> {
   return new Promise((resolve) => {
     connections++;
-    const socket = net.connect(port, host);
+    // Now and then from a fixed source port, ending with a reset (no TIME_WAIT to block its reuse).
+    const localPort = rnd() < 0.03 ? pick(SOURCE_PORTS) : undefined;
+    const socket = net.connect({ port, host, ...(localPort ? { localPort } : {}) });
     let received = 0;
     let serverClosed = true;
     let settled = false;
@@ -92,8 +98,10 @@ function play(script: Script): Promise<void> {
       settled = true;
       clearTimeout(giveUp);
       if (received === 0) noGreeting++;
+      else if (localPort) fixedPortGreeted++;
       if (serverClosed) closedByServer++;
-      socket.destroy();
+      if (localPort && !socket.destroyed && socket.readyState === 'open') socket.resetAndDestroy();
+      else socket.destroy();
       resolve();
     };
     // Some clients read every reply, some read nothing (the server must hold back), some vanish mid-script.
@@ -118,4 +126,4 @@ async function worker(): Promise<void> {
 }
 
 await Promise.all(Array.from({ length: Number(concurrencyText) }, () => worker()));
-process.stdout.write(`${JSON.stringify({ messages, connections, noGreeting, closedByServer })}\n`);
+process.stdout.write(`${JSON.stringify({ messages, connections, noGreeting, closedByServer, fixedPortGreeted })}\n`);
