@@ -3,9 +3,9 @@
 // from that address (notes §3.2); each transfer gets its own socket bound to it.
 //
 // A transfer slot (tftp.maxTransfers overall, tftp.maxTransfersPerClient per
-// client address) is reserved synchronously when a read request arrives, before
-// any await, so a burst cannot overshoot the caps; every path that does not hand
-// the slot to a running transfer releases it.
+// client address; server/tftp/slots.ts) is reserved synchronously when a read
+// request arrives, before any await, so a burst cannot overshoot the caps; every
+// path that does not hand the slot to a running transfer releases it.
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { encodeError, parseTftpPacket, TftpError, type TftpRequest } from './packet.js';
@@ -13,6 +13,7 @@ import { negotiate, type Negotiated, type TftpLimits } from './options.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
 import { Transfer, type TransferObserver, type TransferResult } from './transfer.js';
 import { isReplyablePort, sendGuarded } from './send.js';
+import { TransferSlots } from './slots.js';
 import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
@@ -30,8 +31,6 @@ export interface TftpServerOptions {
 /** What the server needs of the file resolvers; unit tests pass a stand-in. */
 export type TftpFiles = Pick<ResolverChain, 'resolve'>;
 
-type Reservation = { ok: true; release: () => void } | { ok: false; outcome: 'busy' | 'busy-client' };
-
 export interface FileServedEvent {
   path: string;
   client: string;
@@ -42,9 +41,8 @@ export interface FileServedEvent {
 export class TftpServer {
   private readonly listeners: dgram.Socket[] = [];
   private readonly active = new Set<dgram.Socket>();
-  /** Slots held: running transfers plus requests between arrival and start. */
-  private slotsHeld = 0;
-  private readonly slotsByClient = new Map<string, number>();
+  /** Running transfers plus requests between arrival and start. */
+  private readonly slots: TransferSlots;
   private stopped = false;
   private readonly badLog = new RateLimiter(10, 60_000);
   private readonly unanswerableLog = new RateLimiter(10, 60_000);
@@ -67,7 +65,9 @@ export class TftpServer {
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: FileServedEvent) => void = () => undefined,
-  ) {}
+  ) {
+    this.slots = new TransferSlots(options.maxTransfers, options.maxTransfersPerClient, (held) => metrics.tftpTransfersInFlight.set(held));
+  }
 
   async start(): Promise<void> {
     for (const address of this.options.addresses) {
@@ -111,30 +111,7 @@ export class TftpServer {
 
   /** Slots held: running transfers plus requests being resolved or opened. */
   get transfersInFlight(): number {
-    return this.slotsHeld;
-  }
-
-  /** Takes a slot now (no await before this), or says which cap is full. */
-  private reserve(client: string): Reservation {
-    if (this.slotsHeld >= this.options.maxTransfers) return { ok: false, outcome: 'busy' };
-    const held = this.slotsByClient.get(client) ?? 0;
-    if (held >= this.options.maxTransfersPerClient) return { ok: false, outcome: 'busy-client' };
-    this.slotsHeld++;
-    this.slotsByClient.set(client, held + 1);
-    this.metrics.tftpTransfersInFlight.set(this.slotsHeld);
-    let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.slotsHeld--;
-        const left = (this.slotsByClient.get(client) ?? 1) - 1;
-        if (left > 0) this.slotsByClient.set(client, left);
-        else this.slotsByClient.delete(client);
-        this.metrics.tftpTransfersInFlight.set(this.slotsHeld);
-      },
-    };
+    return this.slots.held;
   }
 
   /** Port 0 is a legal source on the wire and no destination: no reply is possible. */
@@ -193,9 +170,9 @@ export class TftpServer {
       this.logRequest('warn', { ...log, reason: normalized.reason }, 'tftp request refused');
       return this.refuse(listener, rinfo, TftpError.ACCESS_VIOLATION, 'access violation');
     }
-    const slot = this.reserve(rinfo.address);
+    const slot = this.slots.reserve(rinfo.address);
     if (!slot.ok) {
-      this.metrics.tftpRequests.inc({ outcome: slot.outcome });
+      this.metrics.tftpRequests.inc({ outcome: slot.full === 'total' ? 'busy' : 'busy-client' });
       return this.refuse(listener, rinfo, TftpError.NOT_DEFINED, 'server busy, retry later');
     }
     // Until a Transfer owns the slot (and releases it in its end callback), this
