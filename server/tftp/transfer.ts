@@ -91,6 +91,8 @@ export class Transfer {
     this.awaitingOackAck = negotiated.oack.length > 0;
     socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     socket.on('error', (err) => this.finish('error', `socket error: ${err.message}`));
+    // Closed from outside (the server stopping): end now rather than at the next timer.
+    socket.on('close', () => this.finish('error', 'socket closed'));
   }
 
   /** Sends the OACK or the first window. Never throws: a failure ends the transfer through finish(). */

@@ -101,6 +101,18 @@ describe('TFTP transfer failure paths', () => {
     expect(source.releases).toBe(1);
   });
 
+  it('a socket closed from outside (server stopping) ends the transfer at once (real socket)', async () => {
+    const server = dgram.createSocket('udp4');
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+    const source = new CountingSource(Buffer.alloc(2000));
+    const o = observe();
+    new Transfer(server, peer, source, plain, o.onEnd, o.observer).start();
+    server.close();
+    await vi.waitUntil(() => o.ends.length > 0);
+    expect(o.ends.map((e) => e.detail)).toEqual(['socket closed']);
+    expect(source.releases).toBe(1);
+  });
+
   it('a send the kernel refuses (callback error) ends the transfer once, with no timer left', async () => {
     vi.useFakeTimers();
     const socket = new FakeSocket('async-error');
