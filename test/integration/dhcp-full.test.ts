@@ -82,7 +82,7 @@ describe('full DHCP mode with busybox udhcpc and ISC dhclient', () => {
     expect(field(lb, 'ip')).toMatch(/^10\.9\.0\.1\d\d$/);
   });
 
-  it('dhclient obtains a lease, reboots into the same one, is NAKed for a wrong one, and releases', async () => {
+  it('dhclient obtains a lease, reboots into the same one after bootfarm restarts, is NAKed for a wrong one, and releases', async () => {
     const host = await lab.addHost('c4');
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-dhclient-'));
     const leases = path.join(dir, 'dhclient.leases');
@@ -96,6 +96,18 @@ describe('full DHCP mode with busybox udhcpc and ISC dhclient', () => {
     // dhclient writes its lease file after running the script: wait for it before stopping.
     await waitUntil(() => existsSync(leases) && readFileSync(leases, 'utf8').includes(`fixed-address ${ip};`), 10_000, 'the lease file');
     await first.stop('SIGTERM');
+
+    // bootfarm is killed and restarted: from here on the lease exists only in its state directory.
+    server.bg.child.kill('SIGKILL');
+    await server.bg.exited;
+    server = await startBootfarm(lab, `${lab.id}-srv`, baseConfig(['10.9.0.100', '10.9.0.150']), server.stateDir);
+    // Another machine asking for exactly that address (option 50) gets a different one: only
+    // the lease read back from the state directory holds it (a pool that lost it would grant it).
+    const other = await lab.addHost('c5');
+    const squatter = udhcpc(lab, other, ['-q', '-r', ip]);
+    const squatterLease = await squatter.waitFor(leaseLine, 30_000, 'a lease for another machine');
+    expect(field(squatterLease, 'ip')).toMatch(/^10\.9\.0\.1\d\d$/);
+    expect(field(squatterLease, 'ip')).not.toBe(ip);
 
     // A restart with the lease file is INIT-REBOOT: REQUEST for the remembered address.
     const second = lab.spawn(host.ns, 'dhclient', args, 'dhclient');

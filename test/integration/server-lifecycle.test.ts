@@ -24,7 +24,7 @@ describe('bootfarm process lifecycle', () => {
     await lab?.destroy();
   });
 
-  it('keeps leases across kill -9: the client renews its address, a new client gets another', async () => {
+  it('keeps leases across kill -9: a new client asking for the address gets another, the client renews it', async () => {
     const first = await startBootfarm(lab, srvNs, config);
     const a = await lab.addHost('a');
     const client = lab.spawn(a.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-s', SCRIPT, '-t', '4', '-T', '1'], 'udhcpc-a');
@@ -35,16 +35,19 @@ describe('bootfarm process lifecycle', () => {
     const second = await startBootfarm(lab, srvNs, config, first.stateDir);
     expect(second.logs().find((l) => l.msg === 'state loaded')).toMatchObject({ leases: 1 });
 
+    // Before the owner says anything: a new machine asking for exactly that address
+    // (option 50) gets another. Only the lease read back from the state directory
+    // holds it; a restarted pool that had lost it would grant it.
+    const b = await lab.addHost('b');
+    const other = await lab.exec(b.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-s', SCRIPT, '-t', '4', '-T', '1', '-r', ip as string], 30_000);
+    const otherIp = field(other.stderr.split('\n').find((l) => l.startsWith('LEASE ')) ?? '', 'ip');
+    expect(otherIp).toMatch(/^10\.9\.0\.1\d\d$/);
+    expect(otherIp).not.toBe(ip);
+
     const since = client.lines.length;
     client.child.kill('SIGUSR1');
     const renewed = await client.waitFor((l) => l.startsWith('LEASE event=renew'), 30_000, 'the renewal', since);
     expect(field(renewed, 'ip')).toBe(ip);
-
-    const b = await lab.addHost('b');
-    const other = await lab.exec(b.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-s', SCRIPT, '-t', '4', '-T', '1'], 30_000);
-    const otherIp = field(other.stderr.split('\n').find((l) => l.startsWith('LEASE ')) ?? '', 'ip');
-    expect(otherIp).toMatch(/^10\.9\.0\.1\d\d$/);
-    expect(otherIp).not.toBe(ip);
 
     // SIGTERM: stops cleanly with exit 0.
     expect(await second.stop()).toBe(0);
