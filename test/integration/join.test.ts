@@ -180,7 +180,25 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(discovered.machines).toEqual([expect.objectContaining({ mac: '52:54:00:00:00:77', arch: 'amd64', firmware: 'bios' })]);
   });
 
-  it('deletes a token whose TTL passed, and one left over from before a restart', async () => {
+  it('deletes a token left over from before a restart when it starts again', async () => {
+    // A new boot of the node (DISCOVER), its agent fetches its configuration: a token is minted.
+    const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    expect(r.stderr).toContain('LEASE event=bound');
+    expect((await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`)).status).toBe(200);
+    await waitUntil(() => state().secrets.length === 1, 10_000, 'a token for the new boot');
+    const [left] = state().secrets as [FakeSecret];
+    tokensSeen.push(`${left.data['token-id']}.${left.data['token-secret']}`, left.data['token-secret'] as string);
+    // bootfarm stops before the node joins: the Secret is still in the cluster.
+    await server.stop();
+    expect(state().secrets.map((s) => s.name)).toEqual([left.name]);
+    server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
+    await waitUntil(() => state().secrets.length === 0, 10_000, 'the leftover token deleted at start');
+    expect(kubeRequests().filter((q) => q.method === 'DELETE').map((q) => q.path)).toContain(`/api/v1/namespaces/kube-system/secrets/${left.name}`);
+    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`)).body) as { events: Array<{ type: string; detail?: { why?: string; tokenId?: string } }> };
+    expect(events.events.some((e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id'])).toBe(true);
+  });
+
+  it('deletes a token whose TTL passed', async () => {
     await server.stop();
     server = await startBootfarm(lab, srv.ns, config('3s'), server.stateDir);
     // The node's earlier boot ended (joined): a DISCOVER starts a new boot.
@@ -210,7 +228,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     responses.push((await curl(srv, `${URL_BASE}/api/v1/nodes`)).body, (await curl(srv, `${URL_BASE}/metrics`)).body);
     const logs = server.bg.lines.join('\n');
     const stateFiles = readdirSync(server.stateDir).filter((f) => statSync(path.join(server.stateDir, f)).isFile()).map((f) => readFileSync(path.join(server.stateDir, f), 'utf8')).join('\n');
-    expect(tokensSeen).toHaveLength(4);
+    expect(tokensSeen).toHaveLength(6);
     const join = responses.filter((r) => r.includes('kind: JoinConfiguration'));
     expect(join).toHaveLength(1);
     const elsewhere = responses.filter((r) => !r.includes('kind: JoinConfiguration'));
@@ -218,5 +236,24 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     for (const token of tokensSeen) {
       for (const text of [...elsewhere, logs, stateFiles]) expect(text.includes(token)).toBe(false);
     }
+  });
+
+  it('joins with a static kubernetes.token: the same token to every node, no Secret created or deleted', async () => {
+    const staticToken = 'abcdef.0123456789abcdef';
+    await server.stop();
+    const requestsBefore = kubeRequests().length;
+    // The fake API's kubeconfig is left out: with a static token bootfarm never calls the API.
+    const kubernetes = { ...config('1h').kubernetes, kubeconfig: undefined, token: staticToken };
+    server = await startBootfarm(lab, srv.ns, { ...config('1h'), kubernetes }, server.stateDir);
+    const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    expect(r.stderr).toContain('LEASE event=bound');
+    const cfg = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
+    expect(cfg.status).toBe(200);
+    const join = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
+    expect(join.status).toBe(200);
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(staticToken);
+    expect(server.logs().find((l) => l.msg === 'bootstrap token minted')).toMatchObject({ expiresAt: 'set by the cluster', minter: 'static' });
+    // Nothing was asked of the Kubernetes API.
+    expect(kubeRequests()).toHaveLength(requestsBefore);
   });
 });

@@ -26,6 +26,16 @@ export interface PoolCaps {
 
 const NO_CAPS: PoolCaps = { unknownLeasePercent: 100, maxQuarantinedPercent: 100 };
 
+/**
+ * `percent` of a range of `size` addresses, rounded up (a 2-address pool at 90%
+ * still serves 2). A share that covers the whole range is no cap: the pool runs
+ * out first, and says so ("exhausted").
+ */
+function shareOf(size: number, percent: number): number {
+  const share = Math.ceil(size * percent / 100);
+  return share >= size ? Infinity : Math.max(1, share);
+}
+
 /** Addresses of one subnet held under a cap: ip -> the lease key holding it. Swept only when full. */
 class CappedHolders {
   private readonly holders = new Map<number, string>();
@@ -79,8 +89,8 @@ export class LeasePool {
       this.freshCursor.set(s, s.rangeStart);
       const size = s.rangeEnd - s.rangeStart + 1;
       rangeTotal += size;
-      this.unknownHolders.set(s, new CappedHolders(Math.max(1, Math.floor(size * caps.unknownLeasePercent / 100))));
-      this.quarantine.set(s, new CappedHolders(Math.max(1, Math.floor(size * caps.maxQuarantinedPercent / 100))));
+      this.unknownHolders.set(s, new CappedHolders(shareOf(size, caps.unknownLeasePercent)));
+      this.quarantine.set(s, new CappedHolders(shareOf(size, caps.maxQuarantinedPercent)));
     }
     this.offerSweepAt = 2 * rangeTotal + 1024;
     for (const lease of store.leases()) {
