@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.js';
 import { parseRange } from './range.js';
 import { applyConnectionLimits, clientAddress, httpServerOptions, type HttpConnectionLimits } from './connection-limits.js';
 import { SetupError } from '../errors.js';
+import { RateLimiter } from '../util/rate-limited-log.js';
 import { validatorCompiler } from '../api/validation.js';
 import { toOpenApi30 } from '../api/openapi.js';
 import { registerApiRoutes, type ApiDeps } from '../api/routes.js';
@@ -61,6 +62,10 @@ function sourceStream(source: FileSource, start: number, end: number): Readable 
 
 export class HttpBootServer {
   private readonly app: FastifyInstance;
+  // Refusals and misses are what a scanner produces by the thousand: a bounded
+  // number of lines per interval, then one that says how many were left out.
+  private readonly refusedLog = new RateLimiter(20, 10_000);
+  private readonly notFoundLog = new RateLimiter(20, 10_000);
 
   constructor(
     private readonly options: HttpServerOptions,
@@ -131,14 +136,14 @@ export class HttpBootServer {
     const normalized = normalizeRequestPath(raw);
     if (!normalized.ok) {
       this.metrics.httpRequests.inc({ outcome: 'denied' });
-      this.logger.warn({ path: raw, client, reason: normalized.reason }, 'http request refused');
+      this.logLimited(this.refusedLog, 'warn', { path: raw, client, reason: normalized.reason }, 'http request refused');
       await reply.code(403).send({ error: 'forbidden', reason: normalized.reason });
       return;
     }
     const answer = await this.files.resolve({ path: normalized.path, clientAddress: client, protocol: 'http' });
     if (!answer.found) {
       this.metrics.httpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
-      this.logger.info({ path: normalized.path, client, reason: answer.detail }, answer.denied ? 'http request refused' : 'http file not found');
+      this.logLimited(answer.denied ? this.refusedLog : this.notFoundLog, 'info', { path: normalized.path, client, reason: answer.detail }, answer.denied ? 'http request refused' : 'http file not found');
       // On the node's timeline too: "kernel not found" is the end of a boot.
       this.onFileServed({ path: normalized.path, client, from: 'none', bytes: 0, status: answer.denied ? 403 : 404 });
       await reply.code(answer.denied ? 403 : 404).send({ error: answer.denied ? 'forbidden' : 'not found', path: normalized.path });
@@ -181,6 +186,12 @@ export class HttpBootServer {
     }
     const source = await answer.open();
     await reply.send(sourceStream(source, start, end));
+  }
+
+  private logLimited(limiter: RateLimiter, level: 'info' | 'warn', detail: Record<string, unknown>, message: string): void {
+    const { log, suppressed } = limiter.take(Date.now());
+    if (!log) return;
+    this.logger[level](suppressed > 0 ? { ...detail, suppressed } : detail, message);
   }
 
   async start(): Promise<void> {

@@ -5,8 +5,8 @@
 // with small connection caps and long deadlines (the floods), one with short
 // deadlines (the slow clients).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
@@ -14,6 +14,8 @@ import type { Background } from '../../server/lab/proc.js';
 import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 
 const ATTACKER = path.join(REPO_ROOT, 'test/lib/http-attacker.ts');
+const FUZZER = path.join(REPO_ROOT, 'test/lib/http-fuzzer.ts');
+const FUZZ_REQUESTS = 100_000;
 const SERVER = '10.9.0.1';
 const CAPS_PORT = 8080;
 const DEADLINES_PORT = 8081;
@@ -43,6 +45,10 @@ describe('HTTP against connection floods and slow clients', () => {
     mkdirSync(path.join(work, 'tftpboot'));
     // Larger than what the kernel buffers on both ends of one connection.
     writeFileSync(path.join(work, 'tftpboot/big.bin'), randomBytes(BIG_BYTES));
+    // A small published image for the fuzzer's paths to hit.
+    mkdirSync(path.join(work, 'images/base/v1/amd64'), { recursive: true });
+    for (const f of ['vmlinuz', 'initrd.img', 'root.squashfs', 'manifest.json']) writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(f === 'vmlinuz' ? 65_537 : 4096));
+    symlinkSync('v1', path.join(work, 'images/base/current'));
     lab = await NetLab.create('hh');
     const srv = await lab.addHost('srv', { address: `${SERVER}/24` });
     client = await lab.addHost('cli', { address: '10.9.0.2/24' });
@@ -115,6 +121,30 @@ describe('HTTP against connection floods and slow clients', () => {
     expect(counter(await metrics(DEADLINES_PORT), 'bootfarm_http_connections_timed_out_total{phase="idle"}')).toBeGreaterThanOrEqual(1);
     expect(await curl(DEADLINES_PORT)).toBe('200');
   }, 120_000);
+
+  it(`${FUZZ_REQUESTS} fuzzed requests: no crash, bounded memory, curl served byte for byte afterwards`, async () => {
+    const rssKiB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${deadlines.bg.pid}/status`, 'utf8'))?.[1]);
+    const before = { rss: rssKiB('VmRSS'), peak: rssKiB('VmHWM') };
+    const run = lab.spawn((attackers[0] as LabHost).ns, process.execPath, nodeArgs(FUZZER, [SERVER, String(DEADLINES_PORT), String(FUZZ_REQUESTS), '7', '16']), 'http-fuzzer');
+    const done = JSON.parse(await run.waitFor((l) => l.startsWith('{"event":"done"'), 240_000, 'fuzzer done')) as { sent: number; answered: number; connections: number; statuses: Record<string, number>; closedEarly: number };
+    expect(done.sent).toBe(FUZZ_REQUESTS);
+    // Requests pipelined after one that makes the server close are never read; most are.
+    expect(done.answered).toBeGreaterThan(FUZZ_REQUESTS / 2);
+    expect(deadlines.bg.child.exitCode).toBeNull();
+    // Every kind of answer a hostile client should get came back.
+    for (const status of ['200', '206', '400', '403', '404', '416', '431']) expect(done.statuses[status] ?? 0, status).toBeGreaterThan(0);
+    const kernel = path.join(work, 'kernel-after-fuzz');
+    const r = await lab.exec(client.ns, 'curl', ['-sS', '-f', '-o', kernel, `http://${SERVER}:${DEADLINES_PORT}/images/base/amd64/vmlinuz`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(createHash('sha256').update(readFileSync(kernel)).digest('hex')).toBe(createHash('sha256').update(readFileSync(path.join(work, 'images/base/v1/amd64/vmlinuz'))).digest('hex'));
+    // Resident memory of the server process (VmRSS now, VmHWM the peak since it started), for bench/RESULTS.md.
+    expect(readFileSync(`/proc/${deadlines.bg.pid}/status`, 'utf8')).toMatch(/^Name:\s+node/m);
+    const peakKiB = rssKiB('VmHWM');
+    const mib = (kib: number) => Math.round(kib / 1024);
+    process.stdout.write(`HTTP_FUZZ ${JSON.stringify({ ...done, serverRssMiB: { beforeFuzz: mib(before.rss), peakBeforeFuzz: mib(before.peak), afterFuzz: mib(rssKiB('VmRSS')), peak: mib(peakKiB) } })}\n`);
+    expect(peakKiB).toBeGreaterThan(0);
+    expect(peakKiB).toBeLessThan(512 * 1024);
+  }, 300_000);
 
   it('both servers are still running and hold no leftover connections', async () => {
     expect(caps.bg.child.exitCode).toBeNull();
