@@ -175,6 +175,11 @@ export class Metrics {
     labelNames: ['command', 'error'] as const,
     registers: [this.registry],
   });
+  readonly nbdBufferedReadBytes = new Gauge({
+    name: 'bootfarm_nbd_buffered_read_bytes',
+    help: 'READ data held in memory by all NBD connections: read from the image and not yet handed to the kernel (bounded by nbd.maxBufferedReadMiB)',
+    registers: [this.registry],
+  });
   readonly dhcpHandleSeconds = new Histogram({
     name: 'bootfarm_dhcp_handle_seconds',
     help: 'Time from receiving a DHCP request to sending the reply, including the lease commit',

@@ -102,7 +102,7 @@ export interface ResolvedConfig {
   };
   nbd: {
     enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
-    handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number;
+    handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number; maxBufferedReadMiB: number;
   };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];
@@ -474,6 +474,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       maxConnections: cfg.nbd?.maxConnections ?? 1024,
       maxConnectionsPerClient: cfg.nbd?.maxConnectionsPerClient ?? 8,
       maxHandshakeOptions: cfg.nbd?.maxHandshakeOptions ?? 256,
+      maxBufferedReadMiB: cfg.nbd?.maxBufferedReadMiB ?? 256,
     },
     boot: {
       bios: cfg.boot?.bios ?? 'undionly.kpxe',

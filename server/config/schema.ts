@@ -164,6 +164,7 @@ export const ConfigSchema = Type.Object({
     maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of open NBD connections 1-100000') })),
     maxConnectionsPerClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, ...expected('a number of open NBD connections per client address 1-10000') })),
     maxHandshakeOptions: Type.Optional(Type.Integer({ minimum: 8, maximum: 100000, ...expected('a number of options per NBD handshake 8-100000') })),
+    maxBufferedReadMiB: Type.Optional(Type.Integer({ minimum: 33, maximum: 1048576, ...expected('MiB of NBD read data held in memory, 33-1048576 (at least one 32 MiB request)') })),
     exports: Type.Optional(Type.Array(Type.Object({
       name: Type.String({ minLength: 1, ...expected('an export name') }),
       file: Type.String({ minLength: 1, ...expected('an image file path') }),

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { NbdSession, type ExportCatalog, type NbdExport } from './session.js';
+import { ReadBudget } from './read-budget.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
 import { SetupError } from '../errors.js';
@@ -21,6 +22,8 @@ export interface NbdServerOptions {
   maxConnectionsPerClient: number;
   /** Options answered in one handshake; the next one closes the connection. */
   maxHandshakeOptions: number;
+  /** READ data held in memory by all connections together (see server/nbd/read-budget.ts). */
+  maxBufferedReadMiB: number;
 }
 
 /**
@@ -56,6 +59,7 @@ export class NbdServer {
   private readonly handshakeLog = new RateLimiter(10, 60_000);
   /** One limiter per kind of refused request (a handful of commands × errors), so a flood of one kind does not hide another. */
   private readonly requestLogs = new Map<string, RateLimiter>();
+  private readonly readBudget: ReadBudget;
 
   constructor(
     private readonly options: NbdServerOptions,
@@ -65,6 +69,7 @@ export class NbdServer {
     private readonly metrics: Metrics,
     private readonly onAttach: (node: { hostname: string; mac: string }, exp: NbdExport) => void = () => undefined,
   ) {
+    this.readBudget = new ReadBudget(options.maxBufferedReadMiB * 1024 * 1024, (held) => metrics.nbdBufferedReadBytes.set(held));
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
@@ -135,7 +140,7 @@ export class NbdServer {
         resume: () => socket.resume(),
       },
       this.catalog,
-      { refusal, maxOptions: this.options.maxHandshakeOptions },
+      { refusal, maxOptions: this.options.maxHandshakeOptions, readBudget: this.readBudget },
       {
         attached: (exp) => {
           clearTimeout(handshakeDeadline);

@@ -6,6 +6,7 @@ import {
   ClientFlag, Command, Errno, exportNameReply, greeting, IHAVEOPT, Info, infoBlockSize, infoExport, listEntry,
   MAX_REQUEST_LENGTH, Option, optionReply, READ_ONLY_EXPORT_FLAGS, Reply, REQUEST_MAGIC, simpleReply,
 } from './protocol.js';
+import type { ReadBudget } from './read-budget.js';
 
 export interface NbdExport {
   name: string;
@@ -59,6 +60,8 @@ export interface SessionPolicy {
   refusal: string | undefined;
   /** Options answered per handshake; the one past it closes the connection (nbd.maxHandshakeOptions). */
   maxOptions: number;
+  /** READ bytes in memory, shared by all connections (nbd.maxBufferedReadMiB). */
+  readBudget: ReadBudget;
 }
 
 /**
@@ -93,6 +96,12 @@ export class NbdSession {
   /** Bytes of a refused WRITE's payload still to skip: consumed as they arrive, never buffered. */
   private discarding = 0;
   private afterDiscard: (() => void) | undefined;
+  /** Waiting for the shared read budget (policy.readBudget) to start the next READ. */
+  private budgetBlocked = false;
+  private readonly budgetFreed = (): void => {
+    this.budgetBlocked = false;
+    this.releaseIfClear();
+  };
 
   constructor(private readonly io: SessionIO, private readonly catalog: ExportCatalog, private readonly policy: SessionPolicy, private readonly events: SessionEvents) {
     io.write([greeting()]);
@@ -114,6 +123,7 @@ export class NbdSession {
   /** The peer went away: release what this session holds. */
   onClose(): void {
     this.phase = 'closing';
+    this.policy.readBudget.forget(this.budgetFreed);
     this.pending = Buffer.alloc(0);
     this.exp?.close();
     this.exp = undefined;
@@ -129,7 +139,7 @@ export class NbdSession {
 
   /** Why reading must stop now: replies not yet flushed to the peer, or too many reads in flight. */
   private mustHold(): boolean {
-    return this.io.congested() || this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES;
+    return this.budgetBlocked || this.io.congested() || this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES;
   }
 
   private hold(): void {
@@ -212,6 +222,18 @@ export class NbdSession {
         const type = this.pending.readUInt16BE(6);
         const length = this.pending.readUInt32BE(24);
         if (type === Command.WRITE && length > MAX_REQUEST_LENGTH) return this.fail(`WRITE of ${length} bytes`);
+        if (type === Command.READ && !this.disconnectRequested && this.readInRange(this.pending.readBigUInt64BE(16), length)) {
+          // Its bytes must fit the server-wide budget before the read starts; until they do, this peer is not read from.
+          if (!this.policy.readBudget.tryTake(length, this.inFlight === 0)) {
+            this.budgetBlocked = true;
+            this.hold();
+            this.policy.readBudget.wait(this.budgetFreed);
+            return;
+          }
+          const header = this.take(28) as Buffer;
+          this.startRead(Buffer.from(header.subarray(8, 16)), header.readBigUInt64BE(16), length);
+          continue;
+        }
         const header = this.take(28) as Buffer;
         const cookie = Buffer.from(header.subarray(8, 16));
         const offset = header.readBigUInt64BE(16);
@@ -310,34 +332,11 @@ export class NbdSession {
     if (this.disconnectRequested) return;
     const exp = this.exp as NbdExport;
     switch (type) {
-      case Command.READ: {
+      case Command.READ:
+        // In range reads were started by pump (they wait for the read budget there).
         // Out of range is answered before any data: a short read after a zero-error header is fatal.
-        if (length > MAX_REQUEST_LENGTH || offset + BigInt(length) > exp.size) {
-          this.refuseRequest('read', 'EINVAL', cookie, `READ of ${length} bytes at ${offset} on an export of ${exp.size} bytes`);
-          return;
-        }
-        this.inFlight++;
-        this.inFlightBytes += length;
-        exp.read(Number(offset), length).then(
-          (data) => {
-            if (this.phase === 'closing') {
-              exp.recycle(data);
-              this.settled(length);
-              return;
-            }
-            this.io.write([simpleReply(0, cookie), data], () => {
-              exp.recycle(data);
-              this.settled(length);
-            });
-            this.events.served(exp, data.length);
-          },
-          (err: unknown) => {
-            if (this.phase !== 'closing') this.refuseRequest('read', 'EIO', cookie, `READ of ${length} bytes at ${offset}: ${err instanceof Error ? err.message : String(err)}`);
-            this.settled(length);
-          },
-        );
+        this.refuseRequest('read', 'EINVAL', cookie, `READ of ${length} bytes at ${offset} on an export of ${exp.size} bytes`);
         return;
-      }
       case Command.WRITE:
       case Command.TRIM:
       case Command.WRITE_ZEROES: {
@@ -359,6 +358,35 @@ export class NbdSession {
     }
   }
 
+  private readInRange(offset: bigint, length: number): boolean {
+    return length <= MAX_REQUEST_LENGTH && offset + BigInt(length) <= (this.exp as NbdExport).size;
+  }
+
+  /** Starts a READ whose bytes the read budget already granted; they go back once the reply is sent or dropped. */
+  private startRead(cookie: Buffer, offset: bigint, length: number): void {
+    const exp = this.exp as NbdExport;
+    this.inFlight++;
+    this.inFlightBytes += length;
+    exp.read(Number(offset), length).then(
+      (data) => {
+        if (this.phase === 'closing') {
+          exp.recycle(data);
+          this.settled(length);
+          return;
+        }
+        this.io.write([simpleReply(0, cookie), data], () => {
+          exp.recycle(data);
+          this.settled(length);
+        });
+        this.events.served(exp, data.length);
+      },
+      (err: unknown) => {
+        if (this.phase !== 'closing') this.refuseRequest('read', 'EIO', cookie, `READ of ${length} bytes at ${offset}: ${err instanceof Error ? err.message : String(err)}`);
+        this.settled(length);
+      },
+    );
+  }
+
   private refuseRequest(command: RequestCommand, error: RequestError, cookie: Buffer, detail: string): void {
     this.io.write([simpleReply(Errno[error], cookie)]);
     this.events.requestRefused(command, error, detail);
@@ -367,6 +395,7 @@ export class NbdSession {
   private settled(bytes: number): void {
     this.inFlight--;
     this.inFlightBytes -= bytes;
+    this.policy.readBudget.give(bytes);
     if (this.disconnectRequested && this.inFlight === 0) return this.endNow();
     this.releaseIfClear();
   }

@@ -15,7 +15,7 @@ import { REP } from '../lib/nbd-wire.js';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const URI = 'nbd://10.9.0.1:10809';
 const ATTACKER = path.join(REPO_ROOT, 'test/lib/nbd-attacker.ts');
-const LIMITS = { handshakeTimeoutSeconds: 2, maxConnectionsPerClient: 4, maxConnections: 7, maxHandshakeOptions: 32 };
+const LIMITS = { handshakeTimeoutSeconds: 2, maxConnectionsPerClient: 4, maxConnections: 7, maxHandshakeOptions: 32, maxBufferedReadMiB: 40 };
 
 interface OptionOutcome { closed: boolean; greeting: boolean; replies: number[] }
 
@@ -154,6 +154,31 @@ describe('built-in NBD server limits', () => {
     console.log(`nbd flood: ${figure}`);
     expect(peak - baseline, figure).toBeLessThan(64);
     await flood.stop('SIGTERM', 5000);
+    expect(server.bg.child.exitCode).toBeNull();
+  }, 120_000);
+
+  it('bounds the read data held for clients that never read, across their connections, and keeps serving others', async () => {
+    const baseline = rssMiB();
+    // Three connections each ask for 3,000 MiB in 1 MiB READs and never read a byte.
+    const greedy = Array.from({ length: 3 }, (_, i) =>
+      lab.spawn(client.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '600000']), `nbd-greedy-${i}`));
+    let peak = baseline;
+    let held = 0;
+    for (let i = 0; i < 40; i++) {
+      peak = Math.max(peak, rssMiB());
+      held = metric(await metrics(), 'bootfarm_nbd_buffered_read_bytes');
+      if (held >= LIMITS.maxBufferedReadMiB * 1024 * 1024) break;
+    }
+    // The budget is spent (and not exceeded but for one read per connection).
+    expect(held).toBeGreaterThanOrEqual(LIMITS.maxBufferedReadMiB * 1024 * 1024);
+    expect(held).toBeLessThanOrEqual((LIMITS.maxBufferedReadMiB + 3) * 1024 * 1024);
+    // Another node still copies the export, one read per connection at a time.
+    expect(await copyHash(client2)).toBe(sha(disk));
+    peak = Math.max(peak, rssMiB());
+    const figure = `RSS ${baseline.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with 3 connections asking for 9,000 MiB unread (nbd.maxBufferedReadMiB ${LIMITS.maxBufferedReadMiB})`;
+    console.log(`nbd greedy: ${figure}`);
+    expect(peak - baseline, figure).toBeLessThan(LIMITS.maxBufferedReadMiB + 40);
+    for (const g of greedy) await g.stop('SIGTERM', 5000);
     expect(server.bg.child.exitCode).toBeNull();
   }, 120_000);
 });

@@ -3,6 +3,7 @@
 // handshake is bounded (options, option size), writes are refused by the server,
 // and no reply path writes while the peer is not reading.
 import { describe, expect, it } from 'vitest';
+import { ReadBudget } from '../../server/nbd/read-budget.js';
 import { NbdSession, type ExportCatalog, type HandshakeEnd, type NbdExport, type RequestCommand, type RequestError, type SessionIO } from '../../server/nbd/session.js';
 import {
   Cmd, CLIENT_FLAGS, goOption, GREETING_LENGTH, listOption, option, parseOptionReplies, parseSimpleReplies, REP, request, u32,
@@ -36,7 +37,7 @@ interface Harness {
   protocolErrors: string[];
 }
 
-function harness(options: { refusal?: string; maxOptions?: number; read?: NbdExport['read'] } = {}): Harness {
+function harness(options: { refusal?: string; maxOptions?: number; read?: NbdExport['read']; budget?: ReadBudget } = {}): Harness {
   const edge = new FakeEdge();
   const reads: Harness['reads'] = [];
   const exp: NbdExport = {
@@ -52,7 +53,8 @@ function harness(options: { refusal?: string; maxOptions?: number; read?: NbdExp
   };
   const catalog: ExportCatalog = { names: async () => ['disk'], open: async (name) => (name === 'disk' ? exp : undefined) };
   const h: Omit<Harness, 'session'> = { edge, reads, refusedRequests: [], handshakeEnds: [], protocolErrors: [] };
-  const session = new NbdSession(edge, catalog, { refusal: options.refusal, maxOptions: options.maxOptions ?? 256 }, {
+  const readBudget = options.budget ?? new ReadBudget(256 * 1024 * 1024);
+  const session = new NbdSession(edge, catalog, { refusal: options.refusal, maxOptions: options.maxOptions ?? 256, readBudget }, {
     attached: () => undefined,
     served: () => undefined,
     protocolError: (reason) => h.protocolErrors.push(reason),
@@ -184,5 +186,31 @@ describe('NBD session', () => {
     await settle();
     // Each LIST: one SERVER entry, then ACK.
     expect(parseOptionReplies(h.edge.bytes()).replies).toHaveLength(60);
+  });
+
+  it('starts no READ whose bytes do not fit the shared read budget, beyond one per connection, and goes on as the budget frees', async () => {
+    const budget = new ReadBudget(3 * 4096);
+    const pendingReads: Array<() => void> = [];
+    const read: NbdExport['read'] = (_offset, length) => new Promise((resolve) => pendingReads.push(() => resolve(Buffer.alloc(length, 1))));
+    // Another connection already holds the whole budget.
+    expect(budget.tryTake(3 * 4096, true)).toBe(true);
+    const h = harness({ read, budget });
+    await attached(h);
+    h.session.onData(Buffer.concat(Array.from({ length: 6 }, (_, i) => request(Cmd.READ, BigInt(i), BigInt(i * 4096), 4096))));
+    await settle();
+    // Nothing in flight on this connection: one read may start anyway, and no more.
+    expect(pendingReads).toHaveLength(1);
+    expect(h.edge.paused).toBe(true);
+    budget.give(3 * 4096);
+    await settle();
+    // The budget now holds this connection's first read plus two more.
+    expect(pendingReads).toHaveLength(3);
+    expect(budget.heldBytes()).toBe(3 * 4096);
+    for (const finish of pendingReads.splice(0)) finish();
+    await settle();
+    for (const finish of pendingReads.splice(0)) finish();
+    await settle();
+    expect(parseSimpleReplies(h.edge.bytes(), () => 4096).map((r) => r.cookie)).toEqual([0n, 1n, 2n, 3n, 4n, 5n]);
+    expect(budget.heldBytes()).toBe(0);
   });
 });
