@@ -28,15 +28,17 @@ describe('state store: compaction', () => {
         return i;
       };
       const fdOf = (line: string) => Number(/= (\d+)$/.exec(line)?.[1]);
-      const tmpOpen = index((l) => l.startsWith('openat(') && l.includes(`"${dir}/state.snapshot.tmp"`) && l.includes('O_CREAT'));
-      expect(calls[tmpOpen]).toMatch(/, 0600\) = \d+$/);
+      const tmpOpen = index((l) => l.startsWith('openat(') && l.includes(`"${dir}/state.snapshot`) && l.includes('.tmp"') && l.includes('O_CREAT'));
       const tmpFd = fdOf(calls[tmpOpen] as string);
       const tmpSync = index((l) => l.startsWith(`fsync(${tmpFd}`) || l.startsWith(`fdatasync(${tmpFd}`), tmpOpen);
-      const renamed = index((l) => l.startsWith(`rename("${dir}/state.snapshot.tmp", "${dir}/state.snapshot")`), tmpSync);
+      const renamed = index((l) => l.startsWith(`rename("${dir}/state.snapshot`), tmpSync);
       const dirOpen = index((l) => l.startsWith(`openat(AT_FDCWD, "${dir}", O_RDONLY`), renamed);
       const dirSync = index((l) => l.startsWith(`fsync(${fdOf(calls[dirOpen] as string)}`), dirOpen);
       const journalOpen = index((l) => l.startsWith('openat(') && l.includes(`"${dir}/state.journal"`));
       index((l) => l.startsWith(`ftruncate(${fdOf(calls[journalOpen] as string)}, 0`), dirSync);
+      // And the snapshot never exists with wider permissions, not even as the tmp file.
+      expect(calls[tmpOpen]).toMatch(/, 0600\) = \d+$/);
+      expect(calls[renamed]).toBe(`rename("${dir}/state.snapshot.tmp", "${dir}/state.snapshot") = 0`);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
