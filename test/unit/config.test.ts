@@ -29,6 +29,7 @@ describe('configuration', () => {
     expect(c.nodes.map((n) => n.mac)).toEqual(['52:54:00:00:00:01', 'dc:a6:32:01:02:03']);
     expect(c.boot).toEqual({ bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi', kernelArgs: '', templatesDir: undefined });
     expect(c.server.syncWrites).toBe(true);
+    expect(c.server.maxDiscovered).toBe(10_000);
   });
 
   it('names file, line, column, key and expectation for each problem', () => {
@@ -105,6 +106,13 @@ nodes:
     expect(problems(`${base}tftp: { maxTimeoutSeconds: 256, maxTransfersPerClient: 0 }\n`)).toEqual([
       'cfg.yaml:3:56: tftp.maxTransfersPerClient: expected a number of concurrent transfers to one client address 1-100000, got 0',
       'cfg.yaml:3:28: tftp.maxTimeoutSeconds: expected seconds 1-255: the largest timeout option honoured (a larger one is ignored), got 256',
+    ]);
+  });
+
+  it('server.maxDiscovered: the bound on machines in no inventory, with its expectation named', () => {
+    expect(parseConfig('server: { address: 10.9.0.1, stateDir: s, maxDiscovered: 500 }\n', 'cfg.yaml').server.maxDiscovered).toBe(500);
+    expect(problems('server: { address: 10.9.0.1, stateDir: s, maxDiscovered: 0 }\n')).toEqual([
+      'cfg.yaml:1:58: server.maxDiscovered: expected a number of machines, 1-10000000, got 0',
     ]);
   });
 
