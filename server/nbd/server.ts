@@ -1,8 +1,9 @@
 // The built-in NBD server: TCP edge of NbdSession. Who may attach is decided per
 // connection by its source address (by default: addresses holding a lease or
 // registered for a node); bytes are counted per export and per node. The edge
-// also bounds what one peer can hold: connections per address and in all, the
-// time to reach transmission, and the replies queued for a peer that does not read.
+// also bounds what peers can hold: connections per address and in all, the time
+// to reach transmission, the replies queued for a peer that does not read, and
+// (with server/nbd/read-budget.ts) the READ data held for all of them together.
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { NbdSession, type ExportCatalog, type NbdExport } from './session.js';
@@ -27,9 +28,9 @@ export interface NbdServerOptions {
 }
 
 /**
- * Replies queued in userland for one peer above which its requests stop being
- * read until the socket drains. Above one 32 MiB READ reply would still fit
- * once; a few MiB keep nbdcopy's pipeline full.
+ * Reply bytes queued in userland for one peer above which its requests stop being
+ * read until the socket drains. A larger reply (a READ of up to 32 MiB) is still
+ * sent whole; only the requests after it wait. A few MiB keep nbdcopy's pipeline full.
  */
 const WRITE_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /**
