@@ -119,7 +119,7 @@ export class Metrics {
   });
   readonly httpConnectionsTimedOut = new Counter({
     name: 'bootfarm_http_connections_timed_out_total',
-    help: 'HTTP connections closed by a deadline, by phase (request: headers or request not received within http.headersTimeoutSeconds / http.requestTimeoutSeconds; idle: no byte moved either way for http.idleTimeoutSeconds)',
+    help: 'HTTP connections closed by a deadline, by phase (request: headers or request not received within http.headersTimeoutSeconds / http.requestTimeoutSeconds; idle: a reply in progress moved no byte for http.idleTimeoutSeconds, e.g. a client that stopped reading; keep-alive: an idle connection past http.keepAliveTimeoutSeconds, normal)',
     labelNames: ['phase'] as const,
     registers: [this.registry],
   });

@@ -2,7 +2,7 @@
 // address, and how long a connection may take to send its request or sit
 // without moving a byte. Without them a Slowloris client (headers one byte
 // every few seconds) or a connection flood holds sockets and memory forever.
-import type { Server, ServerOptions } from 'node:http';
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
@@ -79,11 +79,21 @@ export function applyConnectionLimits(server: Server, limits: HttpConnectionLimi
   server.on('clientError', (err: NodeJS.ErrnoException) => {
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') metrics.httpConnectionsTimedOut.inc({ phase: 'request' });
   });
+  // Requests in flight per socket (pipelining allows several), to tell a
+  // stalled exchange from a keep-alive connection that simply expired, and
+  // both from one that never completed a request.
+  const inFlight = new WeakMap<Socket, number>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    res.once('close', () => inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1));
+  });
   // A socket that moves no byte either way (a client that stopped reading a
-  // large file, or never sends) is closed; with a 'timeout' listener Node
-  // leaves the closing to it.
+  // large file) is closed. Node also reports an expired keep-alive here; with
+  // a 'timeout' listener it leaves the closing to the listener.
   server.setTimeout(limits.idleTimeoutSeconds * 1000, (socket: Socket) => {
-    metrics.httpConnectionsTimedOut.inc({ phase: 'idle' });
+    const requests = inFlight.get(socket);
+    metrics.httpConnectionsTimedOut.inc({ phase: requests === undefined ? 'request' : requests > 0 ? 'idle' : 'keep-alive' });
     socket.destroy();
   });
 }
