@@ -460,7 +460,8 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       maxConnectionsPerClient: cfg.http?.maxConnectionsPerClient ?? 32,
       headersTimeoutSeconds: cfg.http?.headersTimeoutSeconds ?? 10,
       requestTimeoutSeconds: cfg.http?.requestTimeoutSeconds ?? 30,
-      keepAliveTimeoutSeconds: cfg.http?.keepAliveTimeoutSeconds ?? 5,
+      // Fastify's former default: firmware that reuses a connection after a pause keeps working.
+      keepAliveTimeoutSeconds: cfg.http?.keepAliveTimeoutSeconds ?? 72,
       idleTimeoutSeconds: cfg.http?.idleTimeoutSeconds ?? 120,
     },
     nbd: {

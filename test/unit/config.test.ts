@@ -85,7 +85,7 @@ nodes:
     const base = 'server: { address: 10.9.0.1, stateDir: s }\n';
     expect(parseConfig(`${base}http: {}\n`, 'cfg.yaml').http).toEqual({
       enabled: true, port: 8080, host: '0.0.0.0', maxConnections: 512, maxConnectionsPerClient: 32,
-      headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, keepAliveTimeoutSeconds: 5, idleTimeoutSeconds: 120,
+      headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, keepAliveTimeoutSeconds: 72, idleTimeoutSeconds: 120,
     });
     expect(problems(`${base}http: { maxConection: 5 }\n`)).toEqual([
       'cfg.yaml:2:9: http.maxConection: unknown key; expected one of enabled, port, host, maxConnections, maxConnectionsPerClient, headersTimeoutSeconds, requestTimeoutSeconds, keepAliveTimeoutSeconds, idleTimeoutSeconds',
