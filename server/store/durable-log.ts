@@ -136,11 +136,10 @@ export class DurableLog<T> {
 
   /** Rewrites the state at once when open() found an old format, a stale journal or repaired damage. */
   async finishOpen(): Promise<void> {
-    if (!this.rewriteOnOpen) return;
-    await this.compactNow();
-    const legacySnapshot = path.join(this.options.dir, `${this.options.name}.snapshot.json`);
-    await unlink(legacySnapshot).catch(() => undefined);
+    if (this.rewriteOnOpen) await this.compactNow();
     this.rewriteOnOpen = false;
+    // The older release's snapshot, once a current one exists (a crash may have left both): it holds secrets too.
+    if (existsSync(this.snapshotPath)) await unlink(path.join(this.options.dir, `${this.options.name}.snapshot.json`)).catch(() => undefined);
   }
 
   /** state.snapshot, or the state.snapshot.json of a release before checksums. */
