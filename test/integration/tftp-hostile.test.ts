@@ -1,6 +1,6 @@
 // bootfarm's TFTP server against an attacker on the boot segment (issue 10), in
 // test namespaces: datagrams from source port 0 (forged on a raw socket by
-// test/lib/tftp-raw-udp.py), a timeout option of 255 s, and a stateful fuzzer of
+// test/lib/udp-forge.py), a timeout option of 255 s, and a stateful fuzzer of
 // 100,000 packets; afterwards tftp-hpa must still fetch a file byte for byte,
 // every transfer slot must be free again (bootfarm_tftp_transfers_in_flight,
 // read from /metrics with curl) and the server's peak RSS must stay bounded.
@@ -15,7 +15,7 @@ import { encodeAck, encodeRequest } from '../../server/tftp/packet.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const PEERS = path.join(REPO_ROOT, 'test/lib/tftp-peers.ts');
-const RAW = path.join(REPO_ROOT, 'test/lib/tftp-raw-udp.py');
+const RAW = path.join(REPO_ROOT, 'test/lib/udp-forge.py');
 const FUZZER = path.join(REPO_ROOT, 'test/lib/tftp-fuzzer.ts');
 const SERVER = '10.9.0.1';
 /** Extra client addresses, so the fuzzer's transfers are not all held by one per-client cap. */

@@ -1,6 +1,6 @@
 // A stateful TFTP wire fuzzer, run as its own process inside a test namespace.
 // It sends from many source endpoints (every local address given; ports 1, 68,
-// 69, 65535 and ephemeral ones; port 0 through test/lib/tftp-raw-udp.py, since
+// 69, 65535 and ephemeral ones; port 0 through test/lib/udp-forge.py, since
 // no socket can bind it), learns transfer ports from the server's OACK and DATA
 // replies and aims junk at them, from their owner and from strangers, sometimes
 // ACKing properly so transfers advance into windowed and retransmission paths.
@@ -18,7 +18,7 @@ const total = Number(countText);
 const rnd = mulberry32(Number(seedText));
 const localIps = localText.split(',');
 const files = filesText.split(',');
-const RAW_SENDER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tftp-raw-udp.py');
+const RAW_SENDER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'udp-forge.py');
 
 const int = (n: number) => Math.floor(rnd() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
