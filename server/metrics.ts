@@ -38,6 +38,11 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly dhcpIdentityMismatch = new Counter({
+    name: 'bootfarm_dhcp_identity_mismatch_total',
+    help: 'DHCP requests naming an inventory Pi\'s serial (option 97) from another MAC: treated as unknown machines',
+    registers: [this.registry],
+  });
   readonly dhcpRepliesUnsendable = new Counter({
     name: 'bootfarm_dhcp_replies_unsendable_total',
     help: 'DHCP replies not sent because their destination cannot be sent to (port 0, a bad address) or the socket refused them',

@@ -63,6 +63,14 @@ export class Inventory {
     return this.byMacCache.get(normalizeMac(mac));
   }
 
+  /** An inventory node (configuration or API) with this Pi serial; never a discovered machine. */
+  knownByPiSerial(serial: string): EffectiveNode | undefined {
+    this.refresh();
+    const wanted = serial.toLowerCase();
+    for (const node of this.byMacCache.values()) if (node.piSerial === wanted) return node;
+    return undefined;
+  }
+
   byPiSerial(serial: string): EffectiveNode | undefined {
     this.refresh();
     const wanted = serial.toLowerCase();

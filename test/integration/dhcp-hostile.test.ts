@@ -16,6 +16,7 @@ import { MessageType, Opt } from '../../server/dhcp/codec/options.js';
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');
 const NODE_MAC = '52:54:00:00:00:01';
 const METRICS = 'http://10.9.0.1:8080/metrics';
+const PI_MAC = 'dc:a6:32:00:00:0a';
 
 interface AttackResult { scenario: string; sent: number; sendErrors: number; offers: number; acks: number; naks: number }
 interface LeaseView { ip: string; mac: string; state: string }
@@ -28,7 +29,7 @@ const config = (limits: Record<string, number>) => ({
     limits,
   },
   http: { port: 8080 },
-  nodes: [{ mac: NODE_MAC, hostname: 'node-1' }],
+  nodes: [{ mac: NODE_MAC, hostname: 'node-1' }, { mac: PI_MAC, hostname: 'pi-1', piSerial: '1234abcd', piModel: 4, ip: '10.9.0.50' }],
   unknownNodes: 'discover',
 });
 
@@ -179,6 +180,16 @@ describe('DHCP against an attacker on the segment', () => {
     expect(peakKiB).toBeGreaterThan(0);
     expect(peakKiB).toBeLessThan(400 * 1024);
   }, 600_000);
+
+  it('a Pi serial named from another MAC is not that node: no reservation, no budget bypass', async () => {
+    const result = await attack('pi-serial', 20, 68, 9);
+    expect(result.sent).toBe(20);
+    expect(await metric(/bootfarm_dhcp_identity_mismatch_total (\d+)/)).toBeGreaterThanOrEqual(20);
+    // The Pi's reserved address was offered to nobody else, let alone bound to another MAC.
+    expect((await leases()).filter((l) => l.ip === '10.9.0.50' && l.mac !== PI_MAC)).toEqual([]);
+    expect(server.logs().filter((l) => l.ip === '10.9.0.50' && l.mac !== PI_MAC && l.msg?.startsWith('dhcp'))).toEqual([]);
+    expect(await realClient(PI_MAC)).toBe('10.9.0.50');
+  });
 
   it('a budget for all unknown machines together: random MACs are cut off, inventory nodes are not', async () => {
     await server.stop();

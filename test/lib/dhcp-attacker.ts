@@ -8,6 +8,7 @@
 //   discover-decline DISCOVER, then DECLINE of the offered address
 //   dora            full DISCOVER/OFFER/REQUEST/ACK
 //   one-mac         COUNT DISCOVERs from a single MAC
+//   pi-serial       DISCOVERs from random MACs naming the Pi 4 serial 1234abcd (option 97)
 //   mix             COUNT packets of random types from random and victim MACs,
 //                   to 67 (broadcast and unicast) and 4011
 import dgram from 'node:dgram';
@@ -31,8 +32,19 @@ function randomMac(): Buffer {
   return mac;
 }
 
-function request(type: number, mac: Buffer, fields: { xid?: number; ciaddr?: string; requested?: string; serverId?: string; broadcast?: boolean } = {}): Buffer {
+/** Option 97 as a Pi 4 EEPROM sends it: type 0, "RPi4", board revision, low 4 bytes of the MAC, serial (both LE). */
+function pi4MachineId(mac: Buffer, serial: number): Buffer {
+  const id = Buffer.alloc(17);
+  id.write('RPi4', 1, 'latin1');
+  id.writeUInt32LE(0x00c03111, 5);
+  mac.copy(id, 9, 2, 6);
+  id.writeUInt32LE(serial, 13);
+  return id;
+}
+
+function request(type: number, mac: Buffer, fields: { xid?: number; ciaddr?: string; requested?: string; serverId?: string; broadcast?: boolean; piSerial?: number } = {}): Buffer {
   const options = new Map<number, Buffer>([[Opt.MESSAGE_TYPE, Buffer.of(type)], [Opt.VENDOR_CLASS, PXE]]);
+  if (fields.piSerial !== undefined) options.set(Opt.CLIENT_MACHINE_ID, pi4MachineId(mac, fields.piSerial));
   if (fields.requested) options.set(Opt.REQUESTED_IP, ipv4ToBuffer(fields.requested));
   if (fields.serverId) options.set(Opt.SERVER_ID, ipv4ToBuffer(fields.serverId));
   const packet: DhcpPacket = {
@@ -116,6 +128,14 @@ async function run(): Promise<void> {
         const ack = replyTo(got.xid, [MessageType.ACK, MessageType.NAK], 400);
         await send(request(MessageType.REQUEST, mac, { xid: got.xid, requested: got.offered, serverId: serverIp }), '255.255.255.255', 67);
         await ack;
+      }
+      break;
+    case 'pi-serial':
+      for (let i = 0; i < count; i++) {
+        const xid = int(0xffffffff);
+        const answer = replyTo(xid, [MessageType.OFFER], 400);
+        await send(request(MessageType.DISCOVER, randomMac(), { xid, piSerial: 0x1234abcd }), '255.255.255.255', 67);
+        await answer;
       }
       break;
     case 'one-mac': {

@@ -146,6 +146,39 @@ dhcp: { mode: full, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.11
     expect(await pool.decline(later.ip, 'd9', 'd9', t0 + 600_001)).toBe('declined');
   });
 
+  it('a machine in no inventory takes back only an offer older than 2 s; an inventory node any', () => {
+    for (let i = 0; i < 20; i++) expect(alloc(`f${i}`, t0).ok).toBe(true);
+    const unknown = (now: number) => pool.allocate(subnet(), 'newcomer', 'newcomer', undefined, undefined, now, false);
+    // Every address is offered, and each offer is 1 s old: a client mid-exchange keeps it.
+    expect(unknown(t0 + 1000)).toEqual({ ok: false, reason: 'address pool of 10.9.0.0/24 is exhausted' });
+    expect(pool.hasClaim('f0', '10.9.0.100')).toBe(true);
+    expect(pool.allocate(subnet(), 'node', 'node', undefined, undefined, t0 + 1000, true).ok).toBe(true);
+    // 2 s on, the oldest offer may go to the newcomer.
+    expect(unknown(t0 + 2000).ok).toBe(true);
+  });
+
+  it('at the unknown-machine cap, an offer older than 2 s is given up for a newcomer; a lease never is', async () => {
+    for (let i = 0; i < 10; i++) {
+      const r = alloc(`u${i}`, t0);
+      if (!r.ok) throw new Error(r.reason);
+      pool.noteUnknownHolder(r.ip, `u${i}`);
+    }
+    expect(pool.unknownCapReached(subnet(), t0 + 500)).toBe(true);
+    expect(pool.releaseStaleUnknownOffer(subnet(), t0 + 500)).toBe(false);
+    expect(pool.releaseStaleUnknownOffer(subnet(), t0 + 2000)).toBe(true);
+    expect(pool.unknownCapReached(subnet(), t0 + 2000)).toBe(false);
+    // Bound leases are never given up.
+    const bound = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000, { unknownLeasePercent: 10, maxQuarantinedPercent: 10 }, t0);
+    for (let i = 0; i < 2; i++) {
+      const r = bound.allocate(subnet(), `b${i}`, `b${i}`, undefined, undefined, t0);
+      if (!r.ok) throw new Error(r.reason);
+      bound.noteUnknownHolder(r.ip, `b${i}`);
+      await bound.bind(r.ip, `b${i}`, `b${i}`, 60, undefined, t0);
+    }
+    expect(bound.unknownCapReached(subnet(), t0 + 5000)).toBe(true);
+    expect(bound.releaseStaleUnknownOffer(subnet(), t0 + 5000)).toBe(false);
+  });
+
   it('forgets offers to MACs that never came back, so random MACs cannot grow the offer table', () => {
     for (let i = 0; i < 20_000; i++) alloc(`m${i}`, t0 + i * 10);
     // 2 x range + 1024, at most.

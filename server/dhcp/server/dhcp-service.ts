@@ -120,11 +120,16 @@ export class DhcpService {
    * attacker nothing, so there is a budget per MAC (in a table of bounded size)
    * and one for all of them together. Inventory nodes are never limited.
    */
-  private admitUnknown(mac: string, source: Destination): boolean {
+  private admitUnknown(mac: string, leaseKey: string, messageType: number, source: Destination): boolean {
     const now = this.now();
     let scope: 'client' | 'global' | undefined;
+    // The shared budget is spent on what starts an exchange (DISCOVER, INFORM):
+    // a flood from random MACs can delay a new machine's DISCOVER, but not the
+    // REQUEST of a machine that already holds this server's offer or lease.
+    const starts = messageType === MessageType.DISCOVER || messageType === MessageType.INFORM;
+    const continuing = this.pool?.holds(leaseKey, now) ?? false;
     if (!this.unknownPerClient.take(mac, now)) scope = 'client';
-    else if (!this.unknownGlobal.take(now)) scope = 'global';
+    else if (starts && !continuing && !this.unknownGlobal.take(now)) scope = 'global';
     if (!scope) return true;
     this.deps.metrics.dhcpRateLimited.inc({ scope });
     const gate = this.limitLog.take(now);
@@ -147,7 +152,7 @@ export class DhcpService {
 
     const identity = identifyClient(packet);
     const inventoryNode = this.inventoryNode(identity);
-    if (!inventoryNode && !this.admitUnknown(identity.mac, source)) return;
+    if (!inventoryNode && !this.admitUnknown(identity.mac, identity.leaseKey, messageType, source)) return;
     const node = inventoryNode ?? this.unknownNode(identity);
     const plan = node || this.deps.inventory.unknownNodes === 'boot-default' ? planBoot(identity, node, this.deps.policy) : this.unknownMachine(identity);
     if (node) this.noteNode(node, inventoryNode !== undefined, messageType, packet);
@@ -175,10 +180,24 @@ export class DhcpService {
     if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed }, 'dhcp options ignored');
   }
 
-  /** The node in the inventory (a Pi also by its serial). */
+  /**
+   * The node in the inventory, by MAC only. A Pi's serial (option 97) is sent in
+   * the clear and is anyone's to copy: a client naming a node's serial from
+   * another MAC is not that node (it would skip every budget and take its
+   * reservation), so it is treated as unknown, and said so.
+   */
   private inventoryNode(identity: ClientIdentity): EffectiveNode | undefined {
     const { inventory } = this.deps;
-    return inventory.knownByMac(identity.mac) ?? (identity.raspberryPi?.serial ? inventory.byPiSerial(identity.raspberryPi.serial) : undefined);
+    const byMac = inventory.knownByMac(identity.mac);
+    if (byMac) return byMac;
+    const serial = identity.raspberryPi?.serial;
+    const claimed = serial ? inventory.knownByPiSerial(serial) : undefined;
+    if (claimed) {
+      this.deps.metrics.dhcpIdentityMismatch.inc();
+      const gate = this.limitLog.take(this.now());
+      if (gate.log) this.deps.logger.warn({ mac: identity.mac, serial, node: claimed.hostname, nodeMac: claimed.mac, suppressedSinceLast: gate.suppressed }, 'dhcp client names an inventory Pi\'s serial from another MAC: treated as an unknown machine');
+    }
+    return undefined;
   }
 
   /** A machine in no inventory: recorded when discovering, a default node under boot-default. */

@@ -12,6 +12,9 @@ import {
 } from './reply.js';
 import type { DhcpPacket } from '../codec/packet.js';
 
+/** Long enough for a Pi's firmware fetches; its kernel then runs its own DORA. */
+const UNKNOWN_PI_OFFER_LEASE_SECONDS = 300;
+
 export class FullModeHandler implements ModeHandler {
   constructor(
     private readonly pool: LeasePool,
@@ -58,16 +61,19 @@ export class FullModeHandler implements ModeHandler {
     const subnet = this.subnetOf(ctx);
     if (!subnet) return { replies: [], outcome: 'no-subnet', detail: { giaddr: ctx.packet.giaddr } };
     const key = ctx.identity.leaseKey;
-    if (!ctx.known && !this.pool.holds(key, ctx.now) && this.pool.unknownCapReached(subnet, ctx.now)) {
+    if (!ctx.known && !this.pool.holds(key, ctx.now) && this.pool.unknownCapReached(subnet, ctx.now) && !this.pool.releaseStaleUnknownOffer(subnet, ctx.now)) {
       return { replies: [], outcome: 'unknown-lease-cap', detail: { reason: `machines in no inventory hold dhcp.limits.unknownLeasePercent of ${subnet.cidr}` } };
     }
-    const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now);
+    const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now, ctx.known);
     if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
     if (!ctx.known) this.pool.noteUnknownHolder(result.ip, key);
     if (ctx.plan.kind === 'raspberry-pi') {
       // The Pi bootloader uses the OFFER's address without always completing the
       // exchange (notes §1.11), so its offer is committed as a binding first.
-      await this.pool.bind(result.ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
+      // A Pi in no inventory (boot-default) gets a short one: an option 97 is
+      // anyone's to send, and random MACs must not hold durable leases for a day.
+      const seconds = ctx.known ? subnet.leaseSeconds : Math.min(subnet.leaseSeconds, UNKNOWN_PI_OFFER_LEASE_SECONDS);
+      await this.pool.bind(result.ip, key, ctx.identity.mac, seconds, ctx.node?.hostname, ctx.now);
     }
     return { replies: [this.reply(ctx, MessageType.OFFER, result.ip, subnet, true)], outcome: 'offer', detail: { ip: result.ip } };
   }

@@ -9,8 +9,17 @@ import { cidrContains, ipv4ToNumber, numberToIpv4 } from '../../util/ipv4.js';
 interface Offer {
   ip: number;
   key: string;
+  offeredAt: number;
   holdUntil: number;
 }
+
+/**
+ * A client answers an OFFER within a second or so. An offer older than this may
+ * be taken back for a machine in no inventory when nothing else is free: a
+ * DISCOVER flood cannot lock real clients out for the whole hold, and a client
+ * in the middle of its exchange is not NAKed because a newcomer took its offer.
+ */
+export const OFFER_REUSE_AFTER_MS = 2000;
 
 export type AllocateResult = { ok: true; ip: string } | { ok: false; reason: string };
 
@@ -44,6 +53,14 @@ class CappedHolders {
 
   add(ip: number, key: string): void {
     this.holders.set(ip, key);
+  }
+
+  holds(ip: number, key: string): boolean {
+    return this.holders.get(ip) === key;
+  }
+
+  remove(ip: number): void {
+    this.holders.delete(ip);
   }
 
   /** Whether the cap is reached, counting only entries `stillHeld` confirms (the rest are forgotten). */
@@ -152,6 +169,24 @@ export class LeasePool {
     return this.unknownHolders.get(subnet)?.full((ip, key) => this.heldBy(ip, key, now)) ?? false;
   }
 
+  /**
+   * The unknown-machine cap is reached: give up the oldest offer (not lease) to a
+   * machine in no inventory that is older than OFFER_REUSE_AFTER_MS, so a newcomer
+   * can be served after a DISCOVER flood. Returns whether one was given up.
+   */
+  releaseStaleUnknownOffer(subnet: ResolvedSubnet, now: number): boolean {
+    let oldest: Offer | undefined;
+    for (const offer of this.offersByKey.values()) {
+      if (offer.offeredAt + OFFER_REUSE_AFTER_MS > now || offer.holdUntil <= now || this.offersByIp.get(offer.ip) !== offer) continue;
+      if (!cidrContains(subnet.network, offer.ip) || !this.unknownHolders.get(subnet)?.holds(offer.ip, offer.key)) continue;
+      if (!oldest || offer.offeredAt < oldest.offeredAt) oldest = offer;
+    }
+    if (!oldest) return false;
+    this.dropOffer(oldest.key);
+    this.unknownHolders.get(subnet)?.remove(oldest.ip);
+    return true;
+  }
+
   /** `ip` was offered to a machine in no inventory: it counts against the cap while held. */
   noteUnknownHolder(ip: string, key: string): void {
     const n = ipv4ToNumber(ip);
@@ -189,12 +224,14 @@ export class LeasePool {
    * reservation, the current binding, the previous binding, the requested address,
    * then a fresh one from the pool. The choice is held for the offer hold time.
    */
-  allocate(subnet: ResolvedSubnet, key: string, mac: string, requested: string | undefined, reservedIp: string | undefined, now: number): AllocateResult {
+  allocate(subnet: ResolvedSubnet, key: string, mac: string, requested: string | undefined, reservedIp: string | undefined, now: number, inInventory = true): AllocateResult {
     this.refreshReservations();
     let chosen: number | undefined;
     if (reservedIp) {
       const ip = ipv4ToNumber(reservedIp);
       if (!cidrContains(subnet.network, ip)) return { ok: false, reason: `reserved address ${reservedIp} is not in subnet ${subnet.cidr}` };
+      const owner = this.reservedIps.get(ip);
+      if (owner !== undefined && owner !== mac) return { ok: false, reason: `address ${reservedIp} is reserved for ${owner}` };
       chosen = ip;
     }
     const previous = this.byKey.get(key);
@@ -207,7 +244,7 @@ export class LeasePool {
       const ip = ipv4ToNumber(requested);
       if (this.inRange(subnet, ip) && this.isAvailableTo(ip, key, mac, now)) chosen = ip;
     }
-    if (chosen === undefined) chosen = this.freshAddress(subnet, key, mac, now);
+    if (chosen === undefined) chosen = this.freshAddress(subnet, key, mac, now, inInventory ? 0 : OFFER_REUSE_AFTER_MS);
     if (chosen === undefined) return { ok: false, reason: `address pool of ${subnet.cidr} is exhausted` };
     this.hold(chosen, key, now);
     return { ok: true, ip: numberToIpv4(chosen) };
@@ -216,7 +253,7 @@ export class LeasePool {
   private hold(ip: number, key: string, now: number): void {
     const old = this.offersByKey.get(key);
     if (old && this.offersByIp.get(old.ip) === old) this.offersByIp.delete(old.ip);
-    const offer = { ip, key, holdUntil: now + this.offerHoldMs };
+    const offer = { ip, key, offeredAt: now, holdUntil: now + this.offerHoldMs };
     this.offersByKey.set(key, offer);
     this.offersByIp.set(ip, offer);
     if (this.offersByKey.size > this.offerSweepAt) this.sweepOffers(now);
@@ -236,7 +273,7 @@ export class LeasePool {
     return this.offersByKey.size;
   }
 
-  private freshAddress(subnet: ResolvedSubnet, key: string, mac: string, now: number): number | undefined {
+  private freshAddress(subnet: ResolvedSubnet, key: string, mac: string, now: number, offerMinAgeMs: number): number | undefined {
     // First, addresses never handed out: a forward cursor makes this O(1) amortised.
     let cursor = this.freshCursor.get(subnet) ?? subnet.rangeStart;
     while (cursor <= subnet.rangeEnd) {
@@ -257,7 +294,7 @@ export class LeasePool {
     for (let ip = subnet.rangeStart; ip <= subnet.rangeEnd; ip++) {
       if (!this.isAvailableTo(ip, key, mac, now)) {
         const offer = this.offersByIp.get(ip);
-        if (offer && offer.key !== key && this.isFreeIgnoringOffers(ip, now) && (!oldestHold || offer.holdUntil < oldestHold.holdUntil)) oldestHold = offer;
+        if (offer && offer.key !== key && offer.offeredAt + offerMinAgeMs <= now && this.isFreeIgnoringOffers(ip, now) && (!oldestHold || offer.holdUntil < oldestHold.holdUntil)) oldestHold = offer;
         continue;
       }
       const rec = this.byIp.get(ip);
@@ -268,6 +305,8 @@ export class LeasePool {
         if (!rec) break;
       }
     }
+    // An inventory node may take any offer; a machine in no inventory only one
+    // older than OFFER_REUSE_AFTER_MS (a client mid-exchange keeps its offer).
     if (best === undefined && oldestHold) {
       this.offersByKey.delete(oldestHold.key);
       this.offersByIp.delete(oldestHold.ip);
