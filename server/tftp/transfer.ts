@@ -60,12 +60,21 @@ const NO_OBSERVER: TransferObserver = { strayDropped: () => undefined, sendFaile
  * 1 s retries (tftp-hpa, iPXE); an exponential backoff outlasts them under loss.
  */
 const GIVE_UP_AFTER_MS = 15_000;
+/**
+ * Until the peer's first ACK (of the OACK or of block 1), a transfer may be an
+ * RRQ with a forged source address that no ACK will ever come from: it gives up
+ * sooner, so forged RRQs cannot hold slots (a real client ACKs within ms, and
+ * within a few retransmissions under loss).
+ */
+const UNCONFIRMED_GIVE_UP_MS = 5_000;
 const EMPTY = Buffer.alloc(0);
 
 export class Transfer {
   private readonly totalBlocks: number;
   /** Highest block index (1-based, not wrapped) the client acknowledged; 0 before any. */
   private acked = 0;
+  /** The peer acknowledged something: its address is real, not forged. */
+  private heardFromPeer = false;
   /** Highest block index sent so far. */
   private sentUpTo = 0;
   private awaitingOackAck: boolean;
@@ -198,7 +207,8 @@ export class Transfer {
   private onTimeout(): void {
     this.timer = undefined;
     if (this.ended) return;
-    const maxRetries = Math.max(3, Math.ceil(GIVE_UP_AFTER_MS / this.negotiated.timeoutMs));
+    const giveUpMs = this.heardFromPeer ? GIVE_UP_AFTER_MS : UNCONFIRMED_GIVE_UP_MS;
+    const maxRetries = Math.max(3, Math.ceil(giveUpMs / this.negotiated.timeoutMs));
     if (++this.retries > maxRetries) {
       const onlyFinalAckMissing = !this.awaitingOackAck && this.sentUpTo === this.totalBlocks && this.acked === this.totalBlocks - 1;
       if (onlyFinalAckMissing) this.finish('final-ack-missing', `no ACK for the last block after ${maxRetries} retransmissions`);
@@ -275,6 +285,7 @@ export class Transfer {
 
   private progress(): void {
     this.retries = 0;
+    this.heardFromPeer = true;
   }
 
   /** Ends the transfer with an ERROR to the client. */

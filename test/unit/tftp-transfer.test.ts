@@ -150,6 +150,29 @@ describe('TFTP transfer failure paths', () => {
     expect({ releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
   });
 
+  it('a peer that never ACKs (a forged source address) is given up after 5 s; one that did ACK keeps its 15 s', async () => {
+    vi.useFakeTimers();
+    const dataSent = (socket: FakeSocket) => socket.sent.filter((p) => p.packet[1] === 3).length;
+    const forged = new FakeSocket();
+    const o1 = observe();
+    new Transfer(forged as unknown as TransferSocket, peer, new CountingSource(Buffer.alloc(2000)), plain, o1.onEnd, o1.observer).start();
+    await vi.advanceTimersByTimeAsync(6_500);
+    // Block 1 and 5 retransmissions, 1 s apart, then the end.
+    expect(o1.ends.map((e) => e.outcome)).toEqual(['timeout']);
+    expect(dataSent(forged)).toBe(6);
+
+    const real = new FakeSocket();
+    const o2 = observe();
+    new Transfer(real as unknown as TransferSocket, peer, new CountingSource(Buffer.alloc(2000)), plain, o2.onEnd, o2.observer).start();
+    real.emit('message', encodeAck(1), { address: peer.address, port: peer.port, family: 'IPv4', size: 4 });
+    await vi.advanceTimersByTimeAsync(6_500);
+    expect(o2.ends).toEqual([]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(o2.ends.map((e) => e.outcome)).toEqual(['timeout']);
+    // Block 1, block 2 after the ACK, then 15 retransmissions of block 2.
+    expect(dataSent(real)).toBe(17);
+  });
+
   for (const failRead of ['throw', 'reject'] as const) {
     it(`a source read that fails (${failRead}) sends ERROR 0 to the client, then closes; one end, one release`, async () => {
       vi.useFakeTimers();
