@@ -164,7 +164,7 @@ export class Metrics {
   });
   readonly nbdConnectionsRejected = new Counter({
     name: 'bootfarm_nbd_connections_rejected_total',
-    help: 'NBD connections closed on accept, before the greeting, by reason (per-client-cap: nbd.maxConnectionsPerClient; global-cap: nbd.maxConnections)',
+    help: 'NBD connections closed on accept, before the greeting, by reason (per-client-cap: nbd.maxConnectionsPerClient; global-cap: nbd.maxConnections; refused-cap: 64 connections of clients nbd.allow refuses)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

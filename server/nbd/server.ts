@@ -49,11 +49,16 @@ export interface NbdAccess {
   nodeOf(address: string): { hostname: string; mac: string } | undefined;
 }
 
+/** Connections of refused clients open at once (each lives at most its 2 s grace or the handshake deadline). */
+export const MAX_REFUSED_CONNECTIONS = 64;
+
 export class NbdServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   /** Open connections per source address; an address leaves the map with its last connection. */
   private readonly perClient = new Map<string, number>();
+  /** Open connections of clients nbd.allow refuses (see accept()). */
+  private refusedOpen = 0;
   private readonly errorLog = new RateLimiter(10, 60_000);
   private readonly rejectLog = new RateLimiter(10, 60_000);
   private readonly refusalLog = new RateLimiter(10, 60_000);
@@ -75,29 +80,35 @@ export class NbdServer {
   }
 
   /** Over a cap: closed at once, before any handshake byte, counted, logged at a bounded rate. */
-  private reject(socket: net.Socket, address: string, reason: 'per-client-cap' | 'global-cap'): void {
+  private reject(socket: net.Socket, address: string, reason: 'per-client-cap' | 'global-cap' | 'refused-cap'): void {
     socket.on('error', () => undefined);
     socket.destroy();
     this.metrics.nbdConnectionsRejected.inc({ reason });
     const gate = this.rejectLog.take(Date.now());
     if (gate.log) {
-      const limit = reason === 'global-cap' ? `nbd.maxConnections ${this.options.maxConnections}` : `nbd.maxConnectionsPerClient ${this.options.maxConnectionsPerClient}`;
+      const limit = reason === 'global-cap' ? `nbd.maxConnections ${this.options.maxConnections}` : reason === 'refused-cap' ? `${MAX_REFUSED_CONNECTIONS} connections of refused clients` : `nbd.maxConnectionsPerClient ${this.options.maxConnectionsPerClient}`;
       this.logger.warn({ client: address, reason, limit, suppressedSinceLast: gate.suppressed }, 'nbd connection rejected: over the cap');
     }
   }
 
   private accept(socket: net.Socket): void {
     const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    if (this.sockets.size >= this.options.maxConnections) return this.reject(socket, address, 'global-cap');
+    // A refused client is told why (ERR_POLICY) before it is closed, so its
+    // connection lives a moment: such connections have a small cap of their own
+    // and do not count against nbd.maxConnections, so addresses nbd.allow refuses
+    // (forged ones, say) cannot crowd out the nodes whose roots are served.
+    const refusal = this.access.refusal(address);
+    if (refusal !== undefined && this.refusedOpen >= MAX_REFUSED_CONNECTIONS) return this.reject(socket, address, 'refused-cap');
+    if (refusal === undefined && this.sockets.size - this.refusedOpen >= this.options.maxConnections) return this.reject(socket, address, 'global-cap');
     const fromClient = this.perClient.get(address) ?? 0;
     if (fromClient >= this.options.maxConnectionsPerClient) return this.reject(socket, address, 'per-client-cap');
     this.perClient.set(address, fromClient + 1);
+    if (refusal !== undefined) this.refusedOpen++;
     this.sockets.add(socket);
     this.metrics.nbdConnections.set(this.sockets.size);
     socket.setNoDelay(true);
     const node = this.access.nodeOf(address);
     const nodeLabel = node?.hostname ?? 'unknown';
-    const refusal = this.access.refusal(address);
     let closeGrace: NodeJS.Timeout | undefined;
     /** Replies handed to the socket and not yet written out: bounds the per-write bookkeeping, not only the bytes. */
     let queuedReplies = 0;
@@ -186,6 +197,7 @@ export class NbdServer {
       clearTimeout(handshakeDeadline);
       if (closeGrace) clearTimeout(closeGrace);
       this.sockets.delete(socket);
+      if (refusal !== undefined) this.refusedOpen--;
       this.metrics.nbdConnections.set(this.sockets.size);
       const left = (this.perClient.get(address) ?? 1) - 1;
       if (left > 0) this.perClient.set(address, left);

@@ -25,6 +25,7 @@ describe('built-in NBD server limits', () => {
   let srv: LabHost;
   let client: LabHost;
   let client2: LabHost;
+  let client3: LabHost;
   let stranger: LabHost;
   let disk: Buffer;
 
@@ -38,6 +39,7 @@ describe('built-in NBD server limits', () => {
     client = await lab.addHost('cli', { address: '10.9.0.2/24' });
     stranger = await lab.addHost('str', { address: '10.9.0.3/24' });
     client2 = await lab.addHost('cl2', { address: '10.9.0.4/24' });
+    client3 = await lab.addHost('cl3', { address: '10.9.0.5/24' });
     server = await startBootfarm(lab, srv.ns, {
       server: { address: '10.9.0.1' },
       // HTTP only for /metrics (it serves boot files from tftp.root).
@@ -45,10 +47,11 @@ describe('built-in NBD server limits', () => {
       tftp: { enabled: false, root: path.join(work, 'tftpboot') },
       nbd: { port: 10809, exports: [{ name: 'disk', file: path.join(work, 'disk.img') }], ...LIMITS },
       images: { dir: path.join(work, 'images') },
-      // 10.9.0.2 and 10.9.0.4 are nodes' addresses; 10.9.0.3 holds no lease and is nobody's.
+      // 10.9.0.2, 10.9.0.4 and 10.9.0.5 are nodes' addresses; 10.9.0.3 holds no lease and is nobody's.
       nodes: [
         { mac: '52:54:00:00:00:01', hostname: 'node-1', arch: 'amd64', ip: '10.9.0.2' },
         { mac: '52:54:00:00:00:02', hostname: 'node-2', arch: 'amd64', ip: '10.9.0.4' },
+        { mac: '52:54:00:00:00:03', hostname: 'node-3', arch: 'amd64', ip: '10.9.0.5' },
       ],
     });
   }, 120_000);
@@ -121,9 +124,12 @@ describe('built-in NBD server limits', () => {
     await server.waitForLog((l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.2' && l.reason === 'per-client-cap', 5_000, 'the per-client rejection', since);
     const holdB = lab.spawn(client2.ns, process.execPath, nodeArgs(ATTACKER, ['hold', '10.9.0.1', '10809', 'disk', '3']), 'nbd-hold-b');
     expect(JSON.parse(await holdB.waitFor((l) => l.startsWith('{"held"'), 30_000, 'node-2 holding'))).toEqual({ held: [true, true, true] });
-    // 4 + 3 = nbd.maxConnections: anyone else is turned away.
-    expect(await attack<{ bytes: number; closed: boolean }>(stranger, ['probe'])).toEqual({ bytes: 0, closed: true });
-    await server.waitForLog((l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.3' && l.reason === 'global-cap', 5_000, 'the global rejection', since);
+    // 4 + 3 = nbd.maxConnections: any other admitted client is turned away...
+    expect(await attack<{ bytes: number; closed: boolean }>(client3, ['probe'])).toEqual({ bytes: 0, closed: true });
+    await server.waitForLog((l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.5' && l.reason === 'global-cap', 5_000, 'the global rejection', since);
+    // ...while a refused client still gets its greeting (and, on its first option, the reason):
+    // refused connections have a cap of their own (test/unit/nbd-refused-cap.test.ts).
+    expect((await attack<{ bytes: number; closed: boolean }>(stranger, ['probe'])).bytes).toBeGreaterThan(0);
     const text = await metrics();
     expect(metric(text, 'bootfarm_nbd_connections_rejected_total{reason="per-client-cap"}')).toBe(1);
     expect(metric(text, 'bootfarm_nbd_connections_rejected_total{reason="global-cap"}')).toBe(1);
