@@ -7,7 +7,7 @@ import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
 import { installProcessGuards } from '../process-guard.js';
 import { SetupError } from '../errors.js';
-import { installGrubArm64, installIpxe } from './bootloaders.js';
+import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { TemplateSet } from '../boot/templates.js';
 import path from 'node:path';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';

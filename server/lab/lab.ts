@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { NetLab, type LabHost } from './netlab.js';
 import type { Background } from './proc.js';
 import { startGuest, qemuAccel, type GuestFirmware } from './qemu.js';
-import { installGrubArm64, installIpxe } from '../cli/bootloaders.js';
+import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { NetLab } from '../../server/lab/netlab.js';
 import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
 import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
-import { installGrubArm64, installIpxe } from '../../server/cli/bootloaders.js';
+import { installGrubArm64, installIpxe } from '../../server/boot/bootloaders.js';
 
 const GUEST_TIMEOUT = 180_000;
 

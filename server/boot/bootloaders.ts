@@ -1,5 +1,6 @@
-// `bootfarm bootloaders`: installs the network bootloaders bootfarm hands out
-// into tftp.root, from Debian's packages:
+// Installs the network bootloaders bootfarm hands out into tftp.root, from Debian's
+// packages; used by `bootfarm bootloaders` (server/cli/main.ts) and by the lab
+// (server/lab/lab.ts), so it lives below both:
 // - iPXE (package `ipxe`): undionly.kpxe (BIOS), ipxe.efi and snponly.efi (UEFI x86-64);
 // - GRUB for arm64 UEFI (package `grub-efi-arm64-bin`): grub/arm64-efi/core.efi and
 //   its modules, laid out by grub-mknetdir (package `grub-common`). The arm64 .deb is
