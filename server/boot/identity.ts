@@ -57,7 +57,7 @@ function cpuOfArch(code: number): FirmwareCpu {
     case 0: return 'x86';
     case 6: case 15: return 'x86';
     // IANA has 7 = x64 UEFI and 9 = EBC, RFC 4578 the reverse; x64 firmware sends
-    // either (notes §1.6), so both mean x86-64, as in LTSP and pixiecore.
+    // either (RFC 4578 errata 4624), so both mean x86-64, as in LTSP and pixiecore.
     case 7: case 9: case 16: return 'x86_64';
     case 11: case 19: case 22: case 24: return 'arm64';
     case 10: case 18: case 21: case 23: return 'arm32';
@@ -90,7 +90,8 @@ export function identifyClient(packet: DhcpPacket): ClientIdentity {
     : undefined;
 
   // Pi 3, 4 and 5 all send option 93 = 0 (x86 BIOS), so a Pi is recognised by its
-  // OUI or by the Pi 4/5 option 97 FourCC, never by its architecture (notes §1.6, §2.1).
+  // OUI or by the Pi 4/5 option 97 FourCC, never by its architecture (boot-net.adoc's trace;
+  // tinkerbell: "Raspberry PI 5 report an option 93 of 0").
   const piId = readRaspberryPiMachineId(options);
   const piByMac = isRaspberryPiMac(mac);
   let raspberryPi: RaspberryPiInfo | undefined;

@@ -19,7 +19,7 @@ export type BootPlan =
       /** A path on the TFTP server, or a full URL for iPXE and UEFI HTTP boot. */
       bootFile: string;
       bootServer: string;
-      /** Option 60 of the reply: UEFI HTTP boot requires "HTTPClient" (notes §1.10). */
+      /** Option 60 of the reply: UEFI HTTP boot requires "HTTPClient" (tianocore wiki, "HTTP Boot"). */
       vendorClass: 'PXEClient' | 'HTTPClient';
       /** The client is iPXE already: it gets its script, never another iPXE binary. */
       ipxe: boolean;
@@ -49,7 +49,8 @@ export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefine
   const server = settings.serverAddress;
   if (identity.raspberryPi) {
     // The Pi bootloader needs no file name: option 43 "Raspberry Pi Boot" plus the
-    // TFTP server address, then it fetches <serial>/start4.elf and friends (notes §2).
+    // TFTP server address, then it fetches <serial>/start4.elf and friends (Raspberry Pi
+    // documentation, boot-net.adoc and eeprom-bootloader.adoc).
     return {
       kind: 'raspberry-pi',
       bootServer: server,

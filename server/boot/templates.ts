@@ -2,7 +2,7 @@
 // override directory). Compiled with noEscape (these are not HTML: "console=ttyS0"
 // must not become "console&#x3D;ttyS0") and strict (a missing variable is an error,
 // not an empty string); contexts are plain objects, since handlebars renders
-// class getters empty (anchors.md, handlebars notes).
+// class getters empty, even in strict mode (handlebars 4.7 blocks prototype access).
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,12 +1,13 @@
 // A scripted Raspberry Pi 4/5 EEPROM bootloader network client: the Pi's stand-in
 // in tests and in the emulation lab (QEMU's raspi machines cannot network-boot).
-// It speaks the Pi's DHCP and TFTP as /work/shared/netboot-protocols.md §2 (with
-// §1.11 and §3) describes them, checks everything the server sends, and fails
+// It speaks the Pi's DHCP and TFTP as the Raspberry Pi documentation (boot-net.adoc,
+// eeprom-bootloader.adoc), the rpi-eeprom issue captures and RFC 1350/2347-2349
+// describe them, checks everything the server sends, and fails
 // loudly: exit 1 and a reason on stderr when a required file does not arrive
 // intact or the server breaks the protocol.
 //
 // CLI (root, inside a network namespace whose interface has no IPv4 address yet):
-//   node --import tsx test/lib/pi-bootloader.ts --iface eth0 --mac dc:a6:32:01:02:03 \
+//   node --import tsx server/lab/pi-bootloader.ts --iface eth0 --mac dc:a6:32:01:02:03 \
 //     --serial 1234abcd [--model 4|5] [--out DIR] [--dhcp-timeout 45] [--files a,b]
 //     [--required config.txt,@kernel] [--prefix serial|mac|none|str:NAME] [--help]
 // Prints progress to stderr and, last, one line `PI_BOOT_REPORT {json}` on stdout.
@@ -28,7 +29,7 @@
 //   not qualify are recorded and ignored, and the client keeps waiting, as a Pi
 //   does. A proxyDHCP offer (yiaddr 0) carrying the boot options is combined with
 //   a plain address offer from another server.
-// - REQUEST: 53=3, 55, 93, 94, 97, 50, 54 and deliberately no option 60 (§1.11).
+// - REQUEST: 53=3, 55, 93, 94, 97, 50, 54 and deliberately no option 60 (rpi-eeprom#82).
 //   If no ACK arrives within 4 s the client proceeds with the OFFER's yiaddr, as
 //   the Pi ROM does. A NAK is a failure.
 // - TFTP: every RRQ is octet with `tsize 0 blksize 1024` (Pi 5: 1468). Pi 4 order:
@@ -286,7 +287,7 @@ export interface DhcpMessage {
   options: Map<number, Buffer>;
   /** Option codes in wire order (main area, then file, then sname). */
   order: number[];
-  /** A Pad (0) appeared before End: early Pi 4 EEPROMs dropped such replies (§1.11). */
+  /** A Pad (0) appeared before End: early Pi 4 EEPROMs dropped such replies (rpi-eeprom#82). */
   padBeforeEnd: boolean;
   length: number;
 }
@@ -378,7 +379,7 @@ export interface Option43Analysis {
 }
 
 /**
- * Option 43 as the EEPROM reads it: PXE sub-options (§1.7); the boot menu
+ * Option 43 as the EEPROM reads it: PXE 2.1 sub-options; the boot menu
  * (sub-option 9, repeated {type u16, len u8, text}) must contain `match` as a
  * substring, which accepts both "Raspberry Pi Boot" and the 3-space Pi 3 form.
  */
@@ -486,7 +487,7 @@ export interface OfferVerdict {
   tftpServerSource: 'option66' | 'option54' | undefined;
 }
 
-/** Judges one OFFER the way the EEPROM does, plus the notes' advice as warnings. */
+/** Judges one OFFER the way the EEPROM does, plus the Pi documentation's advice as warnings. */
 export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; match?: string } = {}): OfferVerdict {
   const reasons: string[] = [];
   const warnings: string[] = [];
@@ -499,7 +500,7 @@ export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; m
   let bootUsable = reasons.length === 0;
   if (!s.option43Hex) {
     bootUsable = false;
-    reasons.push(`no option 43: the bootloader needs "${match}" in a PXE menu (§2.2)`);
+    reasons.push(`no option 43: the bootloader needs "${match}" in a PXE menu (boot-net.adoc)`);
   } else if (!s.option43Matched) {
     const o = s.option43;
     if (o?.containsString && opts.lenientOption43) {
@@ -515,7 +516,7 @@ export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; m
   if (s.option66 !== undefined) {
     if (!isDottedQuad(s.option66)) {
       bootUsable = false;
-      reasons.push(`option 66 is ${JSON.stringify(s.option66)}, not a dotted quad (Pi 4 EEPROMs want an IPv4 address, §1.11)`);
+      reasons.push(`option 66 is ${JSON.stringify(s.option66)}, not a dotted quad (Pi 4 EEPROMs want an IPv4 address, rpi-eeprom#72)`);
     } else {
       tftpServer = s.option66;
       tftpServerSource = 'option66';
@@ -528,14 +529,14 @@ export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; m
     // siaddr 0.0.0.0 (dnsmasq's proxy offers) names no server, so it cannot disagree.
     const distinct = new Set([s.siaddr === '0.0.0.0' ? undefined : s.siaddr, s.serverId, s.option66].filter((x): x is string => x !== undefined));
     if (distinct.size > 1) {
-      warnings.push(`siaddr ${s.siaddr}, option 54 ${s.serverId ?? '-'} and option 66 ${s.option66 ?? '-'} disagree (§2.2: make them agree); using ${tftpServer} from ${tftpServerSource}`);
+      warnings.push(`siaddr ${s.siaddr}, option 54 ${s.serverId ?? '-'} and option 66 ${s.option66 ?? '-'} disagree (boot-net.adoc: make them agree); using ${tftpServer} from ${tftpServerSource}`);
     }
   }
   if (hasAddress) {
     if (s.leaseTime === undefined) warnings.push('no option 51 (lease time), a MUST in an OFFER');
     if (!s.subnetMask) warnings.push('no option 1 (subnet mask) although the Pi asks for it');
   }
-  if (s.length < 300) warnings.push(`reply is ${s.length} bytes, under the 300-byte minimum (§1.1)`);
+  if (s.length < 300) warnings.push(`reply is ${s.length} bytes, under the 300-byte minimum (dnsmasq's MIN_PACKETSZ)`);
   return { addressUsable, bootUsable: bootUsable && tftpServer !== undefined, reasons, warnings, tftpServer, tftpServerSource };
 }
 
@@ -1222,7 +1223,7 @@ async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
             send(buildAck(pkt.block), tid);
             completeIfShort(pkt.data.length);
           } else if (expected === 0 && pkt.block === 1 && rollovers > 0) {
-            abortWith(4, 'Illegal TFTP operation', 'server wrapped the block number 65535 -> 1; the Pi (and dnsmasq, iPXE) expect 65535 -> 0 (§3.4)');
+            abortWith(4, 'Illegal TFTP operation', 'server wrapped the block number 65535 -> 1; the Pi (and dnsmasq, iPXE) expect 65535 -> 0 (rpi-eeprom#754)');
           } else if (pkt.block === lastAcked) {
             // Our ACK was lost (or the server retransmitted early): re-ACK, RFC 1350.
             duplicateData++;
@@ -1480,7 +1481,7 @@ async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | undefine
       if (s.messageType !== DhcpType.OFFER) continue; // a late ACK/NAK of someone else's exchange
       const v = judgeOffer(s, { lenientOption43: p.lenient, match: p.match });
       p.log(`DHCPOFFER from ${got.from}: yiaddr ${s.yiaddr} siaddr ${s.siaddr} server-id ${s.serverId ?? '-'} opt66 ${s.option66 ?? '-'} opt43 ${s.option43Matched ? 'matches' : 'does not match'}`);
-      if (got.msg.padBeforeEnd) p.warn(`OFFER from ${got.from} has Pad options before End (early Pi 4 EEPROMs dropped such replies, §1.11)`);
+      if (got.msg.padBeforeEnd) p.warn(`OFFER from ${got.from} has Pad options before End (early Pi 4 EEPROMs dropped such replies, rpi-eeprom#82)`);
       for (const w of v.warnings) p.warn(`OFFER from ${got.from}: ${w}`);
       const entry = { ...got, s, v };
       allOffers.push(entry);
@@ -1494,7 +1495,7 @@ async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | undefine
       const a = addressOffers[0];
       const b = proxyOffers[0];
       if (a && b) {
-        if (p.model === 4) p.warn('booting with a proxyDHCP offer: Pi 4 proxy support is unverified (§2.2); prefer full DHCP for Pi 4');
+        if (p.model === 4) p.warn('booting with a proxyDHCP offer: Pi 4 proxy support is unverified (rpi-eeprom#60, #103); prefer full DHCP for Pi 4');
         chosen = { address: a, boot: b, verdict: b.v };
       } else {
         p.log(`  not usable yet: ${whyNot(entry).join('; ')}`);
@@ -1545,7 +1546,7 @@ async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | undefine
       p.report.dhcp.ackReceived = true;
       p.report.dhcp.ack = s;
       p.log(`DHCPACK from ${got.from}: yiaddr ${s.yiaddr} mask ${s.subnetMask ?? '-'} lease ${s.leaseTime ?? '-'} s`);
-      if (got.msg.padBeforeEnd) p.warn(`ACK from ${got.from} has Pad options before End (§1.11)`);
+      if (got.msg.padBeforeEnd) p.warn(`ACK from ${got.from} has Pad options before End (rpi-eeprom#82)`);
       if (s.yiaddr !== chosen.address.s.yiaddr) p.warn(`ACK yiaddr ${s.yiaddr} differs from the OFFER's ${chosen.address.s.yiaddr}; using the ACK's`);
       if (!s.serverId) p.warn('ACK has no option 54 (server identifier), a MUST');
       if (s.leaseTime === undefined) p.warn('ACK has no option 51 (lease time), a MUST in an ACK to a REQUEST');
@@ -1739,7 +1740,7 @@ async function tftpPhase(t: TftpPhaseParams): Promise<void> {
 // ---------------------------------------------------------------------------
 // CLI
 
-const USAGE = `usage: node --import tsx test/lib/pi-bootloader.ts --iface IF --mac MAC --serial HEX8 [options]
+const USAGE = `usage: node --import tsx server/lab/pi-bootloader.ts --iface IF --mac MAC --serial HEX8 [options]
   --model 4|5               Pi model (default 4)
   --board-revision HEX      option 97 board revision (default 0x00c03111 / 0x00d04170)
   --dhcp-timeout SEC        DHCP_TIMEOUT for the whole DHCP phase (default 45)

@@ -1,6 +1,6 @@
 // bootfarm's server image running as a container, either with the host's network
-// or attached to a lab bridge (like /work/shared/e2e-reference/server-docker.sh
-// does with the stock servers):
+// or attached to a lab bridge (as the stock-server reference that bench/run-lab.sh
+// compares against runs dnsmasq and nbd-server):
 //
 //   bridge mode: a small "network holder" container (the same image running
 //   `sleep infinity`, --network none) owns the network namespace. A veth pair

@@ -1,6 +1,7 @@
 // The TFTP server: read requests only. One listener per local address, because
 // Node cannot tell which address a datagram was sent to, and the reply must come
-// from that address (notes §3.2); each transfer gets its own socket bound to it.
+// from that address (dnsmasq answers from the request's destination address);
+// each transfer gets its own socket bound to it.
 //
 // A transfer slot (tftp.maxTransfers overall, tftp.maxTransfersPerClient per
 // client address; server/tftp/slots.ts) is reserved synchronously when a read
@@ -198,7 +199,8 @@ export class TftpServer {
       return false;
     }
     // The file is opened (and generated files rendered) before any OACK, so its
-    // size is known and an error cannot follow an OACK (notes §3.3).
+    // size is known and an error cannot follow an OACK (PXELINUX mishandles that,
+    // tftp-go-team/hooktftp#12).
     let source;
     try {
       source = await answer.open();

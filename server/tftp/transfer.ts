@@ -1,8 +1,9 @@
 // One read transfer, on its own socket (the server's transfer ID). Sends the OACK
 // or the first window, then advances on ACKs. Retransmits on timeout only, never
 // on a duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1; the Pi 4
-// hangs if it gets a duplicated block, notes §2.4). Block numbers wrap 65535 -> 0
-// as dnsmasq, iPXE and current Pi EEPROMs expect (notes §3.4).
+// hangs if it gets a duplicated block, raspberrypi/firmware#1631). Block numbers wrap
+// 65535 -> 0 as dnsmasq, iPXE and current Pi EEPROMs expect (no RFC defines rollover;
+// raspberrypi/rpi-eeprom#754).
 //
 // Every way a transfer can end (socket error, send failure, timeout, client
 // ERROR, start() throwing, the source failing) goes through finish(), which runs

@@ -1,6 +1,6 @@
 // Boot files end to end in a test namespace: bootloaders from Debian's ipxe
 // package, per-node generated files, image files with HTTP Range, and a
-// Raspberry Pi 4 bootloader (test/lib/pi-bootloader.ts speaks its exact DHCP and
+// Raspberry Pi 4 bootloader (server/lab/pi-bootloader.ts speaks its exact DHCP and
 // TFTP sequence) that must receive its own node's files.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';

@@ -1,6 +1,6 @@
 // Client identity -> boot plan -> reply, for each kind of firmware: captured
 // packets of real clients, and a Raspberry Pi 4 DISCOVER built from the fields the
-// Pi documentation gives (notes §2.1), since no Pi is at hand.
+// Pi documentation gives (eeprom-bootloader.adoc, option 97), since no Pi is at hand.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

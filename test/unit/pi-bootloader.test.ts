@@ -1,5 +1,6 @@
-// The Raspberry Pi bootloader stand-in (test/lib/pi-bootloader.ts) builds its own
-// packets; these tests hold them to the notes (§2.1, §2.2, §1.11, §3.1) and
+// The Raspberry Pi bootloader stand-in (server/lab/pi-bootloader.ts) builds its own
+// packets; these tests hold them to the Raspberry Pi documentation (boot-net.adoc,
+// eeprom-bootloader.adoc), raspberrypi/rpi-eeprom#82 and RFC 1350 §5, and
 // decode them with bootfarm's own DHCP codec, so the client and the server agree
 // on the wire format without the client importing the server.
 import { describe, expect, it } from 'vitest';
@@ -23,7 +24,7 @@ function decodeOk(buf: Buffer): DhcpPacket {
   return r.packet;
 }
 
-/** §2.2's canonical option 43: 06 01 03 | 0a 04 00 "PXE" | 09 14 00 00 11 "Raspberry Pi Boot" | ff */
+/** The canonical option 43 of boot-net.adoc's capture: 06 01 03 | 0a 04 00 "PXE" | 09 14 00 00 11 "Raspberry Pi Boot" | ff */
 const CANONICAL_43 = Buffer.concat([
   Buffer.from('060103', 'hex'),
   Buffer.from('0a0400', 'hex'), Buffer.from('PXE', 'latin1'),
@@ -103,7 +104,7 @@ describe('REQUEST', () => {
   const bytes = buildRequest(pi4, XID, '10.98.0.57', '10.98.0.1');
   const pkt = decodeOk(bytes);
 
-  it('selects the offer (50, 54) with the same xid and 97, and has no option 60 (§1.11)', () => {
+  it('selects the offer (50, 54) with the same xid and 97, and has no option 60 (rpi-eeprom#82)', () => {
     expect(readMessageType(pkt.options)).toBe(3);
     expect(pkt.xid).toBe(XID);
     expect(pkt.ciaddr).toBe('0.0.0.0');
@@ -117,7 +118,7 @@ describe('REQUEST', () => {
 });
 
 describe('option 43', () => {
-  it('accepts the canonical 32-byte form from §2.2', () => {
+  it('accepts the canonical 32-byte form from the Pi documentation', () => {
     expect(CANONICAL_43.length).toBe(32);
     const a = parseOption43(CANONICAL_43);
     expect(a.wellFormed).toBe(true);

@@ -34,7 +34,7 @@ export class GeneratedFileResolver implements FileResolver {
       return mac ? { template: 'pxelinux.cfg', node: this.nodes.byMac(mac) } : undefined;
     }
     // A Pi asks for <serial>/config.txt when its prefix probe found the directory,
-    // and for config.txt alone when it did not (notes §2.3).
+    // and for config.txt alone when it did not (eeprom-bootloader.adoc, TFTP_PREFIX).
     const piFile = parts.length === 2 && PI_SERIAL.test(first ?? '') ? second : parts.length === 1 ? first : undefined;
     if (piFile === 'config.txt' || piFile === 'cmdline.txt') {
       const node = parts.length === 2 ? this.nodes.byPiSerial(first as string) : this.nodes.byAddress(request.clientAddress);

@@ -17,7 +17,8 @@ export type FileRefusal = 'not-boot-file' | 'root-not-admitted' | 'outside-root'
 const KERNEL_OR_INITRD = /^(vmlinuz|initrd)[^/]*$/;
 const DEVICE_TREE = /^[^/]+\.dtbo?$/;
 const ROOT_IMAGE = /^[^/]+\.squashfs$/;
-// The Pi firmware set as the bootloaders fetch it (notes §2.3): bootcode.bin,
+// The Pi firmware set as the bootloaders fetch it (boot-net.adoc; the TFTP logs in
+// raspberrypi/rpi-eeprom#74 and #87): bootcode.bin,
 // start*.elf, fixup*.dat, the DTBs and overlays, the kernel under config.txt's
 // name and the initramfs; the EEPROM's recovery probes are answered too.
 const PI_FIRMWARE = /^(bootcode\.bin|bootsig\.bin|armstub[^/]*\.bin|start[^/]*\.elf|fixup[^/]*\.dat|recover[^/]*\.elf|pieeprom\.(sig|upd|bin)|kernel[^/]*\.img|[^/]+\.dtb|overlays\/[^/]+\.dtbo?|(initrd|vmlinuz)[^/]*)$/;

@@ -1,4 +1,4 @@
-// Request paths of TFTP and HTTP alike, in the order the notes give (§3.6): backslashes to slashes,
+// Request paths of TFTP and HTTP alike, in the order dnsmasq and tftp-hpa check them: backslashes to slashes,
 // leading slashes dropped, '.', '..', empty components and control characters
 // refused. Symlinks are resolved and re-checked by the file resolvers.
 

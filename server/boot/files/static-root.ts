@@ -1,6 +1,6 @@
 // Static files under a root directory (tftp.root): bootloaders and anything the
 // operator puts there. Symlinks are allowed inside the root only: the real path
-// is resolved and re-checked (notes §3.6 step 4). A file that resolves into the
+// is resolved and re-checked (as tinkerbell does with os.OpenRoot). A file that resolves into the
 // images directory (tftp.root containing it, or a link into it) gets the images'
 // rules (server/boot/files/image-access.ts), so this root is no way around them.
 import { realpath, stat } from 'node:fs/promises';

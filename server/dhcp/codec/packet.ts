@@ -1,6 +1,6 @@
 // DHCPv4 message codec (RFC 2131 §2, RFC 2132, RFC 3396). Pure functions over
 // Buffers: decodePacket never throws, encodePacket never reads anything but its
-// arguments. Wire layout: ../../../docs/protocols.md links the shared notes.
+// arguments. Wire layout: RFC 2131 §2, Figure 1.
 import { Opt, walkOptionArea, optionInstancesLength, writeOption, type DhcpOptions } from './options.js';
 import { readIpv4, writeIpv4 } from '../../util/ipv4.js';
 

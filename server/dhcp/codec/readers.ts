@@ -1,6 +1,7 @@
 // Typed, bounds-checked readers for the options a netboot server decides on.
 // Each returns undefined when the option is absent *or* malformed: a wrong-length
-// option is treated as not sent (real ROMs send broken 97s; see notes §1.11), and
+// option is treated as not sent (real ROMs send broken 97s: pixiecore's
+// README.booting, "Known deviations"), and
 // `describeMalformed` reports which ones were malformed for the log.
 import { Opt, type DhcpOptions } from './options.js';
 import { readIpv4 } from '../../util/ipv4.js';

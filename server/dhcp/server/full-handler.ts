@@ -69,7 +69,7 @@ export class FullModeHandler implements ModeHandler {
     if (!ctx.known) this.pool.noteUnknownHolder(result.ip, key);
     if (ctx.plan.kind === 'raspberry-pi') {
       // The Pi bootloader uses the OFFER's address without always completing the
-      // exchange (notes §1.11), so its offer is committed as a binding first.
+      // exchange (raspberrypi/documentation#1067), so its offer is committed as a binding first.
       // A Pi in no inventory (boot-default) gets a short one: an option 97 is
       // anyone's to send, and random MACs must not hold durable leases for a day.
       const seconds = ctx.known ? subnet.leaseSeconds : Math.min(subnet.leaseSeconds, UNKNOWN_PI_OFFER_LEASE_SECONDS);

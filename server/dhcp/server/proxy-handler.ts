@@ -1,5 +1,6 @@
 // ProxyDHCP mode: another server leases addresses; bootfarm answers only clients
-// that want to netboot, with boot information and no address (notes §1.8).
+// that want to netboot, with boot information and no address (PXE 2.1 ProxyDHCP,
+// as dnsmasq's proxy branch and pixiecore implement it).
 import { MessageType } from '../codec/options.js';
 import { BROADCAST_FLAG } from '../codec/packet.js';
 import { ZERO_IPV4 } from '../../util/ipv4.js';
@@ -24,7 +25,7 @@ export class ProxyModeHandler implements ModeHandler {
     echoRelayAgentInfo(ctx.packet, reply);
     // A Pi 3 ROM takes the first offer and can stall if the proxy's arrives before
     // the site server's; a 1-2 s delay for Pis only (iPXE waits just 2 s for
-    // proxy offers, so nobody else is delayed) (notes §1.8 rule 7).
+    // proxy offers, so nobody else is delayed) (raspberrypi/firmware#859, #862).
     const delayMs = ctx.plan.kind === 'raspberry-pi' ? this.piReplyDelayMs : 0;
     return {
       replies: [{ packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs }],

@@ -16,7 +16,7 @@ export interface OutgoingReply {
   packet: DhcpPacket;
   destination: Destination;
   maxMessageSize: number;
-  /** Wait this long before sending (Pi clients in proxy mode, notes §1.8 rule 7). */
+  /** Wait this long before sending (Pi clients in proxy mode, raspberrypi/firmware#859). */
   delayMs: number;
 }
 
@@ -153,7 +153,8 @@ function serverIdBuffer(address: string): Buffer {
 }
 
 /**
- * The PXE menu a Raspberry Pi bootloader looks for (notes §2.2): discovery control 3,
+ * The PXE menu a Raspberry Pi bootloader looks for (Raspberry Pi documentation,
+ * boot-net.adoc, and LTSP's dnsmasq config): discovery control 3,
  * prompt {0, "PXE"}, one boot item of type 0 named "Raspberry Pi Boot   ", End.
  * The three trailing spaces work around the Pi 3B ROM's string-length bug; later
  * bootloaders match a substring, so the spaced form serves every model.
@@ -165,7 +166,7 @@ export const RASPBERRY_PI_OPTION_43 = Buffer.concat([
   Buffer.from([0xff]),
 ]);
 
-/** PXE discovery control 8: skip boot-server discovery, boot the DHCP `file` (notes §1.7). */
+/** PXE discovery control 8: skip boot-server discovery, boot the DHCP `file` (PXE 2.1 spec). */
 export const PXE_SKIP_DISCOVERY_OPTION_43 = Buffer.from([0x06, 0x01, 0x08, 0xff]);
 
 /** iPXE setting 175.176 (no-pxedhcp) = 1: do not wait ~2 s for ProxyDHCP offers. */
@@ -175,7 +176,8 @@ export type BootOptionStyle = 'full' | 'proxy-offer' | 'boot-server';
 
 /**
  * Adds what the plan says the client boots. Both `file`/siaddr and option 67/66
- * are set: many ROMs read only the header fields (notes §1.11).
+ * are set: many ROMs read only the header fields, and option 67 is the only place
+ * for the name when `file` is overloaded (RFC 2132 §9.5).
  */
 export function addBootOptions(request: DhcpPacket, reply: DhcpPacket, plan: BootPlan, style: BootOptionStyle): void {
   if (plan.kind === 'none') return;
@@ -185,7 +187,7 @@ export function addBootOptions(request: DhcpPacket, reply: DhcpPacket, plan: Boo
   if (plan.kind === 'raspberry-pi') {
     // The Pi takes its TFTP server from option 66, else from option 54 once option 43
     // matched; keep siaddr, 54 and 66 in agreement and send a dotted quad, never a
-    // name (early Pi 4 EEPROMs mis-parsed option 66, notes §1.11).
+    // name (the 2019-12-03 Pi 4 EEPROM mis-parsed option 66, raspberrypi/rpi-eeprom#72).
     o.set(Opt.VENDOR_CLASS, PXE_CLIENT);
     o.set(Opt.TFTP_SERVER_NAME, text(plan.bootServer));
     o.set(Opt.VENDOR_SPECIFIC, RASPBERRY_PI_OPTION_43);
@@ -196,24 +198,26 @@ export function addBootOptions(request: DhcpPacket, reply: DhcpPacket, plan: Boo
   o.set(Opt.TFTP_SERVER_NAME, text(plan.bootServer));
   o.set(Opt.BOOTFILE_NAME, text(plan.bootFile));
   if (plan.vendorClass === 'HTTPClient') {
-    // UEFI HTTP boot ignores offers that do not say HTTPClient (notes §1.10).
+    // UEFI HTTP boot ignores offers that do not say HTTPClient (tianocore wiki, "HTTP Boot").
     o.set(Opt.VENDOR_CLASS, HTTP_CLIENT);
   } else if (style !== 'full') {
-    // ProxyDHCP and boot-server replies identify themselves as PXE (notes §1.8).
+    // ProxyDHCP and boot-server replies identify themselves as PXE (option 60
+    // "PXEClient", as dnsmasq and pixiecore send it).
     o.set(Opt.VENDOR_CLASS, PXE_CLIENT);
   }
   if (style !== 'full' && machineId) o.set(Opt.CLIENT_MACHINE_ID, machineId);
   if (style === 'proxy-offer' && plan.firmware === 'bios' && !plan.ipxe) {
     // BIOS PXE ROMs boot the offered file straight away with discovery control 8.
     // UEFI firmware ignores proxy offers that bypass discovery, so it gets no
-    // option 43 and comes back on port 4011 (notes §1.8 rule 5; pixiecore, dnsmasq).
+    // option 43 and comes back on port 4011 (pixiecore README.booting, "Step 1.5";
+    // dnsmasq's pxe_uefi_workaround).
     o.set(Opt.VENDOR_SPECIFIC, PXE_SKIP_DISCOVERY_OPTION_43);
   }
   if (style === 'full' && plan.ipxe) o.set(Opt.IPXE_ENCAP, IPXE_NO_PXEDHCP);
   if (style === 'boot-server') echoBootItem(request, reply);
 }
 
-/** A boot-server request naming a boot item (43/71) gets it echoed (notes §1.8 rule 4). */
+/** A boot-server request naming a boot item (43/71) gets it echoed (PXE 2.1 spec; dnsmasq does). */
 function echoBootItem(request: DhcpPacket, reply: DhcpPacket): void {
   const vendor = request.options.get(Opt.VENDOR_SPECIFIC);
   if (!vendor) return;

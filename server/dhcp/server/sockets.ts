@@ -1,5 +1,6 @@
 // The DHCP sockets. node:dgram cannot report the ingress interface (no IP_PKTINFO)
-// and cannot unicast to a client that has no address yet, so (anchors.md §5):
+// and cannot unicast to a client that has no address yet, so (measured in network
+// namespaces; docs/design.md, "DHCP sockets"):
 // - a receiver bound to 0.0.0.0:67 gets the broadcasts of every segment;
 // - a sender bound to the served interface's address:67 makes Linux route
 //   255.255.255.255 out of that interface with that source address. Unicasts to

@@ -1,4 +1,4 @@
-// nbd-server as the NBD backend. Measured (anchors.md): `nbd-server -d` serves one
+// nbd-server as the NBD backend. Measured with Debian's nbd-server 3.24: `nbd-server -d` serves one
 // connection and exits, so it runs as the daemon it is meant to be, tracked by its
 // pid file, checked every 2 s and restarted if it died; stopped with bootfarm.
 // What it prints before daemonising goes into bootfarm's log; after that it
