@@ -8,7 +8,8 @@
 # durability of Kea's memfile, which never fsyncs).
 #
 # run-anchors starts it (inside netns nbb-dsrv) as
-#   --candidate 'dhcp:bootfarm:bash /work/main/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir}'
+#   --candidate "dhcp:bootfarm:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir}"
+# ($repo: the repository root, as bench/run-dhcp.sh sets it)
 # It writes DIR/bootfarm.yaml (full DHCP mode on IFACE, pool 10.77.1.1-10.77.250.254,
 # log level warn, state under DIR/state) and then *execs* node, so the PID that
 # run-anchors samples for CPU and RSS is node's own.

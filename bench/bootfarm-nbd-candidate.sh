@@ -4,7 +4,8 @@
 #   bench/bootfarm-nbd-candidate.sh ADDR PORT EXPORT IMAGE DIR
 #
 # run-anchors starts it (inside netns nbb-lo) as
-#   --candidate 'nbd:bootfarm:bash /work/main/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}'
+#   --candidate "nbd:bootfarm:bash $repo/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}"
+# ($repo: the repository root, as bench/run-nbd.sh sets it)
 # i.e. ADDR=127.0.0.1 PORT=10809 EXPORT=disk IMAGE=/var/tmp/bench/nbd/disk1g.img
 # DIR=/var/tmp/bench/run/bootfarm. It writes DIR/bootfarm.yaml (NBD only: no
 # dhcp/tftp/http sections, so DHCP is off and TFTP/HTTP are not started; the

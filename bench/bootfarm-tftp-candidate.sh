@@ -4,7 +4,8 @@
 #   bench/bootfarm-tftp-candidate.sh ADDR PORT TFTPROOT DIR
 #
 # run-anchors starts it (inside netns nbb-lo) as
-#   --candidate 'tftp:bootfarm:bash /work/main/bench/bootfarm-tftp-candidate.sh {addr} {port} {tftproot} {dir}'
+#   --candidate "tftp:bootfarm:bash $repo/bench/bootfarm-tftp-candidate.sh {addr} {port} {tftproot} {dir}"
+# ($repo: the repository root, as bench/run-tftp.sh sets it)
 # i.e. ADDR=127.0.0.1 PORT=69 TFTPROOT=/var/tmp/bench/tftproot DIR=/var/tmp/bench/run/bootfarm.
 # It writes DIR/bootfarm.yaml (TFTP only: no dhcp/http sections, so DHCP is off and
 # HTTP is not started; log level warn; state under DIR/state) and then *execs* node,

@@ -5,7 +5,7 @@
 // lease pool, encode, metrics, journal) from the network path and from the load
 // generator, which share the machine's cores in the run-anchors benchmark.
 //
-//   cd /work/main && node --import tsx bench/dhcp-inprocess.ts [--store memory|file] \
+//   node --import tsx bench/dhcp-inprocess.ts [--store memory|file] \
 //       [--dir /dev/shm/bf-inproc] [--count 20000] [--warmup 5000] [--concurrency 32]
 //   add --cpu-prof --cpu-prof-dir=DIR before --import for a profile without contention.
 //

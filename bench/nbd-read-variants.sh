@@ -13,8 +13,9 @@
 #
 #   bench/nbd-read-variants.sh [SNAPSHOT]   # default bench/.nbd-snapshot/dist (run-nbd.sh builds it)
 #   sudo bench/run-nbd.sh \
-#     --candidate 'nbd:bootfarm-fsread:env BOOTFARM_DIST=/work/main/bench/.nbd-exp/dist NBD_READ=fsread bash /work/main/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}' \
-#     --candidate 'nbd:bootfarm-syncread:env BOOTFARM_DIST=/work/main/bench/.nbd-exp/dist NBD_READ=sync bash /work/main/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}'
+#     --candidate "nbd:bootfarm-fsread:env BOOTFARM_DIST=$PWD/bench/.nbd-exp/dist NBD_READ=fsread bash $PWD/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}" \
+#     --candidate "nbd:bootfarm-syncread:env BOOTFARM_DIST=$PWD/bench/.nbd-exp/dist NBD_READ=sync bash $PWD/bench/bootfarm-nbd-candidate.sh {addr} {port} {export} {image} {dir}"
+#   (from the repository root: run-anchors starts candidates elsewhere, so the paths are absolute)
 #
 # (run-nbd.sh rebuilds its snapshot from the same HEAD first, so the patched copy and
 # the `bootfarm` candidate are the same build but for the read function; the log's
