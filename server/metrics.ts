@@ -38,6 +38,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly dhcpObservedAddressRefused = new Counter({
+    name: 'bootfarm_dhcp_observed_address_refused_total',
+    help: 'Proxy mode: addresses a REQUEST asserted for a node (option 50 or ciaddr) that were not recorded, by reason (off-subnet, source-mismatch, no-served-network)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly dhcpIdentityMismatch = new Counter({
     name: 'bootfarm_dhcp_identity_mismatch_total',
     help: 'DHCP requests naming an inventory Pi\'s serial (option 97) from another MAC: treated as unknown machines',
@@ -207,6 +213,11 @@ export class Metrics {
     name: 'bootfarm_bootstrap_tokens_minted_total',
     help: 'Per-node bootstrap tokens minted, by outcome (ok, failed)',
     labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly agentAddressMismatch = new Counter({
+    name: 'bootfarm_agent_address_mismatch_total',
+    help: 'Agent requests for a node with an open boot session that came from another address than the one that opened it: refused',
     registers: [this.registry],
   });
   readonly agentReports = new Counter({

@@ -1,6 +1,7 @@
 // What a booting node's agent talks to (docs/node-contract.md §3). Every route
 // answers only the address that holds the node's lease (or its configured or
-// observed address); the join and report routes also need this boot's secret.
+// observed address) and, once the boot's session is open, only the address that
+// opened it; the join and report routes also need this boot's secret.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Inventory } from '../inventory/inventory.js';
@@ -27,6 +28,9 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
   const { mac } = req.params as { mac: string };
   const node = deps.inventory.byMac(mac);
   if (!node) throw new AgentError(404, `no node with MAC ${mac}`);
+  // Once this boot's session is open, the address that opened it is the node's,
+  // whatever a DHCP REQUEST asserted since.
+  if (deps.sessions.admitBoundAddress(node, req.ip, req.url.split('?')[0] ?? '')) return node;
   if (!deps.inventory.isNodeAddress(node.mac, req.ip)) {
     deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path: req.url.split('?')[0] }, 'agent request from an address that is not the node\'s: refused');
     throw new AgentError(403, `${req.ip} is not the address of ${node.hostname}`);
@@ -63,7 +67,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentDeps): void
     }, async (req, reply) => {
       try {
         const node = callerNode(req, deps);
-        const session = await deps.sessions.open(node);
+        const session = await deps.sessions.open(node, req.ip);
         const join = deps.config.kubernetes !== undefined && node.join && node.origin !== 'unknown';
         await reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(agentConfigText(node, deps, { bootId: session.bootId, secret: session.secret, join }));
       } catch (err) {

@@ -1,6 +1,7 @@
-// API authentication: mutations need `Authorization: Bearer <api token>`;
-// reads are open unless api.protectReads. Without a configured token, mutations
-// are refused outright rather than left open.
+// API authentication: mutations need `Authorization: Bearer <api token>`, and
+// so do reads unless api.protectReads is false (node MACs, addresses and lts
+// contents are not for anonymous readers). Without a configured token, what
+// needs one is refused outright rather than left open.
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 

@@ -491,7 +491,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
     api: {
       token: cfg.api?.token ?? (envToken && envToken.length > 0 ? envToken : undefined),
       tokenSource: cfg.api?.token ? 'config' : envToken ? 'environment' : 'none',
-      protectReads: cfg.api?.protectReads ?? false,
+      protectReads: cfg.api?.protectReads ?? true,
     },
     images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: defaultImage },
     log: { level: cfg.log?.level ?? 'info' },

@@ -192,7 +192,7 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({
     token: Type.Optional(Type.String({ minLength: 16, ...expected('a bearer token of at least 16 characters (or set BOOTFARM_API_TOKEN)') })),
-    protectReads: Type.Optional(Type.Boolean(expected('true (reads need the token too) or false'))),
+    protectReads: Type.Optional(Type.Boolean(expected('true (reads need the token too; the default) or false (reads are open to anyone who can reach the API)'))),
   }, { additionalProperties: false })),
   images: Type.Optional(Type.Object({
     dir: Type.String({ minLength: 1, ...expected('a directory path') }),

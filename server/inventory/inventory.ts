@@ -86,7 +86,12 @@ export class Inventory {
     if (lease && lease.state === 'bound' && lease.expiresAt > this.now()) return this.byMac(lease.mac);
     const reserved = this.nodes().find((n) => n.ip === address);
     if (reserved) return reserved;
-    for (const [mac, seen] of this.observed) if (seen === address) return this.byMac(mac);
+    for (const [mac, seen] of this.observed) {
+      if (seen !== address) continue;
+      // A node with a configured address is reachable only there: what a REQUEST asserted never adds to it.
+      const node = this.byMac(mac);
+      if (node && !node.ip) return node;
+    }
     return undefined;
   }
 
@@ -96,12 +101,19 @@ export class Inventory {
     if (!node) return false;
     const lease = this.store.leaseByIp(address);
     if (lease) return lease.state === 'bound' && lease.expiresAt > this.now() && lease.mac === node.mac;
-    return node.ip === address || this.observed.get(node.mac) === address;
+    // The observed address is what a DHCP REQUEST asserted (server/dhcp/server/observed-address.ts):
+    // never trusted over, or beside, an address the operator configured.
+    if (node.ip) return node.ip === address;
+    return this.observed.get(node.mac) === address;
   }
 
-  /** Proxy mode: the address a node's REQUEST to the other server asked for (option 50 or ciaddr). */
+  /**
+   * Proxy mode: the address a node's REQUEST to the other server asked for (option 50 or ciaddr),
+   * once the DHCP service found it plausible. Ignored for a node with a configured address.
+   */
   observeAddress(mac: string, address: string): void {
     const key = normalizeMac(mac);
+    if (this.byMac(key)?.ip) return;
     // Under boot-default any MAC is a node: the table is bounded, oldest first out.
     this.observed.delete(key);
     if (this.observed.size >= MAX_OBSERVED_ADDRESSES) {

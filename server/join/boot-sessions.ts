@@ -23,6 +23,8 @@ export class AgentError extends Error {
 export type ReportStatus = 'ok' | 'failed';
 
 const SWEEP_INTERVAL_MS = 15_000;
+/** A refused request from another address is a timeline event at most this often per node: an attacker's loop cannot fill the state file. */
+const MISMATCH_EVENT_INTERVAL_MS = 10_000;
 const DETAIL_LIMIT = 4096;
 
 export interface BootSessionDeps {
@@ -39,6 +41,8 @@ export class BootSessions {
   private readonly tokens = new Map<string, Promise<MintedToken>>();
   /** When a node's current boot began (its first DHCP DISCOVER), before its session opens. */
   private readonly bootStarts = new Map<string, number>();
+  /** When a node's last security.address-mismatch event was recorded (nodes with an open session only). */
+  private readonly mismatchEventAt = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly now: () => number;
 
@@ -82,11 +86,34 @@ export class BootSessions {
     if (!this.bootStarts.has(node.mac) || (current && current.openedAt > (this.bootStarts.get(node.mac) ?? 0))) this.bootStarts.set(node.mac, this.now());
   }
 
-  /** The agent's first configuration fetch of a boot opens the session (later fetches in the same boot reuse it). */
-  async open(node: EffectiveNode): Promise<BootSessionRecord> {
+  /**
+   * An open boot answers only the address that opened it: the address the
+   * inventory accepts for a node can move (a forged proxy-mode REQUEST moves
+   * it), the session cannot. True when this boot is bound to `address`; false
+   * when no open session is bound yet (the caller checks the inventory); a
+   * request from any other address is refused, counted and put on the timeline.
+   */
+  admitBoundAddress(node: EffectiveNode, address: string, path: string): boolean {
+    const current = this.session(node.mac);
+    if (!current || current.state !== 'booting' || current.address === undefined) return false;
+    if (current.address === address) return true;
+    this.deps.metrics.agentAddressMismatch.inc();
+    const now = this.now();
+    const last = this.mismatchEventAt.get(node.mac);
+    if (last === undefined || now - last >= MISMATCH_EVENT_INTERVAL_MS) {
+      this.mismatchEventAt.set(node.mac, now);
+      this.event(node.mac, 'security.address-mismatch', { bootId: current.bootId, boundTo: current.address, from: address, path });
+      this.deps.logger.warn({ node: node.hostname, mac: node.mac, bootId: current.bootId, boundTo: current.address, from: address, path }, 'agent request from another address than the one this boot is bound to: refused');
+    }
+    throw new AgentError(403, `this boot of ${node.hostname} is bound to another address`);
+  }
+
+  /** The agent's first configuration fetch of a boot opens the session, bound to `address` (later fetches in the same boot reuse it). */
+  async open(node: EffectiveNode, address: string): Promise<BootSessionRecord> {
     const current = this.session(node.mac);
     if (current && current.state === 'booting') return current;
     const now = this.now();
+    this.mismatchEventAt.delete(node.mac);
     const session: BootSessionRecord = {
       mac: node.mac,
       bootId: randomBytes(8).toString('hex'),
@@ -97,6 +124,7 @@ export class BootSessions {
       joinServed: false,
       tokenId: undefined,
       tokenExpiresAt: undefined,
+      address,
     };
     this.bootStarts.delete(node.mac);
     await this.deps.store.putSession(session);

@@ -301,7 +301,8 @@ export class Lab {
   }
 
   private async events(mac: string): Promise<TimelineEvent[]> {
-    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sf', '--max-time', '5', `${HTTP}/api/v1/nodes/${mac}/events`], 10_000);
+    // Reads need the API token (api.protectReads is on by default).
+    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sf', '--max-time', '5', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${mac}/events`], 10_000);
     if (r.code !== 0) return [];
     return (JSON.parse(r.stdout) as { events: TimelineEvent[] }).events;
   }

@@ -54,6 +54,8 @@ export interface BootSessionRecord {
   /** Public id of the bootstrap token minted for this boot (never the secret part). */
   tokenId: string | undefined;
   tokenExpiresAt: number | undefined;
+  /** The address whose configuration fetch opened this boot: the session answers no other (absent in records from before it was kept). */
+  address?: string | undefined;
 }
 
 export interface Store {

@@ -1,5 +1,5 @@
 // The HTTP API and the `bootfarm node` verbs over it: OpenAPI document valid,
-// unauthenticated changes refused, schema errors naming the field, nodes added,
+// unauthenticated changes (and, by default, reads) refused, schema errors naming the field, nodes added,
 // changed, removed and kept across a restart, a discovered machine enrolled.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
@@ -62,14 +62,20 @@ describe('HTTP API and node CLI', () => {
     ]);
   });
 
-  it('refuses changes without the bearer token, and reads are open', async () => {
+  it('refuses changes and, by default (api.protectReads), reads without the bearer token', async () => {
     const node = { mac: '52:54:00:00:00:05', hostname: 'api-1' };
     const none = await http('POST', '/api/v1/nodes', node);
     expect(none.status).toBe(401);
     expect(none.json?.message).toBe('changes need Authorization: Bearer <api token>');
     expect((await http('POST', '/api/v1/nodes', node, 'wrong-token-0123456789')).status).toBe(401);
     expect((await http('DELETE', '/api/v1/nodes/52:54:00:00:00:01')).status).toBe(401);
-    expect((await http('GET', '/api/v1/nodes')).status).toBe(200);
+    const anonymousRead = await http('GET', '/api/v1/nodes');
+    expect(anonymousRead.status).toBe(401);
+    expect(anonymousRead.json?.message).toBe('reads need Authorization: Bearer <api token>');
+    expect(JSON.stringify(anonymousRead.json)).not.toContain('52:54:00:00:00:01');
+    expect((await http('GET', '/api/v1/leases')).status).toBe(401);
+    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:01/events')).status).toBe(401);
+    expect((await http('GET', '/api/v1/nodes', undefined, TOKEN)).status).toBe(200);
   });
 
   it('answers schema problems with 400 naming each field', async () => {
@@ -81,7 +87,7 @@ describe('HTTP API and node CLI', () => {
       'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs',
       'body.labels.bad key!: invalid key; expected a label name like rack or example.com/rack',
     ]));
-    const path404 = await http('GET', '/api/v1/nodes/zz:zz');
+    const path404 = await http('GET', '/api/v1/nodes/zz:zz', undefined, TOKEN);
     expect(path404.status).toBe(400);
     expect(path404.json?.problems).toEqual(['params.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "zz:zz"']);
   });
@@ -103,9 +109,9 @@ describe('HTTP API and node CLI', () => {
     // Kept across a restart (the store's journal), then removed.
     await server.stop();
     server = await startBootfarm(lab, srv.ns, config, server.stateDir);
-    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05')).json).toMatchObject({ hostname: 'api-1', arch: 'arm64', origin: 'api' });
+    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).json).toMatchObject({ hostname: 'api-1', arch: 'arm64', origin: 'api' });
     expect((await http('DELETE', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).status).toBe(204);
-    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05')).status).toBe(404);
+    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).status).toBe(404);
   });
 
   it('bootfarm node add | list | show | enrol | rm', async () => {
@@ -120,7 +126,7 @@ describe('HTTP API and node CLI', () => {
     // A machine nobody enrolled asks to network-boot: it is discovered, then enrolled by MAC.
     const lease = await lab.exec(machine.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', '-V', 'PXEClient:Arch:00007:UNDI:003016']);
     expect(lease.stderr).toContain('LEASE event=bound');
-    const list = await cli('list');
+    const list = await cli('list', '--token', TOKEN);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/^52:54:00:00:00:07 +cli-1 +amd64 +bootfarm +worker +api /m);
     expect(list.stdout).toMatch(/^DISCOVERED MAC .*\n52:54:00:00:00:42 +amd64 +uefi /m);
@@ -128,9 +134,9 @@ describe('HTTP API and node CLI', () => {
     const enrolled = await cli('enrol', '52:54:00:00:00:42', '--hostname', 'found-1', '--token', TOKEN);
     expect(enrolled.code, enrolled.stderr).toBe(0);
     expect(enrolled.stdout).toBe('enrolled found-1 (52:54:00:00:00:42), arch amd64, image bootfarm\n');
-    expect((await http('GET', '/api/v1/discovered')).json).toEqual({ machines: [] });
+    expect((await http('GET', '/api/v1/discovered', undefined, TOKEN)).json).toEqual({ machines: [] });
 
-    const shown = await cli('show', '52:54:00:00:00:42');
+    const shown = await cli('show', '52:54:00:00:00:42', '--token', TOKEN);
     expect(shown.code, shown.stderr).toBe(0);
     const detail = JSON.parse(shown.stdout) as { hostname: string; lease?: { ip: string }; events: unknown[] };
     expect(detail.hostname).toBe('found-1');
@@ -138,7 +144,7 @@ describe('HTTP API and node CLI', () => {
 
     const removed = await cli('rm', '52:54:00:00:00:07', '--token', TOKEN);
     expect(removed.stdout).toBe('removed 52:54:00:00:00:07\n');
-    const gone = await cli('show', '52:54:00:00:00:07');
+    const gone = await cli('show', '52:54:00:00:00:07', '--token', TOKEN);
     expect(gone.code).toBe(2);
     expect(gone.stderr).toBe('bootfarm: GET /nodes/52:54:00:00:00:07: HTTP 404: no node with MAC 52:54:00:00:00:07\n');
   });

@@ -31,6 +31,8 @@ const config = (limits: Record<string, number>) => ({
   http: { port: 8080 },
   nodes: [{ mac: NODE_MAC, hostname: 'node-1' }, { mac: PI_MAC, hostname: 'pi-1', piSerial: '1234abcd', piModel: 4, ip: '10.9.0.50' }],
   unknownNodes: 'discover',
+  // The lease table is read anonymously from the server's namespace; reads are protected by default.
+  api: { protectReads: false },
 });
 
 /** A PXE REQUEST from the inventory node, as the boot-server port (4011) expects. */

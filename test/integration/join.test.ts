@@ -18,6 +18,9 @@ import type { FakeNode, FakeRequestRecord, FakeSecret } from '../../server/lab/f
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');
 const NODE_MAC = '52:54:00:00:00:01';
 const URL_BASE = 'http://10.9.0.1:8080';
+const API_TOKEN = 'api-token-for-join-tests-0123';
+/** API reads need the token (api.protectReads is on by default). */
+const API_READ = ['-H', `Authorization: Bearer ${API_TOKEN}`];
 
 interface FakeState { secrets: FakeSecret[]; nodes: FakeNode[] }
 
@@ -58,6 +61,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
       { mac: '52:54:00:00:00:02', hostname: 'node-2', ip: '10.9.0.12' },
     ],
     kubernetes: { apiServer: '10.9.0.1:6443', caCertFile, kubeconfig, tokenTtl: ttl, version: 'v1.31' },
+    api: { token: API_TOKEN },
   });
 
   beforeAll(async () => {
@@ -160,7 +164,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     const deletes = kubeRequests().filter((r) => r.method === 'DELETE');
     expect(deletes).toEqual([{ method: 'DELETE', path: `/api/v1/namespaces/kube-system/secrets/bootstrap-token-${tokenId}`, status: 200, object: `secret bootstrap-token-${tokenId}` }]);
 
-    const timeline = await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`);
+    const timeline = await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ);
     const types = (JSON.parse(timeline.body) as { events: Array<{ type: string }> }).events.map((e) => e.type);
     for (const t of ['dhcp.offer', 'dhcp.ack', 'boot.session', 'token.minted', 'join.served', 'agent.preinit', 'agent.join', 'joined', 'token.revoked']) expect(types).toContain(t);
     expect(types.indexOf('joined')).toBeGreaterThan(types.indexOf('join.served'));
@@ -175,7 +179,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     const r = await curl(unknown, `${URL_BASE}/agent/v1/52:54:00:00:00:77/config`);
     expect(r.status).toBe(404);
     expect(kubeRequests().filter((q) => q.method === 'POST')).toHaveLength(1);
-    const discovered = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/discovered`)).body) as { machines: Array<{ mac: string; arch: string }> };
+    const discovered = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/discovered`, API_READ)).body) as { machines: Array<{ mac: string; arch: string }> };
     // udhcpc sent "PXEClient:Arch:00000": a BIOS PXE client, taken for amd64.
     expect(discovered.machines).toEqual([expect.objectContaining({ mac: '52:54:00:00:00:77', arch: 'amd64', firmware: 'bios' })]);
   });
@@ -194,7 +198,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
     await waitUntil(() => state().secrets.length === 0, 10_000, 'the leftover token deleted at start');
     expect(kubeRequests().filter((q) => q.method === 'DELETE').map((q) => q.path)).toContain(`/api/v1/namespaces/kube-system/secrets/${left.name}`);
-    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`)).body) as { events: Array<{ type: string; detail?: { why?: string; tokenId?: string } }> };
+    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: { why?: string; tokenId?: string } }> };
     expect(events.events.some((e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id'])).toBe(true);
   });
 
@@ -212,7 +216,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     tokensSeen.push(`${fresh.data['token-id']}.${fresh.data['token-secret']}`, fresh.data['token-secret'] as string);
     // Nobody reports: the sweeper deletes it once its 3 s are over.
     await waitUntil(() => state().secrets.length === 0, 15_000, 'the expired token deleted');
-    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`)).body) as { events: Array<{ type: string; detail?: { why?: string } }> };
+    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: { why?: string } }> };
     expect(events.events.some((e) => e.type === 'token.revoked' && e.detail?.why === 'token TTL passed')).toBe(true);
     const late = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
     expect(late.status).toBe(410);
@@ -225,7 +229,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
       const t = await lab.exec(stranger.ns, 'curl', ['-sS', `tftp://10.9.0.1/${file}`]);
       responses.push(t.stdout);
     }
-    responses.push((await curl(srv, `${URL_BASE}/api/v1/nodes`)).body, (await curl(srv, `${URL_BASE}/metrics`)).body);
+    responses.push((await curl(srv, `${URL_BASE}/api/v1/nodes`, API_READ)).body, (await curl(srv, `${URL_BASE}/metrics`)).body);
     const logs = server.bg.lines.join('\n');
     const stateFiles = readdirSync(server.stateDir).filter((f) => statSync(path.join(server.stateDir, f)).isFile()).map((f) => readFileSync(path.join(server.stateDir, f), 'utf8')).join('\n');
     expect(tokensSeen).toHaveLength(6);

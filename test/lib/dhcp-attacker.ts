@@ -2,7 +2,7 @@
 // DISCOVER+DECLINE and DORA floods from random MACs, one MAC flooding, and a
 // stateful fuzz mix. It listens for the server's replies on port 68 (broadcast)
 // and prints one JSON line of counts when done.
-// Usage: node --import tsx test/lib/dhcp-attacker.ts SCENARIO SERVER_IP COUNT [SEED] [SOURCE_PORT]
+// Usage: node --import tsx test/lib/dhcp-attacker.ts SCENARIO SERVER_IP COUNT [SEED] [SOURCE_PORT] [MAC ADDRESS]
 //   forge-request   SELECTING REQUESTs for pool addresses, no DISCOVER before
 //   forge-renew     RENEWING REQUESTs (ciaddr set, no server id), unicast
 //   discover-decline DISCOVER, then DECLINE of the offered address
@@ -11,6 +11,8 @@
 //   pi-serial       DISCOVERs from random MACs naming the Pi 4 serial 1234abcd (option 97)
 //   mix             COUNT packets of random types from random and victim MACs,
 //                   to 67 (broadcast and unicast) and 4011
+//   claim-address   COUNT broadcast REQUESTs with MAC and option 50 = ADDRESS (in
+//                   proxy mode: "this node now has my address")
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { BOOTREQUEST, decodePacket, encodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
@@ -19,7 +21,7 @@ import { readMessageType } from '../../server/dhcp/codec/readers.js';
 import { ipv4ToBuffer, ipv4ToNumber, numberToIpv4 } from '../../server/util/ipv4.js';
 import { mulberry32 } from './dhcp-fuzz-corpus.js';
 
-const [scenario = 'dora', serverIp = '10.9.0.1', countText = '10', seedText = '1', sourcePortText = '68'] = process.argv.slice(2);
+const [scenario = 'dora', serverIp = '10.9.0.1', countText = '10', seedText = '1', sourcePortText = '68', claimedMac = '', claimedAddress = ''] = process.argv.slice(2);
 const count = Number(countText);
 const rnd = mulberry32(Number(seedText));
 const int = (n: number) => Math.floor(rnd() * n);
@@ -158,6 +160,13 @@ async function run(): Promise<void> {
         if (i % 50 === 49) await sleep(1);
       }
       await sleep(500);
+      break;
+    }
+    case 'claim-address': {
+      const mac = Buffer.from(claimedMac.replace(/[:-]/g, ''), 'hex');
+      if (mac.length !== 6 || !claimedAddress) throw new Error('claim-address needs MAC and ADDRESS');
+      for (let i = 0; i < count; i++) await send(request(MessageType.REQUEST, mac, { requested: claimedAddress }), '255.255.255.255', 67);
+      await sleep(200);
       break;
     }
     default:

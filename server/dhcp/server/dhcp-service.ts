@@ -19,6 +19,8 @@ import { FullModeHandler } from './full-handler.js';
 import { ProxyModeHandler } from './proxy-handler.js';
 import { BootServerHandler } from './boot-server-handler.js';
 import { DhcpSockets, SendQueueFullError } from './sockets.js';
+import { judgeObservedAddress, servedNetworks } from './observed-address.js';
+import type { Cidr } from '../../util/ipv4.js';
 import type { HandlerResult, Listener, ModeHandler, RequestContext } from './context.js';
 import { destinationProblem, type Destination, type OutgoingReply } from './reply.js';
 
@@ -45,6 +47,9 @@ export class DhcpService {
   private readonly errorLog = new RateLimiter(10, 60_000);
   private readonly limitLog = new RateLimiter(10, 60_000);
   private readonly unsendableLog = new RateLimiter(10, 60_000);
+  private readonly observedLog = new RateLimiter(10, 60_000);
+  /** Proxy mode: where a node's asserted address may lie (server/dhcp/server/observed-address.ts). */
+  private readonly observableNetworks: Cidr[];
   private readonly unknownPerClient: KeyedTokenBuckets;
   private readonly unknownGlobal: TokenBucket;
   private readonly now: () => number;
@@ -66,6 +71,9 @@ export class DhcpService {
       this.modeHandler = new ProxyModeHandler(serverId, config.dhcp.piProxyDelayMs);
     }
     this.bootServerHandler = new BootServerHandler(serverId);
+    this.observableNetworks = config.dhcp.mode === 'proxy'
+      ? servedNetworks({ serverAddress: serverId, interfaceName: config.dhcp.interface, subnets: config.dhcp.subnets.map((s) => s.network) })
+      : [];
   }
 
   async start(): Promise<void> {
@@ -155,7 +163,7 @@ export class DhcpService {
     if (!inventoryNode && !this.admitUnknown(identity.mac, identity.leaseKey, messageType, source)) return;
     const node = inventoryNode ?? this.unknownNode(identity);
     const plan = node || this.deps.inventory.unknownNodes === 'boot-default' ? planBoot(identity, node, this.deps.policy) : this.unknownMachine(identity);
-    if (node) this.noteNode(node, inventoryNode !== undefined, messageType, packet);
+    if (node) this.noteNode(node, inventoryNode !== undefined, messageType, packet, source);
     const ctx: RequestContext = { packet, messageType, identity, node, known: inventoryNode !== undefined, plan, source, listener, now: this.now() };
     const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
     this.inFlight++;
@@ -218,15 +226,24 @@ export class DhcpService {
     return { kind: 'none', reason: `${identity.mac} is in no inventory (unknownNodes: ${this.deps.inventory.unknownNodes})` };
   }
 
-  private noteNode(node: EffectiveNode, inInventory: boolean, messageType: number, packet: DhcpPacket): void {
+  private noteNode(node: EffectiveNode, inInventory: boolean, messageType: number, packet: DhcpPacket, source: Destination): void {
     // Boot sessions (and their join tokens) exist for inventory nodes only.
     if (inInventory && messageType === MessageType.DISCOVER) this.deps.onNodeDiscover?.(node);
     // Proxy mode: the leases are another server's; the address a node takes is
-    // what its REQUEST asks for, and the agent's access check needs it.
-    if (this.deps.config.dhcp.mode === 'proxy' && messageType === MessageType.REQUEST) {
-      const address = readRequestedIp(packet.options) ?? (packet.ciaddr !== '0.0.0.0' ? packet.ciaddr : undefined);
-      if (address) this.deps.inventory.observeAddress(node.mac, address);
+    // what its REQUEST asks for, and the agent's access check needs it. That is
+    // the client's word only: kept when plausible, never for a node with a
+    // configured address (server/inventory/inventory.ts ignores it there).
+    if (this.deps.config.dhcp.mode !== 'proxy' || messageType !== MessageType.REQUEST || node.ip) return;
+    const address = readRequestedIp(packet.options) ?? (packet.ciaddr !== '0.0.0.0' ? packet.ciaddr : undefined);
+    if (!address) return;
+    const verdict = judgeObservedAddress(address, source.address, packet.giaddr !== '0.0.0.0', this.observableNetworks, this.deps.config.server.address);
+    if (verdict.ok) {
+      this.deps.inventory.observeAddress(node.mac, address);
+      return;
     }
+    this.deps.metrics.dhcpObservedAddressRefused.inc({ reason: verdict.reason });
+    const gate = this.observedLog.take(this.now());
+    if (gate.log) this.deps.logger.warn({ mac: node.mac, node: node.hostname, claimed: address, from: source.address, reason: verdict.reason, suppressedSinceLast: gate.suppressed }, 'dhcp request asserts an address this node cannot have here: not recorded');
   }
 
   private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
