@@ -84,6 +84,9 @@ export class DhcpService {
       (err) => logger.warn({ err: err.message }, 'dhcp socket error'),
     );
     logger.info({ mode: config.dhcp.mode, port: config.dhcp.port, bootServerPort: config.dhcp.proxyPort, address: config.server.address, interface: config.dhcp.interface }, 'dhcp listening');
+    if (config.dhcp.mode === 'proxy' && this.observableNetworks.length === 0) {
+      logger.warn({ address: config.server.address, interface: config.dhcp.interface }, 'proxy mode: no served network known (no dhcp.subnets, and server.address is on no interface with a netmask): addresses nodes ask the site server for are not recorded, so only nodes with a configured ip reach their agent routes');
+    }
   }
 
   async stop(): Promise<void> {
