@@ -13,6 +13,7 @@ import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib
 import type { Background } from '../../server/lab/proc.js';
 import { waitUntil } from '../lib/wait.js';
 import type { FakeSecret } from '../../server/lab/fake-kube-api.js';
+import { startSiteDnsmasq } from '../lib/site-dnsmasq.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');
 const VICTIM_MAC = '52:54:00:00:00:01';
@@ -26,7 +27,6 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
   let victim: LabHost;
   let nearAttacker: LabHost;
   let farAttacker: LabHost;
-  let site: Background;
   let kubeApi: Background;
   let kubeDir: string;
   let server: BootfarmProcess;
@@ -61,7 +61,6 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
   beforeAll(async () => {
     lab = await NetLab.create('ai');
     srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
-    const siteHost = await lab.addHost('site', { address: '10.9.0.254/24' });
     victim = await lab.addHost('node', { mac: VICTIM_MAC });
     nearAttacker = await lab.addHost('near', { address: '10.9.0.40/24', mac: '52:54:00:00:00:66' });
     // Off the served network, on the same segment: routes both ways so the HTTP answer reaches it.
@@ -70,12 +69,7 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
     for (const host of [nearAttacker, farAttacker]) await lab.ip(host.ns, 'route', 'add', 'default', 'dev', 'eth0');
     await lab.ip(srv.ns, 'route', 'add', '10.77.0.0/24', 'dev', 'eth0');
 
-    site = lab.spawn(siteHost.ns, 'dnsmasq', [
-      '--keep-in-foreground', '--log-facility=-', '--log-dhcp', '--port=0', '--conf-file=/dev/null', '--pid-file',
-      '--interface=eth0', '--bind-interfaces', '--dhcp-range=10.9.0.50,10.9.0.99,1h',
-      `--dhcp-leasefile=/tmp/${lab.id}-dnsmasq.leases`, '--dhcp-option=3,10.9.0.254',
-    ], 'dnsmasq');
-    await site.waitFor((l) => l.includes('DHCP, IP range'), 10_000, 'dnsmasq ready');
+    await startSiteDnsmasq(lab);
 
     kubeDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-kube-'));
     kubeApi = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']), 'fake-kube-api');

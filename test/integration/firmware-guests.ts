@@ -5,6 +5,7 @@ import { startBootfarm, nodeArgs, REPO_ROOT, type BootfarmProcess } from '../lib
 import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
 import type { Background } from '../../server/lab/proc.js';
 import path from 'node:path';
+import { startSiteDnsmasq } from '../lib/site-dnsmasq.js';
 
 export interface FetchSeen {
   proto: 'tftp' | 'http';
@@ -35,14 +36,7 @@ async function populate(lab: NetLab, dhcp: Record<string, unknown>, withSiteDhcp
   const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
   let site: Background | undefined;
   if (withSiteDhcp) {
-    // The site's own DHCP server: stock dnsmasq with no PXE configuration at all.
-    const siteHost = await lab.addHost('site', { address: '10.9.0.254/24' });
-    site = lab.spawn(siteHost.ns, 'dnsmasq', [
-      '--keep-in-foreground', '--log-facility=-', '--log-dhcp', '--port=0', '--conf-file=/dev/null', '--pid-file',
-      '--interface=eth0', '--bind-interfaces', '--dhcp-range=10.9.0.50,10.9.0.99,1h',
-      `--dhcp-leasefile=/tmp/${lab.id}-dnsmasq.leases`, '--dhcp-option=3,10.9.0.254',
-    ], 'dnsmasq');
-    await site.waitFor((l) => l.includes('DHCP, IP range'), 10_000, 'dnsmasq ready');
+    site = await startSiteDnsmasq(lab);
   }
   const bootfarm = await startBootfarm(lab, srv.ns, {
     server: { address: '10.9.0.1' },

@@ -39,6 +39,8 @@ describe('bootfarm in its container on a lab bridge', () => {
     await runOk('bash', [path.join(REPO_ROOT, 'scripts/start-dockerd.sh')]);
     docker = await connectDocker();
     // Cold (or partly cached) build, then the same build again: all from the cache.
+    // On a fresh machine the cold build (node base from debootstrap, npm ci) alone
+    // takes minutes: the hook has its own deadline, well past the 120 s default.
     cold = await buildServerImage(docker, { tag: TAG, log: (l) => buildLog.push(l) });
     warm = await buildServerImage(docker, { tag: TAG, log: (l) => buildLog.push(l) });
 
@@ -74,7 +76,7 @@ describe('bootfarm in its container on a lab bridge', () => {
       network: { mode: 'bridge', netns: lab.switchNs, bridge: 'br0', address: '10.9.0.1/24' },
     });
     client = await lab.addHost('c1', { mac: NODE_MAC });
-  });
+  }, 900_000);
 
   afterAll(async () => {
     const id = server?.id;

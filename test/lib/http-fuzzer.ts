@@ -8,23 +8,13 @@
 // {"sent","answered","connections","statuses":{code:count},"closedEarly"} at the end.
 // Usage: node --import tsx test/lib/http-fuzzer.ts HOST PORT REQUESTS SEED WORKERS
 import net from 'node:net';
+import { mulberry32 } from './dhcp-fuzz-corpus.js';
 
 const [host = '127.0.0.1', portText = '8080', countText = '100000', seedText = '1', workersText = '16'] = process.argv.slice(2);
 const port = Number(portText);
 const total = Number(countText);
 
-/** mulberry32: small, seedable, good enough to pick grammar branches. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(Number(seedText));
+const random = mulberry32(Number(seedText));
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 const int = (max: number) => Math.floor(random() * max);
 const junk = (length: number) => Buffer.from(Array.from({ length }, () => int(256)));

@@ -5,19 +5,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../../server/config/load.js';
-import { ConfigError } from '../../server/config/errors.js';
 import { run } from '../../server/lab/proc.js';
 import { CLI, nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
+import { configProblems } from '../lib/config-problems.js';
 
-function problems(text: string): string[] {
-  try {
-    parseConfig(text, 'cfg.yaml');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message.split('\n');
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe('configuration', () => {
   it('accepts the example and resolves defaults and paths', () => {

@@ -2,19 +2,11 @@
 // values when given, and each out-of-range value named with what was expected.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../server/config/load.js';
-import { ConfigError } from '../../server/config/errors.js';
+import { configProblems } from '../lib/config-problems.js';
 
 const BASE = 'server: { address: 10.9.0.1, stateDir: s }\n';
 
-function problems(text: string): string[] {
-  try {
-    parseConfig(text, 'cfg.yaml');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.message.split('\n');
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe('nbd limits in the configuration', () => {
   it('defaults: 10 s handshake, 1024 connections, 8 per client address, 256 options per handshake, 256 MiB of read data', () => {
