@@ -23,9 +23,10 @@ import { parseConfig } from '../server/config/load.js';
 import { DhcpService } from '../server/dhcp/server/dhcp-service.js';
 import { Metrics } from '../server/metrics.js';
 import { policySettings } from '../server/app.js';
-import { FileStore, type BootSessionRecord, type DiscoveredMachine, type LeaseRecord, type NodeEvent, type Store } from '../server/store/store.js';
+import { FileStore, type BootSessionRecord, type LeaseRecord, type NodeEvent, type Store } from '../server/store/store.js';
+import type { DiscoveredMachine } from '../server/store/discovered-index.js';
 import { Inventory } from '../server/inventory/inventory.js';
-import type { ResolvedNode } from '../server/config/load.js';
+import type { ResolvedNode } from '../server/config/types.js';
 
 const { values: opt } = parseArgs({
   options: {

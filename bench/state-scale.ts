@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileStore } from '../server/store/store.js';
 import { Inventory } from '../server/inventory/inventory.js';
-import { parseConfig, type ResolvedNode } from '../server/config/load.js';
+import { parseConfig } from '../server/config/load.js';
+import type { ResolvedNode } from '../server/config/types.js';
 import type { ClientIdentity } from '../server/boot/identity.js';
 
 const leasesOnly = process.argv.includes('--leases-only');

@@ -1,7 +1,7 @@
 // The bootfarm process: opens the store, then starts every enabled service.
 // Later services (TFTP, HTTP, NBD) join here behind the same start/stop contract.
 import type { Logger } from 'pino';
-import type { ResolvedConfig } from './config/load.js';
+import type { ResolvedConfig } from './config/types.js';
 import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Inventory } from '../inventory/inventory.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import { AgentError, type BootSessions, type ReportStatus } from '../join/boot-sessions.js';
-import type { ResolvedConfig } from '../config/load.js';
+import type { ResolvedConfig } from '../config/types.js';
 import { bootContext } from '../boot/node-context.js';
 import { shellQuote, type TemplateSet } from '../boot/templates.js';
 import { joinContext, renderJoinConfiguration } from '../kube/join-config.js';

@@ -7,7 +7,7 @@ import { InventoryError } from '../inventory/inventory.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { Store } from '../store/store.js';
 import type { BootSessions } from '../join/boot-sessions.js';
-import type { ResolvedConfig } from '../config/load.js';
+import type { ResolvedConfig } from '../config/types.js';
 import { apiAuthHook } from './auth.js';
 import {
   DiscoveredView, EnrolSchema, ErrorView, LeaseView, MacParams, NodeEventView, NodeInputSchema, NodeView, ProfileView, type NodeViewT,

@@ -1,7 +1,7 @@
 // What a node's generated boot files are made of: its inventory entry, the image
 // assigned to it, and where the server is. The kernel command line carries how
 // the initrd finds its root (server, NBD port, export) and never a secret.
-import type { ResolvedConfig } from '../config/load.js';
+import type { ResolvedConfig } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from './templates.js';
 import { nbdkitExportName } from '../nbd/backends/nbdkit.js';

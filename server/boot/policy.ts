@@ -2,7 +2,7 @@
 // gets. DHCP, TFTP and HTTP all ask this one module; the DHCP handlers only encode
 // its answer. Firmware quirks are explained at the branch that handles them.
 import type { ClientIdentity, FirmwareKind } from './identity.js';
-import type { ResolvedNode } from '../config/load.js';
+import type { ResolvedNode } from '../config/types.js';
 
 export interface BootPolicySettings {
   /** The address clients fetch from: siaddr, option 54 in proxy mode, TFTP and HTTP host. */

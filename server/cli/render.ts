@@ -1,7 +1,8 @@
 // `bootfarm render`: prints exactly what a node will get, from the configuration
 // file alone (no running server): the same inventory layering and templates.
 import type { Command } from 'commander';
-import { loadConfig, type ResolvedConfig } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
+import type { ResolvedConfig } from '../config/types.js';
 import { effectiveNode, type EffectiveNode } from '../inventory/effective.js';
 import { TemplateSet, type TemplateName } from '../boot/templates.js';
 import { bootContext } from '../boot/node-context.js';

@@ -4,116 +4,14 @@ import { X509Certificate, createHash } from 'node:crypto';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { Value } from 'typebox/value';
-import { ConfigSchema, type ConfigFile, type NodeEntry, type ProfileEntry } from './schema.js';
+import { ConfigSchema, type ConfigFile, type ProfileEntry } from './schema.js';
 import { parseLtsConf, type LtsConfFile } from './lts-conf.js';
 import { schemaAt } from './schema-walk.js';
-import type { ConfigLayer, LayerSet, ResolvedProfile } from '../inventory/effective.js';
+import type { ConfigLayer, ResolvedConfig, ResolvedKubernetes, ResolvedProfile } from './types.js';
+import { DEFAULT_DHCP_LIMITS, DEFAULT_MAX_DISCOVERED } from './defaults.js';
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
-import { DEFAULT_MAX_DISCOVERED } from '../store/discovered-index.js';
-
-export type DhcpMode = 'full' | 'proxy' | 'off';
-
-export interface ResolvedSubnet {
-  cidr: string;
-  network: Cidr;
-  netmask: string;
-  broadcast: string;
-  rangeStart: number;
-  rangeEnd: number;
-  router: string | undefined;
-  dns: string[];
-  domain: string | undefined;
-  leaseSeconds: number;
-}
-
-export interface ResolvedNode extends NodeEntry {
-  mac: string;
-}
-
-export type UnknownNodesPolicy = 'ignore' | 'discover' | 'boot-default';
-
-export interface ResolvedKubernetes {
-  apiServer: string;
-  /** `sha256:<hex>` pins for discovery. */
-  caCertHashes: string[];
-  kubeconfig: string | undefined;
-  /** A static token from the file (discouraged: every node gets the same one). */
-  staticToken: string | undefined;
-  tokenTtlSeconds: number;
-  /** e.g. "v1.31" */
-  version: string;
-  /** kubeadm config API: v1beta4 from Kubernetes 1.31, v1beta3 before. */
-  kubeadmApiVersion: 'kubeadm.k8s.io/v1beta4' | 'kubeadm.k8s.io/v1beta3';
-}
-
-/** Budgets of machines in no inventory (server/config/schema.ts DhcpLimitsSchema); 0 turns a rate limit off. */
-export interface DhcpLimits {
-  unknownClientBurst: number;
-  unknownClientPerMinute: number;
-  unknownGlobalBurst: number;
-  unknownGlobalPerSecond: number;
-  trackedClients: number;
-  unknownLeasePercent: number;
-  maxQuarantinedPercent: number;
-}
-
-export const DEFAULT_DHCP_LIMITS: DhcpLimits = {
-  // A PXE ROM, iPXE, the initramfs and the OS each run DORA once per boot, with
-  // retries: 30 at once and one every 2 s covers a boot loop, not a flood.
-  unknownClientBurst: 30,
-  unknownClientPerMinute: 30,
-  // A classroom of 100 machines powered on together sends well under 2000.
-  unknownGlobalBurst: 2000,
-  unknownGlobalPerSecond: 500,
-  trackedClients: 10_000,
-  // Addresses for machines the inventory will later name (and for enrolment).
-  unknownLeasePercent: 90,
-  maxQuarantinedPercent: 10,
-};
-
-export interface ResolvedConfig {
-  file: string;
-  server: {
-    address: string;
-    stateDir: string;
-    syncWrites: boolean;
-    /** Machines in no inventory kept for enrolment; the one seen longest ago is evicted past it. */
-    maxDiscovered: number;
-  };
-  dhcp: {
-    mode: DhcpMode;
-    port: number;
-    proxyPort: number;
-    interface: string | undefined;
-    subnets: ResolvedSubnet[];
-    offerHoldSeconds: number;
-    declineQuarantineSeconds: number;
-    piProxyDelayMs: number;
-    routerAdvertisements: boolean;
-    limits: DhcpLimits;
-  };
-  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number };
-  http: {
-    enabled: boolean; port: number; host: string;
-    maxConnections: number; maxConnectionsPerClient: number;
-    headersTimeoutSeconds: number; requestTimeoutSeconds: number; keepAliveTimeoutSeconds: number; idleTimeoutSeconds: number;
-  };
-  nbd: {
-    enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
-    handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number; maxBufferedReadMiB: number;
-  };
-  boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
-  nodes: ResolvedNode[];
-  layers: LayerSet;
-  unknownNodes: UnknownNodesPolicy;
-  kubernetes: ResolvedKubernetes | undefined;
-  /** Bearer token for API mutations: api.token, else the BOOTFARM_API_TOKEN environment variable. */
-  api: { token: string | undefined; tokenSource: 'config' | 'environment' | 'none'; protectReads: boolean };
-  images: { dir: string; default: string };
-  log: { level: string };
-}
 
 /** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
 export function parseDuration(text: string): number {

@@ -2,43 +2,9 @@
 // itself, each layer overriding the one before (as LTSP's [Default] and per-MAC
 // sections do). Pure: everything it needs is already loaded and validated.
 import type { LtsValue } from '../config/schema.js';
-import { evaluateLtsConf, type LtsConfFile } from '../config/lts-conf.js';
+import { evaluateLtsConf } from '../config/lts-conf.js';
 import { versionSorted } from '../config/version-sort.js';
-import type { ResolvedNode } from '../config/load.js';
-
-export type NodeArch = 'amd64' | 'arm64' | 'armhf';
-
-/** What defaults, a profile or a node can set. */
-export interface ConfigLayer {
-  image?: string | undefined;
-  lts?: Record<string, LtsValue> | undefined;
-  /** An imported lts.conf, already parsed; evaluated for each node with LTSP5's rules. */
-  ltsFile?: { path: string; parsed: LtsConfFile } | undefined;
-  labels?: Record<string, string> | undefined;
-  taints?: string[] | undefined;
-  join?: boolean | undefined;
-  kernelArgs?: string | undefined;
-}
-
-export interface ProfileMatch {
-  arch?: NodeArch | undefined;
-  /** Lower case, colon separated. */
-  macPrefix?: string | undefined;
-  label?: Record<string, string> | undefined;
-  piModel?: 3 | 4 | 5 | undefined;
-}
-
-export interface ResolvedProfile extends ConfigLayer {
-  name: string;
-  /** Without a match a profile applies only to nodes that name it. */
-  match?: ProfileMatch | undefined;
-}
-
-export interface LayerSet {
-  defaults: ConfigLayer;
-  profiles: ResolvedProfile[];
-  defaultImage: string;
-}
+import type { ConfigLayer, LayerSet, NodeArch, ProfileMatch, ResolvedNode, ResolvedProfile } from '../config/types.js';
 
 /** The LTSP families applied in `sort -V` order of their keys (§5.1). */
 export const LTS_FAMILIES = ['PREINIT', 'FSTAB', 'RCFILE', 'SYSCTL'] as const;

@@ -2,8 +2,9 @@
 // (defaults, profiles, node), the machines it has seen but does not know, and
 // the one place that decides what an unknown machine gets (unknownNodes).
 // DHCP, the file resolvers, NBD and the API all ask it; nothing else reads nodes.
-import type { ResolvedConfig, ResolvedNode } from '../config/load.js';
-import type { DiscoveredMachine, Store } from '../store/store.js';
+import type { ResolvedConfig, ResolvedNode } from '../config/types.js';
+import type { Store } from '../store/store.js';
+import type { DiscoveredMachine } from '../store/discovered-index.js';
 import type { ClientIdentity } from '../boot/identity.js';
 import { effectiveNode, inferArch, type EffectiveNode } from './effective.js';
 import { normalizeMac } from '../util/mac.js';

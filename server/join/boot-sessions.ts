@@ -7,7 +7,7 @@
 // its TTL passes. The token lives only in memory and in the cluster.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ResolvedKubernetes } from '../config/load.js';
+import type { ResolvedKubernetes } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootSessionRecord, Store } from '../store/store.js';
 import type { Metrics } from '../metrics.js';

@@ -3,7 +3,7 @@
 // templates/join-configuration.yaml.hbs, then parsed back as a guard, so an
 // overridden template that produces broken YAML or drops the pin fails loudly.
 import { parse } from 'yaml';
-import type { ResolvedKubernetes } from '../config/load.js';
+import type { ResolvedKubernetes } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import { labelList } from '../boot/node-context.js';
 import type { JoinContext, TemplateSet } from '../boot/templates.js';

@@ -2,10 +2,18 @@
 // forged MACs cannot grow it past `max`. Kept in a Map in order of last update
 // (a refresh moves a machine to the end), so the first entry is the one seen
 // longest ago and eviction, lookup by MAC and lookup by Pi serial are all O(1).
-import type { DiscoveredMachine } from './store.js';
 
-/** server.maxDiscovered when the configuration does not say. */
-export const DEFAULT_MAX_DISCOVERED = 10_000;
+/** A machine that asked to boot but is in no inventory (unknownNodes: discover). */
+export interface DiscoveredMachine {
+  mac: string;
+  /** From option 93, when the firmware said. */
+  arch: 'amd64' | 'arm64' | 'armhf' | undefined;
+  firmware: string;
+  piSerial: string | undefined;
+  piModel: 3 | 4 | 5 | undefined;
+  firstSeen: string;
+  lastSeen: string;
+}
 
 export class DiscoveredIndex {
   private readonly byMac = new Map<string, DiscoveredMachine>();

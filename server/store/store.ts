@@ -2,10 +2,11 @@
 // FileStore keeps everything in memory and persists it through a DurableLog under
 // server.stateDir. Leases are committed (fsync) before a client is told about them.
 import type { Logger } from 'pino';
-import type { ResolvedNode } from '../config/load.js';
+import type { ResolvedNode } from '../config/types.js';
+import { DEFAULT_MAX_DISCOVERED } from '../config/defaults.js';
 import type { Metrics } from '../metrics.js';
 import { DurableLog, type LoadedLog, type LogHealth } from './durable-log.js';
-import { DEFAULT_MAX_DISCOVERED, DiscoveredIndex } from './discovered-index.js';
+import { DiscoveredIndex, type DiscoveredMachine } from './discovered-index.js';
 
 export type LeaseState = 'bound' | 'released' | 'declined';
 
@@ -27,18 +28,6 @@ export interface NodeEvent {
   /** e.g. dhcp.offer, dhcp.ack, dhcp.nak, tftp.file, nbd.attach, booted, joined */
   type: string;
   detail?: Record<string, string | number | boolean | undefined>;
-}
-
-/** A machine that asked to boot but is in no inventory (unknownNodes: discover). */
-export interface DiscoveredMachine {
-  mac: string;
-  /** From option 93, when the firmware said. */
-  arch: 'amd64' | 'arm64' | 'armhf' | undefined;
-  firmware: string;
-  piSerial: string | undefined;
-  piModel: 3 | 4 | 5 | undefined;
-  firstSeen: string;
-  lastSeen: string;
 }
 
 /** A node's boot in progress, as far as the agent and the join are concerned (see join/boot-sessions.ts). */

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { Background, run } from '../../server/lab/proc.js';
 import { CLI, nodeArgs } from '../lib/bootfarm.js';
 import { FileStore } from '../../server/store/store.js';
-import type { ResolvedNode } from '../../server/config/load.js';
+import type { ResolvedNode } from '../../server/config/types.js';
 
 const DISCOVERED = 200_000;
 const NODES = 1000;

@@ -9,7 +9,8 @@ import { decodePacket, encodePacket, type DhcpPacket } from '../../server/dhcp/c
 import { readMessageType } from '../../server/dhcp/codec/readers.js';
 import { identifyClient } from '../../server/boot/identity.js';
 import { planBoot, type BootPolicySettings } from '../../server/boot/policy.js';
-import { parseConfig, type ResolvedConfig } from '../../server/config/load.js';
+import { parseConfig } from '../../server/config/load.js';
+import type { ResolvedConfig } from '../../server/config/types.js';
 import { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';

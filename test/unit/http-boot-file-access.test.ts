@@ -12,7 +12,7 @@ import { StaticRootResolver } from '../../server/boot/files/static-root.js';
 import { FileCache } from '../../server/boot/files/file-cache.js';
 import { ResolverChain } from '../../server/boot/files/resolver.js';
 import { Metrics } from '../../server/metrics.js';
-import type { ResolvedConfig } from '../../server/config/load.js';
+import type { ResolvedConfig } from '../../server/config/types.js';
 import type { EffectiveNode } from '../../server/inventory/effective.js';
 import type { RootAccessPolicy } from '../../server/nbd/admission.js';
 

@@ -15,7 +15,7 @@ import { StaticRootResolver } from '../../server/boot/files/static-root.js';
 import { ImageFileResolver } from '../../server/boot/files/images.js';
 import { FileCache } from '../../server/boot/files/file-cache.js';
 import type { FileAnswer } from '../../server/boot/files/resolver.js';
-import type { ResolvedConfig } from '../../server/config/load.js';
+import type { ResolvedConfig } from '../../server/config/types.js';
 
 describe('request-path normalisation (the first guard)', () => {
   it.each([

@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseConfig, type ResolvedConfig } from '../../server/config/load.js';
+import { parseConfig } from '../../server/config/load.js';
+import type { ResolvedConfig } from '../../server/config/types.js';
 import { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 

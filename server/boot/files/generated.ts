@@ -1,6 +1,6 @@
 // Per-node files rendered from templates: first in the resolver chain, so a node's
 // own config always wins over a static file of the same name.
-import type { ResolvedConfig } from '../../config/load.js';
+import type { ResolvedConfig } from '../../config/types.js';
 import type { EffectiveNode } from '../../inventory/effective.js';
 import { bootContext } from '../node-context.js';
 import type { TemplateName, TemplateSet } from '../templates.js';

@@ -7,7 +7,7 @@
 // (server/boot/files/image-access.ts).
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ResolvedConfig } from '../../config/load.js';
+import type { ResolvedConfig } from '../../config/types.js';
 import type { RootAccessPolicy } from '../../nbd/admission.js';
 import type { FileCache } from './file-cache.js';
 import { imageFileAccess, imageFileKind, publishedFileAccess, type AccessDecision, type ImageFileKind } from './image-access.js';

@@ -2,7 +2,7 @@
 import type { DhcpPacket } from '../codec/packet.js';
 import type { ClientIdentity } from '../../boot/identity.js';
 import type { BootPlan } from '../../boot/policy.js';
-import type { ResolvedNode } from '../../config/load.js';
+import type { ResolvedNode } from '../../config/types.js';
 import type { Destination, OutgoingReply } from './reply.js';
 
 export type Listener = 'dhcp' | 'boot-server';

@@ -7,7 +7,7 @@ import { MESSAGE_TYPE_NAMES, MessageType } from '../codec/options.js';
 import { describeMalformed, readMessageType, readRequestedIp } from '../codec/readers.js';
 import { identifyClient, type ClientIdentity } from '../../boot/identity.js';
 import { planBoot, type BootPlan, type BootPolicySettings } from '../../boot/policy.js';
-import type { ResolvedConfig } from '../../config/load.js';
+import type { ResolvedConfig } from '../../config/types.js';
 import type { Inventory } from '../../inventory/inventory.js';
 import type { EffectiveNode } from '../../inventory/effective.js';
 import type { Store } from '../../store/store.js';

@@ -2,7 +2,7 @@
 // same reply (RFC 2131 §4.3).
 import { MessageType, Opt } from '../codec/options.js';
 import { readRequestedIp, readServerId } from '../codec/readers.js';
-import type { ResolvedSubnet } from '../../config/load.js';
+import type { ResolvedSubnet } from '../../config/types.js';
 import { ipv4ToNumber, ZERO_IPV4 } from '../../util/ipv4.js';
 import type { LeasePool } from './lease-pool.js';
 import type { HandlerResult, ModeHandler, RequestContext } from './context.js';

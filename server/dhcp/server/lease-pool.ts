@@ -2,7 +2,7 @@
 // one shared table of bindings. Offers are held in memory only; bindings,
 // releases and declines are persisted through the Store before the client hears
 // of them.
-import type { ResolvedSubnet } from '../../config/load.js';
+import type { ResolvedSubnet } from '../../config/types.js';
 import type { LeaseRecord, Store } from '../../store/store.js';
 import { cidrContains, ipv4ToNumber, numberToIpv4 } from '../../util/ipv4.js';
 

@@ -4,7 +4,7 @@ import { BOOTREPLY, BROADCAST_FLAG, type DhcpPacket } from '../codec/packet.js';
 import { Opt } from '../codec/options.js';
 import { readMaxMessageSize } from '../codec/readers.js';
 import type { BootPlan } from '../../boot/policy.js';
-import type { ResolvedSubnet } from '../../config/load.js';
+import type { ResolvedSubnet } from '../../config/types.js';
 import { ipv4ToBuffer, ZERO_IPV4 } from '../../util/ipv4.js';
 
 export interface Destination {
