@@ -1,6 +1,7 @@
-// The Raspberry Pi bootloader stand-in (server/lab/pi-bootloader.ts) builds its own
-// packets; these tests hold them to the Raspberry Pi documentation (boot-net.adoc,
-// eeprom-bootloader.adoc), raspberrypi/rpi-eeprom#82 and RFC 1350 §5, and
+// The Raspberry Pi bootloader stand-in (server/lab/pi/, run as
+// server/lab/pi-bootloader.ts) builds its own packets; these tests hold them to
+// the Raspberry Pi documentation (boot-net.adoc, eeprom-bootloader.adoc),
+// raspberrypi/rpi-eeprom#82 and RFC 1350 §5, and
 // decode them with bootfarm's own DHCP codec, so the client and the server agree
 // on the wire format without the client importing the server.
 import { describe, expect, it } from 'vitest';
@@ -9,11 +10,14 @@ import {
   readClientArch, readClientMachineId, readClientNdi, readMessageType, readParameterRequestList, readRaspberryPiMachineId,
   readRequestedIp, readServerId, readVendorClass,
 } from '../../server/dhcp/codec/readers.js';
-import {
-  PI_PARAMETER_REQUEST_LIST, autoInitramfsName, buildAck, buildDiscover, buildError, buildPiRrq, buildRequest, checkOack,
-  judgeOffer, makeIdentity, maskToPrefix, parseConfigTxt, parseDhcpMessage, parseOption43, parseTftpPacket, summariseReply,
-  tftpPrefix,
-} from '../../server/lab/pi-bootloader.js';
+import { autoInitramfsName, parseConfigTxt } from '../../server/lab/pi/config-txt.js';
+import { PI_PARAMETER_REQUEST_LIST, buildDiscover, buildRequest } from '../../server/lab/pi/dhcp-build.js';
+import { judgeOffer, parseOption43, summariseReply } from '../../server/lab/pi/dhcp-offer.js';
+import { parseDhcpMessage } from '../../server/lab/pi/dhcp-parse.js';
+import { maskToPrefix } from '../../server/lab/pi/ipv4.js';
+import { makeIdentity } from '../../server/lab/pi/model.js';
+import { tftpPrefix } from '../../server/lab/pi/options.js';
+import { buildAck, buildError, buildPiRrq, checkOack, parseTftpPacket } from '../../server/lab/pi/tftp-packets.js';
 
 const MAC = 'dc:a6:32:01:02:03';
 const XID = 0x1a2b3c4d;
