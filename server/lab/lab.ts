@@ -120,6 +120,11 @@ function stepOfFile(file: string): Step {
   return 'bootloader';
 }
 
+/** A token was minted in this boot and its deletion is not on the timeline yet. */
+function awaitsRevoke(events: TimelineEvent[]): boolean {
+  return events.some((e) => e.type === 'token.minted') && !events.some((e) => e.type === 'token.revoked');
+}
+
 export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined } {
   const timeline: Partial<Record<Step, number>> = {};
   const mark = (step: Step, at: string) => {
@@ -353,7 +358,16 @@ export class Lab {
           if (!result.ok) result.failure = parsed?.failures.join('; ') || `the Pi bootloader stand-in exited with ${exited}`;
           break;
         }
-        if (seen.timeline.joined !== undefined) { result.ok = true; break; }
+        if (seen.timeline.joined !== undefined) {
+          result.ok = true;
+          // bootfarm deletes the node's token right after "joined" (server/join/boot-sessions.ts),
+          // one API call later: wait for that to be on the timeline too, so the timeline is whole.
+          for (let tries = 0; tries < 15 && awaitsRevoke(result.events); tries++) {
+            await new Promise((r) => setTimeout(r, 1000));
+            result.events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
+          }
+          break;
+        }
         if (seen.failed) { result.failure = seen.failed; break; }
         if (exited !== undefined) {
           // Its last requests may have landed after this poll: look once more.
