@@ -6,7 +6,7 @@
 // (TFTP_FILE_TIMEOUT) after which the client sends "Early terminate".
 import dgram, { type RemoteInfo } from 'node:dgram';
 import { createHash } from 'node:crypto';
-import type { FileOutcome } from './report.js';
+import type { FileOutcome, TftpFileReport } from './report.js';
 import { buildAck, buildError, buildRrq, checkOack, parseTftpPacket, TftpOp } from './tftp-packets.js';
 import { bindSocket, closeSocket } from './udp.js';
 
@@ -23,26 +23,13 @@ interface TransferParams {
   signal: AbortSignal | undefined;
 }
 
-interface TransferResult {
-  outcome: FileOutcome;
+/** What one transfer measured: the file report's wire fields, plus the bytes and the socket's end. */
+type TransferResult = Omit<TftpFileReport, 'path' | 'name' | 'role' | 'mode' | 'required' | 'savedTo'> & {
   data: Buffer | undefined;
-  bytes: number;
-  sha256: string | undefined;
-  tsize: number | undefined;
-  blksize: number | undefined;
-  blocks: number;
-  rollovers: number;
-  durationMs: number;
-  serverPort: number | undefined;
-  errorCode?: number;
-  errorMessage?: string;
-  retransmits: number;
-  duplicateData: number;
-  strayPackets: number;
   warnings: string[];
   /** Resolves when the socket is closed (after dallying for a retransmitted last DATA). */
   closed: Promise<void>;
-}
+};
 
 export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
   const started = Date.now();
