@@ -10,6 +10,7 @@ import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 import { run } from '../../server/lab/proc.js';
+import { waitUntil } from '../lib/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const PI_MAC = 'dc:a6:32:01:02:03';
@@ -157,8 +158,10 @@ describe('boot files over TFTP and HTTP', () => {
     expect(configTxt).toContain('# bootfarm: pi-1 (Pi 4, serial 1234abcd)');
     expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toBe(`ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/arm64 bootfarm.node=pi-1 bootfarm.mac=${PI_MAC} console=ttyS0`);
     // The boot shows as a timeline on the node: DHCP, then each file.
-    const served = server.logs().filter((l) => l.msg === 'tftp file sent' && String(l.path).startsWith('1234abcd/'));
-    expect(served.length).toBeGreaterThanOrEqual(6);
+    // The Pi has its last file before bootfarm's log line for it reaches this test.
+    const served = () => server.logs().filter((l) => l.msg === 'tftp file sent' && String(l.path).startsWith('1234abcd/'));
+    await waitUntil(() => served().length >= 6, 5_000, 'six "tftp file sent" lines for the Pi').catch(() => undefined);
+    expect(served().length).toBeGreaterThanOrEqual(6);
   }, 240_000);
 
   it('an unknown Pi gets nothing', async () => {

@@ -105,7 +105,10 @@ describe('image files over TFTP and HTTP: boot files to anyone, the root image a
     const overTftp = await tftp(stranger, 'images/base/amd64/root.squashfs');
     expect(overTftp.ok).toBe(false);
     expect(overTftp.output).toMatch(/Error code 2: access violation/i);
-    const logged = server.logs().filter((l) => (l.msg === 'http request refused' || l.msg === 'tftp request refused') && String(l.path ?? l.file).endsWith('root.squashfs') && String(l.client).startsWith('10.9.0.3'));
+    const refusal = (msg: string) => (l: { msg?: unknown; path?: unknown; file?: unknown; client?: unknown }) => l.msg === msg && String(l.path ?? l.file).endsWith('root.squashfs') && String(l.client).startsWith('10.9.0.3');
+    // The client has its answer before bootfarm's log line has crossed the
+    // pipe to this test: wait for each line rather than read the log once.
+    const logged = [await server.waitForLog(refusal('http request refused'), 5_000, 'http refusal logged'), await server.waitForLog(refusal('tftp request refused'), 5_000, 'tftp refusal logged')];
     expect(logged.map((l) => l.msg).sort()).toEqual(['http request refused', 'tftp request refused']);
     for (const line of logged) expect(String(line.reason)).toContain('10.9.0.3 holds no lease and is no node\'s address (nbd.allow: leased)');
   });
