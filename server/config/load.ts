@@ -293,6 +293,8 @@ function resolveKubernetes(k8s: NonNullable<ConfigFile['kubernetes']>, configDir
     tokenTtlSeconds: parseDuration(k8s.tokenTtl ?? '1h'),
     version: version.startsWith('v') ? version : `v${version}`,
     kubeadmApiVersion: minorVersion(version) >= 31 ? 'kubeadm.k8s.io/v1beta4' : 'kubeadm.k8s.io/v1beta3',
+    admission: k8s.admission ?? 'auto',
+    tpm: { trustOnFirstUse: k8s.tpm?.trustOnFirstUse ?? false },
   };
 }
 

@@ -79,6 +79,9 @@ export const NodeSchema = Type.Object({
   taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
   join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
   kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this node'))),
+  tpm: Type.Optional(Type.Object({
+    ek: Type.String({ minLength: 1, maxLength: 4096, ...expected("the node's TPM endorsement key public area (TPM2B_PUBLIC, as `tpm2_createek -u` writes it): a file path, or its bytes in base64") }),
+  }, { additionalProperties: false, ...expected('{ ek: <file or base64> } for kubernetes.admission: tpm') })),
 }, { additionalProperties: false });
 
 export const ProfileMatchSchema = Type.Object({
@@ -189,6 +192,10 @@ export const ConfigSchema = Type.Object({
     token: Type.Optional(Type.String({ pattern: '^[a-z0-9]{6}\\.[a-z0-9]{16}$', ...expected('a bootstrap token [a-z0-9]{6}.[a-z0-9]{16}') })),
     tokenTtl: Type.Optional(Duration),
     version: Type.Optional(Type.String({ pattern: '^v?1\\.\\d+(\\.\\d+)?$', ...expected('a Kubernetes version like v1.31') })),
+    admission: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('approve'), Type.Literal('tpm')], expected('one of auto, approve, tpm (who gets a join token: docs/security.md)'))),
+    tpm: Type.Optional(Type.Object({
+      trustOnFirstUse: Type.Optional(Type.Boolean(expected('true (a node with no registered EK has the EK of its first attestation registered) or false (the default)'))),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
   api: Type.Optional(Type.Object({
     token: Type.Optional(Type.String({ minLength: 16, ...expected('a bearer token of at least 16 characters (or set BOOTFARM_API_TOKEN)') })),

@@ -40,6 +40,10 @@ export interface ResolvedKubernetes {
   version: string;
   /** kubeadm config API: v1beta4 from Kubernetes 1.31, v1beta3 before. */
   kubeadmApiVersion: 'kubeadm.k8s.io/v1beta4' | 'kubeadm.k8s.io/v1beta3';
+  /** Who gets a join token: any enrolled node, an operator-approved one, or one that proved its registered TPM. */
+  admission: 'auto' | 'approve' | 'tpm';
+  /** kubernetes.admission: tpm; trustOnFirstUse: a node without a registered EK has its first attested EK registered. */
+  tpm: { trustOnFirstUse: boolean };
 }
 
 /** Budgets of machines in no inventory (server/config/schema.ts DhcpLimitsSchema); 0 turns a rate limit off. */
