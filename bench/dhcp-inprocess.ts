@@ -118,7 +118,7 @@ dhcp: { mode: full, subnets: [{ cidr: 10.77.0.0/16, range: [10.77.1.1, 10.77.250
 log: { level: warn }
 unknownNodes: boot-default
 `, 'inproc.yaml');
-  const service = new DhcpService({ config, store, metrics: new Metrics(), logger: pino({ level: 'warn' }), policy: policySettings(config), inventory: new Inventory(config, store) });
+  const service = new DhcpService({ config, store, metrics: new Metrics(), logger: pino({ level: 'warn' }), policy: policySettings(config), inventory: new Inventory({ config }, store) });
 
   const inflight = new Map<number, Buffer>();
   let started = 0;

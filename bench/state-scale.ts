@@ -41,7 +41,7 @@ async function discoverCost(): Promise<{ discoveredBefore: number; microsecondsP
   const config = parseConfig(`server: { address: 10.9.0.1, stateDir: ${dir}, maxDiscovered: 1000000 }\nunknownNodes: discover\n`, 'bench.yaml');
   const { store } = await FileStore.open(dir, [], false, { maxDiscovered: 1_000_000 });
   let now = t0;
-  const inventory = new Inventory(config, store, () => now);
+  const inventory = new Inventory({ config }, store, () => now);
   const identity = (i: number): ClientIdentity => ({ mac: mac(0x5a, i), leaseKey: mac(0x5a, i), vendorClass: 'PXEClient', archCodes: [7], archCode: 7, cpu: 'x86_64', firmware: 'uefi', wantsNetboot: true, ipxe: undefined, raspberryPi: undefined, machineId: undefined });
   for (let i = 0; i < 100_000; i++) {
     inventory.discover(identity(i));

@@ -25,6 +25,9 @@ import { ImageExportCatalog } from './nbd/catalog.js';
 import { NbdkitBackend } from './nbd/backends/nbdkit.js';
 import { NbdServerBackend } from './nbd/backends/nbd-server.js';
 import { rootAccessPolicy } from './nbd/admission.js';
+import { LiveConfig } from './config/live.js';
+import { reloadConfig, type ReloadOutcome } from './reload.js';
+import { ControlSocket, controlSocketPath } from './control-socket.js';
 
 export interface RunningService {
   stop(): Promise<void>;
@@ -45,12 +48,17 @@ export class Bootfarm {
   http: HttpBootServer | undefined;
   nbd: NbdServer | undefined;
   private readonly fileCache = new FileCache();
+  /** The configuration in force; a reload swaps it (server/reload.ts). */
+  private live: LiveConfig | undefined;
 
   /** repairState: `bootfarm serve --repair` (server/store/state-reader.ts). */
   constructor(private readonly config: ResolvedConfig, private readonly logger: Logger, private readonly options: { repairState?: boolean } = {}) {}
 
   async start(): Promise<void> {
     const { config, logger } = this;
+    // Templates first: a broken one fails the start before the state directory is touched.
+    const live = new LiveConfig(config, new TemplateSet(config.boot.templatesDir));
+    this.live = live;
     const opened = await FileStore.open(config.server.stateDir, config.nodes, config.server.syncWrites, {
       maxDiscovered: config.server.maxDiscovered,
       repair: this.options.repairState === true,
@@ -61,10 +69,9 @@ export class Bootfarm {
     this.store = opened.store;
     if (opened.skippedLines > 0) logger.warn({ skippedLines: opened.skippedLines, stateDir: config.server.stateDir }, 'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored');
     logger.info({ stateDir: config.server.stateDir, nodes: this.store.nodes().length, leases: this.store.leases().length }, 'state loaded');
-    const inventory = new Inventory(config, this.store);
+    const inventory = new Inventory(live, this.store);
     this.inventory = inventory;
     try {
-      const templates = new TemplateSet(config.boot.templatesDir);
       const sessions = new BootSessions({ store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }) });
       await sessions.start();
       this.sessions = sessions;
@@ -88,7 +95,7 @@ export class Bootfarm {
       // Root images go over TFTP and HTTP only to addresses NBD would admit (nbd.allow).
       const rootAccess = rootAccessPolicy({ allow: config.nbd.allow, store: this.store, nodes: inventory });
       const files = new ResolverChain([
-        new GeneratedFileResolver(config, templates, nodes),
+        new GeneratedFileResolver(live, nodes),
         new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
         new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
       ], this.metrics);
@@ -116,8 +123,9 @@ export class Bootfarm {
           port: config.http.port,
           host: config.http.host,
           limits: config.http,
-          api: { config, inventory, store: this.store, sessions },
-          agent: { config, inventory, sessions, templates, logger: httpLog, metrics: this.metrics },
+          // Getters: the routes read the configuration in force at each request.
+          api: { get config() { return live.config; }, inventory, store: this.store, sessions },
+          agent: { get config() { return live.config; }, inventory, sessions, get templates() { return live.templates; }, logger: httpLog, metrics: this.metrics },
         }, files, httpLog, this.metrics,
           (event) => this.recordFileServed({ path: event.path, client: event.client, kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`, bytes: event.bytes, from: event.from }));
         await this.http.start();
@@ -146,10 +154,29 @@ export class Bootfarm {
         await this.nbd.start();
         this.services.push(this.nbd);
       }
+      // Last: a second bootfarm on the same configuration fails on its first port above, with that port named.
+      const control = new ControlSocket(controlSocketPath(config.server.stateDir), () => this.reload('control socket'), logger.child({ svc: 'control' }));
+      await control.start();
+      this.services.push(control);
     } catch (err) {
       await this.stop();
       throw err;
     }
+  }
+
+  /** Re-reads the configuration file; an invalid one is refused and the running one keeps serving. */
+  reload(trigger: string): ReloadOutcome {
+    if (!this.live || !this.store) throw new Error('bootfarm is not running');
+    return reloadConfig({ live: this.live, configNodes: this.store, metrics: this.metrics, logger: this.logger.child({ svc: 'config' }) }, trigger);
+  }
+
+  /**
+   * Graceful stop, first half: TFTP and HTTP take no new transfer and the promise
+   * resolves when those in flight have ended. The caller bounds the wait
+   * (server.drainSeconds), then calls stop(), which cuts whatever is left.
+   */
+  async drain(): Promise<void> {
+    await Promise.all([this.tftp?.drain(), this.http?.drain()]);
   }
 
   /** Mints per-node tokens through the Kubernetes API, or hands out the configured static token. */

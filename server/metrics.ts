@@ -63,7 +63,7 @@ export class Metrics {
   });
   readonly tftpRequests = new Counter({
     name: 'bootfarm_tftp_requests_total',
-    help: 'TFTP requests by outcome (started, not-found, denied, busy: tftp.maxTransfers in flight, busy-client: tftp.maxTransfersPerClient in flight from that address, write-refused, bad-mode)',
+    help: 'TFTP requests by outcome (started, not-found, denied, busy: tftp.maxTransfers in flight, busy-client: tftp.maxTransfersPerClient in flight from that address, write-refused, bad-mode, stopping: refused while a graceful stop drains)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -224,6 +224,12 @@ export class Metrics {
     name: 'bootfarm_agent_reports_total',
     help: 'Boot steps reported by node agents, by step and status',
     labelNames: ['step', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'bootfarm_config_reloads_total',
+    help: 'Configuration reloads (SIGHUP, bootfarm reload) by outcome: applied, or refused (the file or a template is invalid; the running configuration keeps serving)',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly stateWriteErrors = new Counter({

@@ -15,6 +15,7 @@ import { registerNodeCommands } from './node.js';
 import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
 import { registerServerImageCommand } from './server-image.js';
+import { registerReloadCommand } from './reload.js';
 
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof SetupError) {
@@ -40,14 +41,37 @@ program
       const logger = createLogger(config.log.level);
       app = new Bootfarm(config, logger, { repairState: opts.repair === true });
       installProcessGuards(logger, app.metrics);
+      // SIGHUP re-reads the configuration, as dnsmasq does (`bootfarm reload` asks through the control socket).
+      // Installed before the start: the default action of SIGHUP would end the process.
+      let ready = false;
+      process.on('SIGHUP', () => {
+        if (ready) app.reload('SIGHUP');
+        else logger.warn('SIGHUP while starting: ignored (send it again once bootfarm is ready)');
+      });
       await app.start();
+      ready = true;
       logger.info({ config: opts.config, pid: process.pid }, 'bootfarm ready');
-      let stopping = false;
+      const drainMs = config.server.drainSeconds * 1000;
+      let cutDrain: (() => void) | undefined;
       const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'stopping');
-        app.stop().then(() => { logger.info('stopped'); process.exit(0); }, (err: unknown) => fail(err));
+        if (cutDrain) {
+          // A second signal: the operator will not wait for the transfers.
+          logger.warn({ signal }, 'second stop signal: cutting the transfers still in flight');
+          cutDrain();
+          return;
+        }
+        const cut = new Promise<void>((resolve) => { cutDrain = resolve; });
+        logger.info({ signal, drainSeconds: config.server.drainSeconds }, 'stopping: no new TFTP or HTTP transfers; waiting for those in flight');
+        const timer = setTimeout(() => cutDrain?.(), drainMs);
+        const drained = app.drain().then(() => true);
+        Promise.race([drained, cut.then(() => false)])
+          .then((finished) => {
+            clearTimeout(timer);
+            if (finished) logger.info('transfers in flight finished');
+            else logger.warn({ tftp: app.tftp?.transfersInFlight ?? 0 }, 'drain ended with transfers still in flight: they are cut');
+            return app.stop();
+          })
+          .then(() => { logger.info('stopped'); process.exit(0); }, (err: unknown) => fail(err));
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
@@ -101,6 +125,7 @@ configCmd
 
 registerImageCommands(program);
 registerServerImageCommand(program, fail);
+registerReloadCommand(program, fail);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);
 registerLabCommands(program, fail);

@@ -5,6 +5,12 @@ import type { DhcpLimits } from './types.js';
 /** server.maxDiscovered when the configuration does not say. */
 export const DEFAULT_MAX_DISCOVERED = 10_000;
 
+/**
+ * server.drainSeconds when the configuration does not say: under docker stop's
+ * 10 s before SIGKILL, leaving time to stop the other services and write state.
+ */
+export const DEFAULT_DRAIN_SECONDS = 8;
+
 export const DEFAULT_DHCP_LIMITS: DhcpLimits = {
   // A PXE ROM, iPXE, the initramfs and the OS each run DORA once per boot, with
   // retries: 30 at once and one every 2 s covers a boot loop, not a flood.

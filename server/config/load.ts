@@ -8,7 +8,7 @@ import { ConfigSchema, type ConfigFile, type ProfileEntry } from './schema.js';
 import { parseLtsConf, type LtsConfFile } from './lts-conf.js';
 import { schemaAt } from './schema-walk.js';
 import type { ConfigLayer, ResolvedConfig, ResolvedKubernetes, ResolvedProfile } from './types.js';
-import { DEFAULT_DHCP_LIMITS, DEFAULT_MAX_DISCOVERED } from './defaults.js';
+import { DEFAULT_DHCP_LIMITS, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_DISCOVERED } from './defaults.js';
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
@@ -314,7 +314,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
   const dhcp = cfg.dhcp;
   return {
     file,
-    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true, maxDiscovered: cfg.server.maxDiscovered ?? DEFAULT_MAX_DISCOVERED },
+    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true, maxDiscovered: cfg.server.maxDiscovered ?? DEFAULT_MAX_DISCOVERED, drainSeconds: cfg.server.drainSeconds ?? DEFAULT_DRAIN_SECONDS },
     dhcp: {
       mode: dhcp?.mode ?? 'off',
       port: dhcp?.port ?? 67,

@@ -122,6 +122,7 @@ export const ConfigSchema = Type.Object({
     stateDir: Type.String({ minLength: 1, ...expected('a directory path') }),
     syncWrites: Type.Optional(Type.Boolean(expected('true (leases on stable storage before the ACK) or false (in the kernel before the ACK)'))),
     maxDiscovered: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, ...expected('a number of machines, 1-10000000') })),
+    drainSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, ...expected('seconds a graceful stop waits for TFTP and HTTP transfers in flight, 0-3600') })),
   }, { additionalProperties: false }),
   dhcp: Type.Optional(Type.Object({
     mode: Type.Union([Type.Literal('full'), Type.Literal('proxy'), Type.Literal('off')], expected('one of full, proxy, off')),

@@ -97,6 +97,8 @@ export interface ResolvedConfig {
     syncWrites: boolean;
     /** Machines in no inventory kept for enrolment; the one seen longest ago is evicted past it. */
     maxDiscovered: number;
+    /** SIGTERM waits this long for TFTP and HTTP transfers in flight, then cuts them. */
+    drainSeconds: number;
   };
   dhcp: {
     mode: DhcpMode;

@@ -66,6 +66,7 @@ export class HttpBootServer {
   // number of lines per interval, then one that says how many were left out.
   private readonly refusedLog = new RateLimiter(20, 10_000);
   private readonly notFoundLog = new RateLimiter(20, 10_000);
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly options: HttpServerOptions,
@@ -211,7 +212,22 @@ export class HttpBootServer {
     return typeof address === 'object' && address ? address.port : this.options.port;
   }
 
+  /**
+   * Graceful stop, first half: the listening socket closes (a new connection is
+   * refused), idle keep-alive connections are closed, a new request on an open
+   * one gets 503, and the promise resolves once every response in flight has
+   * been sent. The caller bounds the wait, then stop()s.
+   */
+  drain(): Promise<void> {
+    this.closing ??= this.app.close();
+    return this.closing;
+  }
+
+  /** Ends whatever a drain left: connections still open are cut. */
   async stop(): Promise<void> {
-    await this.app.close();
+    const closing = this.closing ?? this.app.close();
+    this.closing = closing;
+    this.app.server.closeAllConnections();
+    await closing;
   }
 }

@@ -3,6 +3,7 @@
 // the one place that decides what an unknown machine gets (unknownNodes).
 // DHCP, the file resolvers, NBD and the API all ask it; nothing else reads nodes.
 import type { ResolvedConfig, ResolvedNode } from '../config/types.js';
+import type { ConfigSource } from '../config/live.js';
 import type { Store } from '../store/store.js';
 import type { DiscoveredMachine } from '../store/discovered-index.js';
 import type { ClientIdentity } from '../boot/identity.js';
@@ -27,23 +28,32 @@ const DISCOVERED_REFRESH_MS = 60_000;
 
 export class Inventory {
   private cacheVersion = -1;
+  /** The configuration the cache was built from: a reload changes profiles and defaults without changing nodesVersion. */
+  private cacheConfig: ResolvedConfig | undefined;
   private readonly byMacCache = new Map<string, EffectiveNode>();
   /** Addresses seen in proxy mode, where another server holds the leases. */
   private readonly observed = new Map<string, string>();
 
-  constructor(private readonly config: ResolvedConfig, private readonly store: Store, private readonly now: () => number = Date.now) {}
+  /** `source` is read per call, so a reload (server/config/live.ts) reaches every next answer. */
+  constructor(private readonly source: ConfigSource, private readonly store: Store, private readonly now: () => number = Date.now) {}
+
+  private get config(): ResolvedConfig {
+    return this.source.config;
+  }
 
   get unknownNodes(): ResolvedConfig['unknownNodes'] {
     return this.config.unknownNodes;
   }
 
   private refresh(): void {
-    if (this.cacheVersion === this.store.nodesVersion) return;
+    const config = this.config;
+    if (this.cacheVersion === this.store.nodesVersion && this.cacheConfig === config) return;
     this.byMacCache.clear();
     for (const node of this.store.nodes()) {
-      this.byMacCache.set(node.mac, effectiveNode(node, this.config.layers, this.store.isConfigNode(node.mac) ? 'config' : 'api'));
+      this.byMacCache.set(node.mac, effectiveNode(node, config.layers, this.store.isConfigNode(node.mac) ? 'config' : 'api'));
     }
     this.cacheVersion = this.store.nodesVersion;
+    this.cacheConfig = config;
   }
 
   nodes(): EffectiveNode[] {

@@ -242,6 +242,13 @@ export class FileStore implements Store {
     return this.configNodes.has(mac);
   }
 
+  /** A configuration reload: the file's nodes replace the previous file's (never journaled, as at open). */
+  replaceConfigNodes(nodes: ResolvedNode[]): void {
+    this.configNodes.clear();
+    for (const node of nodes) this.configNodes.set(node.mac, node);
+    this.version++;
+  }
+
   putNode(node: ResolvedNode): Promise<void> {
     this.apiNodes.set(node.mac, node);
     this.version++;

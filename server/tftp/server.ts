@@ -45,6 +45,10 @@ export class TftpServer {
   /** Running transfers plus requests between arrival and start. */
   private readonly slots: TransferSlots;
   private stopped = false;
+  /** Set by drain(): new read requests are refused, transfers in flight run on. */
+  private draining = false;
+  /** Resolved when the last slot is released during a drain. */
+  private drained: (() => void) | undefined;
   private readonly badLog = new RateLimiter(10, 60_000);
   private readonly unanswerableLog = new RateLimiter(10, 60_000);
   private readonly sendErrorLog = new RateLimiter(10, 60_000);
@@ -67,7 +71,10 @@ export class TftpServer {
     private readonly metrics: Metrics,
     private readonly onFileServed: (event: FileServedEvent) => void = () => undefined,
   ) {
-    this.slots = new TransferSlots(options.maxTransfers, options.maxTransfersPerClient, (held) => metrics.tftpTransfersInFlight.set(held));
+    this.slots = new TransferSlots(options.maxTransfers, options.maxTransfersPerClient, (held) => {
+      metrics.tftpTransfersInFlight.set(held);
+      if (held === 0) this.drained?.();
+    });
   }
 
   async start(): Promise<void> {
@@ -103,6 +110,17 @@ export class TftpServer {
     }
     this.listeners.length = 0;
     this.active.clear();
+  }
+
+  /**
+   * Graceful stop, first half: every new read request is refused with an ERROR
+   * (the client fails now instead of timing out), and the promise resolves once
+   * the transfers in flight have ended. The caller bounds the wait, then stop()s.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.slots.held === 0) return Promise.resolve();
+    return new Promise((resolve) => { this.drained = resolve; });
   }
 
   /** Where the request listeners are bound (the port is the kernel's choice when options.port is 0). */
@@ -154,6 +172,11 @@ export class TftpServer {
       return this.refuse(listener, rinfo, TftpError.ILLEGAL_OPERATION, 'write requests are not supported (read-only server)');
     }
     if (packet.op !== 'rrq') return this.dropBad(`${packet.op} sent to the request port`, rinfo);
+    if (this.draining) {
+      this.metrics.tftpRequests.inc({ outcome: 'stopping' });
+      this.logRequest('info', { file: packet.filename, client: `${rinfo.address}:${rinfo.port}` }, 'tftp request refused: bootfarm is stopping');
+      return this.refuse(listener, rinfo, TftpError.NOT_DEFINED, 'server is stopping, retry later');
+    }
     return this.onReadRequest(listener, localAddress, packet, rinfo);
   }
 

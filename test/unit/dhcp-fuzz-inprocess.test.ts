@@ -43,7 +43,7 @@ dhcp: { mode: ${mode}, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0
 unknownNodes: boot-default
 `, 'fuzz.yaml');
     const metrics = new Metrics();
-    const service = new DhcpService({ config, store, metrics, logger: pino({ level: 'silent' }), policy: policySettings(config), inventory: new Inventory(config, store) });
+    const service = new DhcpService({ config, store, metrics, logger: pino({ level: 'silent' }), policy: policySettings(config), inventory: new Inventory({ config }, store) });
     const rejections: unknown[] = [];
     const onRejection = (reason: unknown) => rejections.push(reason);
     process.on('unhandledRejection', onRejection);

@@ -74,7 +74,7 @@ describe('state store: discovered machines', () => {
     const { store } = await FileStore.open(dir, [], false, { maxDiscovered: 500 });
     const copies = vi.spyOn(store, 'discovered');
     let now = t0;
-    const inventory = new Inventory(config, store, () => now);
+    const inventory = new Inventory({ config }, store, () => now);
     const identity = (i: number): ClientIdentity => ({
       mac: macOf(i), leaseKey: macOf(i), vendorClass: 'PXEClient', archCodes: [7], archCode: 7, cpu: 'x86_64', firmware: 'uefi',
       wantsNetboot: true, ipxe: undefined, raspberryPi: undefined, machineId: undefined,

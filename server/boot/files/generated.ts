@@ -13,7 +13,8 @@ const PI_SERIAL = /^[0-9a-f]{8}$/;
 export class GeneratedFileResolver implements FileResolver {
   readonly name = 'generated';
 
-  constructor(private readonly config: ResolvedConfig, private readonly templates: TemplateSet, private readonly nodes: NodeDirectory) {}
+  /** `live` is read per request: a configuration reload changes the next file rendered, not one in flight. */
+  constructor(private readonly live: { readonly config: ResolvedConfig; readonly templates: TemplateSet }, private readonly nodes: NodeDirectory) {}
 
   /** Which template and node a path names, if any. */
   private route(request: FileRequest): { template: TemplateName; node: EffectiveNode | undefined } | undefined {
@@ -48,7 +49,8 @@ export class GeneratedFileResolver implements FileResolver {
     const route = this.route(request);
     if (!route) return undefined;
     if (!route.node) return { found: false, denied: false, detail: `no node for ${request.path}` };
-    const data = Buffer.from(this.templates.render(route.template, bootContext(route.node, this.config)));
+    const { config, templates } = this.live;
+    const data = Buffer.from(templates.render(route.template, bootContext(route.node, config)));
     return { found: true, from: `${this.name}:${route.node.hostname}`, size: data.length, open: async () => FileCache.fromBuffer(data) };
   }
 }
