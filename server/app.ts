@@ -17,6 +17,7 @@ import { ImageFileResolver } from './boot/files/images.js';
 import { Inventory } from './inventory/inventory.js';
 import { RouterAdvertiser } from './dhcp/ra/radvd.js';
 import { BootSessions } from './join/boot-sessions.js';
+import { SessionBootScripts } from './join/boot-script-issuer.js';
 import { KubeApiTokenMinter, StaticTokenMinter, type TokenMinter } from './kube/minter.js';
 import { TemplateSet } from './boot/templates.js';
 import { HttpBootServer } from './http/server.js';
@@ -95,7 +96,7 @@ export class Bootfarm {
       // Root images go over TFTP and HTTP only to addresses NBD would admit (nbd.allow).
       const rootAccess = rootAccessPolicy({ allow: config.nbd.allow, store: this.store, nodes: inventory });
       const files = new ResolverChain([
-        new GeneratedFileResolver(live, nodes),
+        new GeneratedFileResolver(live, nodes, new SessionBootScripts(sessions, inventory, logger.child({ svc: 'boot' }))),
         new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
         new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
       ], this.metrics);

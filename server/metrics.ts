@@ -220,6 +220,12 @@ export class Metrics {
     help: 'Agent requests for a node with an open boot session that came from another address than the one that opened it: refused',
     registers: [this.registry],
   });
+  readonly agentCredentialRefused = new Counter({
+    name: 'bootfarm_agent_credential_refused_total',
+    help: 'Boot nonces and phone-home secrets refused, by reason (missing, nonce-mismatch, nonce-replay, secret-mismatch, from-another-address, boot-over); all but missing and boot-over are alarms on the node\'s timeline',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly agentReports = new Counter({
     name: 'bootfarm_agent_reports_total',
     help: 'Boot steps reported by node agents, by step and status',
@@ -251,6 +257,12 @@ export class Metrics {
   readonly discoveredEvicted = new Counter({
     name: 'bootfarm_discovered_evicted_total',
     help: 'Discovered machines dropped because server.maxDiscovered was reached (the one seen longest ago goes first)',
+    registers: [this.registry],
+  });
+  readonly tpmAttestations = new Counter({
+    name: 'bootfarm_tpm_attestations_total',
+    help: 'kubernetes.admission: tpm challenges answered or refused, by outcome (attested, or the refusal reason: ek-mismatch, no-ek-registered, ek-unusable, ak-malformed, ak-attributes, ak-name-mismatch, wrong-answer, no-challenge, too-many-challenges)',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly apiRequests = new Counter({

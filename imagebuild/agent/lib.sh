@@ -13,7 +13,7 @@ bf_log() { echo "bootfarm-agent: $*" >&2; }
 
 # bootfarm.* kernel arguments; BF_MAC lower case with colons.
 bf_cmdline() {
-	BF_HTTP= BF_SERVER= BF_MAC= BF_NODE= BF_EXPORT=
+	BF_HTTP= BF_SERVER= BF_MAC= BF_NODE= BF_EXPORT= BF_NONCE=
 	for x in $(cat "$BF_CMDLINE"); do
 		case "$x" in
 		bootfarm.http=*) BF_HTTP=${x#*=} ;;
@@ -21,6 +21,7 @@ bf_cmdline() {
 		bootfarm.mac=*) BF_MAC=${x#*=} ;;
 		bootfarm.node=*) BF_NODE=${x#*=} ;;
 		bootfarm.export=*) BF_EXPORT=${x#*=} ;;
+		bootfarm.nonce=*) BF_NONCE=${x#*=} ;;
 		esac
 	done
 	[ -n "$BF_HTTP" ] || { [ -n "$BF_SERVER" ] && BF_HTTP="$BF_SERVER:8080"; }
@@ -37,10 +38,17 @@ bf_cmdline() {
 
 # Fetches the node's configuration (retrying while the server is unreachable)
 # and sources it. Returns non-zero when it cannot be had.
+# The first fetch of a boot presents the one-time nonce from the kernel command
+# line (bootfarm.nonce) and gets this boot's secret; bootfarm revokes the boot if
+# the nonce comes a second time, so the answer is kept in $BF_RUN (tmpfs, 0700)
+# and a later phase reuses it. A fetch is retried only on a connection failure
+# or a 5xx answer, never after bootfarm answered 4xx.
 bf_fetch_config() {
 	mkdir -p "$BF_RUN" && chmod 0700 "$BF_RUN"
 	if [ ! -s "$BF_CONFIG" ]; then
+		[ -n "$BF_NONCE" ] || bf_log "no bootfarm.nonce on the kernel command line: bootfarm will refuse the configuration"
 		curl -fsS --retry 10 --retry-delay 2 --retry-connrefused --max-time 15 \
+			-H "X-Bootfarm-Nonce: $BF_NONCE" \
 			-o "$BF_CONFIG.tmp" "$BF_BASE/config" || return 1
 		mv "$BF_CONFIG.tmp" "$BF_CONFIG"
 	fi

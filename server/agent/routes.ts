@@ -1,12 +1,13 @@
 // What a booting node's agent talks to (docs/node-contract.md §3). Every route
 // answers only the address that holds the node's lease (or its configured or
-// observed address) and, once the boot's session is open, only the address that
-// opened it; the join and report routes also need this boot's secret.
+// observed address) and, once the node's boot script was served, only the
+// address it went to. /config needs the boot's one-time nonce (its kernel
+// command line) or, later, the secret it returned; /join and /report the secret.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Inventory } from '../inventory/inventory.js';
 import type { EffectiveNode } from '../inventory/effective.js';
-import { AgentError, type BootSessions, type ReportStatus } from '../join/boot-sessions.js';
+import { AgentError, type BootSessions, type PresentedCredentials, type ReportStatus } from '../join/boot-sessions.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { bootContext } from '../boot/node-context.js';
 import { shellQuote, type TemplateSet } from '../boot/templates.js';
@@ -28,14 +29,22 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
   const { mac } = req.params as { mac: string };
   const node = deps.inventory.byMac(mac);
   if (!node) throw new AgentError(404, `no node with MAC ${mac}`);
-  // Once this boot's session is open, the address that opened it is the node's,
+  // Once this boot's script was served, the address it went to is the node's,
   // whatever a DHCP REQUEST asserted since.
-  if (deps.sessions.admitBoundAddress(node, req.ip, req.url.split('?')[0] ?? '')) return node;
+  if (deps.sessions.admitBoundAddress(node, req.ip, req.url.split('?')[0] ?? '', presentedCredentials(req))) return node;
   if (!deps.inventory.isNodeAddress(node.mac, req.ip)) {
     deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path: req.url.split('?')[0] }, 'agent request from an address that is not the node\'s: refused');
     throw new AgentError(403, `${req.ip} is not the address of ${node.hostname}`);
   }
   return node;
+}
+
+/** The header the agent sends the nonce from its kernel command line in (imagebuild/agent/lib.sh). */
+export const NONCE_HEADER = 'x-bootfarm-nonce';
+
+function presentedCredentials(req: FastifyRequest): PresentedCredentials {
+  const nonce = req.headers[NONCE_HEADER];
+  return { nonce: typeof nonce === 'string' ? nonce : undefined, authorization: req.headers.authorization };
 }
 
 async function answerError(reply: FastifyReply, err: unknown): Promise<void> {
@@ -63,13 +72,13 @@ export function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'conf
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentDeps): void {
   app.register(async (agent) => {
     agent.get('/:mac/config', {
-      schema: { summary: "The node's configuration (shell assignments) and this boot's phone-home secret", tags: ['agent'], params: MacParams },
+      schema: { summary: "The node's configuration (shell assignments) and this boot's phone-home secret, for the boot's one-time nonce (header x-bootfarm-nonce) or the secret itself", tags: ['agent'], params: MacParams },
     }, async (req, reply) => {
       try {
         const node = callerNode(req, deps);
-        const session = await deps.sessions.open(node, req.ip);
+        const { session, secret } = await deps.sessions.openConfig(node, presentedCredentials(req));
         const join = deps.config.kubernetes !== undefined && node.join && node.origin !== 'unknown';
-        await reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(agentConfigText(node, deps, { bootId: session.bootId, secret: session.secret, join }));
+        await reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(agentConfigText(node, deps, { bootId: session.bootId, secret, join }));
       } catch (err) {
         await answerError(reply, err);
       }

@@ -1,6 +1,8 @@
 // What a node's generated boot files are made of: its inventory entry, the image
 // assigned to it, and where the server is. The kernel command line carries how
-// the initrd finds its root (server, NBD port, export) and never a secret.
+// the initrd finds its root (server, NBD port, export) and, in a served boot
+// script, the boot's one-time nonce (server/join/boot-sessions.ts); never a
+// lasting secret.
 import type { ResolvedConfig } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from './templates.js';
@@ -12,7 +14,8 @@ export function exportName(image: string, arch: string, config: ResolvedConfig):
   return config.nbd.backend === 'nbdkit' ? nbdkitExportName(name) : name;
 }
 
-export function bootContext(node: EffectiveNode, config: ResolvedConfig): BootContext {
+/** `boot.nonce`: set when the context renders a boot script being served, absent in previews (`bootfarm render`). */
+export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: { nonce: string }): BootContext {
   const address = config.server.address;
   const { arch, image } = node;
   const base = `images/${image}/${arch}`;
@@ -27,6 +30,7 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig): BootCo
     `bootfarm.node=${node.hostname}`,
     `bootfarm.mac=${node.mac}`,
     node.toRam ? 'bootfarm.toram=1' : '',
+    boot ? `bootfarm.nonce=${boot.nonce}` : '',
     config.boot.kernelArgs,
     node.kernelArgs,
   ].filter((a) => a.length > 0).join(' ');

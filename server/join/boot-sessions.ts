@@ -1,11 +1,16 @@
-// A node's boot, as the agent and the Kubernetes join see it. The session opens
-// when the node's agent first fetches its configuration and gets a per-boot
-// phone-home secret; a bootstrap token is minted for the node right then (so the
-// cluster's bootstrapsigner has signed cluster-info by the time kubeadm runs);
-// the join configuration is handed out once; the token is deleted when the node
-// reports it joined, when the boot fails or is superseded by a new one, or when
-// its TTL passes. The token lives only in memory and in the cluster.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+// A node's boot, as the agent and the Kubernetes join see it. The boot opens
+// when bootfarm serves the node's boot script (iPXE, GRUB, pxelinux, Pi
+// cmdline.txt) to an address the inventory knows as the node's: the session is
+// bound to that address and the script's kernel command line carries a fresh
+// one-time nonce. The agent's first configuration fetch spends the nonce and
+// gets the boot's phone-home secret; a bootstrap token is minted right then (so
+// the cluster's bootstrapsigner has signed cluster-info by the time kubeadm
+// runs); the join configuration is handed out once; the token is deleted when
+// the node reports it joined, when the boot fails, is superseded by a new one or
+// revoked, or when its TTL passes. The token lives only in memory and in the
+// cluster; nonce and secret only as digests (server/join/boot-credentials.ts).
+import { randomBytes } from 'node:crypto';
+import { bearerOf, credentialMatches, issueCredential } from './boot-credentials.js';
 import type { Logger } from 'pino';
 import type { ResolvedKubernetes } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
@@ -26,6 +31,23 @@ const SWEEP_INTERVAL_MS = 15_000;
 /** A refused request from another address is a timeline event at most this often per node: an attacker's loop cannot fill the state file. */
 const MISMATCH_EVENT_INTERVAL_MS = 10_000;
 const DETAIL_LIMIT = 4096;
+/**
+ * A boot whose nonce was not spent this long after its script was served is
+ * over: the node did not get as far as its agent (or the script went to an
+ * address that is not booting), and another address may start the node's next boot.
+ */
+export const UNSPENT_NONCE_SECONDS = 900;
+/** How long a boot in flight keeps its address: no other address gets the node's boot script meanwhile (longer while its token is valid). */
+export const BOUND_BOOT_SECONDS = 900;
+
+/** Why a presented boot credential was refused, as counted in bootfarm_agent_credential_refused_total. */
+export type CredentialRefusal = 'missing' | 'nonce-mismatch' | 'nonce-replay' | 'secret-mismatch' | 'from-another-address' | 'boot-over';
+
+/** What the agent presented: the nonce from its kernel command line, or the secret from its configuration. */
+export interface PresentedCredentials {
+  nonce: string | undefined;
+  authorization: string | undefined;
+}
 
 export interface BootSessionDeps {
   store: Store;
@@ -37,12 +59,16 @@ export interface BootSessionDeps {
 }
 
 export class BootSessions {
+  /** Nonces of boots whose script was served and whose nonce is unspent, by MAC: memory only (a script fetched again gets the same one). */
+  private readonly unspentNonces = new Map<string, { bootId: string; nonce: string }>();
   /** Minted tokens by MAC: memory only, never persisted, never logged. */
   private readonly tokens = new Map<string, Promise<MintedToken>>();
   /** When a node's current boot began (its first DHCP DISCOVER), before its session opens. */
   private readonly bootStarts = new Map<string, number>();
   /** When a node's last security.address-mismatch event was recorded (nodes with an open session only). */
   private readonly mismatchEventAt = new Map<string, number>();
+  /** When a node's last alarm of each kind was recorded, by `<mac> <reason>` (nodes with a session only). */
+  private readonly alarmAt = new Map<string, number>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly now: () => number;
 
@@ -56,7 +82,13 @@ export class BootSessions {
       // A token minted before a restart is gone from memory: delete it now; if the
       // node still needs one, its join request mints a fresh one.
       if (session.tokenId) await this.revoke(session, 'bootfarm restarted');
-      if (session.state === 'booting') this.deps.metrics.bootsInFlight.inc();
+      if (session.state === 'booting' && session.nonceDigest === undefined) {
+        // Kept by a release before boot nonces (its secret in the clear): the
+        // node's next boot script opens a session of the current kind.
+        await this.deps.store.putSession({ ...session, secret: undefined, state: 'superseded' });
+      } else if (session.state === 'booting') {
+        this.deps.metrics.bootsInFlight.inc();
+      }
     }
     // Often enough that a token outlives its TTL by at most a quarter of it.
     const ttlMs = (this.deps.kubernetes?.tokenTtlSeconds ?? 3600) * 1000;
@@ -77,27 +109,37 @@ export class BootSessions {
     return this.deps.kubernetes !== undefined && this.deps.minter !== undefined && node.join && node.origin !== 'unknown';
   }
 
-  /** A DHCP DISCOVER from a known node: it is (re)booting. An open session from before is over. */
+  /**
+   * A DHCP DISCOVER from a known node: it is (re)booting. Only the time is noted
+   * (the boot's duration counts from it): a DISCOVER is one unauthenticated
+   * broadcast anyone can forge with the node's MAC, so it does not end the boot
+   * in progress. The next boot script served to the node does.
+   */
   noteDiscover(node: EffectiveNode): void {
     const current = this.session(node.mac);
-    if (current && current.state === 'booting') {
-      void this.finish(current, 'superseded', 'a new boot began (DHCP DISCOVER)');
-    }
     if (!this.bootStarts.has(node.mac) || (current && current.openedAt > (this.bootStarts.get(node.mac) ?? 0))) this.bootStarts.set(node.mac, this.now());
   }
 
   /**
-   * An open boot answers only the address that opened it: the address the
-   * inventory accepts for a node can move (a forged proxy-mode REQUEST moves
+   * An open boot answers only the address its boot script went to: the address
+   * the inventory accepts for a node can move (a forged proxy-mode REQUEST moves
    * it), the session cannot. True when this boot is bound to `address`; false
    * when no open session is bound yet (the caller checks the inventory); a
-   * request from any other address is refused, counted and put on the timeline.
+   * request from any other address is refused, counted and put on the timeline,
+   * and when it carries this boot's nonce or secret the boot is revoked: a
+   * credential of the node's in another machine's hands is a theft.
    */
-  admitBoundAddress(node: EffectiveNode, address: string, path: string): boolean {
+  admitBoundAddress(node: EffectiveNode, address: string, path: string, presented?: PresentedCredentials): boolean {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.address === undefined) return false;
     if (current.address === address) return true;
     this.deps.metrics.agentAddressMismatch.inc();
+    if (presented && this.carriesBootCredential(current, presented)) {
+      this.refuse(node, current, 'from-another-address', { from: address, path, boundTo: current.address });
+      this.finish(current, 'revoked', `this boot's credential was presented from ${address}, not from ${current.address}`)
+        .catch((err: unknown) => this.deps.logger.error({ mac: node.mac, err: (err as Error).message }, 'revoking a boot failed'));
+      throw new AgentError(403, `this boot of ${node.hostname} is bound to another address; the boot is revoked`);
+    }
     const now = this.now();
     const last = this.mismatchEventAt.get(node.mac);
     if (last === undefined || now - last >= MISMATCH_EVENT_INTERVAL_MS) {
@@ -108,16 +150,50 @@ export class BootSessions {
     throw new AgentError(403, `this boot of ${node.hostname} is bound to another address`);
   }
 
-  /** The agent's first configuration fetch of a boot opens the session, bound to `address` (later fetches in the same boot reuse it). */
-  async open(node: EffectiveNode, address: string): Promise<BootSessionRecord> {
+  private carriesBootCredential(session: BootSessionRecord, presented: PresentedCredentials): boolean {
+    return credentialMatches(presented.nonce, session.nonceDigest) || credentialMatches(bearerOf(presented.authorization), session.secretDigest);
+  }
+
+  /**
+   * The node's boot script is being served to `address`, which the caller has
+   * checked is the node's: the nonce to put on its kernel command line. A script
+   * fetched again before the nonce is spent (a TFTP retry, a tsize probe) gets
+   * the same nonce; after it is spent, a script fetch from the same address is
+   * the node's next boot. While a boot is in flight, a script for another
+   * address is refused (403) for BOUND_BOOT_SECONDS, or as long as the boot's
+   * token is valid: otherwise whoever moved the node's address (a forged
+   * proxy-mode REQUEST) would supersede the boot and open one of its own.
+   */
+  async issueBootNonce(node: EffectiveNode, address: string): Promise<string> {
     const current = this.session(node.mac);
-    if (current && current.state === 'booting') return current;
     const now = this.now();
+    if (current && current.state === 'booting') {
+      const bound = now - current.openedAt < BOUND_BOOT_SECONDS * 1000 || (current.tokenExpiresAt !== undefined && current.tokenExpiresAt > now);
+      if (current.address === address && current.nonceUsedAt === undefined && bound) {
+        const pending = this.unspentNonces.get(node.mac);
+        if (pending?.bootId === current.bootId) return pending.nonce;
+        // A restart lost the nonce's text: the node has not used it yet, so a new one replaces it.
+        const renewed = issueCredential();
+        await this.deps.store.putSession({ ...current, nonceDigest: renewed.digest });
+        this.unspentNonces.set(node.mac, { bootId: current.bootId, nonce: renewed.value });
+        return renewed.value;
+      }
+      if (current.address !== address && bound) {
+        this.deps.metrics.agentAddressMismatch.inc();
+        this.refuse(node, current, 'from-another-address', { from: address, boundTo: current.address ?? '', path: 'boot script' });
+        throw new AgentError(403, `a boot of ${node.hostname} bound to another address is under way`);
+      }
+      await this.finish(current, 'superseded', 'a new boot began (its boot script was served again)');
+    }
+    const nonce = issueCredential();
     this.mismatchEventAt.delete(node.mac);
+    for (const key of this.alarmAt.keys()) if (key.startsWith(`${node.mac} `)) this.alarmAt.delete(key);
     const session: BootSessionRecord = {
       mac: node.mac,
       bootId: randomBytes(8).toString('hex'),
-      secret: randomBytes(24).toString('base64url'),
+      nonceDigest: nonce.digest,
+      nonceUsedAt: undefined,
+      secretDigest: undefined,
       startedAt: this.bootStarts.get(node.mac) ?? now,
       openedAt: now,
       state: 'booting',
@@ -128,10 +204,68 @@ export class BootSessions {
     };
     this.bootStarts.delete(node.mac);
     await this.deps.store.putSession(session);
+    this.unspentNonces.set(node.mac, { bootId: session.bootId, nonce: nonce.value });
     this.deps.metrics.bootsInFlight.inc();
-    this.event(node.mac, 'boot.session', { bootId: session.bootId, join: this.willJoin(node) });
-    if (this.willJoin(node)) this.startMint(node, session);
-    return session;
+    this.event(node.mac, 'boot.session', { bootId: session.bootId, join: this.willJoin(node), address });
+    return nonce.value;
+  }
+
+  /**
+   * The agent's configuration fetch: with the boot's nonce (the first fetch of
+   * a boot) it spends the nonce and gets a new phone-home secret, and the token
+   * is minted; with the secret (a later fetch) it gets the configuration again.
+   * A nonce presented twice, or a wrong one, revokes the boot.
+   */
+  async openConfig(node: EffectiveNode, presented: PresentedCredentials): Promise<{ session: BootSessionRecord; secret: string }> {
+    const current = this.session(node.mac);
+    if (!current || current.state !== 'booting' || current.nonceDigest === undefined) {
+      this.countRefusal(current === undefined || current.state === 'booting' ? 'missing' : 'boot-over');
+      throw new AgentError(401, `no boot of ${node.hostname} is open: its boot script (with bootfarm.nonce) comes first`);
+    }
+    const secret = bearerOf(presented.authorization);
+    if (secret !== undefined && presented.nonce === undefined) {
+      if (credentialMatches(secret, current.secretDigest)) return { session: current, secret };
+      this.refuse(node, current, 'secret-mismatch', {});
+      throw new AgentError(401, 'the secret is not this boot\'s');
+    }
+    if (presented.nonce === undefined) {
+      this.countRefusal('missing');
+      throw new AgentError(401, 'this boot\'s nonce (bootfarm.nonce on the kernel command line) is required');
+    }
+    if (!credentialMatches(presented.nonce, current.nonceDigest)) {
+      this.refuse(node, current, 'nonce-mismatch', {});
+      await this.finish(current, 'revoked', 'a wrong boot nonce was presented from the boot\'s own address');
+      throw new AgentError(401, 'the nonce is not this boot\'s; the boot is revoked');
+    }
+    if (current.nonceUsedAt !== undefined) {
+      this.refuse(node, current, 'nonce-replay', {});
+      await this.finish(current, 'revoked', 'the boot nonce was presented a second time');
+      throw new AgentError(401, 'this boot\'s nonce was used already; the boot is revoked');
+    }
+    const issued = issueCredential();
+    const opened: BootSessionRecord = { ...current, nonceUsedAt: this.now(), secretDigest: issued.digest };
+    this.unspentNonces.delete(node.mac);
+    await this.deps.store.putSession(opened);
+    this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId });
+    if (this.willJoin(node)) this.startMint(node, opened);
+    return { session: opened, secret: issued.value };
+  }
+
+  /** A refused credential: counted, logged, and an alarm on the node's timeline. */
+  private refuse(node: EffectiveNode, session: BootSessionRecord, reason: CredentialRefusal, detail: Record<string, string>): void {
+    this.countRefusal(reason);
+    // At most one alarm per node and reason every 10 s: a loop cannot fill the state file.
+    const key = `${node.mac} ${reason}`;
+    const now = this.now();
+    const last = this.alarmAt.get(key);
+    if (last !== undefined && now - last < MISMATCH_EVENT_INTERVAL_MS) return;
+    this.alarmAt.set(key, now);
+    this.event(node.mac, `security.${reason}`, { bootId: session.bootId, ...detail });
+    this.deps.logger.warn({ node: node.hostname, mac: node.mac, bootId: session.bootId, reason, ...detail }, 'boot credential refused');
+  }
+
+  private countRefusal(reason: CredentialRefusal): void {
+    this.deps.metrics.agentCredentialRefused.inc({ reason });
   }
 
   private startMint(node: EffectiveNode, session: BootSessionRecord): Promise<MintedToken> {
@@ -166,11 +300,15 @@ export class BootSessions {
   /** Checks the per-boot secret of the node's open session. */
   authenticate(mac: string, authorization: string | undefined): BootSessionRecord {
     const session = this.session(mac);
-    const given = /^Bearer (\S+)$/i.exec(authorization ?? '')?.[1];
-    if (!session || !given) throw new AgentError(401, 'a bearer secret from this boot\'s configuration is required');
-    const a = Buffer.from(given);
-    const b = Buffer.from(session.secret);
-    if (a.length !== b.length || !timingSafeEqual(a, b)) throw new AgentError(401, 'the secret is not this boot\'s');
+    const given = bearerOf(authorization);
+    if (!session || !given) {
+      this.countRefusal('missing');
+      throw new AgentError(401, 'a bearer secret from this boot\'s configuration is required');
+    }
+    if (!credentialMatches(given, session.secretDigest)) {
+      this.countRefusal('secret-mismatch');
+      throw new AgentError(401, 'the secret is not this boot\'s');
+    }
     return session;
   }
 
@@ -211,7 +349,9 @@ export class BootSessions {
     this.deps.metrics.bootsInFlight.dec();
     const seconds = (this.now() - latest.startedAt) / 1000;
     this.deps.metrics.bootDuration.observe({ outcome: state }, seconds);
-    if (state === 'joined' || state === 'booted' || state === 'failed') this.event(session.mac, state, { bootId: latest.bootId, seconds, reason });
+    this.unspentNonces.delete(session.mac);
+    if (state === 'joined' || state === 'booted' || state === 'failed' || state === 'revoked') this.event(session.mac, state, { bootId: latest.bootId, seconds, reason });
+    if (state === 'revoked') this.deps.logger.warn({ mac: session.mac, bootId: latest.bootId, reason }, 'boot revoked');
     await this.revoke({ ...latest, state }, reason ?? state);
   }
 
@@ -237,7 +377,10 @@ export class BootSessions {
   async sweep(): Promise<void> {
     const now = this.now();
     for (const session of this.deps.store.sessions()) {
-      if (session.state === 'booting' && session.tokenExpiresAt !== undefined && session.tokenExpiresAt <= now) {
+      if (session.state === 'booting' && session.nonceUsedAt === undefined && now - session.openedAt >= UNSPENT_NONCE_SECONDS * 1000) {
+        this.unspentNonces.delete(session.mac);
+        await this.finish(session, 'expired', 'the boot nonce was not used in time');
+      } else if (session.state === 'booting' && session.tokenExpiresAt !== undefined && session.tokenExpiresAt <= now) {
         await this.finish(session, 'expired', 'token TTL passed');
       } else if (session.state !== 'booting' && session.tokenId) {
         await this.revoke(session, 'retry');

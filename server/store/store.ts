@@ -34,16 +34,26 @@ export interface NodeEvent {
 export interface BootSessionRecord {
   mac: string;
   bootId: string;
-  /** Phone-home secret of this boot; the state directory is private to bootfarm. */
-  secret: string;
+  /**
+   * SHA-256 of this boot's one-time nonce (server/join/boot-credentials.ts): the
+   * node's boot script carries the nonce, its first configuration fetch spends it.
+   * Absent in records from before boot nonces.
+   */
+  nonceDigest?: string | undefined;
+  /** When the nonce was spent (the configuration fetch that opened the agent's side of the boot). */
+  nonceUsedAt?: number | undefined;
+  /** SHA-256 of the phone-home secret handed out for the nonce; never the secret itself. */
+  secretDigest?: string | undefined;
+  /** Records from before digests held the secret itself; never written any more. */
+  secret?: string | undefined;
   startedAt: number;
   openedAt: number;
-  state: 'booting' | 'booted' | 'joined' | 'failed' | 'expired' | 'superseded';
+  state: 'booting' | 'booted' | 'joined' | 'failed' | 'expired' | 'superseded' | 'revoked';
   joinServed: boolean;
   /** Public id of the bootstrap token minted for this boot (never the secret part). */
   tokenId: string | undefined;
   tokenExpiresAt: number | undefined;
-  /** The address whose configuration fetch opened this boot: the session answers no other (absent in records from before it was kept). */
+  /** The address the node's boot script was served to: the session answers no other (absent in records from before it was kept). */
   address?: string | undefined;
 }
 

@@ -1,8 +1,10 @@
-// Who gets a node's phone-home secret and join token in proxy mode, with real
-// peers: stock dnsmasq is the site's DHCP server, busybox udhcpc is the node,
-// an attacker namespace forges DHCP REQUESTs with the node's MAC and option 50 =
-// its own address (test/lib/dhcp-attacker.ts claim-address), then asks the
-// agent routes as curl. The fake Kubernetes API receives the minted tokens.
+// Who gets a node's boot nonce, phone-home secret and join token in proxy mode,
+// with real peers: stock dnsmasq is the site's DHCP server, busybox udhcpc is
+// the node and curl its firmware and agent (test/lib/agent-client.ts); an
+// attacker namespace forges DHCP REQUESTs with the node's MAC and option 50 = its
+// own address (test/lib/dhcp-attacker.ts claim-address), then asks for the boot
+// script and the agent routes, replays what it sniffed. The fake Kubernetes API
+// receives the minted tokens and their deletion.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import type { Background } from '../../server/lab/proc.js';
 import { waitUntil } from '../lib/wait.js';
 import type { FakeSecret } from '../../server/lab/fake-kube-api.js';
 import { startSiteDnsmasq } from '../lib/site-dnsmasq.js';
+import { AgentClient } from '../lib/agent-client.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');
 const VICTIM_MAC = '52:54:00:00:00:01';
@@ -21,7 +24,7 @@ const PINNED_MAC = '52:54:00:00:00:02';
 const URL_BASE = 'http://10.9.0.1:8080';
 const API_TOKEN = 'api-token-for-identity-tests-01';
 
-describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or token', () => {
+describe('proxy mode: a forged REQUEST or a stolen credential does not hand out a node\'s secret or token', () => {
   let lab: NetLab;
   let srv: LabHost;
   let victim: LabHost;
@@ -30,36 +33,67 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
   let kubeApi: Background;
   let kubeDir: string;
   let server: BootfarmProcess;
+  let agent: AgentClient;
   let victimAddress = '';
   let victimSecret = '';
+  let victimNonce = '';
 
-  const curl = async (host: LabHost, url: string, extra: string[] = []) => {
-    const r = await lab.exec(host.ns, 'curl', ['-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', ...extra, url]);
-    const lines = r.stdout.trimEnd().split('\n');
-    const status = Number(lines.pop());
-    return { status, body: lines.join('\n') };
-  };
-  const shellVar = (text: string, name: string) => new RegExp(`^${name}='([^']*)'$`, 'm').exec(text)?.[1];
   const secrets = (): FakeSecret[] => (JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as { secrets: FakeSecret[] }).secrets;
-  const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
+  const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
+  const events = async (mac: string): Promise<Array<{ type: string; detail?: Record<string, unknown> }>> =>
+    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, unknown> }> }).events;
   const claim = async (from: LabHost, mac: string, address: string): Promise<void> => {
     const bg = lab.spawn(from.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-attacker.ts'), ['claim-address', '10.9.0.1', '3', '1', '68', mac, address]), 'attacker-claim');
     const done = JSON.parse(await bg.waitFor((l) => l.startsWith('{"scenario"'), 30_000, 'the forged REQUESTs sent')) as { sent: number; sendErrors: number };
     expect(done).toMatchObject({ sent: 3, sendErrors: 0 });
   };
-  /** Asks for the node's configuration, then for its join with whatever secret that gave: neither may answer. */
+  /** Asks for the node's boot script and configuration without any credential: neither may answer. */
   const expectNothingFor = async (from: LabHost, mac: string): Promise<void> => {
-    const config = await curl(from, `${URL_BASE}/agent/v1/${mac}/config`);
+    const script = await agent.bootScript(from, mac);
+    expect(script.status).toBe(403);
+    expect(script.nonce).toBeUndefined();
+    const config = await agent.config(from, mac);
     expect(config.status).toBe(403);
     expect(config.body).not.toContain('BOOTFARM_SECRET');
-    const stolen = shellVar(config.body, 'BOOTFARM_SECRET') ?? victimSecret;
-    const join = await curl(from, `${URL_BASE}/agent/v1/${mac}/join`, ['-H', `Authorization: Bearer ${stolen}`]);
+    const join = await agent.join(from, mac, 'z'.repeat(32));
     expect(join.status).toBe(403);
     expect(join.body).not.toContain('JoinConfiguration');
+  };
+  /** The node boots as in the lab: DHCP from dnsmasq (bootfarm sees the REQUEST), boot script, configuration. */
+  const victimBoots = async (): Promise<void> => {
+    const r = await lab.exec(victim.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    victimAddress = /LEASE event=bound ip=(\S+)/.exec(r.stderr)?.[1] ?? '';
+    expect(victimAddress, r.stderr + r.stdout).toMatch(/^10\.9\.0\.(5\d|[6-9]\d)$/);
+    const booted = await agent.boot(victim, VICTIM_MAC);
+    victimSecret = booted.secret;
+    victimNonce = booted.nonce;
+  };
+  /** The node's current boot was revoked for `reason`: alarm on its timeline, its token deleted. */
+  const expectRevoked = async (reason: string): Promise<void> => {
+    await waitUntil(() => secrets().length === 0, 10_000, 'the revoked boot\'s token deleted');
+    const timeline = await events(VICTIM_MAC);
+    expect(timeline.map((e) => e.type)).toContain(`security.${reason}`);
+    expect(timeline.at(-1)?.type === 'token.revoked' || timeline.some((e) => e.type === 'revoked')).toBe(true);
+    expect(await metric(new RegExp(`bootfarm_agent_credential_refused_total\\{reason="${reason}"\\} (\\d+)`))).toBeGreaterThanOrEqual(1);
+    // No join for the boot's secret from anywhere (410, or 403 where a forged REQUEST moved the node's address).
+    expect([403, 410]).toContain((await agent.join(victim, VICTIM_MAC, victimSecret)).status);
+  };
+  /** The node's next boot works: a fresh nonce and secret, and its join. */
+  const victimStillJoins = async (): Promise<void> => {
+    const before = { nonce: victimNonce, secret: victimSecret };
+    await victimBoots();
+    expect(victimNonce).not.toBe(before.nonce);
+    expect(victimSecret).not.toBe(before.secret);
+    await waitUntil(() => secrets().length === 1, 10_000, 'the new boot\'s token');
+    const join = await agent.join(victim, VICTIM_MAC, victimSecret);
+    expect(join.status).toBe(200);
+    const [minted] = secrets() as [FakeSecret];
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${minted.data['token-id']}.${minted.data['token-secret']}`);
   };
 
   beforeAll(async () => {
     lab = await NetLab.create('ai');
+    agent = new AgentClient(lab, URL_BASE);
     srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     victim = await lab.addHost('node', { mac: VICTIM_MAC });
     nearAttacker = await lab.addHost('near', { address: '10.9.0.40/24', mac: '52:54:00:00:00:66' });
@@ -96,7 +130,7 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
     await lab?.destroy();
   });
 
-  it('an address off the served network is not recorded for the node: no secret for its sender', async () => {
+  it('an address off the served network is not recorded for the node: no boot script, no secret for its sender', async () => {
     await claim(farAttacker, VICTIM_MAC, '10.77.0.5');
     await expectNothingFor(farAttacker, VICTIM_MAC);
     await server.waitForLog((l) => l.msg?.startsWith('dhcp request asserts an address') === true && l.claimed === '10.77.0.5', 10_000, 'the claim refused');
@@ -104,40 +138,63 @@ describe('proxy mode: a forged REQUEST does not hand out a node\'s secret or tok
     expect(secrets()).toHaveLength(0);
   });
 
-  it('the node, addressed by dnsmasq, gets its configuration', async () => {
-    // As the booted node's OS asks (no PXE vendor class): only dnsmasq offers, bootfarm sees the REQUEST.
-    const r = await lab.exec(victim.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
-    victimAddress = /LEASE event=bound ip=(\S+)/.exec(r.stderr)?.[1] ?? '';
-    expect(victimAddress, r.stderr + r.stdout).toMatch(/^10\.9\.0\.(5\d|[6-9]\d)$/);
-    const own = await curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/config`);
-    expect(own.status).toBe(200);
-    victimSecret = shellVar(own.body, 'BOOTFARM_SECRET') ?? '';
+  it('the node, addressed by dnsmasq, gets its boot script with a nonce, and its configuration for the nonce', async () => {
+    await victimBoots();
+    expect(victimNonce).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(victimSecret).toMatch(/^[A-Za-z0-9_-]{32}$/);
     await waitUntil(() => secrets().length === 1, 10_000, 'the node\'s bootstrap token Secret');
   });
 
-  it('an address on the served network claimed after the node\'s boot opened does not move the boot: refused and recorded', async () => {
+  it('an address on the served network claimed during the node\'s boot does not move the boot: script and routes refused, recorded', async () => {
     await claim(nearAttacker, VICTIM_MAC, '10.9.0.40');
     await expectNothingFor(nearAttacker, VICTIM_MAC);
     expect(await metric(/bootfarm_agent_address_mismatch_total (\d+)/)).toBeGreaterThanOrEqual(2);
-    const timeline = await curl(srv, `${URL_BASE}/api/v1/nodes/${VICTIM_MAC}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`]);
-    const alarms = (JSON.parse(timeline.body) as { events: Array<{ type: string; detail?: Record<string, unknown> }> }).events.filter((e) => e.type === 'security.address-mismatch');
+    const alarms = (await events(VICTIM_MAC)).filter((e) => e.type === 'security.address-mismatch' || e.type === 'security.from-another-address');
     expect(alarms[0]?.detail).toMatchObject({ boundTo: victimAddress, from: '10.9.0.40' });
+    // Asking without a credential ends nothing: the node's boot goes on.
+    expect(secrets()).toHaveLength(1);
+    expect((await agent.config(victim, VICTIM_MAC, { secret: victimSecret })).status).toBe(200);
   });
 
-  it('the node still gets its configuration and, once, its join', async () => {
-    const again = await curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/config`);
-    expect(again.status).toBe(200);
-    expect(shellVar(again.body, 'BOOTFARM_SECRET')).toBe(victimSecret);
-    const join = await curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/join`, ['-H', `Authorization: Bearer ${victimSecret}`]);
-    expect(join.status).toBe(200);
-    const [minted] = secrets() as [FakeSecret];
-    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${minted.data['token-id']}.${minted.data['token-secret']}`);
+  it('the node\'s secret presented from another address revokes the boot: no join, token deleted, alarm; the node\'s next boot joins', async () => {
+    const stolen = await agent.join(nearAttacker, VICTIM_MAC, victimSecret);
+    expect(stolen.status).toBe(403);
+    expect(stolen.body).not.toContain('JoinConfiguration');
+    await expectRevoked('from-another-address');
+    await victimStillJoins();
+  });
+
+  it('a sniffed nonce replayed after the node used it (even from the node\'s own address) revokes the boot; the node\'s next boot joins', async () => {
+    // From another address: refused and revoked as a stolen credential.
+    const elsewhere = await agent.config(nearAttacker, VICTIM_MAC, { nonce: victimNonce });
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.body).not.toContain('BOOTFARM_SECRET');
+    await expectRevoked('from-another-address');
+    await victimStillJoins();
+    // From the node's address (an attacker that took it over): a second use.
+    const replay = await agent.config(victim, VICTIM_MAC, { nonce: victimNonce });
+    expect(replay.status).toBe(401);
+    expect(replay.body).not.toContain('BOOTFARM_SECRET');
+    await expectRevoked('nonce-replay');
+    await victimStillJoins();
+  });
+
+  it('a wrong nonce from the node\'s address revokes the boot before any secret is handed out', async () => {
+    await lab.exec(victim.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    const script = await agent.bootScript(victim, VICTIM_MAC);
+    expect(script.status).toBe(200);
+    const wrong = await agent.config(victim, VICTIM_MAC, { nonce: 'x'.repeat(32) });
+    expect(wrong.status).toBe(401);
+    // The script's own nonce is worth nothing now.
+    const late = await agent.config(victim, VICTIM_MAC, { nonce: script.nonce as string });
+    expect(late.status).toBe(401);
+    expect(late.body).not.toContain('BOOTFARM_SECRET');
+    expect((await events(VICTIM_MAC)).map((e) => e.type)).toContain('security.nonce-mismatch');
+    await victimStillJoins();
   });
 
   it('a node with a configured address answers only there, whatever a REQUEST claims', async () => {
     await claim(nearAttacker, PINNED_MAC, '10.9.0.40');
     await expectNothingFor(nearAttacker, PINNED_MAC);
-    expect(secrets()).toHaveLength(1);
   });
 });

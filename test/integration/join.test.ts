@@ -12,6 +12,7 @@ import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 import type { Background } from '../../server/lab/proc.js';
 import { waitUntil } from '../lib/wait.js';
+import { AgentClient, shellVar } from '../lib/agent-client.js';
 import { caCertHash } from '../../server/config/load.js';
 import type { FakeNode, FakeRequestRecord, FakeSecret } from '../../server/lab/fake-kube-api.js';
 
@@ -36,19 +37,19 @@ describe('per-node bootstrap tokens and the join configuration', () => {
   let caCertFile: string;
   let server: BootfarmProcess;
   const tokensSeen: string[] = [];
-  const responses: string[] = [];
+  /** Boot nonces and phone-home secrets handed out: never in a log line or a state file. */
+  const credentialsSeen: string[] = [];
+  let agent: AgentClient;
 
   const state = (): FakeState => JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as FakeState;
   const kubeRequests = (): FakeRequestRecord[] => kubeApi.lines.filter((l) => l.startsWith('{"record"')).map((l) => (JSON.parse(l) as { record: FakeRequestRecord }).record);
-  const curl = async (host: LabHost, url: string, extra: string[] = []) => {
-    const r = await lab.exec(host.ns, 'curl', ['-sS', '-o', '-', '-w', '\n%{http_code}', ...extra, url]);
-    const lines = r.stdout.trimEnd().split('\n');
-    const status = Number(lines.pop());
-    const body = lines.join('\n');
-    responses.push(body);
-    return { status, body };
+  const curl = (host: LabHost, url: string, extra: string[] = []) => agent.curl(host, url, extra);
+  /** The node boots: its boot script, then its configuration for the script's nonce. */
+  const boot = async () => {
+    const booted = await agent.boot(node, NODE_MAC);
+    credentialsSeen.push(booted.nonce, booted.secret);
+    return booted;
   };
-  const shellVar = (text: string, name: string) => new RegExp(`^${name}='([^']*)'$`, 'm').exec(text)?.[1];
 
   const config = (ttl: string) => ({
     server: { address: '10.9.0.1' },
@@ -66,6 +67,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
 
   beforeAll(async () => {
     lab = await NetLab.create('jn');
+    agent = new AgentClient(lab, URL_BASE);
     srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     node = await lab.addHost('node', { mac: NODE_MAC });
     stranger = await lab.addHost('other', { address: '10.9.0.50/24', mac: '52:54:00:00:00:99' });
@@ -92,14 +94,31 @@ describe('per-node bootstrap tokens and the join configuration', () => {
   let secret = '';
   let tokenId = '';
 
-  it('mints one token for the node when its agent fetches its configuration, and hands the configuration to no other address', async () => {
+  it('mints one token for the node when its agent fetches its configuration with its boot nonce, and hands neither to another address', async () => {
     const other = await curl(stranger, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
     expect(other.status).toBe(403);
+    const otherScript = await agent.bootScript(stranger, NODE_MAC);
+    expect(otherScript.status).toBe(403);
+    expect(otherScript.nonce).toBeUndefined();
     expect(state().secrets).toHaveLength(0);
 
-    const own = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
+    const script = await agent.bootScript(node, NODE_MAC);
+    expect(script.status).toBe(200);
+    expect(script.nonce).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    const nonce = script.nonce as string;
+    credentialsSeen.push(nonce);
+    // Fetched again before the agent used it (a retry): the same nonce.
+    expect((await agent.bootScript(node, NODE_MAC)).nonce).toBe(nonce);
+    // No nonce, no configuration; nothing minted yet.
+    const bare = await agent.config(node, NODE_MAC);
+    expect(bare.status).toBe(401);
+    expect(bare.body).toContain('nonce');
+    expect(state().secrets).toHaveLength(0);
+
+    const own = await agent.config(node, NODE_MAC, { nonce });
     expect(own.status).toBe(200);
     secret = shellVar(own.body, 'BOOTFARM_SECRET') ?? '';
+    credentialsSeen.push(secret);
     expect(secret).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(shellVar(own.body, 'BOOTFARM_JOIN')).toBe('true');
     expect(shellVar(own.body, 'HOSTNAME')).toBe('node-1');
@@ -118,15 +137,17 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     const ttl = Date.parse(created.data.expiration as string) - Date.now();
     expect(ttl).toBeGreaterThan(55 * 60_000);
     expect(ttl).toBeLessThanOrEqual(60 * 60_000);
-    // A second fetch in the same boot is the same session: no second token.
-    const again = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
+    // A later fetch in the same boot presents the secret: the same session, no second token.
+    const again = await agent.config(node, NODE_MAC, { secret });
+    expect(again.status).toBe(200);
     expect(shellVar(again.body, 'BOOTFARM_SECRET')).toBe(secret);
     expect(state().secrets).toHaveLength(1);
   });
 
   it('serves the join configuration once, to the node, with its own secret', async () => {
     const joinUrl = `${URL_BASE}/agent/v1/${NODE_MAC}/join`;
-    expect((await curl(stranger, joinUrl, ['-H', `Authorization: Bearer ${secret}`])).status).toBe(403);
+    // (A stranger presenting the node's own secret revokes the boot: test/integration/agent-identity.test.ts.)
+    expect((await curl(stranger, joinUrl, ['-H', `Authorization: Bearer ${'z'.repeat(32)}`])).status).toBe(403);
     expect((await curl(node, joinUrl)).status).toBe(401);
     expect((await curl(node, joinUrl, ['-H', `Authorization: Bearer ${'x'.repeat(32)}`])).status).toBe(401);
 
@@ -156,7 +177,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(bad.status).toBe(400);
     expect(bad.body).toContain('body.step: expected a step name');
     expect(bad.body).toContain('body.status: expected ok or failed');
-    expect((await post(stranger, '{"step":"join","status":"ok"}')).status).toBe(403);
+    expect((await post(stranger, '{"step":"join","status":"ok"}', 'z'.repeat(32))).status).toBe(403);
     expect((await post(node, '{"step":"join","status":"ok"}', 'y'.repeat(32))).status).toBe(401);
     expect((await post(node, '{"step":"join","status":"ok","detail":"kubeadm join: This node has joined the cluster"}')).status).toBe(204);
 
@@ -185,10 +206,10 @@ describe('per-node bootstrap tokens and the join configuration', () => {
   });
 
   it('deletes a token left over from before a restart when it starts again', async () => {
-    // A new boot of the node (DISCOVER), its agent fetches its configuration: a token is minted.
+    // A new boot of the node (DISCOVER, boot script), its agent fetches its configuration: a token is minted.
     const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     expect(r.stderr).toContain('LEASE event=bound');
-    expect((await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`)).status).toBe(200);
+    await boot();
     await waitUntil(() => state().secrets.length === 1, 10_000, 'a token for the new boot');
     const [left] = state().secrets as [FakeSecret];
     tokensSeen.push(`${left.data['token-id']}.${left.data['token-secret']}`, left.data['token-secret'] as string);
@@ -208,7 +229,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     // The node's earlier boot ended (joined): a DISCOVER starts a new boot.
     const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     expect(r.stderr).toContain('LEASE event=bound');
-    const cfg = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
+    const cfg = (await boot()).config;
     expect(cfg.status).toBe(200);
     expect(shellVar(cfg.body, 'BOOTFARM_SECRET')).not.toBe(secret);
     await waitUntil(() => state().secrets.length === 1, 10_000, 'a token for the new boot');
@@ -222,7 +243,8 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(late.status).toBe(410);
   });
 
-  it('no token text in any response, log line, boot file or state file', async () => {
+  it('no token text in any response, log line, boot file or state file; no boot nonce or secret in a log line or state file', async () => {
+    const responses = agent.responses;
     // Boot files another client can fetch, over HTTP and TFTP.
     for (const file of [`boot/${NODE_MAC.replace(/:/g, '-')}.ipxe`, `grub/grub.cfg-01-${NODE_MAC.replace(/:/g, '-')}`]) {
       await curl(stranger, `${URL_BASE}/${file}`);
@@ -240,6 +262,10 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     for (const token of tokensSeen) {
       for (const text of [...elsewhere, logs, stateFiles]) expect(text.includes(token)).toBe(false);
     }
+    expect(credentialsSeen).toHaveLength(6);
+    for (const credential of credentialsSeen) {
+      for (const [what, text] of [['log', logs], ['state file', stateFiles]] as const) expect(text.includes(credential), `${what} holds ${credential}`).toBe(false);
+    }
   });
 
   it('joins with a static kubernetes.token: the same token to every node, no Secret created or deleted', async () => {
@@ -251,7 +277,7 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     server = await startBootfarm(lab, srv.ns, { ...config('1h'), kubernetes }, server.stateDir);
     const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     expect(r.stderr).toContain('LEASE event=bound');
-    const cfg = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/config`);
+    const cfg = (await boot()).config;
     expect(cfg.status).toBe(200);
     const join = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
     expect(join.status).toBe(200);

@@ -23,6 +23,9 @@ let port: number;
 let reports: Report[];
 let config: Record<string, string>;
 let joinRequests: number;
+/** The x-bootfarm-nonce header of each configuration fetch. */
+let configFetches: string[];
+const NONCE = 'n0nce-from-the-kernel-command-line_0123456';
 
 function quote(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
@@ -47,6 +50,7 @@ beforeEach(async () => {
   chmodSync(path.join(dir, 'bin/kubeadm'), 0o755);
   reports = [];
   joinRequests = 0;
+  configFetches = [];
   config = {
     HOSTNAME: 'node-7',
     PREINIT_01: `echo preinit-ran > ${dir}/preinit-proof`,
@@ -70,6 +74,9 @@ beforeEach(async () => {
     req.on('end', () => {
       const base = `/agent/v1/${MAC}`;
       if (req.method === 'GET' && req.url === `${base}/config`) {
+        // As bootfarm: the boot's nonce once, and 401 for anything else.
+        configFetches.push(String(req.headers['x-bootfarm-nonce']));
+        if (req.headers['x-bootfarm-nonce'] !== NONCE || configFetches.length > 1) { res.writeHead(401); res.end(); return; }
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end(Object.entries(config).map(([k, v]) => `${k}=${quote(v)}\n`).join(''));
       } else if (req.method === 'GET' && req.url === `${base}/join`) {
@@ -91,7 +98,7 @@ beforeEach(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
-  writeFileSync(path.join(dir, 'cmdline'), `ip=dhcp bootfarm.server=127.0.0.1 bootfarm.http=127.0.0.1:${port} bootfarm.nbd=127.0.0.1:10809 bootfarm.export=lab/amd64 bootfarm.node=node-7 bootfarm.mac=52-54-00-12-34-56\n`);
+  writeFileSync(path.join(dir, 'cmdline'), `ip=dhcp bootfarm.server=127.0.0.1 bootfarm.http=127.0.0.1:${port} bootfarm.nbd=127.0.0.1:10809 bootfarm.export=lab/amd64 bootfarm.node=node-7 bootfarm.mac=52-54-00-12-34-56 bootfarm.nonce=${NONCE}\n`);
 });
 
 afterEach(async () => {
@@ -131,6 +138,14 @@ describe('node agent', () => {
     expect(reports[2]?.detail).toBe('no SYSCTL entries');
     // The configuration (with the secret) is kept for the boot phase, readable by root only.
     expect(statSync(path.join(dir, 'run')).mode & 0o077).toBe(0);
+  });
+
+  it('presents the kernel command line\'s nonce once per boot: the boot phase reuses the configuration preinit fetched', async () => {
+    expect((await agent('preinit')).exitCode).toBe(0);
+    const boot = await agent('boot');
+    expect(boot.exitCode, boot.all).toBe(0);
+    expect(configFetches).toEqual([NONCE]);
+    expect(readFileSync(path.join(dir, 'kubeadm-args'), 'utf8')).toMatch(/^join --config /);
   });
 
   it('boot: RCFILE in the given order, booted report with observations, then kubeadm join --config', async () => {

@@ -10,11 +10,26 @@ import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
 
+/** The templates whose output carries the node's kernel command line: serving one starts a boot. */
+const BOOT_SCRIPTS: ReadonlySet<TemplateName> = new Set(['ipxe', 'grub.cfg', 'pxelinux.cfg', 'rpi-cmdline.txt']);
+
+/**
+ * Starts the node's boot when its boot script is served (server/join/boot-script-issuer.ts):
+ * the one-time nonce for its kernel command line, or why this client gets no script.
+ */
+export interface BootScriptIssuer {
+  issue(node: EffectiveNode, clientAddress: string): Promise<{ nonce: string } | { refused: string }>;
+}
+
 export class GeneratedFileResolver implements FileResolver {
   readonly name = 'generated';
 
   /** `live` is read per request: a configuration reload changes the next file rendered, not one in flight. */
-  constructor(private readonly live: { readonly config: ResolvedConfig; readonly templates: TemplateSet }, private readonly nodes: NodeDirectory) {}
+  constructor(
+    private readonly live: { readonly config: ResolvedConfig; readonly templates: TemplateSet },
+    private readonly nodes: NodeDirectory,
+    private readonly bootScripts?: BootScriptIssuer,
+  ) {}
 
   /** Which template and node a path names, if any. */
   private route(request: FileRequest): { template: TemplateName; node: EffectiveNode | undefined } | undefined {
@@ -50,7 +65,13 @@ export class GeneratedFileResolver implements FileResolver {
     if (!route) return undefined;
     if (!route.node) return { found: false, denied: false, detail: `no node for ${request.path}` };
     const { config, templates } = this.live;
-    const data = Buffer.from(templates.render(route.template, bootContext(route.node, config)));
+    let nonce: string | undefined;
+    if (this.bootScripts && BOOT_SCRIPTS.has(route.template)) {
+      const issued = await this.bootScripts.issue(route.node, request.clientAddress);
+      if ('refused' in issued) return { found: false, denied: true, detail: issued.refused, refusal: 'boot-script-refused' };
+      nonce = issued.nonce;
+    }
+    const data = Buffer.from(templates.render(route.template, bootContext(route.node, config, nonce === undefined ? undefined : { nonce })));
     return { found: true, from: `${this.name}:${route.node.hostname}`, size: data.length, open: async () => FileCache.fromBuffer(data) };
   }
 }

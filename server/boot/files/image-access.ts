@@ -12,7 +12,8 @@ import type { RootAccessPolicy } from '../../nbd/admission.js';
 export type ImageFileKind = 'boot' | 'root' | 'other';
 
 /** Why a boot-file request was refused (the `reason` label of bootfarm_boot_files_refused_total). */
-export type FileRefusal = 'not-boot-file' | 'root-not-admitted' | 'outside-root';
+/** Why a file was refused; `boot-script-refused`: a node's boot script to an address that is not the node's (server/join/boot-script-issuer.ts). */
+export type FileRefusal = 'not-boot-file' | 'root-not-admitted' | 'outside-root' | 'boot-script-refused';
 
 const KERNEL_OR_INITRD = /^(vmlinuz|initrd)[^/]*$/;
 const DEVICE_TREE = /^[^/]+\.dtbo?$/;
