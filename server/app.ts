@@ -17,6 +17,8 @@ import { ImageFileResolver } from './boot/files/images.js';
 import { Inventory } from './inventory/inventory.js';
 import { RouterAdvertiser } from './dhcp/ra/radvd.js';
 import { BootSessions } from './join/boot-sessions.js';
+import { TpmAdmission } from './join/tpm-admission.js';
+import { EkRegistry } from './join/tpm-ek-registry.js';
 import { SessionBootScripts } from './join/boot-script-issuer.js';
 import { KubeApiTokenMinter, StaticTokenMinter, type TokenMinter } from './kube/minter.js';
 import { TemplateSet } from './boot/templates.js';
@@ -44,6 +46,8 @@ export class Bootfarm {
   private store: FileStore | undefined;
   inventory: Inventory | undefined;
   sessions: BootSessions | undefined;
+  /** kubernetes.admission: tpm only: which boots proved their node's TPM (isAttested). */
+  tpm: TpmAdmission | undefined;
   dhcp: DhcpService | undefined;
   tftp: TftpServer | undefined;
   http: HttpBootServer | undefined;
@@ -77,6 +81,12 @@ export class Bootfarm {
       await sessions.start();
       this.sessions = sessions;
       this.services.push(sessions);
+      if (config.kubernetes?.admission === 'tpm') {
+        this.tpm = new TpmAdmission({
+          registry: EkRegistry.open(config.server.stateDir, config.file), trustOnFirstUse: config.kubernetes.tpm.trustOnFirstUse,
+          store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'tpm' }),
+        });
+      }
       if (config.dhcp.mode !== 'off') {
         this.dhcp = new DhcpService({
           config, store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'dhcp' }), policy: policySettings(config),
@@ -121,6 +131,7 @@ export class Bootfarm {
       if (config.http.enabled) {
         const httpLog = logger.child({ svc: 'http' });
         this.http = new HttpBootServer({
+          tpm: this.tpm ? { inventory, sessions, tpm: this.tpm } : undefined,
           port: config.http.port,
           host: config.http.host,
           limits: config.http,

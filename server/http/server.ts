@@ -17,6 +17,7 @@ import { validatorCompiler } from '../api/validation.js';
 import { toOpenApi30 } from '../api/openapi.js';
 import { registerApiRoutes, type ApiDeps } from '../api/routes.js';
 import { registerAgentRoutes, type AgentDeps } from '../agent/routes.js';
+import { registerTpmRoutes, type TpmRouteDeps } from '../agent/tpm-routes.js';
 
 export interface HttpServedEvent {
   path: string;
@@ -33,6 +34,8 @@ export interface HttpServerOptions {
   /** The API and the agent endpoints; without them only files, health and metrics are served. */
   api?: ApiDeps | undefined;
   agent?: AgentDeps | undefined;
+  /** kubernetes.admission: tpm's challenge and answer (server/agent/tpm-routes.ts). */
+  tpm?: TpmRouteDeps | undefined;
 }
 
 /** Streams a FileSource in 256 KiB reads. */
@@ -127,6 +130,7 @@ export class HttpBootServer {
     this.app.get('/openapi.json', { schema: { hide: true } }, async () => this.app.swagger());
     if (this.options.api) registerApiRoutes(this.app, this.options.api);
     if (this.options.agent) registerAgentRoutes(this.app, this.options.agent);
+    if (this.options.tpm) registerTpmRoutes(this.app, this.options.tpm);
     // Boot files: the same resolver chain as TFTP (generated, image, static).
     this.app.route({ method: ['GET', 'HEAD'], url: '/*', schema: { hide: true }, handler: (req, reply) => this.serveFile(req, reply) });
   }
