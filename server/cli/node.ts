@@ -3,6 +3,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { SetupError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { parsePublic } from '../tpm/public-area.js';
 
 interface Target {
   base: string;
@@ -62,7 +64,22 @@ function labels(list: string[] | undefined): Record<string, string> | undefined 
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-interface NodeFields { hostname?: string; arch?: string; ip?: string; profile?: string; image?: string; piSerial?: string; piModel?: string; label?: string[] }
+function readEk(file: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new SetupError(`--ek ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    parsePublic(bytes);
+  } catch (err) {
+    throw new SetupError(`--ek ${file}: not a TPM2B_PUBLIC (tpm2-tools' tss format): ${(err as Error).message}`);
+  }
+  return bytes.toString('base64');
+}
+
+interface NodeFields { hostname?: string; arch?: string; ip?: string; profile?: string; image?: string; piSerial?: string; piModel?: string; label?: string[]; ek?: string }
 
 function nodeBody(opts: NodeFields): Record<string, unknown> {
   const body: Record<string, unknown> = {};
@@ -75,6 +92,8 @@ function nodeBody(opts: NodeFields): Record<string, unknown> {
   if (opts.piModel) body.piModel = Number(opts.piModel);
   const l = labels(opts.label);
   if (l) body.labels = l;
+  // The server gets the EK's bytes, never a path on this machine (kubernetes.admission: tpm).
+  if (opts.ek) body.tpm = { ek: readEk(opts.ek) };
   return body;
 }
 
@@ -92,7 +111,8 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
     .option('--image <name>', 'image to boot')
     .option('--pi-serial <hex>', 'Raspberry Pi serial (8 hex digits)')
     .option('--pi-model <n>', 'Raspberry Pi model: 3, 4 or 5')
-    .option('--label <key=value>', 'a label (repeatable)', collect);
+    .option('--label <key=value>', 'a label (repeatable)', collect)
+    .option('--ek <file>', "the node's TPM endorsement key public area (tpm2_createek -u FILE, or tpm2_readpublic -c 0x81010001 -o FILE) for kubernetes.admission: tpm");
 
   withTarget(node.command('list').description('list nodes and discovered machines')).action((opts) => run(async () => {
     const t = target(opts);
