@@ -1,0 +1,101 @@
+// The node agent's TPM attestation (imagebuild/agent/tpm-attest) against a real
+// bootfarm with kubernetes.admission: tpm, outside a node: the script runs in a
+// node's namespace with tpm2-tools talking to a swtpm there, curl talking to
+// bootfarm. The node's EK is registered with `bootfarm node add --ek`. With the
+// registered TPM the boot is attested; the same node booting with another TPM
+// is refused, and the reason is on its timeline and in the metrics.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { NetLab, type LabHost } from '../../server/lab/netlab.js';
+import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
+import { AgentClient } from '../lib/agent-client.js';
+import { Swtpm } from '../lib/swtpm.js';
+
+const MAC = '52:54:00:00:0b:01';
+const URL_BASE = 'http://10.9.0.1:8080';
+const API_TOKEN = 'api-token-for-tpm-attest-tests';
+const SCRIPT = path.join(REPO_ROOT, 'imagebuild/agent/tpm-attest');
+
+describe('agent tpm-attest against bootfarm and swtpm', () => {
+  let lab: NetLab;
+  let srv: LabHost;
+  let node: LabHost;
+  let agent: AgentClient;
+  let server: BootfarmProcess;
+  let registered: Swtpm;
+  let other: Swtpm;
+  let dir: string;
+  let boots = 0;
+
+  const cli = (args: string[]) => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, [...args, '--server', URL_BASE, '--token', API_TOKEN]));
+  const events = async (): Promise<Array<{ type: string; detail?: Record<string, string> }>> =>
+    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${MAC}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, string> }> }).events;
+  const metric = async (outcome: string): Promise<number> =>
+    Number(new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
+
+  /** A boot of the node: its boot script (the nonce on its kernel command line), then tpm-attest as the agent runs it, with `tpm` as the machine's TPM. */
+  const bootWith = async (tpm: Swtpm) => {
+    const script = await agent.bootScript(node, MAC);
+    expect(script.status).toBe(200);
+    const run = path.join(dir, `run-${boots++}`);
+    const cmdline = `${run}.cmdline`;
+    writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${MAC} bootfarm.nonce=${script.nonce}\n`);
+    return lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
+  };
+
+  beforeAll(async () => {
+    lab = await NetLab.create('tat');
+    agent = new AgentClient(lab, URL_BASE);
+    srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
+    node = await lab.addHost('node', { address: '10.9.0.50/24', mac: MAC });
+    [registered, other] = [await Swtpm.start(lab, node.ns, 2321), await Swtpm.start(lab, node.ns, 2331)];
+    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-tpm-attest-'));
+    writeFileSync(path.join(dir, 'ek.pub'), (await registered.createKeys('rsa', 'enrol')).ekPub);
+    writeFileSync(path.join(dir, 'not-an-ek'), 'hello\n');
+    server = await startBootfarm(lab, srv.ns, {
+      server: { address: '10.9.0.1' },
+      dhcp: { mode: 'off' },
+      tftp: { root: mkdtempSync(path.join(tmpdir(), 'bootfarm-tat-tftp-')) },
+      http: { port: 8080 },
+      kubernetes: { apiServer: '10.9.0.1:6443', caCertHash: `sha256:${'0'.repeat(64)}`, token: 'abcdef.0123456789abcdef', admission: 'tpm' },
+      api: { token: API_TOKEN },
+    });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await registered?.stop();
+    await other?.stop();
+    await lab?.destroy();
+  });
+
+  it('bootfarm node add --ek registers the EK (and refuses a file that is not one)', async () => {
+    const bad = await cli(['node', 'add', MAC, '--hostname', 'node-t', '--ip', '10.9.0.50', '--ek', path.join(dir, 'not-an-ek')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('not a TPM2B_PUBLIC');
+    const ok = await cli(['node', 'add', MAC, '--hostname', 'node-t', '--ip', '10.9.0.50', '--ek', path.join(dir, 'ek.pub')]);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('the registered TPM attests the boot', async () => {
+    const r = await bootWith(registered);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stderr).toContain('this boot is attested');
+    const types = (await events()).map((e) => e.type);
+    expect(types.slice(-2)).toEqual(['tpm.challenge', 'tpm.attested']);
+    expect(await metric('attested')).toBe(1);
+  });
+
+  it('the same node booting with another TPM is refused, with the reason on its timeline', async () => {
+    const r = await bootWith(other);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toMatch(/bootfarm refused the TPM challenge \(HTTP 403\): ek-mismatch: this machine's TPM has EK [0-9a-f]+ \(rsa\), not node-t's registered EK/);
+    const last = (await events()).at(-1);
+    expect(last).toMatchObject({ type: 'tpm.refused', detail: { reason: 'ek-mismatch' } });
+    expect(last?.detail?.message).toContain("not node-t's registered EK");
+    expect(await metric('ek-mismatch')).toBe(1);
+    expect(await metric('attested')).toBe(1);
+  });
+});
