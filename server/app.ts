@@ -77,7 +77,11 @@ export class Bootfarm {
     const inventory = new Inventory(live, this.store);
     this.inventory = inventory;
     try {
-      const sessions = new BootSessions({ store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }) });
+      const sessions = new BootSessions({
+        store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }),
+        // kubernetes.admission: tpm: set below, read when a join is asked for.
+        attested: (mac, bootId) => this.tpm?.isAttested(mac, bootId) ?? false,
+      });
       await sessions.start();
       this.sessions = sessions;
       this.services.push(sessions);

@@ -58,6 +58,31 @@ bf_fetch_config() {
 	. "$BF_CONFIG"
 }
 
+# bf_fetch_join FILE: the join configuration into FILE. bootfarm answers 423 while
+# the boot waits for admission (kubernetes.admission: approve or tpm): ask again
+# every 5 s for up to BF_ADMISSION_WAIT seconds (default one hour), saying once
+# that the node waits. Prints the reason on failure.
+bf_fetch_join() {
+	waited=0 said=
+	while :; do
+		code=$(curl -sS --retry 5 --retry-delay 2 --retry-connrefused --max-time 15 -w '%{http_code}' \
+			-H "Authorization: Bearer ${BOOTFARM_SECRET-}" -o "$1" "$BF_BASE/join" 2>&1) || { echo "$code"; return 1; }
+		case "$code" in
+		200) return 0 ;;
+		423)
+			if [ -z "$said" ]; then
+				said=1
+				bf_report admission ok "waiting for admission: $(jq -r '.message // empty' "$1" 2>/dev/null)"
+			fi
+			[ "$waited" -lt "${BF_ADMISSION_WAIT:-3600}" ] || { echo "not admitted after ${waited} s"; return 1; }
+			sleep "${BF_ADMISSION_POLL:-5}"
+			waited=$((waited + ${BF_ADMISSION_POLL:-5}))
+			;;
+		*) echo "HTTP $code: $(jq -r '.message // empty' "$1" 2>/dev/null)"; return 1 ;;
+		esac
+	done
+}
+
 # bf_value NAME: the value of the variable NAME (names come from the *_KEYS lists).
 bf_value() { eval "printf '%s' \"\${$1-}\""; }
 

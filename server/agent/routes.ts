@@ -49,6 +49,8 @@ function presentedCredentials(req: FastifyRequest): PresentedCredentials {
 
 async function answerError(reply: FastifyReply, err: unknown): Promise<void> {
   if (err instanceof AgentError) {
+    // Waiting for admission (approve, tpm): the agent asks again.
+    if (err.status === 423) void reply.header('retry-after', '5');
     await reply.code(err.status).type('application/json').send({ error: err.name, message: err.message });
     return;
   }
@@ -63,6 +65,8 @@ export function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'conf
     `BOOTFARM_BOOT_ID=${shellQuote(boot.bootId)}`,
     `BOOTFARM_SECRET=${shellQuote(boot.secret)}`,
     `BOOTFARM_JOIN=${boot.join ? "'true'" : "'false'"}`,
+    // How the join is admitted (imagebuild/agent/agent: tpm runs tpm-attest first).
+    `BOOTFARM_ADMISSION=${shellQuote(deps.config.kubernetes?.admission ?? 'auto')}`,
     `BOOTFARM_REPORT_URL=${shellQuote(`${http}/agent/v1/${node.mac}/report`)}`,
     `BOOTFARM_JOIN_URL=${shellQuote(`${http}/agent/v1/${node.mac}/join`)}`,
   ];

@@ -6,7 +6,7 @@ import type { Inventory, NodeInput } from '../inventory/inventory.js';
 import { InventoryError } from '../inventory/inventory.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { Store } from '../store/store.js';
-import type { BootSessions } from '../join/boot-sessions.js';
+import { AgentError, type BootSessions } from '../join/boot-sessions.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { apiAuthHook } from './auth.js';
 import {
@@ -44,7 +44,10 @@ export function nodeView(node: EffectiveNode, deps: ApiDeps): NodeViewT {
     origin: node.origin,
     lts: node.lts,
     lease: lease ? { ip: lease.ip, mac: lease.mac, state: lease.state, expiresAt: iso(lease.expiresAt), hostname: lease.hostname } : undefined,
-    boot: session ? { bootId: session.bootId, state: session.state, startedAt: iso(session.startedAt), joinServed: session.joinServed, tokenId: session.tokenId } : undefined,
+    boot: session ? {
+      bootId: session.bootId, state: session.state, startedAt: iso(session.startedAt), joinServed: session.joinServed, tokenId: session.tokenId,
+      approval: deps.config.kubernetes?.admission !== 'approve' || session.nonceUsedAt === undefined ? undefined : session.approvedAt !== undefined ? 'approved' : session.state === 'booting' ? 'pending' : undefined,
+    } : undefined,
     lastEvent: last ? { at: last.at, type: last.type } : undefined,
   };
 }
@@ -115,6 +118,21 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const node = inventory.knownByMac((req.params as { mac: string }).mac);
       if (!node) return reply.code(404).send({ error: 'not found', message: `no node with MAC ${normalizeMac((req.params as { mac: string }).mac)}` });
       return { events: store.events(node.mac).map((e) => ({ at: e.at, type: e.type, detail: e.detail })) };
+    });
+
+    api.post('/nodes/:mac/approve', {
+      schema: { summary: "Approve the node's boot in flight (kubernetes.admission: approve): its join token is minted and its join served", tags: ['nodes'], params: MacParams, response: { 200: NodeView, ...errors } },
+    }, async (req, reply) => {
+      const node = inventory.knownByMac((req.params as { mac: string }).mac);
+      if (!node) return reply.code(404).send({ error: 'not found', message: `no node with MAC ${normalizeMac((req.params as { mac: string }).mac)}` });
+      if (deps.config.kubernetes?.admission !== 'approve') return reply.code(409).send({ error: 'conflict', message: `kubernetes.admission is ${deps.config.kubernetes?.admission ?? 'not configured'}, not approve: boots need no approval` });
+      try {
+        await deps.sessions.approve(node, `api ${req.ip}`);
+      } catch (err) {
+        if (err instanceof AgentError) return reply.code(409).send({ error: 'conflict', message: err.message });
+        throw err;
+      }
+      return nodeView(node, deps);
     });
 
     api.get('/discovered', {

@@ -17,6 +17,8 @@ export const LeaseView = Type.Object({
 
 export const SessionView = Type.Object({
   bootId: Str, state: Str, startedAt: Str, joinServed: Type.Boolean(), tokenId: OptStr,
+  /** kubernetes.admission: approve: `pending` until an operator approves the boot, then `approved`. */
+  approval: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('approved')])),
 });
 
 export const NodeView = Type.Object({

@@ -1,4 +1,4 @@
-// `bootfarm node list | show | add | rm | enrol`: the HTTP API of a running
+// `bootfarm node list | show | add | rm | enrol | approve`: the HTTP API of a running
 // bootfarm, from the shell. The server owns the state; the CLI never writes it.
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
@@ -43,7 +43,7 @@ async function call(t: Target, method: string, path: string, body?: unknown): Pr
   return data;
 }
 
-interface NodeRow { mac: string; hostname: string; arch: string; ip?: string; image: string; profiles: string[]; origin: string; lease?: { ip: string }; boot?: { state: string }; lastEvent?: { type: string; at: string } }
+interface NodeRow { mac: string; hostname: string; arch: string; ip?: string; image: string; profiles: string[]; origin: string; lease?: { ip: string }; boot?: { state: string; approval?: 'pending' | 'approved' }; lastEvent?: { type: string; at: string } }
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -118,7 +118,7 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
     const t = target(opts);
     const { nodes } = (await call(t, 'GET', '/nodes')) as { nodes: NodeRow[] };
     const rows = [['MAC', 'HOSTNAME', 'ARCH', 'IMAGE', 'PROFILES', 'FROM', 'ADDRESS', 'BOOT', 'LAST EVENT']];
-    for (const n of nodes) rows.push([n.mac, n.hostname, n.arch, n.image, n.profiles.join(',') || '-', n.origin, n.lease?.ip ?? n.ip ?? '-', n.boot?.state ?? '-', n.lastEvent ? `${n.lastEvent.type} ${n.lastEvent.at}` : '-']);
+    for (const n of nodes) rows.push([n.mac, n.hostname, n.arch, n.image, n.profiles.join(',') || '-', n.origin, n.lease?.ip ?? n.ip ?? '-', n.boot ? `${n.boot.state}${n.boot.approval === 'pending' ? ' (approval pending)' : ''}` : '-', n.lastEvent ? `${n.lastEvent.type} ${n.lastEvent.at}` : '-']);
     process.stdout.write(`${table(rows)}\n`);
     const { machines } = (await call(t, 'GET', '/discovered')) as { machines: Array<{ mac: string; arch?: string; firmware: string; piSerial?: string; firstSeen: string; lastSeen: string }> };
     if (machines.length > 0) {
@@ -143,6 +143,19 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
   withTarget(node.command('rm').description('remove a node added through the API').argument('<mac>')).action((mac: string, opts) => run(async () => {
     await call(target(opts), 'DELETE', `/nodes/${mac}`);
     process.stdout.write(`removed ${mac}\n`);
+  }));
+
+  withTarget(node.command('approve').description('approve the node\'s boot in flight (kubernetes.admission: approve): its join token is released').argument('<node>', 'MAC or host name')).action((name: string, opts) => run(async () => {
+    const t = target(opts);
+    let mac = name;
+    if (!/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/.test(name)) {
+      const { nodes } = (await call(t, 'GET', '/nodes')) as { nodes: NodeRow[] };
+      const found = nodes.find((n) => n.hostname === name);
+      if (!found) throw new SetupError(`no node named ${name}`);
+      mac = found.mac;
+    }
+    const approved = (await call(t, 'POST', `/nodes/${mac}/approve`)) as NodeRow;
+    process.stdout.write(`approved the boot of ${approved.hostname} (${approved.mac})\n`);
   }));
 
   fields(withTarget(node.command('enrol').description('turn a discovered machine into a node').argument('<mac>').requiredOption('--hostname <name>', 'host name'))).action((mac: string, opts: NodeFields & { config?: string }) => run(async () => {

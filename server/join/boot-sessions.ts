@@ -19,7 +19,7 @@ import type { Metrics } from '../metrics.js';
 import type { MintedToken, TokenMinter } from '../kube/minter.js';
 
 export class AgentError extends Error {
-  constructor(readonly status: 401 | 403 | 404 | 409 | 410 | 502, message: string) {
+  constructor(readonly status: 401 | 403 | 404 | 409 | 410 | 423 | 502, message: string) {
     super(message);
     this.name = 'AgentError';
   }
@@ -51,6 +51,11 @@ export interface PresentedCredentials {
 
 export interface BootSessionDeps {
   store: Store;
+  /**
+   * kubernetes.admission: tpm: whether this boot proved its node's registered
+   * TPM (server/join/tpm-admission.ts). Absent: no boot is attested.
+   */
+  attested?: (mac: string, bootId: string) => boolean;
   kubernetes: ResolvedKubernetes | undefined;
   minter: TokenMinter | undefined;
   metrics: Metrics;
@@ -103,6 +108,38 @@ export class BootSessions {
 
   private session(mac: string): BootSessionRecord | undefined {
     return this.deps.store.sessions().find((s) => s.mac === mac);
+  }
+
+  /**
+   * Why this boot may not have its token yet (kubernetes.admission), or
+   * undefined when it may: `auto` admits every boot that spent its nonce,
+   * `approve` waits for an operator (`bootfarm node approve`), `tpm` for the
+   * node's TPM to answer its credential challenge.
+   */
+  private admissionPending(node: EffectiveNode, session: BootSessionRecord): string | undefined {
+    const mode = this.deps.kubernetes?.admission ?? 'auto';
+    if (mode === 'approve' && session.approvedAt === undefined) return `waiting for an operator: bootfarm node approve ${node.hostname}`;
+    if (mode === 'tpm' && !(this.deps.attested?.(node.mac, session.bootId) ?? false)) return `waiting for ${node.hostname}'s TPM to answer its credential challenge`;
+    return undefined;
+  }
+
+  /**
+   * An operator admits the node's boot in flight (kubernetes.admission: approve),
+   * as kubelet CSRs are approved: its token is minted now and its join may be
+   * served. Kept in the session record, so a restart keeps the approval.
+   */
+  async approve(node: EffectiveNode, by: string): Promise<BootSessionRecord> {
+    const current = this.session(node.mac);
+    if (!current || current.state !== 'booting' || current.nonceUsedAt === undefined) {
+      throw new AgentError(409, `${node.hostname} has no boot waiting for approval${current ? ` (its last boot is ${current.state === 'booting' ? 'still at its boot script' : current.state})` : ''}`);
+    }
+    if (current.approvedAt !== undefined) return current;
+    const approved: BootSessionRecord = { ...current, approvedAt: this.now(), approvedBy: by };
+    await this.deps.store.putSession(approved);
+    this.event(node.mac, 'boot.approved', { bootId: approved.bootId, by });
+    this.deps.logger.info({ node: node.hostname, mac: node.mac, bootId: approved.bootId, by }, 'boot approved');
+    if (this.willJoin(node) && !this.tokens.has(node.mac)) this.startMint(node, approved);
+    return approved;
   }
 
   private willJoin(node: EffectiveNode): boolean {
@@ -247,7 +284,9 @@ export class BootSessions {
     this.unspentNonces.delete(node.mac);
     await this.deps.store.putSession(opened);
     this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId });
-    if (this.willJoin(node)) this.startMint(node, opened);
+    const pending = this.willJoin(node) ? this.admissionPending(node, opened) : undefined;
+    if (pending !== undefined) this.event(node.mac, 'boot.pending-admission', { bootId: opened.bootId, reason: pending });
+    if (this.willJoin(node) && pending === undefined) this.startMint(node, opened);
     return { session: opened, secret: issued.value };
   }
 
@@ -318,6 +357,9 @@ export class BootSessions {
     if (!this.willJoin(node)) throw new AgentError(409, this.deps.kubernetes ? `node ${node.hostname} does not join (join: false)` : 'no kubernetes section is configured');
     if (session.state !== 'booting') throw new AgentError(410, `this boot is over (${session.state})`);
     if (session.joinServed) throw new AgentError(410, 'the join configuration of this boot was handed out already');
+    // Not admitted yet: the agent asks again (423, Retry-After) until it is.
+    const pending = this.admissionPending(node, session);
+    if (pending !== undefined) throw new AgentError(423, pending);
     // Marked served before the await: two racing requests cannot both get it.
     await this.deps.store.putSession({ ...session, joinServed: true });
     const token = await (this.tokens.get(node.mac) ?? this.startMint(node, session));

@@ -50,6 +50,9 @@ export interface BootSessionRecord {
   openedAt: number;
   state: 'booting' | 'booted' | 'joined' | 'failed' | 'expired' | 'superseded' | 'revoked';
   joinServed: boolean;
+  /** kubernetes.admission: approve: when an operator approved this boot, and who (the API caller or the CLI). */
+  approvedAt?: number | undefined;
+  approvedBy?: string | undefined;
   /** Public id of the bootstrap token minted for this boot (never the secret part). */
   tokenId: string | undefined;
   tokenExpiresAt: number | undefined;

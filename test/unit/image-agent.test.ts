@@ -25,6 +25,9 @@ let config: Record<string, string>;
 let joinRequests: number;
 /** The x-bootfarm-nonce header of each configuration fetch. */
 let configFetches: string[];
+/** How many more join requests bootfarm answers 423 (waiting for admission). */
+let admissionPending: number;
+let joinServed: boolean;
 const NONCE = 'n0nce-from-the-kernel-command-line_0123456';
 
 function quote(v: string): string {
@@ -51,6 +54,8 @@ beforeEach(async () => {
   reports = [];
   joinRequests = 0;
   configFetches = [];
+  admissionPending = 0;
+  joinServed = false;
   config = {
     HOSTNAME: 'node-7',
     PREINIT_01: `echo preinit-ran > ${dir}/preinit-proof`,
@@ -82,7 +87,14 @@ beforeEach(async () => {
       } else if (req.method === 'GET' && req.url === `${base}/join`) {
         joinRequests++;
         if (req.headers.authorization !== `Bearer ${SECRET}`) { res.writeHead(401); res.end(); return; }
-        if (joinRequests > 1) { res.writeHead(410); res.end(); return; }
+        if (admissionPending > 0) {
+          admissionPending--;
+          res.writeHead(423, { 'content-type': 'application/json', 'retry-after': '5' });
+          res.end(JSON.stringify({ error: 'AgentError', message: 'waiting for an operator: bootfarm node approve node-7' }));
+          return;
+        }
+        if (joinServed) { res.writeHead(410); res.end(); return; }
+        joinServed = true;
         res.writeHead(200, { 'content-type': 'application/yaml' });
         res.end(JOIN_YAML);
       } else if (req.method === 'POST' && req.url === `${base}/report`) {
@@ -119,6 +131,7 @@ function agent(phase: 'preinit' | 'boot') {
       BF_HOSTNAME_FILE: path.join(dir, 'hostname'),
       BF_MOUNTS: path.join(dir, 'mounts'),
       HOSTNAME: 'stale-from-environment',
+      BF_ADMISSION_POLL: '1',
     },
   });
 }
@@ -138,6 +151,16 @@ describe('node agent', () => {
     expect(reports[2]?.detail).toBe('no SYSCTL entries');
     // The configuration (with the secret) is kept for the boot phase, readable by root only.
     expect(statSync(path.join(dir, 'run')).mode & 0o077).toBe(0);
+  });
+
+  it('waits while bootfarm answers 423 (admission pending), says so once, then joins', async () => {
+    admissionPending = 2;
+    config.BOOTFARM_ADMISSION = 'approve';
+    const boot = await agent('boot');
+    expect(boot.exitCode, boot.all).toBe(0);
+    expect(joinRequests).toBe(3);
+    expect(reports.filter((x) => x.step === 'admission')).toEqual([expect.objectContaining({ status: 'ok', detail: 'waiting for admission: waiting for an operator: bootfarm node approve node-7' })]);
+    expect(reports.at(-1)).toMatchObject({ step: 'join', status: 'ok' });
   });
 
   it('presents the kernel command line\'s nonce once per boot: the boot phase reuses the configuration preinit fetched', async () => {
