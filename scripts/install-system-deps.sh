@@ -6,7 +6,8 @@ set -euo pipefail
 
 want_runtime=(iproute2 ca-certificates ipxe grub-common radvd)
 # Real peers the tests talk to: DHCP clients, a site DHCP server for proxy mode,
-# packet capture, and QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots.
+# packet capture, QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots, and a
+# software TPM (swtpm) with tpm2-tools for kubernetes.admission: tpm.
 want_test=(qemu-system-arm qemu-efi-aarch64 busybox isc-dhcp-client isc-dhcp-relay dnsmasq-base nftables libnbd-bin python3-libnbd nbd-server nbdkit tshark tcpdump
            qemu-system-x86 ipxe-qemu ovmf qemu-utils curl tftp-hpa procps python3 ndisc6 openssl strace
            swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 jq)
