@@ -22,6 +22,7 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
   let lab: NetLab;
   let srv: LabHost;
   let node: LabHost;
+  let attacker: LabHost;
   let agent: AgentClient;
   let server: BootfarmProcess;
   let registered: Swtpm;
@@ -50,6 +51,7 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     agent = new AgentClient(lab, URL_BASE);
     srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     node = await lab.addHost('node', { address: '10.9.0.50/24', mac: MAC });
+    attacker = await lab.addHost('atk', { address: '10.9.0.66/24' });
     [registered, other] = [await Swtpm.start(lab, node.ns, 2321), await Swtpm.start(lab, node.ns, 2331)];
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-tpm-attest-'));
     writeFileSync(path.join(dir, 'ek.pub'), (await registered.createKeys('rsa', 'enrol')).ekPub);
@@ -97,5 +99,26 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     expect(last?.detail?.message).toContain("not node-t's registered EK");
     expect(await metric('ek-mismatch')).toBe(1);
     expect(await metric('attested')).toBe(1);
+  });
+
+  it('the routes answer only the boot\'s address with its secret, and refuse hostile bodies with a reason', async () => {
+    const { secret } = await agent.boot(node, MAC);
+    // auth null: no Authorization header at all.
+    const post = (host: LabHost, route: string, body: string, auth: string | null = secret) =>
+      agent.curl(host, `${URL_BASE}/agent/v1/${MAC}/tpm/${route}`, ['-H', 'Content-Type: application/json', '--data-binary', body, ...(auth === null ? [] : ['-H', `Authorization: Bearer ${auth}`])]);
+    const akPublic = (await registered.createKeys('rsa', 'hostile')).akPub.toString('base64');
+    const valid = JSON.stringify({ akPublic });
+    expect((await post(node, 'challenge', valid, null)).status).toBe(401);
+    expect((await post(node, 'challenge', valid, 'not-the-secret')).status).toBe(401);
+    expect((await post(attacker, 'challenge', valid)).status).toBe(403);
+    expect((await post(node, 'answer', JSON.stringify({ secret: 'AAAA' }))).body).toContain('"reason":"no-challenge"');
+    const truncated = await post(node, 'challenge', JSON.stringify({ akPublic: akPublic.slice(0, 40) }));
+    expect(truncated.status).toBe(400);
+    expect(JSON.parse(truncated.body)).toMatchObject({ reason: 'ak-malformed' });
+    expect((await post(node, 'challenge', JSON.stringify({ akPublic: '%%%' }))).status).toBe(400);
+    expect((await post(node, 'challenge', JSON.stringify({ akPublic, extra: 1 }))).status).toBe(400);
+    expect((await post(node, 'challenge', JSON.stringify({ akPublic: 'A'.repeat(20_000) }))).status).toBe(413);
+    // Still the node's boot: the registered TPM attests it afterwards.
+    expect((await post(node, 'challenge', valid)).status).toBe(200);
   });
 });
