@@ -17,6 +17,13 @@ const REQUEST_TIMEOUT_MS = 5000;
 export type ControlCommand = 'config-reload';
 const COMMANDS: ReadonlySet<string> = new Set<ControlCommand>(['config-reload']);
 
+/** sun_path holds 108 bytes with the terminating NUL; Node cuts a longer path short (elsewhere) instead of failing. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+function tooLong(file: string): boolean {
+  return Buffer.byteLength(file) > MAX_SOCKET_PATH_BYTES;
+}
+
 export function controlSocketPath(stateDir: string): string {
   return path.join(stateDir, CONTROL_SOCKET);
 }
@@ -32,6 +39,7 @@ function answers(file: string): Promise<boolean> {
 
 export class ControlSocket {
   private readonly server: net.Server;
+  private listening = false;
 
   constructor(private readonly file: string, handle: (command: ControlCommand) => object, private readonly logger: Logger) {
     this.server = net.createServer((conn) => {
@@ -69,24 +77,39 @@ export class ControlSocket {
   }
 
   async start(): Promise<void> {
+    // Serving matters more than the socket: without it, SIGHUP still reloads.
+    const unavailable = 'control socket unavailable: `bootfarm reload` cannot reach this server; SIGHUP still reloads';
+    if (tooLong(this.file)) {
+      this.logger.warn({ socket: this.file, reason: `the path is longer than ${MAX_SOCKET_PATH_BYTES} bytes` }, unavailable);
+      return;
+    }
     // A socket file left by a bootfarm that died is removed; one that answers belongs to a running one.
     if (await answers(this.file)) throw new SetupError(`another bootfarm answers on ${this.file}: it serves this state directory already`);
     try { unlinkSync(this.file); } catch { /* not there */ }
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.file, () => { this.server.off('error', reject); resolve(); });
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(this.file, () => { this.server.off('error', reject); resolve(); });
+      });
+    } catch (err) {
+      this.logger.warn({ socket: this.file, reason: (err as Error).message }, unavailable);
+      return;
+    }
+    this.listening = true;
     chmodSync(this.file, 0o600);
     this.logger.info({ socket: this.file }, 'control socket listening (bootfarm reload)');
   }
 
   async stop(): Promise<void> {
+    if (!this.listening) return;
+    this.listening = false;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
 
 /** Sends one command to the server behind `file` and returns its answer. */
 export function sendControlCommand(file: string, command: ControlCommand, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+  if (tooLong(file)) return Promise.reject(new SetupError(`${file}: the path is longer than a Unix socket's ${MAX_SOCKET_PATH_BYTES} bytes, so the server has no control socket; send it SIGHUP instead`));
   return new Promise((resolve, reject) => {
     const conn = net.connect(file);
     let text = '';

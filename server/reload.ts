@@ -48,8 +48,8 @@ export function reloadConfig(deps: ReloadDeps, trigger: string): ReloadOutcome {
     // Compiled and sample-rendered now: a broken template is refused here, not at a node's boot.
     templates = new TemplateSet(merged.config.boot.templatesDir);
   } catch (err) {
-    if (!(err instanceof ConfigError) && !(err instanceof SetupError)) throw err;
-    const problems = err instanceof ConfigError ? err.message.split('\n') : [err.message];
+    // Whatever failed, the running configuration is untouched: a reload never ends the server.
+    const problems = err instanceof ConfigError ? err.message.split('\n') : err instanceof SetupError ? [err.message] : [`${file}: ${(err as Error).message}`];
     deps.metrics.configReloads.inc({ outcome: 'refused' });
     deps.logger.error({ trigger, file, problems }, 'configuration reload refused; the running configuration keeps serving');
     return { outcome: 'refused', file, problems };

@@ -70,7 +70,9 @@ describe('graceful stop (SIGTERM)', () => {
     expect(await server.bg.exited).toBe(0);
     const after = server.logs().slice(since).map((l) => l.msg);
     expect(after).toContain('tftp request refused: bootfarm is stopping');
-    expect(after.slice(-2)).toEqual(['transfers in flight finished', 'stopped']);
+    // Lines of one exit can cross the pipe out of order: their presence is what counts.
+    expect(after).toEqual(expect.arrayContaining(['transfers in flight finished', 'stopped']));
+    expect(after).not.toContain('drain ended with transfers still in flight: they are cut');
   }, 240_000);
 
   it('cuts a transfer that outlives server.drainSeconds and still exits 0', async () => {
@@ -84,7 +86,7 @@ describe('graceful stop (SIGTERM)', () => {
     const after = server.logs().slice(since).map((l) => l.msg);
     expect(after).toContain('drain ended with transfers still in flight: they are cut');
     expect(after).not.toContain('transfers in flight finished');
-    expect(after.at(-1)).toBe('stopped');
+    expect(after).toContain('stopped');
     await stalled.stop('SIGKILL');
   });
 });
