@@ -5,12 +5,12 @@
 // registered TPM the boot is attested; the same node booting with another TPM
 // is refused, and the reason is on its timeline and in the metrics.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
-import { AgentClient } from '../lib/agent-client.js';
+import { AgentClient, shellVar } from '../lib/agent-client.js';
 import { Swtpm } from '../lib/swtpm.js';
 
 const MAC = '52:54:00:00:0b:01';
@@ -43,7 +43,9 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const run = path.join(dir, `run-${boots++}`);
     const cmdline = `${run}.cmdline`;
     writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${MAC} bootfarm.nonce=${script.nonce}\n`);
-    return lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
+    const result = await lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
+    // The boot's secret, from the configuration the script fetched and kept (as the agent's join then uses it).
+    return { ...result, secret: shellVar(readFileSync(path.join(run, 'config'), 'utf8'), 'BOOTFARM_SECRET') };
   };
 
   beforeAll(async () => {
@@ -88,6 +90,10 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const types = (await events()).map((e) => e.type);
     expect(types.slice(-2)).toEqual(['tpm.challenge', 'tpm.attested']);
     expect(await metric('attested')).toBe(1);
+    // Attested: the join is served, with the token.
+    const join = await agent.join(node, MAC, r.secret);
+    expect(join.status).toBe(200);
+    expect(join.body).toContain('abcdef.0123456789abcdef');
   });
 
   it('the same node booting with another TPM is refused, with the reason on its timeline', async () => {
@@ -99,6 +105,10 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     expect(last?.detail?.message).toContain("not node-t's registered EK");
     expect(await metric('ek-mismatch')).toBe(1);
     expect(await metric('attested')).toBe(1);
+    // Not attested: the join waits (423), the token stays with bootfarm.
+    const join = await agent.join(node, MAC, r.secret);
+    expect(join.status).toBe(423);
+    expect(join.body).not.toContain('abcdef.0123456789abcdef');
   });
 
   it('the routes answer only the boot\'s address with its secret, and refuse hostile bodies with a reason', async () => {
