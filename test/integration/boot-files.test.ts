@@ -95,13 +95,15 @@ describe('boot files over TFTP and HTTP', () => {
     expect(readFileSync(path.join(work, 'tftpboot/grub/arm64-efi/core.efi'))).toEqual(core);
   });
 
-  it('renders the node\'s iPXE script, the same over HTTP and TFTP, with its root location and no secret', async () => {
+  it('renders the node\'s iPXE script, the same over HTTP and TFTP, with its root location and the boot\'s one-time nonce', async () => {
     const http = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/boot/52-54-00-00-00-01.ipxe']);
     expect(http.code, http.stderr).toBe(0);
+    const nonce = / bootfarm\.nonce=([A-Za-z0-9_-]{32}) /.exec(http.stdout)?.[1];
+    expect(nonce, http.stdout).toBeDefined();
     expect(http.stdout).toBe([
       '#!ipxe',
       '# bootfarm: node-1 (52:54:00:00:00:01), image base/amd64',
-      'kernel http://10.9.0.1:8080/images/base/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 console=ttyS0',
+      `kernel http://10.9.0.1:8080/images/base/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/v1/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 bootfarm.nonce=${nonce} console=ttyS0`,
       'initrd --name initrd.img http://10.9.0.1:8080/images/base/amd64/initrd.img',
       'boot',
       '',
@@ -156,7 +158,8 @@ describe('boot files over TFTP and HTTP', () => {
     const configTxt = readFileSync(path.join(out, '1234abcd/config.txt'), 'utf8');
     expect(configTxt).toContain('kernel=kernel8.img');
     expect(configTxt).toContain('# bootfarm: pi-1 (Pi 4, serial 1234abcd)');
-    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toBe(`ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/arm64 bootfarm.node=pi-1 bootfarm.mac=${PI_MAC} console=ttyS0`);
+    // The Pi's boot script: its kernel command line, with this boot's one-time nonce.
+    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toMatch(new RegExp(`^ip=dhcp bootfarm\\.server=10\\.9\\.0\\.1 bootfarm\\.http=10\\.9\\.0\\.1:8080 bootfarm\\.nbd=10\\.9\\.0\\.1:10809 bootfarm\\.export=base/v1/arm64 bootfarm\\.node=pi-1 bootfarm\\.mac=${PI_MAC} bootfarm\\.nonce=[A-Za-z0-9_-]{32} console=ttyS0$`));
     // The boot shows as a timeline on the node: DHCP, then each file.
     // The Pi has its last file before bootfarm's log line for it reaches this test.
     const served = () => server.logs().filter((l) => l.msg === 'tftp file sent' && String(l.path).startsWith('1234abcd/'));
