@@ -14,6 +14,8 @@ import { waitUntil } from '../lib/wait.js';
 
 const SERVER = '10.9.0.1';
 const PEERS = path.join(REPO_ROOT, 'test/lib/tftp-peers.ts');
+const API_TOKEN = 'api-token-for-graceful-stop-tests-01';
+const NODE = { mac: '52:54:00:00:00:02', hostname: 'client', ip: '10.9.0.2' };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('graceful stop (SIGTERM)', () => {
@@ -42,7 +44,9 @@ describe('graceful stop (SIGTERM)', () => {
   });
 
   it('lets a large TFTP and a large HTTP download finish, refuses new ones meanwhile, and exits 0', async () => {
-    const server = await startBootfarm(lab, srv.ns, { server: { address: SERVER, drainSeconds: 120 }, tftp: { root }, http: { port: 8080 } });
+    // The client is a node of the file: the files it is served go on its boot timeline, in the state.
+    const config = { server: { address: SERVER, drainSeconds: 120 }, tftp: { root }, http: { port: 8080 }, api: { token: API_TOKEN }, nodes: [NODE] };
+    const server = await startBootfarm(lab, srv.ns, config);
     const tftp = lab.spawn(client.ns, process.execPath, nodeArgs(PEERS, ['slow', SERVER, 'tftp.bin', '3']), 'tftp-slow');
     await tftp.waitFor((l) => l.startsWith('{"port"'), 30_000, 'the TFTP transfer to start');
     const httpOut = path.join(work, 'http.out');
@@ -73,6 +77,16 @@ describe('graceful stop (SIGTERM)', () => {
     // Lines of one exit can cross the pipe out of order: their presence is what counts.
     expect(after).toEqual(expect.arrayContaining(['transfers in flight finished', 'stopped']));
     expect(after).not.toContain('drain ended with transfers still in flight: they are cut');
+
+    // The state was written on the way out: after a restart the node's timeline has both files, whole.
+    const again = await startBootfarm(lab, srv.ns, config, server.stateDir);
+    const r = await lab.exec(srv.ns, 'curl', ['-sS', '--max-time', '10', '-H', `Authorization: Bearer ${API_TOKEN}`, `http://${SERVER}:8080/api/v1/nodes/${NODE.mac}/events`]);
+    const events = (JSON.parse(r.stdout) as { events: Array<{ type: string; detail?: { path?: string; bytes?: number } }> }).events;
+    expect(events.filter((e) => e.type === 'tftp.file' || e.type === 'http.file').map((e) => [e.type, e.detail?.path, e.detail?.bytes]).sort()).toEqual([
+      ['http.file', 'http.bin', files.get('http.bin')?.length],
+      ['tftp.file', 'tftp.bin', files.get('tftp.bin')?.length],
+    ]);
+    expect(await again.stop()).toBe(0);
   }, 240_000);
 
   it('cuts a transfer that outlives server.drainSeconds and still exits 0', async () => {
