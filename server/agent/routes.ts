@@ -33,6 +33,7 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
   // whatever a DHCP REQUEST asserted since.
   if (deps.sessions.admitBoundAddress(node, req.ip, req.url.split('?')[0] ?? '', presentedCredentials(req))) return node;
   if (!deps.inventory.isNodeAddress(node.mac, req.ip)) {
+    deps.sessions.noteForeignCredential(node, req.ip, req.url.split('?')[0] ?? '', presentedCredentials(req));
     deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path: req.url.split('?')[0] }, 'agent request from an address that is not the node\'s: refused');
     throw new AgentError(403, `${req.ip} is not the address of ${node.hostname}`);
   }

@@ -187,6 +187,21 @@ export class BootSessions {
     throw new AgentError(403, `this boot of ${node.hostname} is bound to another address`);
   }
 
+  /**
+   * A request for the node from an address that is not the node's, and no boot
+   * bound there: if it carries the nonce or secret of the node's last boot (a
+   * replay after the boot ended, say), that is recorded as an alarm.
+   */
+  noteForeignCredential(node: EffectiveNode, address: string, path: string, presented: PresentedCredentials): void {
+    const last = this.session(node.mac);
+    if (!last || !this.carriesBootCredential(last, presented)) return;
+    this.refuse(node, last, 'from-another-address', { from: address, path, boundTo: last.address ?? '' });
+    if (last.state === 'booting') {
+      this.finish(last, 'revoked', `this boot's credential was presented from ${address}`)
+        .catch((err: unknown) => this.deps.logger.error({ mac: node.mac, err: (err as Error).message }, 'revoking a boot failed'));
+    }
+  }
+
   private carriesBootCredential(session: BootSessionRecord, presented: PresentedCredentials): boolean {
     return credentialMatches(presented.nonce, session.nonceDigest) || credentialMatches(bearerOf(presented.authorization), session.secretDigest);
   }
@@ -256,6 +271,11 @@ export class BootSessions {
   async openConfig(node: EffectiveNode, presented: PresentedCredentials): Promise<{ session: BootSessionRecord; secret: string }> {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.nonceDigest === undefined) {
+      // The nonce of a boot that is over: a replay, worth an alarm.
+      if (current && credentialMatches(presented.nonce, current.nonceDigest)) {
+        this.refuse(node, current, 'nonce-replay', {});
+        throw new AgentError(401, 'this boot\'s nonce was used already and the boot is over');
+      }
       this.countRefusal(current === undefined || current.state === 'booting' ? 'missing' : 'boot-over');
       throw new AgentError(401, `no boot of ${node.hostname} is open: its boot script (with bootfarm.nonce) comes first`);
     }

@@ -193,6 +193,19 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimStillJoins();
   });
 
+  it('a nonce replayed after the node\'s boot ended gets nothing and is recorded, from another address or the node\'s own', async () => {
+    const done = await agent.curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/report`, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${victimSecret}`, '--data', '{"step":"join","status":"ok"}']);
+    expect(done.status).toBe(204);
+    const before = (await events(VICTIM_MAC)).length;
+    for (const from of [nearAttacker, victim]) {
+      const replay = await agent.config(from, VICTIM_MAC, { nonce: victimNonce });
+      expect([401, 403]).toContain(replay.status);
+      expect(replay.body).not.toContain('BOOTFARM_SECRET');
+    }
+    const alarms = (await events(VICTIM_MAC)).slice(before).map((e) => e.type);
+    expect(alarms).toEqual(expect.arrayContaining(['security.from-another-address', 'security.nonce-replay']));
+  });
+
   it('a node with a configured address answers only there, whatever a REQUEST claims', async () => {
     await claim(nearAttacker, PINNED_MAC, '10.9.0.40');
     await expectNothingFor(nearAttacker, PINNED_MAC);
