@@ -3,15 +3,36 @@
 // the initrd finds its root (server, NBD port, export) and, in a served boot
 // script, the boot's one-time nonce (server/join/boot-sessions.ts); never a
 // lasting secret.
+import { readlinkSync } from 'node:fs';
+import path from 'node:path';
 import type { ResolvedConfig } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from './templates.js';
 import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
 
-/** The export a node's root is served as, under the configured NBD backend. */
+/**
+ * The export a node's root is served as, under the configured NBD backend. The
+ * built-in server's name carries the version `current` points at now, when the
+ * boot is planned (<image>/<version>/<arch>): a node that reconnects later, after
+ * a publish, attaches the same bytes (docs/design.md "Root reconnect").
+ */
 export function exportName(image: string, arch: string, config: ResolvedConfig): string {
+  if (config.nbd.backend === 'builtin') {
+    const version = currentVersion(config.images.dir, image);
+    return version ? `${image}/${version}/${arch}` : `${image}/${arch}`;
+  }
   const name = `${image}/${arch}`;
   return config.nbd.backend === 'nbdkit' ? nbdkitExportName(name) : name;
+}
+
+/** The version directory `<images.dir>/<image>/current` links to; undefined when there is none (no such image yet). */
+function currentVersion(imagesDir: string, image: string): string | undefined {
+  try {
+    const version = path.basename(readlinkSync(path.join(imagesDir, image, 'current')));
+    return /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(version) ? version : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `boot.nonce`: set when the context renders a boot script being served, absent in previews (`bootfarm render`). */
@@ -19,6 +40,8 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
   const address = config.server.address;
   const { arch, image } = node;
   const base = `images/${image}/${arch}`;
+  // Read once: the command line and the templates name the same version.
+  const rootExport = exportName(image, arch, config);
   const http = `http://${address}:${config.http.port}`;
   const piModel = node.piModel ?? 4;
   const kernelArgs = [
@@ -26,7 +49,7 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
     `bootfarm.server=${address}`,
     `bootfarm.http=${address}:${config.http.port}`,
     `bootfarm.nbd=${address}:${config.nbd.port}`,
-    `bootfarm.export=${exportName(image, arch, config)}`,
+    `bootfarm.export=${rootExport}`,
     `bootfarm.node=${node.hostname}`,
     `bootfarm.mac=${node.mac}`,
     node.toRam ? 'bootfarm.toram=1' : '',
@@ -48,7 +71,7 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
     image: {
       name: image,
       arch,
-      export: exportName(image, arch, config),
+      export: rootExport,
       kernelPath: `${base}/vmlinuz`,
       initrdPath: `${base}/initrd.img`,
       kernelUrl: `${http}/${base}/vmlinuz`,

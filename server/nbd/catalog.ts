@@ -1,8 +1,10 @@
-// The exports: one per published image and architecture, named <image>/<arch>,
-// read from <images.dir>/<image>/current/<arch>/root.squashfs, plus any files
-// named in nbd.exports. `current` is resolved when a client attaches and the
-// file stays open: publishing a new version never changes bytes under a
-// connected client, which keeps its version until it reconnects.
+// The exports: per published image and architecture, <image>/<arch> (read from
+// <images.dir>/<image>/current/<arch>/root.squashfs) and, per version kept,
+// <image>/<version>/<arch> (from <images.dir>/<image>/<version>/<arch>/), plus
+// any files named in nbd.exports. `current` is resolved when a client attaches
+// and the file stays open: publishing a new version never changes bytes under a
+// connected client. Nodes attach the versioned name (server/boot/node-context.ts),
+// so a node that reconnects after a publish gets the same bytes again.
 import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExportCatalog, NbdExport } from './session.js';
@@ -42,6 +44,9 @@ function release(buf: Buffer): void {
   pooledBytes += buf.length;
 }
 
+/** A version directory's name (the build's id, or --version); `.build-*` directories are unfinished builds. */
+const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
+
 export interface StaticExport {
   name: string;
   file: string;
@@ -55,11 +60,15 @@ export class ImageExportCatalog implements ExportCatalog {
     const images = await readdir(this.imagesDir, { withFileTypes: true }).catch(() => []);
     for (const image of images) {
       if (!image.isDirectory()) continue;
-      const archDir = path.join(this.imagesDir, image.name, 'current');
-      const arches = await readdir(archDir, { withFileTypes: true }).catch(() => []);
-      for (const arch of arches) {
-        const exists = await realpath(path.join(archDir, arch.name, 'root.squashfs')).then(() => true, () => false);
-        if (exists) names.push(`${image.name}/${arch.name}`);
+      const versions = await readdir(path.join(this.imagesDir, image.name), { withFileTypes: true }).catch(() => []);
+      for (const version of versions) {
+        if (!VERSION.test(version.name)) continue;
+        const archDir = path.join(this.imagesDir, image.name, version.name);
+        const arches = await readdir(archDir, { withFileTypes: true }).catch(() => []);
+        for (const arch of arches) {
+          const exists = await realpath(path.join(archDir, arch.name, 'root.squashfs')).then(() => true, () => false);
+          if (exists) names.push(version.name === 'current' ? `${image.name}/${arch.name}` : `${image.name}/${version.name}/${arch.name}`);
+        }
       }
     }
     return names.sort();
@@ -68,10 +77,12 @@ export class ImageExportCatalog implements ExportCatalog {
   private async locate(name: string): Promise<string | undefined> {
     const fixed = this.staticExports.find((e) => e.name === name);
     if (fixed) return realpath(fixed.file).catch(() => undefined);
-    const m = /^([a-zA-Z0-9][a-zA-Z0-9._-]*)\/([a-z0-9_]+)$/.exec(name);
+    // <image>/<arch> is the current version; <image>/<version>/<arch> a named one.
+    const m = /^([a-zA-Z0-9][a-zA-Z0-9._-]*)\/(?:([a-zA-Z0-9][a-zA-Z0-9._-]*)\/)?([a-z0-9_]+)$/.exec(name);
     if (!m) return undefined;
+    const version = m[2] ?? 'current';
     const root = await realpath(this.imagesDir).catch(() => undefined);
-    const real = await realpath(path.join(this.imagesDir, m[1] as string, 'current', m[2] as string, 'root.squashfs')).catch(() => undefined);
+    const real = await realpath(path.join(this.imagesDir, m[1] as string, version, m[3] as string, 'root.squashfs')).catch(() => undefined);
     if (!root || !real || !real.startsWith(root + path.sep)) return undefined;
     return real;
   }

@@ -55,7 +55,8 @@ describe('built-in NBD server', () => {
     const list = await inClient('nbdinfo', ['--list', '--json', URI]);
     expect(list.code, list.stderr).toBe(0);
     const exports = (JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string; 'export-size': number; is_read_only: boolean; can_flush: boolean; can_multi_conn: boolean }> }).exports;
-    expect(exports.map((e) => e['export-name'])).toEqual(['base/amd64', 'disk']);
+    // The current version under <image>/<arch>, and each version under its own name (what nodes attach).
+    expect(exports.map((e) => e['export-name'])).toEqual(['base/amd64', 'base/v1/amd64', 'disk']);
     expect(exports[0]).toMatchObject({ 'export-size': 256 * 1024 * 1024, is_read_only: true, can_flush: true, can_multi_conn: true });
   });
 
@@ -121,6 +122,11 @@ describe('built-in NBD server', () => {
     // A new connection gets the new version.
     const fresh = await inClient('sh', ['-c', `nbdcopy ${URI}/base/amd64 - | sha256sum`]);
     expect(fresh.stdout.split(' ')[0]).toBe(sha(v2));
+    // A node reconnecting by its versioned name (bootfarm.export=base/v1/amd64) gets the bytes it mounted.
+    const again = await inClient('/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-range.py'), `${URI}/base/v1/amd64`, '4096', '65536']);
+    expect(again.stdout.trim()).toBe(before);
+    const named = await inClient('sh', ['-c', `nbdcopy ${URI}/base/v2/amd64 - | sha256sum`]);
+    expect(named.stdout.split(' ')[0]).toBe(sha(v2));
   }, 120_000);
 
   it('does not buffer without bound for a client that never reads its replies', async () => {
