@@ -4,7 +4,7 @@ import path from 'node:path';
 import { formatSummary, Lab, labDown, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -24,12 +24,26 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     missingImage: opts.missingImage ? parseLabNodes(opts.missingImage) : undefined,
     refuseJoin: opts.refuseJoin ? parseLabNodes(opts.refuseJoin) : undefined,
     restartServerAt: opts.restartServerAt ? parseStep(opts.restartServerAt) : undefined,
+    restartServerAfterJoin: opts.restartServerAfterJoin === undefined ? undefined : parseSeconds(opts.restartServerAfterJoin),
+    restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
   });
 }
 
 function parseStep(text: string): Step {
   if (!(STEPS as readonly string[]).includes(text)) throw new SetupError(`--restart-server-at: expected one of ${STEPS.join(', ')}, got ${JSON.stringify(text)}`);
   return text as Step;
+}
+
+function parseSeconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 3600) throw new SetupError(`--restart-server-after-join: expected seconds (0-3600), got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function parseSignal(text: string): 'SIGKILL' | 'SIGTERM' {
+  if (text === 'kill') return 'SIGKILL';
+  if (text === 'term') return 'SIGTERM';
+  throw new SetupError(`--restart-signal: expected kill or term, got ${JSON.stringify(text)}`);
 }
 
 export function registerLabCommands(program: Command, fail: (err: unknown) => never): void {
@@ -43,7 +57,9 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
     .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
     .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
-    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`);
+    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`)
+    .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
+    .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill');
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
     .option('--json', 'print the results as JSON on stdout')

@@ -16,6 +16,8 @@ import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';
+import { GUEST_SHELL_RCFILE } from './guest-shell.js';
+import { serverOutage, type OutageReport } from './outage.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 
 export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
@@ -84,6 +86,8 @@ export interface NodeResult {
   /** The node's boot timeline as bootfarm recorded it (this boot). */
   events: TimelineEvent[];
   console: string;
+  /** The server outage this node lived through after it joined (restartServerAfterJoin). */
+  outage?: OutageReport;
 }
 
 export interface LabOptions {
@@ -105,6 +109,13 @@ export interface LabOptions {
   refuseJoin?: LabNodeKind[];
   /** Failure injection: restart bootfarm once the first node of `nodes` reaches this step (its boot must still complete). */
   restartServerAt?: Step;
+  /**
+   * Failure injection: once the first node of `nodes` (a QEMU guest) joined, end
+   * bootfarm (SIGKILL, or SIGTERM with restartSignal), keep it down this many
+   * seconds, start it again; the node must keep its root (server/lab/outage.ts).
+   */
+  restartServerAfterJoin?: number;
+  restartSignal?: 'SIGKILL' | 'SIGTERM';
 }
 
 export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
@@ -214,6 +225,8 @@ export class Lab {
           SYSCTL_01_LAB: 'vm.swappiness=7',
           RCFILE_01_LAB: 'cat /run/bootfarm-lab-preinit && echo rcfile-ran',
           RCFILE_02_LAB: 'echo swappiness=$(cat /proc/sys/vm/swappiness)',
+          // The lab's command channel into QEMU nodes (server/lab/guest-shell.ts).
+          RCFILE_03_LAB: GUEST_SHELL_RCFILE,
         },
         labels: { 'bootfarm.dev/lab': 'true' },
       },
@@ -305,6 +318,34 @@ export class Lab {
     this.log('bootfarm is back');
   }
 
+  private controlSocket(spec: NodeSpec): string {
+    return path.join(this.workDir, 'consoles', `${spec.hostname}.ctl`);
+  }
+
+  /** bootfarm down and up again under a joined node (restartServerAfterJoin). */
+  private async outage(spec: NodeSpec): Promise<OutageReport> {
+    const signal = this.options.restartSignal ?? 'SIGKILL';
+    this.log(`${spec.hostname}: joined; ending bootfarm (${signal}) with the node's root attached (failure injection)`);
+    const report = await serverOutage({
+      signal,
+      downSeconds: this.options.restartServerAfterJoin ?? 30,
+      squashfs: path.join(this.options.imagesDir, this.options.image, 'current', spec.arch, 'root.squashfs'),
+      controlSocket: this.controlSocket(spec),
+      halt: async (sig) => {
+        if (this.container) await this.container.halt(sig);
+        else await (this.bootfarm as Background).stop(sig, 5000);
+      },
+      start: async () => {
+        if (this.container) await this.container.start();
+        else await this.startServerProcess();
+      },
+      events: () => this.events(spec.mac),
+      log: (line) => this.log(`${spec.hostname}: ${line}`),
+    });
+    this.restarts.push({ at: new Date().toISOString(), afterStep: 'joined', node: spec.kind });
+    return report;
+  }
+
   private async events(mac: string): Promise<TimelineEvent[]> {
     // Reads need the API token (api.protectReads is on by default).
     const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sf', '--max-time', '5', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${mac}/events`], 10_000);
@@ -327,7 +368,7 @@ export class Lab {
       const out = path.join(this.workDir, `${spec.hostname}-files`);
       guest = net.spawn(host.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), piBootloaderMain(this.options.cli.args), '--iface', 'eth0', '--mac', spec.mac, '--serial', spec.piSerial as string, '--model', '4', '--out', out, '--dhcp-timeout', '60'], spec.kind);
     } else {
-      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind });
+      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec) });
     }
     this.log(`${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
@@ -365,6 +406,14 @@ export class Lab {
           for (let tries = 0; tries < 15 && awaitsRevoke(result.events); tries++) {
             await new Promise((r) => setTimeout(r, 1000));
             result.events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
+          }
+          if (this.options.restartServerAfterJoin !== undefined && spec === this.specs[0] && spec.firmware !== 'pi4') {
+            result.outage = await this.outage(spec);
+            writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+            if (result.outage.failure) {
+              result.ok = false;
+              result.failure = result.outage.failure;
+            }
           }
           break;
         }

@@ -33,6 +33,21 @@ export interface GuestOptions {
   /** RAM; the defaults fit firmware tests, a booted Linux with a RAM overlay wants more. */
   memoryMb?: number;
   label?: string;
+  /**
+   * A virtio serial port named bootfarm.lab (/dev/virtio-ports/bootfarm.lab in
+   * the guest) on this host Unix socket (QEMU listens): the lab's command channel
+   * into a booted node (server/lab/guest-shell.ts).
+   */
+  controlSocket?: string;
+}
+
+function controlPort(socket: string | undefined): string[] {
+  if (!socket) return [];
+  return [
+    '-device', 'virtio-serial-pci,id=labser',
+    '-chardev', `socket,id=labctl,path=${socket},server=on,wait=off`,
+    '-device', 'virtserialport,bus=labser.0,chardev=labctl,name=bootfarm.lab',
+  ];
 }
 
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
@@ -46,6 +61,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
       '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
       '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
       '-device', `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
+      ...controlPort(options.controlSocket),
     ], options.label ?? 'qemu-aavmf');
   }
   const accel = qemuAccel();
@@ -57,6 +73,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     // option ROM (romfile=), so OVMF's own VirtioNet driver and UEFI PXE stack run:
     // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
     '-device', firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
+    ...controlPort(options.controlSocket),
   ];
   if (firmware === 'ovmf') {
     const ovmf = findOvmf();

@@ -88,6 +88,13 @@ export interface ServerContainer {
   stop(): Promise<void>;
   /** Stops and starts bootfarm again with the same state dir and network; resolves once it is ready. */
   restart(): Promise<void>;
+  /**
+   * Ends bootfarm's container and leaves it down (the network holder stays):
+   * SIGKILL (a crash, `docker kill`) or SIGTERM (`docker stop`, bootfarm's own shutdown).
+   */
+  halt(signal: 'SIGKILL' | 'SIGTERM'): Promise<void>;
+  /** Starts bootfarm's container again after halt(); resolves once it is ready. */
+  start(): Promise<void>;
   /** Everything bootfarm wrote so far (stdout and stderr, JSON lines), across restarts. */
   logs(): Promise<string>;
 }
@@ -318,6 +325,25 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
     await attach(netnsPid, net, hostIfname as string);
   };
 
+  const halt = async (signal: 'SIGKILL' | 'SIGTERM'): Promise<void> => {
+    try {
+      if (signal === 'SIGKILL') await main.kill({ signal: 'SIGKILL' });
+      else await main.stop({ t: 10 });
+    } catch (err) {
+      // 304 (stop) / 409 (kill): it was not running (it had exited).
+      const code = (err as { statusCode?: number }).statusCode;
+      if (code !== 304 && code !== 409) throw err;
+    }
+  };
+  const start = async (): Promise<void> => {
+    const before = countReady(await containerLogs(main));
+    await ensureNetwork();
+    await main.start();
+    await waitReady(main, before, timeoutMs, `container ${name} (restart)`);
+    pid = await pidOf(main);
+    if (!holder) netnsPid = pid;
+  };
+
   return {
     id: main.id,
     name,
@@ -332,19 +358,11 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       return containerLogs(main);
     },
     async restart() {
-      const before = countReady(await containerLogs(main));
-      try {
-        await main.stop({ t: 10 });
-      } catch (err) {
-        // 304: it was not running (it had exited): start it all the same.
-        if ((err as { statusCode?: number }).statusCode !== 304) throw err;
-      }
-      await ensureNetwork();
-      await main.start();
-      await waitReady(main, before, timeoutMs, `container ${name} (restart)`);
-      pid = await pidOf(main);
-      if (!holder) netnsPid = pid;
+      await halt('SIGTERM');
+      await start();
     },
+    halt,
+    start,
     async stop() {
       try {
         await main.stop({ t: 10 });

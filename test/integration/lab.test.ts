@@ -3,14 +3,17 @@
 // guest, an arm64 UEFI guest and the scripted Raspberry Pi 4 against bootfarm,
 // and follows each to "joined". One more node is given an image that does not
 // exist: it fails with a clear summary while the others pass. Then bootfarm's
-// container is restarted during a boot, and the cluster refuses a node's join.
+// container is restarted during a boot, killed under a joined node (whose root
+// must survive), and the cluster refuses a node's join.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
 import { NetLab } from '../../server/lab/netlab.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 import type { NodeResult } from '../../server/lab/lab.js';
+import type { OutageReport } from '../../server/lab/outage.js';
 
 const CLI = path.join(REPO_ROOT, 'dist/server/cli/main.js');
 // Kept between runs on a developer machine (an unchanged rebuild is a cache hit); CI starts empty.
@@ -55,11 +58,13 @@ describe('emulation lab: power-on to joined', () => {
       const files = node.events.filter((e) => e.type === 'http.file' || e.type === 'tftp.file').map((e) => String(e.detail?.path));
       expect(files).toContain(`images/lab/${arch}/vmlinuz`);
       expect(files).toContain(`images/lab/${arch}/initrd.img`);
-      expect(node.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(`lab/${arch}`);
+      // The versioned export (<image>/<version>/<arch>): a reconnect gets the same bytes.
+      const rootExport = `lab/${readlinkSync(path.join(IMAGES, 'lab', 'current'))}/${arch}`;
+      expect(node.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(rootExport);
       // What the node saw from inside: read-only squashfs under a tmpfs overlay, its
       // name, and the effects of its PREINIT, FSTAB, SYSCTL and RCFILE entries.
       const seen = JSON.parse(node.observed as string) as Observed;
-      expect(seen.root).toMatchObject({ fs: 'overlay', lower: { fs: 'squashfs', readOnly: true, export: `lab/${arch}` }, upper: 'tmpfs' });
+      expect(seen.root).toMatchObject({ fs: 'overlay', lower: { fs: 'squashfs', readOnly: true, export: rootExport }, upper: 'tmpfs' });
       expect(seen.hostname).toBe(node.hostname);
       expect(seen.machine).toBe(arch === 'arm64' ? 'aarch64' : 'x86_64');
       expect(seen.preinit.PREINIT_00_LAB).toEqual({ ok: true, out: 'preinit-ran' });
@@ -98,6 +103,30 @@ describe('emulation lab: power-on to joined', () => {
     expect((json as LabJson & { restarts: Array<{ afterStep: string }> }).restarts).toEqual([expect.objectContaining({ afterStep: 'initrd', node: 'amd64-bios' })]);
     expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
   }, 30 * 60_000);
+
+  it('a joined node keeps its root while bootfarm is killed, kept down 30 s and started again', async () => {
+    // server/lab/outage.ts: SIGKILL of bootfarm's container with the root attached; a
+    // read issued while it is down blocks and finishes once it is back; then a cold
+    // read of another file never read before, a file on the overlay, the agent's report.
+    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-after-join', '30']);
+    const [node] = json.results as [NodeResult & { outage?: OutageReport }];
+    expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
+    expect(node.ok, node.failure).toBe(true);
+    const outage = node.outage as OutageReport;
+    expect(outage.signal).toBe('SIGKILL');
+    expect(outage.downSeconds).toBeGreaterThanOrEqual(30);
+    expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
+    expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
+    expect(outage.afterReturn.file).not.toBe(outage.blockedRead.file);
+    expect(outage.afterReturn.overlay.read).toBe(outage.afterReturn.overlay.wrote);
+    expect(outage.afterReturn.agentAlive).toBe(true);
+    expect(outage.failure).toBeUndefined();
+    // The node's kernel log: its client noticed, waited, reconnected; nothing failed below squashfs.
+    const consoleText = readFileSync(node.console, 'utf8');
+    expect(consoleText).toMatch(/bootfarm-nbd: connection to 10\.9\.0\.1:10809 lost/);
+    expect(consoleText).toMatch(/bootfarm-nbd: reconnected to 10\.9\.0\.1:10809 after [\d.]+ s/);
+    expect(consoleText).not.toMatch(/SQUASHFS error|I\/O error, dev nbd0|Buffer I\/O error/);
+  }, 45 * 60_000);
 
   it('a node whose join the cluster refuses fails with the reason', async () => {
     const { code, json } = await lab(['--nodes', 'amd64-uefi', '--refuse-join', 'amd64-uefi']);

@@ -1,0 +1,140 @@
+// The lab's server outage with a node's root attached (issue 12): bootfarm is
+// killed (or stopped), kept down, started again; the node must live through it.
+// While bootfarm is down the node is told to drop its page cache and read a file
+// it never read: that read blocks (it must not fail) and finishes once bootfarm
+// is back. Then, with bootfarm up, the cache is dropped again and another unread
+// file is read, a file is written and read back on the overlay, and the node's
+// agent reports to bootfarm. Both files' sha256 are compared with the image's.
+import { run } from './proc.js';
+import { guestRun } from './guest-shell.js';
+
+export interface OutagePlan {
+  signal: 'SIGKILL' | 'SIGTERM';
+  downSeconds: number;
+  /** The node's image (host path), where the files and their digests come from. */
+  squashfs: string;
+  /** The node's command channel (server/lab/guest-shell.ts). */
+  controlSocket: string;
+  halt: (signal: 'SIGKILL' | 'SIGTERM') => Promise<void>;
+  start: () => Promise<void>;
+  /** The node's boot timeline as bootfarm records it. */
+  events: () => Promise<Array<{ at: string; type: string }>>;
+  log: (line: string) => void;
+}
+
+export interface ReadCheck {
+  file: string;
+  bytes: number;
+  /** From the image. */
+  expected: string;
+  /** What the node read. */
+  sha256: string;
+}
+
+export interface OutageReport {
+  signal: 'SIGKILL' | 'SIGTERM';
+  /** From the moment bootfarm was gone to the moment it was started again. */
+  downSeconds: number;
+  /** Issued while bootfarm was down: it blocked, and ended this long after bootfarm was ready again. */
+  blockedRead: ReadCheck & { finishedAfterReadySeconds: number };
+  /** Issued once bootfarm was back; seconds: the node's own time for the cold read. */
+  afterReturn: ReadCheck & { seconds: number; overlay: { wrote: string; read: string }; agentAlive: boolean };
+  failure?: string;
+}
+
+/** The largest kernel modules of the image: files no boot reads (a loaded module is not in the page cache). */
+export async function unreadFiles(squashfs: string, count: number): Promise<Array<{ file: string; bytes: number; expected: string }>> {
+  const list = await run('unsquashfs', ['-lls', '-d', '', squashfs], 120_000);
+  if (list.code !== 0) throw new Error(`unsquashfs -lls ${squashfs}: ${list.stderr}`);
+  const files = list.stdout.split('\n').flatMap((line) => {
+    // -rw-r--r-- root/root  1234567 2024-01-01 00:00 /usr/lib/modules/6.1.0/kernel/drivers/x.ko
+    const m = /^-\S+\s+\S+\s+(\d+)\s+\S+\s+\S+\s+(\/usr\/lib\/modules\/\S+\.ko(\.xz|\.zst)?)$/.exec(line);
+    return m ? [{ file: m[2] as string, bytes: Number(m[1]) }] : [];
+  }).sort((a, b) => b.bytes - a.bytes).slice(0, count);
+  if (files.length < count) throw new Error(`${squashfs}: fewer than ${count} kernel modules to read`);
+  const out = [];
+  for (const f of files) {
+    const sum = await run('sh', ['-c', 'unsquashfs -cat "$1" "$2" | sha256sum', 'sh', squashfs, f.file], 120_000);
+    if (sum.code !== 0) throw new Error(`unsquashfs -cat ${f.file}: ${sum.stderr}`);
+    out.push({ ...f, expected: sum.stdout.split(' ')[0] as string });
+  }
+  return out;
+}
+
+/** The node drops its page cache and reads `file`; prints `READ <sha256> <seconds>`. */
+function readScript(file: string): string {
+  return [
+    'echo 3 > /proc/sys/vm/drop_caches',
+    's=$(date +%s.%N)',
+    `h=$(sha256sum '${file}' | cut -d' ' -f1)`,
+    'e=$(date +%s.%N)',
+    'echo "READ $h $(echo "$s $e" | awk \'{printf "%.2f", $2 - $1}\')"',
+  ].join('\n');
+}
+
+/** A file written on the overlay and read back, and a report through the node's agent. */
+function aliveScript(token: string): string {
+  return [
+    `echo '${token}' > /var/tmp/bootfarm-lab-outage && sync`,
+    'echo "OVERLAY $(cat /var/tmp/bootfarm-lab-outage)"',
+    '. /usr/lib/bootfarm/lib.sh && bf_cmdline && bf_fetch_config && bf_report alive ok "root and overlay readable after a server outage"',
+  ].join('\n');
+}
+
+function parseRead(output: string): { sha256: string; seconds: number } | undefined {
+  const m = /^READ ([0-9a-f]{64}) ([\d.]+)$/m.exec(output);
+  return m ? { sha256: m[1] as string, seconds: Number(m[2]) } : undefined;
+}
+
+const since = (t: number) => Math.round((Date.now() - t) / 100) / 10;
+
+export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
+  const [blockedFile, afterFile] = (await unreadFiles(plan.squashfs, 2)) as [Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>];
+  // The channel works before anything else happens (the node's shell is up).
+  const hello = await guestRun(plan.controlSocket, 'uname -n', 120_000);
+  plan.log(`node shell: ${hello.output.trim()}`);
+
+  await plan.halt(plan.signal);
+  const downAt = Date.now();
+  plan.log(`bootfarm halted (${plan.signal}); down for ${plan.downSeconds} s`);
+  // Issued while bootfarm is away: it must block, not fail.
+  const blocked = guestRun(plan.controlSocket, readScript(blockedFile.file), (plan.downSeconds + 900) * 1000);
+  let blockedDone: number | undefined;
+  void blocked.then(() => { blockedDone = Date.now(); }, () => undefined);
+  await new Promise((r) => setTimeout(r, plan.downSeconds * 1000));
+  const early = blockedDone !== undefined;
+  const downSeconds = since(downAt);
+  await plan.start();
+  const readyAt = Date.now();
+  plan.log(`bootfarm started again after ${downSeconds} s down`);
+  const b = await blocked;
+  const blockedRead = { ...blockedFile, sha256: parseRead(b.output)?.sha256 ?? '', finishedAfterReadySeconds: Math.round(((blockedDone ?? Date.now()) - readyAt) / 100) / 10 };
+  plan.log(`read issued while down finished ${blockedRead.finishedAfterReadySeconds} s after bootfarm was ready (exit ${b.code})`);
+
+  const token = `outage-${downAt}`;
+  const a = await guestRun(plan.controlSocket, `${readScript(afterFile.file)}\n${aliveScript(token)}`, 900_000);
+  const read = parseRead(a.output);
+  const overlay = /^OVERLAY (.*)$/m.exec(a.output)?.[1] ?? '';
+  let agentAlive = false;
+  for (let tries = 0; tries < 30 && !agentAlive; tries++) {
+    agentAlive = (await plan.events()).some((e) => e.type === 'agent.alive' && Date.parse(e.at) >= readyAt - 1000);
+    if (!agentAlive) await new Promise((r) => setTimeout(r, 1000));
+  }
+  const report: OutageReport = {
+    signal: plan.signal,
+    downSeconds,
+    blockedRead,
+    afterReturn: { ...afterFile, sha256: read?.sha256 ?? '', seconds: read?.seconds ?? -1, overlay: { wrote: token, read: overlay }, agentAlive },
+  };
+  const failures = [
+    early ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
+    b.code !== 0 ? `the read issued while bootfarm was down failed (exit ${b.code}): ${b.output.slice(-500)}` : '',
+    blockedRead.sha256 !== blockedRead.expected ? `${blockedRead.file}: sha256 ${blockedRead.sha256 || '(none)'} != image ${blockedRead.expected}` : '',
+    a.code !== 0 ? `the checks after bootfarm came back failed (exit ${a.code}): ${a.output.slice(-500)}` : '',
+    report.afterReturn.sha256 !== afterFile.expected ? `${afterFile.file}: sha256 ${report.afterReturn.sha256 || '(none)'} != image ${afterFile.expected}` : '',
+    overlay !== token ? `overlay: wrote ${token}, read ${JSON.stringify(overlay)}` : '',
+    agentAlive ? '' : 'the agent did not report after bootfarm came back',
+  ].filter(Boolean);
+  if (failures.length) report.failure = `server outage: ${failures.join('; ')}`;
+  return report;
+}
