@@ -2,11 +2,12 @@
 // ports cannot collide with anything else on the machine, and tpm2-tools run
 // against it. Each instance gets its own state directory, so its endorsement
 // seed, and so its EK, differs from every other instance's.
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NetLab } from '../../server/lab/netlab.js';
 import type { Background, RunResult } from '../../server/lab/proc.js';
+import { spawnSwtpm } from '../../server/lab/swtpm.js';
 import { waitUntil } from './wait.js';
 
 export interface TpmKeys {
@@ -25,13 +26,13 @@ export class Swtpm {
     return `swtpm:host=127.0.0.1,port=${this.port}`;
   }
 
-  /** Starts swtpm on 127.0.0.1:port (control channel port+1) in `ns`; resolves once it answers TPM commands. */
-  static async start(lab: NetLab, ns: string, port: number): Promise<Swtpm> {
+  /**
+   * Starts swtpm on 127.0.0.1:port (control channel port+1) in `ns` for the TPM
+   * kept in `stateDir` (a new one by default); resolves once it answers TPM commands.
+   */
+  static async start(lab: NetLab, ns: string, port: number, stateDir?: string): Promise<Swtpm> {
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-swtpm-'));
-    mkdirSync(path.join(dir, 'state'));
-    const bg = lab.spawn(ns, 'swtpm', ['socket', '--tpm2', '--tpmstate', `dir=${path.join(dir, 'state')}`,
-      '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-      '--flags', 'not-need-init,startup-clear'], `swtpm:${port}`);
+    const bg = spawnSwtpm(lab, ns, stateDir ?? path.join(dir, 'state'), { kind: 'tcp', port });
     const tpm = new Swtpm(lab, ns, port, dir, bg);
     await waitUntil(async () => {
       if (bg.child.exitCode !== null) throw new Error(`swtpm exited (${bg.child.exitCode}):\n${bg.lines.join('\n')}`);
