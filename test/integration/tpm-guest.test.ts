@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { findOvmf, qemuAccel } from '../../server/lab/qemu.js';
-import { qemuTpmArgs, spawnSwtpm } from '../../server/lab/swtpm.js';
+import { enrolEk, qemuTpmArgs, spawnSwtpm } from '../../server/lab/swtpm.js';
 import { objectName, parsePublic } from '../../server/tpm/public-area.js';
 import { Swtpm } from '../lib/swtpm.js';
 import { waitUntil } from '../lib/wait.js';
@@ -38,9 +38,7 @@ describe('OVMF guest with swtpm', () => {
 
   it('the guest firmware starts and measures into the TPM whose EK was registered', async () => {
     // Enrolment: the EK, read over TCP from the state directory.
-    const enrol = await Swtpm.start(lab, host.ns, 2321, state);
-    const registered = (await enrol.createKeys('rsa', 'enrol')).ekPub;
-    await enrol.stop();
+    const registered = await enrolEk(lab, host.ns, state, 2321);
 
     const socket = path.join(dir, 'swtpm.sock');
     const log = path.join(dir, 'swtpm.log');

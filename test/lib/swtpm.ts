@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NetLab } from '../../server/lab/netlab.js';
 import type { Background, RunResult } from '../../server/lab/proc.js';
-import { spawnSwtpm } from '../../server/lab/swtpm.js';
-import { waitUntil } from './wait.js';
+import { startTcpSwtpm, swtpmTcti } from '../../server/lab/swtpm.js';
 
 export interface TpmKeys {
   ekPub: Buffer;
@@ -23,7 +22,7 @@ export class Swtpm {
 
   /** TPM2TOOLS_TCTI for this instance, as seen from inside its namespace. */
   get tcti(): string {
-    return `swtpm:host=127.0.0.1,port=${this.port}`;
+    return swtpmTcti(this.port);
   }
 
   /**
@@ -32,13 +31,7 @@ export class Swtpm {
    */
   static async start(lab: NetLab, ns: string, port: number, stateDir?: string): Promise<Swtpm> {
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-swtpm-'));
-    const bg = spawnSwtpm(lab, ns, stateDir ?? path.join(dir, 'state'), { kind: 'tcp', port });
-    const tpm = new Swtpm(lab, ns, port, dir, bg);
-    await waitUntil(async () => {
-      if (bg.child.exitCode !== null) throw new Error(`swtpm exited (${bg.child.exitCode}):\n${bg.lines.join('\n')}`);
-      return (await tpm.tool('tpm2_getrandom', ['--hex', '4'])).code === 0;
-    }, 20_000, `swtpm on port ${port}`);
-    return tpm;
+    return new Swtpm(lab, ns, port, dir, await startTcpSwtpm(lab, ns, stateDir ?? path.join(dir, 'state'), port));
   }
 
   tool(name: string, args: string[]): Promise<RunResult> {
