@@ -3,6 +3,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import type { NetLab } from './netlab.js';
 import type { Background } from './proc.js';
+import { qemuTpmArgs } from './swtpm.js';
 
 /**
  * KVM when /dev/kvm is usable and is not the nested "kvm_pvm" backend (which only
@@ -39,6 +40,8 @@ export interface GuestOptions {
    * into a booted node (server/lab/guest-shell.ts).
    */
   controlSocket?: string;
+  /** x86 only: a TPM 2.0 from the swtpm listening on this Unix control socket (server/lab/swtpm.ts, kubernetes.admission: tpm). */
+  tpmSocket?: string;
 }
 
 function controlPort(socket: string | undefined): string[] {
@@ -74,6 +77,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
     '-device', firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
     ...controlPort(options.controlSocket),
+    ...(options.tpmSocket ? qemuTpmArgs(options.tpmSocket) : []),
   ];
   if (firmware === 'ovmf') {
     const ovmf = findOvmf();

@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
-import { findOvmf, qemuAccel } from '../../server/lab/qemu.js';
-import { enrolEk, qemuTpmArgs, spawnSwtpm } from '../../server/lab/swtpm.js';
+import { startGuest } from '../../server/lab/qemu.js';
+import { enrolEk, spawnSwtpm } from '../../server/lab/swtpm.js';
 import { objectName, parsePublic } from '../../server/tpm/public-area.js';
 import { Swtpm } from '../lib/swtpm.js';
 import { waitUntil } from '../lib/wait.js';
@@ -44,12 +44,8 @@ describe('OVMF guest with swtpm', () => {
     const log = path.join(dir, 'swtpm.log');
     const tpm = spawnSwtpm(lab, host.ns, state, { kind: 'qemu', socket }, log);
     await waitUntil(() => existsSync(socket), 20_000, 'swtpm\'s control socket');
-    const ovmf = findOvmf();
-    expect(ovmf, 'OVMF (apt-get install ovmf)').toBeDefined();
-    const guest = lab.spawn(lab.switchNs, 'qemu-system-x86_64', [
-      '-machine', 'q35', '-accel', qemuAccel(), '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot', '-net', 'none',
-      '-bios', ovmf as string, ...qemuTpmArgs(socket),
-    ], 'qemu-ovmf-tpm');
+    // The lab's own guest (its NIC on the lab bridge finds no DHCP server: the firmware measures before it tries).
+    const guest = await startGuest(lab, 'ovmf', '52:54:00:00:0c:01', { tpmSocket: socket, label: 'qemu-ovmf-tpm' });
     const trace = () => (existsSync(log) ? readFileSync(log, 'latin1') : '');
     await waitUntil(() => command(TPM_CC_PCR_EXTEND).test(trace()), 120_000, 'the firmware\'s first TPM2_PCR_Extend');
     expect(trace()).toMatch(command(TPM_CC_STARTUP));
