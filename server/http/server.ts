@@ -3,6 +3,7 @@
 // declared in routes() below.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
@@ -89,6 +90,15 @@ export class HttpBootServer {
       keepAliveTimeout: limits.keepAliveTimeoutSeconds * 1000,
     });
     applyConnectionLimits(this.app.server, limits, metrics, logger);
+    // A response whose headers go out after the drain began (its request was being
+    // resolved when SIGTERM came) says keep-alive, and Node then leaves the idle
+    // connection open until keepAliveTimeoutSeconds, holding the close: it is
+    // closed once idle. (One whose headers went out before is closed by Node.)
+    this.app.server.on('request', (_req, res: ServerResponse) => {
+      res.once('close', () => {
+        if (this.closing) setImmediate(() => this.app.server.closeIdleConnections());
+      });
+    });
     this.app.setValidatorCompiler(validatorCompiler);
     // Validation problems are already sentences naming the field (api/validation.ts).
     this.app.setSchemaErrorFormatter((errors) => {

@@ -45,12 +45,16 @@ describe('graceful stop (SIGTERM)', () => {
 
   it('lets a large TFTP and a large HTTP download finish, refuses new ones meanwhile, and exits 0', async () => {
     // The client is a node of the file: the files it is served go on its boot timeline, in the state.
-    const config = { server: { address: SERVER, drainSeconds: 120 }, tftp: { root }, http: { port: 8080 }, api: { token: API_TOKEN }, nodes: [NODE] };
+    // Idle keep-alive connections would stay open for an hour: only the drain closing them ends it before drainSeconds.
+    const config = { server: { address: SERVER, drainSeconds: 120 }, tftp: { root }, http: { port: 8080, keepAliveTimeoutSeconds: 3600 }, api: { token: API_TOKEN }, nodes: [NODE] };
     const server = await startBootfarm(lab, srv.ns, config);
     const tftp = lab.spawn(client.ns, process.execPath, nodeArgs(PEERS, ['slow', SERVER, 'tftp.bin', '3']), 'tftp-slow');
     await tftp.waitFor((l) => l.startsWith('{"port"'), 30_000, 'the TFTP transfer to start');
     const httpOut = path.join(work, 'http.out');
-    const http = lab.spawn(client.ns, 'curl', ['-sS', '--limit-rate', '1M', '-o', httpOut, '-w', 'curl-done %{http_code}\n', `http://${SERVER}:8080/http.bin`], 'curl-slow');
+    // Like firmware fetching a kernel, then an initrd: curl keeps the connection open after the first
+    // response, for a second request it would send an hour later (--rate 1/h).
+    const url = `http://${SERVER}:8080/http.bin`;
+    const http = lab.spawn(client.ns, 'curl', ['-sS', '--rate', '1/h', '--limit-rate', '1M', '-w', '%{stderr}curl-done %{http_code}\n', '-o', httpOut, url, '-o', '/dev/null', url], 'curl-slow');
     await waitUntil(() => (statSync(httpOut, { throwIfNoEntry: false })?.size ?? 0) > 0, 30_000, 'the HTTP download to start');
 
     const since = server.bg.lines.length;
@@ -70,6 +74,7 @@ describe('graceful stop (SIGTERM)', () => {
     expect(tftpDone).toEqual({ size: files.get('tftp.bin')?.length, sha256: sha(files.get('tftp.bin') as Buffer) });
     expect(await http.waitFor((l) => l.startsWith('curl-done'), 120_000, 'the HTTP download to end')).toBe('curl-done 200');
     expect(sha(readFileSync(httpOut))).toBe(sha(files.get('http.bin') as Buffer));
+    await http.stop('SIGKILL');
 
     expect(await server.bg.exited).toBe(0);
     const after = server.logs().slice(since).map((l) => l.msg);
