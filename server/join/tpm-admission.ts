@@ -57,6 +57,7 @@ export interface TpmAdmissionDeps {
 interface Pending {
   bootId: string;
   secret: Buffer;
+  ek: TpmPublic;
   ekName: Buffer;
   akName: Buffer;
   source: EkSource;
@@ -73,7 +74,8 @@ const short = (name: Buffer): string => name.toString('hex');
 
 export class TpmAdmission {
   private readonly pending = new Map<string, Pending>();
-  private readonly attested = new Map<string, string>();
+  /** By MAC: the attested boot, with the EK and AK it proved (what seal() encrypts to). */
+  private readonly attested = new Map<string, { bootId: string; ek: TpmPublic; akName: Buffer }>();
   private readonly challenges = new Map<string, { bootId: string; count: number }>();
   private readonly now: () => number;
 
@@ -83,7 +85,19 @@ export class TpmAdmission {
 
   /** The hook for the join: whether this boot of the node proved its TPM. */
   isAttested(mac: string, bootId: string): boolean {
-    return this.attested.get(mac) === bootId;
+    return this.attested.get(mac)?.bootId === bootId;
+  }
+
+  /**
+   * `data` (at most the EK's digest size: 32 bytes for SHA-256, enough for a
+   * bootstrap token) as a credential only the attested boot's TPM, with its AK,
+   * can recover: tpm2-tools' credential file (`tpm-attest unseal`). For handing
+   * the join token to the node without sending it in the clear.
+   */
+  seal(mac: string, bootId: string, data: Buffer): Buffer {
+    const boot = this.attested.get(mac);
+    if (boot?.bootId !== bootId) throw new Error(`boot ${bootId} of ${mac} is not attested`);
+    return toolsCredentialFile(makeCredential(boot.ek, boot.akName, data));
   }
 
   /** A credential for the node's registered EK, bound to the agent's AK; replaces an unanswered one. */
@@ -116,7 +130,7 @@ export class TpmAdmission {
       throw err;
     }
     const ekName = objectName(ek);
-    this.pending.set(node.mac, { bootId, secret, ekName, akName, source, firstUseEk: source === 'trust-on-first-use' ? request.ekPublic : undefined });
+    this.pending.set(node.mac, { bootId, secret, ek, ekName, akName, source, firstUseEk: source === 'trust-on-first-use' ? request.ekPublic : undefined });
     this.event(node.mac, 'tpm.challenge', { bootId, ek: short(ekName), ak: short(akName), ekSource: source });
     return { credential: toolsCredentialFile(made), ekName, akName, ekType: ek.type };
   }
@@ -156,7 +170,7 @@ export class TpmAdmission {
       if (now && !objectName(now.ek).equals(p.ekName)) this.refuse(node, bootId, 403, 'ek-mismatch', `${node.hostname} got a registered EK ${short(objectName(now.ek))} while this challenge was out`);
       if (!now) await this.deps.registry.trust(node.mac, p.firstUseEk);
     }
-    this.attested.set(node.mac, bootId);
+    this.attested.set(node.mac, { bootId, ek: p.ek, akName: p.akName });
     this.deps.metrics.tpmAttestations.inc({ outcome: 'attested' });
     this.event(node.mac, 'tpm.attested', { bootId, ek: short(p.ekName), ak: short(p.akName), ekSource: p.source });
     this.deps.logger.info({ node: node.hostname, mac: node.mac, bootId, ek: short(p.ekName), ekSource: p.source }, 'boot attested by its TPM');

@@ -103,6 +103,13 @@ nodes:
     expect(await metric('attested')).toBe(1);
     // The answer was single-use.
     expect((await refusedAsync(tpm.answer(nodeA, 'boot-1', secret as Buffer))).reason).toBe('no-challenge');
+
+    // seal(): for this attested boot's TPM and AK only.
+    const token = Buffer.from('abcdef.0123456789abcdef');
+    const sealed = { credential: tpm.seal(MAC_A, 'boot-1', token) } as Challenge;
+    expect((await activate(tpmA, keysA, sealed))?.equals(token)).toBe(true);
+    expect(await activate(tpmB, keysB, sealed)).toBeUndefined();
+    expect(() => tpm.seal(MAC_A, 'boot-2', token)).toThrow(/not attested/);
   });
 
   it("another machine's TPM is refused: by its EK when it sends it, by its wrong answer when it does not", async () => {

@@ -12,6 +12,8 @@ import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
 import { AgentClient, shellVar } from '../lib/agent-client.js';
 import { Swtpm } from '../lib/swtpm.js';
+import { makeCredential, toolsCredentialFile } from '../../server/tpm/make-credential.js';
+import { parsePublic } from '../../server/tpm/public-area.js';
 
 const MAC = '52:54:00:00:0b:01';
 const URL_BASE = 'http://10.9.0.1:8080';
@@ -29,6 +31,7 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
   let other: Swtpm;
   let dir: string;
   let boots = 0;
+  let attestedRun = '';
 
   const cli = (args: string[]) => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, [...args, '--server', URL_BASE, '--token', API_TOKEN]));
   const events = async (): Promise<Array<{ type: string; detail?: Record<string, string> }>> =>
@@ -45,7 +48,7 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${MAC} bootfarm.nonce=${script.nonce}\n`);
     const result = await lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
     // The boot's secret, from the configuration the script fetched and kept (as the agent's join then uses it).
-    return { ...result, secret: shellVar(readFileSync(path.join(run, 'config'), 'utf8'), 'BOOTFARM_SECRET') };
+    return { ...result, run, secret: shellVar(readFileSync(path.join(run, 'config'), 'utf8'), 'BOOTFARM_SECRET') };
   };
 
   beforeAll(async () => {
@@ -94,6 +97,23 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const join = await agent.join(node, MAC, r.secret);
     expect(join.status).toBe(200);
     expect(join.body).toContain('abcdef.0123456789abcdef');
+    attestedRun = r.run;
+  });
+
+  it('tpm-attest unseal: what is sealed to the attested TPM and AK comes back on that TPM only', async () => {
+    const token = Buffer.from('abcdef.0123456789abcdef');
+    // As TpmAdmission.seal makes it: MakeCredential to the registered EK, bound to the boot's AK.
+    const akName = readFileSync(path.join(attestedRun, 'tpm', 'ak.name'));
+    const sealed = path.join(dir, 'sealed.cred');
+    writeFileSync(sealed, toolsCredentialFile(makeCredential(parsePublic(readFileSync(path.join(dir, 'ek.pub'))), akName, token)));
+    const unseal = (tpm: Swtpm, run: string, out: string) =>
+      lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, 'sh', SCRIPT, 'unseal', sealed, out]);
+    const ok = await unseal(registered, attestedRun, path.join(dir, 'unsealed'));
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(readFileSync(path.join(dir, 'unsealed')).equals(token)).toBe(true);
+    const elsewhere = await unseal(other, attestedRun, path.join(dir, 'stolen'));
+    expect(elsewhere.code).not.toBe(0);
+    expect(elsewhere.stdout).toContain('this TPM cannot unseal');
   });
 
   it('the same node booting with another TPM is refused, with the reason on its timeline', async () => {
