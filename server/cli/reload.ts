@@ -10,6 +10,7 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import { controlSocketPath, sendControlCommand } from '../control-socket.js';
 import type { ReloadOutcome } from '../reload.js';
+import { SetupError } from '../errors.js';
 
 /**
  * The state directory the configuration names. The file may be the broken edit
@@ -53,7 +54,7 @@ export function registerReloadCommand(program: Command, fail: (err: unknown) => 
         if (!opts.config && !opts.stateDir) throw new ConfigError([{ file: '(command line)', line: undefined, column: undefined, key: '', message: 'give --config <file> or --state-dir <dir>' }]);
         const stateDir = opts.stateDir ?? stateDirOf(opts.config as string);
         const answer = await sendControlCommand(controlSocketPath(stateDir), 'config-reload') as ReloadOutcome | { outcome: 'error'; message: string };
-        if (answer.outcome === 'error') throw new Error(answer.message);
+        if (answer.outcome === 'error') throw new SetupError(`the server answered: ${answer.message}`);
         print(answer);
         process.exit(answer.outcome === 'applied' ? 0 : 2);
       } catch (err) {

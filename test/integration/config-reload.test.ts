@@ -151,5 +151,10 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect((await ltsOf(hostA, NODE_A.mac)).lts).toEqual(['#lts HOSTNAME=node-a', '#lts SCREEN_07=sway']);
     expect((await ltsOf(hostB, NODE_B.mac)).status).toBe(404);
     expect(await server.stop()).toBe(0);
+
+    // With no server running, the command says so.
+    const none = await reloadCli();
+    expect(none.code).toBe(2);
+    expect(none.stderr.trim()).toBe(`bootfarm: no bootfarm is serving with this state directory (nothing answers on ${server.stateDir}/control.sock)`);
   });
 });
