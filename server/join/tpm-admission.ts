@@ -145,7 +145,9 @@ export class TpmAdmission {
       throw err;
     }
     if (registered) {
-      if (offered && !objectName(offered).equals(objectName(registered.ek))) {
+      // An EK of the other type (the agent made RSA, an ECC one is registered) says
+      // nothing: the credential goes to the registered EK, and only its TPM opens it.
+      if (offered && offered.type === registered.ek.type && !objectName(offered).equals(objectName(registered.ek))) {
         this.refuse(node, bootId, 403, 'ek-mismatch', `this machine's TPM has EK ${short(objectName(offered))} (${offered.type}), not ${node.hostname}'s registered EK ${short(objectName(registered.ek))} (${registered.ek.type}, ${registered.source})`);
       }
       return registered;

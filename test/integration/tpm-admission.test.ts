@@ -164,6 +164,18 @@ nodes:
     expect(again.ekName.toString('hex')).toBe(challenge.ekName.toString('hex'));
   });
 
+  it('an ECC EK registered, an RSA EK offered: the challenge is for the registered ECC EK, and only its TPM answers', async () => {
+    const ecc = await tpmA.createKeys('ecc', 'a-ecc');
+    const node = { ...nodeA, tpm: { ek: ecc.ekPub.toString('base64') } };
+    const tpm = admission(false);
+    const challenge = tpm.challenge(node, 'boot-8', { akPublic: keysA.akPub, ekPublic: keysA.ekPub });
+    expect(challenge.ekType).toBe('ecc');
+    expect(await activate(tpmA, { ...keysA, ekCtx: ecc.ekCtx }, challenge)).toBeDefined();
+    // Same type, another TPM's: still a mismatch.
+    const otherEcc = await tpmB.createKeys('ecc', 'b-ecc');
+    expect(refusal(() => tpm.challenge(node, 'boot-8', { akPublic: keysB.akPub, ekPublic: otherEcc.ekPub })).reason).toBe('ek-mismatch');
+  });
+
   it('a registered EK that cannot be used is a refusal with the reason, not a crash', () => {
     const broken = { ...nodeA, tpm: { ek: 'bm90IGFuIEVL' } }; // base64 of "not an EK"
     const err = refusal(() => admission(false).challenge(broken, 'boot-7', { akPublic: keysA.akPub }));

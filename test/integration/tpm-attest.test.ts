@@ -16,6 +16,7 @@ import { makeCredential, toolsCredentialFile } from '../../server/tpm/make-crede
 import { parsePublic } from '../../server/tpm/public-area.js';
 
 const MAC = '52:54:00:00:0b:01';
+const MAC_ECC = '52:54:00:00:0b:02';
 const URL_BASE = 'http://10.9.0.1:8080';
 const API_TOKEN = 'api-token-for-tpm-attest-tests';
 const SCRIPT = path.join(REPO_ROOT, 'imagebuild/agent/tpm-attest');
@@ -34,19 +35,19 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
   let attestedRun = '';
 
   const cli = (args: string[]) => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, [...args, '--server', URL_BASE, '--token', API_TOKEN]));
-  const events = async (): Promise<Array<{ type: string; detail?: Record<string, string> }>> =>
-    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${MAC}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, string> }> }).events;
+  const events = async (mac = MAC): Promise<Array<{ type: string; detail?: Record<string, string> }>> =>
+    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, string> }> }).events;
   const metric = async (outcome: string): Promise<number> =>
     Number(new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
 
   /** A boot of the node: its boot script (the nonce on its kernel command line), then tpm-attest as the agent runs it, with `tpm` as the machine's TPM. */
-  const bootWith = async (tpm: Swtpm) => {
-    const script = await agent.bootScript(node, MAC);
+  const bootWith = async (tpm: Swtpm, host = node, mac = MAC) => {
+    const script = await agent.bootScript(host, mac);
     expect(script.status).toBe(200);
     const run = path.join(dir, `run-${boots++}`);
     const cmdline = `${run}.cmdline`;
-    writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${MAC} bootfarm.nonce=${script.nonce}\n`);
-    const result = await lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
+    writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${mac} bootfarm.nonce=${script.nonce}\n`);
+    const result = await lab.exec(host.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
     // The boot's secret, from the configuration the script fetched and kept (as the agent's join then uses it).
     return { ...result, run, secret: shellVar(readFileSync(path.join(run, 'config'), 'utf8'), 'BOOTFARM_SECRET') };
   };
@@ -129,6 +130,20 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const join = await agent.join(node, MAC, r.secret);
     expect(join.status).toBe(423);
     expect(join.body).not.toContain('abcdef.0123456789abcdef');
+  });
+
+  it('a node with an ECC EK registered through the API: the agent (RSA by default) makes the ECC EK the challenge names, and attests', async () => {
+    const eccNode = await lab.addHost('ecc', { address: '10.9.0.52/24', mac: MAC_ECC });
+    const tpm = await Swtpm.start(lab, eccNode.ns, 2321);
+    const ek = (await tpm.createKeys('ecc', 'enrol-ecc')).ekPub;
+    const added = await agent.curl(srv, `${URL_BASE}/api/v1/nodes`, ['-H', `Authorization: Bearer ${API_TOKEN}`, '-H', 'Content-Type: application/json',
+      '--data-binary', JSON.stringify({ mac: MAC_ECC, hostname: 'node-e', ip: '10.9.0.52', tpm: { ek: ek.toString('base64') } })]);
+    expect(added.status, added.body).toBe(201);
+    const r = await bootWith(tpm, eccNode, MAC_ECC);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect((await events(MAC_ECC)).at(-1)).toMatchObject({ type: 'tpm.attested', detail: { ekSource: 'api' } });
+    expect((await agent.join(eccNode, MAC_ECC, r.secret)).status).toBe(200);
+    await tpm.stop();
   });
 
   it('the routes answer only the boot\'s address with its secret, and refuse hostile bodies with a reason', async () => {
