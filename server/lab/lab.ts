@@ -323,7 +323,7 @@ export class Lab {
   }
 
   /** bootfarm down and up again under a joined node (restartServerAfterJoin). */
-  private async outage(spec: NodeSpec): Promise<OutageReport> {
+  private async outage(spec: NodeSpec, guest: Background): Promise<OutageReport> {
     const signal = this.options.restartSignal ?? 'SIGKILL';
     this.log(`${spec.hostname}: joined; ending bootfarm (${signal}) with the node's root attached (failure injection)`);
     const report = await serverOutage({
@@ -340,6 +340,7 @@ export class Lab {
         else await this.startServerProcess();
       },
       events: () => this.events(spec.mac),
+      console: () => guest.lines,
       log: (line) => this.log(`${spec.hostname}: ${line}`),
     });
     this.restarts.push({ at: new Date().toISOString(), afterStep: 'joined', node: spec.kind });
@@ -408,7 +409,7 @@ export class Lab {
             result.events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
           }
           if (this.options.restartServerAfterJoin !== undefined && spec === this.specs[0] && spec.firmware !== 'pi4') {
-            result.outage = await this.outage(spec);
+            result.outage = await this.outage(spec, guest);
             writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
             if (result.outage.failure) {
               result.ok = false;

@@ -1,8 +1,10 @@
 // The lab's server outage with a node's root attached (issue 12): bootfarm is
 // killed (or stopped), kept down, started again; the node must live through it.
-// While bootfarm is down the node is told to drop its page cache and read a file
-// it never read: that read blocks (it must not fail) and finishes once bootfarm
-// is back. Then, with bootfarm up, the cache is dropped again and another unread
+// Before the kill the node starts reading a file in a loop (dropping its page
+// cache each pass), so requests are in flight when bootfarm dies; every pass must
+// give the image's sha256. While bootfarm is down the node is told to drop its
+// page cache and read a file it never read: that read blocks (it must not fail)
+// and finishes once bootfarm is back. Then, with bootfarm up, the cache is dropped again and another unread
 // file is read, a file is written and read back on the overlay, and the node's
 // agent reports to bootfarm. Both files' sha256 are compared with the image's.
 import { run } from './proc.js';
@@ -19,6 +21,8 @@ export interface OutagePlan {
   start: () => Promise<void>;
   /** The node's boot timeline as bootfarm records it. */
   events: () => Promise<Array<{ at: string; type: string }>>;
+  /** The node's console so far (its kernel log shows the NBD client's reconnects). */
+  console: () => string[];
   log: (line: string) => void;
 }
 
@@ -39,6 +43,10 @@ export interface OutageReport {
   blockedRead: ReadCheck & { finishedAfterReadySeconds: number };
   /** Issued once bootfarm was back; seconds: the node's own time for the cold read. */
   afterReturn: ReadCheck & { seconds: number; overlay: { wrote: string; read: string }; agentAlive: boolean };
+  /** The loop that read across the kill: passes done, and the digests that were not the image's (none). */
+  reader: { file: string; passes: number; wrong: string[] };
+  /** bootfarm-nbd's lines in the node's kernel log from the outage on. */
+  client: string[];
   failure?: string;
 }
 
@@ -81,6 +89,23 @@ function aliveScript(token: string): string {
   ].join('\n');
 }
 
+/** Reads `file` again and again, a cold read each pass, until told to stop; waits for the first pass. */
+function readerStart(file: string): string {
+  return [
+    'rm -f /run/bootfarm-lab-reader /run/bootfarm-lab-reader.stop',
+    `setsid sh -c 'while [ ! -e /run/bootfarm-lab-reader.stop ]; do echo 3 > /proc/sys/vm/drop_caches; sha256sum ${file} >> /run/bootfarm-lab-reader 2>&1 || echo FAILED >> /run/bootfarm-lab-reader; done; echo STOPPED >> /run/bootfarm-lab-reader' </dev/null >/dev/null 2>&1 &`,
+    'while [ ! -s /run/bootfarm-lab-reader ]; do sleep 1; done',
+  ].join('\n');
+}
+
+function readerStop(): string {
+  return [
+    'touch /run/bootfarm-lab-reader.stop',
+    'while ! grep -q STOPPED /run/bootfarm-lab-reader; do sleep 1; done',
+    "sed 's/^/READER /' /run/bootfarm-lab-reader",
+  ].join('\n');
+}
+
 function parseRead(output: string): { sha256: string; seconds: number } | undefined {
   const m = /^READ ([0-9a-f]{64}) ([\d.]+)$/m.exec(output);
   return m ? { sha256: m[1] as string, seconds: Number(m[2]) } : undefined;
@@ -89,10 +114,13 @@ function parseRead(output: string): { sha256: string; seconds: number } | undefi
 const since = (t: number) => Math.round((Date.now() - t) / 100) / 10;
 
 export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
-  const [blockedFile, afterFile] = (await unreadFiles(plan.squashfs, 2)) as [Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>];
+  const [blockedFile, afterFile, loopFile] = (await unreadFiles(plan.squashfs, 3)) as Array<Omit<ReadCheck, 'sha256'>> as [Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>];
   // The channel works before anything else happens (the node's shell is up).
   const hello = await guestRun(plan.controlSocket, 'uname -n', 120_000);
   plan.log(`node shell: ${hello.output.trim()}`);
+  const consoleFrom = plan.console().length;
+  const started = await guestRun(plan.controlSocket, readerStart(loopFile.file), 300_000);
+  if (started.code !== 0) throw new Error(`the node could not start its reading loop: ${started.output}`);
 
   await plan.halt(plan.signal);
   const downAt = Date.now();
@@ -113,6 +141,9 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
 
   const token = `outage-${downAt}`;
   const a = await guestRun(plan.controlSocket, `${readScript(afterFile.file)}\n${aliveScript(token)}`, 900_000);
+  const stopped = await guestRun(plan.controlSocket, readerStop(), 900_000);
+  const passes = [...stopped.output.matchAll(/^READER (.*)$/gm)].map((m) => (m[1] as string).trim()).filter((l) => l !== 'STOPPED');
+  const reader = { file: loopFile.file, passes: passes.length, wrong: passes.filter((l) => l !== `${loopFile.expected}  ${loopFile.file}`) };
   const read = parseRead(a.output);
   const overlay = /^OVERLAY (.*)$/m.exec(a.output)?.[1] ?? '';
   let agentAlive = false;
@@ -125,6 +156,8 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
     downSeconds,
     blockedRead,
     afterReturn: { ...afterFile, sha256: read?.sha256 ?? '', seconds: read?.seconds ?? -1, overlay: { wrote: token, read: overlay }, agentAlive },
+    reader,
+    client: plan.console().slice(consoleFrom).filter((l) => l.includes('bootfarm-nbd:')).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim()),
   };
   const failures = [
     early ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
@@ -134,6 +167,8 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
     report.afterReturn.sha256 !== afterFile.expected ? `${afterFile.file}: sha256 ${report.afterReturn.sha256 || '(none)'} != image ${afterFile.expected}` : '',
     overlay !== token ? `overlay: wrote ${token}, read ${JSON.stringify(overlay)}` : '',
     agentAlive ? '' : 'the agent did not report after bootfarm came back',
+    stopped.code !== 0 || reader.passes < 2 ? `the reading loop did not run across the outage (exit ${stopped.code}, ${reader.passes} passes)` : '',
+    reader.wrong.length ? `the reading loop read wrong or failed: ${reader.wrong.slice(0, 3).join(' | ')}` : '',
   ].filter(Boolean);
   if (failures.length) report.failure = `server outage: ${failures.join('; ')}`;
   return report;
