@@ -4,7 +4,7 @@ import path from 'node:path';
 import { formatSummary, Lab, labDown, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; attack?: boolean; admission?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -26,6 +26,8 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     restartServerAt: opts.restartServerAt ? parseStep(opts.restartServerAt) : undefined,
     restartServerAfterJoin: opts.restartServerAfterJoin === undefined ? undefined : parseSeconds(opts.restartServerAfterJoin),
     restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
+    attack: opts.attack === true,
+    admission: parseAdmission(opts.admission ?? 'approve'),
   });
 }
 
@@ -38,6 +40,11 @@ function parseSeconds(text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 3600) throw new SetupError(`--restart-server-after-join: expected seconds (0-3600), got ${JSON.stringify(text)}`);
   return n;
+}
+
+function parseAdmission(text: string): 'auto' | 'approve' {
+  if (text === 'auto' || text === 'approve') return text;
+  throw new SetupError(`--admission: expected approve (the lab approves each boot as its operator) or auto, got ${JSON.stringify(text)}`);
 }
 
 function parseSignal(text: string): 'SIGKILL' | 'SIGTERM' {
@@ -59,7 +66,9 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
     .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`)
     .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
-    .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill');
+    .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill')
+    .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator) or auto', 'approve')
+    .option('--attack', 'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm');
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
     .option('--json', 'print the results as JSON on stdout')

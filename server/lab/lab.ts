@@ -18,6 +18,7 @@ import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';
 import { GUEST_SHELL_RCFILE } from './guest-shell.js';
 import { serverOutage, type OutageReport } from './outage.js';
+import { LabAttacker, type AttackReport } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 
 export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
@@ -88,6 +89,8 @@ export interface NodeResult {
   console: string;
   /** The server outage this node lived through after it joined (restartServerAfterJoin). */
   outage?: OutageReport;
+  /** What the lab's attacker tried against this node and how bootfarm answered (attack). */
+  attack?: AttackReport;
 }
 
 export interface LabOptions {
@@ -116,6 +119,18 @@ export interface LabOptions {
    */
   restartServerAfterJoin?: number;
   restartSignal?: 'SIGKILL' | 'SIGTERM';
+  /**
+   * An attacker on the lab segment (server/lab/attacker.ts) goes after every QEMU
+   * node while it boots and after it joined; a node whose boot, nonce, secret or
+   * token the attacker gets, or whose replay leaves no alarm, fails.
+   */
+  attack?: boolean;
+  /**
+   * kubernetes.admission for the lab's bootfarm. `approve` (the default: the
+   * strictest mode every lab machine supports) has the lab act as the operator:
+   * it approves a node's boot once the boot waits, as `bootfarm node approve` would.
+   */
+  admission?: 'auto' | 'approve';
 }
 
 export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
@@ -173,6 +188,7 @@ export class Lab {
   readonly restarts: Array<{ at: string; afterStep: Step; node: LabNodeKind }> = [];
   private kubeApi: Background | undefined;
   private kubeHost: LabHost | undefined;
+  private attacker: LabAttacker | undefined;
   readonly workDir: string;
   readonly apiToken = randomBytes(18).toString('base64url');
 
@@ -185,6 +201,16 @@ export class Lab {
     });
     this.workDir = options.workDir ?? mkdtempSync('/var/tmp/bootfarm-lab-');
     mkdirSync(path.join(this.workDir, 'consoles'), { recursive: true });
+  }
+
+  private get admission(): 'auto' | 'approve' {
+    return this.options.admission ?? 'approve';
+  }
+
+  /** The lab as the operator: approves the node's boot that waits for admission (POST /api/v1/nodes/{mac}/approve). */
+  private async approve(spec: NodeSpec): Promise<void> {
+    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${spec.mac}/approve`], 10_000);
+    this.log(`${spec.hostname}: boot waits for admission; approved by the lab as its operator (HTTP ${r.stdout})`);
   }
 
   private log(line: string): void {
@@ -243,7 +269,7 @@ export class Lab {
         };
       }),
       unknownNodes: 'discover',
-      kubernetes: { apiServer: `${KUBE}:6443`, caCertFile: kube.caCertFile, kubeconfig: kube.kubeconfig, tokenTtl: '30m', version: 'v1.31' },
+      kubernetes: { apiServer: `${KUBE}:6443`, caCertFile: kube.caCertFile, kubeconfig: kube.kubeconfig, tokenTtl: '30m', version: 'v1.31', admission: this.admission },
       api: { token: this.apiToken },
       log: { level: 'info' },
     };
@@ -264,6 +290,14 @@ export class Lab {
     this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443', ...this.specs.filter((sp) => this.options.refuseJoin?.includes(sp.kind)).flatMap((sp) => ['--refuse-node', sp.hostname])], 'fake-kube-api');
     const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as { caCertFile: string; kubeconfig: string };
     this.log(`fake Kubernetes API on ${KUBE}:6443`);
+    if (this.options.attack) {
+      this.attacker = await LabAttacker.create(this.net, {
+        server: SERVER, http: HTTP, apiToken: this.apiToken,
+        forgedDhcp: { execPath: this.options.cli.execPath, args: [...this.options.cli.args.slice(0, -1), sibling(this.options.cli.args, 'forged-dhcp-main')] },
+        log: (line) => this.log(`attacker: ${line}`),
+      });
+      this.log('attacker on the lab segment (10.9.0.66, and a claimed pool address)');
+    }
 
     const configFile = path.join(this.workDir, 'bootfarm.yaml');
     this.configFile = configFile;
@@ -376,6 +410,9 @@ export class Lab {
     const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', events: [], console: consoleFile };
     let exited: number | null | undefined;
     void guest.exited.then((code) => { exited = code; });
+    let approvedBoot = false;
+    const attackStop = new AbortController();
+    const attack = this.attacker && spec.firmware !== 'pi4' ? this.attacker.duringBoot(spec, attackStop.signal) : undefined;
     try {
       for (;;) {
         await new Promise((r) => setTimeout(r, 1000));
@@ -387,6 +424,10 @@ export class Lab {
         result.timeline = seen.timeline;
         result.observed = seen.observed ?? result.observed;
         result.lastStep = [...STEPS].reverse().find((s) => seen.timeline[s] !== undefined) ?? 'power-on';
+        if (this.admission === 'approve' && !approvedBoot && events.some((e) => e.type === 'boot.pending-admission')) {
+          approvedBoot = true;
+          await this.approve(spec);
+        }
         const restartAt = this.options.restartServerAt;
         if (restartAt && !this.restarted && seen.timeline[restartAt] !== undefined && spec === this.specs[0]) {
           this.restarted = this.restartServer(spec.kind, restartAt);
@@ -402,6 +443,15 @@ export class Lab {
         }
         if (seen.timeline.joined !== undefined) {
           result.ok = true;
+          if (attack && this.attacker) {
+            attackStop.abort();
+            result.attack = await this.attacker.afterJoin(spec, await attack, guest.lines.join('\n'), () => this.events(spec.mac));
+            this.log(`${spec.hostname}: attacker made ${result.attack.probes} requests and sent ${result.attack.forgedDhcp.sent} forged REQUESTs; alarms ${result.attack.alarms.join(', ') || 'none'}`);
+            if (result.attack.failures.length > 0) {
+              result.ok = false;
+              result.failure = `attacker: ${result.attack.failures.slice(0, 5).join('; ')}`;
+            }
+          }
           // bootfarm deletes the node's token right after "joined" (server/join/boot-sessions.ts),
           // one API call later: wait for that to be on the timeline too, so the timeline is whole.
           for (let tries = 0; tries < 15 && awaitsRevoke(result.events); tries++) {
@@ -428,6 +478,8 @@ export class Lab {
         if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s`; break; }
       }
     } finally {
+      attackStop.abort();
+      await attack?.catch(() => undefined);
       if (!this.options.keep || spec.firmware === 'pi4') await guest.stop('SIGTERM', 3000);
       writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
     }

@@ -4,7 +4,8 @@
 // and follows each to "joined". One more node is given an image that does not
 // exist: it fails with a clear summary while the others pass. Then bootfarm's
 // container is restarted during a boot, killed under a joined node (whose root
-// must survive), and the cluster refuses a node's join.
+// must survive), and the cluster refuses a node's join. In the first run an
+// attacker on the segment goes after every QEMU node (issue 11's attacks).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -42,8 +43,8 @@ describe('emulation lab: power-on to joined', () => {
     execFileSync(process.execPath, [CLI, 'image', 'build', '--name', 'lab', '--arch', 'amd64,arm64', '--images-dir', IMAGES, '--plain'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 60 * 60_000 });
   }, 60 * 60_000);
 
-  it('amd64 BIOS, arm64 UEFI and a Pi 4 boot and join; a node without its image fails clearly', async () => {
-    const { code, json, stderr } = await lab(['--nodes', 'amd64-bios,arm64-uefi,pi4,amd64-uefi', '--missing-image', 'amd64-uefi']);
+  it('amd64 BIOS, arm64 UEFI and a Pi 4 boot and join with an attacker on the segment; a node without its image fails clearly', async () => {
+    const { code, json, stderr } = await lab(['--nodes', 'amd64-bios,arm64-uefi,pi4,amd64-uefi', '--missing-image', 'amd64-uefi', '--attack']);
     expect(code, stderr.slice(-3000)).toBe(1);
     const byKind = new Map(json.results.map((r) => [r.kind, r]));
 
@@ -77,6 +78,21 @@ describe('emulation lab: power-on to joined', () => {
       expect(registered?.tokenId).toBe(minted);
       expect(registered?.labels).toMatchObject({ 'kubernetes.io/arch': arch, 'bootfarm.dev/lab': 'true' });
       expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+      // kubernetes.admission: approve, the lab's default: the token came after the lab approved the boot.
+      const types = node.events.map((e) => e.type);
+      expect(types.indexOf('boot.approved'), kind).toBeGreaterThan(types.indexOf('boot.pending-admission'));
+      expect(types.indexOf('token.minted')).toBeGreaterThan(types.indexOf('boot.approved'));
+      // The attacker (server/lab/attacker.ts) raced the node all through its boot from
+      // its own address and from a pool address it claimed with forged REQUESTs for
+      // the node's MAC, then replayed the node's nonce: refused every time, no
+      // lease, and the replay is an alarm on the node's timeline.
+      const attack = node.attack;
+      expect(attack, kind).toBeDefined();
+      expect(attack?.failures, kind).toEqual([]);
+      expect(attack?.forgedDhcp.sent).toBeGreaterThan(0);
+      expect(attack?.probes).toBeGreaterThan(10);
+      for (const [what, statuses] of Object.entries(attack?.statuses ?? {})) expect(statuses.every((st) => st === 403), `${kind} ${what}: ${statuses.join(',')}`).toBe(true);
+      expect(attack?.alarms).toContain('security.from-another-address');
     }
     const tokens = json.cluster.map((n) => n.tokenId);
     expect(new Set(tokens).size).toBe(tokens.length);
