@@ -30,6 +30,8 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
   let server: BootfarmProcess;
   let big: Buffer;
   let base: Record<string, unknown>;
+  let templates: string;
+  const IPXE = '#!ipxe\n{{#each lts.vars}}#lts {{key}}={{value}}\n{{/each}}kernel {{image.kernelUrl}} {{kernelArgs}}\nboot\n';
 
   /** The running server's configuration with `change` applied, written where it reads it. */
   const writeConfig = (change: Record<string, unknown>): string => {
@@ -45,7 +47,7 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
   /** The lts lines of the node's boot script, fetched as the node (from its address). */
   const ltsOf = async (host: LabHost, mac: string) => {
     const r = await curl(host, `http://${SERVER}:8080/boot/${mac.replace(/:/g, '-')}.ipxe`);
-    return { status: r.status, lts: r.body.split('\n').filter((l) => l.startsWith('#lts ')) };
+    return { status: r.status, lts: r.body.split('\n').filter((l) => l.startsWith('#lts ')), body: r.body };
   };
   const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await curl(srv, `http://${SERVER}:8080/metrics`)).body)?.[1] ?? 0);
   const reloadCli = () => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, ['reload', '--config', server.configFile]), 60_000);
@@ -53,13 +55,13 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'bootfarm-reload-'));
     const root = path.join(work, 'root');
-    const templates = path.join(work, 'templates');
+    templates = path.join(work, 'templates');
     mkdirSync(root);
     mkdirSync(templates);
     big = randomBytes(4 * 1024 * 1024);
     writeFileSync(path.join(root, 'big.bin'), big);
     // The stock iPXE script plus one "#lts KEY=value" line per variable: what the node would get.
-    writeFileSync(path.join(templates, 'ipxe.hbs'), '#!ipxe\n{{#each lts.vars}}#lts {{key}}={{value}}\n{{/each}}kernel {{image.kernelUrl}} {{kernelArgs}}\nboot\n');
+    writeFileSync(path.join(templates, 'ipxe.hbs'), IPXE);
     lab = await NetLab.create('rl');
     srv = await lab.addHost('srv', { address: `${SERVER}/24` });
     storm = await lab.addHost('storm', { address: '10.9.0.2/24' });
@@ -109,7 +111,7 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect(await metric(/^bootfarm_config_reloads_total\{outcome="applied"\} (\d+)/m)).toBe(1);
 
     // The next boot of each node: the added node is served, the changed profile's node has the new entries.
-    expect(await ltsOf(hostB, NODE_B.mac)).toEqual({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
+    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
     expect((await ltsOf(hostA, NODE_A.mac)).lts).toEqual(['#lts HOSTNAME=node-a', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm']);
   }, 360_000);
 
@@ -131,7 +133,7 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect(await metric(/^bootfarm_config_reloads_total\{outcome="refused"\} (\d+)/m)).toBe(2);
 
     // Still the previous configuration: node B (which the broken file drops) is served as before.
-    expect(await ltsOf(hostB, NODE_B.mac)).toEqual({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
+    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
   });
 
   it('`bootfarm reload` applies a fixed file and names the keys that wait for a restart', async () => {
@@ -140,6 +142,14 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
       profiles: [{ name: 'lab', match: { macPrefix: '52:54:00' }, lts: { SCREEN_07: 'sway' } }],
       nodes: [NODE_A],
     });
+    // A template that does not compile is refused like a broken file.
+    const ipxe = path.join(templates, 'ipxe.hbs');
+    writeFileSync(ipxe, `${IPXE}{{#each lts.vars}\n`);
+    const broken = await reloadCli();
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain(`template ${ipxe}: Parse error`);
+    // A template changed in boot.templatesDir is read again on reload.
+    writeFileSync(ipxe, `${IPXE}#template-v2\n`);
     const cli = await reloadCli();
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout.trim()).toBe(`${server.configFile}: reloaded (nodes: 0 added, 1 removed, 0 changed; 1 profiles)`);
@@ -147,8 +157,10 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     const warned = await server.waitForLog((l) => l.msg.startsWith('configuration reload: these keys changed'), 30_000, 'the restart warning');
     expect(warned.keys).toEqual(['http.port']);
 
-    // Served on the running port, with the new entries; the removed node is gone.
-    expect((await ltsOf(hostA, NODE_A.mac)).lts).toEqual(['#lts HOSTNAME=node-a', '#lts SCREEN_07=sway']);
+    // Served on the running port, with the new entries and template; the removed node is gone.
+    const a = await ltsOf(hostA, NODE_A.mac);
+    expect(a.lts).toEqual(['#lts HOSTNAME=node-a', '#lts SCREEN_07=sway']);
+    expect(a.body.trimEnd().endsWith('#template-v2')).toBe(true);
     expect((await ltsOf(hostB, NODE_B.mac)).status).toBe(404);
     expect(await server.stop()).toBe(0);
 
