@@ -183,7 +183,7 @@ export class Bootfarm {
   /** Re-reads the configuration file; an invalid one is refused and the running one keeps serving. */
   reload(trigger: string): ReloadOutcome {
     if (!this.live || !this.store) throw new Error('bootfarm is not running');
-    return reloadConfig({ live: this.live, configNodes: this.store, metrics: this.metrics, logger: this.logger.child({ svc: 'config' }) }, trigger);
+    return reloadConfig({ live: this.live, store: this.store, metrics: this.metrics, logger: this.logger.child({ svc: 'config' }) }, trigger);
   }
 
   /**

@@ -17,8 +17,8 @@ export type ReloadOutcome =
 
 export interface ReloadDeps {
   live: LiveConfig;
-  /** The store's nodes from the configuration file (server/store/store.ts). */
-  configNodes: { replaceConfigNodes(nodes: ResolvedNode[]): void };
+  /** The store: its nodes from the configuration file are replaced, those from the API checked (server/store/store.ts). */
+  store: { replaceConfigNodes(nodes: ResolvedNode[]): void; nodes(): ResolvedNode[]; isConfigNode(mac: string): boolean };
   metrics: Pick<Metrics, 'configReloads'>;
   logger: Logger;
 }
@@ -55,11 +55,18 @@ export function reloadConfig(deps: ReloadDeps, trigger: string): ReloadOutcome {
     return { outcome: 'refused', file, problems };
   }
   const nodes = nodeChanges(running.nodes, merged.config.nodes);
-  deps.configNodes.replaceConfigNodes(merged.config.nodes);
+  deps.store.replaceConfigNodes(merged.config.nodes);
   deps.live.swap(merged.config, templates);
   deps.metrics.configReloads.inc({ outcome: 'applied' });
   const outcome: ReloadOutcome = { outcome: 'applied', file, nodes, profiles: merged.config.layers.profiles.length, restartRequired: merged.restartRequired };
   deps.logger.info({ trigger, file, nodes, profiles: outcome.profiles }, 'configuration reloaded');
+  // An API node naming a profile the file no longer defines boots with none: worth a line, not a refusal.
+  const profiles = new Set(merged.config.layers.profiles.map((p) => p.name));
+  for (const node of deps.store.nodes()) {
+    if (node.profile && !profiles.has(node.profile) && !deps.store.isConfigNode(node.mac)) {
+      deps.logger.warn({ trigger, node: node.hostname, mac: node.mac, profile: node.profile }, 'configuration reload: a node added through the API names a profile the file no longer defines; it gets no profile until one is defined or the node changed');
+    }
+  }
   if (merged.restartRequired.length > 0) {
     deps.logger.warn({ trigger, file, keys: merged.restartRequired }, 'configuration reload: these keys changed but take effect only at a restart; their running values are kept');
   }
