@@ -81,6 +81,7 @@ export class Bootfarm {
         store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }),
         // kubernetes.admission: tpm: set below, read when a join is asked for.
         attested: (mac, bootId) => this.tpm?.isAttested(mac, bootId) ?? false,
+        nodeByMac: (mac) => inventory.byMac(mac),
       });
       await sessions.start();
       this.sessions = sessions;
@@ -89,6 +90,8 @@ export class Bootfarm {
         this.tpm = new TpmAdmission({
           registry: EkRegistry.open(config.server.stateDir, config.file), trustOnFirstUse: config.kubernetes.tpm.trustOnFirstUse,
           store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'tpm' }),
+          // Minted as soon as the boot is attested: the cluster signs cluster-info meanwhile.
+          onAttested: (mac, bootId) => sessions.noteAdmitted(mac, bootId),
         });
       }
       if (config.dhcp.mode !== 'off') {

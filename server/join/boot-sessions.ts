@@ -56,6 +56,8 @@ export interface BootSessionDeps {
    * TPM (server/join/tpm-admission.ts). Absent: no boot is attested.
    */
   attested?: (mac: string, bootId: string) => boolean;
+  /** The node a MAC names, for admissions that arrive by MAC (noteAdmitted). */
+  nodeByMac?: (mac: string) => EffectiveNode | undefined;
   kubernetes: ResolvedKubernetes | undefined;
   minter: TokenMinter | undefined;
   metrics: Metrics;
@@ -140,6 +142,14 @@ export class BootSessions {
     this.deps.logger.info({ node: node.hostname, mac: node.mac, bootId: approved.bootId, by }, 'boot approved');
     if (this.willJoin(node) && !this.tokens.has(node.mac)) this.startMint(node, approved);
     return approved;
+  }
+
+  /** The boot `bootId` of `mac` was admitted (its TPM attested): its token is minted now rather than at /join. */
+  noteAdmitted(mac: string, bootId: string): void {
+    const session = this.session(mac);
+    const node = this.deps.nodeByMac?.(mac);
+    if (!node || session?.bootId !== bootId || session.state !== 'booting' || this.tokens.has(mac)) return;
+    if (this.willJoin(node) && this.admissionPending(node, session) === undefined) this.startMint(node, session);
   }
 
   private willJoin(node: EffectiveNode): boolean {

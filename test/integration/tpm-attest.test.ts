@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
+import { waitUntil } from '../lib/wait.js';
 import { AgentClient, shellVar } from '../lib/agent-client.js';
 import { Swtpm } from '../lib/swtpm.js';
 import { makeCredential, toolsCredentialFile } from '../../server/tpm/make-credential.js';
@@ -91,8 +92,10 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const r = await bootWith(registered);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stderr).toContain('this boot is attested');
+    // Attested, and the token minted right then (before the join asks: the cluster signs cluster-info meanwhile).
+    await waitUntil(async () => (await events()).some((e) => e.type === 'token.minted'), 10_000, 'the token minted on attestation');
     const types = (await events()).map((e) => e.type);
-    expect(types.slice(-2)).toEqual(['tpm.challenge', 'tpm.attested']);
+    expect(types.slice(-3)).toEqual(['tpm.challenge', 'tpm.attested', 'token.minted']);
     expect(await metric('attested')).toBe(1);
     // Attested: the join is served, with the token.
     const join = await agent.join(node, MAC, r.secret);
@@ -141,7 +144,7 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     expect(added.status, added.body).toBe(201);
     const r = await bootWith(tpm, eccNode, MAC_ECC);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect((await events(MAC_ECC)).at(-1)).toMatchObject({ type: 'tpm.attested', detail: { ekSource: 'api' } });
+    expect((await events(MAC_ECC)).find((e) => e.type === 'tpm.attested')).toMatchObject({ type: 'tpm.attested', detail: { ekSource: 'api' } });
     expect((await agent.join(eccNode, MAC_ECC, r.secret)).status).toBe(200);
     await tpm.stop();
   });
