@@ -1,12 +1,9 @@
 // Configuration: the example validates; every error names the file, the line,
-// the key and what was expected; `bootfarm config check` reports and exits 2.
+// the key and what was expected. The CLI's `config check` is in config-cli.test.ts.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../../server/config/load.js';
-import { run } from '../../server/lab/proc.js';
-import { CLI, nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
+import { REPO_ROOT } from '../lib/bootfarm.js';
 import { configProblems } from '../lib/config-problems.js';
 
 const problems = configProblems;
@@ -106,29 +103,5 @@ nodes:
     expect(problems('server: { address: 10.9.0.1, stateDir: s, maxDiscovered: 0 }\n')).toEqual([
       'cfg.yaml:1:58: server.maxDiscovered: expected a number of machines, 1-10000000, got 0',
     ]);
-  });
-
-  it('the built CLI (dist/, as users run it) finds its templates and checks the example', async () => {
-    const built = path.join(REPO_ROOT, 'dist/server/cli/main.js');
-    const r = await run(process.execPath, [built, 'config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-  });
-
-  it('bootfarm config check: ok exits 0, problems exit 2 on stderr, a missing file is named', async () => {
-    const ok = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(REPO_ROOT, 'examples/bootfarm.yaml')]));
-    expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('ok (dhcp full, subnets: 10.9.0.0/24, 2 nodes, ');
-
-    const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-cfg-'));
-    const bad = path.join(dir, 'bad.yaml');
-    writeFileSync(bad, 'server: { address: 10.9.0.1, stateDir: s }\ndhcp: { mode: full }\n');
-    const r = await run(process.execPath, nodeArgs(CLI, ['config', 'check', bad]));
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe(`bootfarm: ${bad}:2:7: dhcp.subnets: expected at least one subnet when dhcp.mode is full`);
-
-    const missing = await run(process.execPath, nodeArgs(CLI, ['config', 'check', path.join(dir, 'nope.yaml')]));
-    expect(missing.code).toBe(2);
-    expect(missing.stderr.trim()).toBe(`bootfarm: ${path.join(dir, 'nope.yaml')}: cannot read the file (ENOENT)`);
   });
 });

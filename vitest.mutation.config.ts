@@ -1,0 +1,33 @@
+import { defineConfig } from 'vitest/config';
+
+// The unit tier that Stryker runs against each mutant (stryker.config.json):
+// in-process tests of the modules that decide what bootfarm answers. Nothing
+// here needs root or a network namespace; curl on loopback is the only peer.
+// Tests that spawn the CLI cannot see a mutant (it lives in this process
+// only) and would only add minutes: they live in their own files
+// (node-render, config-cli), outside this list.
+export const MUTATION_TESTS = [
+  'test/unit/boot-arch-files.test.ts',
+  'test/unit/boot-replies.test.ts',
+  'test/unit/config.test.ts',
+  'test/unit/config-live.test.ts',
+  'test/unit/dhcp-address-conflicts.test.ts',
+  'test/unit/dhcp-codec.test.ts',
+  'test/unit/http-range.test.ts',
+  'test/unit/lease-pool.test.ts',
+  'test/unit/nbd-config.test.ts',
+  'test/unit/nbd-session.test.ts',
+  'test/unit/node-config.test.ts',
+  'test/unit/pi-bootloader.test.ts',
+  'test/unit/tftp-options.test.ts',
+];
+
+export default defineConfig({
+  test: {
+    include: MUTATION_TESTS,
+    pool: 'forks',
+    // A mutant that makes a test loop must fail that test, not hang the run.
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+  },
+});
