@@ -4,7 +4,7 @@ import path from 'node:path';
 import { formatSummary, Lab, labDown, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; attack?: boolean; admission?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; attack?: boolean; admission?: string; tpmImpostor?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -28,6 +28,7 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
     attack: opts.attack === true,
     admission: parseAdmission(opts.admission ?? 'approve'),
+    tpmImpostors: opts.tpmImpostor?.split(',').map((s) => s.trim()).filter(Boolean),
   });
 }
 
@@ -42,9 +43,9 @@ function parseSeconds(text: string): number {
   return n;
 }
 
-function parseAdmission(text: string): 'auto' | 'approve' {
-  if (text === 'auto' || text === 'approve') return text;
-  throw new SetupError(`--admission: expected approve (the lab approves each boot as its operator) or auto, got ${JSON.stringify(text)}`);
+function parseAdmission(text: string): 'auto' | 'approve' | 'tpm' {
+  if (text === 'auto' || text === 'approve' || text === 'tpm') return text;
+  throw new SetupError(`--admission: expected approve (the lab approves each boot as its operator), tpm (each amd64 node has a swtpm whose EK the lab registers) or auto, got ${JSON.stringify(text)}`);
 }
 
 function parseSignal(text: string): 'SIGKILL' | 'SIGTERM' {
@@ -67,7 +68,8 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`)
     .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
     .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill')
-    .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator) or auto', 'approve')
+    .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator), tpm (each amd64 node gets a swtpm whose EK is registered before it powers on) or auto', 'approve')
+    .option('--tpm-impostor <hostnames>', 'failure injection with --admission tpm: these nodes (e.g. lab-amd64-uefi-2) boot with a different swtpm than the one registered; they must be refused')
     .option('--attack', 'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm');
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))

@@ -20,6 +20,7 @@ import { GUEST_SHELL_RCFILE } from './guest-shell.js';
 import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker, type AttackReport } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
+import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
 
 export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
@@ -129,8 +130,16 @@ export interface LabOptions {
    * kubernetes.admission for the lab's bootfarm. `approve` (the default: the
    * strictest mode every lab machine supports) has the lab act as the operator:
    * it approves a node's boot once the boot waits, as `bootfarm node approve` would.
+   * `tpm`: each QEMU node gets its own swtpm, whose EK is registered before it
+   * powers on (server/lab/lab-tpm.ts); amd64 nodes only (the Debian arm64 kernel
+   * has no TIS driver for QEMU virt's tpm-tis-device).
    */
-  admission?: 'auto' | 'approve';
+  admission?: 'auto' | 'approve' | 'tpm';
+  /**
+   * Failure injection for admission `tpm`, by hostname: these nodes boot with a
+   * different swtpm than the one registered for them and must be refused.
+   */
+  tpmImpostors?: string[];
 }
 
 export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
@@ -151,7 +160,7 @@ function awaitsRevoke(events: TimelineEvent[]): boolean {
   return events.some((e) => e.type === 'token.minted') && !events.some((e) => e.type === 'token.revoked');
 }
 
-export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined } {
+export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined; tpmRefused?: string | undefined } {
   const timeline: Partial<Record<Step, number>> = {};
   const mark = (step: Step, at: string) => {
     const t = (Date.parse(at) - poweredOn) / 1000;
@@ -159,6 +168,7 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
   };
   let failed: string | undefined;
   let observed: string | undefined;
+  let tpmRefused: string | undefined;
   for (const e of events) {
     if (Date.parse(e.at) < poweredOn - 1000) continue;
     if (e.type === 'dhcp.offer' || e.type === 'dhcp.ack') mark('dhcp', e.at);
@@ -169,10 +179,12 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
       if (e.type === 'agent.booted' && typeof e.detail?.detail === 'string') observed = e.detail.detail;
     } else if (e.type === 'joined') mark('joined', e.at);
     else if (e.type === 'failed') failed = String(e.detail?.reason ?? 'the node reported a failure');
+    // kubernetes.admission: tpm: bootfarm's reason is the verdict; the agent's report of it follows as "failed".
+    else if (e.type === 'tpm.refused') tpmRefused = `tpm.refused ${String(e.detail?.reason)}: ${String(e.detail?.message ?? '')}`;
     // A kernel or initrd the node cannot get ends its boot: no need to wait for the time limit.
     else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(String(e.detail?.path ?? '')) !== 'bootloader') failed = `${String(e.detail?.path)}: not found on the server`;
   }
-  return { timeline, failed, observed };
+  return { timeline, failed: failed && (tpmRefused ?? failed), observed, tpmRefused };
 }
 
 export class Lab {
@@ -203,9 +215,12 @@ export class Lab {
     mkdirSync(path.join(this.workDir, 'consoles'), { recursive: true });
   }
 
-  private get admission(): 'auto' | 'approve' {
+  private get admission(): 'auto' | 'approve' | 'tpm' {
     return this.options.admission ?? 'approve';
   }
+
+  /** admission tpm: each QEMU node's registered EK (base64 TPM2B_PUBLIC), by hostname. */
+  private tpmEks = new Map<string, string>();
 
   /** The lab as the operator: approves the node's boot that waits for admission (POST /api/v1/nodes/{mac}/approve). */
   private async approve(spec: NodeSpec): Promise<void> {
@@ -227,6 +242,12 @@ export class Lab {
         if (!existsSync(path.join(dir, file))) throw new SetupError(`image ${this.options.image} has no ${arch} ${file} under ${this.options.imagesDir} (build it: bootfarm image build --name ${this.options.image} --arch ${[...arches].join(',')} --images-dir ${this.options.imagesDir})`);
       }
     }
+    if (this.admission === 'tpm' && this.options.nodes.includes('arm64-uefi')) {
+      throw new SetupError('--admission tpm: arm64-uefi nodes get no TPM (the Debian arm64 kernel has no tpm_tis driver for QEMU virt\'s tpm-tis-device); use amd64 nodes');
+    }
+    const unknownImpostor = (this.options.tpmImpostors ?? []).find((h) => !this.specs.some((s) => s.hostname === h && s.firmware !== 'pi4'));
+    if (unknownImpostor !== undefined) throw new SetupError(`--tpm-impostor: ${JSON.stringify(unknownImpostor)} is not a QEMU node of this lab (${this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname).join(', ')})`);
+    if (this.options.tpmImpostors?.length && this.admission !== 'tpm') throw new SetupError('--tpm-impostor needs --admission tpm');
     if (this.options.nodes.includes('pi4') && !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))) {
       throw new SetupError(`image ${this.options.image} has no Raspberry Pi firmware (arm64/rpi/start4.elf): rebuild it for arm64`);
     }
@@ -266,6 +287,7 @@ export class Lab {
           mac: s.mac, hostname: s.hostname, arch: s.arch,
           ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
           ...(this.options.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
+          ...(this.tpmEks.has(s.hostname) ? { tpm: { ek: this.tpmEks.get(s.hostname) } } : {}),
         };
       }),
       unknownNodes: 'discover',
@@ -297,6 +319,12 @@ export class Lab {
         log: (line) => this.log(`attacker: ${line}`),
       });
       this.log('attacker on the lab segment (10.9.0.66, and a claimed pool address)');
+    }
+
+    if (this.admission === 'tpm') {
+      // The operator's enrolment, before any node powers on: each node's EK into its tpm.ek.
+      this.tpmEks = await enrolLabTpms(this.net, this.kubeHost.ns, this.workDir, this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname));
+      this.log(`registered the EKs of ${this.tpmEks.size} swtpm TPM(s)${this.options.tpmImpostors?.length ? `; ${this.options.tpmImpostors.join(', ')} will boot with another TPM (impostor)` : ''}`);
     }
 
     const configFile = path.join(this.workDir, 'bootfarm.yaml');
@@ -398,12 +426,17 @@ export class Lab {
     const consoleFile = path.join(this.workDir, 'consoles', `${spec.hostname}.log`);
     const poweredOn = Date.now();
     let guest: Background;
+    let tpm: Background | undefined;
     if (spec.firmware === 'pi4') {
       const host = await net.addHost(spec.hostname.replace(/^lab-/, ''), { mac: spec.mac });
       const out = path.join(this.workDir, `${spec.hostname}-files`);
       guest = net.spawn(host.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), piBootloaderMain(this.options.cli.args), '--iface', 'eth0', '--mac', spec.mac, '--serial', spec.piSerial as string, '--model', '4', '--out', out, '--dhcp-timeout', '60'], spec.kind);
     } else {
-      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec) });
+      const impostor = this.options.tpmImpostors?.includes(spec.hostname) === true;
+      const started = this.admission === 'tpm' ? await startNodeTpm(net, net.switchNs, this.workDir, spec.hostname, impostor) : undefined;
+      tpm = started?.swtpm;
+      if (started) this.log(`${spec.hostname}: ${impostor ? 'a different swtpm than the one registered (impostor)' : 'its registered swtpm'} attached`);
+      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec), ...(started ? { tpmSocket: started.socket } : {}) });
     }
     this.log(`${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
@@ -475,12 +508,16 @@ export class Lab {
           result.failure = last.failed ?? `the guest stopped (QEMU exit ${exited})`;
           break;
         }
-        if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s`; break; }
+        if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s${seen.tpmRefused ? ` (${seen.tpmRefused})` : ''}`; break; }
       }
     } finally {
       attackStop.abort();
       await attack?.catch(() => undefined);
-      if (!this.options.keep || spec.firmware === 'pi4') await guest.stop('SIGTERM', 3000);
+      if (!this.options.keep || spec.firmware === 'pi4') {
+        await guest.stop('SIGTERM', 3000);
+        // --terminate ends swtpm with QEMU's connection; this is for a QEMU that never connected.
+        await tpm?.stop('SIGTERM', 3000);
+      }
       writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
     }
     if (!result.ok) result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines.slice(-12).map((l) => `    | ${l}`).join('\n')}`;
