@@ -57,7 +57,7 @@ describe('HTTP API and node CLI', () => {
     expect(Object.keys((json as { paths: object }).paths).sort()).toEqual([
       '/agent/v1/{mac}/config', '/agent/v1/{mac}/join', '/agent/v1/{mac}/report',
       '/api/v1/discovered', '/api/v1/discovered/{mac}/enrol', '/api/v1/leases',
-      '/api/v1/nodes', '/api/v1/nodes/{mac}', '/api/v1/nodes/{mac}/events', '/api/v1/profiles',
+      '/api/v1/nodes', '/api/v1/nodes/{mac}', '/api/v1/nodes/{mac}/approve', '/api/v1/nodes/{mac}/events', '/api/v1/profiles',
       '/healthz', '/metrics',
     ]);
   });
@@ -84,7 +84,7 @@ describe('HTTP API and node CLI', () => {
     expect(r.json?.problems).toEqual(expect.arrayContaining([
       'body.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "not-a-mac"',
       'body.hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "bad_name"',
-      'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs',
+      'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs, tpm',
       'body.labels.bad key!: invalid key; expected a label name like rack or example.com/rack',
     ]));
     const path404 = await http('GET', '/api/v1/nodes/zz:zz', undefined, TOKEN);
