@@ -36,6 +36,10 @@ describe('parseRange', () => {
     ['bytes=0-1,5-6', { kind: 'full' }],
     ['items=0-1', { kind: 'full' }],
     ['bytes=-', { kind: 'full' }],
+    // The unit must open the header: another unit ending in "bytes=" is not ours to read.
+    ['xbytes=0-1', { kind: 'full' }],
+    // Whitespace around the value (RFC 9110 §5.5 OWS) does not make it another range.
+    [' bytes=2-3 ', { kind: 'partial', start: 2, end: 3 }],
   ])('%s of 1000 bytes', (header, expected) => {
     expect(parseRange(header, size)).toEqual(expected);
   });
