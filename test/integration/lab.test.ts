@@ -120,17 +120,17 @@ describe('emulation lab: power-on to joined', () => {
     expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
   }, 30 * 60_000);
 
-  it('a joined node keeps its root while bootfarm is killed, kept down 30 s and started again', async () => {
-    // server/lab/outage.ts: SIGKILL of bootfarm's container with the root attached and a
-    // reading loop running; a read issued while it is down blocks and finishes once it
-    // is back; then a cold read of another file never read before, a file on the
-    // overlay, the agent's report.
-    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-after-join', '30']);
+  it.each([['kill', 'SIGKILL'], ['term', 'SIGTERM']] as const)('a joined node keeps its root while bootfarm is stopped (%s), kept down 30 s and started again', async (how, signal) => {
+    // server/lab/outage.ts: SIGKILL (a crash) or SIGTERM (a graceful stop) of
+    // bootfarm's container with the root attached and a reading loop running; a read
+    // issued while it is down blocks and finishes once it is back; then a cold read of
+    // another file never read before, a file on the overlay, the agent's report.
+    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-after-join', '30', '--restart-signal', how]);
     const [node] = json.results as [NodeResult & { outage?: OutageReport }];
     expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
     expect(node.ok, node.failure).toBe(true);
     const outage = node.outage as OutageReport;
-    expect(outage.signal).toBe('SIGKILL');
+    expect(outage.signal).toBe(signal);
     expect(outage.downSeconds).toBeGreaterThanOrEqual(30);
     expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
     expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
