@@ -16,10 +16,12 @@ export const MUTATION_TESTS = [
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
   'test/unit/nbd-config.test.ts',
+  'test/unit/nbd-protocol.test.ts',
   'test/unit/nbd-session.test.ts',
   'test/unit/node-config.test.ts',
   'test/unit/pi-bootloader.test.ts',
   'test/unit/tftp-options.test.ts',
+  'test/unit/tftp-packet.test.ts',
 ];
 
 export default defineConfig({

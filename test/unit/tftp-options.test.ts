@@ -47,4 +47,13 @@ describe('TFTP option negotiation', () => {
     expect(n).toMatchObject({ blockSize: 512, windowSize: 1, timeoutMs: 1000 });
     expect(n.ignored).toEqual(['blksize', 'tsize', 'timeout', 'windowsize']);
   });
+
+  it('takes only plain decimal digits: exponent, hex, sign and padded values are ignored, not read as numbers', () => {
+    for (const asked of ['1e3', '0x200', '+512', ' 512', '512 ', '512.0']) {
+      const n = negotiate([['blksize', asked]], 10, limits);
+      expect(n.oack, asked).toEqual([]);
+      expect(n.blockSize, asked).toBe(512);
+      expect(n.ignored, asked).toEqual(['blksize']);
+    }
+  });
 });
