@@ -16,6 +16,7 @@ export const MUTATION_TESTS = [
   'test/unit/dhcp-codec.test.ts',
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
+  'test/unit/lts-conf.test.ts',
   'test/unit/nbd-config.test.ts',
   'test/unit/nbd-protocol.test.ts',
   'test/unit/nbd-session.test.ts',
@@ -23,6 +24,7 @@ export const MUTATION_TESTS = [
   'test/unit/pi-bootloader.test.ts',
   'test/unit/tftp-options.test.ts',
   'test/unit/tftp-packet.test.ts',
+  'test/unit/version-sort.test.ts',
 ];
 
 export default defineConfig({
