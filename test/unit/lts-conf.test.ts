@@ -2,7 +2,7 @@
 // LTSP5's getltscfg.c): what is a header, an assignment, a comment or a
 // problem; quotes; fnmatch globs; section order, LIKE chains and NONE.
 import { describe, expect, it } from 'vitest';
-import { evaluateLtsConf, globMatches, parseLtsConf, type LtsConfFile } from '../../server/config/lts-conf.js';
+import { evaluateLtsConf, globMatches, parseLtsConf, type LtsClientIds, type LtsConfFile } from '../../server/config/lts-conf.js';
 
 function parsed(text: string): LtsConfFile {
   const r = parseLtsConf(text);
@@ -13,8 +13,8 @@ const problems = (text: string) => {
   const r = parseLtsConf(text);
   return r.ok ? [] : r.problems;
 };
-const ids = { hostname: 'node-1', ip: '10.0.0.5', mac: '52:54:00:00:00:01' };
-const vars = (text: string, who = ids) => Object.fromEntries(evaluateLtsConf(parsed(text), who));
+const ids: LtsClientIds = { hostname: 'node-1', ip: '10.0.0.5', mac: '52:54:00:00:00:01' };
+const vars = (text: string, who: LtsClientIds = ids) => Object.fromEntries(evaluateLtsConf(parsed(text), who));
 
 describe('lts.conf parsing', () => {
   it('headers, assignments with or without spaces, comments, blank lines and CRLF', () => {
