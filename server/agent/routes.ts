@@ -14,6 +14,7 @@ import { shellQuote, type TemplateSet } from '../boot/templates.js';
 import { joinContext, renderJoinConfiguration } from '../kube/join-config.js';
 import { MacParams, ReportSchema } from '../api/schemas.js';
 import type { Metrics } from '../metrics.js';
+import { RateLimiter } from '../util/rate-limited-log.js';
 
 export interface AgentDeps {
   config: ResolvedConfig;
@@ -31,14 +32,20 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
   if (!node) throw new AgentError(404, `no node with MAC ${mac}`);
   // Once this boot's script was served, the address it went to is the node's,
   // whatever a DHCP REQUEST asserted since.
-  if (deps.sessions.admitBoundAddress(node, req.ip, req.url.split('?')[0] ?? '', presentedCredentials(req))) return node;
-  if (!deps.inventory.isNodeAddress(node.mac, req.ip)) {
-    deps.sessions.noteForeignCredential(node, req.ip, req.url.split('?')[0] ?? '', presentedCredentials(req));
-    deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path: req.url.split('?')[0] }, 'agent request from an address that is not the node\'s: refused');
+  const path = req.url.split('?')[0] ?? '';
+  const isNodeAddress = deps.inventory.isNodeAddress(node.mac, req.ip);
+  if (deps.sessions.admitBoundAddress(node, req.ip, path, presentedCredentials(req), isNodeAddress)) return node;
+  if (!isNodeAddress) {
+    deps.sessions.noteForeignCredential(node, req.ip, path, presentedCredentials(req));
+    const limit = refusalLog.take(Date.now());
+    if (limit.log) deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path, suppressedSinceLast: limit.suppressed }, 'agent request from an address that is not the node\'s: refused');
     throw new AgentError(403, `${req.ip} is not the address of ${node.hostname}`);
   }
   return node;
 }
+
+/** Refusals of strangers are logged at a bounded rate: an attacker's loop cannot flood the log (they are all counted). */
+const refusalLog = new RateLimiter(10, 60_000);
 
 /** The header the agent sends the nonce from its kernel command line in (imagebuild/agent/lib.sh). */
 export const NONCE_HEADER = 'x-bootfarm-nonce';
@@ -81,7 +88,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentDeps): void
     }, async (req, reply) => {
       try {
         const node = callerNode(req, deps);
-        const { session, secret } = await deps.sessions.openConfig(node, presentedCredentials(req));
+        const { session, secret } = await deps.sessions.openConfig(node, presentedCredentials(req), req.ip);
         const join = deps.config.kubernetes !== undefined && node.join && node.origin !== 'unknown';
         await reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(agentConfigText(node, deps, { bootId: session.bootId, secret, join }));
       } catch (err) {

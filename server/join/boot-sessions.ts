@@ -176,10 +176,16 @@ export class BootSessions {
    * and when it carries this boot's nonce or secret the boot is revoked: a
    * credential of the node's in another machine's hands is a theft.
    */
-  admitBoundAddress(node: EffectiveNode, address: string, path: string, presented?: PresentedCredentials): boolean {
+  admitBoundAddress(node: EffectiveNode, address: string, path: string, presented?: PresentedCredentials, isNodeAddressNow = false): boolean {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.address === undefined) return false;
     if (current.address === address) return true;
+    // Before its nonce is spent the node may come back from another address that
+    // is also its own: the firmware's DHCP and the kernel's may use different
+    // client ids (iPXE sends option 61, Linux's ip=dhcp does not), and a lease is
+    // kept per client id, so the kernel can get a new address. The nonce went
+    // only to the script's address; spending it rebinds the boot (openConfig).
+    if (current.nonceUsedAt === undefined && isNodeAddressNow) return true;
     this.deps.metrics.agentAddressMismatch.inc();
     if (presented && this.carriesBootCredential(current, presented)) {
       this.refuse(node, current, 'from-another-address', { from: address, path, boundTo: current.address });
@@ -278,7 +284,7 @@ export class BootSessions {
    * is minted; with the secret (a later fetch) it gets the configuration again.
    * A nonce presented twice, or a wrong one, revokes the boot.
    */
-  async openConfig(node: EffectiveNode, presented: PresentedCredentials): Promise<{ session: BootSessionRecord; secret: string }> {
+  async openConfig(node: EffectiveNode, presented: PresentedCredentials, address: string): Promise<{ session: BootSessionRecord; secret: string }> {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.nonceDigest === undefined) {
       // The nonce of a boot that is over: a replay, worth an alarm.
@@ -310,10 +316,11 @@ export class BootSessions {
       throw new AgentError(401, 'this boot\'s nonce was used already; the boot is revoked');
     }
     const issued = issueCredential();
-    const opened: BootSessionRecord = { ...current, nonceUsedAt: this.now(), secretDigest: issued.digest };
+    // From here on the boot answers the address that spent the nonce.
+    const opened: BootSessionRecord = { ...current, nonceUsedAt: this.now(), secretDigest: issued.digest, address };
     this.unspentNonces.delete(node.mac);
     await this.deps.store.putSession(opened);
-    this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId });
+    this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId, address, ...(address !== current.address ? { scriptAddress: current.address } : {}) });
     const pending = this.willJoin(node) ? this.admissionPending(node, opened) : undefined;
     if (pending !== undefined) this.event(node.mac, 'boot.pending-admission', { bootId: opened.bootId, reason: pending });
     if (this.willJoin(node) && pending === undefined) this.startMint(node, opened);

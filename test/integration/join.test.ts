@@ -286,4 +286,22 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     // Nothing was asked of the Kubernetes API.
     expect(kubeRequests()).toHaveLength(requestsBefore);
   });
+  it('the node\'s kernel comes back from another address of its own before it spends its nonce (a lease for another client id): the boot follows it', async () => {
+    // The firmware's DHCP (udhcpc sends a client id, as iPXE does) and the script.
+    const first = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    const firstAddress = /LEASE event=bound ip=(\S+)/.exec(first.stderr)?.[1];
+    const script = await agent.bootScript(node, NODE_MAC);
+    expect(script.status).toBe(200);
+    // The kernel's DHCP sends no client id (Linux ip=dhcp): bootfarm keeps leases per client id, so another address.
+    const second = await lab.exec(node.ns, 'busybox', ['udhcpc', '-C', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    const secondAddress = /LEASE event=bound ip=(\S+)/.exec(second.stderr)?.[1];
+    expect(secondAddress).toMatch(/^10\.9\.0\.1[0-5]\d$/);
+    expect(secondAddress).not.toBe(firstAddress);
+    const config = await agent.config(node, NODE_MAC, { nonce: script.nonce as string });
+    expect(config.status, config.body).toBe(200);
+    const join = await agent.join(node, NODE_MAC, shellVar(config.body, 'BOOTFARM_SECRET'));
+    expect(join.status).toBe(200);
+    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: Record<string, unknown> }> };
+    expect(events.events.filter((e) => e.type === 'boot.nonce-spent').at(-1)?.detail).toMatchObject({ address: secondAddress, scriptAddress: firstAddress });
+  });
 });
