@@ -29,6 +29,7 @@ describe('lts.conf parsing', () => {
   });
 
   it('names the line and what was expected for anything else', () => {
+    expect(problems('[d]\n[x]trailing\n')).toEqual([{ line: 2, message: 'expected "[section]", "KEY = value" or a # comment, got "[x]trailing"' }]);
     expect(problems('[d]\n[x] trailing\nx[d]\n1KEY = v\nKEY : v\n')).toEqual([
       { line: 2, message: 'expected "[section]", "KEY = value" or a # comment, got "[x] trailing"' },
       { line: 3, message: 'expected "[section]", "KEY = value" or a # comment, got "x[d]"' },
@@ -46,6 +47,7 @@ describe('fnmatch globs', () => {
   it.each([
     ['10.0.0.*', '10.0.0.5', true], ['10.0.0.*', '10.0.1.5', false], ['10.0.0.?', '10.0.0.5', true], ['10.0.0.?', '10.0.0.55', false],
     ['node-[12]', 'node-1', true], ['node-[12]', 'node-3', false], ['node-[!12]', 'node-3', true], ['node-[!12]', 'node-1', false],
+    ['node-[!12]', 'node-!', true], ['][a]', ']a', true],
     ['node-[0-9]', 'node-7', true], ['[abc', '[abc', true], ['[abc', 'a', false], ['a.c', 'abc', false], ['a+c', 'a+c', true],
     ['NODE-*', 'node-1', true], ['node', 'xnode', false], ['node', 'nodex', false], ['a[\\]b', 'a\\b', true], ['x(y)|z', 'x(y)|z', true],
   ])('%s against %s is %s', (pattern, text, expected) => {
@@ -66,11 +68,15 @@ describe('lts.conf evaluation', () => {
     expect(vars(text, { ...ids, hostname: 'other' })).toEqual({ A: 'ip' });
     expect(vars(text, { hostname: 'other', ip: undefined, mac: '52:54:00:00:00:01' })).toEqual({ A: 'mac' });
     expect(vars(text, { hostname: 'other', ip: '', mac: 'aa:bb:cc:dd:ee:ff' })).toEqual({});
+    // A blank header is a section named "", which no (absent) ID names.
+    expect(vars('[ ]\nA = blank\n', { hostname: 'other', ip: '', mac: 'aa:bb:cc:dd:ee:ff' })).toEqual({});
   });
 
   it('a LIKE chain is applied before its section, is not itself a variable, and stops at a cycle', () => {
     expect(vars('[node-1]\nLIKE = Base\nA = own\n[base]\nLIKE = node-1\nA = base\nB = base\n')).toEqual({ A: 'own', B: 'base' });
     expect(vars('[default]\nLIKE = missing\nA = d\n')).toEqual({ A: 'd' });
+    // Only LIKE chains: another variable whose value names a section does not.
+    expect(vars('[node-1]\nA = base\n[base]\nB = base\n')).toEqual({ A: 'base' });
   });
 
   it('the first of two sections with one name counts; a glob-looking ID is never an exact section', () => {

@@ -41,6 +41,9 @@ describe('TFTP packet decoding', () => {
     expect(parseTftpPacket(bytes([0, 5, 0, 8], 'no\0junk'))).toEqual({ ok: true, packet: { op: 'error', code: 8, message: 'no' } });
     expect(parseTftpPacket(bytes([0, 5, 1, 2]))).toEqual({ ok: true, packet: { op: 'error', code: 0x102, message: '' } });
     expect(parseTftpPacket(bytes([0, 6], 'blksize\x001024\0'))).toEqual({ ok: true, packet: { op: 'oack', options: [['blksize', '1024']] } });
+    // Two bytes are an opcode: each decides for itself what the rest must hold.
+    expect(parseTftpPacket(bytes([0, 6]))).toEqual({ ok: true, packet: { op: 'oack', options: [] } });
+    expect(parseTftpPacket(bytes([0, 4]))).toEqual({ ok: false, reason: 'ACK shorter than 4 bytes' });
   });
 });
 

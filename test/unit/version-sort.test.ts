@@ -9,6 +9,7 @@ const CORPUS = [
   'RCFILE_1', 'RCFILE_01', 'RCFILE_001', 'RCFILE_10', 'RCFILE_2', 'RCFILE_2a', 'RCFILE_2A', 'RCFILE_2_', 'RCFILE_2~', 'RCFILE_02',
   'RCFILE', 'RCFILE_', 'RCFILE~', 'RCFILE_~1', 'a', 'A', 'z', 'Z', '@', '[', '`', '{', '_', '~', 'a~', 'a@', 'a[', 'a`', 'a{', 'aZ', 'aA', 'az',
   'a1b', 'a1a', 'a01b', 'a1b2', 'a1b10', 'a1b02', '1', '01', '10', '9', '009', 'x9y', 'x10y', 'x9', 'x10', 'x', 'x0', 'x00', 'x0a',
+  'x12y', 'x21y', '12', '21', '123', '132',
   'PREINIT_2_MODULES', 'PREINIT_10_MARK', 'PREINIT_00_TIME', 'PREINIT_01_FIX_HOSTNAME', 'PREINIT_1', 'PREINIT_1_', 'PREINIT_1a',
 ];
 
