@@ -161,15 +161,13 @@ describe('emulation lab: power-on to joined', () => {
   }, 30 * 60_000);
 
   it('kubernetes.admission tpm: the node with its registered swtpm joins; the same image on a VM with another swtpm is refused (ek-mismatch)', async () => {
-    // Each node's swtpm EK is registered (tpm.ek) before it powers on; lab-amd64-bios-2
-    // boots with a different, fresh swtpm (server/lab/lab-tpm.ts). SeaBIOS guests: an
-    // OVMF guest's boot is currently revoked at /config (its UEFI PXE and Linux lease by
-    // MAC, iPXE by client id 01:MAC, so the boot is bound to another address).
-    const { code, json, stderr } = await lab(['--nodes', 'amd64-bios*2', '--admission', 'tpm', '--tpm-impostor', 'lab-amd64-bios-2', '--timeout', '1800']);
+    // Each node's swtpm EK is registered (tpm.ek) before it powers on; lab-amd64-uefi-2
+    // boots with a different, fresh swtpm (server/lab/lab-tpm.ts).
+    const { code, json, stderr } = await lab(['--nodes', 'amd64-uefi*2', '--admission', 'tpm', '--tpm-impostor', 'lab-amd64-uefi-2', '--timeout', '1800']);
     expect(code, stderr.slice(-3000)).toBe(1);
     const byName = new Map(json.results.map((r) => [r.hostname, r]));
 
-    const node = byName.get('lab-amd64-bios') as NodeResult;
+    const node = byName.get('lab-amd64-uefi') as NodeResult;
     expect(node.ok, node.failure).toBe(true);
     const types = node.events.map((e) => e.type);
     // The agent's credential activation with the guest's TPM came first; the token only after it.
@@ -182,14 +180,14 @@ describe('emulation lab: power-on to joined', () => {
     expect(json.cluster.find((n) => n.name === node.hostname)?.tokenId).toBe(node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId);
 
     // The impostor booted the same image as far as its agent, was refused with the reason, and got no token.
-    const impostor = byName.get('lab-amd64-bios-2') as NodeResult;
+    const impostor = byName.get('lab-amd64-uefi-2') as NodeResult;
     expect(impostor.ok).toBe(false);
     expect(impostor.lastStep).toBe('booted');
-    expect(impostor.failure).toMatch(/^tpm\.refused ek-mismatch: this machine's TPM has EK [0-9a-f]+.* not lab-amd64-bios-2's registered EK/);
+    expect(impostor.failure).toMatch(/^tpm\.refused ek-mismatch: this machine's TPM has EK [0-9a-f]+.* not lab-amd64-uefi-2's registered EK/);
     expect(impostor.events.find((e) => e.type === 'tpm.refused')?.detail?.reason).toBe('ek-mismatch');
     expect(impostor.events.map((e) => e.type)).not.toContain('token.minted');
     expect(impostor.events.map((e) => e.type)).not.toContain('tpm.attested');
-    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
+    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-uefi']);
   }, 45 * 60_000);
 
   it('bootfarm lab down removes what an interrupted lab left: its processes, namespaces', async () => {
