@@ -101,12 +101,13 @@ describe('image build: export of each arch', () => {
 });
 
 describe('image build: publishing', () => {
-  it('publishes <name>/<version>/<arch> with current pointing at the version, served as NBD exports <name>/<arch>', async () => {
+  it('publishes <name>/<version>/<arch> with current pointing at the version, served as NBD exports <name>/<arch> and <name>/<version>/<arch>', async () => {
     const version = first.publish.version;
     expect(readlinkSync(path.join(imagesDir, NAME, 'current'))).toBe(version);
     expect(readdirSync(path.join(imagesDir, NAME)).sort()).toEqual(['current', version].sort());
     const names = await new ImageExportCatalog(imagesDir, []).names();
-    expect(names).toEqual([`${NAME}/amd64`, `${NAME}/arm64`]);
+    // The current version by its plain name, and every kept version by its own (what nodes attach).
+    expect(names).toEqual([`${NAME}/${version}/amd64`, `${NAME}/${version}/arm64`, `${NAME}/amd64`, `${NAME}/arm64`].sort());
   });
 
   it('writes an OCI image index naming every arch of the version, each blob present', () => {
