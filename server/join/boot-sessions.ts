@@ -189,8 +189,7 @@ export class BootSessions {
     this.deps.metrics.agentAddressMismatch.inc();
     if (presented && this.carriesBootCredential(current, presented)) {
       this.refuse(node, current, 'from-another-address', { from: address, path, boundTo: current.address });
-      this.finish(current, 'revoked', `this boot's credential was presented from ${address}, not from ${current.address}`)
-        .catch((err: unknown) => this.deps.logger.error({ mac: node.mac, err: (err as Error).message }, 'revoking a boot failed'));
+      this.revokeInBackground(current, `this boot's credential was presented from ${address}, not from ${current.address}`);
       throw new AgentError(403, `this boot of ${node.hostname} is bound to another address; the boot is revoked`);
     }
     const now = this.now();
@@ -213,9 +212,14 @@ export class BootSessions {
     if (!last || !this.carriesBootCredential(last, presented)) return;
     this.refuse(node, last, 'from-another-address', { from: address, path, boundTo: last.address ?? '' });
     if (last.state === 'booting') {
-      this.finish(last, 'revoked', `this boot's credential was presented from ${address}`)
-        .catch((err: unknown) => this.deps.logger.error({ mac: node.mac, err: (err as Error).message }, 'revoking a boot failed'));
+      this.revokeInBackground(last, `this boot's credential was presented from ${address}`);
     }
+  }
+
+  /** Revokes from a synchronous check (the request is refused at once); a failed write is logged, never unhandled. */
+  private revokeInBackground(session: BootSessionRecord, reason: string): void {
+    this.finish(session, 'revoked', reason)
+      .catch((err: unknown) => this.deps.logger.error({ mac: session.mac, err: (err as Error).message }, 'revoking a boot failed'));
   }
 
   private carriesBootCredential(session: BootSessionRecord, presented: PresentedCredentials): boolean {
