@@ -1,5 +1,5 @@
 // lts.conf (LTSP5) import: parse the INI file and evaluate it for one client with
-// LTSP5's rules (netboot-protocols.md §5.1, getltscfg.c), so an LTSP user can bring
+// LTSP5's rules (docs/protocol-notes.md §6.1, getltscfg.c), so an LTSP user can bring
 // the file as is. Pure functions: the caller reads the file and reports errors.
 //
 // Evaluation for a client with IDs (hostname, IP, MAC):

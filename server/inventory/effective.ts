@@ -6,7 +6,7 @@ import { evaluateLtsConf } from '../config/lts-conf.js';
 import { versionSorted } from '../config/version-sort.js';
 import type { ConfigLayer, LayerSet, NodeArch, ProfileMatch, ResolvedNode, ResolvedProfile } from '../config/types.js';
 
-/** The LTSP families applied in `sort -V` order of their keys (§5.1). */
+/** The LTSP families applied in `sort -V` order of their keys (docs/protocol-notes.md §6.2). */
 export const LTS_FAMILIES = ['PREINIT', 'FSTAB', 'RCFILE', 'SYSCTL'] as const;
 export type LtsFamily = (typeof LTS_FAMILIES)[number];
 
