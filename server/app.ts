@@ -1,5 +1,6 @@
-// The bootfarm process: opens the store, then starts every enabled service.
-// Later services (TFTP, HTTP, NBD) join here behind the same start/stop contract.
+// The bootfarm process: opens the store, then starts every enabled service (DHCP
+// with its router advertisements, TFTP, HTTP, NBD, the control socket) behind one
+// start/stop contract, and stops them in reverse order.
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config/types.js';
 import { FileStore } from './store/store.js';
