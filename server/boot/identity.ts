@@ -1,5 +1,6 @@
 // Client identity: what a DHCP request says about the machine that sent it.
 // This is the first step of every boot: identity -> boot plan (policy.ts) -> replies.
+// What the clients send: docs/protocol-notes.md §1.5 (PXE, UEFI, iPXE) and §2.1 (Pi).
 import type { DhcpPacket } from '../dhcp/codec/packet.js';
 import {
   readClientArch, readClientId, readIpxeEncapsulated, readRaspberryPiMachineId,

@@ -1,6 +1,7 @@
 // The boot policy: client identity + the node's inventory entry -> what this client
-// gets. DHCP, TFTP and HTTP all ask this one module; the DHCP handlers only encode
-// its answer. Firmware quirks are explained at the branch that handles them.
+// gets. Only the DHCP service asks it (TFTP and HTTP then serve the files its answer
+// named); the DHCP handlers only encode its answer. Firmware quirks are explained at
+// the branch that handles them (docs/protocol-notes.md §1.8, §1.9, §2.2).
 import type { ClientIdentity, FirmwareKind } from './identity.js';
 import type { ResolvedNode } from '../config/types.js';
 

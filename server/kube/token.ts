@@ -1,4 +1,4 @@
-// Bootstrap tokens (Kubernetes docs, bootstrap-tokens.md): `[a-z0-9]{6}.[a-z0-9]{16}`, the
+// Bootstrap tokens (Kubernetes docs, bootstrap-tokens.md; docs/protocol-notes.md §7): `[a-z0-9]{6}.[a-z0-9]{16}`, the
 // first part public (the Secret's name), the second secret. Generated from a
 // CSPRNG by rejection sampling, so every character is uniform over a-z0-9.
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,5 @@
 // NBD fixed-newstyle protocol constants and pure message builders (nbd-proto
-// doc/proto.md, NetworkBlockDevice/nbd). All integers are big-endian.
+// doc/proto.md, NetworkBlockDevice/nbd; docs/protocol-notes.md §5). All integers are big-endian.
 
 export const NBDMAGIC = Buffer.from('NBDMAGIC', 'latin1');
 export const IHAVEOPT = Buffer.from('IHAVEOPT', 'latin1');

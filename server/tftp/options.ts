@@ -1,4 +1,4 @@
-// Option negotiation (RFC 2347, 2348, 2349, 7440). Names are case-insensitive;
+// Option negotiation (RFC 2347, 2348, 2349, 7440; docs/protocol-notes.md §3.3). Names are case-insensitive;
 // an invalid value makes the option ignored, not the request refused; only
 // options the client sent are answered, with the client's spelling of the name.
 

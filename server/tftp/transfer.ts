@@ -3,7 +3,7 @@
 // on a duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1; the Pi 4
 // hangs if it gets a duplicated block, raspberrypi/firmware#1631). Block numbers wrap
 // 65535 -> 0 as dnsmasq, iPXE and current Pi EEPROMs expect (no RFC defines rollover;
-// raspberrypi/rpi-eeprom#754).
+// raspberrypi/rpi-eeprom#754; docs/protocol-notes.md §3.2, §3.4).
 //
 // Every way a transfer can end (socket error, send failure, timeout, client
 // ERROR, start() throwing, the source failing) goes through finish(), which runs

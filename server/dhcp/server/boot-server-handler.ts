@@ -1,7 +1,7 @@
 // The PXE boot server on port 4011 ("BINL"): UEFI firmware that got a proxy offer
 // without option 43 unicasts a REQUEST (or INFORM) here and is answered with an
 // ACK carrying the boot file, unicast to where it came from (pixiecore's offerPXE,
-// dnsmasq's port 4011 path).
+// dnsmasq's port 4011 path; docs/protocol-notes.md §1.7).
 import { MessageType } from '../codec/options.js';
 import type { HandlerResult, ModeHandler, RequestContext } from './context.js';
 import { addBootOptions, echoRelayAgentInfo, maxMessageSizeOf, replySkeleton } from './reply.js';

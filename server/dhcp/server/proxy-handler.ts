@@ -1,6 +1,6 @@
 // ProxyDHCP mode: another server leases addresses; bootfarm answers only clients
 // that want to netboot, with boot information and no address (PXE 2.1 ProxyDHCP,
-// as dnsmasq's proxy branch and pixiecore implement it).
+// as dnsmasq's proxy branch and pixiecore implement it; docs/protocol-notes.md §1.7).
 import { MessageType } from '../codec/options.js';
 import { BROADCAST_FLAG } from '../codec/packet.js';
 import { ZERO_IPV4 } from '../../util/ipv4.js';

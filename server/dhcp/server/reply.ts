@@ -157,7 +157,8 @@ function serverIdBuffer(address: string): Buffer {
  * boot-net.adoc, and LTSP's dnsmasq config): discovery control 3,
  * prompt {0, "PXE"}, one boot item of type 0 named "Raspberry Pi Boot   ", End.
  * The three trailing spaces work around the Pi 3B ROM's string-length bug; later
- * bootloaders match a substring, so the spaced form serves every model.
+ * bootloaders match a substring, so the spaced form serves every model
+ * (docs/protocol-notes.md §2.2).
  */
 export const RASPBERRY_PI_OPTION_43 = Buffer.concat([
   Buffer.from([0x06, 0x01, 0x03]),
