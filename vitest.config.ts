@@ -1,5 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
+// test/unit needs no root, network namespace, Docker or QEMU (test/lib/peers.ts checks its few peers).
+const UNIT = ['test/unit/**/*.test.ts'];
 // Heavy suites run after the protocol tests, one file at a time: image builds and
 // the emulation lab keep both cores busy for minutes, and the DHCP/TFTP/NBD tests
 // beside them would only measure the contention.
@@ -15,10 +17,14 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    // Each tier first checks that this machine has its peers (test/lib/peers.ts).
+    globalSetup: ['test/lib/tier-setup.ts'],
     projects: [
-      { extends: true, test: { name: 'protocols', include: ['test/**/*.test.ts'], exclude: [...IMAGES, ...LAB], sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'images', include: IMAGES, fileParallelism: false, sequence: { groupOrder: 1 } } },
-      { extends: true, test: { name: 'lab', include: LAB, fileParallelism: false, sequence: { groupOrder: 2 } } },
+      // No root, no namespaces, no Docker, no QEMU: `npm run test:unit` on a laptop.
+      { extends: true, test: { name: 'unit', include: UNIT, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'protocols', include: ['test/**/*.test.ts'], exclude: [...UNIT, ...IMAGES, ...LAB], sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'images', include: IMAGES, fileParallelism: false, sequence: { groupOrder: 2 } } },
+      { extends: true, test: { name: 'lab', include: LAB, fileParallelism: false, sequence: { groupOrder: 3 } } },
     ],
   },
 });
