@@ -1,10 +1,11 @@
 // `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
 import type { Command } from 'commander';
 import path from 'node:path';
-import { formatSummary, Lab, labDown, parseLabNodes, STEPS, type Step } from '../lab/lab.js';
+import { formatSummary, Lab, labDown, parseLabNodes } from '../lab/lab.js';
+import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; attack?: boolean; admission?: string; tpmImpostor?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; toRam?: string; attack?: boolean; admission?: string; tpmImpostor?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -23,18 +24,25 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     keep,
     missingImage: opts.missingImage ? parseLabNodes(opts.missingImage) : undefined,
     refuseJoin: opts.refuseJoin ? parseLabNodes(opts.refuseJoin) : undefined,
-    restartServerAt: opts.restartServerAt ? parseStep(opts.restartServerAt) : undefined,
+    restartServerAt: opts.restartServerAt ? parseSteps(opts.restartServerAt) : undefined,
     restartServerAfterJoin: opts.restartServerAfterJoin === undefined ? undefined : parseSeconds(opts.restartServerAfterJoin),
     restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
+    toRam: opts.toRam ? parseLabNodes(opts.toRam) : undefined,
     attack: opts.attack === true,
     admission: parseAdmission(opts.admission ?? 'approve'),
     tpmImpostors: opts.tpmImpostor?.split(',').map((s) => s.trim()).filter(Boolean),
   });
 }
 
-function parseStep(text: string): Step {
-  if (!(STEPS as readonly string[]).includes(text)) throw new SetupError(`--restart-server-at: expected one of ${STEPS.join(', ')}, got ${JSON.stringify(text)}`);
-  return text as Step;
+/** `initrd` or `bootloader,kernel,root attached`: each once, a boot's steps before "joined". */
+function parseSteps(text: string): Step[] {
+  const steps = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const allowed = STEPS.filter((s) => s !== 'joined');
+  for (const step of steps) {
+    if (!(allowed as readonly string[]).includes(step)) throw new SetupError(`--restart-server-at: expected some of ${allowed.join(', ')} (comma separated), got ${JSON.stringify(step)}`);
+  }
+  if (steps.length === 0 || new Set(steps).size !== steps.length) throw new SetupError(`--restart-server-at: expected each step once, got ${JSON.stringify(text)}`);
+  return steps as Step[];
 }
 
 function parseSeconds(text: string): number {
@@ -65,9 +73,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
     .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
     .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
-    .option('--restart-server-at <step>', `failure injection: restart bootfarm when the first node of --nodes reaches this step (${STEPS.join(', ')})`)
+    .option('--restart-server-at <steps>', `failure injection: restart bootfarm each time the first node of --nodes reaches one of these steps (comma separated: ${STEPS.filter((s) => s !== 'joined').join(', ')})`)
     .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
     .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill')
+    .option('--to-ram <nodes>', 'these nodes boot with NBD_TO_RAM: the image is copied to RAM and NBD let go (with --restart-server-after-join: the node must keep running while bootfarm is down)')
     .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator), tpm (each amd64 node gets a swtpm whose EK is registered before it powers on) or auto', 'approve')
     .option('--tpm-impostor <hostnames>', 'failure injection with --admission tpm: these nodes (e.g. lab-amd64-uefi-2) boot with a different swtpm than the one registered; they must be refused')
     .option('--attack', 'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm');

@@ -10,7 +10,7 @@
 // Every answer must be a refusal carrying no nonce, secret or token; the node's
 // lease must stay its own; the replay must be on the node's timeline as an alarm.
 import type { NetLab, LabHost } from './netlab.js';
-import type { TimelineEvent } from './lab.js';
+import type { TimelineEvent } from './timeline.js';
 
 export const ATTACKER_ADDRESS = '10.9.0.66';
 /**

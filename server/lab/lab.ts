@@ -21,6 +21,7 @@ import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker, type AttackReport } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
+import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
 
 export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
@@ -70,10 +71,6 @@ function specFor(kind: LabNodeKind, index: number): NodeSpec {
   };
 }
 
-/** The steps of a boot, in order, as the lab reports them. */
-export const STEPS = ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const;
-export type Step = (typeof STEPS)[number];
-
 export interface NodeResult {
   kind: LabNodeKind;
   hostname: string;
@@ -111,8 +108,12 @@ export interface LabOptions {
   missingImage?: LabNodeKind[];
   /** Failure injection: the fake cluster refuses these nodes' registration (kubeadm join fails). */
   refuseJoin?: LabNodeKind[];
-  /** Failure injection: restart bootfarm once the first node of `nodes` reaches this step (its boot must still complete). */
-  restartServerAt?: Step;
+  /**
+   * Failure injection: restart bootfarm each time the first node of `nodes`
+   * reaches one of these steps (its boot must still complete). Steps the node
+   * passes within one poll are restarted for together, once: the report says so.
+   */
+  restartServerAt?: Step[];
   /**
    * Failure injection: once the first node of `nodes` (a QEMU guest) joined, end
    * bootfarm (SIGKILL, or SIGTERM with restartSignal), keep it down this many
@@ -120,6 +121,8 @@ export interface LabOptions {
    */
   restartServerAfterJoin?: number;
   restartSignal?: 'SIGKILL' | 'SIGTERM';
+  /** These nodes boot with NBD_TO_RAM: the initramfs copies the image to RAM and lets NBD go. */
+  toRam?: LabNodeKind[];
   /**
    * An attacker on the lab segment (server/lab/attacker.ts) goes after every QEMU
    * node while it boots and after it joined; a node whose boot, nonce, secret or
@@ -142,50 +145,9 @@ export interface LabOptions {
   tpmImpostors?: string[];
 }
 
-export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
-
 const SERVER = '10.9.0.1';
 const KUBE = '10.9.0.2';
 const HTTP = `http://${SERVER}:8080`;
-
-/** What each node's boot files look like: the step a fetched path stands for. */
-function stepOfFile(file: string): Step {
-  if (/(^|\/)(vmlinuz|kernel8\.img|kernel_2712\.img)$/.test(file)) return 'kernel';
-  if (/(^|\/)initrd\.img$/.test(file)) return 'initrd';
-  return 'bootloader';
-}
-
-/** A token was minted in this boot and its deletion is not on the timeline yet. */
-function awaitsRevoke(events: TimelineEvent[]): boolean {
-  return events.some((e) => e.type === 'token.minted') && !events.some((e) => e.type === 'token.revoked');
-}
-
-export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined; tpmRefused?: string | undefined } {
-  const timeline: Partial<Record<Step, number>> = {};
-  const mark = (step: Step, at: string) => {
-    const t = (Date.parse(at) - poweredOn) / 1000;
-    if (t >= -1 && timeline[step] === undefined) timeline[step] = Math.max(0, Math.round(t * 10) / 10);
-  };
-  let failed: string | undefined;
-  let observed: string | undefined;
-  let tpmRefused: string | undefined;
-  for (const e of events) {
-    if (Date.parse(e.at) < poweredOn - 1000) continue;
-    if (e.type === 'dhcp.offer' || e.type === 'dhcp.ack') mark('dhcp', e.at);
-    else if (e.type === 'tftp.file' || e.type === 'http.file') mark(stepOfFile(String(e.detail?.path ?? '')), e.at);
-    else if (e.type === 'nbd.attach') mark('root attached', e.at);
-    else if (e.type === 'agent.booted' || e.type === 'booted') {
-      mark('booted', e.at);
-      if (e.type === 'agent.booted' && typeof e.detail?.detail === 'string') observed = e.detail.detail;
-    } else if (e.type === 'joined') mark('joined', e.at);
-    else if (e.type === 'failed') failed = String(e.detail?.reason ?? 'the node reported a failure');
-    // kubernetes.admission: tpm: bootfarm's reason is the verdict; the agent's report of it follows as "failed".
-    else if (e.type === 'tpm.refused') tpmRefused = `tpm.refused ${String(e.detail?.reason)}: ${String(e.detail?.message ?? '')}`;
-    // A kernel or initrd the node cannot get ends its boot: no need to wait for the time limit.
-    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(String(e.detail?.path ?? '')) !== 'bootloader') failed = `${String(e.detail?.path)}: not found on the server`;
-  }
-  return { timeline, failed: failed && (tpmRefused ?? failed), observed, tpmRefused };
-}
 
 export class Lab {
   /** Every node of the run, with its name and MAC. */
@@ -195,9 +157,12 @@ export class Lab {
   private container: ServerContainer | undefined;
   private srvNs: string | undefined;
   private configFile = '';
-  private restarted: Promise<void> | undefined;
+  /** A restart in progress (failure injection): every node's loop waits for it. */
+  private restarting: Promise<void> | undefined;
+  /** restartServerAt steps already restarted for. */
+  private readonly restartedAt = new Set<Step>();
   /** Server restarts done (failure injection), for the report. */
-  readonly restarts: Array<{ at: string; afterStep: Step; node: LabNodeKind }> = [];
+  readonly restarts: Array<{ at: string; afterStep: Step; node: LabNodeKind; passed?: Step[] }> = [];
   private kubeApi: Background | undefined;
   private kubeHost: LabHost | undefined;
   private attacker: LabAttacker | undefined;
@@ -287,6 +252,7 @@ export class Lab {
           mac: s.mac, hostname: s.hostname, arch: s.arch,
           ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
           ...(this.options.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
+          ...(this.options.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
           ...(this.tpmEks.has(s.hostname) ? { tpm: { ek: this.tpmEks.get(s.hostname) } } : {}),
         };
       }),
@@ -366,8 +332,8 @@ export class Lab {
   }
 
   /** Restarts bootfarm (container restart, or a new process on the same state). */
-  private async restartServer(node: LabNodeKind, step: Step): Promise<void> {
-    this.log(`restarting bootfarm while ${node} is past "${step}" (failure injection)`);
+  private async restartServer(node: LabNodeKind, step: Step, passed: Step[]): Promise<void> {
+    this.log(`restarting bootfarm while ${node} is past "${step}"${passed.length ? ` (it passed ${passed.join(', ')} within one poll: one restart for them)` : ''} (failure injection)`);
     if (this.container) {
       await this.container.restart();
     } else {
@@ -376,7 +342,7 @@ export class Lab {
       writeFileSync(path.join(this.workDir, 'bootfarm-before-restart.log'), `${old.lines.join('\n')}\n`);
       await this.startServerProcess();
     }
-    this.restarts.push({ at: new Date().toISOString(), afterStep: step, node });
+    this.restarts.push({ at: new Date().toISOString(), afterStep: step, node, ...(passed.length ? { passed } : {}) });
     this.log('bootfarm is back');
   }
 
@@ -391,6 +357,7 @@ export class Lab {
     const report = await serverOutage({
       signal,
       downSeconds: this.options.restartServerAfterJoin ?? 30,
+      root: this.options.toRam?.includes(spec.kind) ? 'ram' : 'nbd',
       squashfs: path.join(this.options.imagesDir, this.options.image, 'current', spec.arch, 'root.squashfs'),
       controlSocket: this.controlSocket(spec),
       halt: async (sig) => {
@@ -461,11 +428,16 @@ export class Lab {
           approvedBoot = true;
           await this.approve(spec);
         }
-        const restartAt = this.options.restartServerAt;
-        if (restartAt && !this.restarted && seen.timeline[restartAt] !== undefined && spec === this.specs[0]) {
-          this.restarted = this.restartServer(spec.kind, restartAt);
+        if (spec === this.specs[0] && !this.restarting) {
+          // The latest step reached that asks for a restart; earlier ones reached in the same poll share it.
+          const due = (this.options.restartServerAt ?? []).filter((s) => !this.restartedAt.has(s) && seen.timeline[s] !== undefined);
+          const step = due.sort((a, b) => STEPS.indexOf(a) - STEPS.indexOf(b)).pop();
+          if (step) {
+            for (const s of [...due, step]) this.restartedAt.add(s);
+            this.restarting = this.restartServer(spec.kind, step, due).finally(() => { this.restarting = undefined; });
+          }
         }
-        if (this.restarted) await this.restarted;
+        if (this.restarting) await this.restarting;
         if (spec.firmware === 'pi4' && exited !== undefined) {
           // The Pi stand-in ends after the bootloader's files: its run is the verdict.
           const report = guest.lines.find((l) => l.startsWith('PI_BOOT_REPORT '));

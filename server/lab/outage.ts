@@ -7,12 +7,17 @@
 // and finishes once bootfarm is back. Then, with bootfarm up, the cache is dropped again and another unread
 // file is read, a file is written and read back on the overlay, and the node's
 // agent reports to bootfarm. Both files' sha256 are compared with the image's.
+// A node booted with its image copied to RAM (NBD_TO_RAM, bootfarm.toram=1) is
+// held to more: its root is not on NBD at all, and the read issued while bootfarm
+// is down finishes while it is still down.
 import { run } from './proc.js';
 import { guestRun } from './guest-shell.js';
 
 export interface OutagePlan {
   signal: 'SIGKILL' | 'SIGTERM';
   downSeconds: number;
+  /** The node's root: attached over NBD (reads block while bootfarm is down), or copied to RAM (reads go on). */
+  root: 'nbd' | 'ram';
   /** The node's image (host path), where the files and their digests come from. */
   squashfs: string;
   /** The node's command channel (server/lab/guest-shell.ts). */
@@ -37,9 +42,16 @@ export interface ReadCheck {
 
 export interface OutageReport {
   signal: 'SIGKILL' | 'SIGTERM';
+  root: 'nbd' | 'ram';
+  /** What the node says its root is (/run/bootfarm/source: nbd or toram) and whether /dev/nbd0 is still connected. */
+  nodeRoot: { source: string; nbdConnected: boolean };
   /** From the moment bootfarm was gone to the moment it was started again. */
   downSeconds: number;
-  /** Issued while bootfarm was down: it blocked, and ended this long after bootfarm was ready again. */
+  /**
+   * Issued while bootfarm was down. Root on NBD: it blocked and ended this long
+   * after bootfarm was ready again. Root in RAM: it ended while bootfarm was down
+   * (finishedAfterReadySeconds negative: that long before it was back).
+   */
   blockedRead: ReadCheck & { finishedAfterReadySeconds: number };
   /** Issued once bootfarm was back; seconds: the node's own time for the cold read. */
   afterReturn: ReadCheck & { seconds: number; overlay: { wrote: string; read: string }; agentAlive: boolean };
@@ -118,6 +130,10 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   // The channel works before anything else happens (the node's shell is up).
   const hello = await guestRun(plan.controlSocket, 'uname -n', 120_000);
   plan.log(`node shell: ${hello.output.trim()}`);
+  // /sys/block/nbd0/pid exists while a client holds the device connected.
+  const rootInfo = await guestRun(plan.controlSocket, 'echo "SOURCE $(cat /run/bootfarm/source)"; [ -e /sys/block/nbd0/pid ] && echo NBD connected || echo NBD none', 120_000);
+  const nodeRoot = { source: /^SOURCE (\S*)$/m.exec(rootInfo.output)?.[1] ?? '', nbdConnected: /^NBD connected$/m.test(rootInfo.output) };
+  plan.log(`node root: ${nodeRoot.source || '(unknown)'}, /dev/nbd0 ${nodeRoot.nbdConnected ? 'connected' : 'not connected'}`);
   const consoleFrom = plan.console().length;
   const started = await guestRun(plan.controlSocket, readerStart(loopFile.file), 300_000);
   if (started.code !== 0) throw new Error(`the node could not start its reading loop: ${started.output}`);
@@ -130,7 +146,8 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   let blockedDone: number | undefined;
   void blocked.then(() => { blockedDone = Date.now(); }, () => undefined);
   await new Promise((r) => setTimeout(r, plan.downSeconds * 1000));
-  const early = blockedDone !== undefined;
+  // Root on NBD: finished while down = it did not wait for the server. Root in RAM: it had to.
+  const finishedWhileDown = blockedDone !== undefined;
   const downSeconds = since(downAt);
   await plan.start();
   const readyAt = Date.now();
@@ -153,14 +170,20 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   }
   const report: OutageReport = {
     signal: plan.signal,
+    root: plan.root,
+    nodeRoot,
     downSeconds,
     blockedRead,
     afterReturn: { ...afterFile, sha256: read?.sha256 ?? '', seconds: read?.seconds ?? -1, overlay: { wrote: token, read: overlay }, agentAlive },
     reader,
     client: plan.console().slice(consoleFrom).filter((l) => l.includes('bootfarm-nbd:')).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim()),
   };
+  const expectedSource = plan.root === 'ram' ? 'toram' : 'nbd';
   const failures = [
-    early ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
+    nodeRoot.source !== expectedSource ? `the node's root is ${JSON.stringify(nodeRoot.source)} (/run/bootfarm/source), expected ${expectedSource}` : '',
+    plan.root === 'ram' && nodeRoot.nbdConnected ? 'the node copied its root to RAM but /dev/nbd0 is still connected' : '',
+    plan.root === 'nbd' && finishedWhileDown ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
+    plan.root === 'ram' && !finishedWhileDown ? 'the node\'s root is in RAM, yet the read issued while bootfarm was down waited for bootfarm' : '',
     b.code !== 0 ? `the read issued while bootfarm was down failed (exit ${b.code}): ${b.output.slice(-500)}` : '',
     blockedRead.sha256 !== blockedRead.expected ? `${blockedRead.file}: sha256 ${blockedRead.sha256 || '(none)'} != image ${blockedRead.expected}` : '',
     a.code !== 0 ? `the checks after bootfarm came back failed (exit ${a.code}): ${a.output.slice(-500)}` : '',
