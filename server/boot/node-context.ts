@@ -17,12 +17,22 @@ import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
  * a publish, attaches the same bytes (docs/design.md "Root reconnect").
  */
 export function exportName(image: string, arch: string, config: ResolvedConfig): string {
-  if (config.nbd.backend === 'builtin') {
-    const version = currentVersion(config.images.dir, image);
-    return version ? `${image}/${version}/${arch}` : `${image}/${arch}`;
-  }
+  return exportOf(image, arch, config, plannedVersion(image, config));
+}
+
+function exportOf(image: string, arch: string, config: ResolvedConfig, version: string | undefined): string {
+  if (version !== undefined) return `${image}/${version}/${arch}`;
   const name = `${image}/${arch}`;
   return config.nbd.backend === 'nbdkit' ? nbdkitExportName(name) : name;
+}
+
+/**
+ * The version a boot planned now is pinned to: with the built-in NBD server, the
+ * one `current` points at (its kernel, initrd and root all come from it);
+ * undefined for the external backends, which serve `current` as it is at attach.
+ */
+function plannedVersion(image: string, config: ResolvedConfig): string | undefined {
+  return config.nbd.backend === 'builtin' ? currentVersion(config.images.dir, image) : undefined;
 }
 
 /** The version directory `<images.dir>/<image>/current` links to; undefined when there is none (no such image yet). */
@@ -39,9 +49,12 @@ function currentVersion(imagesDir: string, image: string): string | undefined {
 export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: { nonce: string }): BootContext {
   const address = config.server.address;
   const { arch, image } = node;
-  const base = `images/${image}/${arch}`;
-  // Read once: the command line and the templates name the same version.
-  const rootExport = exportName(image, arch, config);
+  // Read once: the kernel, the initrd and the root on the command line are of one
+  // version, even when a new one is published while the node boots
+  // (server/boot/files/images.ts serves images/<image>/<version>/<arch>/).
+  const version = plannedVersion(image, config);
+  const base = version === undefined ? `images/${image}/${arch}` : `images/${image}/${version}/${arch}`;
+  const rootExport = exportOf(image, arch, config, version);
   const http = `http://${address}:${config.http.port}`;
   const piModel = node.piModel ?? 4;
   const kernelArgs = [

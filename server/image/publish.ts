@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SetupError } from '../errors.js';
-import { ARCH_INFO, type ImageArch } from './arch.js';
+import { ARCH_INFO, IMAGE_ARCHES, type ImageArch } from './arch.js';
 import type { ExportManifest } from './extract.js';
 
 export interface BuiltArch {
@@ -103,7 +103,16 @@ export async function currentVersion(imagesDir: string, name: string): Promise<s
   return readlink(path.join(imagesDir, name, 'current')).catch(() => undefined);
 }
 
+/** A version directory's name; never `current` or an arch, which would make images/<name>/<x>/... ambiguous (server/boot/files/images.ts). */
+export function checkVersionName(version: string): string {
+  if (!NAME.test(version) || version === 'current' || (IMAGE_ARCHES as readonly string[]).includes(version)) {
+    throw new SetupError(`--version: "${version}" is not a usable version name (letters, digits, . _ -; not "current" nor an arch: ${IMAGE_ARCHES.join(', ')})`);
+  }
+  return version;
+}
+
 export async function publish(imagesDir: string, name: string, version: string, built: BuiltArch[]): Promise<PublishResult> {
+  checkVersionName(version);
   const imageDir = path.join(imagesDir, checkImageName(name));
   const versionDir = path.join(imageDir, version);
   await mkdir(imageDir, { recursive: true });

@@ -13,7 +13,7 @@ import { BuildFailure, buildImage, type BuildResult } from './build.js';
 import { packContext } from './context.js';
 import { imageExists } from './docker.js';
 import { extractExport } from './extract.js';
-import { checkImageName, contentVersion, publish, type BuiltArch, type PublishResult } from './publish.js';
+import { checkImageName, checkVersionName, contentVersion, publish, type BuiltArch, type PublishResult } from './publish.js';
 
 /** imagebuild/ of this checkout (from server/image/ or dist/server/image/). */
 export function defaultContextDir(): string {
@@ -55,9 +55,7 @@ export interface ImageBuildReport {
 
 export async function runImageBuild(docker: Docker, opts: ImageBuildOptions): Promise<ImageBuildReport> {
   checkImageName(opts.name);
-  if (opts.version !== undefined && (!/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(opts.version) || opts.version === 'current')) {
-    throw new SetupError(`--version: "${opts.version}" is not a usable version name (letters, digits, . _ -; not "current")`);
-  }
+  if (opts.version !== undefined) checkVersionName(opts.version);
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const contextDir = opts.contextDir ?? defaultContextDir();
   const native = hostArch();

@@ -103,8 +103,8 @@ describe('boot files over TFTP and HTTP', () => {
     expect(http.stdout).toBe([
       '#!ipxe',
       '# bootfarm: node-1 (52:54:00:00:00:01), image base/amd64',
-      `kernel http://10.9.0.1:8080/images/base/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/v1/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 bootfarm.nonce=${nonce} console=ttyS0`,
-      'initrd --name initrd.img http://10.9.0.1:8080/images/base/amd64/initrd.img',
+      `kernel http://10.9.0.1:8080/images/base/v1/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/v1/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 bootfarm.nonce=${nonce} console=ttyS0`,
+      'initrd --name initrd.img http://10.9.0.1:8080/images/base/v1/amd64/initrd.img',
       'boot',
       '',
     ].join('\n'));
@@ -118,7 +118,9 @@ describe('boot files over TFTP and HTTP', () => {
     expect(unknown.stdout).toBe('404');
     // GRUB's per-MAC name and PXELINUX's render for the same node.
     const grub = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/grub/grub.cfg-01-52-54-00-00-00-01']);
-    expect(grub.stdout).toContain('linux (http,10.9.0.1:8080)/images/base/amd64/vmlinuz ip=dhcp bootfarm.server=10.9.0.1');
+    expect(grub.stdout).toContain('linux (http,10.9.0.1:8080)/images/base/v1/amd64/vmlinuz ip=dhcp bootfarm.server=10.9.0.1');
+    // Kernel, initrd and root of one version (the one `current` named when the script was rendered).
+    expect(grub.stdout).toContain('initrd (http,10.9.0.1:8080)/images/base/v1/amd64/initrd.img');
     const pxelinux = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/pxelinux.cfg/01-52-54-00-00-00-01']);
     expect(pxelinux.stdout).toContain('APPEND ip=dhcp bootfarm.server=10.9.0.1');
   });

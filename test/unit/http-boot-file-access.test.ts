@@ -85,7 +85,7 @@ describe('image files over TFTP and HTTP', () => {
   });
 
   it('any other file of an image is refused, to admitted addresses too', async () => {
-    for (const p of ['images/base/amd64/manifest.json', 'images/base/arm64/rpi/manifest.json', 'images/base/current/amd64/root.squashfs', 'images/base/amd64', 'images/base']) {
+    for (const p of ['images/base/amd64/manifest.json', 'images/base/arm64/rpi/manifest.json', 'images/base/v1/amd64/manifest.json', 'images/base/v1/amd64/oci/index.json', 'images/base/amd64', 'images/base']) {
       expect(await ask(p, ADMITTED), p).toMatchObject({ found: false, denied: true, refusal: 'not-boot-file' });
     }
   });
@@ -97,11 +97,28 @@ describe('image files over TFTP and HTTP', () => {
     expect(await ask('vmlinuz', '10.9.0.77', 'tftp')).toMatchObject({ found: true });
     expect(await ask('undionly.kpxe', '10.9.0.77', 'tftp')).toMatchObject({ found: true });
     // The images directory under its own name inside tftp.root is answered by the image rules too.
-    expect(await ask('images/base/v1/amd64/root.squashfs', ADMITTED, 'tftp')).toMatchObject({ found: false, denied: true, refusal: 'not-boot-file' });
+    expect(await ask('images/base/v1/amd64/root.squashfs', '10.9.0.77', 'tftp')).toMatchObject({ found: false, denied: true, refusal: 'root-not-admitted' });
     const staticOnly = new StaticRootResolver(tftpRoot, cache, { dir: images, rootAccess });
     expect(await staticOnly.resolve({ path: 'images/base/v1/amd64/root.squashfs', clientAddress: '10.9.0.77', protocol: 'tftp' })).toMatchObject({ found: false, denied: true, refusal: 'root-not-admitted' });
     expect(await staticOnly.resolve({ path: 'images/base/current/amd64/manifest.json', clientAddress: ADMITTED, protocol: 'tftp' })).toMatchObject({ found: false, denied: true, refusal: 'not-boot-file' });
     expect(await staticOnly.resolve({ path: 'images/base/current/amd64/vmlinuz', clientAddress: '10.9.0.77', protocol: 'tftp' })).toMatchObject({ found: true });
+  });
+
+  it('a named version\'s kernel and initrd go to anyone, as the boot scripts name them; its root only where NBD admits', async () => {
+    // Boot scripts pin kernel, initrd and root to the version `current` named when the boot was planned
+    // (server/boot/node-context.ts): the version's files stay reachable after `current` moves on.
+    const v2 = path.join(images, 'base/v2/amd64');
+    mkdirSync(v2, { recursive: true });
+    writeFileSync(path.join(v2, 'vmlinuz'), 'kernel-2');
+    expect(await ask('images/base/v1/amd64/vmlinuz', '10.9.0.77')).toMatchObject({ found: true, size: 7, from: 'image:base/v1/amd64' });
+    expect(await ask('images/base/v2/amd64/vmlinuz', '10.9.0.77', 'tftp')).toMatchObject({ found: true, size: 8 });
+    expect(await ask('images/base/current/amd64/initrd.img', '10.9.0.77')).toMatchObject({ found: true, size: 10 });
+    expect(await ask('images/base/v1/amd64/root.squashfs', ADMITTED)).toMatchObject({ found: true, size: 13 });
+    expect(await ask('images/base/v1/amd64/root.squashfs', '10.9.0.77')).toMatchObject({ found: false, denied: true, refusal: 'root-not-admitted' });
+    expect(await ask('images/base/v3/amd64/vmlinuz', '10.9.0.77')).toMatchObject({ found: false, denied: false });
+    // A version's name must look like one: no way out of the image's directory through it.
+    expect(await ask('images/base/..%2f/amd64/vmlinuz', '10.9.0.77')).toMatchObject({ found: false });
+    expect(await ask('images/base/.hidden/amd64/vmlinuz', '10.9.0.77')).toMatchObject({ found: false, denied: true, refusal: 'not-boot-file' });
   });
 
   it('a Pi gets its firmware; other names are not looked up in its image', async () => {

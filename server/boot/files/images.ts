@@ -1,6 +1,7 @@
 // Files of published images: images/<name>/<arch>/<file> maps to
 // <images.dir>/<name>/current/<arch>/<file> (the image builder publishes versions
-// and switches `current` atomically). A Raspberry Pi's bootloader files come from
+// and switches `current` atomically), images/<name>/<version>/<arch>/<file> to
+// that version's directory. A Raspberry Pi's bootloader files come from
 // the rpi/ folder of its node's image: <serial>/start4.elf, or start4.elf from a
 // Pi whose lease identifies it once it dropped the serial prefix. Only boot
 // files are handed out, and the root image only to clients NBD would admit
@@ -8,6 +9,7 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedConfig } from '../../config/types.js';
+import { IMAGE_ARCHES } from '../../image/arch.js';
 import type { RootAccessPolicy } from '../../nbd/admission.js';
 import type { FileCache } from './file-cache.js';
 import { imageFileAccess, imageFileKind, publishedFileAccess, type AccessDecision, type ImageFileKind } from './image-access.js';
@@ -15,6 +17,25 @@ import type { NodeDirectory } from './node-directory.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
+const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
+
+/**
+ * `<name>/<arch>/<file...>` is a file of the version `current` points at now;
+ * `<name>/<version>/<arch>/<file...>` one of a named version, as the boot scripts
+ * name the kernel and initrd (server/boot/node-context.ts), so that a publish
+ * during a boot cannot pair one version's kernel with another's root. The two are
+ * told apart by the third part: an arch the image builder makes (a version is
+ * never named after one, server/image/publish.ts).
+ */
+export function publishedImagePath(parts: string[]): { name: string; version: string; arch: string; rest: string[] } | undefined {
+  const [name, second, third, ...more] = parts;
+  if (name === undefined || second === undefined || third === undefined) return undefined;
+  if ((IMAGE_ARCHES as readonly string[]).includes(third) && more.length > 0) {
+    if (!VERSION.test(second)) return undefined;
+    return { name, version: second, arch: third, rest: more };
+  }
+  return { name, version: 'current', arch: second, rest: [third, ...more] };
+}
 
 function refused(decision: AccessDecision & { allowed: false }): FileAnswer {
   return { found: false, denied: true, detail: decision.detail, refusal: decision.refusal };
@@ -56,9 +77,10 @@ export class ImageFileResolver implements FileResolver {
   async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
     const parts = request.path.split('/');
     if (parts[0] === 'images') {
-      if (parts.length < 4) return { found: false, denied: true, detail: `${request.path} is not a file of a published image (images/<name>/<arch>/<file>)`, refusal: 'not-boot-file' };
-      const [, name, arch, ...rest] = parts;
-      return this.serve(path.join(name as string, 'current', arch as string, ...rest), imageFileKind(rest.join('/')), request, `image:${name}/${arch}`);
+      const file = publishedImagePath(parts.slice(1));
+      if (!file) return { found: false, denied: true, detail: `${request.path} is not a file of a published image (images/<name>/[<version>/]<arch>/<file>)`, refusal: 'not-boot-file' };
+      const { name, version, arch, rest } = file;
+      return this.serve(path.join(name, version, arch, ...rest), imageFileKind(rest.join('/')), request, `image:${name}/${version === 'current' ? '' : `${version}/`}${arch}`);
     }
     const prefixed = PI_SERIAL.test(parts[0] ?? '') && parts.length >= 2;
     const node = prefixed ? this.nodes.byPiSerial(parts[0] as string) : this.nodes.byAddress(request.clientAddress);
