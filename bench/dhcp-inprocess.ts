@@ -23,7 +23,7 @@ import { parseConfig } from '../server/config/load.js';
 import { DhcpService } from '../server/dhcp/server/dhcp-service.js';
 import { Metrics } from '../server/metrics.js';
 import { policySettings } from '../server/app.js';
-import { FileStore, type BootSessionRecord, type LeaseRecord, type NodeEvent, type Store } from '../server/store/store.js';
+import { FileStore, type BootSessionRecord, type LeaseRecord, type NodeEvent, type RootAttachment, type Store } from '../server/store/store.js';
 import type { DiscoveredMachine } from '../server/store/discovered-index.js';
 import type { LogHealth } from '../server/store/durable-log.js';
 import { Inventory } from '../server/inventory/inventory.js';
@@ -62,6 +62,8 @@ class MemoryStore implements Store {
   removeDiscovered(mac: string): Promise<void> { this.seen.delete(mac); return Promise.resolve(); }
   sessions(): BootSessionRecord[] { return []; }
   putSession(): Promise<void> { return Promise.resolve(); }
+  attachments(): RootAttachment[] { return []; }
+  putAttachment(): Promise<void> { return Promise.resolve(); }
   leases(): LeaseRecord[] { return [...this.leaseMap.values()]; }
   leaseByIp(ip: string): LeaseRecord | undefined { return this.leaseMap.get(ip); }
   putLease(lease: LeaseRecord): Promise<void> { this.leaseMap.set(lease.ip, lease); return Promise.resolve(); }

@@ -24,7 +24,9 @@ import { SessionBootScripts } from './join/boot-script-issuer.js';
 import { KubeApiTokenMinter, StaticTokenMinter, type TokenMinter } from './kube/minter.js';
 import { TemplateSet } from './boot/templates.js';
 import { HttpBootServer } from './http/server.js';
-import { NbdServer } from './nbd/server.js';
+import { NbdServer, type AttachedClient } from './nbd/server.js';
+import type { NbdExport } from './nbd/session.js';
+import type { RootHolders } from './image/gc.js';
 import { ImageExportCatalog } from './nbd/catalog.js';
 import { NbdkitBackend } from './nbd/backends/nbdkit.js';
 import { NbdServerBackend } from './nbd/backends/nbd-server.js';
@@ -169,13 +171,17 @@ export class Bootfarm {
             nodeOf: (address) => nodes.byAddress(address),
           },
           logger.child({ svc: 'nbd' }), this.metrics,
-          (node, exp) => store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: 'nbd.attach', detail: { export: exp.name, source: exp.source } }),
+          (client, exp) => this.noteAttach(client, exp),
         );
         await this.nbd.start();
         this.services.push(this.nbd);
       }
       // Last: a second bootfarm on the same configuration fails on its first port above, with that port named.
-      const control = new ControlSocket(controlSocketPath(config.server.stateDir), () => this.reload('control socket'), logger.child({ svc: 'control' }));
+      const control = new ControlSocket(
+        controlSocketPath(config.server.stateDir),
+        (command) => (command === 'config-reload' ? this.reload('control socket') : this.rootHolders()),
+        logger.child({ svc: 'control' }),
+      );
       await control.start();
       this.services.push(control);
     } catch (err) {
@@ -206,6 +212,26 @@ export class Bootfarm {
     if (kube.kubeconfig) return new KubeApiTokenMinter(kube.kubeconfig);
     this.logger.warn('kubernetes.token: every node gets the same static token, and anything that can reach the agent endpoints from a node address can use it; prefer kubernetes.kubeconfig (one short-lived token per node)');
     return new StaticTokenMinter(kube.staticToken as string);
+  }
+
+  /**
+   * An NBD attach: on the node's timeline, and as the machine's root attachment,
+   * which keeps its image version from `bootfarm image gc` (server/image/gc.ts).
+   */
+  private noteAttach(client: AttachedClient, exp: NbdExport): void {
+    const store = this.store;
+    if (!store) return;
+    const { node, address } = client;
+    if (node) store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: 'nbd.attach', detail: { export: exp.name, source: exp.source } });
+    if (!exp.version) return;
+    const attachment = { key: node?.mac ?? `address:${address}`, mac: node?.mac, hostname: node?.hostname, address, ...exp.version, export: exp.name, at: Date.now() };
+    store.putAttachment(attachment).catch((err: unknown) => this.logger.error({ client: address, export: exp.name, err: (err as Error).message }, 'root attachment not recorded'));
+  }
+
+  /** What `bootfarm image gc` must keep: every machine's last root attachment, and the versions open connections read now. */
+  rootHolders(): RootHolders {
+    if (!this.store) throw new Error('bootfarm is not running');
+    return { attachments: this.store.attachments(), open: this.nbd?.openVersions() ?? [], backend: this.config.nbd.enabled ? this.config.nbd.backend : 'off' };
   }
 
   /** A file fetched by a known node goes on its boot timeline (bootloader, kernel, initrd...). */

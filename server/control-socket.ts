@@ -1,7 +1,7 @@
 // The control socket: a Unix socket in server.stateDir (as Kea's control socket)
 // through which `bootfarm reload` asks the running server to reload and reads the
 // outcome back, so the operator sees a refusal's file:line:key where they typed
-// the command. Only the owner of the state directory (0700) can reach it. One
+// the command, and `bootfarm image gc` asks which image versions machines hold. Only the owner of the state directory (0700) can reach it. One
 // JSON line in ({"command":"config-reload"}), one JSON line out, then close.
 import net from 'node:net';
 import { chmodSync, unlinkSync } from 'node:fs';
@@ -14,8 +14,9 @@ export const CONTROL_SOCKET = 'control.sock';
 const MAX_REQUEST_BYTES = 4096;
 const REQUEST_TIMEOUT_MS = 5000;
 
-export type ControlCommand = 'config-reload';
-const COMMANDS: ReadonlySet<string> = new Set<ControlCommand>(['config-reload']);
+/** config-reload: `bootfarm reload`; root-holders: what `bootfarm image gc` must keep (server/image/gc.ts). */
+export type ControlCommand = 'config-reload' | 'root-holders';
+const COMMANDS: ReadonlySet<string> = new Set<ControlCommand>(['config-reload', 'root-holders']);
 
 /** sun_path holds 108 bytes with the terminating NUL; Node cuts a longer path short (elsewhere) instead of failing. */
 const MAX_SOCKET_PATH_BYTES = 107;

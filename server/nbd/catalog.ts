@@ -74,9 +74,12 @@ export class ImageExportCatalog implements ExportCatalog {
     return names.sort();
   }
 
-  private async locate(name: string): Promise<string | undefined> {
+  private async locate(name: string): Promise<{ file: string; version?: { image: string; version: string } } | undefined> {
     const fixed = this.staticExports.find((e) => e.name === name);
-    if (fixed) return realpath(fixed.file).catch(() => undefined);
+    if (fixed) {
+      const file = await realpath(fixed.file).catch(() => undefined);
+      return file === undefined ? undefined : { file };
+    }
     // <image>/<arch> is the current version; <image>/<version>/<arch> a named one.
     const m = /^([a-zA-Z0-9][a-zA-Z0-9._-]*)\/(?:([a-zA-Z0-9][a-zA-Z0-9._-]*)\/)?([a-z0-9_]+)$/.exec(name);
     if (!m) return undefined;
@@ -84,12 +87,15 @@ export class ImageExportCatalog implements ExportCatalog {
     const root = await realpath(this.imagesDir).catch(() => undefined);
     const real = await realpath(path.join(this.imagesDir, m[1] as string, version, m[3] as string, 'root.squashfs')).catch(() => undefined);
     if (!root || !real || !real.startsWith(root + path.sep)) return undefined;
-    return real;
+    // <image>/<version>/<arch>/root.squashfs after `current` is followed: the version actually served.
+    const [image, versionDir] = path.relative(root, real).split(path.sep);
+    return { file: real, version: image && versionDir ? { image, version: versionDir } : undefined };
   }
 
   async open(name: string): Promise<NbdExport | undefined> {
-    const file = await this.locate(name);
-    if (!file) return undefined;
+    const found = await this.locate(name);
+    if (!found) return undefined;
+    const { file, version } = found;
     const handle = await open(file, 'r').catch(() => undefined);
     if (!handle) return undefined;
     const { size } = await handle.stat();
@@ -97,6 +103,7 @@ export class ImageExportCatalog implements ExportCatalog {
     return {
       name,
       source: file,
+      version,
       size: BigInt(size),
       read: async (offset, length) => {
         const buf = acquire(length);

@@ -49,12 +49,20 @@ export interface NbdAccess {
   nodeOf(address: string): { hostname: string; mac: string } | undefined;
 }
 
+/** Who attached an export: the address, and the node behind it when the inventory knows one. */
+export interface AttachedClient {
+  address: string;
+  node: { hostname: string; mac: string } | undefined;
+}
+
 /** Connections of refused clients open at once (each lives at most its 2 s grace or the handshake deadline). */
 export const MAX_REFUSED_CONNECTIONS = 64;
 
 export class NbdServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  /** The export each attached connection reads, until it closes. */
+  private readonly attachedExports = new Map<net.Socket, NbdExport>();
   /** Open connections per source address; an address leaves the map with its last connection. */
   private readonly perClient = new Map<string, number>();
   /** Open connections of clients nbd.allow refuses (see accept()). */
@@ -73,7 +81,7 @@ export class NbdServer {
     private readonly access: NbdAccess,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-    private readonly onAttach: (node: { hostname: string; mac: string }, exp: NbdExport) => void = () => undefined,
+    private readonly onAttach: (client: AttachedClient, exp: NbdExport) => void = () => undefined,
   ) {
     this.readBudget = new ReadBudget(options.maxBufferedReadMiB * 1024 * 1024, (held) => metrics.nbdBufferedReadBytes.set(held));
     this.server = net.createServer((socket) => this.accept(socket));
@@ -158,7 +166,8 @@ export class NbdServer {
           clearTimeout(handshakeDeadline);
           this.metrics.nbdAttach.inc({ export: exp.name, node: nodeLabel });
           this.logger.info({ client: address, node: node?.hostname, export: exp.name, source: exp.source, size: Number(exp.size) }, 'nbd root attached');
-          if (node) this.onAttach(node, exp);
+          this.attachedExports.set(socket, exp);
+          this.onAttach({ address, node }, exp);
         },
         served: (exp, bytes) => {
           this.metrics.nbdBytes.inc({ export: exp.name, node: nodeLabel }, bytes);
@@ -197,6 +206,7 @@ export class NbdServer {
       clearTimeout(handshakeDeadline);
       if (closeGrace) clearTimeout(closeGrace);
       this.sockets.delete(socket);
+      this.attachedExports.delete(socket);
       if (refusal !== undefined) this.refusedOpen--;
       this.metrics.nbdConnections.set(this.sockets.size);
       const left = (this.perClient.get(address) ?? 1) - 1;
@@ -204,6 +214,11 @@ export class NbdServer {
       else this.perClient.delete(address);
       session.onClose();
     });
+  }
+
+  /** Image versions read by a connection open now (`bootfarm image gc` keeps them). */
+  openVersions(): Array<{ image: string; version: string; export: string }> {
+    return [...this.attachedExports.values()].flatMap((exp) => (exp.version ? [{ ...exp.version, export: exp.name }] : []));
   }
 
   async start(): Promise<void> {

@@ -13,6 +13,8 @@ export interface NbdExport {
   size: bigint;
   /** What exactly is served, e.g. the real path of the image version. */
   source: string;
+  /** For a published image: the image and the version directory the bytes come from (what `bootfarm image gc` must keep). */
+  version?: { image: string; version: string } | undefined;
   read(offset: number, length: number): Promise<Buffer>;
   /** Hands a buffer returned by read() back for reuse, once it has been sent. */
   recycle(buf: Buffer): void;

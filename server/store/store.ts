@@ -60,6 +60,25 @@ export interface BootSessionRecord {
   address?: string | undefined;
 }
 
+/**
+ * The image version a machine's root was last attached from (server/nbd/server.ts).
+ * It stays the machine's until it attaches another: a node that is running may
+ * reconnect to it at any time, so `bootfarm image gc` keeps it (server/image/gc.ts).
+ */
+export interface RootAttachment {
+  /** The node's MAC; for a client no node is known for, `address:<ip>`. */
+  key: string;
+  mac?: string | undefined;
+  hostname?: string | undefined;
+  address: string;
+  image: string;
+  version: string;
+  /** The export name the client asked for (`<image>/<version>/<arch>`, or `<image>/<arch>` for `current`). */
+  export: string;
+  /** Epoch ms of the attach. */
+  at: number;
+}
+
 export interface Store {
   /** Every node: the configuration's, then those added through the API. */
   nodes(): ResolvedNode[];
@@ -83,6 +102,11 @@ export interface Store {
 
   sessions(): BootSessionRecord[];
   putSession(session: BootSessionRecord): Promise<void>;
+
+  /** Each machine's last root attachment. */
+  attachments(): RootAttachment[];
+  /** Records an attach (replacing the machine's previous one); resolves once it is durable. */
+  putAttachment(attachment: RootAttachment): Promise<void>;
 
   leases(): LeaseRecord[];
   leaseByIp(ip: string): LeaseRecord | undefined;
@@ -127,6 +151,7 @@ type JournalRecord =
   | { t: 'discovered-removed'; mac: string }
   | { t: 'session'; session: BootSessionRecord }
   | { t: 'lease'; lease: LeaseRecord }
+  | { t: 'attach'; attachment: RootAttachment }
   | { t: 'event'; event: NodeEvent };
 
 export class FileStore implements Store {
@@ -138,6 +163,7 @@ export class FileStore implements Store {
   private readonly sessionMap = new Map<string, BootSessionRecord>();
   private version = 0;
   private readonly leaseMap = new Map<string, LeaseRecord>();
+  private readonly attachmentMap = new Map<string, RootAttachment>();
   private readonly eventMap = new Map<string, NodeEvent[]>();
   private readonly log: DurableLog<JournalRecord>;
 
@@ -209,6 +235,7 @@ export class FileStore implements Store {
     } else if (rec.t === 'discovered-removed') this.discoveredIndex.delete(rec.mac);
     else if (rec.t === 'session') this.sessionMap.set(rec.session.mac, rec.session);
     else if (rec.t === 'lease') this.leaseMap.set(rec.lease.ip, rec.lease);
+    else if (rec.t === 'attach') this.attachmentMap.set(rec.attachment.key, rec.attachment);
     else if (rec.t === 'event') this.pushEvent(rec.event);
   }
 
@@ -228,6 +255,7 @@ export class FileStore implements Store {
     for (const machine of this.discoveredIndex.values()) out.push({ t: 'discovered', machine });
     for (const session of this.sessionMap.values()) out.push({ t: 'session', session });
     for (const lease of this.leaseMap.values()) out.push({ t: 'lease', lease });
+    for (const attachment of this.attachmentMap.values()) out.push({ t: 'attach', attachment });
     for (const list of this.eventMap.values()) for (const event of list) out.push({ t: 'event', event });
     return out;
   }
@@ -311,6 +339,15 @@ export class FileStore implements Store {
   putSession(session: BootSessionRecord): Promise<void> {
     this.sessionMap.set(session.mac, session);
     return this.log.append({ t: 'session', session });
+  }
+
+  attachments(): RootAttachment[] {
+    return [...this.attachmentMap.values()];
+  }
+
+  putAttachment(attachment: RootAttachment): Promise<void> {
+    this.attachmentMap.set(attachment.key, attachment);
+    return this.log.append({ t: 'attach', attachment });
   }
 
   leases(): LeaseRecord[] {

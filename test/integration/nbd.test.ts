@@ -106,7 +106,8 @@ describe('built-in NBD server', () => {
   }, 240_000);
 
   it('never changes the bytes under a connected client when a new version is published', async () => {
-    const hold = lab.spawn(client.ns, '/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/amd64`, '4096', '65536'], 'nbd-hold');
+    const go = path.join(work, 'hold-go');
+    const hold = lab.spawn(client.ns, '/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/amd64`, '4096', '65536', go], 'nbd-hold');
     await hold.waitFor((l) => l === 'READY', 30_000, 'the client to attach');
     const before = (await hold.waitFor((l) => l.startsWith('BEFORE'), 1_000, 'BEFORE')).split(' ')[1];
     expect(before).toBe(sha(root.subarray(4096, 4096 + 65536)));
@@ -116,7 +117,9 @@ describe('built-in NBD server', () => {
     writeFileSync(path.join(work, 'images/base/v2/amd64/root.squashfs'), v2);
     symlinkSync('v2', path.join(work, 'images/base/current.new'));
     renameSync(path.join(work, 'images/base/current.new'), path.join(work, 'images/base/current'));
-    hold.child.stdin?.write('\n');
+    // The second read is on the connection opened before the publish.
+    expect(hold.lines.some((l) => l.startsWith('AFTER'))).toBe(false);
+    writeFileSync(go, '');
     const after = (await hold.waitFor((l) => l.startsWith('AFTER'), 30_000, 'AFTER')).split(' ')[1];
     expect(after).toBe(before);
     // A new connection gets the new version.
