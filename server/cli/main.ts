@@ -16,6 +16,7 @@ import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
 import { registerServerImageCommand } from './server-image.js';
 import { registerReloadCommand } from './reload.js';
+import { enforceUsage } from './usage.js';
 
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof SetupError) {
@@ -129,4 +130,6 @@ registerReloadCommand(program, fail);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);
 registerLabCommands(program, fail);
+// After every command is registered: an unknown command or option exits 2 with one line.
+enforceUsage(program, process.argv.slice(2));
 program.parseAsync(process.argv).catch(fail);
