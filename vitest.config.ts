@@ -1,7 +1,17 @@
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-// test/unit needs no root, network namespace, Docker or QEMU (test/lib/peers.ts checks its few peers).
-const UNIT = ['test/unit/**/*.test.ts'];
+// The unit tier (npm run test:unit): test/unit needs no root, network namespace,
+// Docker or QEMU, only a few local programs (test/lib/peers.ts). These files
+// need none of that either but are slow for a quick tier: they start the built
+// CLI a process per case (about a second of imports each) or wait out a
+// program's real retry delays and crash rounds. They run with the protocols.
+const UNIT_SLOW = ['test/unit/node-render.test.ts', 'test/unit/config-cli.test.ts', 'test/unit/cli-usage.test.ts',
+  'test/unit/image-agent.test.ts', 'test/unit/store-durability.test.ts'];
+// Listed, not globbed, so that the protocols project can exclude exactly these.
+const UNIT = readdirSync(fileURLToPath(new URL('test/unit', import.meta.url)), { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.test.ts')).map((f) => `test/unit/${f}`).filter((f) => !UNIT_SLOW.includes(f));
 // Heavy suites run after the protocol tests, one file at a time: image builds and
 // the emulation lab keep both cores busy for minutes, and the DHCP/TFTP/NBD tests
 // beside them would only measure the contention.

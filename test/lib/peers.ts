@@ -50,7 +50,7 @@ const PROTOCOL_PEERS: Peer[] = [
     name: 'python3 libnbd (import nbd)', pkg: 'python3-libnbd', group: 'test',
     present: () => spawnSync('python3', ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0,
   },
-  cmd('openssl', 'openssl'), cmd('swtpm', 'swtpm'), cmd('swtpm_setup', 'swtpm-tools'), cmd('tpm2_createek', 'tpm2-tools'),
+  cmd('openssl', 'openssl'), cmd('jq', 'jq'), cmd('swtpm', 'swtpm'), cmd('swtpm_setup', 'swtpm-tools'), cmd('tpm2_createek', 'tpm2-tools'),
 ];
 
 /** QEMU guests (server/lab/qemu.ts) and their firmware. */
@@ -78,11 +78,12 @@ export interface TierNeeds {
 export const TIERS: Record<string, TierNeeds> = {
   unit: {
     root: false,
-    // curl and jq: the node agent (imagebuild/agent) is a shell script around them.
+    // curl, jq and openssl: the kubeadm stand-in (imagebuild/kubernetes) is a shell script around them.
     peers: [cmd('curl', 'curl'), cmd('jq', 'jq'), cmd('strace', 'strace'), cmd('openssl', 'openssl'), cmd('sort', 'coreutils')],
-    // config-cli and node-render run the built CLI, as operators do.
-    built: ['dist/server/cli/main.js'],
+    // No test of this tier starts the built CLI (vitest.config.ts): a fresh clone runs it unbuilt.
+    built: [],
   },
+  // api, config-cli, node-render and cli-usage run the built CLI, as operators do.
   protocols: { root: true, peers: [...NETWORK, ...PROTOCOL_PEERS, ...GUESTS], built: ['dist/server/cli/main.js'] },
   images: {
     root: true,
