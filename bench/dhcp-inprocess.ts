@@ -106,9 +106,9 @@ function parseReply(b: Buffer): { xid: number; yiaddr: Buffer; type: number; sid
 async function main(): Promise<void> {
   let store: Store;
   if (opt.store === 'file') {
-    rmSync(opt.dir!, { recursive: true, force: true });
-    mkdirSync(opt.dir!, { recursive: true });
-    store = (await FileStore.open(opt.dir!, [])).store;
+    rmSync(opt.dir, { recursive: true, force: true });
+    mkdirSync(opt.dir, { recursive: true });
+    store = (await FileStore.open(opt.dir, [])).store;
   } else {
     store = new MemoryStore();
   }
@@ -187,7 +187,7 @@ unknownNodes: boot-default
     node: process.version,
   };
   await store.close();
-  if (opt.store === 'file') rmSync(opt.dir!, { recursive: true, force: true });
+  if (opt.store === 'file') rmSync(opt.dir, { recursive: true, force: true });
   process.stdout.write(`INPROC_SUMMARY ${JSON.stringify(summary)}\n`);
 }
 

@@ -12,7 +12,6 @@ import path from 'node:path';
 import { FileStore } from '../server/store/store.js';
 import { Inventory } from '../server/inventory/inventory.js';
 import { parseConfig } from '../server/config/load.js';
-import type { ResolvedNode } from '../server/config/types.js';
 import type { ClientIdentity } from '../server/boot/identity.js';
 
 const leasesOnly = process.argv.includes('--leases-only');
@@ -62,7 +61,7 @@ async function restart() {
   const dir = path.join(work, 'restart');
   let start = process.hrtime.bigint();
   const { store } = await FileStore.open(dir, [], false, { maxDiscovered: 250_000 });
-  for (let i = 0; i < 1000; i++) await store.putNode({ mac: mac(0x52, i), hostname: `node-${i}` } as ResolvedNode);
+  for (let i = 0; i < 1000; i++) await store.putNode({ mac: mac(0x52, i), hostname: `node-${i}` });
   for (let i = 0; i < 200_000; i++) {
     store.putDiscovered({ mac: mac(0x5a, i), arch: 'amd64', firmware: 'uefi', piSerial: undefined, piModel: undefined, firstSeen: new Date(t0).toISOString(), lastSeen: new Date(t0 + i).toISOString() });
     if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));

@@ -48,7 +48,7 @@ interface Frame {
 }
 
 /** Tarjan's algorithm, iterative so a long chain of imports cannot overflow the stack. */
-export function cyclicComponents(edges: Map<string, Set<string>>): Map<string, number> {
+function cyclicComponents(edges: Map<string, Set<string>>): Map<string, number> {
   const index = new Map<string, number>();
   const low = new Map<string, number>();
   const onStack = new Set<string>();
@@ -163,7 +163,7 @@ function wayBack(graph: Graph, start: string, goal: string): string[] {
   return [start, goal];
 }
 
-export const noImportCycle: Rule.RuleModule = {
+const noImportCycle: Rule.RuleModule = {
   meta: {
     type: 'problem',
     docs: { description: 'Forbid import cycles between files (or folders), type-only imports included' },

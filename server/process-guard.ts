@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 
 /** Exit status after an uncaught exception (EX_SOFTWARE in sysexits.h). */
-export const EXIT_UNCAUGHT = 70;
+const EXIT_UNCAUGHT = 70;
 
 export function installProcessGuards(logger: Logger, metrics: Pick<Metrics, 'unhandledErrors'> | undefined): void {
   process.on('unhandledRejection', (reason: unknown) => {

@@ -48,7 +48,7 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
 const refusalLog = new RateLimiter(10, 60_000);
 
 /** The header the agent sends the nonce from its kernel command line in (imagebuild/agent/lib.sh). */
-export const NONCE_HEADER = 'x-bootfarm-nonce';
+const NONCE_HEADER = 'x-bootfarm-nonce';
 
 function presentedCredentials(req: FastifyRequest): PresentedCredentials {
   const nonce = req.headers[NONCE_HEADER];
@@ -66,7 +66,7 @@ async function answerError(reply: FastifyReply, err: unknown): Promise<void> {
 }
 
 /** The node's lts.conf plus this boot's identity and secret, as shell assignments. */
-export function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'config' | 'templates'>, boot: { bootId: string; secret: string; join: boolean }): string {
+function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'config' | 'templates'>, boot: { bootId: string; secret: string; join: boolean }): string {
   const lts = deps.templates.render('lts.conf', bootContext(node, deps.config));
   const http = `http://${deps.config.server.address}:${deps.config.http.port}`;
   const lines = [

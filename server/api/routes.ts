@@ -23,7 +23,7 @@ export interface ApiDeps {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function nodeView(node: EffectiveNode, deps: ApiDeps): NodeViewT {
+function nodeView(node: EffectiveNode, deps: ApiDeps): NodeViewT {
   const now = Date.now();
   const lease = deps.store.leases().find((l) => l.mac === node.mac && l.state === 'bound' && l.expiresAt > now);
   const session = deps.sessions.state(node.mac);

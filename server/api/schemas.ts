@@ -15,7 +15,7 @@ export const LeaseView = Type.Object({
   ip: Str, mac: Str, state: Str, expiresAt: Str, hostname: OptStr,
 });
 
-export const SessionView = Type.Object({
+const SessionView = Type.Object({
   bootId: Str, state: Str, startedAt: Str, joinServed: Type.Boolean(), tokenId: OptStr,
   /** kubernetes.admission: approve: `pending` until an operator approves the boot, then `approved`. */
   approval: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('approved')])),

@@ -21,11 +21,12 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (Array.isArray(value)) return 'a list';
   if (value !== null && typeof value === 'object') return 'an object';
-  return String(value);
+  // What is left of parsed JSON: numbers, booleans, null.
+  return typeof value === 'number' || typeof value === 'boolean' || value === null ? String(value) : typeof value;
 }
 
 /** One readable sentence per problem, naming the field. */
-export function explain(schema: TSchema, value: unknown, part: string): string[] {
+function explain(schema: TSchema, value: unknown, part: string): string[] {
   const root: unknown = schema;
   const out = new Set<string>();
   for (const err of Value.Errors(schema, value)) {

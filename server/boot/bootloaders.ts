@@ -11,9 +11,9 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } 
 import path from 'node:path';
 import { SetupError } from '../errors.js';
 
-export const IPXE_DIR = '/usr/lib/ipxe';
-export const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'] as const;
-export const GRUB_ARM64_CORE = 'grub/arm64-efi/core.efi';
+const IPXE_DIR = '/usr/lib/ipxe';
+const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'] as const;
+const GRUB_ARM64_CORE = 'grub/arm64-efi/core.efi';
 
 export interface InstalledBootloader {
   file: string;

@@ -9,17 +9,17 @@ import {
 import { macFromBuffer } from '../util/mac.js';
 
 /** CPU architecture of the firmware that is booting. */
-export type FirmwareCpu = 'x86' | 'x86_64' | 'arm64' | 'arm32' | 'unknown';
+type FirmwareCpu = 'x86' | 'x86_64' | 'arm64' | 'arm32' | 'unknown';
 /** How the firmware loads its first file. */
 export type FirmwareKind = 'bios' | 'uefi' | 'uefi-http' | 'raspberry-pi' | 'unknown';
 
-export interface IpxeInfo {
+interface IpxeInfo {
   userClass: string | undefined;
   /** iPXE feature codes from option 175 (features.h): 0x13 HTTP, 0x15 TFTP, 0x24 EFI ... */
   features: ReadonlySet<number>;
 }
 
-export interface RaspberryPiInfo {
+interface RaspberryPiInfo {
   model: 3 | 4 | 5 | undefined;
   /** 8 hex digits, as the bootloader uses it for its TFTP prefix. */
   serial: string | undefined;

@@ -36,11 +36,11 @@ export type BootPlan =
  * The per-node iPXE script's path. The MAC is written with hyphens: iPXE
  * percent-encodes ':' in URL paths, and hyphens keep the URL readable in logs.
  */
-export function ipxeScriptPath(mac: string): string {
+function ipxeScriptPath(mac: string): string {
   return `boot/${mac.replace(/:/g, '-')}.ipxe`;
 }
 
-export function ipxeScriptUrl(settings: BootPolicySettings, mac: string): string {
+function ipxeScriptUrl(settings: BootPolicySettings, mac: string): string {
   return `http://${settings.serverAddress}:${settings.httpPort}/${ipxeScriptPath(mac)}`;
 }
 

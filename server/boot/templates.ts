@@ -10,17 +10,17 @@ import Handlebars from 'handlebars';
 import { SetupError } from '../errors.js';
 
 /** templates/ at the repository root: two levels up from server/boot, three from dist/server/boot. */
-export const BUILTIN_TEMPLATE_DIR = ((): string => {
+const BUILTIN_TEMPLATE_DIR = ((): string => {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const candidates = [path.resolve(here, '../../templates'), path.resolve(here, '../../../templates')];
   return candidates.find((dir) => existsSync(path.join(dir, 'ipxe.hbs'))) ?? (candidates[0] as string);
 })();
 
 /** Boot artefacts: rendered with a BootContext, which never holds a secret. */
-export const TEMPLATE_NAMES = ['ipxe', 'grub.cfg', 'pxelinux.cfg', 'rpi-config.txt', 'rpi-cmdline.txt', 'lts.conf'] as const;
+const TEMPLATE_NAMES = ['ipxe', 'grub.cfg', 'pxelinux.cfg', 'rpi-config.txt', 'rpi-cmdline.txt', 'lts.conf'] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 /** The join configuration is the only template that sees a token, and has its own context type. */
-export const JOIN_TEMPLATE = 'join-configuration.yaml';
+const JOIN_TEMPLATE = 'join-configuration.yaml';
 
 export interface BootContext {
   node: { hostname: string; mac: string; macHyphen: string; arch: string; ip: string; profiles: string; labels: string };

@@ -11,7 +11,14 @@ interface Target {
   token: string | undefined;
 }
 
-function target(opts: { config?: string; server?: string; token?: string }): Target {
+/** The options withTarget adds to a command. */
+interface TargetOptions {
+  config?: string;
+  server?: string;
+  token?: string;
+}
+
+function target(opts: TargetOptions): Target {
   const config = opts.config ? loadConfig(opts.config) : undefined;
   const base = opts.server ?? (config ? `http://${config.server.address}:${config.http.port}` : undefined);
   if (!base) throw new SetupError('say where bootfarm runs: --config FILE or --server http://host:port');
@@ -114,7 +121,7 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
     .option('--label <key=value>', 'a label (repeatable)', collect)
     .option('--ek <file>', "the node's TPM endorsement key public area (tpm2_createek -u FILE, or tpm2_readpublic -c 0x81010001 -o FILE) for kubernetes.admission: tpm");
 
-  withTarget(node.command('list').description('list nodes and discovered machines')).action((opts) => run(async () => {
+  withTarget(node.command('list').description('list nodes and discovered machines')).action((opts: TargetOptions) => run(async () => {
     const t = target(opts);
     const { nodes } = (await call(t, 'GET', '/nodes')) as { nodes: NodeRow[] };
     const rows = [['MAC', 'HOSTNAME', 'ARCH', 'IMAGE', 'PROFILES', 'FROM', 'ADDRESS', 'BOOT', 'LAST EVENT']];
@@ -128,7 +135,7 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
     }
   }));
 
-  withTarget(node.command('show').description("one node: effective configuration, lease, boot state and timeline").argument('<mac>')).action((mac: string, opts) => run(async () => {
+  withTarget(node.command('show').description("one node: effective configuration, lease, boot state and timeline").argument('<mac>')).action((mac: string, opts: TargetOptions) => run(async () => {
     const t = target(opts);
     const shown = await call(t, 'GET', `/nodes/${mac}`);
     const { events } = (await call(t, 'GET', `/nodes/${mac}/events`)) as { events: unknown[] };
@@ -140,12 +147,12 @@ export function registerNodeCommands(program: Command, fail: (err: unknown) => n
     process.stdout.write(`added ${created.hostname} (${created.mac}), image ${created.image}${created.profiles.length ? `, profiles ${created.profiles.join(',')}` : ''}\n`);
   }));
 
-  withTarget(node.command('rm').description('remove a node added through the API').argument('<mac>')).action((mac: string, opts) => run(async () => {
+  withTarget(node.command('rm').description('remove a node added through the API').argument('<mac>')).action((mac: string, opts: TargetOptions) => run(async () => {
     await call(target(opts), 'DELETE', `/nodes/${mac}`);
     process.stdout.write(`removed ${mac}\n`);
   }));
 
-  withTarget(node.command('approve').description('approve the node\'s boot in flight (kubernetes.admission: approve): its join token is released').argument('<node>', 'MAC or host name')).action((name: string, opts) => run(async () => {
+  withTarget(node.command('approve').description('approve the node\'s boot in flight (kubernetes.admission: approve): its join token is released').argument('<node>', 'MAC or host name')).action((name: string, opts: TargetOptions) => run(async () => {
     const t = target(opts);
     let mac = name;
     if (!/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/.test(name)) {

@@ -21,7 +21,7 @@ const ARTEFACTS: Record<string, TemplateName | 'join'> = {
 };
 
 /** What the join configuration shows for the token: it only exists once the node boots. */
-export const TOKEN_PLACEHOLDER = '<minted at boot: [a-z0-9]{6}.[a-z0-9]{16}>';
+const TOKEN_PLACEHOLDER = '<minted at boot: [a-z0-9]{6}.[a-z0-9]{16}>';
 
 export function findConfigNode(config: ResolvedConfig, key: string): EffectiveNode {
   const mac = normalizeMac(key);

@@ -33,12 +33,11 @@ export class LiveConfig implements ConfigSource {
   }
 }
 
-/**
- * Keys a reload applies. Everything else is read once at start: sockets are bound
- * (ports, addresses, interfaces), the state directory is open, services were built
- * from it (DHCP subnets and boot files, NBD, the API token, Kubernetes minting).
- */
-export const LIVE_KEYS = ['nodes', 'profiles', 'defaults', 'unknownNodes', 'images.default', 'boot.kernelArgs', 'boot.templatesDir'] as const;
+// Keys a reload applies: nodes, profiles, defaults, unknownNodes, images.default,
+// boot.kernelArgs and boot.templatesDir (LIVE_SECTIONS and LIVE_FIELDS below).
+// Everything else is read once at start: sockets are bound (ports, addresses,
+// interfaces), the state directory is open, services were built from it (DHCP
+// subnets and boot files, NBD, the API token, Kubernetes minting).
 
 export interface ReloadMerge {
   /** The configuration to serve: the new file's live keys over the running one. */

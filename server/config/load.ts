@@ -14,7 +14,7 @@ import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, typ
 import { normalizeMac } from '../util/mac.js';
 
 /** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
-export function parseDuration(text: string): number {
+function parseDuration(text: string): number {
   const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
   if (!m) return NaN;
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
@@ -81,7 +81,8 @@ function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (isSeq(value) || Array.isArray(value)) return 'a list';
   if (value !== null && typeof value === 'object') return 'a mapping';
-  return String(value);
+  // What is left of parsed YAML: numbers, booleans, bigints, null.
+  return typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === null ? String(value) : typeof value;
 }
 
 function valueAt(root: unknown, segments: ReadonlyArray<string | number>): unknown {

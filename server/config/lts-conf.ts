@@ -9,7 +9,7 @@
 //   section exactly. Later assignments win; the value NONE unsets a variable.
 //   Keys are output upper-cased.
 
-export interface LtsSection {
+interface LtsSection {
   /** The header as written, e.g. "Default", "52:54:00:00:00:01", "192.168.0.*". */
   name: string;
   line: number;
@@ -20,7 +20,7 @@ export interface LtsConfFile {
   sections: LtsSection[];
 }
 
-export interface LtsParseProblem {
+interface LtsParseProblem {
   line: number;
   message: string;
 }

@@ -5,8 +5,8 @@ import { Type, type Static } from 'typebox';
 
 const expected = (text: string) => ({ expected: text });
 
-export const Ipv4 = Type.String({ format: 'ipv4', ...expected('an IPv4 address like 10.9.0.1') });
-export const Port = Type.Integer({ minimum: 1, maximum: 65535, ...expected('a port number 1-65535') });
+const Ipv4 = Type.String({ format: 'ipv4', ...expected('an IPv4 address like 10.9.0.1') });
+const Port = Type.Integer({ minimum: 1, maximum: 65535, ...expected('a port number 1-65535') });
 export const Mac = Type.String({
   pattern: '^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$',
   ...expected('a MAC address like "52:54:00:00:00:01" (quoted)'),
@@ -21,9 +21,9 @@ const Hostname = Type.String({
 });
 const Seconds = Type.Integer({ minimum: 1, maximum: 0xfffffffe, ...expected('a whole number of seconds') });
 
-export const NodeArch = Type.Union([Type.Literal('amd64'), Type.Literal('arm64'), Type.Literal('armhf')], expected('one of amd64, arm64, armhf'));
+const NodeArch = Type.Union([Type.Literal('amd64'), Type.Literal('arm64'), Type.Literal('armhf')], expected('one of amd64, arm64, armhf'));
 
-export const SubnetSchema = Type.Object({
+const SubnetSchema = Type.Object({
   cidr: Cidr,
   range: Type.Tuple([Ipv4, Ipv4], expected('[first, last] addresses of the dynamic pool')),
   router: Type.Optional(Ipv4),
@@ -43,13 +43,13 @@ export const Labels = Type.Record(
 );
 
 /** LTSP variables (lts.conf): upper-case names, scalar values. */
-export const LtsVariables = Type.Record(
+const LtsVariables = Type.Record(
   Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
   Type.Union([Type.String(), Type.Number(), Type.Boolean()], expected('a string, number or boolean')),
   { additionalProperties: false, keyExpected: 'an lts.conf variable name: letters, digits and _, not starting with a digit', ...expected('a mapping of lts.conf variables, e.g. { PREINIT_00_TIME: "..." }') },
 );
 
-export const Taint = Type.String({
+const Taint = Type.String({
   pattern: '^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$',
   ...expected('a taint like "dedicated=gpu:NoSchedule" (key[=value]:NoSchedule|PreferNoSchedule|NoExecute)'),
 });
@@ -84,14 +84,14 @@ export const NodeSchema = Type.Object({
   }, { additionalProperties: false, ...expected('{ ek: <file or base64> } for kubernetes.admission: tpm') })),
 }, { additionalProperties: false });
 
-export const ProfileMatchSchema = Type.Object({
+const ProfileMatchSchema = Type.Object({
   arch: Type.Optional(NodeArch),
   macPrefix: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){0,5}$', ...expected('the start of a MAC address, e.g. "dc:a6:32"') })),
   label: Type.Optional(Labels),
   piModel: Type.Optional(Type.Union([Type.Literal(3), Type.Literal(4), Type.Literal(5)], expected('3, 4 or 5'))),
 }, { additionalProperties: false, ...expected('conditions that must all hold: arch, macPrefix, label, piModel') });
 
-export const ProfileSchema = Type.Object({
+const ProfileSchema = Type.Object({
   name: ProfileName,
   match: Type.Optional(ProfileMatchSchema),
   ...layerFields,
@@ -104,7 +104,7 @@ const Percent = Type.Integer({ minimum: 1, maximum: 100, ...expected('a percenta
  * What machines in no inventory may cost the DHCP server (docs/design.md "Hostile
  * network"): a forged MAC is free, so budgets are per MAC and for all of them together.
  */
-export const DhcpLimitsSchema = Type.Object({
+const DhcpLimitsSchema = Type.Object({
   unknownClientBurst: Type.Optional(Count('requests one unknown MAC may send at once')),
   unknownClientPerMinute: Type.Optional(Count('requests per minute one unknown MAC may send after its burst')),
   unknownGlobalBurst: Type.Optional(Count('requests all unknown MACs together may send at once')),
@@ -215,4 +215,3 @@ export type ConfigFile = Static<typeof ConfigSchema>;
 export type NodeEntry = Static<typeof NodeSchema>;
 export type ProfileEntry = Static<typeof ProfileSchema>;
 export type LtsValue = string | number | boolean;
-export type SubnetEntry = Static<typeof SubnetSchema>;

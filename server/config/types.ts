@@ -5,7 +5,7 @@ import type { LtsValue, NodeEntry } from './schema.js';
 import type { LtsConfFile } from './lts-conf.js';
 import type { Cidr } from '../util/ipv4.js';
 
-export type DhcpMode = 'full' | 'proxy' | 'off';
+type DhcpMode = 'full' | 'proxy' | 'off';
 
 export interface ResolvedSubnet {
   cidr: string;
@@ -26,7 +26,7 @@ export interface ResolvedNode extends NodeEntry {
   mac: string;
 }
 
-export type UnknownNodesPolicy = 'ignore' | 'discover' | 'boot-default';
+type UnknownNodesPolicy = 'ignore' | 'discover' | 'boot-default';
 
 export interface ResolvedKubernetes {
   apiServer: string;

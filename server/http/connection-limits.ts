@@ -3,7 +3,7 @@
 // without moving a byte. Without them a Slowloris client (headers one byte
 // every few seconds) or a connection flood holds sockets and memory forever.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { DropArgument, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
@@ -52,7 +52,7 @@ export function applyConnectionLimits(server: Server, limits: HttpConnectionLimi
   };
   const perClient = new Map<string, number>();
   server.maxConnections = limits.maxConnections;
-  server.on('drop', (peer) => {
+  server.on('drop', (peer?: DropArgument) => {
     metrics.httpConnectionsRefused.inc({ reason: 'server-full' });
     warn(limiters.full, { client: clientAddress(peer?.remoteAddress), maxConnections: limits.maxConnections }, 'http connection refused: http.maxConnections are open');
   });

@@ -43,19 +43,22 @@ export interface HttpServerOptions {
 function sourceStream(source: FileSource, start: number, end: number): Readable {
   let offset = start;
   return new Readable({
-    async read() {
+    read() {
       if (offset > end) {
         this.push(null);
         return;
       }
       const length = Math.min(256 * 1024, end - offset + 1);
-      try {
-        const chunk = await source.read(offset, length);
-        offset += length;
-        this.push(chunk);
-      } catch (err) {
-        this.destroy(err as Error);
-      }
+      // Readable ignores what read() returns: the chunk is pushed when it arrives,
+      // and a failed read (thrown or rejected) ends the stream instead of
+      // rejecting into nothing.
+      Promise.resolve()
+        .then(() => source.read(offset, length))
+        .then((chunk) => {
+          offset += length;
+          this.push(chunk);
+        })
+        .catch((err: unknown) => this.destroy(err as Error));
     },
     destroy(err, callback) {
       source.release();

@@ -7,8 +7,8 @@ import { versionSorted } from '../config/version-sort.js';
 import type { ConfigLayer, LayerSet, NodeArch, ProfileMatch, ResolvedNode, ResolvedProfile } from '../config/types.js';
 
 /** The LTSP families applied in `sort -V` order of their keys (docs/protocol-notes.md §6.2). */
-export const LTS_FAMILIES = ['PREINIT', 'FSTAB', 'RCFILE', 'SYSCTL'] as const;
-export type LtsFamily = (typeof LTS_FAMILIES)[number];
+const LTS_FAMILIES = ['PREINIT', 'FSTAB', 'RCFILE', 'SYSCTL'] as const;
+type LtsFamily = (typeof LTS_FAMILIES)[number];
 
 export interface EffectiveNode extends ResolvedNode {
   arch: NodeArch;
@@ -36,7 +36,7 @@ export function inferArch(node: Pick<ResolvedNode, 'arch' | 'piSerial'>): NodeAr
   return node.arch ?? (node.piSerial ? 'arm64' : 'amd64');
 }
 
-export function profileMatches(match: ProfileMatch, node: ResolvedNode): boolean {
+function profileMatches(match: ProfileMatch, node: ResolvedNode): boolean {
   if (match.arch !== undefined && match.arch !== inferArch(node)) return false;
   if (match.macPrefix !== undefined && !node.mac.startsWith(match.macPrefix)) return false;
   if (match.piModel !== undefined && match.piModel !== node.piModel) return false;
@@ -47,7 +47,7 @@ export function profileMatches(match: ProfileMatch, node: ResolvedNode): boolean
 }
 
 /** The profiles that apply to a node: the one it names, or else every profile whose match holds, in file order. */
-export function selectProfiles(node: ResolvedNode, profiles: ResolvedProfile[]): ResolvedProfile[] {
+function selectProfiles(node: ResolvedNode, profiles: ResolvedProfile[]): ResolvedProfile[] {
   if (node.profile) {
     const named = profiles.find((p) => p.name === node.profile);
     return named ? [named] : [];
@@ -57,7 +57,7 @@ export function selectProfiles(node: ResolvedNode, profiles: ResolvedProfile[]):
 
 const TRUE_WORDS = new Set(['y', 'yes', 'true', '1']);
 /** lts.conf(5) booleans: Y/y/True/true (and yes/1, which LTSP's shell tests accept too). */
-export function ltsTrue(value: string | undefined): boolean {
+function ltsTrue(value: string | undefined): boolean {
   return value !== undefined && TRUE_WORDS.has(value.trim().toLowerCase());
 }
 

@@ -12,7 +12,7 @@ export interface IssuedCredential {
   digest: string;
 }
 
-export function digestOf(value: string): string {
+function digestOf(value: string): string {
   return createHash('sha256').update(value, 'utf8').digest('hex');
 }
 

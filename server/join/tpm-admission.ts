@@ -66,7 +66,7 @@ interface Pending {
 }
 
 /** Challenges one boot may ask for: an agent retries a few times; more is a loop or a probe. */
-export const CHALLENGES_PER_BOOT = 5;
+const CHALLENGES_PER_BOOT = 5;
 /** The AK must be a signing key that cannot leave its TPM and signs only TPM-made structures. */
 const AK_ATTRIBUTES = ['fixedTPM', 'fixedParent', 'sign', 'restricted'] as const;
 
@@ -154,14 +154,14 @@ export class TpmAdmission {
     }
     if (!this.deps.trustOnFirstUse) this.refuse(node, bootId, 409, 'no-ek-registered', `${node.hostname} has no registered EK (tpm.ek, \`bootfarm node enrol --ek FILE\`) and kubernetes.tpm.trustOnFirstUse is off`);
     if (!offered) this.refuse(node, bootId, 400, 'no-ek-registered', `${node.hostname} has no registered EK yet: trust on first use needs the agent's ekPublic`);
-    return { ek: offered as TpmPublic, source: 'trust-on-first-use' };
+    return { ek: offered, source: 'trust-on-first-use' };
   }
 
   /** The secret the agent recovered with TPM2_ActivateCredential: one try per challenge. */
   async answer(node: EffectiveNode, bootId: string, secret: Buffer): Promise<void> {
     const pending = this.pending.get(node.mac);
     if (!pending || pending.bootId !== bootId) this.refuse(node, bootId, 409, 'no-challenge', 'no TPM challenge of this boot is waiting for an answer');
-    const p = pending as Pending;
+    const p = pending;
     this.pending.delete(node.mac);
     if (secret.length !== p.secret.length || !timingSafeEqual(secret, p.secret)) {
       this.refuse(node, bootId, 403, 'wrong-answer', `the answer is not the secret sealed to ${node.hostname}'s EK ${short(p.ekName)}: this machine's TPM does not hold it, or the AK is not in it`);

@@ -8,7 +8,7 @@ import type { EffectiveNode } from '../inventory/effective.js';
 import { labelList } from '../boot/node-context.js';
 import type { JoinContext, TemplateSet } from '../boot/templates.js';
 
-export function parseTaint(text: string): { key: string; value: string; effect: string } {
+function parseTaint(text: string): { key: string; value: string; effect: string } {
   const colon = text.lastIndexOf(':');
   const [key, value] = text.slice(0, colon).split('=', 2) as [string, string | undefined];
   return { key, value: value ?? '', effect: text.slice(colon + 1) };

@@ -15,7 +15,7 @@ const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 /** 252 = 7 * 36: bytes at or above it are dropped so no character is favoured. */
 const UNBIASED_LIMIT = 252;
 
-export function randomTokenPart(length: number): string {
+function randomTokenPart(length: number): string {
   let out = '';
   while (out.length < length) {
     for (const byte of randomBytes(length * 2)) {
@@ -39,7 +39,7 @@ export function parseBootstrapToken(token: string): BootstrapToken {
   return { id, secret, token };
 }
 
-export const DEFAULT_NODE_TOKEN_GROUP = 'system:bootstrappers:kubeadm:default-node-token';
+const DEFAULT_NODE_TOKEN_GROUP = 'system:bootstrappers:kubeadm:default-node-token';
 
 /** The kube-system Secret that makes a bootstrap token valid (bootstrap-tokens.md). */
 export interface BootstrapTokenSecret {

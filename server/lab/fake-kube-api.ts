@@ -60,7 +60,7 @@ const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const b64url = (data: string | Buffer) => Buffer.from(data).toString('base64url');
 
 /** Detached JWS (header..signature), HS256 keyed by the whole token: what kubeadm discovery verifies. */
-export function detachedJws(payload: string, tokenId: string, tokenSecret: string): string {
+function detachedJws(payload: string, tokenId: string, tokenSecret: string): string {
   const header = b64url(JSON.stringify({ alg: 'HS256', kid: tokenId }));
   const signature = createHmac('sha256', `${tokenId}.${tokenSecret}`).update(`${header}.${b64url(payload)}`).digest();
   return `${header}..${b64url(signature)}`;
@@ -268,7 +268,7 @@ function validateBootstrapSecret(input: unknown): FakeSecret {
   if (groups !== undefined && !groups.split(',').every((g) => g.startsWith('system:bootstrappers:'))) throw invalid('data[auth-extra-groups]', 'every group must start with system:bootstrappers:');
   const expiration = data.expiration;
   if (expiration !== undefined && (!RFC3339_UTC.test(expiration) || Number.isNaN(Date.parse(expiration)))) throw invalid('data[expiration]', 'must be an RFC 3339 time in UTC');
-  return { name: name as string, type: obj.type, data, labels: (obj.metadata?.labels ?? {}) as Record<string, string>, createdAt: new Date().toISOString() };
+  return { name, type: obj.type, data, labels: (obj.metadata?.labels ?? {}) as Record<string, string>, createdAt: new Date().toISOString() };
 }
 
 function secretObject(secret: FakeSecret): unknown {

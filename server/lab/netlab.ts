@@ -61,7 +61,7 @@ export class NetLab {
     await this.ip(ns, 'link', 'set', 'eth0', 'up');
     await this.ip(this.switchNs, 'link', 'set', outer, 'master', 'br0');
     await this.ip(this.switchNs, 'link', 'set', outer, 'up');
-    const mac = JSON.parse(await this.ip(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
+    const mac = (JSON.parse(await this.ip(ns, '-j', 'link', 'show', 'eth0')) as [{ address: string }])[0].address;
     const host = { ns, ifname: 'eth0', mac, address: options.address?.split('/')[0] };
     this.hosts.set(name, host);
     return host;

@@ -20,12 +20,12 @@ import { imageExists } from '../image/docker.js';
 
 export const DEFAULT_SERVER_TAG = 'bootfarm/server:dev';
 
-export function nodeBaseTag(suite: string, arch = hostArch()): string {
+function nodeBaseTag(suite: string, arch = hostArch()): string {
   return `bootfarm/node-base:${suite}-${arch}`;
 }
 
 /** The checkout holding the top-level Dockerfile (from server/lab/ or dist/server/lab/). */
-export function defaultRepoDir(): string {
+function defaultRepoDir(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const up = here.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..';
   return path.resolve(here, up);
@@ -81,11 +81,11 @@ function packEntries(entries: ContextEntry[]): Readable {
     }
   })();
   // tar-stream packs are streamx streams; dockerode wants a Node stream.
-  return Readable.from(pack as unknown as AsyncIterable<Buffer>);
+  return Readable.from(pack);
 }
 
 /** What the top-level Dockerfile uses (the same set .dockerignore lets through). */
-export async function serverContextEntries(repoDir: string): Promise<ContextEntry[]> {
+async function serverContextEntries(repoDir: string): Promise<ContextEntry[]> {
   const need = ['Dockerfile', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json'];
   for (const f of need) {
     if (!existsSync(path.join(repoDir, f))) throw new SetupError(`${repoDir} has no ${f}: --context must be a bootfarm checkout`);
@@ -104,7 +104,7 @@ export async function serverContextEntries(repoDir: string): Promise<ContextEntr
 
 // ------------------------------------------------------------ node runtime base
 
-export interface NodeRuntime {
+interface NodeRuntime {
   /** The node binary (symlinks resolved). */
   node: string;
   version: string;
@@ -117,7 +117,7 @@ export interface NodeRuntime {
 }
 
 /** The host's Node runtime: the binary, npm, and what its shared libraries come from. */
-export async function describeNodeRuntime(execPath = process.execPath): Promise<NodeRuntime> {
+async function describeNodeRuntime(execPath = process.execPath): Promise<NodeRuntime> {
   const node = await realpath(execPath);
   const candidates = [
     path.resolve(path.dirname(execPath), '../lib/node_modules/npm'),
@@ -229,7 +229,7 @@ async function runBuild(docker: Docker, req: Parameters<typeof buildImage>[1], w
 }
 
 /** Makes (or reuses) bootfarm/node-base:<suite>-<arch>: the debootstrap base plus the host's Node. */
-export async function ensureNodeBase(docker: Docker, opts: Pick<ServerImageOptions, 'suite' | 'mirror' | 'noCache' | 'log' | 'onStep'> = {}): Promise<{ tag: string; built: boolean }> {
+async function ensureNodeBase(docker: Docker, opts: Pick<ServerImageOptions, 'suite' | 'mirror' | 'noCache' | 'log' | 'onStep'> = {}): Promise<{ tag: string; built: boolean }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const suite = opts.suite ?? 'bookworm';
   const arch = hostArch();

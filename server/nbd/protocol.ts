@@ -1,13 +1,13 @@
 // NBD fixed-newstyle protocol constants and pure message builders (nbd-proto
 // doc/proto.md, NetworkBlockDevice/nbd; docs/protocol-notes.md §5). All integers are big-endian.
 
-export const NBDMAGIC = Buffer.from('NBDMAGIC', 'latin1');
+const NBDMAGIC = Buffer.from('NBDMAGIC', 'latin1');
 export const IHAVEOPT = Buffer.from('IHAVEOPT', 'latin1');
-export const OPTION_REPLY_MAGIC = 0x0003e889045565a9n;
+const OPTION_REPLY_MAGIC = 0x0003e889045565a9n;
 export const REQUEST_MAGIC = 0x25609513;
-export const SIMPLE_REPLY_MAGIC = 0x67446698;
+const SIMPLE_REPLY_MAGIC = 0x67446698;
 
-export const HandshakeFlag = { FIXED_NEWSTYLE: 1, NO_ZEROES: 2 } as const;
+const HandshakeFlag = { FIXED_NEWSTYLE: 1, NO_ZEROES: 2 } as const;
 export const ClientFlag = { FIXED_NEWSTYLE: 1, NO_ZEROES: 2 } as const;
 
 export const Option = {
@@ -32,7 +32,7 @@ export const Reply = {
 
 export const Info = { EXPORT: 0, NAME: 1, DESCRIPTION: 2, BLOCK_SIZE: 3 } as const;
 
-export const TransmissionFlag = {
+const TransmissionFlag = {
   HAS_FLAGS: 1 << 0,
   READ_ONLY: 1 << 1,
   SEND_FLUSH: 1 << 2,

@@ -71,7 +71,7 @@ export interface SessionPolicy {
  * INFO/GO adds a length, a count and a few info types. A larger claim closes the
  * connection as soon as its 16-byte header is in, before any of it is buffered.
  */
-export const MAX_OPTION_LENGTH = 4096 + 4 + 2 + 2 * 64;
+const MAX_OPTION_LENGTH = 4096 + 4 + 2 + 2 * 64;
 /** Unparsed bytes held while an option is being answered (it may await the disk); past it, reading stops. */
 const MAX_PENDING_BYTES = 256 * 1024;
 /**

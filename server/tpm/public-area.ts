@@ -24,14 +24,14 @@ export const TPMA = {
 
 export type AttributeName = keyof typeof TPMA;
 
-export interface SymmetricDef {
+interface SymmetricDef {
   /** TPM_ALG_NULL when the key has none. */
   algorithm: number;
   keyBits: number;
   mode: number;
 }
 
-export interface EccCurve {
+interface EccCurve {
   id: number;
   node: 'prime256v1' | 'secp384r1' | 'secp521r1';
   jwk: 'P-256' | 'P-384' | 'P-521';

@@ -3,7 +3,7 @@
 
 const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-export function isIpv4(text: string): boolean {
+function isIpv4(text: string): boolean {
   return IPV4_RE.test(text);
 }
 

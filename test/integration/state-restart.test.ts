@@ -14,7 +14,6 @@ import { stringify } from 'yaml';
 import { Background, run } from '../../server/lab/proc.js';
 import { CLI, nodeArgs } from '../lib/bootfarm.js';
 import { FileStore } from '../../server/store/store.js';
-import type { ResolvedNode } from '../../server/config/types.js';
 
 const DISCOVERED = 200_000;
 const NODES = 1000;
@@ -50,7 +49,7 @@ describe('state restart at scale, and damaged journals through the CLI', () => {
     work = mkdtempSync(path.join(tmpdir(), 'bootfarm-restart-'));
     pristine = path.join(work, 'pristine');
     const { store } = await FileStore.open(pristine, [], false, { maxDiscovered: 250_000 });
-    for (let i = 0; i < NODES; i++) await store.putNode({ mac: nodeMac(i), hostname: `node-${i}` } as ResolvedNode);
+    for (let i = 0; i < NODES; i++) await store.putNode({ mac: nodeMac(i), hostname: `node-${i}` });
     for (let i = 0; i < DISCOVERED; i++) {
       store.putDiscovered({ mac: mac(0x5a, i), arch: 'amd64', firmware: 'uefi', piSerial: undefined, piModel: undefined, firstSeen: new Date(t0).toISOString(), lastSeen: new Date(t0 + i).toISOString() });
       if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));

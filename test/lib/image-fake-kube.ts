@@ -20,7 +20,7 @@ export interface FakeKube {
 
 const b64url = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
 
-export function makeCa(dir: string): { caCert: string; caKey: string; srvCert: string; srvKey: string } {
+function makeCa(dir: string): { caCert: string; caKey: string; srvCert: string; srvKey: string } {
   const f = (n: string) => path.join(dir, n);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
   ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'),

@@ -1,8 +1,8 @@
 // Client-side NBD messages for tests and attacker scripts: what a client sends,
 // and a parser for what the server answers (option replies, simple replies).
 export const u32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
-export const u16 = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(n & 0xffff); return b; };
-export const u64 = (n: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64BE(n); return b; };
+const u16 = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(n & 0xffff); return b; };
+const u64 = (n: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64BE(n); return b; };
 
 /** Client flags: FIXED_NEWSTYLE | NO_ZEROES. */
 export const CLIENT_FLAGS = u32(3);
@@ -17,8 +17,8 @@ export const Cmd = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, CACHE: 5, WR
 export const request = (type: number, cookie: bigint, offset: bigint, length: number, magic = REQUEST_MAGIC): Buffer =>
   Buffer.concat([u32(magic), u16(0), u16(type), u64(cookie), u64(offset), u32(length)]);
 
-export const OPTION_REPLY_MAGIC = 0x0003e889045565a9n;
-export const SIMPLE_REPLY_MAGIC = 0x67446698;
+const OPTION_REPLY_MAGIC = 0x0003e889045565a9n;
+const SIMPLE_REPLY_MAGIC = 0x67446698;
 export const REP = { ACK: 1, SERVER: 2, INFO: 3, ERR_UNSUP: 0x80000001, ERR_POLICY: 0x80000002, ERR_INVALID: 0x80000003, ERR_UNKNOWN: 0x80000006 } as const;
 
 export interface OptionReply { option: number; type: number; data: Buffer }

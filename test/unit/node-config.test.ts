@@ -112,9 +112,9 @@ nodes:
     const templates = new TemplateSet(undefined);
     const node = findConfigNode(config, 'node-1');
     const kube = config.kubernetes as NonNullable<typeof config.kubernetes>;
-    const v4 = parse(renderJoinConfiguration(templates, joinContext(node, kube, 'abcdef.0123456789abcdef')));
+    const v4 = parse(renderJoinConfiguration(templates, joinContext(node, kube, 'abcdef.0123456789abcdef'))) as { nodeRegistration: { kubeletExtraArgs: unknown } };
     expect(v4.nodeRegistration.kubeletExtraArgs).toEqual([{ name: 'node-labels', value: 'farm=lab,kubernetes.io/arch=amd64,rack=r1,role=worker,zone=a' }]);
-    const v3 = parse(renderJoinConfiguration(templates, joinContext(node, { ...kube, kubeadmApiVersion: 'kubeadm.k8s.io/v1beta3' }, 'abcdef.0123456789abcdef')));
+    const v3: unknown = parse(renderJoinConfiguration(templates, joinContext(node, { ...kube, kubeadmApiVersion: 'kubeadm.k8s.io/v1beta3' }, 'abcdef.0123456789abcdef')));
     expect(v3).toMatchObject({
       apiVersion: 'kubeadm.k8s.io/v1beta3',
       kind: 'JoinConfiguration',

@@ -46,7 +46,6 @@ export const MessageType = {
   RELEASE: 7,
   INFORM: 8,
 } as const;
-export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
 
 export const MESSAGE_TYPE_NAMES: Record<number, string> = {
   1: 'DISCOVER', 2: 'OFFER', 3: 'REQUEST', 4: 'DECLINE', 5: 'ACK', 6: 'NAK', 7: 'RELEASE', 8: 'INFORM',

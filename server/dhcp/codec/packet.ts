@@ -6,17 +6,17 @@ import { readIpv4, writeIpv4 } from '../../util/ipv4.js';
 
 export const BOOTREQUEST = 1;
 export const BOOTREPLY = 2;
-export const MAGIC_COOKIE = 0x63825363;
-export const HEADER_LENGTH = 236;
+const MAGIC_COOKIE = 0x63825363;
+const HEADER_LENGTH = 236;
 const OPTIONS_OFFSET = HEADER_LENGTH + 4;
 const SNAME_OFFSET = 44;
 const SNAME_LENGTH = 64;
 const FILE_OFFSET = 108;
 const FILE_LENGTH = 128;
 /** Replies shorter than this are ignored by the Linux in-kernel client (dnsmasq MIN_PACKETSZ). */
-export const MIN_REPLY_LENGTH = 300;
+const MIN_REPLY_LENGTH = 300;
 /** RFC 2131 §2: every client accepts a 576-byte IP datagram, i.e. 548 bytes of DHCP. */
-export const DEFAULT_MAX_MESSAGE = 576;
+const DEFAULT_MAX_MESSAGE = 576;
 const IP_UDP_HEADERS = 28;
 export const BROADCAST_FLAG = 0x8000;
 

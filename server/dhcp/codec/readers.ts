@@ -14,7 +14,8 @@ function ipv4Option(options: DhcpOptions, code: number): string | undefined {
 /** Option 53. */
 export function readMessageType(options: DhcpOptions): number | undefined {
   const v = options.get(Opt.MESSAGE_TYPE);
-  return v && v.length === 1 && (v[0] as number) >= 1 && (v[0] as number) <= 8 ? (v[0] as number) : undefined;
+  const type = v?.length === 1 ? v[0] : undefined;
+  return type !== undefined && type >= 1 && type <= 8 ? type : undefined;
 }
 
 /** Option 50. */
@@ -159,11 +160,6 @@ export function readIpxeEncapsulated(options: DhcpOptions): Map<number, Buffer> 
     i += 2 + len;
   }
   return out;
-}
-
-/** Option 82 is echoed unchanged; this only checks its sub-option framing. */
-export function readRelayAgentInfo(options: DhcpOptions): Buffer | undefined {
-  return options.get(Opt.RELAY_AGENT_INFO);
 }
 
 const FIXED_LENGTHS: ReadonlyArray<[number, number]> = [

@@ -10,7 +10,7 @@ import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { SetupError } from '../../errors.js';
 
-export function radvdConfig(interfaceName: string): string {
+function radvdConfig(interfaceName: string): string {
   return [
     `# written by bootfarm: advertisements for iPXE's IPv6 configuration, nothing else`,
     `interface ${interfaceName} {`,

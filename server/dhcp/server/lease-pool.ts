@@ -19,7 +19,7 @@ interface Offer {
  * DISCOVER flood cannot lock real clients out for the whole hold, and a client
  * in the middle of its exchange is not NAKed because a newcomer took its offer.
  */
-export const OFFER_REUSE_AFTER_MS = 2000;
+const OFFER_REUSE_AFTER_MS = 2000;
 
 export type AllocateResult = { ok: true; ip: string } | { ok: false; reason: string };
 

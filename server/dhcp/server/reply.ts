@@ -20,8 +20,8 @@ export interface OutgoingReply {
   delayMs: number;
 }
 
-export const DHCP_SERVER_PORT = 67;
-export const DHCP_CLIENT_PORT = 68;
+const DHCP_SERVER_PORT = 67;
+const DHCP_CLIENT_PORT = 68;
 const BROADCAST = '255.255.255.255';
 
 /**
@@ -168,7 +168,7 @@ export const RASPBERRY_PI_OPTION_43 = Buffer.concat([
 ]);
 
 /** PXE discovery control 8: skip boot-server discovery, boot the DHCP `file` (PXE 2.1 spec). */
-export const PXE_SKIP_DISCOVERY_OPTION_43 = Buffer.from([0x06, 0x01, 0x08, 0xff]);
+const PXE_SKIP_DISCOVERY_OPTION_43 = Buffer.from([0x06, 0x01, 0x08, 0xff]);
 
 /** iPXE setting 175.176 (no-pxedhcp) = 1: do not wait ~2 s for ProxyDHCP offers. */
 const IPXE_NO_PXEDHCP = Buffer.from([0xb0, 0x01, 0x01]);

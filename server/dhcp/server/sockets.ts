@@ -23,7 +23,7 @@ export interface DhcpSocketOptions {
 
 import { SetupError } from '../../errors.js';
 
-export class SocketSetupError extends SetupError {}
+class SocketSetupError extends SetupError {}
 
 function explainBindError(err: NodeJS.ErrnoException, address: string, port: number): SocketSetupError {
   switch (err.code) {
@@ -35,7 +35,7 @@ function explainBindError(err: NodeJS.ErrnoException, address: string, port: num
 }
 
 /** Checks that server.address is on the served interface, with a message that says how to fix it. */
-export function checkInterface(interfaceName: string | undefined, serverAddress: string): void {
+function checkInterface(interfaceName: string | undefined, serverAddress: string): void {
   if (!interfaceName) return;
   const all = networkInterfaces();
   const addrs = all[interfaceName];
@@ -79,7 +79,7 @@ function probeFree(port: number): Promise<void> {
  * Replies waiting in libuv's queue (the kernel's send buffer is full) beyond which
  * new ones are dropped: memory stays bounded whatever the destinations do.
  */
-export const MAX_QUEUED_REPLIES = 256;
+const MAX_QUEUED_REPLIES = 256;
 
 export class SendQueueFullError extends Error {}
 

@@ -28,7 +28,7 @@ const USAGE = `usage: node --import tsx server/lab/pi-bootloader.ts --iface IF -
   --keep-address            leave the leased address and routes on the interface
   --quiet                   no progress lines`;
 
-export function parseCliArgs(argv: string[]): PiBootOptions {
+function parseCliArgs(argv: string[]): PiBootOptions {
   const opts: Partial<PiBootOptions> & { quiet?: boolean } = {};
   const take = (i: number, flag: string): string => {
     const v = argv[i + 1];

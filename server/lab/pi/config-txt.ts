@@ -43,7 +43,7 @@ export function parseConfigTxt(text: string, model: PiModel, serial?: number): P
     }
     if (none || !modelOk || !serialOk) continue;
     const ramfs = /^initramfs\s+(\S+)/i.exec(line);
-    if (ramfs) { cfg.initramfs = ramfs[1] as string; continue; }
+    if (ramfs) { cfg.initramfs = ramfs[1]; continue; }
     const eq = line.indexOf('=');
     if (eq < 0) continue;
     const key = line.slice(0, eq).trim().toLowerCase();

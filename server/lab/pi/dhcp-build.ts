@@ -6,13 +6,13 @@ import { PI_MODELS, type PiIdentity } from './model.js';
 
 export const DHCP_MAGIC = 0x63825363;
 export const PI_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 43, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135];
-export const PI_VENDOR_CLASS = 'PXEClient:Arch:00000:UNDI:002001';
+const PI_VENDOR_CLASS = 'PXEClient:Arch:00000:UNDI:002001';
 export const DEFAULT_OPTION43_MATCH = 'Raspberry Pi Boot';
 
 export const DhcpType = { DISCOVER: 1, OFFER: 2, REQUEST: 3, DECLINE: 4, ACK: 5, NAK: 6, RELEASE: 7, INFORM: 8 } as const;
 
 /** Option 97: type 0, FourCC (LE), board revision (LE), MAC bytes 2..5, serial (LE). */
-export function buildOption97(id: PiIdentity): Buffer {
+function buildOption97(id: PiIdentity): Buffer {
   const out = Buffer.alloc(17);
   out[0] = 0;
   out.writeUInt32LE(PI_MODELS[id.model].fourccValue, 1);

@@ -4,7 +4,7 @@ import { isDottedQuad, readIp } from './ipv4.js';
 import { DEFAULT_OPTION43_MATCH, DhcpType } from './dhcp-build.js';
 import type { DhcpMessage } from './dhcp-parse.js';
 
-export interface PxeMenuItem {
+interface PxeMenuItem {
   type: number;
   description: string;
 }
@@ -97,7 +97,7 @@ export function summariseReply(msg: DhcpMessage, raw: Buffer, from: string, matc
   const mt = msg.options.get(53);
   return {
     from,
-    messageType: mt && mt.length === 1 ? (mt[0] as number) : undefined,
+    messageType: mt && mt.length === 1 ? mt[0] : undefined,
     yiaddr: msg.yiaddr,
     siaddr: msg.siaddr,
     serverId: ipOption(msg.options, 54),

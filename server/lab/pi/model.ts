@@ -30,7 +30,7 @@ export const PI_MODELS: Readonly<Record<PiModel, PiModelProfile>> = {
 };
 
 /** "dc:a6:32:01:02:03" (or with dashes) to 6 bytes; throws on anything else. */
-export function parseMac(text: string): Buffer {
+function parseMac(text: string): Buffer {
   const m = /^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$/i.exec(text.trim());
   if (!m) throw new Error(`not a MAC address: ${JSON.stringify(text)}`);
   return Buffer.from(m.slice(1, 7).join(''), 'hex');
@@ -41,7 +41,7 @@ export function formatMac(mac: Buffer, sep = ':'): string {
 }
 
 /** The serial as the EEPROM uses it: 8 hex digits (a 16-digit serial keeps its low 8). */
-export function parseSerial(text: string): number {
+function parseSerial(text: string): number {
   const t = text.trim().toLowerCase().replace(/^0x/, '');
   if (!/^[0-9a-f]{1,16}$/.test(t)) throw new Error(`--serial must be hex digits (8 as in the TFTP prefix), got ${JSON.stringify(text)}`);
   return Number.parseInt(t.slice(-8), 16) >>> 0;
