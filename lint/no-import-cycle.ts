@@ -27,7 +27,9 @@ interface Graph {
 }
 
 /** The statements that name a module: import, export ... from, export * from. */
-type ModuleStatement = Parameters<NonNullable<Rule.NodeListener['ImportDeclaration' | 'ExportNamedDeclaration' | 'ExportAllDeclaration']>>[0];
+type ModuleStatement = Parameters<
+  NonNullable<Rule.NodeListener['ImportDeclaration' | 'ExportNamedDeclaration' | 'ExportAllDeclaration']>
+>[0];
 
 const graphs = new WeakMap<ts.Program, Map<string, Graph>>();
 
@@ -35,7 +37,11 @@ const graphs = new WeakMap<ts.Program, Map<string, Graph>>();
 function specifiersOf(file: ts.SourceFile): string[] {
   const out: string[] = [];
   for (const statement of file.statements) {
-    if ((ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement)) && statement.moduleSpecifier && ts.isStringLiteral(statement.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement)) &&
+      statement.moduleSpecifier &&
+      ts.isStringLiteral(statement.moduleSpecifier)
+    ) {
       out.push(statement.moduleSpecifier.text);
     }
   }
@@ -148,7 +154,7 @@ function wayBack(graph: Graph, start: string, goal: string): string[] {
     for (const target of graph.edges.get(node) ?? []) {
       if (target === goal) {
         const way = [goal, node];
-        for (let at = node; at !== start; ) {
+        for (let at = node; at !== start;) {
           at = cameFrom.get(at)!;
           way.push(at);
         }

@@ -19,7 +19,8 @@ const TREE: Record<string, string> = {
     include: ['**/*.ts'],
   }),
   // lab.ts needs the attacker at run time; the attacker needs only lab.ts's type.
-  'lab/lab.ts': "import { Attacker } from './attacker.js';\nexport interface Event { at: number }\nexport const attacker = new Attacker();\n",
+  'lab/lab.ts':
+    "import { Attacker } from './attacker.js';\nexport interface Event { at: number }\nexport const attacker = new Attacker();\n",
   'lab/attacker.ts': "import type { Event } from './lab.js';\nexport class Attacker { seen: Event[] = []; }\n",
   'lab/runner.ts': "import { attacker } from './lab.js';\nexport const seen = attacker.seen;\n",
   'ring/a.ts': "import { b } from './b.js';\nexport const a = (): number => b() + 1;\n",
@@ -61,9 +62,7 @@ async function cycles(options: { folderDepth?: number } = {}): Promise<string[]>
     ],
   });
   const results = await eslint.lintFiles(['.']);
-  return results
-    .flatMap((r) => r.messages.map((m) => `${path.relative(dir, r.filePath)}:${m.line} ${m.message}`))
-    .sort();
+  return results.flatMap((r) => r.messages.map((m) => `${path.relative(dir, r.filePath)}:${m.line} ${m.message}`)).sort();
 }
 
 describe('no-import-cycle', () => {
