@@ -47,8 +47,9 @@ const PROTOCOL_PEERS: Peer[] = [
   cmd('nbdinfo', 'libnbd-bin'), cmd('nbdkit', 'nbdkit'), cmd('nbd-server', 'nbd-server'), cmd('qemu-io', 'qemu-utils'),
   cmd('qemu-img', 'qemu-utils'), cmd('python3', 'python3'),
   {
-    name: 'python3 libnbd (import nbd)', pkg: 'python3-libnbd', group: 'test',
-    present: () => spawnSync('python3', ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0,
+    // The libnbd scripts run as /usr/bin/python3: Debian's module, whatever python3 comes first on PATH.
+    name: '/usr/bin/python3 with libnbd (import nbd)', pkg: 'python3-libnbd', group: 'test',
+    present: () => spawnSync('/usr/bin/python3', ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0,
   },
   cmd('openssl', 'openssl'), cmd('jq', 'jq'), cmd('swtpm', 'swtpm'), cmd('swtpm_setup', 'swtpm-tools'), cmd('tpm2_createek', 'tpm2-tools'),
 ];
