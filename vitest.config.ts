@@ -1,4 +1,5 @@
 import { readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -31,7 +32,8 @@ export default defineConfig({
     globalSetup: ['test/lib/tier-setup.ts'],
     projects: [
       // No root, no namespaces, no Docker, no QEMU: `npm run test:unit` on a laptop.
-      { extends: true, test: { name: 'unit', include: UNIT, sequence: { groupOrder: 0 } } },
+      // In-process and loopback only: one file per core (a laptop has more than CI's two).
+      { extends: true, test: { name: 'unit', include: UNIT, maxWorkers: Math.max(2, availableParallelism()), sequence: { groupOrder: 0 } } },
       { extends: true, test: { name: 'protocols', include: ['test/**/*.test.ts'], exclude: [...UNIT, ...IMAGES, ...LAB], sequence: { groupOrder: 1 } } },
       { extends: true, test: { name: 'images', include: IMAGES, fileParallelism: false, sequence: { groupOrder: 2 } } },
       { extends: true, test: { name: 'lab', include: LAB, fileParallelism: false, sequence: { groupOrder: 3 } } },
