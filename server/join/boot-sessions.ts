@@ -86,9 +86,19 @@ export class BootSessions {
   /** Starts the TTL sweeper and cleans up tokens a previous run left behind. */
   async start(): Promise<void> {
     for (const session of this.deps.store.sessions()) {
-      // A token minted before a restart is gone from memory: delete it now; if the
-      // node still needs one, its join request mints a fresh one.
-      if (session.tokenId) await this.revoke(session, 'bootfarm restarted');
+      if (session.state === 'booting' && session.joinServed && session.tokenId) {
+        // Handed to the node already: it is joining with it (a restart under a
+        // joining node must not break its join). Deleted as usual when the node
+        // reports, or by the sweeper at its TTL (tokenExpiresAt is in the record).
+      } else if (session.tokenId) {
+        // Minted but never handed out: its secret is gone from memory with the
+        // restart. Deleted now; the node's join request mints a fresh one.
+        await this.revoke(session, 'bootfarm restarted');
+      } else if (session.state === 'booting' && session.joinServed && this.deps.minter?.kind !== 'static') {
+        // Marked served, but the mint had not finished when bootfarm stopped: the
+        // node never got a token. Let its join request (it asks again) have one.
+        await this.deps.store.putSession({ ...session, joinServed: false });
+      }
       if (session.state === 'booting' && session.nonceDigest === undefined) {
         // Kept by a release before boot nonces (its secret in the clear): the
         // node's next boot script opens a session of the current kind.

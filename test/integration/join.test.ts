@@ -45,6 +45,16 @@ describe('per-node bootstrap tokens and the join configuration', () => {
   const kubeRequests = (): FakeRequestRecord[] => kubeApi.lines.filter((l) => l.startsWith('{"record"')).map((l) => (JSON.parse(l) as { record: FakeRequestRecord }).record);
   const curl = (host: LabHost, url: string, extra: string[] = []) => agent.curl(host, url, extra);
   /** The node boots: its boot script, then its configuration for the script's nonce. */
+  /** The node's timeline; empty when the API did not answer with one (polled by waitUntil). */
+  const timeline = async (): Promise<Array<{ type: string; detail?: { why?: string; tokenId?: string } }>> => {
+    const r = await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ);
+    try {
+      return (JSON.parse(r.body) as { events: Array<{ type: string; detail?: { why?: string; tokenId?: string } }> }).events;
+    } catch {
+      return [];
+    }
+  };
+
   const boot = async () => {
     const booted = await agent.boot(node, NODE_MAC);
     credentialsSeen.push(booted.nonce, booted.secret);
@@ -219,8 +229,33 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
     await waitUntil(() => state().secrets.length === 0, 10_000, 'the leftover token deleted at start');
     expect(kubeRequests().filter((q) => q.method === 'DELETE').map((q) => q.path)).toContain(`/api/v1/namespaces/kube-system/secrets/${left.name}`);
-    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: { why?: string; tokenId?: string } }> };
-    expect(events.events.some((e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id'])).toBe(true);
+    // The event follows the DELETE (one state write later): wait for it rather than race it.
+    await waitUntil(async () => (await timeline()).some((e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id']), 5_000, 'token.revoked (bootfarm restarted) on the timeline', 500);
+  });
+
+  it('keeps a token it handed out across a restart: the node joins with it, then it is deleted', async () => {
+    // A new boot; the node fetched its join configuration and is joining when bootfarm restarts.
+    const r = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+    expect(r.stderr).toContain('LEASE event=bound');
+    const cfg = (await boot()).config;
+    const auth = ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`];
+    const join = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, auth);
+    expect(join.status).toBe(200);
+    const [held] = state().secrets as [FakeSecret];
+    tokensSeen.push(`${held.data['token-id']}.${held.data['token-secret']}`, held.data['token-secret'] as string);
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${held.data['token-id']}.${held.data['token-secret']}`);
+    await server.stop();
+    server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
+    // Started, swept once (the sweeper runs at start): the token the node holds is still in the cluster.
+    await new Promise((done) => setTimeout(done, 2000));
+    expect(state().secrets.map((s) => s.name)).toEqual([held.name]);
+    // The node joined with it and says so: now it goes, by its id (bootfarm no longer knows its secret).
+    const report = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/report`, ['-X', 'POST', '-H', 'content-type: application/json', ...auth, '--data', '{"step":"join","status":"ok"}']);
+    expect(report.status).toBe(204);
+    await waitUntil(() => state().secrets.length === 0, 10_000, 'the token deleted after the join');
+    const revokedWhy = async () => (await timeline()).filter((e) => e.type === 'token.revoked' && e.detail?.tokenId === held.data['token-id']).map((e) => e.detail?.why);
+    await waitUntil(async () => (await revokedWhy()).length > 0, 5_000, 'token.revoked on the timeline', 500);
+    expect(await revokedWhy()).toEqual(['joined']);
   });
 
   it('deletes a token whose TTL passed', async () => {
@@ -237,8 +272,8 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     tokensSeen.push(`${fresh.data['token-id']}.${fresh.data['token-secret']}`, fresh.data['token-secret'] as string);
     // Nobody reports: the sweeper deletes it once its 3 s are over.
     await waitUntil(() => state().secrets.length === 0, 15_000, 'the expired token deleted');
-    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: { why?: string } }> };
-    expect(events.events.some((e) => e.type === 'token.revoked' && e.detail?.why === 'token TTL passed')).toBe(true);
+    // The event follows the DELETE (one state write later): wait for it rather than race it.
+    await waitUntil(async () => (await timeline()).some((e) => e.type === 'token.revoked' && e.detail?.why === 'token TTL passed'), 5_000, 'token.revoked (token TTL passed) on the timeline', 500);
     const late = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
     expect(late.status).toBe(410);
   });
@@ -254,15 +289,16 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     responses.push((await curl(srv, `${URL_BASE}/api/v1/nodes`, API_READ)).body, (await curl(srv, `${URL_BASE}/metrics`)).body);
     const logs = server.bg.lines.join('\n');
     const stateFiles = readdirSync(server.stateDir).filter((f) => statSync(path.join(server.stateDir, f)).isFile()).map((f) => readFileSync(path.join(server.stateDir, f), 'utf8')).join('\n');
-    expect(tokensSeen).toHaveLength(6);
+    expect(tokensSeen).toHaveLength(8);
     const join = responses.filter((r) => r.includes('kind: JoinConfiguration'));
-    expect(join).toHaveLength(1);
+    // The first boot's and the one fetched before the restart.
+    expect(join).toHaveLength(2);
     const elsewhere = responses.filter((r) => !r.includes('kind: JoinConfiguration'));
     expect(elsewhere.length).toBeGreaterThan(10);
     for (const token of tokensSeen) {
       for (const text of [...elsewhere, logs, stateFiles]) expect(text.includes(token)).toBe(false);
     }
-    expect(credentialsSeen).toHaveLength(6);
+    expect(credentialsSeen).toHaveLength(8);
     for (const credential of credentialsSeen) {
       for (const [what, text] of [['log', logs], ['state file', stateFiles]] as const) expect(text.includes(credential), `${what} holds ${credential}`).toBe(false);
     }
