@@ -271,4 +271,10 @@ export class Metrics {
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
   });
+  readonly eventStreamsCut = new Counter({
+    name: 'bootfarm_event_streams_cut_total',
+    help: 'Live event streams (GET /api/v1/events/stream) not served, by reason (slow: cut for falling behind, its unsent bytes past the cap; full: refused, the maximum of streams was open)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
 }

@@ -45,7 +45,7 @@ const PROTOCOL_PEERS: Peer[] = [
   cmd('dhclient', 'isc-dhcp-client'), cmd('dhcrelay', 'isc-dhcp-relay'), cmd('dnsmasq', 'dnsmasq-base'),
   cmd('rdisc6', 'ndisc6'), cmd('tftp', 'tftp-hpa'), cmd('curl', 'curl'),
   cmd('nbdinfo', 'libnbd-bin'), cmd('nbdkit', 'nbdkit'), cmd('nbd-server', 'nbd-server'), cmd('qemu-io', 'qemu-utils'),
-  cmd('qemu-img', 'qemu-utils'), cmd('python3', 'python3'),
+  cmd('qemu-img', 'qemu-utils'), cmd('python3', 'python3'), cmd('chromium', 'chromium'), // the dashboard's browser
   {
     // The libnbd scripts run as /usr/bin/python3: Debian's module, whatever python3 comes first on PATH.
     name: '/usr/bin/python3 with libnbd (import nbd)', pkg: 'python3-libnbd', group: 'test',
