@@ -90,7 +90,7 @@ export class Metrics {
   });
   readonly tftpDropped = new Counter({
     name: 'bootfarm_tftp_dropped_total',
-    help: 'TFTP datagrams dropped without any reply, by reason (source-port-0: nothing can be sent to port 0)',
+    help: 'TFTP datagrams dropped without any reply, by reason (source-port-0: nothing can be sent to port 0; unknown-peer: tftp.singlePort, no transfer for that client address and port)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -352,6 +352,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       maxTransfers: cfg.tftp?.maxTransfers ?? 1000,
       maxTransfersPerClient: cfg.tftp?.maxTransfersPerClient ?? 8,
       maxTimeoutSeconds: cfg.tftp?.maxTimeoutSeconds ?? 5,
+      singlePort: cfg.tftp?.singlePort ?? false,
     },
     http: {
       enabled: cfg.http !== undefined && cfg.http.enabled !== false,

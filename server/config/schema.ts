@@ -146,6 +146,7 @@ export const ConfigSchema = Type.Object({
     maxTransfers: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers') })),
     maxTransfersPerClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, ...expected('a number of concurrent transfers to one client address 1-100000') })),
     maxTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 255, ...expected('seconds 1-255: the largest timeout option honoured (a larger one is ignored)') })),
+    singlePort: Type.Optional(Type.Boolean(expected('true (answer every transfer from the TFTP port itself, for clients behind NAT or a container port mapping) or false (each transfer from an ephemeral port, RFC 1350)'))),
   }, { additionalProperties: false })),
   http: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean(expected('true or false'))),

@@ -112,7 +112,7 @@ export interface ResolvedConfig {
     routerAdvertisements: boolean;
     limits: DhcpLimits;
   };
-  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number };
+  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number; singlePort: boolean };
   http: {
     enabled: boolean; port: number; host: string;
     maxConnections: number; maxConnectionsPerClient: number;

@@ -3,10 +3,11 @@
 // and for a closed socket (ERR_SOCKET_DGRAM_NOT_RUNNING), and reports kernel
 // errors (EPERM from a firewall, ENOBUFS) to its callback: every outcome here
 // ends in `onDone`, never in a throw or an unhandled error.
-import type dgram from 'node:dgram';
 
-/** The part of a dgram socket a sender needs; tests pass a fake. */
-export type DatagramSender = Pick<dgram.Socket, 'send'>;
+/** The part of a dgram socket a sender needs; a PeerChannel (server/tftp/demux.ts) and tests' fakes are one too. */
+export interface DatagramSender {
+  send(parts: Buffer | Buffer[], port: number, address: string, callback?: (err: Error | null) => void): void;
+}
 
 /** A port a datagram can be sent to. Port 0 is a valid source on the wire but no destination. */
 export function isReplyablePort(port: number): boolean {

@@ -1,7 +1,10 @@
 // The TFTP server: read requests only. One listener per local address, because
 // Node cannot tell which address a datagram was sent to, and the reply must come
 // from that address (dnsmasq answers from the request's destination address);
-// each transfer gets its own socket bound to it.
+// each transfer gets its own socket bound to it — or, with tftp.singlePort, is
+// answered from the listener itself and found again by the client's address and
+// port (server/tftp/demux.ts): a NAT or a container's port mapping passes only
+// replies that come from the port the client sent to.
 //
 // A transfer slot (tftp.maxTransfers overall, tftp.maxTransfersPerClient per
 // client address; server/tftp/slots.ts) is reserved synchronously when a read
@@ -9,12 +12,13 @@
 // path that does not hand the slot to a running transfer releases it.
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
-import { encodeError, parseTftpPacket, TftpError, type TftpRequest } from './packet.js';
+import { encodeError, parseTftpPacket, TftpError, TftpOpcode, type TftpRequest } from './packet.js';
 import { negotiate, type Negotiated, type TftpLimits } from './options.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
-import { Transfer, type TransferObserver, type TransferResult } from './transfer.js';
+import { Transfer, type TransferObserver, type TransferResult, type TransferSocket } from './transfer.js';
 import { isReplyablePort, sendGuarded } from './send.js';
 import { TransferSlots } from './slots.js';
+import { PeerDemux, type PeerChannel } from './demux.js';
 import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import type { Metrics } from '../metrics.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
@@ -27,6 +31,13 @@ export interface TftpServerOptions {
   limits: TftpLimits;
   maxTransfers: number;
   maxTransfersPerClient: number;
+  /** Answer every transfer from the listener's port (tftp.singlePort) instead of an ephemeral port. */
+  singlePort?: boolean;
+}
+
+/** RRQ or WRQ by its opcode; in single-port mode everything else on the listener belongs to a transfer. */
+function isRequestOpcode(msg: Buffer): boolean {
+  return msg.length >= 2 && msg[0] === 0 && (msg[1] === TftpOpcode.RRQ || msg[1] === TftpOpcode.WRQ);
 }
 
 /** What the server needs of the file resolvers; unit tests pass a stand-in. */
@@ -41,7 +52,10 @@ export interface FileServedEvent {
 
 export class TftpServer {
   private readonly listeners: dgram.Socket[] = [];
-  private readonly active = new Set<dgram.Socket>();
+  /** Transfer sockets, or in single-port mode transfer channels: closed by stop(). */
+  private readonly active = new Set<{ close(): void }>();
+  /** Single-port mode: the running transfer of each channel, so a new request from its peer can supersede it. */
+  private readonly channelTransfers = new WeakMap<PeerChannel, Transfer>();
   /** Running transfers plus requests between arrival and start. */
   private readonly slots: TransferSlots;
   private stopped = false;
@@ -88,12 +102,18 @@ export class TftpServer {
       });
       socket.removeAllListeners('error');
       socket.on('error', (err) => this.logger.warn({ err: err.message, address }, 'tftp listener error'));
+      const demux = this.options.singlePort ? new PeerDemux(socket) : undefined;
       socket.on('message', (msg, rinfo) => {
         if (!isReplyablePort(rinfo.port)) {
           this.dropUnanswerable(rinfo, 'request port');
           return;
         }
-        this.onRequest(socket, address, msg, rinfo).catch((err: unknown) => {
+        if (demux && !isRequestOpcode(msg)) {
+          this.onTransferDatagram(demux, msg, rinfo);
+          return;
+        }
+        if (demux) this.supersede(demux, rinfo);
+        this.onRequest(socket, address, demux, msg, rinfo).catch((err: unknown) => {
           const gate = this.failureLog.take(Date.now());
           if (gate.log) this.logger.error({ err: (err as Error).message, from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp request failed');
         });
@@ -133,6 +153,28 @@ export class TftpServer {
     return this.slots.held;
   }
 
+  /**
+   * Single-port mode: an ACK, ERROR or anything else that is no request goes to
+   * the transfer of its sender. A peer with no transfer gets no reply (an ERROR
+   * to a forged source would make the listener a reflector) and disturbs no one.
+   */
+  private onTransferDatagram(demux: PeerDemux, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (demux.route(msg, rinfo)) return;
+    this.metrics.tftpDropped.inc({ reason: 'unknown-peer' });
+    const gate = this.badLog.take(Date.now());
+    if (gate.log) this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp datagram from a client with no transfer dropped');
+  }
+
+  /**
+   * Single-port mode: a request from an address and port that has a transfer
+   * running ends that transfer first. The client gave it up (its reply was lost,
+   * or it restarted), and both cannot share one (address, port) on one server port.
+   */
+  private supersede(demux: PeerDemux, rinfo: dgram.RemoteInfo): void {
+    const channel = demux.get(rinfo.address, rinfo.port);
+    if (channel) this.channelTransfers.get(channel)?.supersede();
+  }
+
   /** Port 0 is a legal source on the wire and no destination: no reply is possible. */
   private dropUnanswerable(rinfo: dgram.RemoteInfo, where: string): void {
     this.metrics.tftpDropped.inc({ reason: 'source-port-0' });
@@ -163,7 +205,7 @@ export class TftpServer {
     });
   }
 
-  private async onRequest(listener: dgram.Socket, localAddress: string, msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+  private async onRequest(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
     const parsed = parseTftpPacket(msg);
     if (!parsed.ok) return this.dropBad(parsed.reason, rinfo);
     const packet = parsed.packet;
@@ -177,10 +219,10 @@ export class TftpServer {
       this.logRequest('info', { file: packet.filename, client: `${rinfo.address}:${rinfo.port}` }, 'tftp request refused: bootfarm is stopping');
       return this.refuse(listener, rinfo, TftpError.NOT_DEFINED, 'server is stopping, retry later');
     }
-    return this.onReadRequest(listener, localAddress, packet, rinfo);
+    return this.onReadRequest(listener, localAddress, demux, packet, rinfo);
   }
 
-  private async onReadRequest(listener: dgram.Socket, localAddress: string, request: TftpRequest, rinfo: dgram.RemoteInfo): Promise<void> {
+  private async onReadRequest(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, request: TftpRequest, rinfo: dgram.RemoteInfo): Promise<void> {
     const log = { file: request.filename, client: `${rinfo.address}:${rinfo.port}` };
     const mode = request.mode.toLowerCase();
     if (mode !== 'octet') {
@@ -203,14 +245,14 @@ export class TftpServer {
     // function does, on every path out of it: return, throw or rejection.
     let slotOwnedByTransfer = false;
     try {
-      slotOwnedByTransfer = await this.startTransfer(listener, localAddress, request, rinfo, normalized.path, slot.release);
+      slotOwnedByTransfer = await this.startTransfer(listener, localAddress, demux, request, rinfo, normalized.path, slot.release);
     } finally {
       if (!slotOwnedByTransfer) slot.release();
     }
   }
 
   /** Resolves, opens, binds and starts; true once a Transfer owns the slot. */
-  private async startTransfer(listener: dgram.Socket, localAddress: string, request: TftpRequest, rinfo: dgram.RemoteInfo, path: string, releaseSlot: () => void): Promise<boolean> {
+  private async startTransfer(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, request: TftpRequest, rinfo: dgram.RemoteInfo, path: string, releaseSlot: () => void): Promise<boolean> {
     const log = { file: request.filename, client: `${rinfo.address}:${rinfo.port}` };
     const answer = await this.files.resolve({ path, clientAddress: rinfo.address, protocol: 'tftp' });
     if (this.stopped) return false;
@@ -235,16 +277,20 @@ export class TftpServer {
     }
     const negotiated = negotiate(request.options, source.size, this.options.limits);
     for (const option of negotiated.ignored) this.metrics.tftpOptionsIgnored.inc({ option });
-    const socket = dgram.createSocket({ type: 'udp4' });
+    let channel: PeerChannel | undefined;
+    let socket: TransferSocket;
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(0, localAddress, () => { socket.off('error', reject); resolve(); });
-      });
-      if (this.stopped) throw new Error('tftp server stopped');
+      if (demux) {
+        if (this.stopped) throw new Error('tftp server stopped');
+        // Two requests from this peer were resolved at once: the one that gets here last wins.
+        this.supersede(demux, rinfo);
+        channel = demux.open({ address: rinfo.address, port: rinfo.port });
+        socket = channel;
+      } else {
+        socket = await this.bindTransferSocket(localAddress);
+      }
     } catch (err) {
       source.release();
-      try { socket.close(); } catch { /* closed already */ }
       throw err;
     }
     this.active.add(socket);
@@ -253,6 +299,7 @@ export class TftpServer {
     let transfer: Transfer;
     try {
       transfer = this.createTransfer(socket, rinfo, opened, negotiated, log, path, answer.from, releaseSlot);
+      if (channel) this.channelTransfers.set(channel, transfer);
     } catch (err) {
       this.active.delete(socket);
       opened.release();
@@ -263,7 +310,23 @@ export class TftpServer {
     return true;
   }
 
-  private createTransfer(socket: dgram.Socket, rinfo: dgram.RemoteInfo, opened: FileSource, negotiated: Negotiated, log: { file: string; client: string }, path: string, from: string, releaseSlot: () => void): Transfer {
+  /** A socket of the transfer's own on an ephemeral port of the address the request came to (the default mode). */
+  private async bindTransferSocket(localAddress: string): Promise<dgram.Socket> {
+    const socket = dgram.createSocket({ type: 'udp4' });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(0, localAddress, () => { socket.off('error', reject); resolve(); });
+      });
+      if (this.stopped) throw new Error('tftp server stopped');
+    } catch (err) {
+      try { socket.close(); } catch { /* closed already */ }
+      throw err;
+    }
+    return socket;
+  }
+
+  private createTransfer(socket: TransferSocket, rinfo: dgram.RemoteInfo, opened: FileSource, negotiated: Negotiated, log: { file: string; client: string }, path: string, from: string, releaseSlot: () => void): Transfer {
     return new Transfer(socket, { address: rinfo.address, port: rinfo.port }, opened, negotiated, (result) => {
       this.active.delete(socket);
       releaseSlot();

@@ -12,7 +12,7 @@ import type dgram from 'node:dgram';
 import { dataHeader, encodeError, encodeOack, parseTftpPacket, TftpError, TftpOpcode } from './packet.js';
 import type { Negotiated } from './options.js';
 import type { FileSource } from '../boot/files/resolver.js';
-import { isReplyablePort, sendGuarded } from './send.js';
+import { isReplyablePort, sendGuarded, type DatagramSender } from './send.js';
 
 /**
  * 'final-ack-missing': every block went out and the client acknowledged all but
@@ -38,8 +38,16 @@ export interface Peer {
   port: number;
 }
 
-/** The part of a dgram socket a transfer uses; unit tests pass a fake. */
-export type TransferSocket = Pick<dgram.Socket, 'on' | 'send' | 'close'>;
+/**
+ * The part of a dgram socket a transfer uses: a socket of its own, a PeerChannel
+ * on the shared listener in single-port mode (server/tftp/demux.ts), or a unit test's fake.
+ */
+export interface TransferSocket extends DatagramSender {
+  on(event: 'message', listener: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  close(): void;
+}
 
 /** What a transfer reports besides its end, for metrics and bounded logging. */
 export interface TransferObserver {
@@ -287,6 +295,15 @@ export class Transfer {
   private progress(): void {
     this.retries = 0;
     this.heardFromPeer = true;
+  }
+
+  /**
+   * The client asked for a file again from the same address and port (single-port
+   * mode, server/tftp/server.ts): it gave this transfer up, so it ends as the
+   * client's doing, without an ERROR (the reply would reach the new request).
+   */
+  supersede(): void {
+    this.finish('aborted-by-client', 'superseded by a new read request from the same client address and port');
   }
 
   /** Ends the transfer with an ERROR to the client. */

@@ -98,6 +98,15 @@ nodes:
     ]);
   });
 
+  it('tftp.singlePort: off by default, true turns it on, a non-boolean names what is expected', () => {
+    const base = 'server: { address: 10.9.0.1, stateDir: s }\ndhcp: { mode: off }\n';
+    expect(parseConfig(`${base}tftp: {}\n`, 'cfg.yaml').tftp.singlePort).toBe(false);
+    expect(parseConfig(`${base}tftp: { singlePort: true }\n`, 'cfg.yaml').tftp.singlePort).toBe(true);
+    expect(problems(`${base}tftp: { singlePort: yes please }\n`)).toEqual([
+      'cfg.yaml:3:21: tftp.singlePort: expected true (answer every transfer from the TFTP port itself, for clients behind NAT or a container port mapping) or false (each transfer from an ephemeral port, RFC 1350), got "yes please"',
+    ]);
+  });
+
   it('server.maxDiscovered: the bound on machines in no inventory, with its expectation named', () => {
     expect(parseConfig('server: { address: 10.9.0.1, stateDir: s, maxDiscovered: 500 }\n', 'cfg.yaml').server.maxDiscovered).toBe(500);
     expect(problems('server: { address: 10.9.0.1, stateDir: s, maxDiscovered: 0 }\n')).toEqual([
