@@ -154,6 +154,8 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
 
     // The plot has a row per step the boots went through.
     expect(await page.locator('#durations g[data-step]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-step')))).toEqual(['dhcp', 'files', 'script', 'agent']);
+    // One value per node and step: both nodes went through DHCP, only good-1 fetched its bootloader first.
+    expect(await page.locator('#durations g[data-step="dhcp"] text').last().textContent()).toContain('n=2');
     await shot('04-fleet-after-boots');
 
     // Filters by state.
@@ -166,5 +168,11 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
 
     // All of it arrived over the event stream: the page never navigated again.
     expect(navigations).toBe(loadedAt);
+  });
+
+  it('a graceful stop ends the open stream: bootfarm exits 0 within its stop deadline, the page sees the stream end', async () => {
+    // An event stream never ends by itself: left open, it would hold the HTTP server's drain past the 5 s SIGKILL of stop().
+    expect(await server.stop()).toBe(0);
+    await page.locator('#status:not([data-state="live"])').waitFor();
   });
 });

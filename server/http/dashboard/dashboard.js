@@ -63,7 +63,8 @@ function failureOf(machine) {
   const failed = [...boot].reverse().find((e) => e.type === 'failed' || e.type === 'revoked');
   if (!failed) return undefined;
   const report = [...boot].reverse().find((e) => e.type.startsWith('agent.') && e.detail?.status === 'failed');
-  return { reason: String(failed.detail?.reason ?? failed.type), log: report?.detail?.detail === undefined ? '' : String(report.detail.detail) };
+  // The reason quotes the node's report; its first line is the reason, the report is shown whole below it.
+  return { reason: String(failed.detail?.reason ?? failed.type).split('\n')[0], log: report?.detail?.detail === undefined ? '' : String(report.detail.detail) };
 }
 
 /** Seconds from each step's first event to the next step's, in the latest boot. */
@@ -74,11 +75,13 @@ function stepDurations(machine) {
     const step = stepOf(e.type);
     if (starts.length === 0 || starts[starts.length - 1].step !== step) starts.push({ step, at: Date.parse(e.at) });
   }
-  const out = [];
+  // A step entered twice (a file, the boot script, another file) counts once per node, its spans added.
+  const total = new Map();
   for (let i = 0; i + 1 < starts.length; i++) {
-    if (STEPS.includes(starts[i].step)) out.push({ step: starts[i].step, seconds: (starts[i + 1].at - starts[i].at) / 1000 });
+    const { step, at } = starts[i];
+    if (STEPS.includes(step)) total.set(step, (total.get(step) ?? 0) + (starts[i + 1].at - at) / 1000);
   }
-  return out;
+  return [...total].map(([step, seconds]) => ({ step, seconds }));
 }
 
 function el(tag, attrs = {}, text) {
@@ -396,6 +399,8 @@ function start() {
       render();
     });
   }
+  // "last seen" ages while nothing happens.
+  setInterval(schedule, 10_000);
   void run();
 }
 
