@@ -17,6 +17,7 @@ import { registerImageCommands } from './image.js';
 import { registerServerImageCommand } from './server-image.js';
 import { registerReloadCommand } from './reload.js';
 import { enforceUsage } from './usage.js';
+import { readPackageInfo } from './package-info.js';
 
 function fail(err: unknown): never {
   if (err instanceof ConfigError || err instanceof SetupError) {
@@ -28,7 +29,8 @@ function fail(err: unknown): never {
 }
 
 const program = new Command();
-program.name('bootfarm').description('Network-boot provisioning server: DHCP, TFTP, HTTP and NBD for bare-metal and Raspberry Pi fleets');
+program.name('bootfarm').description('Network-boot provisioning server: DHCP, TFTP, HTTP and NBD for bare-metal and Raspberry Pi fleets')
+  .version(readPackageInfo().version, '-V, --version', 'print the package version');
 
 program
   .command('serve')
