@@ -56,7 +56,7 @@ describe('HTTP API and node CLI', () => {
     expect(result.valid).toBe(true);
     expect(Object.keys((json as { paths: object }).paths).sort()).toEqual([
       '/agent/v1/{mac}/config', '/agent/v1/{mac}/join', '/agent/v1/{mac}/report',
-      '/api/v1/discovered', '/api/v1/discovered/{mac}/enrol', '/api/v1/leases',
+      '/api/v1/discovered', '/api/v1/discovered/{mac}/enrol', '/api/v1/events/stream', '/api/v1/leases',
       '/api/v1/nodes', '/api/v1/nodes/{mac}', '/api/v1/nodes/{mac}/approve', '/api/v1/nodes/{mac}/events', '/api/v1/profiles',
       '/healthz', '/metrics',
     ]);

@@ -20,6 +20,7 @@ const API_TOKEN = 'dashboard-test-api-token-0001';
 const GOOD = '52:54:00:00:0d:01';
 const BAD = '52:54:00:00:0d:02';
 const PI = 'dc:a6:32:00:0d:03';
+const STRANGER = '52:54:00:00:0d:09';
 const FAILURE_LOG = 'mount: mounting /dev/nbd0 on /root failed: Invalid argument\nnbd-client: export refused';
 
 describe('the fleet dashboard follows boots live in a real browser', () => {
@@ -40,8 +41,8 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
   const waitCell = (mac: string, key: string, text: string) =>
     page.waitForFunction(([m, k, t]) => document.querySelector(`tr.machine[data-mac="${m}"] td.c-${k}`)?.textContent?.includes(t as string) === true, [mac, key, text], { timeout: 20_000 });
   const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-  const lease = async (host: LabHost) => {
-    const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
+  const lease = async (host: LabHost, extra: string[] = []) => {
+    const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', ...extra]);
     expect(r.stderr).toContain('LEASE event=bound');
   };
   const report = (host: LabHost, mac: string, secret: string, body: Record<string, string>) =>
@@ -158,12 +159,18 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
     expect(await page.locator('#durations g[data-step="dhcp"] text').last().textContent()).toContain('n=2');
     await shot('04-fleet-after-boots');
 
+    // A machine in no inventory asks to network-boot (PXEClient vendor class): it appears, discovered, state unknown.
+    const stranger = await lab.addHost('stranger', { mac: STRANGER });
+    await lease(stranger, ['-V', 'PXEClient:Arch:00000:UNDI:002001']);
+    await waitCell(STRANGER, 'image', 'discovered');
+    expect(await rowState(STRANGER)).toBe('unknown');
+
     // Filters by state.
     await page.locator('#filters button[data-filter="failed"]').click();
     expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([BAD]);
     expect(await page.locator('#filters button[data-filter="failed"] span').textContent()).toBe('(1)');
     await page.locator('#filters button[data-filter="unknown"]').click();
-    expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([PI]);
+    expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([PI, STRANGER]);
     await shot('05-filter-unknown');
 
     // All of it arrived over the event stream: the page never navigated again.
