@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and runs bootfarm with examples/bootfarm.yaml.
+# WARNING: the example is a full DHCP SERVER (dhcp.mode: full) for the segment on
+# br0: every machine there that asks gets an address from it. On a LAN that has a
+# DHCP server already, use proxy mode instead (docs/operating.md).
 # The example serves 10.9.0.0/24 on bridge br0 as 10.9.0.1. If this host has no
 # br0, the server runs in an isolated network namespace "bootfarm-lab" that holds
 # a br0 with no uplink: attach VMs to it (taps in that namespace) to boot them,
@@ -19,6 +22,9 @@ node dist/server/cli/main.js config check examples/bootfarm.yaml
 node dist/server/cli/main.js bootloaders --config examples/bootfarm.yaml
 
 if ip link show br0 >/dev/null 2>&1; then
+  echo "bootfarm: WARNING: this host's br0 exists, so bootfarm becomes THE DHCP SERVER (10.9.0.100-200) for every" >&2
+  echo "bootfarm: machine on it. If br0 is bridged to a LAN with its own DHCP server, stop now (Ctrl-C) and use" >&2
+  echo "bootfarm: dhcp.mode: proxy (docs/operating.md)." >&2
   exec node dist/server/cli/main.js serve --config examples/bootfarm.yaml
 fi
 
