@@ -8,6 +8,9 @@
 // browsers never send to the server, or from the form, and is kept in this tab's
 // sessionStorage. It travels as an Authorization header on fetch(): never in a URL.
 
+// A browser script in a tree linted for Node: the browser's globals it uses.
+/* global window, document, location, history, sessionStorage, fetch, AbortController, TextDecoderStream, setInterval */
+
 const STEPS = ['dhcp', 'files', 'script', 'root', 'agent', 'join'];
 const TERMINAL = new Set(['booted', 'joined', 'failed', 'revoked']);
 const SVG = 'http://www.w3.org/2000/svg';
