@@ -40,6 +40,8 @@ WORKDIR /opt/bootfarm
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/templates ./templates
+# The fleet dashboard's page and script (served as they are: tsc does not copy them to dist).
+COPY --from=build /src/server/http/dashboard ./server/http/dashboard
 COPY --from=build /src/dist ./dist
 ENV NODE_ENV=production
 VOLUME ["/var/lib/bootfarm"]
