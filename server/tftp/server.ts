@@ -112,7 +112,6 @@ export class TftpServer {
           this.onTransferDatagram(demux, msg, rinfo);
           return;
         }
-        if (demux) this.supersede(demux, rinfo);
         this.onRequest(socket, address, demux, msg, rinfo).catch((err: unknown) => {
           const gate = this.failureLog.take(Date.now());
           if (gate.log) this.logger.error({ err: (err as Error).message, from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp request failed');
@@ -214,6 +213,8 @@ export class TftpServer {
       return this.refuse(listener, rinfo, TftpError.ILLEGAL_OPERATION, 'write requests are not supported (read-only server)');
     }
     if (packet.op !== 'rrq') return this.dropBad(`${packet.op} sent to the request port`, rinfo);
+    // Before anything that may refuse: the client has given its running transfer up either way.
+    if (demux) this.supersede(demux, rinfo);
     if (this.draining) {
       this.metrics.tftpRequests.inc({ outcome: 'stopping' });
       this.logRequest('info', { file: packet.filename, client: `${rinfo.address}:${rinfo.port}` }, 'tftp request refused: bootfarm is stopping');

@@ -134,6 +134,32 @@ describe('TFTP single-port mode', () => {
     expect(await counter(metrics.tftpTransfers, 'complete')).toBe(1);
   });
 
+  it('two RRQs from one address and port back to back: the later wins, whichever order the two resolutions end in', async () => {
+    const { server, metrics, port } = await startServer();
+    const a = await client();
+    a.socket.send(encodeRequest('rrq', 'f', 'octet'), port, '127.0.0.1');
+    a.socket.send(encodeRequest('rrq', 'f', 'octet'), port, '127.0.0.1');
+    // Each request's transfer sent its block 1; the first was then superseded.
+    expect((await nextData(a, port)).block).toBe(1);
+    const second = await nextData(a, port);
+    expect(second.block).toBe(1);
+    await vi.waitUntil(async () => (await counter(metrics.tftpTransfers, 'aborted-by-client')) === 1, { timeout: 5000 });
+    expect(server.transfersInFlight).toBe(1);
+    expect((await finish(a, port, second)).equals(FILE)).toBe(true);
+    await vi.waitUntil(() => server.transfersInFlight === 0, { timeout: 5000 });
+  });
+
+  it('a WRQ from the address and port of a running transfer is refused and does not end it', async () => {
+    const { server, port } = await startServer();
+    const a = await client();
+    a.socket.send(encodeRequest('rrq', 'f', 'octet'), port, '127.0.0.1');
+    const first = await nextData(a, port);
+    a.socket.send(encodeRequest('wrq', 'f', 'octet'), port, '127.0.0.1');
+    expect((await a.next()).packet).toMatchObject({ op: 'error', code: 4 });
+    expect(server.transfersInFlight).toBe(1);
+    expect((await finish(a, port, first)).equals(FILE)).toBe(true);
+  });
+
   it('tftp.maxTransfersPerClient still holds: a third port of the same address is answered busy, from the listener port', async () => {
     const { server, port } = await startServer(2);
     const clients = [await client(), await client(), await client()];
