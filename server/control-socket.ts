@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { SetupError } from './errors.js';
 
-export const CONTROL_SOCKET = 'control.sock';
+const CONTROL_SOCKET = 'control.sock';
 /** A request is one short line: more than this is not a client of ours. */
 const MAX_REQUEST_BYTES = 4096;
 const REQUEST_TIMEOUT_MS = 5000;

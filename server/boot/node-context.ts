@@ -12,14 +12,10 @@ import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
 
 /**
  * The export a node's root is served as, under the configured NBD backend. The
- * built-in server's name carries the version `current` points at now, when the
- * boot is planned (<image>/<version>/<arch>): a node that reconnects later, after
- * a publish, attaches the same bytes (docs/design.md "Root reconnect").
+ * built-in server's name carries the version planned for the boot
+ * (<image>/<version>/<arch>): a node that reconnects later, after a publish,
+ * attaches the same bytes (docs/design.md "Root reconnect").
  */
-export function exportName(image: string, arch: string, config: ResolvedConfig): string {
-  return exportOf(image, arch, config, plannedVersion(image, config));
-}
-
 function exportOf(image: string, arch: string, config: ResolvedConfig, version: string | undefined): string {
   if (version !== undefined) return `${image}/${version}/${arch}`;
   const name = `${image}/${arch}`;

@@ -82,7 +82,7 @@ export async function createBaseImage(docker: Docker, opts: BaseOptions): Promis
     })();
     opts.log(`docker load ${tag} (${(layerSize / 1048576).toFixed(0)} MiB)`);
     // tar-stream packs are streamx streams: wrap them for dockerode's Node stream API.
-    const response = await docker.loadImage(Readable.from(pack as unknown as AsyncIterable<Buffer>), { quiet: true });
+    const response = await docker.loadImage(Readable.from(pack), { quiet: true });
     let text = '';
     for await (const chunk of response as Readable) text += String(chunk);
     await feed;

@@ -14,7 +14,7 @@ export interface BinfmtPaths {
   confDir: string;
 }
 
-export const SYSTEM_BINFMT: BinfmtPaths = { miscDir: '/proc/sys/fs/binfmt_misc', confDir: '/usr/lib/binfmt.d' };
+const SYSTEM_BINFMT: BinfmtPaths = { miscDir: '/proc/sys/fs/binfmt_misc', confDir: '/usr/lib/binfmt.d' };
 
 const FIX = 'install it with "apt-get install qemu-user-static" (scripts/install-system-deps.sh image)';
 

@@ -30,5 +30,5 @@ export async function packContext(dir: string): Promise<Readable> {
   }
   pack.finalize();
   // tar-stream packs are streamx streams; dockerode wants a Node stream.
-  return Readable.from(pack as unknown as AsyncIterable<Buffer>);
+  return Readable.from(pack);
 }

@@ -99,7 +99,7 @@ export interface PublishResult {
   previous: string | undefined;
 }
 
-export async function currentVersion(imagesDir: string, name: string): Promise<string | undefined> {
+async function currentVersion(imagesDir: string, name: string): Promise<string | undefined> {
   return readlink(path.join(imagesDir, name, 'current')).catch(() => undefined);
 }
 

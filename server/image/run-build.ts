@@ -16,7 +16,7 @@ import { extractExport } from './extract.js';
 import { checkImageName, checkVersionName, contentVersion, publish, type BuiltArch, type PublishResult } from './publish.js';
 
 /** imagebuild/ of this checkout (from server/image/ or dist/server/image/). */
-export function defaultContextDir(): string {
+function defaultContextDir(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const up = here.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..';
   return path.resolve(here, up, 'imagebuild');
@@ -39,7 +39,7 @@ export interface ImageBuildOptions {
   log?: (line: string) => void;
 }
 
-export interface ArchReport {
+interface ArchReport {
   arch: ImageArch;
   imageId: string;
   executed: string[];

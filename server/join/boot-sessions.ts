@@ -36,9 +36,9 @@ const DETAIL_LIMIT = 4096;
  * over: the node did not get as far as its agent (or the script went to an
  * address that is not booting), and another address may start the node's next boot.
  */
-export const UNSPENT_NONCE_SECONDS = 900;
+const UNSPENT_NONCE_SECONDS = 900;
 /** How long a boot in flight keeps its address: no other address gets the node's boot script meanwhile (longer while its token is valid). */
-export const BOUND_BOOT_SECONDS = 900;
+const BOUND_BOOT_SECONDS = 900;
 
 /** Why a presented boot credential was refused, as counted in bootfarm_agent_credential_refused_total. */
 export type CredentialRefusal = 'missing' | 'nonce-mismatch' | 'nonce-replay' | 'secret-mismatch' | 'from-another-address' | 'boot-over';
@@ -150,7 +150,8 @@ export class BootSessions {
     await this.deps.store.putSession(approved);
     this.event(node.mac, 'boot.approved', { bootId: approved.bootId, by });
     this.deps.logger.info({ node: node.hostname, mac: node.mac, bootId: approved.bootId, by }, 'boot approved');
-    if (this.willJoin(node) && !this.tokens.has(node.mac)) this.startMint(node, approved);
+    // The mint's failure reaches the join request that awaits it (startMint keeps it handled).
+    if (this.willJoin(node) && !this.tokens.has(node.mac)) void this.startMint(node, approved);
     return approved;
   }
 
@@ -159,7 +160,7 @@ export class BootSessions {
     const session = this.session(mac);
     const node = this.deps.nodeByMac?.(mac);
     if (!node || session?.bootId !== bootId || session.state !== 'booting' || this.tokens.has(mac)) return;
-    if (this.willJoin(node) && this.admissionPending(node, session) === undefined) this.startMint(node, session);
+    if (this.willJoin(node) && this.admissionPending(node, session) === undefined) void this.startMint(node, session);
   }
 
   private willJoin(node: EffectiveNode): boolean {
@@ -337,7 +338,7 @@ export class BootSessions {
     this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId, address, ...(address !== current.address ? { scriptAddress: current.address } : {}) });
     const pending = this.willJoin(node) ? this.admissionPending(node, opened) : undefined;
     if (pending !== undefined) this.event(node.mac, 'boot.pending-admission', { bootId: opened.bootId, reason: pending });
-    if (this.willJoin(node) && pending === undefined) this.startMint(node, opened);
+    if (this.willJoin(node) && pending === undefined) void this.startMint(node, opened);
     return { session: opened, secret: issued.value };
   }
 

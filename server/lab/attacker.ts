@@ -12,13 +12,13 @@
 import type { NetLab, LabHost } from './netlab.js';
 import type { TimelineEvent } from './timeline.js';
 
-export const ATTACKER_ADDRESS = '10.9.0.66';
+const ATTACKER_ADDRESS = '10.9.0.66';
 /**
  * A free address inside the lab's pool (10.9.0.100-199) that the forged REQUESTs
  * claim for the node's MAC, and that the attacker also gives itself: were it
  * bound to the node, the attacker would be "the node" from there.
  */
-export const CLAIMED_ADDRESS = '10.9.0.177';
+const CLAIMED_ADDRESS = '10.9.0.177';
 const ATTACKER_MAC = '52:54:00:ee:ee:01';
 
 export interface AttackReport {

@@ -21,6 +21,12 @@ export function awaitsRevoke(events: TimelineEvent[]): boolean {
   return events.some((e) => e.type === 'token.minted') && !events.some((e) => e.type === 'token.revoked');
 }
 
+/** An event detail's value as text (details are JSON: a string, or anything else printed as JSON). */
+function text(value: unknown, fallback = ''): string {
+  if (typeof value === 'string') return value;
+  return value === undefined || value === null ? fallback : JSON.stringify(value);
+}
+
 export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined; tpmRefused?: string | undefined } {
   const timeline: Partial<Record<Step, number>> = {};
   const mark = (step: Step, at: string) => {
@@ -33,17 +39,17 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
   for (const e of events) {
     if (Date.parse(e.at) < poweredOn - 1000) continue;
     if (e.type === 'dhcp.offer' || e.type === 'dhcp.ack') mark('dhcp', e.at);
-    else if (e.type === 'tftp.file' || e.type === 'http.file') mark(stepOfFile(String(e.detail?.path ?? '')), e.at);
+    else if (e.type === 'tftp.file' || e.type === 'http.file') mark(stepOfFile(text(e.detail?.path)), e.at);
     else if (e.type === 'nbd.attach') mark('root attached', e.at);
     else if (e.type === 'agent.booted' || e.type === 'booted') {
       mark('booted', e.at);
       if (e.type === 'agent.booted' && typeof e.detail?.detail === 'string') observed = e.detail.detail;
     } else if (e.type === 'joined') mark('joined', e.at);
-    else if (e.type === 'failed') failed = String(e.detail?.reason ?? 'the node reported a failure');
+    else if (e.type === 'failed') failed = text(e.detail?.reason, 'the node reported a failure');
     // kubernetes.admission: tpm: bootfarm's reason is the verdict; the agent's report of it follows as "failed".
-    else if (e.type === 'tpm.refused') tpmRefused = `tpm.refused ${String(e.detail?.reason)}: ${String(e.detail?.message ?? '')}`;
+    else if (e.type === 'tpm.refused') tpmRefused = `tpm.refused ${text(e.detail?.reason)}: ${text(e.detail?.message)}`;
     // A kernel or initrd the node cannot get ends its boot: no need to wait for the time limit.
-    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(String(e.detail?.path ?? '')) !== 'bootloader') failed = `${String(e.detail?.path)}: not found on the server`;
+    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(text(e.detail?.path)) !== 'bootloader') failed = `${text(e.detail?.path)}: not found on the server`;
   }
   return { timeline, failed: failed && (tpmRefused ?? failed), observed, tpmRefused };
 }

@@ -37,7 +37,7 @@ export interface DurableLogOptions<T> {
   observer?: DurableLogObserver | undefined;
 }
 
-export interface DurableLogObserver {
+interface DurableLogObserver {
   writeError(operation: 'journal' | 'compaction', err: Error, retryInMs: number): void;
   healthChanged(health: LogHealth): void;
 }

@@ -2,7 +2,7 @@
 // it is 0700 and every state file 0600, whatever the umask or an older release left.
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 
-export const PRIVATE_DIR_MODE = 0o700;
+const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
 /**

@@ -11,7 +11,7 @@
 // rewritten in this format at the next start (see server/store/state-reader.ts).
 import { crc32 } from 'node:zlib';
 
-export const SNAPSHOT_VERSION = 2;
+const SNAPSHOT_VERSION = 2;
 const SNAPSHOT_HEADER = '#snapshot ';
 const SNAPSHOT_TRAILER = '#end ';
 

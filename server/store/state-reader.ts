@@ -18,7 +18,7 @@ export interface Damage {
 }
 
 /** A damaged state file: bootfarm refuses to start rather than lose records silently. */
-export class StateDamagedError extends SetupError {
+class StateDamagedError extends SetupError {
   constructor(readonly damage: Damage, repairCommand: string) {
     super(`${damage.file} is damaged at byte ${damage.offset} (line ${damage.line}): ${damage.reason}. bootfarm did not start and changed nothing. ` +
       `To start with every intact record (the damaged file is moved aside to ${damage.file}.damaged-<time> and what was dropped is logged), run: ${repairCommand}`);

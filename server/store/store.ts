@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics.js';
 import { DurableLog, type LoadedLog, type LogHealth } from './durable-log.js';
 import { DiscoveredIndex, type DiscoveredMachine } from './discovered-index.js';
 
-export type LeaseState = 'bound' | 'released' | 'declined';
+type LeaseState = 'bound' | 'released' | 'declined';
 
 export interface LeaseRecord {
   ip: string;
@@ -142,7 +142,7 @@ export interface StoreOpened {
   load: LoadedLog;
 }
 
-export const EVENTS_PER_NODE = 200;
+const EVENTS_PER_NODE = 200;
 
 type JournalRecord =
   | { t: 'node'; node: ResolvedNode }

@@ -33,13 +33,13 @@ export function imageFileKind(rest: string): ImageFileKind {
 }
 
 /** A file inside the images directory as <image>/<version>/<arch>/<rest> (after symlinks): the kind of <rest>. */
-export function publishedFileKind(relativeToImagesRoot: string): ImageFileKind {
+function publishedFileKind(relativeToImagesRoot: string): ImageFileKind {
   const parts = relativeToImagesRoot.split('/');
   return parts.length >= 4 ? imageFileKind(parts.slice(3).join('/')) : 'other';
 }
 
 /** Of two views of one file (the name asked for, the file it resolves to), the more guarded. */
-export function stricterKind(a: ImageFileKind, b: ImageFileKind): ImageFileKind {
+function stricterKind(a: ImageFileKind, b: ImageFileKind): ImageFileKind {
   if (a === 'other' || b === 'other') return 'other';
   return a === 'root' || b === 'root' ? 'root' : 'boot';
 }

@@ -27,7 +27,7 @@ const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
  * told apart by the third part: an arch the image builder makes (a version is
  * never named after one, server/image/publish.ts).
  */
-export function publishedImagePath(parts: string[]): { name: string; version: string; arch: string; rest: string[] } | undefined {
+function publishedImagePath(parts: string[]): { name: string; version: string; arch: string; rest: string[] } | undefined {
   const [name, second, third, ...more] = parts;
   if (name === undefined || second === undefined || third === undefined) return undefined;
   if ((IMAGE_ARCHES as readonly string[]).includes(third) && more.length > 0) {
