@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
 import { apiAuthHook } from '../api/auth.js';
 import type { ApiDeps } from '../api/routes.js';
 import type { Metrics } from '../metrics.js';
@@ -24,25 +25,27 @@ const ASSETS = { '/': ['page.html', 'text/html; charset=utf-8'], '/dashboard.js'
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** server/http/dashboard/ from the sources (tsx) or from dist/server/http/ (the build does not copy it). */
-function assetsDir(): string {
+function assetsDir(): string | undefined {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const candidates = [path.join(here, 'dashboard'), path.resolve(here, '../../../server/http/dashboard')];
-  const found = candidates.find((dir) => statSync(path.join(dir, 'page.html'), { throwIfNoEntry: false })?.isFile());
-  if (!found) throw new Error(`dashboard files not found in ${candidates.join(' or ')}`);
-  return found;
+  return candidates.find((dir) => statSync(path.join(dir, 'page.html'), { throwIfNoEntry: false })?.isFile());
 }
 
 function wire(item: FeedItem): string {
   return item.kind === 'node' ? sseMessage('node', item.event) : sseMessage('discovered', item.machine);
 }
 
-export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps, metrics: Metrics, idleTimeoutSeconds: number): void {
+export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps, metrics: Metrics, idleTimeoutSeconds: number, logger: Pick<Logger, 'warn'>): void {
   const dir = assetsDir();
-  for (const [url, [file, type]] of Object.entries(ASSETS)) {
-    const body = readFileSync(path.join(dir, file));
-    app.get(url, { schema: { hide: true } }, async (_req, reply) => {
-      await reply.type(type).header('content-security-policy', CSP).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache').send(body);
-    });
+  // An install without the page still boots machines and serves the API and the stream.
+  if (!dir) logger.warn('the dashboard files (server/http/dashboard/) are not installed: / answers 404');
+  else {
+    for (const [url, [file, type]] of Object.entries(ASSETS)) {
+      const body = readFileSync(path.join(dir, file));
+      app.get(url, { schema: { hide: true } }, async (_req, reply) => {
+        await reply.type(type).header('content-security-policy', CSP).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache').send(body);
+      });
+    }
   }
 
   const hub = new SseHub(

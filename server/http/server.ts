@@ -144,7 +144,7 @@ export class HttpBootServer {
     this.app.get('/openapi.json', { schema: { hide: true } }, async () => this.app.swagger());
     if (this.options.api) registerApiRoutes(this.app, this.options.api);
     // The live dashboard at / and its event stream: with the API, whose data and auth it uses.
-    if (this.options.api) registerDashboardRoutes(this.app, this.options.api, this.metrics, this.options.limits.idleTimeoutSeconds);
+    if (this.options.api) registerDashboardRoutes(this.app, this.options.api, this.metrics, this.options.limits.idleTimeoutSeconds, this.logger);
     if (this.options.agent) registerAgentRoutes(this.app, this.options.agent);
     if (this.options.tpm) registerTpmRoutes(this.app, this.options.tpm);
     // Boot files: the same resolver chain as TFTP (generated, image, static).

@@ -144,6 +144,10 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
     await waitCell(BAD, 'state', 'failed');
     expect(await cell(BAD, 'reason').textContent()).toContain('root: mount: mounting /dev/nbd0 on /root failed');
     expect(await cell(BAD, 'reason').locator('pre.log').textContent()).toBe(FAILURE_LOG);
+    // And the timeline lines before it: the report, after the boot script's nonce was spent.
+    const context = await cell(BAD, 'reason').locator('ol.context li').allTextContents();
+    expect(context.at(-1)).toMatch(/ agent\.root status=failed detail=mount: mounting/);
+    expect(context.some((line) => line.includes(' boot.nonce-spent '))).toBe(true);
 
     // The timeline of a node, opened by a click, lists its events in order.
     await page.locator(`tr.machine[data-mac="${GOOD}"]`).click();

@@ -60,14 +60,16 @@ function describe(event) {
   return `${event.type}${what === '' ? '' : ` ${what}`}`;
 }
 
-/** The failure's reason, and the report the node sent with it (its log lines, when it sent some). */
+/** The failure's reason, the report the node sent with it (its log lines, when it sent some) and the timeline lines before it. */
 function failureOf(machine) {
   const boot = latestBoot(machine.events);
-  const failed = [...boot].reverse().find((e) => e.type === 'failed' || e.type === 'revoked');
-  if (!failed) return undefined;
-  const report = [...boot].reverse().find((e) => e.type.startsWith('agent.') && e.detail?.status === 'failed');
+  const at = boot.findLastIndex((e) => e.type === 'failed' || e.type === 'revoked');
+  if (at < 0) return undefined;
+  const failed = boot[at];
+  const report = boot.slice(0, at).findLast((e) => e.type.startsWith('agent.') && e.detail?.status === 'failed');
+  const context = boot.slice(Math.max(0, at - 4), at).map(timelineLine);
   // The reason quotes the node's report; its first line is the reason, the report is shown whole below it.
-  return { reason: String(failed.detail?.reason ?? failed.type).split('\n')[0], log: report?.detail?.detail === undefined ? '' : String(report.detail.detail) };
+  return { reason: String(failed.detail?.reason ?? failed.type).split('\n')[0], log: report?.detail?.detail === undefined ? '' : String(report.detail.detail), context };
 }
 
 /** Seconds from each step's first event to the next step's, in the latest boot. */
@@ -85,6 +87,11 @@ function stepDurations(machine) {
     if (STEPS.includes(step)) total.set(step, (total.get(step) ?? 0) + (starts[i + 1].at - at) / 1000);
   }
   return [...total].map(([step, seconds]) => ({ step, seconds }));
+}
+
+function timelineLine(e) {
+  const detail = Object.entries(e.detail ?? {}).filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}=${v}`).join(' ');
+  return `${e.at} ${e.type} ${detail}`;
 }
 
 function el(tag, attrs = {}, text) {
@@ -122,6 +129,11 @@ function row(machine) {
   for (const [key, text] of cells) tr.append(el('td', { class: `c-${key}` }, text));
   const reason = el('td', { class: 'c-reason' }, failure?.reason ?? '');
   if (failure?.log) reason.append(el('pre', { class: 'log' }, failure.log));
+  if (failure) {
+    const context = el('ol', { class: 'context' });
+    for (const line of failure.context) context.append(el('li', {}, line));
+    reason.append(context);
+  }
   tr.append(reason);
   tr.addEventListener('click', () => {
     if (expanded.has(machine.mac)) expanded.delete(machine.mac);
@@ -132,10 +144,7 @@ function row(machine) {
   timeline.hidden = !expanded.has(machine.mac);
   const cell = el('td', { colspan: '9' });
   const list = el('ol');
-  for (const e of machine.events) {
-    const detail = Object.entries(e.detail ?? {}).filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}=${v}`).join(' ');
-    list.append(el('li', { 'data-type': e.type }, `${e.at} ${e.type} ${detail}`));
-  }
+  for (const e of machine.events) list.append(el('li', { 'data-type': e.type }, timelineLine(e)));
   cell.append(machine.events.length > 0 ? list : el('span', {}, 'no events yet'));
   timeline.append(cell);
   return [tr, timeline, state];
