@@ -53,10 +53,6 @@ export class PeerDemux {
 
   constructor(private readonly listener: DatagramSender) {}
 
-  get size(): number {
-    return this.byPeer.size;
-  }
-
   get(address: string, port: number): PeerChannel | undefined {
     return this.byPeer.get(key(address, port));
   }
@@ -79,10 +75,5 @@ export class PeerDemux {
     if (!channel) return false;
     channel.deliver(msg, rinfo);
     return true;
-  }
-
-  /** Ends every transfer (the listener is closing). */
-  closeAll(): void {
-    for (const channel of [...this.byPeer.values()]) channel.close();
   }
 }
