@@ -131,6 +131,7 @@ export class Bootfarm {
             limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000, maxTimeoutSeconds: config.tftp.maxTimeoutSeconds },
             maxTransfers: config.tftp.maxTransfers,
             maxTransfersPerClient: config.tftp.maxTransfersPerClient,
+            singlePort: config.tftp.singlePort,
           },
           files, logger.child({ svc: 'tftp' }), this.metrics,
           (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' || event.result.outcome === 'final-ack-missing' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),
