@@ -1,0 +1,149 @@
+// packaging/systemd/bootfarm.service under a real systemd as PID 1: a Docker
+// container (Debian from debootstrap, this host's Node, Debian's systemd) holding
+// the npm package as `npm install -g` lays it out. start -> active and "bootfarm
+// ready" as the unprivileged user bootfarm on ports 67 and 69; reload -> the
+// configuration is re-read; kill -9 -> systemd starts a new process; stop -> a
+// clean exit. The image is cached by the hash of everything that goes into it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { hostArch } from '../../server/image/arch.js';
+import { connectDocker, imageExists } from '../../server/image/docker.js';
+import { buildServerImage } from '../../server/lab/server-image.js';
+import { Background, run, runOk } from '../../server/lab/proc.js';
+import { REPO_ROOT } from '../lib/bootfarm.js';
+import { installTarball, packTarball } from '../lib/package.js';
+
+/** The node base server/lab/server-image.ts makes (Debian from debootstrap + this host's Node); its tag there. */
+const NODE_BASE = `bootfarm/node-base:bookworm-${hostArch()}`;
+const UNIT = path.join(REPO_ROOT, 'packaging/systemd/bootfarm.service');
+const SYSUSERS = path.join(REPO_ROOT, 'packaging/systemd/bootfarm.sysusers');
+
+// DHCP on the loopback (a container with no network): port 67 and TFTP's 69 are
+// what CAP_NET_BIND_SERVICE is for.
+const CONFIG = `server: { address: 127.0.0.1, stateDir: /var/lib/bootfarm }
+dhcp: { mode: full, interface: lo, subnets: [{ cidr: 127.0.0.0/8, range: [127.0.0.100, 127.0.0.200] }] }
+tftp: { port: 69, root: /var/lib/bootfarm/tftpboot }
+http: { port: 8080 }
+nbd: { port: 10809 }
+images: { dir: /var/lib/bootfarm/images }
+`;
+
+const DOCKERFILE = `FROM ${NODE_BASE}
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd systemd-sysv \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+# The package as npm install -g --prefix /usr/local lays it out (installed on the host: no registry in the build).
+COPY prefix/ /usr/local/
+COPY bootfarm.service /etc/systemd/system/bootfarm.service
+COPY bootfarm.sysusers /usr/lib/sysusers.d/bootfarm.conf
+COPY bootfarm.yaml /etc/bootfarm/bootfarm.yaml
+RUN systemd-sysusers && bootfarm --version
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+`;
+
+function hashOf(parts: Array<string | Buffer>): string {
+  const hash = createHash('sha256');
+  for (const p of parts) hash.update(createHash('sha256').update(p).digest());
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Builds (or reuses) the test image; its tag names the hash of the tarball, unit, configuration and base. */
+async function systemdImage(tarball: string): Promise<string> {
+  const docker = await connectDocker();
+  // The node base is made by the server image's build (its first stage).
+  if (!(await imageExists(docker, NODE_BASE))) await buildServerImage(docker, { log: (line) => process.stderr.write(`${line}\n`) });
+  const baseId = (await docker.getImage(NODE_BASE).inspect()).Id;
+  const tag = `bootfarm/systemd-test:${hashOf([DOCKERFILE, CONFIG, readFileSync(tarball), readFileSync(UNIT), readFileSync(SYSUSERS), baseId])}`;
+  if (await imageExists(docker, tag)) return tag;
+  const pkg = await installTarball(tarball);
+  const ctx = mkdtempSync(path.join(tmpdir(), 'bootfarm-systemd-ctx-'));
+  try {
+    cpSync(pkg.prefix, path.join(ctx, 'prefix'), { recursive: true, verbatimSymlinks: true });
+    cpSync(UNIT, path.join(ctx, 'bootfarm.service'));
+    cpSync(SYSUSERS, path.join(ctx, 'bootfarm.sysusers'));
+    writeFileSync(path.join(ctx, 'bootfarm.yaml'), CONFIG);
+    writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE);
+    // RUN steps on the host's network: containers on the default bridge have no DNS here.
+    await runOk('docker', ['build', '--network', 'host', '-q', '-t', tag, ctx], 600_000);
+  } finally {
+    rmSync(ctx, { recursive: true, force: true });
+    rmSync(pkg.prefix, { recursive: true, force: true });
+  }
+  return tag;
+}
+
+describe('the systemd unit under systemd as PID 1', () => {
+  const name = `bootfarm-systemd-${process.pid}`;
+  let journal: Background;
+  let tarballDir: string | undefined;
+
+  const exec = (...args: string[]) => run('docker', ['exec', name, ...args]);
+  const show = async (prop: string) => (await runOk('docker', ['exec', name, 'systemctl', 'show', '-p', prop, '--value', 'bootfarm'])).trim();
+  const ready = (since: number) => journal.waitFor((l) => l.includes('"msg":"bootfarm ready"'), 60_000, 'bootfarm ready in the journal', since);
+
+  beforeAll(async () => {
+    const tarball = await packTarball();
+    tarballDir = path.dirname(tarball);
+    const image = await systemdImage(tarball);
+    // Not --privileged (this host refuses some capabilities): what systemd needs to run
+    // its services. Ports below 1024 are privileged again (Docker sets 0), so the unit's
+    // CAP_NET_BIND_SERVICE is what lets bootfarm bind 67 and 69.
+    await runOk('docker', ['run', '-d', '--name', name, '--network', 'none', '--cap-add', 'SYS_ADMIN',
+      '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
+      '--sysctl', 'net.ipv4.ip_unprivileged_port_start=1024',
+      '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw', '--cgroupns=host', '--tmpfs', '/run', '--tmpfs', '/run/lock', image]);
+    // systemctl needs systemd's socket, which PID 1 makes a moment after the container starts.
+    const booted = await exec('timeout', '60', 'sh', '-c', 'until [ -S /run/systemd/private ]; do sleep 0.1; done; systemctl is-system-running --wait');
+    expect(booted.stdout.trim()).toMatch(/^(running|degraded)$/);
+    journal = Background.start('docker', ['exec', name, 'journalctl', '-u', 'bootfarm', '-f', '-o', 'cat', '--no-pager'], 'journal');
+  }, 900_000);
+  afterAll(async () => {
+    await journal?.stop('SIGTERM', 3000);
+    await run('docker', ['rm', '-f', name]);
+    if (tarballDir) rmSync(tarballDir, { recursive: true, force: true });
+  });
+
+  it('start: active, ready, running as the user bootfarm with CAP_NET_BIND_SERVICE alone', async () => {
+    const since = journal.lines.length;
+    await runOk('docker', ['exec', name, 'systemctl', 'start', 'bootfarm']);
+    await ready(since);
+    expect(journal.lines.slice(since).join('\n')).toContain('"port":67');
+    expect(await show('ActiveState')).toBe('active');
+    const pid = await show('MainPID');
+    expect((await exec('stat', '-c', '%U', `/proc/${pid}`)).stdout.trim()).toBe('bootfarm');
+    const status = (await exec('cat', `/proc/${pid}/status`)).stdout;
+    // Bit 10: CAP_NET_BIND_SERVICE.
+    expect(status).toMatch(/^CapEff:\s+0+400$/m);
+  });
+
+  it('reload: SIGHUP re-reads the configuration (a node added to the file)', async () => {
+    await runOk('docker', ['exec', name, 'sh', '-c', 'printf \'nodes:\\n  - { mac: "52:54:00:00:00:01", hostname: node-1, arch: amd64 }\\n\' >> /etc/bootfarm/bootfarm.yaml']);
+    const since = journal.lines.length;
+    const pid = await show('MainPID');
+    await runOk('docker', ['exec', name, 'systemctl', 'reload', 'bootfarm']);
+    const line = await journal.waitFor((l) => l.includes('"msg":"configuration reloaded"'), 30_000, 'the reload in the journal', since);
+    expect(JSON.parse(line)).toMatchObject({ trigger: 'SIGHUP', nodes: { added: 1, changed: 0, removed: 0 } });
+    expect(await show('MainPID')).toBe(pid);
+  });
+
+  it('kill -9 of the main process: systemd starts a new one', async () => {
+    const pid = await show('MainPID');
+    const since = journal.lines.length;
+    await runOk('docker', ['exec', name, 'sh', '-c', `kill -9 ${pid}`]);
+    await ready(since);
+    expect(await show('ActiveState')).toBe('active');
+    expect(await show('MainPID')).not.toBe(pid);
+    expect(await show('NRestarts')).toBe('1');
+  });
+
+  it('stop: inactive after a clean exit', async () => {
+    await runOk('docker', ['exec', name, 'systemctl', 'stop', 'bootfarm']);
+    expect(await show('ActiveState')).toBe('inactive');
+    expect(await show('Result')).toBe('success');
+    expect(await show('ExecMainStatus')).toBe('0');
+    await journal.waitFor((l) => l.includes('"msg":"stopped"'), 30_000, 'bootfarm stopped');
+  });
+});
