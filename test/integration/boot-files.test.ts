@@ -100,14 +100,22 @@ describe('boot files over TFTP and HTTP', () => {
     expect(http.code, http.stderr).toBe(0);
     const nonce = / bootfarm\.nonce=([A-Za-z0-9_-]{32}) /.exec(http.stdout)?.[1];
     expect(nonce, http.stdout).toBeDefined();
-    expect(http.stdout).toBe([
-      '#!ipxe',
-      '# bootfarm: node-1 (52:54:00:00:00:01), image base/amd64',
-      `kernel http://10.9.0.1:8080/images/base/v1/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/v1/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 bootfarm.nonce=${nonce} console=ttyS0`,
-      'initrd --name initrd.img http://10.9.0.1:8080/images/base/v1/amd64/initrd.img',
-      'boot',
+    // Kernel, initrd and boot in one line, retried (a restart of bootfarm mid-download would end the boot).
+    expect(http.stdout.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
+      'set bootfarm-tries:int32 0',
+      ':bootfarm-fetch',
+      'imgfree',
+      `kernel http://10.9.0.1:8080/images/base/v1/amd64/vmlinuz initrd=initrd.img ip=dhcp bootfarm.server=10.9.0.1 bootfarm.http=10.9.0.1:8080 bootfarm.nbd=10.9.0.1:10809 bootfarm.export=base/v1/amd64 bootfarm.node=node-1 bootfarm.mac=52:54:00:00:00:01 bootfarm.nonce=${nonce} console=ttyS0 && initrd --name initrd.img http://10.9.0.1:8080/images/base/v1/amd64/initrd.img && boot ||`,
+      'inc bootfarm-tries',
+      'iseq ${bootfarm-tries} 40 && goto bootfarm-failed ||',
+      'echo bootfarm: fetching the kernel and initrd failed, try ${bootfarm-tries} of 40, again in 3 s',
+      'sleep 3 ||',
+      'goto bootfarm-fetch',
+      ':bootfarm-failed',
+      'echo bootfarm: no kernel and initrd from 10.9.0.1 after 40 tries',
       '',
-    ].join('\n'));
+    ]);
+    expect(http.stdout.split('\n').slice(0, 2)).toEqual(['#!ipxe', '# bootfarm: node-1 (52:54:00:00:00:01), image base/amd64']);
     // iPXE percent-encodes ':' in paths; both spellings name the same node.
     expect((await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/boot/52%3A54%3A00%3A00%3A00%3A01.ipxe'])).stdout).toBe(http.stdout);
     const target = path.join(work, 'script.ipxe');
