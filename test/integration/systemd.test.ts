@@ -39,7 +39,7 @@ COPY prefix/ /usr/local/
 COPY bootfarm.service /etc/systemd/system/bootfarm.service
 COPY bootfarm.sysusers /usr/lib/sysusers.d/bootfarm.conf
 COPY bootfarm.yaml /etc/bootfarm/bootfarm.yaml
-RUN systemd-sysusers && bootfarm --version
+RUN systemd-sysusers && chgrp bootfarm /etc/bootfarm && chmod 0750 /etc/bootfarm && bootfarm --version
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 `;
@@ -68,6 +68,9 @@ async function systemdImage(tarball: string): Promise<string> {
     writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE);
     // RUN steps on the host's network: containers on the default bridge have no DNS here.
     await runOk('docker', ['build', '--network', 'host', '-q', '-t', tag, ctx], 600_000);
+    // Images of earlier inputs are never used again.
+    const tags = (await runOk('docker', ['images', 'bootfarm/systemd-test', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter(Boolean);
+    for (const old of tags.filter((t) => t !== tag)) await run('docker', ['rmi', old]);
   } finally {
     rmSync(ctx, { recursive: true, force: true });
     rmSync(pkg.prefix, { recursive: true, force: true });
