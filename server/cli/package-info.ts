@@ -16,12 +16,19 @@ interface PackageInfo {
 export function readPackageInfo(): PackageInfo {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const up = here.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..';
-  const pkg = JSON.parse(readFileSync(path.resolve(here, up, 'package.json'), 'utf8')) as { version?: unknown; engines?: { node?: unknown } };
-  return { version: String(pkg.version), nodeRange: String(pkg.engines?.node ?? '') };
+  const pkg = JSON.parse(readFileSync(path.resolve(here, up, 'package.json'), 'utf8')) as {
+    version?: unknown;
+    engines?: { node?: unknown };
+  };
+  const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+  return { version: text(pkg.version), nodeRange: text(pkg.engines?.node) };
 }
 
 function numbers(version: string): number[] {
-  return version.replace(/^v/, '').split('.').map((n) => Number.parseInt(n, 10) || 0);
+  return version
+    .replace(/^v/, '')
+    .split('.')
+    .map((n) => Number.parseInt(n, 10) || 0);
 }
 
 /**
@@ -37,7 +44,8 @@ export function nodeVersionProblem(nodeVersion: string, range: string): string |
   for (let i = 0; i < 3; i++) {
     const d = (have[i] ?? 0) - (need[i] ?? 0);
     if (d > 0) return undefined;
-    if (d < 0) return `needs Node ${range.trim()} (package.json engines.node); this is Node ${nodeVersion.replace(/^v?/, 'v')}: install a newer Node (https://nodejs.org) and run bootfarm with it`;
+    if (d < 0)
+      return `needs Node ${range.trim()} (package.json engines.node); this is Node ${nodeVersion.replace(/^v?/, 'v')}: install a newer Node (https://nodejs.org) and run bootfarm with it`;
   }
   return undefined;
 }

@@ -38,7 +38,10 @@ describe('the npm package', () => {
     expect(listing).toContain('package/packaging/systemd/bootfarm.service');
     // The dashboard's page, script and styles are served from the sources' folder (server/http/dashboard.ts).
     expect(listing).toContain('package/server/http/dashboard/page.html');
-    const stray = (f: string) => f.endsWith('.ts') || f.startsWith('package/test/') || (f.startsWith('package/server/') && !f.startsWith('package/server/http/dashboard/'));
+    const stray = (f: string) =>
+      f.endsWith('.ts') ||
+      f.startsWith('package/test/') ||
+      (f.startsWith('package/server/') && !f.startsWith('package/server/http/dashboard/'));
     expect(listing.filter(stray)).toEqual([]);
   });
 
@@ -56,7 +59,9 @@ describe('the npm package', () => {
     rmSync(dir, { recursive: true, force: true });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('bootfarm: needs Node >=20.19 (package.json engines.node); this is Node v20.18.0: install a newer Node (https://nodejs.org) and run bootfarm with it\n');
+    expect(r.stderr).toBe(
+      'bootfarm: needs Node >=20.19 (package.json engines.node); this is Node v20.18.0: install a newer Node (https://nodejs.org) and run bootfarm with it\n',
+    );
   });
 
   it('bootfarm config check passes on the shipped example', async () => {
@@ -74,18 +79,23 @@ describe('the npm package', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-pkg-'));
     mkdirSync(path.join(dir, 'tftpboot'));
     const file = path.join(dir, 'bootfarm.yaml');
-    writeFileSync(file, stringify({
-      server: { address: '10.9.0.1', stateDir: './state' },
-      dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'] }] },
-      tftp: { root: './tftpboot' },
-      http: { port: 8080 },
-      images: { dir: './images' },
-      nodes: [{ mac: '52:54:00:00:00:01', hostname: 'node-1', arch: 'amd64', ip: '10.9.0.11' }],
-    }));
+    writeFileSync(
+      file,
+      stringify({
+        server: { address: '10.9.0.1', stateDir: './state' },
+        dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'] }] },
+        tftp: { root: './tftpboot' },
+        http: { port: 8080 },
+        images: { dir: './images' },
+        nodes: [{ mac: '52:54:00:00:00:01', hostname: 'node-1', arch: 'amd64', ip: '10.9.0.11' }],
+      }),
+    );
     const proc = new BootfarmProcess(lab.spawn(srv.ns, pkg.bin, ['serve', '--config', file], 'bootfarm'), file, path.join(dir, 'state'));
     await Promise.race([
       proc.waitForLog((l) => l.msg === 'bootfarm ready', 30_000, 'bootfarm ready'),
-      proc.bg.exited.then((code) => { throw new Error(`bootfarm exited (${code}) before ready:\n${proc.bg.lines.join('\n')}`); }),
+      proc.bg.exited.then((code) => {
+        throw new Error(`bootfarm exited (${code}) before ready:\n${proc.bg.lines.join('\n')}`);
+      }),
     ]);
     const script = await lab.exec(client.ns, 'curl', ['-sS', '--fail', 'http://10.9.0.1:8080/boot/52-54-00-00-00-01.ipxe']);
     expect(script.stderr).toBe('');

@@ -32,7 +32,9 @@ images: { dir: /var/lib/bootfarm/images }
 `;
 
 const DOCKERFILE = `FROM ${NODE_BASE}
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd systemd-sysv \\
+# nodejs: Debian's own Node 18 at /usr/bin/node (this host's newer Node is /usr/local/bin/node, first on PATH),
+# for the engine check on a real old Node.
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd systemd-sysv nodejs \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 # The package as npm install -g --prefix /usr/local lays it out (installed on the host: no registry in the build).
 COPY prefix/ /usr/local/
@@ -69,7 +71,9 @@ async function systemdImage(tarball: string): Promise<string> {
     // RUN steps on the host's network: containers on the default bridge have no DNS here.
     await runOk('docker', ['build', '--network', 'host', '-q', '-t', tag, ctx], 600_000);
     // Images of earlier inputs are never used again.
-    const tags = (await runOk('docker', ['images', 'bootfarm/systemd-test', '--format', '{{.Repository}}:{{.Tag}}'])).split('\n').filter(Boolean);
+    const tags = (await runOk('docker', ['images', 'bootfarm/systemd-test', '--format', '{{.Repository}}:{{.Tag}}']))
+      .split('\n')
+      .filter(Boolean);
     for (const old of tags.filter((t) => t !== tag)) await run('docker', ['rmi', old]);
   } finally {
     rmSync(ctx, { recursive: true, force: true });
@@ -84,8 +88,10 @@ describe('the systemd unit under systemd as PID 1', () => {
   let tarballDir: string | undefined;
 
   const exec = (...args: string[]) => run('docker', ['exec', name, ...args]);
-  const show = async (prop: string) => (await runOk('docker', ['exec', name, 'systemctl', 'show', '-p', prop, '--value', 'bootfarm'])).trim();
-  const ready = (since: number) => journal.waitFor((l) => l.includes('"msg":"bootfarm ready"'), 60_000, 'bootfarm ready in the journal', since);
+  const show = async (prop: string) =>
+    (await runOk('docker', ['exec', name, 'systemctl', 'show', '-p', prop, '--value', 'bootfarm'])).trim();
+  const ready = (since: number) =>
+    journal.waitFor((l) => l.includes('"msg":"bootfarm ready"'), 60_000, 'bootfarm ready in the journal', since);
 
   beforeAll(async () => {
     const tarball = await packTarball();
@@ -94,12 +100,38 @@ describe('the systemd unit under systemd as PID 1', () => {
     // Not --privileged (this host refuses some capabilities): what systemd needs to run
     // its services. Ports below 1024 are privileged again (Docker sets 0), so the unit's
     // CAP_NET_BIND_SERVICE is what lets bootfarm bind 67 and 69.
-    await runOk('docker', ['run', '-d', '--name', name, '--network', 'none', '--cap-add', 'SYS_ADMIN',
-      '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
-      '--sysctl', 'net.ipv4.ip_unprivileged_port_start=1024',
-      '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw', '--cgroupns=host', '--tmpfs', '/run', '--tmpfs', '/run/lock', image]);
+    await runOk('docker', [
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--network',
+      'none',
+      '--cap-add',
+      'SYS_ADMIN',
+      '--security-opt',
+      'seccomp=unconfined',
+      '--security-opt',
+      'apparmor=unconfined',
+      '--sysctl',
+      'net.ipv4.ip_unprivileged_port_start=1024',
+      '-v',
+      '/sys/fs/cgroup:/sys/fs/cgroup:rw',
+      '--cgroupns=host',
+      '--tmpfs',
+      '/run',
+      '--tmpfs',
+      '/run/lock',
+      image,
+    ]);
     // systemctl needs systemd's socket, which PID 1 makes a moment after the container starts.
-    const booted = await exec('timeout', '60', 'sh', '-c', 'until [ -S /run/systemd/private ]; do sleep 0.1; done; systemctl is-system-running --wait');
+    const booted = await exec(
+      'timeout',
+      '60',
+      'sh',
+      '-c',
+      'until [ -S /run/systemd/private ]; do sleep 0.1; done; systemctl is-system-running --wait',
+    );
     expect(booted.stdout.trim()).toMatch(/^(running|degraded)$/);
     journal = Background.start('docker', ['exec', name, 'journalctl', '-u', 'bootfarm', '-f', '-o', 'cat', '--no-pager'], 'journal');
   }, 900_000);
@@ -123,7 +155,13 @@ describe('the systemd unit under systemd as PID 1', () => {
   });
 
   it('reload: SIGHUP re-reads the configuration (a node added to the file)', async () => {
-    await runOk('docker', ['exec', name, 'sh', '-c', 'printf \'nodes:\\n  - { mac: "52:54:00:00:00:01", hostname: node-1, arch: amd64 }\\n\' >> /etc/bootfarm/bootfarm.yaml']);
+    await runOk('docker', [
+      'exec',
+      name,
+      'sh',
+      '-c',
+      'printf \'nodes:\\n  - { mac: "52:54:00:00:00:01", hostname: node-1, arch: amd64 }\\n\' >> /etc/bootfarm/bootfarm.yaml',
+    ]);
     const since = journal.lines.length;
     const pid = await show('MainPID');
     await runOk('docker', ['exec', name, 'systemctl', 'reload', 'bootfarm']);
@@ -140,6 +178,14 @@ describe('the systemd unit under systemd as PID 1', () => {
     expect(await show('ActiveState')).toBe('active');
     expect(await show('MainPID')).not.toBe(pid);
     expect(await show('NRestarts')).toBe('1');
+  });
+
+  it("the installed bootfarm on Debian's Node 18: one line naming the Node it needs, exit 1", async () => {
+    const r = await exec('/usr/bin/node', '/usr/local/lib/node_modules/bootfarm/dist/server/cli/bin.js', '--version');
+    expect(r.stderr).toMatch(
+      /^bootfarm: needs Node >=20\.19 \(package\.json engines\.node\); this is Node v18\.\d+\.\d+: install a newer Node \(https:\/\/nodejs\.org\) and run bootfarm with it\n$/,
+    );
+    expect(r.code).toBe(1);
   });
 
   it('stop: inactive after a clean exit', async () => {

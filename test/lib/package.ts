@@ -32,9 +32,14 @@ export async function packTarball(): Promise<string> {
 export async function installTarball(tarball: string): Promise<InstalledPackage> {
   const prefix = mkdtempSync(path.join(tmpdir(), 'bootfarm-prefix-'));
   const started = Date.now();
-  await runOk('npm', ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], 600_000);
+  await runOk(
+    'npm',
+    ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball],
+    600_000,
+  );
   return {
-    tarball, prefix,
+    tarball,
+    prefix,
     bin: path.join(prefix, 'bin/bootfarm'),
     root: path.join(prefix, 'lib/node_modules/bootfarm'),
     installSeconds: (Date.now() - started) / 1000,
