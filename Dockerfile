@@ -47,5 +47,9 @@ ENV NODE_ENV=production
 VOLUME ["/var/lib/bootfarm"]
 LABEL org.opencontainers.image.title="bootfarm" \
       org.opencontainers.image.description="bootfarm network-boot server (DHCP, TFTP, HTTP, NBD)"
+# The build's own name (server/lab/server-image.ts buildId): the lab's upgrade
+# test builds a second image of the same tree this way, cheaply (last layer only).
+ARG BOOTFARM_BUILD=unnamed
+LABEL dev.bootfarm.build="${BOOTFARM_BUILD}"
 ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]
 CMD ["serve", "--config", "/etc/bootfarm/bootfarm.yaml"]

@@ -1,11 +1,13 @@
 // `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
 import type { Command } from 'commander';
 import path from 'node:path';
-import { formatSummary, Lab, labDown, parseLabNodes } from '../lab/lab.js';
+import { formatSummary, Lab } from '../lab/lab.js';
+import { labDown } from '../lab/lab-down.js';
+import { parseLabNodes } from '../lab/lab-nodes.js';
 import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; toRam?: string; attack?: boolean; admission?: string; tpmImpostor?: string }
+interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; toRam?: string; upgradeServer?: boolean; publishDuringOutage?: boolean; attack?: boolean; admission?: string; tpmImpostor?: string }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
   if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
@@ -28,6 +30,8 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     restartServerAfterJoin: opts.restartServerAfterJoin === undefined ? undefined : parseSeconds(opts.restartServerAfterJoin),
     restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
     toRam: opts.toRam ? parseLabNodes(opts.toRam) : undefined,
+    upgradeServer: opts.upgradeServer === true,
+    publishDuringOutage: opts.publishDuringOutage === true,
     attack: opts.attack === true,
     admission: parseAdmission(opts.admission ?? 'approve'),
     tpmImpostors: opts.tpmImpostor?.split(',').map((s) => s.trim()).filter(Boolean),
@@ -77,6 +81,8 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
     .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill')
     .option('--to-ram <nodes>', 'these nodes boot with NBD_TO_RAM: the image is copied to RAM and NBD let go (with --restart-server-after-join: the node must keep running while bootfarm is down)')
+    .option('--upgrade-server', 'with --restart-server-after-join and --server docker: the outage is an upgrade; a new server image is built while the node runs and bootfarm\'s container is replaced by one of it')
+    .option('--publish-during-outage', 'with --restart-server-after-join: publish a new version of the image while bootfarm is down (undone at the end); the node must keep reading the version it mounted and gc must keep it')
     .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator), tpm (each amd64 node gets a swtpm whose EK is registered before it powers on) or auto', 'approve')
     .option('--tpm-impostor <hostnames>', 'failure injection with --admission tpm: these nodes (e.g. lab-amd64-uefi-2) boot with a different swtpm than the one registered; they must be refused')
     .option('--attack', 'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm');

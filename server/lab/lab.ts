@@ -4,72 +4,26 @@
 // Raspberry Pi 4 bootloader. Each node is followed through bootfarm's own API
 // (its boot timeline) from power-on to "joined"; the run ends with a per-node
 // timeline and a summary, and everything is torn down.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { NetLab, type LabHost } from './netlab.js';
-import type { Background } from './proc.js';
-import { startGuest, qemuAccel, type GuestFirmware } from './qemu.js';
+import { run, type Background } from './proc.js';
+import { startGuest, qemuAccel } from './qemu.js';
 import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';
-import { GUEST_SHELL_RCFILE } from './guest-shell.js';
+import { GUEST_SHELL_RCFILE, guestRun } from './guest-shell.js';
+import { NEXT_MARKER, publishNextVersion, unpublishNextVersion, type PublishedNext } from './publish-next.js';
 import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker, type AttackReport } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
+import { SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
 import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
-
-export const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
-export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
-
-interface NodeSpec {
-  kind: LabNodeKind;
-  hostname: string;
-  mac: string;
-  arch: 'amd64' | 'arm64';
-  firmware: GuestFirmware | 'pi4';
-  piSerial?: string | undefined;
-}
-
-const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
-  'amd64-bios': { hostname: 'lab-amd64-bios', mac: '52:54:00:b0:00:01', arch: 'amd64', firmware: 'seabios' },
-  'amd64-uefi': { hostname: 'lab-amd64-uefi', mac: '52:54:00:b0:00:02', arch: 'amd64', firmware: 'ovmf' },
-  'arm64-uefi': { hostname: 'lab-arm64-uefi', mac: '52:54:00:b0:00:03', arch: 'arm64', firmware: 'aavmf' },
-  pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
-};
-
-/** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */
-export function parseLabNodes(text: string): LabNodeKind[] {
-  const out: LabNodeKind[] = [];
-  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [kind, countText] = item.split('*') as [string, string | undefined];
-    if (!(LAB_NODE_KINDS as readonly string[]).includes(kind)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(kind)}; expected some of ${LAB_NODE_KINDS.join(', ')} (kind*N for several)`);
-    const count = countText === undefined ? 1 : Number(countText);
-    if (!Number.isInteger(count) || count < 1 || count > 16) throw new SetupError(`--nodes: ${item}: expected a count 1-16 after *`);
-    for (let i = 0; i < count; i++) out.push(kind as LabNodeKind);
-  }
-  if (out.length === 0) throw new SetupError(`--nodes: expected some of ${LAB_NODE_KINDS.join(', ')}`);
-  return out;
-}
-
-/** The n-th node of a kind: the first keeps the base name and MAC, the others get -2, -3... */
-function specFor(kind: LabNodeKind, index: number): NodeSpec {
-  const base = SPECS[kind];
-  if (index === 0) return { kind, ...base };
-  const mac = base.mac.split(':');
-  mac[4] = (0xb0 + index).toString(16);
-  return {
-    kind,
-    ...base,
-    hostname: `${base.hostname}-${index + 1}`,
-    mac: mac.join(':'),
-    piSerial: base.piSerial ? (parseInt(base.piSerial, 16) + index).toString(16).padStart(8, '0') : undefined,
-  };
-}
 
 export interface NodeResult {
   kind: LabNodeKind;
@@ -87,8 +41,20 @@ export interface NodeResult {
   console: string;
   /** The server outage this node lived through after it joined (restartServerAfterJoin). */
   outage?: OutageReport;
+  /** upgradeServer: the image IDs bootfarm ran before and after the outage. */
+  upgrade?: { from: string; to: string };
+  /** publishDuringOutage: the versions, whether the node sees the new one's marker, and gc's verdicts (dry run). */
+  publish?: PublishReport;
   /** What the lab's attacker tried against this node and how bootfarm answered (attack). */
   attack?: AttackReport;
+}
+
+export interface PublishReport {
+  from: string;
+  to: string;
+  /** The new version's marker file exists in the node's root (it must not: the node reads the version it mounted). */
+  markerOnNode: boolean;
+  gc: Array<{ version: string; keep: boolean; reasons: string[] }>;
 }
 
 export interface LabOptions {
@@ -124,6 +90,18 @@ export interface LabOptions {
   /** These nodes boot with NBD_TO_RAM: the initramfs copies the image to RAM and lets NBD go. */
   toRam?: LabNodeKind[];
   /**
+   * With restartServerAfterJoin and the server in docker: the outage is an
+   * upgrade. A new server image is built while the node runs; bootfarm's
+   * container is stopped and replaced by one of the new image.
+   */
+  upgradeServer?: boolean;
+  /**
+   * With restartServerAfterJoin: while bootfarm is down, a new version of the
+   * image is published (server/lab/publish-next.ts). The node must reconnect to
+   * the version it mounted, and `bootfarm image gc` must keep that version for it.
+   */
+  publishDuringOutage?: boolean;
+  /**
    * An attacker on the lab segment (server/lab/attacker.ts) goes after every QEMU
    * node while it boots and after it joined; a node whose boot, nonce, secret or
    * token the attacker gets, or whose replay leaves no alarm, fails.
@@ -146,6 +124,8 @@ export interface LabOptions {
 }
 
 const SERVER = '10.9.0.1';
+/** The server image an upgrade replaces bootfarm/server:lab with (upgradeServer). */
+const UPGRADE_IMAGE = 'bootfarm/server:lab-upgrade';
 const KUBE = '10.9.0.2';
 const HTTP = `http://${SERVER}:8080`;
 
@@ -166,6 +146,8 @@ export class Lab {
   private kubeApi: Background | undefined;
   private kubeHost: LabHost | undefined;
   private attacker: LabAttacker | undefined;
+  /** publishDuringOutage: the version published, undone at stop(). */
+  private published: PublishedNext | undefined;
   readonly workDir: string;
   readonly apiToken = randomBytes(18).toString('base64url');
 
@@ -213,6 +195,10 @@ export class Lab {
     const unknownImpostor = (this.options.tpmImpostors ?? []).find((h) => !this.specs.some((s) => s.hostname === h && s.firmware !== 'pi4'));
     if (unknownImpostor !== undefined) throw new SetupError(`--tpm-impostor: ${JSON.stringify(unknownImpostor)} is not a QEMU node of this lab (${this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname).join(', ')})`);
     if (this.options.tpmImpostors?.length && this.admission !== 'tpm') throw new SetupError('--tpm-impostor needs --admission tpm');
+    if (this.options.publishDuringOutage && this.options.restartServerAfterJoin === undefined) throw new SetupError('--publish-during-outage publishes while bootfarm is down: it needs --restart-server-after-join');
+    if (this.options.upgradeServer && (this.options.server !== 'docker' || this.options.restartServerAfterJoin === undefined)) {
+      throw new SetupError('--upgrade-server replaces bootfarm\'s container during the outage: it needs --server docker and --restart-server-after-join');
+    }
     if (this.options.nodes.includes('pi4') && !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))) {
       throw new SetupError(`image ${this.options.image} has no Raspberry Pi firmware (arm64/rpi/start4.elf): rebuild it for arm64`);
     }
@@ -309,8 +295,8 @@ export class Lab {
       await buildServerImage(docker, { tag: image, log: (line) => this.log(`server image: ${line}`) });
       this.container = await startServerContainer({
         configFile, stateDir, imagesDir: this.options.imagesDir, tftpRoot,
-        network: { mode: 'bridge', bridge: 'br0', netns: (this.net as NetLab).switchNs, address: `${SERVER}/24` },
-        image, name: `${(this.net as NetLab).id}-bootfarm`, docker,
+        network: { mode: 'bridge', bridge: 'br0', netns: (this.net).switchNs, address: `${SERVER}/24` },
+        image, name: `${(this.net).id}-bootfarm`, docker,
       });
       this.log(`bootfarm serving on ${SERVER} (container ${this.container.name}, config ${configFile})`);
       return;
@@ -350,22 +336,55 @@ export class Lab {
     return path.join(this.workDir, 'consoles', `${spec.hostname}.ctl`);
   }
 
-  /** bootfarm down and up again under a joined node (restartServerAfterJoin). */
-  private async outage(spec: NodeSpec, guest: Background): Promise<OutageReport> {
+  /** upgradeServer: a second image of this tree (a new dev.bootfarm.build label), built while the node runs. */
+  private async buildUpgrade(): Promise<string> {
+    const docker = await connectDocker();
+    const report = await buildServerImage(docker, { tag: UPGRADE_IMAGE, buildId: `lab-upgrade-${Date.now()}`, log: (line) => this.log(`upgrade image: ${line}`) });
+    return report.imageId;
+  }
+
+  private async imageId(tag: string): Promise<string> {
+    return (await (await connectDocker()).getImage(tag).inspect()).Id;
+  }
+
+  /** bootfarm down and up again under a joined node (restartServerAfterJoin), or replaced by a new image (upgradeServer). */
+  /** After a publish under the node: does its root show the new version, and what does gc (dry run) keep? */
+  private async afterPublish(spec: NodeSpec, published: PublishedNext): Promise<PublishReport> {
+    const seen = await guestRun(this.controlSocket(spec), `[ -e ${NEXT_MARKER} ] && echo MARKER present || echo MARKER absent`, 120_000);
+    const gc = await run(this.options.cli.execPath, [...this.options.cli.args, 'image', 'gc', '--images-dir', this.options.imagesDir, '--state-dir', path.join(this.workDir, 'state'), '--image', this.options.image, '--keep', '0', '--dry-run', '--json'], 120_000);
+    if (gc.code !== 0) throw new Error(`bootfarm image gc --dry-run: ${gc.stderr}`);
+    const decisions = (JSON.parse(gc.stdout) as { decisions: Array<{ version: string; keep: boolean; reasons: string[] }> }).decisions;
+    this.log(`${spec.hostname}: gc (dry run): ${decisions.map((d) => `${d.version} ${d.keep ? `kept (${d.reasons.join('; ')})` : 'would go'}`).join(', ')}`);
+    return { from: published.from, to: published.to, markerOnNode: !/^MARKER absent$/m.test(seen.output), gc: decisions.map(({ version, keep, reasons }) => ({ version, keep, reasons })) };
+  }
+
+  private async outage(spec: NodeSpec, guest: Background): Promise<{ report: OutageReport; upgrade?: { from: string; to: string }; publish?: PublishReport }> {
     const signal = this.options.restartSignal ?? 'SIGKILL';
+    const container = this.container;
+    const upgrade = this.options.upgradeServer && container ? { from: await this.imageId(container.image), to: await this.buildUpgrade() } : undefined;
+    if (upgrade) this.log(`${spec.hostname}: bootfarm will be upgraded from ${upgrade.from.slice(7, 19)} to ${upgrade.to.slice(7, 19)} under the node`);
+    // The version the node mounted: its files are what it must keep reading, whatever `current` becomes.
+    const mounted = path.basename(readlinkSync(path.join(this.options.imagesDir, this.options.image, 'current')));
     this.log(`${spec.hostname}: joined; ending bootfarm (${signal}) with the node's root attached (failure injection)`);
     const report = await serverOutage({
       signal,
       downSeconds: this.options.restartServerAfterJoin ?? 30,
       root: this.options.toRam?.includes(spec.kind) ? 'ram' : 'nbd',
-      squashfs: path.join(this.options.imagesDir, this.options.image, 'current', spec.arch, 'root.squashfs'),
+      squashfs: path.join(this.options.imagesDir, this.options.image, mounted, spec.arch, 'root.squashfs'),
+      ...(this.options.publishDuringOutage ? {
+        whileDown: async () => {
+          this.published = await publishNextVersion(this.options.imagesDir, this.options.image);
+          this.log(`${spec.hostname}: published ${this.options.image}/${this.published.to} while bootfarm is down (the node mounted ${mounted})`);
+        },
+      } : {}),
       controlSocket: this.controlSocket(spec),
       halt: async (sig) => {
         if (this.container) await this.container.halt(sig);
         else await (this.bootfarm as Background).stop(sig, 5000);
       },
       start: async () => {
-        if (this.container) await this.container.start();
+        if (upgrade && container) await container.upgrade(UPGRADE_IMAGE);
+        else if (this.container) await this.container.start();
         else await this.startServerProcess();
       },
       events: () => this.events(spec.mac),
@@ -373,7 +392,9 @@ export class Lab {
       log: (line) => this.log(`${spec.hostname}: ${line}`),
     });
     this.restarts.push({ at: new Date().toISOString(), afterStep: 'joined', node: spec.kind });
-    return report;
+    if (upgrade && container) upgrade.to = await this.imageId(container.image);
+    const publish = this.published ? await this.afterPublish(spec, this.published) : undefined;
+    return { report, ...(upgrade ? { upgrade } : {}), ...(publish ? { publish } : {}) };
   }
 
   private async events(mac: string): Promise<TimelineEvent[]> {
@@ -464,7 +485,10 @@ export class Lab {
             result.events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
           }
           if (this.options.restartServerAfterJoin !== undefined && spec === this.specs[0] && spec.firmware !== 'pi4') {
-            result.outage = await this.outage(spec, guest);
+            const lived = await this.outage(spec, guest);
+            result.outage = lived.report;
+            if (lived.upgrade) result.upgrade = lived.upgrade;
+            if (lived.publish) result.publish = lived.publish;
             writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
             if (result.outage.failure) {
               result.ok = false;
@@ -498,6 +522,9 @@ export class Lab {
   }
 
   async stop(): Promise<void> {
+    // The images directory is a cache other runs reuse: put it back as it was.
+    if (this.published) unpublishNextVersion(this.options.imagesDir, this.published);
+    this.published = undefined;
     await this.bootfarm?.stop('SIGTERM', 5000);
     if (this.bootfarm) writeFileSync(path.join(this.workDir, 'bootfarm.log'), `${this.bootfarm.lines.join('\n')}\n`);
     if (this.container) {
@@ -534,37 +561,4 @@ export function formatSummary(results: NodeResult[]): string {
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
   for (const r of results) if (!r.ok) lines.push('', `${r.hostname}: ${r.failure}`);
   return lines.join('\n');
-}
-
-/**
- * `bootfarm lab down`: removes what an interrupted lab left behind. Lab network
- * namespaces are named `bflab<tag><hex>-*` and hold only processes a lab started
- * (bootfarm, QEMU, the Pi stand-in, the fake API): those are ended by PID, the
- * lab's server containers removed, then the namespaces deleted.
- */
-export async function labDown(log: (line: string) => void): Promise<number> {
-  const { run } = await import('./proc.js');
-  const names = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => /^bflab[0-9a-z]+-/.test(n));
-  for (const ns of names) {
-    const pids = (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').map(Number).filter((p) => p > 1);
-    for (const pid of pids) {
-      try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
-    }
-    if (pids.length) log(`${ns}: ended ${pids.length} process(es) (${pids.join(', ')})`);
-  }
-  const labIds = [...new Set(names.map((n) => n.split('-')[0] as string))];
-  const containers = (await run('docker', ['ps', '-a', '--format', '{{.Names}}'])).stdout.split('\n').filter((c) => labIds.some((id) => c.startsWith(`${id}-bootfarm`)));
-  for (const c of containers) {
-    await run('docker', ['rm', '-f', c]);
-    log(`removed container ${c}`);
-  }
-  await new Promise((r) => setTimeout(r, 1000));
-  for (const ns of names) {
-    for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').map(Number).filter((p) => p > 1)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    await run('ip', ['netns', 'del', ns]);
-  }
-  if (names.length) log(`deleted namespaces ${names.join(', ')}`);
-  return names.length;
 }

@@ -23,6 +23,8 @@ export interface OutagePlan {
   /** The node's command channel (server/lab/guest-shell.ts). */
   controlSocket: string;
   halt: (signal: 'SIGKILL' | 'SIGTERM') => Promise<void>;
+  /** Done while bootfarm is down, beside the wait (e.g. a new image version published). */
+  whileDown?: () => Promise<void>;
   start: () => Promise<void>;
   /** The node's boot timeline as bootfarm records it. */
   events: () => Promise<Array<{ at: string; type: string }>>;
@@ -31,7 +33,7 @@ export interface OutagePlan {
   log: (line: string) => void;
 }
 
-export interface ReadCheck {
+interface ReadCheck {
   file: string;
   bytes: number;
   /** From the image. */
@@ -63,7 +65,7 @@ export interface OutageReport {
 }
 
 /** The largest kernel modules of the image: files no boot reads (a loaded module is not in the page cache). */
-export async function unreadFiles(squashfs: string, count: number): Promise<Array<{ file: string; bytes: number; expected: string }>> {
+async function unreadFiles(squashfs: string, count: number): Promise<Array<{ file: string; bytes: number; expected: string }>> {
   const list = await run('unsquashfs', ['-lls', '-d', '', squashfs], 120_000);
   if (list.code !== 0) throw new Error(`unsquashfs -lls ${squashfs}: ${list.stderr}`);
   const files = list.stdout.split('\n').flatMap((line) => {
@@ -145,7 +147,7 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   const blocked = guestRun(plan.controlSocket, readScript(blockedFile.file), (plan.downSeconds + 900) * 1000);
   let blockedDone: number | undefined;
   void blocked.then(() => { blockedDone = Date.now(); }, () => undefined);
-  await new Promise((r) => setTimeout(r, plan.downSeconds * 1000));
+  await Promise.all([new Promise((r) => setTimeout(r, plan.downSeconds * 1000)), plan.whileDown?.()]);
   // Root on NBD: finished while down = it did not wait for the server. Root in RAM: it had to.
   const finishedWhileDown = blockedDone !== undefined;
   const downSeconds = since(downAt);

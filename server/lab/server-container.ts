@@ -35,7 +35,7 @@ export const SERVER_CONTAINER_PATHS = {
   tftp: '/srv/bootfarm/tftpboot',
 } as const;
 
-export type ServerNetwork =
+type ServerNetwork =
   | {
       mode: 'bridge';
       /** The bridge the server joins (e.g. NetLab's br0). */
@@ -95,6 +95,15 @@ export interface ServerContainer {
   halt(signal: 'SIGKILL' | 'SIGTERM'): Promise<void>;
   /** Starts bootfarm's container again after halt(); resolves once it is ready. */
   start(): Promise<void>;
+  /**
+   * After halt(): an upgrade, as an operator does it (`docker rm`, `docker run`
+   * of the new image with the same mounts and network): bootfarm's container is
+   * replaced by one of `image`; resolves once that one is ready. logs() then
+   * holds the old container's output and the new one's.
+   */
+  upgrade(image: string): Promise<void>;
+  /** The image bootfarm's container runs now. */
+  readonly image: string;
   /** Everything bootfarm wrote so far (stdout and stderr, JSON lines), across restarts. */
   logs(): Promise<string>;
 }
@@ -158,7 +167,7 @@ function countReady(text: string): number {
 }
 
 async function containerLogs(container: Docker.Container): Promise<string> {
-  const buf = (await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+  const buf = await container.logs({ stdout: true, stderr: true, follow: false });
   const d = new Demux();
   d.push(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf)));
   return d.text;
@@ -263,6 +272,7 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
 
   let holder: Docker.Container | undefined;
   let container: Docker.Container | undefined;
+  let createMain: ((from: string) => Promise<Docker.Container>) | undefined;
   const cleanup = async (): Promise<void> => {
     if (container) await removeQuietly(container);
     if (holder) await removeQuietly(holder);
@@ -292,14 +302,15 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       ...(imagesDir ? [`${imagesDir}:${SERVER_CONTAINER_PATHS.images}:ro`] : []),
       ...(tftpRoot ? [`${tftpRoot}:${SERVER_CONTAINER_PATHS.tftp}:ro`] : []),
     ];
-    container = await docker.createContainer({
+    createMain = (from: string) => docker.createContainer({
       name,
-      Image: image,
+      Image: from,
       Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
       Labels: { ...labels, 'bootfarm.server.part': 'bootfarm' },
       StopSignal: 'SIGTERM',
       HostConfig: { NetworkMode: networkMode, Binds: binds },
     });
+    container = await createMain(image);
     await container.start();
     await waitReady(container, 0, timeoutMs, `container ${name}`);
   } catch (err) {
@@ -307,7 +318,10 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
     throw err;
   }
 
-  const main = container;
+  let main = container;
+  let running = image;
+  /** Output of containers replaced by an upgrade. */
+  let earlierLogs = '';
   let pid = await pidOf(main);
   let netnsPid = holder ? await pidOf(holder) : pid;
 
@@ -354,8 +368,24 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       return netnsPid;
     },
     hostIfname,
+    get image() {
+      return running;
+    },
     async logs() {
-      return containerLogs(main);
+      return earlierLogs + (await containerLogs(main));
+    },
+    async upgrade(next: string) {
+      if (!(await imageExists(docker, next))) throw new SetupError(`image ${next} does not exist`);
+      earlierLogs += await containerLogs(main);
+      await removeQuietly(main);
+      main = await (createMain)(next);
+      container = main;
+      running = next;
+      await ensureNetwork();
+      await main.start();
+      await waitReady(main, 0, timeoutMs, `container ${name} (upgraded to ${next})`);
+      pid = await pidOf(main);
+      if (!holder) netnsPid = pid;
     },
     async restart() {
       await halt('SIGTERM');

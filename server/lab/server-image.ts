@@ -192,6 +192,8 @@ export interface ServerImageOptions {
   noCache?: boolean;
   /** CA certificates npm in the build stage must trust (default: $NODE_EXTRA_CA_CERTS); never in the runtime image. */
   npmCaFile?: string;
+  /** The image's dev.bootfarm.build label: a new one makes a new image of the same tree (the lab's upgrade). */
+  buildId?: string;
   log?: (line: string) => void;
   onStep?: (step: StepProgress) => void;
 }
@@ -298,7 +300,7 @@ export async function buildServerImage(docker: Docker, opts: ServerImageOptions 
     tag,
     target: 'runtime',
     noCache: opts.noCache,
-    buildargs: { BASE_IMAGE: base },
+    buildargs: { BASE_IMAGE: base, ...(opts.buildId ? { BOOTFARM_BUILD: opts.buildId } : {}) },
     onStep: stepLogger(log, opts.onStep),
   }, `the server image ${tag}`);
   const inspected = await docker.getImage(tag).inspect();

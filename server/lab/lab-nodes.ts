@@ -1,0 +1,52 @@
+// The lab's kinds of node and what each is: hostname, MAC, arch, firmware,
+// and a Pi's serial; `--nodes` parsed into them (server/lab/lab.ts boots them).
+import { SetupError } from '../errors.js';
+import type { GuestFirmware } from './qemu.js';
+
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
+export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
+
+export interface NodeSpec {
+  kind: LabNodeKind;
+  hostname: string;
+  mac: string;
+  arch: 'amd64' | 'arm64';
+  firmware: GuestFirmware | 'pi4';
+  piSerial?: string | undefined;
+}
+
+export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
+  'amd64-bios': { hostname: 'lab-amd64-bios', mac: '52:54:00:b0:00:01', arch: 'amd64', firmware: 'seabios' },
+  'amd64-uefi': { hostname: 'lab-amd64-uefi', mac: '52:54:00:b0:00:02', arch: 'amd64', firmware: 'ovmf' },
+  'arm64-uefi': { hostname: 'lab-arm64-uefi', mac: '52:54:00:b0:00:03', arch: 'arm64', firmware: 'aavmf' },
+  pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
+};
+
+/** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */
+export function parseLabNodes(text: string): LabNodeKind[] {
+  const out: LabNodeKind[] = [];
+  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [kind, countText] = item.split('*') as [string, string | undefined];
+    if (!(LAB_NODE_KINDS as readonly string[]).includes(kind)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(kind)}; expected some of ${LAB_NODE_KINDS.join(', ')} (kind*N for several)`);
+    const count = countText === undefined ? 1 : Number(countText);
+    if (!Number.isInteger(count) || count < 1 || count > 16) throw new SetupError(`--nodes: ${item}: expected a count 1-16 after *`);
+    for (let i = 0; i < count; i++) out.push(kind as LabNodeKind);
+  }
+  if (out.length === 0) throw new SetupError(`--nodes: expected some of ${LAB_NODE_KINDS.join(', ')}`);
+  return out;
+}
+
+/** The n-th node of a kind: the first keeps the base name and MAC, the others get -2, -3... */
+export function specFor(kind: LabNodeKind, index: number): NodeSpec {
+  const base = SPECS[kind];
+  if (index === 0) return { kind, ...base };
+  const mac = base.mac.split(':');
+  mac[4] = (0xb0 + index).toString(16);
+  return {
+    kind,
+    ...base,
+    hostname: `${base.hostname}-${index + 1}`,
+    mac: mac.join(':'),
+    piSerial: base.piSerial ? (parseInt(base.piSerial, 16) + index).toString(16).padStart(8, '0') : undefined,
+  };
+}
