@@ -62,12 +62,20 @@ for (const [id, c] of counts) {
 const idle = self.get('(idle)') ?? 0;
 const busy = total - idle;
 const dur = total ? (last - first) / 1e6 : 0;
-console.log(`${file}: ${total} samples over ${dur.toFixed(2)} s, idle ${(100 * idle / total).toFixed(1)} %; shares below are of the ${busy} non-idle samples`);
+console.log(
+  `${file}: ${total} samples over ${dur.toFixed(2)} s, idle ${((100 * idle) / total).toFixed(1)} %; shares below are of the ${busy} non-idle samples`,
+);
 console.log('\nself time:');
-for (const [l, c] of [...self].filter(([l]) => l !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) {
-  console.log(`${(100 * c / busy).toFixed(1).padStart(6)} %  ${l}`);
+for (const [l, c] of [...self]
+  .filter(([l]) => l !== '(idle)')
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, top)) {
+  console.log(`${((100 * c) / busy).toFixed(1).padStart(6)} %  ${l}`);
 }
 console.log('\ninclusive (top, excluding (root)):');
-for (const [l, c] of [...incl].filter(([l]) => l !== '(root)' && l !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) {
-  console.log(`${(100 * c / busy).toFixed(1).padStart(6)} %  ${l}`);
+for (const [l, c] of [...incl]
+  .filter(([l]) => l !== '(root)' && l !== '(idle)')
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, top)) {
+  console.log(`${((100 * c) / busy).toFixed(1).padStart(6)} %  ${l}`);
 }

@@ -23,7 +23,14 @@ import { parseConfig } from '../server/config/load.js';
 import { DhcpService } from '../server/dhcp/server/dhcp-service.js';
 import { Metrics } from '../server/metrics.js';
 import { policySettings } from '../server/app.js';
-import { FileStore, type BootSessionRecord, type LeaseRecord, type NodeEvent, type RootAttachment, type Store } from '../server/store/store.js';
+import {
+  FileStore,
+  type BootSessionRecord,
+  type LeaseRecord,
+  type NodeEvent,
+  type RootAttachment,
+  type Store,
+} from '../server/store/store.js';
 import type { DiscoveredMachine } from '../server/store/discovered-index.js';
 import type { LogHealth } from '../server/store/durable-log.js';
 import { Inventory } from '../server/inventory/inventory.js';
@@ -46,42 +53,90 @@ if (WARMUP + COUNT > 63_000) throw new Error('--warmup + --count must stay below
 
 class MemoryStore implements Store {
   private readonly leaseMap = new Map<string, LeaseRecord>();
-  nodes(): ResolvedNode[] { return []; }
-  nodeByMac(): ResolvedNode | undefined { return undefined; }
-  nodeByPiSerial(): ResolvedNode | undefined { return undefined; }
-  putNode(): Promise<void> { return Promise.resolve(); }
-  isConfigNode(): boolean { return false; }
-  removeNode(): Promise<void> { return Promise.resolve(); }
+  nodes(): ResolvedNode[] {
+    return [];
+  }
+  nodeByMac(): ResolvedNode | undefined {
+    return undefined;
+  }
+  nodeByPiSerial(): ResolvedNode | undefined {
+    return undefined;
+  }
+  putNode(): Promise<void> {
+    return Promise.resolve();
+  }
+  isConfigNode(): boolean {
+    return false;
+  }
+  removeNode(): Promise<void> {
+    return Promise.resolve();
+  }
   readonly nodesVersion = 0;
   private readonly seen = new Map<string, DiscoveredMachine>();
-  discovered(): DiscoveredMachine[] { return [...this.seen.values()]; }
-  discoveredByMac(mac: string): DiscoveredMachine | undefined { return this.seen.get(mac); }
-  discoveredByPiSerial(serial: string): DiscoveredMachine | undefined { return [...this.seen.values()].find((m) => m.piSerial === serial); }
-  health(): LogHealth { return { healthy: true }; }
-  putDiscovered(m: DiscoveredMachine): void { this.seen.set(m.mac, m); }
-  removeDiscovered(mac: string): Promise<void> { this.seen.delete(mac); return Promise.resolve(); }
-  sessions(): BootSessionRecord[] { return []; }
-  putSession(): Promise<void> { return Promise.resolve(); }
-  attachments(): RootAttachment[] { return []; }
-  putAttachment(): Promise<void> { return Promise.resolve(); }
-  leases(): LeaseRecord[] { return [...this.leaseMap.values()]; }
-  leaseByIp(ip: string): LeaseRecord | undefined { return this.leaseMap.get(ip); }
-  putLease(lease: LeaseRecord): Promise<void> { this.leaseMap.set(lease.ip, lease); return Promise.resolve(); }
+  discovered(): DiscoveredMachine[] {
+    return [...this.seen.values()];
+  }
+  discoveredByMac(mac: string): DiscoveredMachine | undefined {
+    return this.seen.get(mac);
+  }
+  discoveredByPiSerial(serial: string): DiscoveredMachine | undefined {
+    return [...this.seen.values()].find((m) => m.piSerial === serial);
+  }
+  health(): LogHealth {
+    return { healthy: true };
+  }
+  putDiscovered(m: DiscoveredMachine): void {
+    this.seen.set(m.mac, m);
+  }
+  removeDiscovered(mac: string): Promise<void> {
+    this.seen.delete(mac);
+    return Promise.resolve();
+  }
+  sessions(): BootSessionRecord[] {
+    return [];
+  }
+  putSession(): Promise<void> {
+    return Promise.resolve();
+  }
+  attachments(): RootAttachment[] {
+    return [];
+  }
+  putAttachment(): Promise<void> {
+    return Promise.resolve();
+  }
+  leases(): LeaseRecord[] {
+    return [...this.leaseMap.values()];
+  }
+  leaseByIp(ip: string): LeaseRecord | undefined {
+    return this.leaseMap.get(ip);
+  }
+  putLease(lease: LeaseRecord): Promise<void> {
+    this.leaseMap.set(lease.ip, lease);
+    return Promise.resolve();
+  }
   recordEvent(_e: NodeEvent): void {}
-  events(): NodeEvent[] { return []; }
-  close(): Promise<void> { return Promise.resolve(); }
+  events(): NodeEvent[] {
+    return [];
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 // --- packets exactly as bench-dhcp builds them (broadcast mode)
 const MAGIC = Buffer.from([0x63, 0x82, 0x53, 0x63]);
 const PXE = Buffer.concat([
-  Buffer.from([60, 32]), Buffer.from('PXEClient:Arch:00000:UNDI:002001', 'latin1'),
-  Buffer.from([93, 2, 0, 0]), Buffer.from([94, 3, 1, 2, 1]),
+  Buffer.from([60, 32]),
+  Buffer.from('PXEClient:Arch:00000:UNDI:002001', 'latin1'),
+  Buffer.from([93, 2, 0, 0]),
+  Buffer.from([94, 3, 1, 2, 1]),
   Buffer.from([55, 7, 1, 3, 6, 15, 66, 67, 60]),
 ]);
 function build(type: number, xid: number, mac: Buffer, extra: Buffer = Buffer.alloc(0)): Buffer {
   const hdr = Buffer.alloc(236);
-  hdr[0] = 1; hdr[1] = 1; hdr[2] = 6;
+  hdr[0] = 1;
+  hdr[1] = 1;
+  hdr[2] = 6;
   hdr.writeUInt32BE(xid >>> 0, 4);
   hdr.writeUInt16BE(0x8000, 10);
   mac.copy(hdr, 28);
@@ -94,7 +149,10 @@ function parseReply(b: Buffer): { xid: number; yiaddr: Buffer; type: number; sid
   for (let i = 240; i < b.length;) {
     const c = b[i] as number;
     if (c === 255) break;
-    if (c === 0) { i++; continue; }
+    if (c === 0) {
+      i++;
+      continue;
+    }
     const len = b[i + 1] as number;
     if (c === 53) type = b[i + 2] as number;
     if (c === 54 && len === 4) sid = b.subarray(i + 2, i + 6);
@@ -112,15 +170,25 @@ async function main(): Promise<void> {
   } else {
     store = new MemoryStore();
   }
-  const config = parseConfig(`
+  const config = parseConfig(
+    `
 server: { address: 10.77.0.1, stateDir: /nonexistent }
 # The global budget for unknown machines is off, as in bench/bootfarm-dhcp-candidate.sh:
 # the generator is exactly the random-MAC flood it exists to stop.
 dhcp: { mode: full, subnets: [{ cidr: 10.77.0.0/16, range: [10.77.1.1, 10.77.250.254], leaseSeconds: 3600 }], limits: { unknownGlobalBurst: 0, unknownLeasePercent: 100 } }
 log: { level: warn }
 unknownNodes: boot-default
-`, 'inproc.yaml');
-  const service = new DhcpService({ config, store, metrics: new Metrics(), logger: pino({ level: 'warn' }), policy: policySettings(config), inventory: new Inventory({ config }, store) });
+`,
+    'inproc.yaml',
+  );
+  const service = new DhcpService({
+    config,
+    store,
+    metrics: new Metrics(),
+    logger: pino({ level: 'warn' }),
+    policy: policySettings(config),
+    inventory: new Inventory({ config }, store),
+  });
 
   const inflight = new Map<number, Buffer>();
   let started = 0;
@@ -134,7 +202,9 @@ unknownNodes: boot-default
   const startOne = () => {
     const n = started++;
     const mac = Buffer.alloc(6);
-    mac[0] = 2; mac.writeUInt32BE(n, 1); mac[5] = 0x5a;
+    mac[0] = 2;
+    mac.writeUInt32BE(n, 1);
+    mac[5] = 0x5a;
     const xid = (n * 2654435761) >>> 0;
     inflight.set(xid, mac);
     service.receive(build(1, xid, mac), src, 'dhcp');
@@ -146,11 +216,16 @@ unknownNodes: boot-default
       const mac = inflight.get(r.xid);
       if (!mac) return Promise.resolve();
       if (r.type === 2) {
-        const extra = Buffer.concat([Buffer.from([50, 4]), r.yiaddr, r.sid ? Buffer.concat([Buffer.from([54, 4]), r.sid]) : Buffer.alloc(0)]);
+        const extra = Buffer.concat([
+          Buffer.from([50, 4]),
+          r.yiaddr,
+          r.sid ? Buffer.concat([Buffer.from([54, 4]), r.sid]) : Buffer.alloc(0),
+        ]);
         setImmediate(() => service.receive(build(3, r.xid, mac, extra), src, 'dhcp'));
       } else {
         inflight.delete(r.xid);
-        if (r.type === 5) completed++; else failed++;
+        if (r.type === 5) completed++;
+        else failed++;
         if (started < total) setImmediate(startOne);
         else if (inflight.size === 0) onPhaseDone?.();
       }
@@ -159,12 +234,13 @@ unknownNodes: boot-default
     close: () => Promise.resolve(),
   };
 
-  const phase = (n: number) => new Promise<void>((resolve) => {
-    total = started + n;
-    onPhaseDone = resolve;
-    resolveDone = resolve;
-    for (let i = 0; i < CONC && started < total; i++) startOne();
-  });
+  const phase = (n: number) =>
+    new Promise<void>((resolve) => {
+      total = started + n;
+      onPhaseDone = resolve;
+      resolveDone = resolve;
+      for (let i = 0; i < CONC && started < total; i++) startOne();
+    });
 
   await phase(WARMUP);
   const c0 = process.cpuUsage();
@@ -178,11 +254,15 @@ unknownNodes: boot-default
   void resolveDone;
   const n = completed - done0;
   const summary = {
-    store: opt.store, dir: opt.store === 'file' ? opt.dir : undefined, count: n, failed, concurrency: CONC,
+    store: opt.store,
+    dir: opt.store === 'file' ? opt.dir : undefined,
+    count: n,
+    failed,
+    concurrency: CONC,
     dora_per_s: Math.round(n / wall),
-    cpu_us_per_dora: +(((cpu.user + cpu.system) / n).toFixed(1)),
-    user_us_per_dora: +((cpu.user / n).toFixed(1)),
-    sys_us_per_dora: +((cpu.system / n).toFixed(1)),
+    cpu_us_per_dora: +((cpu.user + cpu.system) / n).toFixed(1),
+    user_us_per_dora: +(cpu.user / n).toFixed(1),
+    sys_us_per_dora: +(cpu.system / n).toFixed(1),
     event_loop_utilization: +elu.utilization.toFixed(3),
     node: process.version,
   };
@@ -193,6 +273,15 @@ unknownNodes: boot-default
 
 process.on('beforeExit', () => {
   // Reached only if the event loop emptied before the summary: replies stopped coming.
-  if (!process.exitCode) { console.error('dhcp-inprocess: transactions stalled (no reply)'); process.exitCode = 1; }
+  if (!process.exitCode) {
+    console.error('dhcp-inprocess: transactions stalled (no reply)');
+    process.exitCode = 1;
+  }
 });
-main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

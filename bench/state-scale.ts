@@ -18,7 +18,8 @@ const leasesOnly = process.argv.includes('--leases-only');
 const workArg = process.argv.slice(2).find((a) => !a.startsWith('--'));
 const work = workArg ?? mkdtempSync(path.join(tmpdir(), 'bootfarm-state-bench-'));
 const t0 = Date.parse('2026-01-01T00:00:00Z');
-const mac = (prefix: number, i: number) => [prefix, 0x54, 0, (i >> 16) & 255, (i >> 8) & 255, i & 255].map((b) => b.toString(16).padStart(2, '0')).join(':');
+const mac = (prefix: number, i: number) =>
+  [prefix, 0x54, 0, (i >> 16) & 255, (i >> 8) & 255, i & 255].map((b) => b.toString(16).padStart(2, '0')).join(':');
 const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
 
 async function leaseCommits(sync: boolean): Promise<number> {
@@ -27,9 +28,19 @@ async function leaseCommits(sync: boolean): Promise<number> {
   const total = 20_000;
   let next = 0;
   const start = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: 64 }, async () => {
-    for (let i = next++; i < total; i = next++) await store.putLease({ ip: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, key: `k${i}`, mac: mac(0x5a, i), state: 'bound', expiresAt: t0, updatedAt: t0 });
-  }));
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      for (let i = next++; i < total; i = next++)
+        await store.putLease({
+          ip: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`,
+          key: `k${i}`,
+          mac: mac(0x5a, i),
+          state: 'bound',
+          expiresAt: t0,
+          updatedAt: t0,
+        });
+    }),
+  );
   const rate = total / (ms(start) / 1000);
   await store.close();
   return Math.round(rate);
@@ -37,11 +48,26 @@ async function leaseCommits(sync: boolean): Promise<number> {
 
 async function discoverCost(): Promise<{ discoveredBefore: number; microsecondsPerDiscover: number }> {
   const dir = path.join(work, 'discover');
-  const config = parseConfig(`server: { address: 10.9.0.1, stateDir: ${dir}, maxDiscovered: 1000000 }\nunknownNodes: discover\n`, 'bench.yaml');
+  const config = parseConfig(
+    `server: { address: 10.9.0.1, stateDir: ${dir}, maxDiscovered: 1000000 }\nunknownNodes: discover\n`,
+    'bench.yaml',
+  );
   const { store } = await FileStore.open(dir, [], false, { maxDiscovered: 1_000_000 });
   let now = t0;
   const inventory = new Inventory({ config }, store, () => now);
-  const identity = (i: number): ClientIdentity => ({ mac: mac(0x5a, i), leaseKey: mac(0x5a, i), vendorClass: 'PXEClient', archCodes: [7], archCode: 7, cpu: 'x86_64', firmware: 'uefi', wantsNetboot: true, ipxe: undefined, raspberryPi: undefined, machineId: undefined });
+  const identity = (i: number): ClientIdentity => ({
+    mac: mac(0x5a, i),
+    leaseKey: mac(0x5a, i),
+    vendorClass: 'PXEClient',
+    archCodes: [7],
+    archCode: 7,
+    cpu: 'x86_64',
+    firmware: 'uefi',
+    wantsNetboot: true,
+    ipxe: undefined,
+    raspberryPi: undefined,
+    machineId: undefined,
+  });
   for (let i = 0; i < 100_000; i++) {
     inventory.discover(identity(i));
     if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));
@@ -63,21 +89,48 @@ async function restart() {
   const { store } = await FileStore.open(dir, [], false, { maxDiscovered: 250_000 });
   for (let i = 0; i < 1000; i++) await store.putNode({ mac: mac(0x52, i), hostname: `node-${i}` });
   for (let i = 0; i < 200_000; i++) {
-    store.putDiscovered({ mac: mac(0x5a, i), arch: 'amd64', firmware: 'uefi', piSerial: undefined, piModel: undefined, firstSeen: new Date(t0).toISOString(), lastSeen: new Date(t0 + i).toISOString() });
+    store.putDiscovered({
+      mac: mac(0x5a, i),
+      arch: 'amd64',
+      firmware: 'uefi',
+      piSerial: undefined,
+      piModel: undefined,
+      firstSeen: new Date(t0).toISOString(),
+      lastSeen: new Date(t0 + i).toISOString(),
+    });
     if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));
   }
   for (let e = 0; e < 200; e++) {
-    for (let i = 0; i < 1000; i++) store.recordEvent({ at: new Date(t0 + e).toISOString(), mac: mac(0x52, i), type: 'tftp.file', detail: { path: 'ipxe.efi', bytes: 1024, from: 'static' } });
+    for (let i = 0; i < 1000; i++)
+      store.recordEvent({
+        at: new Date(t0 + e).toISOString(),
+        mac: mac(0x52, i),
+        type: 'tftp.file',
+        detail: { path: 'ipxe.efi', bytes: 1024, from: 'static' },
+      });
     await new Promise((r) => setImmediate(r));
   }
-  for (let i = 0; i < 2000; i++) await store.putLease({ ip: `10.9.${i >> 8}.${i & 255}`, key: `k${i}`, mac: mac(0x5a, i), state: 'bound', expiresAt: t0, updatedAt: t0 });
+  for (let i = 0; i < 2000; i++)
+    await store.putLease({
+      ip: `10.9.${i >> 8}.${i & 255}`,
+      key: `k${i}`,
+      mac: mac(0x5a, i),
+      state: 'bound',
+      expiresAt: t0,
+      updatedAt: t0,
+    });
   await store.close();
   const buildMs = Math.round(ms(start));
   const files = Object.fromEntries(readdirSync(dir).map((f) => [f, statSync(path.join(dir, f)).size]));
   start = process.hrtime.bigint();
   const reopened = await FileStore.open(dir, [], false, { maxDiscovered: 250_000 });
   const loadMs = Math.round(ms(start));
-  const loaded = { discovered: reopened.store.discovered().length, nodes: reopened.store.nodes().length, leases: reopened.store.leases().length, eventsOfOneNode: reopened.store.events(mac(0x52, 7)).length };
+  const loaded = {
+    discovered: reopened.store.discovered().length,
+    nodes: reopened.store.nodes().length,
+    leases: reopened.store.leases().length,
+    eventsOfOneNode: reopened.store.events(mac(0x52, 7)).length,
+  };
   await reopened.store.close();
   return { buildMs, loadMs, files, loaded };
 }

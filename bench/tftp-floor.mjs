@@ -58,9 +58,13 @@ listener.on('message', (msg, rinfo) => {
   for (let i = 2; i + 1 < parts.length; i += 2) {
     const k = parts[i].toLowerCase();
     const v = parts[i + 1];
-    if (k === 'blksize') { blksize = Math.min(65464, Math.max(8, Number(v))); oack.push(k, String(blksize)); }
-    else if (k === 'windowsize') { ws = Math.min(64, Math.max(1, Number(v))); oack.push(k, String(ws)); }
-    else if (k === 'tsize') oack.push(k, String(data.length));
+    if (k === 'blksize') {
+      blksize = Math.min(65464, Math.max(8, Number(v)));
+      oack.push(k, String(blksize));
+    } else if (k === 'windowsize') {
+      ws = Math.min(64, Math.max(1, Number(v)));
+      oack.push(k, String(ws));
+    } else if (k === 'tsize') oack.push(k, String(data.length));
   }
   startTransfer(data, blksize, ws, oack, rinfo);
 });

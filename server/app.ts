@@ -60,7 +60,11 @@ export class Bootfarm {
   private live: LiveConfig | undefined;
 
   /** repairState: `bootfarm serve --repair` (server/store/state-reader.ts). */
-  constructor(private readonly config: ResolvedConfig, private readonly logger: Logger, private readonly options: { repairState?: boolean } = {}) {}
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly logger: Logger,
+    private readonly options: { repairState?: boolean } = {},
+  ) {}
 
   async start(): Promise<void> {
     const { config, logger } = this;
@@ -75,13 +79,21 @@ export class Bootfarm {
       logger: logger.child({ svc: 'state' }),
     });
     this.store = opened.store;
-    if (opened.skippedLines > 0) logger.warn({ skippedLines: opened.skippedLines, stateDir: config.server.stateDir }, 'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored');
+    if (opened.skippedLines > 0)
+      logger.warn(
+        { skippedLines: opened.skippedLines, stateDir: config.server.stateDir },
+        'state journal had torn lines (an interrupted write); they were never acknowledged and are ignored',
+      );
     logger.info({ stateDir: config.server.stateDir, nodes: this.store.nodes().length, leases: this.store.leases().length }, 'state loaded');
     const inventory = new Inventory(live, this.store);
     this.inventory = inventory;
     try {
       const sessions = new BootSessions({
-        store: this.store, kubernetes: config.kubernetes, minter: this.tokenMinter(), metrics: this.metrics, logger: logger.child({ svc: 'join' }),
+        store: this.store,
+        kubernetes: config.kubernetes,
+        minter: this.tokenMinter(),
+        metrics: this.metrics,
+        logger: logger.child({ svc: 'join' }),
         // kubernetes.admission: tpm: set below, read when a join is asked for.
         attested: (mac, bootId) => this.tpm?.isAttested(mac, bootId) ?? false,
         nodeByMac: (mac) => inventory.byMac(mac),
@@ -91,16 +103,24 @@ export class Bootfarm {
       this.services.push(sessions);
       if (config.kubernetes?.admission === 'tpm') {
         this.tpm = new TpmAdmission({
-          registry: EkRegistry.open(config.server.stateDir, config.file), trustOnFirstUse: config.kubernetes.tpm.trustOnFirstUse,
-          store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'tpm' }),
+          registry: EkRegistry.open(config.server.stateDir, config.file),
+          trustOnFirstUse: config.kubernetes.tpm.trustOnFirstUse,
+          store: this.store,
+          metrics: this.metrics,
+          logger: logger.child({ svc: 'tpm' }),
           // Minted as soon as the boot is attested: the cluster signs cluster-info meanwhile.
           onAttested: (mac, bootId) => sessions.noteAdmitted(mac, bootId),
         });
       }
       if (config.dhcp.mode !== 'off') {
         this.dhcp = new DhcpService({
-          config, store: this.store, metrics: this.metrics, logger: logger.child({ svc: 'dhcp' }), policy: policySettings(config),
-          inventory, onNodeDiscover: (node) => sessions.noteDiscover(node),
+          config,
+          store: this.store,
+          metrics: this.metrics,
+          logger: logger.child({ svc: 'dhcp' }),
+          policy: policySettings(config),
+          inventory,
+          onNodeDiscover: (node) => sessions.noteDiscover(node),
         });
         await this.dhcp.start();
         this.services.push(this.dhcp);
@@ -115,50 +135,110 @@ export class Bootfarm {
       const nodes = inventory;
       // Root images go over TFTP and HTTP only to addresses NBD would admit (nbd.allow).
       const rootAccess = rootAccessPolicy({ allow: config.nbd.allow, store: this.store, nodes: inventory });
-      const files = new ResolverChain([
-        new GeneratedFileResolver(live, nodes, new SessionBootScripts(sessions, inventory, logger.child({ svc: 'boot' }))),
-        new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
-        new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
-      ], this.metrics);
+      const files = new ResolverChain(
+        [
+          new GeneratedFileResolver(live, nodes, new SessionBootScripts(sessions, inventory, logger.child({ svc: 'boot' }))),
+          new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
+          new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
+        ],
+        this.metrics,
+      );
       if ((config.tftp.enabled || config.http.enabled) && !statSync(config.tftp.root, { throwIfNoEntry: false })?.isDirectory()) {
-        logger.warn({ root: config.tftp.root }, 'tftp.root does not exist: static files (bootloaders) will be "not found"; `bootfarm bootloaders` creates it');
+        logger.warn(
+          { root: config.tftp.root },
+          'tftp.root does not exist: static files (bootloaders) will be "not found"; `bootfarm bootloaders` creates it',
+        );
       }
       if (config.tftp.enabled) {
         this.tftp = new TftpServer(
           {
             port: config.tftp.port,
             addresses: config.tftp.addresses ?? localIpv4Addresses(),
-            limits: { maxBlockSize: config.tftp.maxBlockSize, maxWindowSize: config.tftp.maxWindowSize, defaultTimeoutMs: 1000, maxTimeoutSeconds: config.tftp.maxTimeoutSeconds },
+            limits: {
+              maxBlockSize: config.tftp.maxBlockSize,
+              maxWindowSize: config.tftp.maxWindowSize,
+              defaultTimeoutMs: 1000,
+              maxTimeoutSeconds: config.tftp.maxTimeoutSeconds,
+            },
             maxTransfers: config.tftp.maxTransfers,
             maxTransfersPerClient: config.tftp.maxTransfersPerClient,
             singlePort: config.tftp.singlePort,
           },
-          files, logger.child({ svc: 'tftp' }), this.metrics,
-          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: event.result.outcome === 'complete' || event.result.outcome === 'final-ack-missing' ? 'tftp.file' : `tftp.${event.result.outcome}`, bytes: event.result.bytes, from: event.from }),
+          files,
+          logger.child({ svc: 'tftp' }),
+          this.metrics,
+          (event) =>
+            this.recordFileServed({
+              path: event.path,
+              client: event.client,
+              kind:
+                event.result.outcome === 'complete' || event.result.outcome === 'final-ack-missing'
+                  ? 'tftp.file'
+                  : `tftp.${event.result.outcome}`,
+              bytes: event.result.bytes,
+              from: event.from,
+            }),
         );
         await this.tftp.start();
         this.services.push(this.tftp);
       }
       if (config.http.enabled) {
         const httpLog = logger.child({ svc: 'http' });
-        this.http = new HttpBootServer({
-          tpm: this.tpm ? { inventory, sessions, tpm: this.tpm } : undefined,
-          port: config.http.port,
-          host: config.http.host,
-          limits: config.http,
-          // Getters: the routes read the configuration in force at each request.
-          api: { get config() { return live.config; }, inventory, store: this.store, sessions },
-          agent: { get config() { return live.config; }, inventory, sessions, get templates() { return live.templates; }, logger: httpLog, metrics: this.metrics },
-        }, files, httpLog, this.metrics,
-          (event) => this.recordFileServed({ path: event.path, client: event.client, kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`, bytes: event.bytes, from: event.from }));
+        this.http = new HttpBootServer(
+          {
+            tpm: this.tpm ? { inventory, sessions, tpm: this.tpm } : undefined,
+            port: config.http.port,
+            host: config.http.host,
+            limits: config.http,
+            // Getters: the routes read the configuration in force at each request.
+            api: {
+              get config() {
+                return live.config;
+              },
+              inventory,
+              store: this.store,
+              sessions,
+            },
+            agent: {
+              get config() {
+                return live.config;
+              },
+              inventory,
+              sessions,
+              get templates() {
+                return live.templates;
+              },
+              logger: httpLog,
+              metrics: this.metrics,
+            },
+          },
+          files,
+          httpLog,
+          this.metrics,
+          (event) =>
+            this.recordFileServed({
+              path: event.path,
+              client: event.client,
+              kind: `http.${event.status === 200 || event.status === 206 ? 'file' : event.status}`,
+              bytes: event.bytes,
+              from: event.from,
+            }),
+        );
         await this.http.start();
         this.services.push(this.http);
       }
       if (config.nbd.enabled && config.nbd.backend !== 'builtin') {
         // External servers: no per-node access policy or per-node metrics (those need the built-in one).
-        const options = { port: config.nbd.port, host: config.nbd.host, stateDir: config.server.stateDir, imagesDir: config.images.dir, staticExports: config.nbd.exports };
+        const options = {
+          port: config.nbd.port,
+          host: config.nbd.host,
+          stateDir: config.server.stateDir,
+          imagesDir: config.images.dir,
+          staticExports: config.nbd.exports,
+        };
         const backendLog = logger.child({ svc: 'nbd' });
-        const backend = config.nbd.backend === 'nbdkit' ? new NbdkitBackend(options, backendLog) : new NbdServerBackend(options, backendLog);
+        const backend =
+          config.nbd.backend === 'nbdkit' ? new NbdkitBackend(options, backendLog) : new NbdServerBackend(options, backendLog);
         await backend.start();
         this.services.push(backend);
       } else if (config.nbd.enabled) {
@@ -171,7 +251,8 @@ export class Bootfarm {
             refusal: rootAccessPolicy({ allow: config.nbd.allow, store, nodes: inventory, now }),
             nodeOf: (address) => nodes.byAddress(address),
           },
-          logger.child({ svc: 'nbd' }), this.metrics,
+          logger.child({ svc: 'nbd' }),
+          this.metrics,
           (client, exp) => this.noteAttach(client, exp),
         );
         await this.nbd.start();
@@ -194,7 +275,10 @@ export class Bootfarm {
   /** Re-reads the configuration file; an invalid one is refused and the running one keeps serving. */
   reload(trigger: string): ReloadOutcome {
     if (!this.live || !this.store) throw new Error('bootfarm is not running');
-    return reloadConfig({ live: this.live, store: this.store, metrics: this.metrics, logger: this.logger.child({ svc: 'config' }) }, trigger);
+    return reloadConfig(
+      { live: this.live, store: this.store, metrics: this.metrics, logger: this.logger.child({ svc: 'config' }) },
+      trigger,
+    );
   }
 
   /**
@@ -211,7 +295,9 @@ export class Bootfarm {
     const kube = this.config.kubernetes;
     if (!kube) return undefined;
     if (kube.kubeconfig) return new KubeApiTokenMinter(kube.kubeconfig);
-    this.logger.warn('kubernetes.token: every node gets the same static token, and anything that can reach the agent endpoints from a node address can use it; prefer kubernetes.kubeconfig (one short-lived token per node)');
+    this.logger.warn(
+      'kubernetes.token: every node gets the same static token, and anything that can reach the agent endpoints from a node address can use it; prefer kubernetes.kubeconfig (one short-lived token per node)',
+    );
     return new StaticTokenMinter(kube.staticToken as string);
   }
 
@@ -223,16 +309,38 @@ export class Bootfarm {
     const store = this.store;
     if (!store) return;
     const { node, address } = client;
-    if (node) store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: 'nbd.attach', detail: { export: exp.name, source: exp.source } });
+    if (node)
+      store.recordEvent({
+        at: new Date().toISOString(),
+        mac: node.mac,
+        type: 'nbd.attach',
+        detail: { export: exp.name, source: exp.source },
+      });
     if (!exp.version) return;
-    const attachment = { key: node?.mac ?? `address:${address}`, mac: node?.mac, hostname: node?.hostname, address, ...exp.version, export: exp.name, at: Date.now() };
-    store.putAttachment(attachment).catch((err: unknown) => this.logger.error({ client: address, export: exp.name, err: (err as Error).message }, 'root attachment not recorded'));
+    const attachment = {
+      key: node?.mac ?? `address:${address}`,
+      mac: node?.mac,
+      hostname: node?.hostname,
+      address,
+      ...exp.version,
+      export: exp.name,
+      at: Date.now(),
+    };
+    store
+      .putAttachment(attachment)
+      .catch((err: unknown) =>
+        this.logger.error({ client: address, export: exp.name, err: (err as Error).message }, 'root attachment not recorded'),
+      );
   }
 
   /** What `bootfarm image gc` must keep: every machine's last root attachment, and the versions open connections read now. */
   rootHolders(): RootHolders {
     if (!this.store) throw new Error('bootfarm is not running');
-    return { attachments: this.store.attachments(), open: this.nbd?.openVersions() ?? [], backend: this.config.nbd.enabled ? this.config.nbd.backend : 'off' };
+    return {
+      attachments: this.store.attachments(),
+      open: this.nbd?.openVersions() ?? [],
+      backend: this.config.nbd.enabled ? this.config.nbd.backend : 'off',
+    };
   }
 
   /** A file fetched by a known node goes on its boot timeline (bootloader, kernel, initrd...). */
@@ -240,7 +348,12 @@ export class Bootfarm {
     const found = this.inventory?.byAddress(event.client);
     const node = found ? this.inventory?.knownByMac(found.mac) : undefined;
     if (!node || !this.store) return;
-    this.store.recordEvent({ at: new Date().toISOString(), mac: node.mac, type: event.kind, detail: { path: event.path, bytes: event.bytes, from: event.from } });
+    this.store.recordEvent({
+      at: new Date().toISOString(),
+      mac: node.mac,
+      type: event.kind,
+      detail: { path: event.path, bytes: event.bytes, from: event.from },
+    });
   }
 
   async stop(): Promise<void> {

@@ -33,7 +33,10 @@ export function controlSocketPath(stateDir: string): string {
 function answers(file: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = net.connect(file);
-    probe.once('connect', () => { probe.destroy(); resolve(true); });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
     probe.once('error', () => resolve(false));
   });
 }
@@ -42,7 +45,11 @@ export class ControlSocket {
   private readonly server: net.Server;
   private listening = false;
 
-  constructor(private readonly file: string, handle: (command: ControlCommand) => object, private readonly logger: Logger) {
+  constructor(
+    private readonly file: string,
+    handle: (command: ControlCommand) => object,
+    private readonly logger: Logger,
+  ) {
     this.server = net.createServer((conn) => {
       let buffered = Buffer.alloc(0);
       conn.setTimeout(REQUEST_TIMEOUT_MS, () => conn.destroy());
@@ -67,7 +74,8 @@ export class ControlSocket {
     } catch {
       return { outcome: 'error', message: 'expected one JSON line: {"command":"config-reload"}' };
     }
-    if (typeof command !== 'string' || !COMMANDS.has(command)) return { outcome: 'error', message: `unknown command; expected one of ${[...COMMANDS].join(', ')}` };
+    if (typeof command !== 'string' || !COMMANDS.has(command))
+      return { outcome: 'error', message: `unknown command; expected one of ${[...COMMANDS].join(', ')}` };
     try {
       return handle(command as ControlCommand);
     } catch (err) {
@@ -86,11 +94,18 @@ export class ControlSocket {
     }
     // A socket file left by a bootfarm that died is removed; one that answers belongs to a running one.
     if (await answers(this.file)) throw new SetupError(`another bootfarm answers on ${this.file}: it serves this state directory already`);
-    try { unlinkSync(this.file); } catch { /* not there */ }
+    try {
+      unlinkSync(this.file);
+    } catch {
+      /* not there */
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        this.server.listen(this.file, () => { this.server.off('error', reject); resolve(); });
+        this.server.listen(this.file, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
       });
     } catch (err) {
       this.logger.warn({ socket: this.file, reason: (err as Error).message }, unavailable);
@@ -110,15 +125,26 @@ export class ControlSocket {
 
 /** Sends one command to the server behind `file` and returns its answer. */
 export function sendControlCommand(file: string, command: ControlCommand, timeoutMs = 30_000): Promise<Record<string, unknown>> {
-  if (tooLong(file)) return Promise.reject(new SetupError(`${file}: the path is longer than a Unix socket's ${MAX_SOCKET_PATH_BYTES} bytes, so the server has no control socket; send it SIGHUP instead`));
+  if (tooLong(file))
+    return Promise.reject(
+      new SetupError(
+        `${file}: the path is longer than a Unix socket's ${MAX_SOCKET_PATH_BYTES} bytes, so the server has no control socket; send it SIGHUP instead`,
+      ),
+    );
   return new Promise((resolve, reject) => {
     const conn = net.connect(file);
     let text = '';
     conn.setTimeout(timeoutMs, () => conn.destroy(new Error(`no answer on ${file} within ${timeoutMs / 1000} s`)));
     conn.once('connect', () => conn.write(`${JSON.stringify({ command })}\n`));
-    conn.on('data', (chunk: Buffer) => { text += chunk.toString('utf8'); });
+    conn.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+    });
     conn.once('error', (err: NodeJS.ErrnoException) => {
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new SetupError(`no bootfarm is serving with this state directory (nothing answers on ${file})`) : err);
+      reject(
+        err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+          ? new SetupError(`no bootfarm is serving with this state directory (nothing answers on ${file})`)
+          : err,
+      );
     });
     conn.once('end', () => {
       try {

@@ -46,7 +46,7 @@ export class Metrics {
   });
   readonly dhcpIdentityMismatch = new Counter({
     name: 'bootfarm_dhcp_identity_mismatch_total',
-    help: 'DHCP requests naming an inventory Pi\'s serial (option 97) from another MAC: treated as unknown machines',
+    help: "DHCP requests naming an inventory Pi's serial (option 97) from another MAC: treated as unknown machines",
     registers: [this.registry],
   });
   readonly dhcpRepliesUnsendable = new Counter({
@@ -222,7 +222,7 @@ export class Metrics {
   });
   readonly agentCredentialRefused = new Counter({
     name: 'bootfarm_agent_credential_refused_total',
-    help: 'Boot nonces and phone-home secrets refused, by reason (missing, nonce-mismatch, nonce-replay, secret-mismatch, from-another-address, boot-over); all but missing and boot-over are alarms on the node\'s timeline',
+    help: "Boot nonces and phone-home secrets refused, by reason (missing, nonce-mismatch, nonce-replay, secret-mismatch, from-another-address, boot-over); all but missing and boot-over are alarms on the node's timeline",
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -13,11 +13,17 @@ export function installProcessGuards(logger: Logger, metrics: Pick<Metrics, 'unh
   process.on('unhandledRejection', (reason: unknown) => {
     metrics?.unhandledErrors.inc({ kind: 'rejection' });
     const err = reason instanceof Error ? reason : new Error(String(reason));
-    logger.error({ err: err.message, stack: err.stack }, 'unhandled rejection: a request failed without a handler of its own; still serving');
+    logger.error(
+      { err: err.message, stack: err.stack },
+      'unhandled rejection: a request failed without a handler of its own; still serving',
+    );
   });
   process.on('uncaughtException', (err: Error) => {
     metrics?.unhandledErrors.inc({ kind: 'exception' });
-    logger.fatal({ err: err.message, stack: err.stack }, `uncaught exception: exiting with status ${EXIT_UNCAUGHT} so the supervisor restarts bootfarm`);
+    logger.fatal(
+      { err: err.message, stack: err.stack },
+      `uncaught exception: exiting with status ${EXIT_UNCAUGHT} so the supervisor restarts bootfarm`,
+    );
     process.exit(EXIT_UNCAUGHT);
   });
 }

@@ -12,7 +12,13 @@ import { SetupError } from './errors.js';
 import type { Metrics } from './metrics.js';
 
 export type ReloadOutcome =
-  | { outcome: 'applied'; file: string; nodes: { added: number; removed: number; changed: number }; profiles: number; restartRequired: string[] }
+  | {
+      outcome: 'applied';
+      file: string;
+      nodes: { added: number; removed: number; changed: number };
+      profiles: number;
+      restartRequired: string[];
+    }
   | { outcome: 'refused'; file: string; problems: string[] };
 
 export interface ReloadDeps {
@@ -49,7 +55,12 @@ export function reloadConfig(deps: ReloadDeps, trigger: string): ReloadOutcome {
     templates = new TemplateSet(merged.config.boot.templatesDir);
   } catch (err) {
     // Whatever failed, the running configuration is untouched: a reload never ends the server.
-    const problems = err instanceof ConfigError ? err.message.split('\n') : err instanceof SetupError ? [err.message] : [`${file}: ${(err as Error).message}`];
+    const problems =
+      err instanceof ConfigError
+        ? err.message.split('\n')
+        : err instanceof SetupError
+          ? [err.message]
+          : [`${file}: ${(err as Error).message}`];
     deps.metrics.configReloads.inc({ outcome: 'refused' });
     deps.logger.error({ trigger, file, problems }, 'configuration reload refused; the running configuration keeps serving');
     return { outcome: 'refused', file, problems };
@@ -58,17 +69,29 @@ export function reloadConfig(deps: ReloadDeps, trigger: string): ReloadOutcome {
   deps.store.replaceConfigNodes(merged.config.nodes);
   deps.live.swap(merged.config, templates);
   deps.metrics.configReloads.inc({ outcome: 'applied' });
-  const outcome: ReloadOutcome = { outcome: 'applied', file, nodes, profiles: merged.config.layers.profiles.length, restartRequired: merged.restartRequired };
+  const outcome: ReloadOutcome = {
+    outcome: 'applied',
+    file,
+    nodes,
+    profiles: merged.config.layers.profiles.length,
+    restartRequired: merged.restartRequired,
+  };
   deps.logger.info({ trigger, file, nodes, profiles: outcome.profiles }, 'configuration reloaded');
   // An API node naming a profile the file no longer defines boots with none: worth a line, not a refusal.
   const profiles = new Set(merged.config.layers.profiles.map((p) => p.name));
   for (const node of deps.store.nodes()) {
     if (node.profile && !profiles.has(node.profile) && !deps.store.isConfigNode(node.mac)) {
-      deps.logger.warn({ trigger, node: node.hostname, mac: node.mac, profile: node.profile }, 'configuration reload: a node added through the API names a profile the file no longer defines; it gets no profile until one is defined or the node changed');
+      deps.logger.warn(
+        { trigger, node: node.hostname, mac: node.mac, profile: node.profile },
+        'configuration reload: a node added through the API names a profile the file no longer defines; it gets no profile until one is defined or the node changed',
+      );
     }
   }
   if (merged.restartRequired.length > 0) {
-    deps.logger.warn({ trigger, file, keys: merged.restartRequired }, 'configuration reload: these keys changed but take effect only at a restart; their running values are kept');
+    deps.logger.warn(
+      { trigger, file, keys: merged.restartRequired },
+      'configuration reload: these keys changed but take effect only at a restart; their running values are kept',
+    );
   }
   return outcome;
 }

@@ -38,7 +38,11 @@ function callerNode(req: FastifyRequest, deps: AgentDeps): EffectiveNode {
   if (!isNodeAddress) {
     deps.sessions.noteForeignCredential(node, req.ip, path, presentedCredentials(req));
     const limit = refusalLog.take(Date.now());
-    if (limit.log) deps.logger.warn({ node: node.hostname, mac: node.mac, client: req.ip, path, suppressedSinceLast: limit.suppressed }, 'agent request from an address that is not the node\'s: refused');
+    if (limit.log)
+      deps.logger.warn(
+        { node: node.hostname, mac: node.mac, client: req.ip, path, suppressedSinceLast: limit.suppressed },
+        "agent request from an address that is not the node's: refused",
+      );
     throw new AgentError(403, `${req.ip} is not the address of ${node.hostname}`);
   }
   return node;
@@ -66,7 +70,11 @@ async function answerError(reply: FastifyReply, err: unknown): Promise<void> {
 }
 
 /** The node's lts.conf plus this boot's identity and secret, as shell assignments. */
-function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'config' | 'templates'>, boot: { bootId: string; secret: string; join: boolean }): string {
+function agentConfigText(
+  node: EffectiveNode,
+  deps: Pick<AgentDeps, 'config' | 'templates'>,
+  boot: { bootId: string; secret: string; join: boolean },
+): string {
   const lts = deps.templates.render('lts.conf', bootContext(node, deps.config));
   const http = `http://${deps.config.server.address}:${deps.config.http.port}`;
   const lines = [
@@ -82,46 +90,73 @@ function agentConfigText(node: EffectiveNode, deps: Pick<AgentDeps, 'config' | '
 }
 
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentDeps): void {
-  app.register(async (agent) => {
-    agent.get('/:mac/config', {
-      schema: { summary: "The node's configuration (shell assignments) and this boot's phone-home secret, for the boot's one-time nonce (header x-bootfarm-nonce) or the secret itself", tags: ['agent'], params: MacParams },
-    }, async (req, reply) => {
-      try {
-        const node = callerNode(req, deps);
-        const { session, secret } = await deps.sessions.openConfig(node, presentedCredentials(req), req.ip);
-        const join = deps.config.kubernetes !== undefined && node.join && node.origin !== 'unknown';
-        await reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(agentConfigText(node, deps, { bootId: session.bootId, secret, join }));
-      } catch (err) {
-        await answerError(reply, err);
-      }
-    });
+  app.register(
+    async (agent) => {
+      agent.get(
+        '/:mac/config',
+        {
+          schema: {
+            summary:
+              "The node's configuration (shell assignments) and this boot's phone-home secret, for the boot's one-time nonce (header x-bootfarm-nonce) or the secret itself",
+            tags: ['agent'],
+            params: MacParams,
+          },
+        },
+        async (req, reply) => {
+          try {
+            const node = callerNode(req, deps);
+            const { session, secret } = await deps.sessions.openConfig(node, presentedCredentials(req), req.ip);
+            const join = deps.config.kubernetes !== undefined && node.join && node.origin !== 'unknown';
+            await reply
+              .type('text/plain; charset=utf-8')
+              .header('cache-control', 'no-store')
+              .send(agentConfigText(node, deps, { bootId: session.bootId, secret, join }));
+          } catch (err) {
+            await answerError(reply, err);
+          }
+        },
+      );
 
-    agent.get('/:mac/join', {
-      schema: { summary: 'The kubeadm JoinConfiguration with a token minted for this node; once per boot', tags: ['agent'], params: MacParams },
-    }, async (req, reply) => {
-      try {
-        const node = callerNode(req, deps);
-        const token = await deps.sessions.takeJoinToken(node, req.headers.authorization);
-        const kube = deps.config.kubernetes;
-        if (!kube) throw new AgentError(409, 'no kubernetes section is configured');
-        const text = renderJoinConfiguration(deps.templates, joinContext(node, kube, token.token));
-        await reply.type('application/yaml').header('cache-control', 'no-store').send(text);
-      } catch (err) {
-        await answerError(reply, err);
-      }
-    });
+      agent.get(
+        '/:mac/join',
+        {
+          schema: {
+            summary: 'The kubeadm JoinConfiguration with a token minted for this node; once per boot',
+            tags: ['agent'],
+            params: MacParams,
+          },
+        },
+        async (req, reply) => {
+          try {
+            const node = callerNode(req, deps);
+            const token = await deps.sessions.takeJoinToken(node, req.headers.authorization);
+            const kube = deps.config.kubernetes;
+            if (!kube) throw new AgentError(409, 'no kubernetes section is configured');
+            const text = renderJoinConfiguration(deps.templates, joinContext(node, kube, token.token));
+            await reply.type('application/yaml').header('cache-control', 'no-store').send(text);
+          } catch (err) {
+            await answerError(reply, err);
+          }
+        },
+      );
 
-    agent.post('/:mac/report', {
-      schema: { summary: 'A boot step the node reports (phone-home)', tags: ['agent'], params: MacParams, body: ReportSchema },
-    }, async (req, reply) => {
-      try {
-        const node = callerNode(req, deps);
-        const body = req.body as { step: string; status: ReportStatus; detail?: string };
-        await deps.sessions.report(node, req.headers.authorization, body.step, body.status, body.detail);
-        await reply.code(204).send();
-      } catch (err) {
-        await answerError(reply, err);
-      }
-    });
-  }, { prefix: '/agent/v1' });
+      agent.post(
+        '/:mac/report',
+        {
+          schema: { summary: 'A boot step the node reports (phone-home)', tags: ['agent'], params: MacParams, body: ReportSchema },
+        },
+        async (req, reply) => {
+          try {
+            const node = callerNode(req, deps);
+            const body = req.body as { step: string; status: ReportStatus; detail?: string };
+            await deps.sessions.report(node, req.headers.authorization, body.step, body.status, body.detail);
+            await reply.code(204).send();
+          } catch (err) {
+            await answerError(reply, err);
+          }
+        },
+      );
+    },
+    { prefix: '/agent/v1' },
+  );
 }

@@ -25,11 +25,17 @@ export function apiAuthHook(settings: ApiAuthSettings) {
     const isRead = READ_METHODS.has(req.method);
     if (isRead && !settings.protectReads) return;
     if (!settings.token) {
-      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'no API token is configured: set api.token in the configuration or BOOTFARM_API_TOKEN' });
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'unauthorized', message: 'no API token is configured: set api.token in the configuration or BOOTFARM_API_TOKEN' });
       return;
     }
     if (!bearerMatches(req.headers.authorization, settings.token)) {
-      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: `${isRead ? 'reads' : 'changes'} need Authorization: Bearer <api token>` });
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'unauthorized', message: `${isRead ? 'reads' : 'changes'} need Authorization: Bearer <api token>` });
     }
   };
 }

@@ -12,11 +12,19 @@ const Str = Type.String();
 const OptStr = Type.Optional(Type.String());
 
 export const LeaseView = Type.Object({
-  ip: Str, mac: Str, state: Str, expiresAt: Str, hostname: OptStr,
+  ip: Str,
+  mac: Str,
+  state: Str,
+  expiresAt: Str,
+  hostname: OptStr,
 });
 
 const SessionView = Type.Object({
-  bootId: Str, state: Str, startedAt: Str, joinServed: Type.Boolean(), tokenId: OptStr,
+  bootId: Str,
+  state: Str,
+  startedAt: Str,
+  joinServed: Type.Boolean(),
+  tokenId: OptStr,
   /** kubernetes.admission: approve: `pending` until an operator approves the boot, then `approved`. */
   approval: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('approved')])),
 });
@@ -48,12 +56,20 @@ export const NodeEventView = Type.Object({
 });
 
 export const DiscoveredView = Type.Object({
-  mac: Str, arch: OptStr, firmware: Str, piSerial: OptStr, piModel: Type.Optional(Type.Integer()), firstSeen: Str, lastSeen: Str,
+  mac: Str,
+  arch: OptStr,
+  firmware: Str,
+  piSerial: OptStr,
+  piModel: Type.Optional(Type.Integer()),
+  firstSeen: Str,
+  lastSeen: Str,
 });
 
 export const ProfileView = Type.Object({
   name: Str,
-  match: Type.Optional(Type.Object({ arch: OptStr, macPrefix: OptStr, label: Type.Optional(Labels), piModel: Type.Optional(Type.Integer()) })),
+  match: Type.Optional(
+    Type.Object({ arch: OptStr, macPrefix: OptStr, label: Type.Optional(Labels), piModel: Type.Optional(Type.Integer()) }),
+  ),
   image: OptStr,
   labels: Type.Optional(Labels),
   join: Type.Optional(Type.Boolean()),
@@ -61,8 +77,11 @@ export const ProfileView = Type.Object({
 
 export const ErrorView = Type.Object({ error: Str, message: Str, problems: Type.Optional(Type.Array(Str)) });
 
-export const ReportSchema = Type.Object({
-  step: Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$', expected: 'a step name such as preinit, fstab, rcfile, booted, join' }),
-  status: Type.Union([Type.Literal('ok'), Type.Literal('failed')], { expected: 'ok or failed' }),
-  detail: Type.Optional(Type.String({ maxLength: 4096, expected: 'text of at most 4096 characters' })),
-}, { additionalProperties: false });
+export const ReportSchema = Type.Object(
+  {
+    step: Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$', expected: 'a step name such as preinit, fstab, rcfile, booted, join' }),
+    status: Type.Union([Type.Literal('ok'), Type.Literal('failed')], { expected: 'ok or failed' }),
+    detail: Type.Optional(Type.String({ maxLength: 4096, expected: 'text of at most 4096 characters' })),
+  },
+  { additionalProperties: false },
+);

@@ -30,15 +30,25 @@ function explain(schema: TSchema, value: unknown, part: string): string[] {
   const root: unknown = schema;
   const out = new Set<string>();
   for (const err of Value.Errors(schema, value)) {
-    const segments = err.instancePath ? err.instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')) : [];
+    const segments = err.instancePath
+      ? err.instancePath
+          .slice(1)
+          .split('/')
+          .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+      : [];
     const field = [part, ...segments].join('.');
     const params = err.params as { requiredProperties?: string[]; additionalProperties?: string[] };
     if (err.keyword === 'required') {
-      for (const name of params.requiredProperties ?? []) out.add(`${field}.${name}: missing; expected ${schemaAt(root, [...segments, name])?.expected ?? 'a value'}`);
+      for (const name of params.requiredProperties ?? [])
+        out.add(`${field}.${name}: missing; expected ${schemaAt(root, [...segments, name])?.expected ?? 'a value'}`);
     } else if (err.keyword === 'additionalProperties') {
       const parent = schemaAt(root, segments);
       for (const name of params.additionalProperties ?? []) {
-        out.add(parent?.keyExpected ? `${field}.${name}: invalid key; expected ${parent.keyExpected}` : `${field}.${name}: unknown field; expected one of ${Object.keys(parent?.properties ?? {}).join(', ')}`);
+        out.add(
+          parent?.keyExpected
+            ? `${field}.${name}: invalid key; expected ${parent.keyExpected}`
+            : `${field}.${name}: unknown field; expected one of ${Object.keys(parent?.properties ?? {}).join(', ')}`,
+        );
       }
     } else if (err.keyword !== 'boolean') {
       const expected = schemaAt(root, segments)?.expected;
@@ -55,7 +65,13 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
     const value = httpPart === 'body' ? input : Value.Convert(schema, input);
     if (check.Check(value)) return { value };
     const problems = explain(schema, value, part);
-    const error: FastifySchemaValidationError[] = problems.map((message) => ({ keyword: 'bootfarm', instancePath: '', schemaPath: '', params: {}, message }));
+    const error: FastifySchemaValidationError[] = problems.map((message) => ({
+      keyword: 'bootfarm',
+      instancePath: '',
+      schemaPath: '',
+      params: {},
+      message,
+    }));
     return { error };
   };
 };

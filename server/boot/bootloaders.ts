@@ -23,7 +23,9 @@ export interface InstalledBootloader {
 export function installIpxe(tftpRoot: string, sourceDir = IPXE_DIR): InstalledBootloader[] {
   const missing = IPXE_FILES.filter((f) => !existsSync(path.join(sourceDir, f)));
   if (missing.length > 0) {
-    throw new SetupError(`${missing.map((f) => path.join(sourceDir, f)).join(', ')} not found: install Debian's iPXE with "apt-get install ipxe"`);
+    throw new SetupError(
+      `${missing.map((f) => path.join(sourceDir, f)).join(', ')} not found: install Debian's iPXE with "apt-get install ipxe"`,
+    );
   }
   mkdirSync(tftpRoot, { recursive: true });
   return IPXE_FILES.map((file) => {
@@ -41,7 +43,8 @@ function run(cmd: string, args: string[], what: string, cwd?: string): void {
     execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
   } catch (err) {
     const e = err as { code?: string; stderr?: Buffer };
-    if (e.code === 'ENOENT') throw new SetupError(`${what}: ${cmd} not found (apt-get install ${cmd === 'grub-mknetdir' ? 'grub-common' : 'apt dpkg'})`);
+    if (e.code === 'ENOENT')
+      throw new SetupError(`${what}: ${cmd} not found (apt-get install ${cmd === 'grub-mknetdir' ? 'grub-common' : 'apt dpkg'})`);
     throw new SetupError(`${what} failed: ${cmd} ${args.join(' ')}: ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ')}`);
   }
 }
@@ -52,7 +55,19 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
   const archives = path.join(cacheDir, 'apt-cache');
   mkdirSync(path.join(lists, 'partial'), { recursive: true });
   mkdirSync(path.join(archives, 'archives', 'partial'), { recursive: true });
-  const apt = ['-qq', '-o', `Dir::State::Lists=${lists}`, '-o', `Dir::Cache=${archives}`, '-o', 'APT::Architecture=arm64', '-o', 'APT::Architectures::=arm64', '-o', 'Debug::NoLocking=1'];
+  const apt = [
+    '-qq',
+    '-o',
+    `Dir::State::Lists=${lists}`,
+    '-o',
+    `Dir::Cache=${archives}`,
+    '-o',
+    'APT::Architecture=arm64',
+    '-o',
+    'APT::Architectures::=arm64',
+    '-o',
+    'Debug::NoLocking=1',
+  ];
   let deb = readdirSync(cacheDir).find((f) => f.startsWith('grub-efi-arm64-bin_') && f.endsWith('.deb'));
   if (!deb) {
     run('apt-get', [...apt, 'update'], 'fetching the arm64 package lists');
@@ -67,7 +82,11 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
   const staging = path.join(tftpRoot, '.grub-staging');
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
-  run('grub-mknetdir', [`--net-directory=${staging}`, '--subdir=grub', '-d', path.join(unpacked, 'usr/lib/grub/arm64-efi')], 'grub-mknetdir for arm64-efi');
+  run(
+    'grub-mknetdir',
+    [`--net-directory=${staging}`, '--subdir=grub', '-d', path.join(unpacked, 'usr/lib/grub/arm64-efi')],
+    'grub-mknetdir for arm64-efi',
+  );
   const live = path.join(tftpRoot, 'grub', 'arm64-efi');
   mkdirSync(path.dirname(live), { recursive: true });
   rmSync(`${live}.old`, { recursive: true, force: true });

@@ -3,8 +3,14 @@
 // What the clients send: docs/protocol-notes.md §1.5 (PXE, UEFI, iPXE) and §2.1 (Pi).
 import type { DhcpPacket } from '../dhcp/codec/packet.js';
 import {
-  readClientArch, readClientId, readIpxeEncapsulated, readRaspberryPiMachineId,
-  readRepeatedSerialMachineId, readUserClass, readVendorClass, readClientMachineId,
+  readClientArch,
+  readClientId,
+  readIpxeEncapsulated,
+  readRaspberryPiMachineId,
+  readRepeatedSerialMachineId,
+  readUserClass,
+  readVendorClass,
+  readClientMachineId,
 } from '../dhcp/codec/readers.js';
 import { macFromBuffer } from '../util/mac.js';
 
@@ -55,14 +61,29 @@ const HTTP_ARCH_CODES = new Set([15, 16, 17, 18, 19, 20, 23, 24, 26, 28, 30, 38,
 
 function cpuOfArch(code: number): FirmwareCpu {
   switch (code) {
-    case 0: return 'x86';
-    case 6: case 15: return 'x86';
+    case 0:
+      return 'x86';
+    case 6:
+    case 15:
+      return 'x86';
     // IANA has 7 = x64 UEFI and 9 = EBC, RFC 4578 the reverse; x64 firmware sends
     // either (RFC 4578 errata 4624), so both mean x86-64, as in LTSP and pixiecore.
-    case 7: case 9: case 16: return 'x86_64';
-    case 11: case 19: case 22: case 24: return 'arm64';
-    case 10: case 18: case 21: case 23: return 'arm32';
-    default: return 'unknown';
+    case 7:
+    case 9:
+    case 16:
+      return 'x86_64';
+    case 11:
+    case 19:
+    case 22:
+    case 24:
+      return 'arm64';
+    case 10:
+    case 18:
+    case 21:
+    case 23:
+      return 'arm32';
+    default:
+      return 'unknown';
   }
 }
 
@@ -86,9 +107,10 @@ export function identifyClient(packet: DhcpPacket): ClientIdentity {
   const ipxeUserClass = userClasses?.find((c) => c === 'iPXE');
   // iPXE marks itself with user class "iPXE" and/or option 175 (its encapsulated
   // settings); either is enough, since iPXE builds may drop one of them.
-  const ipxe: IpxeInfo | undefined = ipxeUserClass !== undefined || encapsulated !== undefined
-    ? { userClass: ipxeUserClass ?? userClasses?.[0], features: new Set(encapsulated ? encapsulated.keys() : []) }
-    : undefined;
+  const ipxe: IpxeInfo | undefined =
+    ipxeUserClass !== undefined || encapsulated !== undefined
+      ? { userClass: ipxeUserClass ?? userClasses?.[0], features: new Set(encapsulated ? encapsulated.keys() : []) }
+      : undefined;
 
   // Pi 3, 4 and 5 all send option 93 = 0 (x86 BIOS), so a Pi is recognised by its
   // OUI or by the Pi 4/5 option 97 FourCC, never by its architecture (boot-net.adoc's trace;

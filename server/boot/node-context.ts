@@ -65,7 +65,9 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
     boot ? `bootfarm.nonce=${boot.nonce}` : '',
     config.boot.kernelArgs,
     node.kernelArgs,
-  ].filter((a) => a.length > 0).join(' ');
+  ]
+    .filter((a) => a.length > 0)
+    .join(' ');
   return {
     node: {
       hostname: node.hostname,
@@ -107,5 +109,8 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
 
 /** `k=v,k=v` in key order: the form of kubelet's --node-labels. */
 export function labelList(labels: Record<string, string>): string {
-  return Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(',');
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
 }

@@ -86,7 +86,8 @@ export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefine
       return { kind: 'none', reason: `no boot file for UEFI architecture ${identity.archCode}` };
     case 'uefi-http': {
       // UEFI HTTP boot takes a full URI in the file field and needs "HTTPClient" back.
-      const file = identity.cpu === 'arm64' ? settings.bootFiles.uefiArm64 : identity.cpu === 'x86_64' ? settings.bootFiles.uefiX64 : undefined;
+      const file =
+        identity.cpu === 'arm64' ? settings.bootFiles.uefiArm64 : identity.cpu === 'x86_64' ? settings.bootFiles.uefiX64 : undefined;
       if (!file) return { kind: 'none', reason: `no HTTP boot file for architecture ${identity.archCode}` };
       return { ...base, bootFile: `http://${server}:${settings.httpPort}/${file}`, vendorClass: 'HTTPClient' };
     }

@@ -48,9 +48,25 @@ export interface JoinContext {
 }
 
 const SAMPLE_CONTEXT: BootContext = {
-  node: { hostname: 'node-1', mac: '52:54:00:00:00:01', macHyphen: '52-54-00-00-00-01', arch: 'amd64', ip: '10.9.0.11', profiles: 'worker', labels: 'rack=r1' },
+  node: {
+    hostname: 'node-1',
+    mac: '52:54:00:00:00:01',
+    macHyphen: '52-54-00-00-00-01',
+    arch: 'amd64',
+    ip: '10.9.0.11',
+    profiles: 'worker',
+    labels: 'rack=r1',
+  },
   server: { address: '10.9.0.1', httpPort: 8080, tftpPort: 69, nbdPort: 10809 },
-  image: { name: 'base', arch: 'amd64', export: 'base/amd64', kernelPath: 'images/base/amd64/vmlinuz', initrdPath: 'images/base/amd64/initrd.img', kernelUrl: 'http://10.9.0.1:8080/images/base/amd64/vmlinuz', initrdUrl: 'http://10.9.0.1:8080/images/base/amd64/initrd.img' },
+  image: {
+    name: 'base',
+    arch: 'amd64',
+    export: 'base/amd64',
+    kernelPath: 'images/base/amd64/vmlinuz',
+    initrdPath: 'images/base/amd64/initrd.img',
+    kernelUrl: 'http://10.9.0.1:8080/images/base/amd64/vmlinuz',
+    initrdUrl: 'http://10.9.0.1:8080/images/base/amd64/initrd.img',
+  },
   pi: { serial: '1234abcd', model: 4, isPi4: true, isPi5: false, kernel: 'kernel8.img', initramfs: 'initrd.img' },
   kernelArgs: 'ip=dhcp',
   lts: { vars: [{ key: 'PREINIT_00_TIME', value: 'true' }], preinitKeys: 'PREINIT_00_TIME', fstabKeys: '', rcfileKeys: '', sysctlKeys: '' },
@@ -58,7 +74,15 @@ const SAMPLE_CONTEXT: BootContext = {
 
 const SAMPLE_JOIN: JoinContext = {
   node: { hostname: 'node-1', mac: '52:54:00:00:00:01' },
-  join: { apiVersion: 'kubeadm.k8s.io/v1beta4', v1beta4: true, apiServer: '10.9.0.20:6443', token: 'abcdef.0123456789abcdef', caCertHashes: [`sha256:${'0'.repeat(64)}`], nodeLabels: 'kubernetes.io/arch=amd64', taints: [{ key: 'k', value: 'v', effect: 'NoSchedule' }] },
+  join: {
+    apiVersion: 'kubeadm.k8s.io/v1beta4',
+    v1beta4: true,
+    apiServer: '10.9.0.20:6443',
+    token: 'abcdef.0123456789abcdef',
+    caCertHashes: [`sha256:${'0'.repeat(64)}`],
+    nodeLabels: 'kubernetes.io/arch=amd64',
+    taints: [{ key: 'k', value: 'v', effect: 'NoSchedule' }],
+  },
 };
 
 /** POSIX shell single quoting: the value comes back byte for byte from `. file`. */
@@ -75,7 +99,10 @@ export class TemplateSet {
     hb.registerHelper('shellQuote', (value: unknown) => shellQuote(value));
     // A JSON string is a valid YAML scalar: labels and names cannot break the document.
     hb.registerHelper('json', (value: unknown) => JSON.stringify(value));
-    const all: Array<[string, unknown]> = [...TEMPLATE_NAMES.map((n): [string, unknown] => [n, SAMPLE_CONTEXT]), [JOIN_TEMPLATE, SAMPLE_JOIN]];
+    const all: Array<[string, unknown]> = [
+      ...TEMPLATE_NAMES.map((n): [string, unknown] => [n, SAMPLE_CONTEXT]),
+      [JOIN_TEMPLATE, SAMPLE_JOIN],
+    ];
     for (const [name, sample] of all) {
       const override = overrideDir ? path.join(overrideDir, `${name}.hbs`) : undefined;
       const file = override && existsSync(override) ? override : path.join(BUILTIN_TEMPLATE_DIR, `${name}.hbs`);

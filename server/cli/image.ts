@@ -42,7 +42,10 @@ function mib(bytes: number): string {
 }
 
 function gcLines(decisions: GcDecision[], dryRun: boolean): string[] {
-  return decisions.map((d) => `${d.keep ? 'keep  ' : dryRun ? 'would remove' : 'removed'} ${d.image}/${d.version} (${mib(d.bytes)})${d.keep ? `: ${d.reasons.join('; ')}` : ''}`);
+  return decisions.map(
+    (d) =>
+      `${d.keep ? 'keep  ' : dryRun ? 'would remove' : 'removed'} ${d.image}/${d.version} (${mib(d.bytes)})${d.keep ? `: ${d.reasons.join('; ')}` : ''}`,
+  );
 }
 
 /**
@@ -54,7 +57,10 @@ async function rootHolders(stateDir: string): Promise<RootHolders> {
   const answer = await sendControlCommand(controlSocketPath(stateDir), 'root-holders');
   if (answer.outcome === 'error') throw new SetupError(`the running bootfarm refused root-holders: ${String(answer.message)}`);
   const holders = answer as unknown as RootHolders;
-  if (holders.backend !== 'builtin') throw new SetupError(`nbd.backend is ${holders.backend}: bootfarm does not see which image versions nodes attach, so gc cannot tell what is safe to remove`);
+  if (holders.backend !== 'builtin')
+    throw new SetupError(
+      `nbd.backend is ${holders.backend}: bootfarm does not see which image versions nodes attach, so gc cannot tell what is safe to remove`,
+    );
   return holders;
 }
 
@@ -86,64 +92,104 @@ export function registerImageCommands(program: Command): void {
     .description('build root.squashfs, kernel, initrd (and the Pi firmware set) per arch and publish them as one version')
     .requiredOption('--name <image>', 'image name (images/<name>/<version>/<arch>/)')
     .option('--arch <arches>', 'amd64, arm64, armhf (comma separated)', 'amd64')
-    .option('-c, --config <file>', 'publish into this configuration\'s images.dir')
+    .option('-c, --config <file>', "publish into this configuration's images.dir")
     .option('--images-dir <dir>', 'publish into this directory')
     .option('--suite <suite>', 'Debian suite of the base images', 'bookworm')
     .option('--mirror <url>', 'Debian mirror', DEFAULT_MIRROR)
     .option('--base <image>', 'a pullable base image (e.g. debian:bookworm) instead of the local debootstrap ones')
-    .option('--kubernetes-version <v>', 'real kubeadm/kubelet/containerd from the Kubernetes apt repository (e.g. 1.31); default: the lab\'s kubeadm stand-in')
+    .option(
+      '--kubernetes-version <v>',
+      "real kubeadm/kubelet/containerd from the Kubernetes apt repository (e.g. 1.31); default: the lab's kubeadm stand-in",
+    )
     .option('--version <version>', 'version name (default: derived from the build, so an unchanged rebuild republishes the same version)')
     .option('--context <dir>', 'the build context (default: imagebuild/ of this checkout)')
     .option('--no-cache', 'build every step again')
     .option('--plain', 'plain progress lines instead of the live view')
     .option('--json', 'print the build report as JSON on stdout')
-    .action(async (opts: {
-      name: string; arch: string; config?: string; imagesDir?: string; suite: string; mirror: string; base?: string;
-      kubernetesVersion?: string; version?: string; context?: string; cache: boolean; plain?: boolean; json?: boolean;
-    }) => {
-      try {
-        const arches = parseArchList(opts.arch);
-        const imagesDir = imagesDirOf(opts);
-        const docker = await connectDocker();
-        const report = await runImageBuild(docker, {
-          name: opts.name, arches, imagesDir, suite: opts.suite, mirror: opts.mirror, base: opts.base,
-          kubernetesVersion: opts.kubernetesVersion, version: opts.version, contextDir: opts.context ? path.resolve(opts.context) : undefined,
-          noCache: !opts.cache, plain: opts.plain, log,
-        });
-        if (opts.json) {
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-        } else {
-          const p = report.publish;
-          process.stdout.write(`${path.join(imagesDir, opts.name)}: current -> ${p.version}${p.reused ? ' (unchanged, already published)' : ''}${p.previous && p.previous !== p.version ? ` (was ${p.previous})` : ''}\n`);
+    .action(
+      async (opts: {
+        name: string;
+        arch: string;
+        config?: string;
+        imagesDir?: string;
+        suite: string;
+        mirror: string;
+        base?: string;
+        kubernetesVersion?: string;
+        version?: string;
+        context?: string;
+        cache: boolean;
+        plain?: boolean;
+        json?: boolean;
+      }) => {
+        try {
+          const arches = parseArchList(opts.arch);
+          const imagesDir = imagesDirOf(opts);
+          const docker = await connectDocker();
+          const report = await runImageBuild(docker, {
+            name: opts.name,
+            arches,
+            imagesDir,
+            suite: opts.suite,
+            mirror: opts.mirror,
+            base: opts.base,
+            kubernetesVersion: opts.kubernetesVersion,
+            version: opts.version,
+            contextDir: opts.context ? path.resolve(opts.context) : undefined,
+            noCache: !opts.cache,
+            plain: opts.plain,
+            log,
+          });
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          } else {
+            const p = report.publish;
+            process.stdout.write(
+              `${path.join(imagesDir, opts.name)}: current -> ${p.version}${p.reused ? ' (unchanged, already published)' : ''}${p.previous && p.previous !== p.version ? ` (was ${p.previous})` : ''}\n`,
+            );
+          }
+        } catch (err) {
+          fail(err);
         }
-      } catch (err) {
-        fail(err);
-      }
-    });
+      },
+    );
 
   image
     .command('gc')
-    .description('remove published versions no machine can still read: not current, not held by any machine\'s last root attachment, not open now (asks the running bootfarm)')
+    .description(
+      "remove published versions no machine can still read: not current, not held by any machine's last root attachment, not open now (asks the running bootfarm)",
+    )
     .option('-c, --config <file>', 'the configuration of the running bootfarm (its images.dir and server.stateDir)')
-    .option('--images-dir <dir>', 'the images directory (instead of the configuration\'s)')
-    .option('--state-dir <dir>', 'the running bootfarm\'s state directory, where its control socket is (instead of the configuration\'s)')
+    .option('--images-dir <dir>', "the images directory (instead of the configuration's)")
+    .option('--state-dir <dir>', "the running bootfarm's state directory, where its control socket is (instead of the configuration's)")
     .option('--image <name>', 'only this image')
     .option('--keep <n>', 'also keep this many of the newest other versions of each image, for a rollback', '1')
     .option('--dry-run', 'say what would be removed and why the rest is kept; remove nothing')
     .option('--json', 'print the decisions as JSON on stdout')
-    .action(async (opts: { config?: string; imagesDir?: string; stateDir?: string; image?: string; keep: string; dryRun?: boolean; json?: boolean }) => {
-      try {
-        const keep = Number(opts.keep);
-        if (!Number.isInteger(keep) || keep < 0) throw new SetupError(`--keep: expected a whole number of versions (0 or more), got ${JSON.stringify(opts.keep)}`);
-        const imagesDir = imagesDirOf(opts);
-        const holders = await rootHolders(stateDirOf(opts));
-        const { versions, current } = await listPublished(imagesDir, opts.image);
-        const decisions = planGc(versions, current, holders, keep);
-        if (!opts.dryRun) await removeVersions(imagesDir, decisions);
-        if (opts.json) process.stdout.write(`${JSON.stringify({ dryRun: opts.dryRun === true, decisions }, null, 2)}\n`);
-        else process.stdout.write(`${gcLines(decisions, opts.dryRun === true).join('\n')}\n`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(
+      async (opts: {
+        config?: string;
+        imagesDir?: string;
+        stateDir?: string;
+        image?: string;
+        keep: string;
+        dryRun?: boolean;
+        json?: boolean;
+      }) => {
+        try {
+          const keep = Number(opts.keep);
+          if (!Number.isInteger(keep) || keep < 0)
+            throw new SetupError(`--keep: expected a whole number of versions (0 or more), got ${JSON.stringify(opts.keep)}`);
+          const imagesDir = imagesDirOf(opts);
+          const holders = await rootHolders(stateDirOf(opts));
+          const { versions, current } = await listPublished(imagesDir, opts.image);
+          const decisions = planGc(versions, current, holders, keep);
+          if (!opts.dryRun) await removeVersions(imagesDir, decisions);
+          if (opts.json) process.stdout.write(`${JSON.stringify({ dryRun: opts.dryRun === true, decisions }, null, 2)}\n`);
+          else process.stdout.write(`${gcLines(decisions, opts.dryRun === true).join('\n')}\n`);
+        } catch (err) {
+          fail(err);
+        }
+      },
+    );
 }

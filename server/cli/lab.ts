@@ -7,10 +7,30 @@ import { parseLabNodes } from '../lab/lab-nodes.js';
 import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
 
-interface LabCliOptions { nodes: string; server: string; image: string; imagesDir: string; timeout: string; json?: boolean; workDir?: string; missingImage?: string; refuseJoin?: string; restartServerAt?: string; restartServerAfterJoin?: string; restartSignal?: string; toRam?: string; upgradeServer?: boolean; publishDuringOutage?: boolean; attack?: boolean; admission?: string; tpmImpostor?: string }
+interface LabCliOptions {
+  nodes: string;
+  server: string;
+  image: string;
+  imagesDir: string;
+  timeout: string;
+  json?: boolean;
+  workDir?: string;
+  missingImage?: string;
+  refuseJoin?: string;
+  restartServerAt?: string;
+  restartServerAfterJoin?: string;
+  restartSignal?: string;
+  toRam?: string;
+  upgradeServer?: boolean;
+  publishDuringOutage?: boolean;
+  attack?: boolean;
+  admission?: string;
+  tpmImpostor?: string;
+}
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
-  if (opts.server !== 'host' && opts.server !== 'docker') throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
+  if (opts.server !== 'host' && opts.server !== 'docker')
+    throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
   const timeoutSeconds = Number(opts.timeout);
   if (!(timeoutSeconds > 0)) throw new SetupError(`--timeout: expected seconds, got ${JSON.stringify(opts.timeout)}`);
   return new Lab({
@@ -34,30 +54,41 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     publishDuringOutage: opts.publishDuringOutage === true,
     attack: opts.attack === true,
     admission: parseAdmission(opts.admission ?? 'approve'),
-    tpmImpostors: opts.tpmImpostor?.split(',').map((s) => s.trim()).filter(Boolean),
+    tpmImpostors: opts.tpmImpostor
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
   });
 }
 
 /** `initrd` or `bootloader,kernel,root attached`: each once, a boot's steps before "joined". */
 function parseSteps(text: string): Step[] {
-  const steps = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const steps = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const allowed = STEPS.filter((s) => s !== 'joined');
   for (const step of steps) {
-    if (!(allowed as readonly string[]).includes(step)) throw new SetupError(`--restart-server-at: expected some of ${allowed.join(', ')} (comma separated), got ${JSON.stringify(step)}`);
+    if (!(allowed as readonly string[]).includes(step))
+      throw new SetupError(`--restart-server-at: expected some of ${allowed.join(', ')} (comma separated), got ${JSON.stringify(step)}`);
   }
-  if (steps.length === 0 || new Set(steps).size !== steps.length) throw new SetupError(`--restart-server-at: expected each step once, got ${JSON.stringify(text)}`);
+  if (steps.length === 0 || new Set(steps).size !== steps.length)
+    throw new SetupError(`--restart-server-at: expected each step once, got ${JSON.stringify(text)}`);
   return steps as Step[];
 }
 
 function parseSeconds(text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 3600) throw new SetupError(`--restart-server-after-join: expected seconds (0-3600), got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 3600)
+    throw new SetupError(`--restart-server-after-join: expected seconds (0-3600), got ${JSON.stringify(text)}`);
   return n;
 }
 
 function parseAdmission(text: string): 'auto' | 'approve' | 'tpm' {
   if (text === 'auto' || text === 'approve' || text === 'tpm') return text;
-  throw new SetupError(`--admission: expected approve (the lab approves each boot as its operator), tpm (each amd64 node has a swtpm whose EK the lab registers) or auto, got ${JSON.stringify(text)}`);
+  throw new SetupError(
+    `--admission: expected approve (the lab approves each boot as its operator), tpm (each amd64 node has a swtpm whose EK the lab registers) or auto, got ${JSON.stringify(text)}`,
+  );
 }
 
 function parseSignal(text: string): 'SIGKILL' | 'SIGTERM' {
@@ -67,25 +98,57 @@ function parseSignal(text: string): 'SIGKILL' | 'SIGTERM' {
 }
 
 export function registerLabCommands(program: Command, fail: (err: unknown) => never): void {
-  const lab = program.command('lab').description('emulation lab: bootfarm plus QEMU boards and a scripted Raspberry Pi on a private bridge, from power-on to joined');
-  const common = (cmd: Command) => cmd
-    .option('--nodes <list>', 'amd64-bios, amd64-uefi, arm64-uefi, pi4 (comma separated)', 'amd64-bios,arm64-uefi,pi4')
-    .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
-    .option('--image <name>', 'the image the nodes boot', 'lab')
-    .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
-    .option('--timeout <seconds>', 'per node, power-on to joined', '900')
-    .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
-    .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
-    .option('--refuse-join <nodes>', 'failure injection: the cluster refuses these nodes\' registration')
-    .option('--restart-server-at <steps>', `failure injection: restart bootfarm each time the first node of --nodes reaches one of these steps (comma separated: ${STEPS.filter((s) => s !== 'joined').join(', ')})`)
-    .option('--restart-server-after-join <seconds>', 'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)')
-    .option('--restart-signal <kill|term>', 'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)', 'kill')
-    .option('--to-ram <nodes>', 'these nodes boot with NBD_TO_RAM: the image is copied to RAM and NBD let go (with --restart-server-after-join: the node must keep running while bootfarm is down)')
-    .option('--upgrade-server', 'with --restart-server-after-join and --server docker: the outage is an upgrade; a new server image is built while the node runs and bootfarm\'s container is replaced by one of it')
-    .option('--publish-during-outage', 'with --restart-server-after-join: publish a new version of the image while bootfarm is down (undone at the end); the node must keep reading the version it mounted and gc must keep it')
-    .option('--admission <mode>', 'kubernetes.admission of the lab\'s bootfarm: approve (the lab approves each waiting boot as its operator), tpm (each amd64 node gets a swtpm whose EK is registered before it powers on) or auto', 'approve')
-    .option('--tpm-impostor <hostnames>', 'failure injection with --admission tpm: these nodes (e.g. lab-amd64-uefi-2) boot with a different swtpm than the one registered; they must be refused')
-    .option('--attack', 'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm');
+  const lab = program
+    .command('lab')
+    .description('emulation lab: bootfarm plus QEMU boards and a scripted Raspberry Pi on a private bridge, from power-on to joined');
+  const common = (cmd: Command) =>
+    cmd
+      .option('--nodes <list>', 'amd64-bios, amd64-uefi, arm64-uefi, pi4 (comma separated)', 'amd64-bios,arm64-uefi,pi4')
+      .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
+      .option('--image <name>', 'the image the nodes boot', 'lab')
+      .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
+      .option('--timeout <seconds>', 'per node, power-on to joined', '900')
+      .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
+      .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
+      .option('--refuse-join <nodes>', "failure injection: the cluster refuses these nodes' registration")
+      .option(
+        '--restart-server-at <steps>',
+        `failure injection: restart bootfarm each time the first node of --nodes reaches one of these steps (comma separated: ${STEPS.filter((s) => s !== 'joined').join(', ')})`,
+      )
+      .option(
+        '--restart-server-after-join <seconds>',
+        'failure injection: once the first node joined, end bootfarm, keep it down this long, start it; the node must keep its root (reads checked against the image)',
+      )
+      .option(
+        '--restart-signal <kill|term>',
+        'how --restart-server-after-join ends bootfarm: kill (SIGKILL, a crash) or term (a graceful stop)',
+        'kill',
+      )
+      .option(
+        '--to-ram <nodes>',
+        'these nodes boot with NBD_TO_RAM: the image is copied to RAM and NBD let go (with --restart-server-after-join: the node must keep running while bootfarm is down)',
+      )
+      .option(
+        '--upgrade-server',
+        "with --restart-server-after-join and --server docker: the outage is an upgrade; a new server image is built while the node runs and bootfarm's container is replaced by one of it",
+      )
+      .option(
+        '--publish-during-outage',
+        'with --restart-server-after-join: publish a new version of the image while bootfarm is down (undone at the end); the node must keep reading the version it mounted and gc must keep it',
+      )
+      .option(
+        '--admission <mode>',
+        "kubernetes.admission of the lab's bootfarm: approve (the lab approves each waiting boot as its operator), tpm (each amd64 node gets a swtpm whose EK is registered before it powers on) or auto",
+        'approve',
+      )
+      .option(
+        '--tpm-impostor <hostnames>',
+        'failure injection with --admission tpm: these nodes (e.g. lab-amd64-uefi-2) boot with a different swtpm than the one registered; they must be refused',
+      )
+      .option(
+        '--attack',
+        'an attacker on the lab segment forges DHCP, races each QEMU node for its boot script and agent routes, and replays its nonce after it joined; a node fails if the attacker gets anything or the replay leaves no alarm',
+      );
 
   common(lab.command('run').description('boot every node, print each timeline and a summary, tear down; exit 1 if a node failed'))
     .option('--json', 'print the results as JSON on stdout')
@@ -109,8 +172,8 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
       }
     });
 
-  common(lab.command('up').description('like run, but keeps the lab and the guests running until Ctrl-C, for poking at it'))
-    .action(async (opts: LabCliOptions) => {
+  common(lab.command('up').description('like run, but keeps the lab and the guests running until Ctrl-C, for poking at it')).action(
+    async (opts: LabCliOptions) => {
       const log = (line: string) => process.stderr.write(`lab: ${line}\n`);
       const stop = new AbortController();
       let instance: Lab | undefined;
@@ -120,16 +183,24 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         const results = await instance.bootAll();
         process.stdout.write(`${formatSummary(results)}\n`);
         log(`running; API token ${instance.apiToken}; work dir ${instance.workDir}. Ctrl-C tears it down.`);
-        await new Promise<void>((resolve) => { process.once('SIGINT', () => resolve()); process.once('SIGTERM', () => resolve()); });
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
         stop.abort();
         await instance.stop();
       } catch (err) {
         await instance?.stop().catch(() => undefined);
         fail(err);
       }
-    });
+    },
+  );
 
-  lab.command('down').description('remove what an interrupted lab left behind: its processes (by PID, inside its namespaces), server containers and namespaces')
+  lab
+    .command('down')
+    .description(
+      'remove what an interrupted lab left behind: its processes (by PID, inside its namespaces), server containers and namespaces',
+    )
     .action(async () => {
       try {
         const removed = await labDown((line) => process.stderr.write(`lab: ${line}\n`));

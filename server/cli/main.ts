@@ -29,14 +29,19 @@ function fail(err: unknown): never {
 }
 
 const program = new Command();
-program.name('bootfarm').description('Network-boot provisioning server: DHCP, TFTP, HTTP and NBD for bare-metal and Raspberry Pi fleets')
+program
+  .name('bootfarm')
+  .description('Network-boot provisioning server: DHCP, TFTP, HTTP and NBD for bare-metal and Raspberry Pi fleets')
   .version(readPackageInfo().version, '-V, --version', 'print the package version');
 
 program
   .command('serve')
   .description('start every enabled service')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .option('--repair', 'if a state file under server.stateDir is damaged: keep every intact record, move the damaged file aside (<file>.damaged-<time>), log what was dropped, and start')
+  .option(
+    '--repair',
+    'if a state file under server.stateDir is damaged: keep every intact record, move the damaged file aside (<file>.damaged-<time>), log what was dropped, and start',
+  )
   .action(async (opts: { config: string; repair?: boolean }) => {
     let app: Bootfarm;
     try {
@@ -63,8 +68,13 @@ program
           cutDrain();
           return;
         }
-        const cut = new Promise<void>((resolve) => { cutDrain = resolve; });
-        logger.info({ signal, drainSeconds: config.server.drainSeconds }, 'stopping: no new TFTP or HTTP transfers; waiting for those in flight');
+        const cut = new Promise<void>((resolve) => {
+          cutDrain = resolve;
+        });
+        logger.info(
+          { signal, drainSeconds: config.server.drainSeconds },
+          'stopping: no new TFTP or HTTP transfers; waiting for those in flight',
+        );
         const timer = setTimeout(() => cutDrain?.(), drainMs);
         const drained = app.drain().then(() => true);
         Promise.race([drained, cut.then(() => false)])
@@ -74,7 +84,13 @@ program
             else logger.warn({ tftp: app.tftp?.transfersInFlight ?? 0 }, 'drain ended with transfers still in flight: they are cut');
             return app.stop();
           })
-          .then(() => { logger.info('stopped'); process.exit(0); }, (err: unknown) => fail(err));
+          .then(
+            () => {
+              logger.info('stopped');
+              process.exit(0);
+            },
+            (err: unknown) => fail(err),
+          );
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
@@ -85,7 +101,9 @@ program
 
 program
   .command('bootloaders')
-  .description("install the bootloaders into tftp.root from Debian's packages: iPXE (undionly.kpxe, ipxe.efi, snponly.efi) and GRUB for arm64 UEFI (grub/arm64-efi/core.efi)")
+  .description(
+    "install the bootloaders into tftp.root from Debian's packages: iPXE (undionly.kpxe, ipxe.efi, snponly.efi) and GRUB for arm64 UEFI (grub/arm64-efi/core.efi)",
+  )
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .option('--no-grub', 'skip GRUB for arm64 (it downloads grub-efi-arm64-bin)')
   .action((opts: { config: string; grub: boolean }) => {
@@ -115,12 +133,20 @@ configCmd
       // And every node's own artefacts, so a problem with one node shows now.
       for (const node of config.nodes) {
         const effective = findConfigNode(config, node.mac);
-        for (const artefact of ['lts.conf', 'ipxe', 'grub.cfg', ...(effective.piSerial ? ['cmdline.txt', 'config.txt'] : []), ...(config.kubernetes && effective.join ? ['join'] : [])]) {
+        for (const artefact of [
+          'lts.conf',
+          'ipxe',
+          'grub.cfg',
+          ...(effective.piSerial ? ['cmdline.txt', 'config.txt'] : []),
+          ...(config.kubernetes && effective.join ? ['join'] : []),
+        ]) {
           renderArtefact(config, effective, artefact);
         }
       }
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
-      process.stdout.write(`${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`);
+      process.stdout.write(
+        `${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`,
+      );
     } catch (err) {
       fail(err);
     }

@@ -39,21 +39,30 @@ function print(answer: ReloadOutcome): void {
     return;
   }
   const { added, removed, changed } = answer.nodes;
-  process.stdout.write(`${answer.file}: reloaded (nodes: ${added} added, ${removed} removed, ${changed} changed; ${answer.profiles} profiles)\n`);
-  if (answer.restartRequired.length > 0) process.stderr.write(`bootfarm: changed but kept until a restart: ${answer.restartRequired.join(', ')}\n`);
+  process.stdout.write(
+    `${answer.file}: reloaded (nodes: ${added} added, ${removed} removed, ${changed} changed; ${answer.profiles} profiles)\n`,
+  );
+  if (answer.restartRequired.length > 0)
+    process.stderr.write(`bootfarm: changed but kept until a restart: ${answer.restartRequired.join(', ')}\n`);
 }
 
 export function registerReloadCommand(program: Command, fail: (err: unknown) => never): void {
   program
     .command('reload')
-    .description('make the running server re-read its configuration file (as SIGHUP does) and print the outcome; an invalid file is refused and the running configuration keeps serving')
+    .description(
+      'make the running server re-read its configuration file (as SIGHUP does) and print the outcome; an invalid file is refused and the running configuration keeps serving',
+    )
     .option('-c, --config <file>', 'the configuration file of the running server (to find its server.stateDir)')
-    .option('--state-dir <dir>', 'the running server\'s server.stateDir, instead of --config')
+    .option('--state-dir <dir>', "the running server's server.stateDir, instead of --config")
     .action(async (opts: { config?: string; stateDir?: string }) => {
       try {
-        if (!opts.config && !opts.stateDir) throw new ConfigError([{ file: '(command line)', line: undefined, column: undefined, key: '', message: 'give --config <file> or --state-dir <dir>' }]);
+        if (!opts.config && !opts.stateDir)
+          throw new ConfigError([
+            { file: '(command line)', line: undefined, column: undefined, key: '', message: 'give --config <file> or --state-dir <dir>' },
+          ]);
         const stateDir = opts.stateDir ?? stateDirOf(opts.config as string);
-        const answer = await sendControlCommand(controlSocketPath(stateDir), 'config-reload') as ReloadOutcome | { outcome: 'error'; message: string };
+        const answer = (await sendControlCommand(controlSocketPath(stateDir), 'config-reload')) as
+          ReloadOutcome | { outcome: 'error'; message: string };
         if (answer.outcome === 'error') throw new SetupError(`the server answered: ${answer.message}`);
         print(answer);
         process.exit(answer.outcome === 'applied' ? 0 : 2);

@@ -26,7 +26,10 @@ const TOKEN_PLACEHOLDER = '<minted at boot: [a-z0-9]{6}.[a-z0-9]{16}>';
 export function findConfigNode(config: ResolvedConfig, key: string): EffectiveNode {
   const mac = normalizeMac(key);
   const node = config.nodes.find((n) => n.mac === mac || n.hostname.toLowerCase() === key.toLowerCase());
-  if (!node) throw new SetupError(`--node ${key}: no node with that MAC or hostname in ${config.file} (${config.nodes.map((n) => n.hostname).join(', ') || 'no nodes'})`);
+  if (!node)
+    throw new SetupError(
+      `--node ${key}: no node with that MAC or hostname in ${config.file} (${config.nodes.map((n) => n.hostname).join(', ') || 'no nodes'})`,
+    );
   return effectiveNode(node, config.layers, 'config');
 }
 

@@ -49,7 +49,13 @@ export function enforceUsage(program: Command, args: readonly string[]): void {
     const prefix = commandPath(cmd);
     cmd.configureOutput({
       // Commander writes "error: <what>" and maybe "\n(Did you mean <other>?)": one line, named after the command.
-      outputError: (str, write) => write(`${prefix}: ${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`),
+      outputError: (str, write) =>
+        write(
+          `${prefix}: ${str
+            .trim()
+            .replace(/^error: /, '')
+            .replace(/\s*\n\s*/g, ' ')}\n`,
+        ),
     });
     cmd.exitOverride((err) => process.exit(usageExitCode(err)));
   }

@@ -70,7 +70,8 @@ export function mergeReload(running: ResolvedConfig, next: ResolvedConfig): Relo
     const fields = new Set([...Object.keys(before), ...Object.keys(after)]);
     for (const field of fields) {
       if (live?.has(field)) continue;
-      if (!same((before as Record<string, unknown>)[field], (after as Record<string, unknown>)[field])) restartRequired.push(`${section}.${field}`);
+      if (!same((before as Record<string, unknown>)[field], (after as Record<string, unknown>)[field]))
+        restartRequired.push(`${section}.${field}`);
     }
   }
   const config: ResolvedConfig = {

@@ -34,14 +34,21 @@ function expectedAt(segments: ReadonlyArray<string | number>): string | undefine
 
 function pointerToSegments(pointer: string): Array<string | number> {
   if (!pointer) return [];
-  return pointer.slice(1).split('/').map((s) => {
-    const text = s.replace(/~1/g, '/').replace(/~0/g, '~');
-    return /^\d+$/.test(text) ? Number(text) : text;
-  });
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => {
+      const text = s.replace(/~1/g, '/').replace(/~0/g, '~');
+      return /^\d+$/.test(text) ? Number(text) : text;
+    });
 }
 
 class Locator {
-  constructor(private readonly doc: Document, private readonly lines: LineCounter, private readonly file: string) {}
+  constructor(
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+    private readonly file: string,
+  ) {}
 
   private position(node: YamlNode | null | undefined): { line: number | undefined; column: number | undefined } {
     const offset = node?.range?.[0];
@@ -82,7 +89,9 @@ function describeValue(value: unknown): string {
   if (isSeq(value) || Array.isArray(value)) return 'a list';
   if (value !== null && typeof value === 'object') return 'a mapping';
   // What is left of parsed YAML: numbers, booleans, bigints, null.
-  return typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === null ? String(value) : typeof value;
+  return typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === null
+    ? String(value)
+    : typeof value;
 }
 
 function valueAt(root: unknown, segments: ReadonlyArray<string | number>): unknown {
@@ -114,18 +123,30 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
       for (const name of names) {
         const parent = schemaAt(ConfigSchema, segments);
         const allowed = Object.keys(parent?.properties ?? {});
-        const message = parent?.keyExpected ? `invalid key; expected ${parent.keyExpected}` : `unknown key; expected one of ${allowed.join(', ')}`;
+        const message = parent?.keyExpected
+          ? `invalid key; expected ${parent.keyExpected}`
+          : `unknown key; expected one of ${allowed.join(', ')}`;
         const p = locate.problem([...segments, name], message, locate.keyNode(segments, name));
         const id = `${p.key}|${p.message}`;
-        if (!seen.has(id)) { seen.add(id); problems.push(p); }
+        if (!seen.has(id)) {
+          seen.add(id);
+          problems.push(p);
+        }
       }
       continue;
     } else if (err.keyword === 'required') {
       const missing = (err.params as { requiredProperties?: string[] }).requiredProperties ?? [];
       for (const name of missing) {
-        const p = locate.problem([...segments, name], `missing; expected ${expectedAt([...segments, name]) ?? 'a value'}`, locate.nodeAt(segments));
+        const p = locate.problem(
+          [...segments, name],
+          `missing; expected ${expectedAt([...segments, name]) ?? 'a value'}`,
+          locate.nodeAt(segments),
+        );
         const id = `${p.key}|${p.message}`;
-        if (!seen.has(id)) { seen.add(id); problems.push(p); }
+        if (!seen.has(id)) {
+          seen.add(id);
+          problems.push(p);
+        }
       }
       continue;
     } else if (err.keyword === 'boolean') {
@@ -135,11 +156,13 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
       problem = locate.problem(segments, `expected ${wanted}, got ${describeValue(valueAt(data, segments))}`);
     }
     const id = problem.key;
-    if (!seen.has(id)) { seen.add(id); problems.push(problem); }
+    if (!seen.has(id)) {
+      seen.add(id);
+      problems.push(problem);
+    }
   }
   return problems;
 }
-
 
 /** Checks the schema cannot express: networks, ranges, duplicates, directories that must exist. */
 function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): ConfigProblem[] {
@@ -147,7 +170,12 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
   // A mistyped override directory would silently fall back to the built-in templates.
   const templatesDir = cfg.boot?.templatesDir;
   if (templatesDir && !statSync(resolvePath(configDir, templatesDir), { throwIfNoEntry: false })?.isDirectory()) {
-    problems.push(locate.problem(['boot', 'templatesDir'], `expected an existing directory of .hbs templates, got ${JSON.stringify(templatesDir)} (resolved to ${resolvePath(configDir, templatesDir)})`));
+    problems.push(
+      locate.problem(
+        ['boot', 'templatesDir'],
+        `expected an existing directory of .hbs templates, got ${JSON.stringify(templatesDir)} (resolved to ${resolvePath(configDir, templatesDir)})`,
+      ),
+    );
   }
   const subnets: Array<{ cidr: Cidr; index: number }> = [];
   (cfg.dhcp?.subnets ?? []).forEach((s, index) => {
@@ -172,13 +200,20 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
   });
   const mode = cfg.dhcp?.mode;
   if (cfg.dhcp?.routerAdvertisements && !cfg.dhcp.interface) {
-    problems.push(locate.problem(['dhcp', 'routerAdvertisements'], 'expected dhcp.interface to be set too: advertisements are sent on that interface'));
+    problems.push(
+      locate.problem(['dhcp', 'routerAdvertisements'], 'expected dhcp.interface to be set too: advertisements are sent on that interface'),
+    );
   }
   // Node's HTTP server refuses a headers deadline past the whole request's.
   const headersTimeout = cfg.http?.headersTimeoutSeconds ?? 10;
   const requestTimeout = cfg.http?.requestTimeoutSeconds ?? 30;
   if (headersTimeout > requestTimeout) {
-    problems.push(locate.problem(['http', cfg.http?.headersTimeoutSeconds !== undefined ? 'headersTimeoutSeconds' : 'requestTimeoutSeconds'], `expected http.headersTimeoutSeconds (${headersTimeout}) <= http.requestTimeoutSeconds (${requestTimeout})`));
+    problems.push(
+      locate.problem(
+        ['http', cfg.http?.headersTimeoutSeconds !== undefined ? 'headersTimeoutSeconds' : 'requestTimeoutSeconds'],
+        `expected http.headersTimeoutSeconds (${headersTimeout}) <= http.requestTimeoutSeconds (${requestTimeout})`,
+      ),
+    );
   }
   if (mode === 'full' && subnets.length === 0) {
     problems.push(locate.problem(['dhcp', 'subnets'], 'expected at least one subnet when dhcp.mode is full'));
@@ -193,11 +228,15 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
     if (dupMac !== undefined) problems.push(locate.problem([...base, 'mac'], `expected a unique MAC, but nodes[${dupMac}] has ${mac} too`));
     macs.set(mac, index);
     const dupName = names.get(n.hostname.toLowerCase());
-    if (dupName !== undefined) problems.push(locate.problem([...base, 'hostname'], `expected a unique hostname, but nodes[${dupName}] is ${cfg.nodes?.[dupName]?.hostname} too`));
+    if (dupName !== undefined)
+      problems.push(
+        locate.problem([...base, 'hostname'], `expected a unique hostname, but nodes[${dupName}] is ${cfg.nodes?.[dupName]?.hostname} too`),
+      );
     names.set(n.hostname.toLowerCase(), index);
     if (n.ip) {
       const dupIp = ips.get(n.ip);
-      if (dupIp !== undefined) problems.push(locate.problem([...base, 'ip'], `expected a unique address, but nodes[${dupIp}] has ${n.ip} too`));
+      if (dupIp !== undefined)
+        problems.push(locate.problem([...base, 'ip'], `expected a unique address, but nodes[${dupIp}] has ${n.ip} too`));
       ips.set(n.ip, index);
       if (mode === 'full' && !subnets.some((s) => cidrContains(s.cidr, ipv4ToNumber(n.ip as string)))) {
         problems.push(locate.problem([...base, 'ip'], `expected an address inside one of dhcp.subnets, got ${n.ip}`));
@@ -207,32 +246,62 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
   const profileNames = new Map<string, number>();
   (cfg.profiles ?? []).forEach((profile, index) => {
     const dup = profileNames.get(profile.name);
-    if (dup !== undefined) problems.push(locate.problem(['profiles', index, 'name'], `expected a unique profile name, but profiles[${dup}] is ${profile.name} too`));
+    if (dup !== undefined)
+      problems.push(
+        locate.problem(['profiles', index, 'name'], `expected a unique profile name, but profiles[${dup}] is ${profile.name} too`),
+      );
     profileNames.set(profile.name, index);
   });
   (cfg.nodes ?? []).forEach((n, index) => {
     if (n.profile && !profileNames.has(n.profile)) {
-      problems.push(locate.problem(['nodes', index, 'profile'], `expected the name of a profile (${[...profileNames.keys()].join(', ') || 'none are defined'}), got ${JSON.stringify(n.profile)}`));
+      problems.push(
+        locate.problem(
+          ['nodes', index, 'profile'],
+          `expected the name of a profile (${[...profileNames.keys()].join(', ') || 'none are defined'}), got ${JSON.stringify(n.profile)}`,
+        ),
+      );
     }
   });
   const k8s = cfg.kubernetes;
   if (k8s) {
-    if (!k8s.caCertFile === !k8s.caCertHash) problems.push(locate.problem(['kubernetes'], 'expected exactly one of caCertFile (the cluster CA, PEM) or caCertHash (sha256:<hex>)'));
-    if (!k8s.kubeconfig === !k8s.token) problems.push(locate.problem(['kubernetes'], 'expected exactly one of kubeconfig (mint a token per node) or token (one static token, discouraged)'));
+    if (!k8s.caCertFile === !k8s.caCertHash)
+      problems.push(
+        locate.problem(['kubernetes'], 'expected exactly one of caCertFile (the cluster CA, PEM) or caCertHash (sha256:<hex>)'),
+      );
+    if (!k8s.kubeconfig === !k8s.token)
+      problems.push(
+        locate.problem(
+          ['kubernetes'],
+          'expected exactly one of kubeconfig (mint a token per node) or token (one static token, discouraged)',
+        ),
+      );
     if (k8s.caCertFile) {
       const file = resolvePath(configDir, k8s.caCertFile);
       try {
         caCertHash(readFileSync(file, 'utf8'));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        problems.push(locate.problem(['kubernetes', 'caCertFile'], `expected a readable PEM certificate, got ${JSON.stringify(k8s.caCertFile)} (${code ? `cannot read it: ${code}` : (err as Error).message})`));
+        problems.push(
+          locate.problem(
+            ['kubernetes', 'caCertFile'],
+            `expected a readable PEM certificate, got ${JSON.stringify(k8s.caCertFile)} (${code ? `cannot read it: ${code}` : (err as Error).message})`,
+          ),
+        );
       }
     }
     if (k8s.kubeconfig && !statSync(resolvePath(configDir, k8s.kubeconfig), { throwIfNoEntry: false })?.isFile()) {
-      problems.push(locate.problem(['kubernetes', 'kubeconfig'], `expected an existing kubeconfig file, got ${JSON.stringify(k8s.kubeconfig)}`));
+      problems.push(
+        locate.problem(['kubernetes', 'kubeconfig'], `expected an existing kubeconfig file, got ${JSON.stringify(k8s.kubeconfig)}`),
+      );
     }
-    if (k8s.tokenTtl !== undefined && !(parseDuration(k8s.tokenTtl) > 0)) problems.push(locate.problem(['kubernetes', 'tokenTtl'], `expected a duration longer than zero, got ${JSON.stringify(k8s.tokenTtl)}`));
-    if (k8s.version !== undefined && minorVersion(k8s.version) < 22) problems.push(locate.problem(['kubernetes', 'version'], `expected v1.22 or later (kubeadm's v1beta3 config API), got ${k8s.version}`));
+    if (k8s.tokenTtl !== undefined && !(parseDuration(k8s.tokenTtl) > 0))
+      problems.push(
+        locate.problem(['kubernetes', 'tokenTtl'], `expected a duration longer than zero, got ${JSON.stringify(k8s.tokenTtl)}`),
+      );
+    if (k8s.version !== undefined && minorVersion(k8s.version) < 22)
+      problems.push(
+        locate.problem(['kubernetes', 'version'], `expected v1.22 or later (kubeadm's v1beta3 config API), got ${k8s.version}`),
+      );
   }
   return problems;
 }
@@ -247,7 +316,9 @@ function loadLtsFiles(cfg: ConfigFile, locate: Locator, configDir: string): { fi
   const problems: ConfigProblem[] = [];
   const wanted: Array<{ segments: Array<string | number>; path: string }> = [];
   if (cfg.defaults?.ltsFile) wanted.push({ segments: ['defaults', 'ltsFile'], path: cfg.defaults.ltsFile });
-  (cfg.profiles ?? []).forEach((p, i) => { if (p.ltsFile) wanted.push({ segments: ['profiles', i, 'ltsFile'], path: p.ltsFile }); });
+  (cfg.profiles ?? []).forEach((p, i) => {
+    if (p.ltsFile) wanted.push({ segments: ['profiles', i, 'ltsFile'], path: p.ltsFile });
+  });
   for (const { segments, path: given } of wanted) {
     const file = resolvePath(configDir, given);
     if (files.has(file)) continue;
@@ -255,7 +326,12 @@ function loadLtsFiles(cfg: ConfigFile, locate: Locator, configDir: string): { fi
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      problems.push(locate.problem(segments, `expected a readable lts.conf file, got ${JSON.stringify(given)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`));
+      problems.push(
+        locate.problem(
+          segments,
+          `expected a readable lts.conf file, got ${JSON.stringify(given)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        ),
+      );
       continue;
     }
     const parsed = parseLtsConf(text);
@@ -268,7 +344,11 @@ function loadLtsFiles(cfg: ConfigFile, locate: Locator, configDir: string): { fi
   return { files, problems };
 }
 
-function resolveLayer(layer: Omit<ProfileEntry, 'name' | 'match'> | undefined, configDir: string, ltsFiles: Map<string, LtsConfFile>): ConfigLayer {
+function resolveLayer(
+  layer: Omit<ProfileEntry, 'name' | 'match'> | undefined,
+  configDir: string,
+  ltsFiles: Map<string, LtsConfFile>,
+): ConfigLayer {
   if (!layer) return {};
   const ltsPath = layer.ltsFile ? resolvePath(configDir, layer.ltsFile) : undefined;
   const parsed = ltsPath ? ltsFiles.get(ltsPath) : undefined;
@@ -315,7 +395,13 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
   const dhcp = cfg.dhcp;
   return {
     file,
-    server: { address: cfg.server.address, stateDir: resolvePath(dir, cfg.server.stateDir), syncWrites: cfg.server.syncWrites ?? true, maxDiscovered: cfg.server.maxDiscovered ?? DEFAULT_MAX_DISCOVERED, drainSeconds: cfg.server.drainSeconds ?? DEFAULT_DRAIN_SECONDS },
+    server: {
+      address: cfg.server.address,
+      stateDir: resolvePath(dir, cfg.server.stateDir),
+      syncWrites: cfg.server.syncWrites ?? true,
+      maxDiscovered: cfg.server.maxDiscovered ?? DEFAULT_MAX_DISCOVERED,
+      drainSeconds: cfg.server.drainSeconds ?? DEFAULT_DRAIN_SECONDS,
+    },
     dhcp: {
       mode: dhcp?.mode ?? 'off',
       port: dhcp?.port ?? 67,
@@ -405,11 +491,13 @@ export function parseConfig(text: string, file: string): ResolvedConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => {
-      // Some errors (duplicate keys) carry only an offset, not a line position.
-      const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
-      return { file, line: pos?.line, column: pos?.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
-    }));
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        // Some errors (duplicate keys) carry only an offset, not a line position.
+        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
+        return { file, line: pos?.line, column: pos?.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
+      }),
+    );
   }
   const data: unknown = doc.toJS();
   const locate = new Locator(doc, lines, file);

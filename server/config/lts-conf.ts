@@ -103,7 +103,9 @@ export function evaluateLtsConf(file: LtsConfFile, ids: LtsClientIds): Map<strin
     const key = section.name.toLowerCase();
     if (!byName.has(key)) byName.set(key, section);
   }
-  const idList = [ids.hostname, ids.ip, ids.mac].filter((id): id is string => typeof id === 'string' && id.length > 0).map((id) => id.toLowerCase());
+  const idList = [ids.hostname, ids.ip, ids.mac]
+    .filter((id): id is string => typeof id === 'string' && id.length > 0)
+    .map((id) => id.toLowerCase());
   const order: LtsSection[] = [];
   const seen = new Set<LtsSection>();
   // A section's LIKE chain is applied before the section itself; cycles stop at

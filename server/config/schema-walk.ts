@@ -26,7 +26,8 @@ export function schemaAt(root: unknown, segments: ReadonlyArray<string | number>
       schema = (Array.isArray(schema.prefixItems) ? schema.prefixItems[index] : schema.items) as AnnotatedSchema | undefined;
     } else {
       const key = String(seg);
-      schema = (schema.properties?.[key] ?? (schema.patternProperties ? Object.values(schema.patternProperties)[0] : undefined)) as AnnotatedSchema | undefined;
+      schema = (schema.properties?.[key] ?? (schema.patternProperties ? Object.values(schema.patternProperties)[0] : undefined)) as
+        AnnotatedSchema | undefined;
     }
     const objectMember = schema?.anyOf?.find((s) => (s as AnnotatedSchema).properties) as AnnotatedSchema | undefined;
     if (objectMember) schema = objectMember;

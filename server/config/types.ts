@@ -112,15 +112,41 @@ export interface ResolvedConfig {
     routerAdvertisements: boolean;
     limits: DhcpLimits;
   };
-  tftp: { enabled: boolean; port: number; root: string; addresses: string[] | undefined; maxBlockSize: number; maxWindowSize: number; maxTransfers: number; maxTransfersPerClient: number; maxTimeoutSeconds: number; singlePort: boolean };
+  tftp: {
+    enabled: boolean;
+    port: number;
+    root: string;
+    addresses: string[] | undefined;
+    maxBlockSize: number;
+    maxWindowSize: number;
+    maxTransfers: number;
+    maxTransfersPerClient: number;
+    maxTimeoutSeconds: number;
+    singlePort: boolean;
+  };
   http: {
-    enabled: boolean; port: number; host: string;
-    maxConnections: number; maxConnectionsPerClient: number;
-    headersTimeoutSeconds: number; requestTimeoutSeconds: number; keepAliveTimeoutSeconds: number; idleTimeoutSeconds: number;
+    enabled: boolean;
+    port: number;
+    host: string;
+    maxConnections: number;
+    maxConnectionsPerClient: number;
+    headersTimeoutSeconds: number;
+    requestTimeoutSeconds: number;
+    keepAliveTimeoutSeconds: number;
+    idleTimeoutSeconds: number;
   };
   nbd: {
-    enabled: boolean; port: number; host: string; allow: 'leased' | 'any'; backend: 'builtin' | 'nbd-server' | 'nbdkit'; exports: Array<{ name: string; file: string }>;
-    handshakeTimeoutSeconds: number; maxConnections: number; maxConnectionsPerClient: number; maxHandshakeOptions: number; maxBufferedReadMiB: number;
+    enabled: boolean;
+    port: number;
+    host: string;
+    allow: 'leased' | 'any';
+    backend: 'builtin' | 'nbd-server' | 'nbdkit';
+    exports: Array<{ name: string; file: string }>;
+    handshakeTimeoutSeconds: number;
+    maxConnections: number;
+    maxConnectionsPerClient: number;
+    maxHandshakeOptions: number;
+    maxBufferedReadMiB: number;
   };
   boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
   nodes: ResolvedNode[];

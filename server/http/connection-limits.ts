@@ -54,14 +54,22 @@ export function applyConnectionLimits(server: Server, limits: HttpConnectionLimi
   server.maxConnections = limits.maxConnections;
   server.on('drop', (peer?: DropArgument) => {
     metrics.httpConnectionsRefused.inc({ reason: 'server-full' });
-    warn(limiters.full, { client: clientAddress(peer?.remoteAddress), maxConnections: limits.maxConnections }, 'http connection refused: http.maxConnections are open');
+    warn(
+      limiters.full,
+      { client: clientAddress(peer?.remoteAddress), maxConnections: limits.maxConnections },
+      'http connection refused: http.maxConnections are open',
+    );
   });
   server.on('connection', (socket: Socket) => {
     const client = clientAddress(socket.remoteAddress);
     const open = (perClient.get(client) ?? 0) + 1;
     if (open > limits.maxConnectionsPerClient) {
       metrics.httpConnectionsRefused.inc({ reason: 'client-full' });
-      warn(limiters.clientFull, { client, maxConnectionsPerClient: limits.maxConnectionsPerClient }, 'http connection refused: http.maxConnectionsPerClient are open from this address');
+      warn(
+        limiters.clientFull,
+        { client, maxConnectionsPerClient: limits.maxConnectionsPerClient },
+        'http connection refused: http.maxConnectionsPerClient are open from this address',
+      );
       socket.destroy();
       return;
     }

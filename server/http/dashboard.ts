@@ -19,10 +19,15 @@ const MAX_STREAMS = 16;
 /** About a thousand events of slack per stream before a slow reader is cut. */
 const MAX_BUFFERED_BYTES = 256 * 1024;
 
-const ASSETS = { '/': ['page.html', 'text/html; charset=utf-8'], '/dashboard.js': ['dashboard.js', 'text/javascript; charset=utf-8'], '/dashboard.css': ['dashboard.css', 'text/css; charset=utf-8'] } as const;
+const ASSETS = {
+  '/': ['page.html', 'text/html; charset=utf-8'],
+  '/dashboard.js': ['dashboard.js', 'text/javascript; charset=utf-8'],
+  '/dashboard.css': ['dashboard.css', 'text/css; charset=utf-8'],
+} as const;
 
 // Script and styles only from here, data only from here, nothing framed or posted elsewhere.
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** server/http/dashboard/ from the sources (tsx) or from dist/server/http/ (the build does not copy it). */
 function assetsDir(): string | undefined {
@@ -35,7 +40,13 @@ function wire(item: FeedItem): string {
   return item.kind === 'node' ? sseMessage('node', item.event) : sseMessage('discovered', item.machine);
 }
 
-export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps, metrics: Metrics, idleTimeoutSeconds: number, logger: Pick<Logger, 'warn'>): void {
+export function registerDashboardRoutes(
+  app: FastifyInstance,
+  deps: ApiDeps,
+  metrics: Metrics,
+  idleTimeoutSeconds: number,
+  logger: Pick<Logger, 'warn'>,
+): void {
   const dir = assetsDir();
   // An install without the page still boots machines and serves the API and the stream.
   if (!dir) logger.warn('the dashboard files (server/http/dashboard/) are not installed: / answers 404');
@@ -43,7 +54,12 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps, met
     for (const [url, [file, type]] of Object.entries(ASSETS)) {
       const body = readFileSync(path.join(dir, file));
       app.get(url, { schema: { hide: true } }, async (_req, reply) => {
-        await reply.type(type).header('content-security-policy', CSP).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache').send(body);
+        await reply
+          .type(type)
+          .header('content-security-policy', CSP)
+          .header('x-content-type-options', 'nosniff')
+          .header('cache-control', 'no-cache')
+          .send(body);
       });
     }
   }
@@ -59,15 +75,26 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: ApiDeps, met
     hub.close();
   });
 
-  app.register(async (api) => {
-    api.addHook('onRequest', apiAuthHook(deps.config.api));
-    api.get('/events/stream', {
-      schema: { summary: 'Server-sent events: each node timeline event (event: node) and each discovered machine seen (event: discovered) as it is recorded', tags: ['nodes'] },
-    }, async (_req, reply: FastifyReply) => {
-      if (!hub.admit()) return reply.code(503).send({ error: 'busy', message: `${MAX_STREAMS} event streams are open` });
-      reply.hijack();
-      hub.add(reply.raw);
-      return reply;
-    });
-  }, { prefix: '/api/v1' });
+  app.register(
+    async (api) => {
+      api.addHook('onRequest', apiAuthHook(deps.config.api));
+      api.get(
+        '/events/stream',
+        {
+          schema: {
+            summary:
+              'Server-sent events: each node timeline event (event: node) and each discovered machine seen (event: discovered) as it is recorded',
+            tags: ['nodes'],
+          },
+        },
+        async (_req, reply: FastifyReply) => {
+          if (!hub.admit()) return reply.code(503).send({ error: 'busy', message: `${MAX_STREAMS} event streams are open` });
+          reply.hijack();
+          hub.add(reply.raw);
+          return reply;
+        },
+      );
+    },
+    { prefix: '/api/v1' },
+  );
 }

@@ -1,10 +1,7 @@
 // HTTP Range (RFC 9110 §14): one range per request, which is what firmware and
 // iPXE use; multi-range requests are answered with the whole file.
 
-export type RangeResult =
-  | { kind: 'full' }
-  | { kind: 'partial'; start: number; end: number }
-  | { kind: 'unsatisfiable' };
+export type RangeResult = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 export function parseRange(header: string | undefined, size: number): RangeResult {
   if (!header) return { kind: 'full' };

@@ -113,11 +113,18 @@ export class HttpBootServer {
     this.app.setErrorHandler(async (err: FastifyError & { problems?: string[] }, req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
       if (status >= 500) this.logger.error({ path: req.url, err: err.message }, 'http request failed');
-      await reply.code(status).send({ error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error', message: err.message, problems: err.problems });
+      await reply
+        .code(status)
+        .send({
+          error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error',
+          message: err.message,
+          problems: err.problems,
+        });
     });
     this.app.addHook('onResponse', async (req, reply) => {
       const route = req.routeOptions.url;
-      if (route && (route.startsWith('/api/') || route.startsWith('/agent/'))) this.metrics.apiRequests.inc({ route: `${req.method} ${route}`, status: String(reply.statusCode) });
+      if (route && (route.startsWith('/api/') || route.startsWith('/agent/')))
+        this.metrics.apiRequests.inc({ route: `${req.method} ${route}`, status: String(reply.statusCode) });
     });
   }
 
@@ -126,17 +133,28 @@ export class HttpBootServer {
     await this.app.register(swagger, {
       openapi: {
         openapi: '3.0.3',
-        info: { title: 'bootfarm', description: 'Network-boot provisioning server: nodes, discovered machines, leases, boot timelines, and the node agent endpoints', version: '1' },
+        info: {
+          title: 'bootfarm',
+          description: 'Network-boot provisioning server: nodes, discovered machines, leases, boot timelines, and the node agent endpoints',
+          version: '1',
+        },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
         security: [{ bearer: [] }],
       },
-      transformObject: (documentObject) => toOpenApi30(('openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject) as Record<string, unknown>) as Record<string, never>,
+      transformObject: (documentObject) =>
+        toOpenApi30(
+          ('openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject) as Record<string, unknown>,
+        ) as Record<string, never>,
     });
-    this.app.get('/healthz', { schema: { summary: 'Liveness; 503 while state writes fail (disk full, I/O error)', tags: ['service'] } }, async (_req, reply) => {
-      const state = this.options.api?.store.health();
-      if (state && !state.healthy) return reply.code(503).send({ status: 'unhealthy', reason: state.reason, since: state.since });
-      return { status: 'ok' };
-    });
+    this.app.get(
+      '/healthz',
+      { schema: { summary: 'Liveness; 503 while state writes fail (disk full, I/O error)', tags: ['service'] } },
+      async (_req, reply) => {
+        const state = this.options.api?.store.health();
+        if (state && !state.healthy) return reply.code(503).send({ status: 'unhealthy', reason: state.reason, since: state.since });
+        return { status: 'ok' };
+      },
+    );
     this.app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'] } }, async (_req, reply) => {
       reply.type(this.metrics.registry.contentType);
       return this.metrics.registry.metrics();
@@ -144,7 +162,8 @@ export class HttpBootServer {
     this.app.get('/openapi.json', { schema: { hide: true } }, async () => this.app.swagger());
     if (this.options.api) registerApiRoutes(this.app, this.options.api);
     // The live dashboard at / and its event stream: with the API, whose data and auth it uses.
-    if (this.options.api) registerDashboardRoutes(this.app, this.options.api, this.metrics, this.options.limits.idleTimeoutSeconds, this.logger);
+    if (this.options.api)
+      registerDashboardRoutes(this.app, this.options.api, this.metrics, this.options.limits.idleTimeoutSeconds, this.logger);
     if (this.options.agent) registerAgentRoutes(this.app, this.options.agent);
     if (this.options.tpm) registerTpmRoutes(this.app, this.options.tpm);
     // Boot files: the same resolver chain as TFTP (generated, image, static).
@@ -164,7 +183,12 @@ export class HttpBootServer {
     const answer = await this.files.resolve({ path: normalized.path, clientAddress: client, protocol: 'http' });
     if (!answer.found) {
       this.metrics.httpRequests.inc({ outcome: answer.denied ? 'denied' : 'not-found' });
-      this.logLimited(answer.denied ? this.refusedLog : this.notFoundLog, 'info', { path: normalized.path, client, reason: answer.detail }, answer.denied ? 'http request refused' : 'http file not found');
+      this.logLimited(
+        answer.denied ? this.refusedLog : this.notFoundLog,
+        'info',
+        { path: normalized.path, client, reason: answer.detail },
+        answer.denied ? 'http request refused' : 'http file not found',
+      );
       // On the node's timeline too: "kernel not found" is the end of a boot.
       this.onFileServed({ path: normalized.path, client, from: 'none', bytes: 0, status: answer.denied ? 403 : 404 });
       await reply.code(answer.denied ? 403 : 404).send({ error: answer.denied ? 'forbidden' : 'not found', path: normalized.path });
@@ -221,7 +245,9 @@ export class HttpBootServer {
       await this.app.listen({ port: this.options.port, host: this.options.host });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new SetupError(`cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`);
+      throw new SetupError(
+        `cannot listen on HTTP ${this.options.host}:${this.options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`,
+      );
     }
     this.logger.info({ port: this.options.port, host: this.options.host }, 'http listening');
   }

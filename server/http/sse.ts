@@ -28,7 +28,10 @@ export class SseHub {
   private readonly clients = new Set<ServerResponse>();
   private readonly heartbeat: NodeJS.Timeout;
 
-  constructor(private readonly limits: SseLimits, private readonly counters: SseCounters) {
+  constructor(
+    private readonly limits: SseLimits,
+    private readonly counters: SseCounters,
+  ) {
     this.heartbeat = setInterval(() => this.broadcast(': ping\n\n'), limits.heartbeatMs);
     this.heartbeat.unref();
   }

@@ -19,16 +19,38 @@ export interface ArchInfo {
 }
 
 export const ARCH_INFO: Record<ImageArch, ArchInfo> = {
-  amd64: { platform: 'linux/amd64', oci: { architecture: 'amd64', os: 'linux' }, kernelPackage: 'linux-image-amd64', qemu: 'x86_64', pi: false },
-  arm64: { platform: 'linux/arm64', oci: { architecture: 'arm64', os: 'linux' }, kernelPackage: 'linux-image-arm64', qemu: 'aarch64', pi: true },
+  amd64: {
+    platform: 'linux/amd64',
+    oci: { architecture: 'amd64', os: 'linux' },
+    kernelPackage: 'linux-image-amd64',
+    qemu: 'x86_64',
+    pi: false,
+  },
+  arm64: {
+    platform: 'linux/arm64',
+    oci: { architecture: 'arm64', os: 'linux' },
+    kernelPackage: 'linux-image-arm64',
+    qemu: 'aarch64',
+    pi: true,
+  },
   // armmp-lpae: the Pi 4 in 32-bit mode (kernel7l.img) and QEMU virt with LPAE.
-  armhf: { platform: 'linux/arm/v7', oci: { architecture: 'arm', os: 'linux', variant: 'v7' }, kernelPackage: 'linux-image-armmp-lpae', qemu: 'arm', pi: true },
+  armhf: {
+    platform: 'linux/arm/v7',
+    oci: { architecture: 'arm', os: 'linux', variant: 'v7' },
+    kernelPackage: 'linux-image-armmp-lpae',
+    qemu: 'arm',
+    pi: true,
+  },
 };
 
 /** "amd64,arm64" -> ['amd64', 'arm64']; anything else names the value and the allowed ones. */
 export function parseArchList(value: string): ImageArch[] {
-  const parts = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (parts.length === 0) throw new SetupError(`--arch: expected one or more of ${IMAGE_ARCHES.join(', ')} (comma separated), got "${value}"`);
+  const parts = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (parts.length === 0)
+    throw new SetupError(`--arch: expected one or more of ${IMAGE_ARCHES.join(', ')} (comma separated), got "${value}"`);
   const out: ImageArch[] = [];
   for (const part of parts) {
     if (!(IMAGE_ARCHES as readonly string[]).includes(part)) {

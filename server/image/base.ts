@@ -42,10 +42,19 @@ export async function createBaseImage(docker: Docker, opts: BaseOptions): Promis
   const root = path.join(work, 'root');
   try {
     opts.log(`debootstrap ${opts.suite} ${opts.arch} from ${mirror}`);
-    const boot = await execa('debootstrap', ['--variant=minbase', `--arch=${opts.arch}`, opts.suite, root, mirror], { reject: false, all: true });
+    const boot = await execa('debootstrap', ['--variant=minbase', `--arch=${opts.arch}`, opts.suite, root, mirror], {
+      reject: false,
+      all: true,
+    });
     if (boot.failed) {
-      if ((boot as { code?: string }).code === 'ENOENT') throw new SetupError('debootstrap is not installed: apt-get install debootstrap (scripts/install-system-deps.sh image)');
-      throw new SetupError(`debootstrap ${opts.suite} ${opts.arch} failed (exit ${boot.exitCode}):\n${String(boot.all ?? '').split('\n').slice(-15).join('\n')}`);
+      if ((boot as { code?: string }).code === 'ENOENT')
+        throw new SetupError('debootstrap is not installed: apt-get install debootstrap (scripts/install-system-deps.sh image)');
+      throw new SetupError(
+        `debootstrap ${opts.suite} ${opts.arch} failed (exit ${boot.exitCode}):\n${String(boot.all ?? '')
+          .split('\n')
+          .slice(-15)
+          .join('\n')}`,
+      );
     }
     // The host's resolver must not end up in node images; build steps get the
     // host's from dockerd anyway. No apt lists or debs in the layer.
@@ -58,15 +67,22 @@ export async function createBaseImage(docker: Docker, opts: BaseOptions): Promis
     await execa('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', root, '-cf', layer, '.']);
     const diffId = await sha256File(layer);
     const info = ARCH_INFO[opts.arch];
-    const config = Buffer.from(JSON.stringify({
-      architecture: info.oci.architecture,
-      ...(info.oci.variant ? { variant: info.oci.variant } : {}),
-      os: 'linux',
-      created: new Date().toISOString(),
-      config: { Cmd: ['/bin/bash'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] },
-      rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
-      history: [{ created: new Date().toISOString(), created_by: `bootfarm image base: debootstrap --variant=minbase --arch=${opts.arch} ${opts.suite}` }],
-    }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: info.oci.architecture,
+        ...(info.oci.variant ? { variant: info.oci.variant } : {}),
+        os: 'linux',
+        created: new Date().toISOString(),
+        config: { Cmd: ['/bin/bash'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] },
+        rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
+        history: [
+          {
+            created: new Date().toISOString(),
+            created_by: `bootfarm image base: debootstrap --variant=minbase --arch=${opts.arch} ${opts.suite}`,
+          },
+        ],
+      }),
+    );
     const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
     const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [tag], Layers: [`${diffId}/layer.tar`] }]));
 

@@ -31,7 +31,9 @@ export function ensureBinfmt(arches: ImageArch[], paths: BinfmtPaths = SYSTEM_BI
     try {
       execFileSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', paths.miscDir], { stdio: 'pipe' });
     } catch (err) {
-      throw new SetupError(`binfmt_misc is not mounted at ${paths.miscDir} and mounting it failed (${(err as Error).message.trim()}); run as root: mount -t binfmt_misc binfmt_misc ${paths.miscDir}`);
+      throw new SetupError(
+        `binfmt_misc is not mounted at ${paths.miscDir} and mounting it failed (${(err as Error).message.trim()}); run as root: mount -t binfmt_misc binfmt_misc ${paths.miscDir}`,
+      );
     }
     said.push(`binfmt: mounted binfmt_misc on ${paths.miscDir} (it was not mounted)`);
   }
@@ -41,15 +43,22 @@ export function ensureBinfmt(arches: ImageArch[], paths: BinfmtPaths = SYSTEM_BI
     if (existsSync(entry)) {
       const state = readFileSync(entry, 'utf8');
       if (!/^enabled/m.test(state)) throw new SetupError(`binfmt: ${name} is registered but disabled; enable it with: echo 1 > ${entry}`);
-      if (!/^flags:.*F/m.test(state)) throw new SetupError(`binfmt: ${name} is registered without the F flag, so build containers cannot use it; re-register it: echo -1 > ${entry}, then run the build again`);
+      if (!/^flags:.*F/m.test(state))
+        throw new SetupError(
+          `binfmt: ${name} is registered without the F flag, so build containers cannot use it; re-register it: echo -1 > ${entry}, then run the build again`,
+        );
       continue;
     }
     const conf = path.join(paths.confDir, `${name}.conf`);
-    if (!existsSync(conf)) throw new SetupError(`building for ${arch} on this ${native} host needs qemu-user binfmt (${name}), and ${conf} is missing: ${FIX}`);
-    const line = readFileSync(conf, 'utf8').split('\n').find((l) => l.startsWith(':'));
+    if (!existsSync(conf))
+      throw new SetupError(`building for ${arch} on this ${native} host needs qemu-user binfmt (${name}), and ${conf} is missing: ${FIX}`);
+    const line = readFileSync(conf, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(':'));
     if (!line) throw new SetupError(`binfmt: ${conf} holds no registration line; ${FIX}`);
     const interpreter = line.split(':')[6] ?? '';
-    if (interpreter && !existsSync(interpreter)) throw new SetupError(`binfmt: the interpreter ${interpreter} named by ${conf} is missing; ${FIX}`);
+    if (interpreter && !existsSync(interpreter))
+      throw new SetupError(`binfmt: the interpreter ${interpreter} named by ${conf} is missing; ${FIX}`);
     try {
       writeFileSync(path.join(paths.miscDir, 'register'), line);
     } catch (err) {

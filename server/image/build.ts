@@ -32,7 +32,11 @@ export interface BuildResult {
 
 export class BuildFailure extends Error {
   override readonly name = 'BuildFailure';
-  constructor(readonly step: string, readonly output: string, readonly reason: string) {
+  constructor(
+    readonly step: string,
+    readonly output: string,
+    readonly reason: string,
+  ) {
     super(`step ${step || '(unknown)'}: ${reason}${output ? `\n--- output of that step ---\n${output}` : ''}`);
   }
 }

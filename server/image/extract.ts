@@ -63,6 +63,7 @@ export async function sha256Of(file: string): Promise<string> {
 async function verifyManifest(dir: string, manifest: ExportManifest): Promise<void> {
   for (const f of manifest.files) {
     const actual = await sha256Of(path.join(dir, f.path)).catch(() => 'missing');
-    if (actual !== f.sha256) throw new Error(`export ${dir}: ${f.path} is ${actual === 'missing' ? 'missing' : `sha256 ${actual}`}, manifest says ${f.sha256}`);
+    if (actual !== f.sha256)
+      throw new Error(`export ${dir}: ${f.path} is ${actual === 'missing' ? 'missing' : `sha256 ${actual}`}, manifest says ${f.sha256}`);
   }
 }

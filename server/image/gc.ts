@@ -36,10 +36,15 @@ export interface GcDecision extends PublishedVersion {
 const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 /** Every published version under `imagesDir` (of one image, if named) and where each image's `current` points. */
-export async function listPublished(imagesDir: string, onlyImage?: string): Promise<{ versions: PublishedVersion[]; current: Map<string, string> }> {
+export async function listPublished(
+  imagesDir: string,
+  onlyImage?: string,
+): Promise<{ versions: PublishedVersion[]; current: Map<string, string> }> {
   const versions: PublishedVersion[] = [];
   const current = new Map<string, string>();
-  const images = (await readdir(imagesDir, { withFileTypes: true })).filter((d) => d.isDirectory() && VERSION.test(d.name) && (onlyImage === undefined || d.name === onlyImage));
+  const images = (await readdir(imagesDir, { withFileTypes: true })).filter(
+    (d) => d.isDirectory() && VERSION.test(d.name) && (onlyImage === undefined || d.name === onlyImage),
+  );
   for (const image of images) {
     const imageDir = path.join(imagesDir, image.name);
     const target = await readlink(path.join(imageDir, 'current')).catch(() => undefined);
@@ -74,13 +79,19 @@ async function sizeOf(dir: string): Promise<{ bytes: number; mtimeMs: number }> 
 }
 
 /** Which versions stay and why; the rest may go. */
-export function planGc(published: PublishedVersion[], current: Map<string, string>, holders: RootHolders, keepNewest: number): GcDecision[] {
+export function planGc(
+  published: PublishedVersion[],
+  current: Map<string, string>,
+  holders: RootHolders,
+  keepNewest: number,
+): GcDecision[] {
   const heldBy = new Map<string, string[]>();
   const hold = (image: string, version: string, who: string) => {
     const key = `${image}/${version}`;
     heldBy.set(key, [...(heldBy.get(key) ?? []), who]);
   };
-  for (const a of holders.attachments) hold(a.image, a.version, `held by ${a.hostname ?? a.mac ?? a.address} (attached ${new Date(a.at).toISOString()})`);
+  for (const a of holders.attachments)
+    hold(a.image, a.version, `held by ${a.hostname ?? a.mac ?? a.address} (attached ${new Date(a.at).toISOString()})`);
   for (const o of holders.open) hold(o.image, o.version, `open now (${o.export})`);
   const newest = new Map<string, Set<string>>();
   for (const image of new Set(published.map((v) => v.image))) {

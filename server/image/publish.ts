@@ -21,7 +21,8 @@ export interface BuiltArch {
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 export function checkImageName(name: string): string {
-  if (!NAME.test(name) || name === 'current') throw new SetupError(`--name: "${name}" is not a usable image name (letters, digits, . _ -; not "current")`);
+  if (!NAME.test(name) || name === 'current')
+    throw new SetupError(`--name: "${name}" is not a usable image name (letters, digits, . _ -; not "current")`);
   return name;
 }
 
@@ -74,7 +75,12 @@ async function writeOciLayout(versionDir: string, built: BuiltArch[]): Promise<v
     const layers = [];
     for (const f of b.manifest.files) {
       await addBlob(path.join(archDir, f.path), f.sha256);
-      layers.push({ mediaType: layerMedia(f.path), digest: `sha256:${f.sha256}`, size: f.size, annotations: { 'org.opencontainers.image.title': f.path } });
+      layers.push({
+        mediaType: layerMedia(f.path),
+        digest: `sha256:${f.sha256}`,
+        size: f.size,
+        annotations: { 'org.opencontainers.image.title': f.path },
+      });
     }
     const desc = await addJson({
       schemaVersion: 2,
@@ -106,7 +112,9 @@ async function currentVersion(imagesDir: string, name: string): Promise<string |
 /** A version directory's name; never `current` or an arch, which would make images/<name>/<x>/... ambiguous (server/boot/files/images.ts). */
 export function checkVersionName(version: string): string {
   if (!NAME.test(version) || version === 'current' || (IMAGE_ARCHES as readonly string[]).includes(version)) {
-    throw new SetupError(`--version: "${version}" is not a usable version name (letters, digits, . _ -; not "current" nor an arch: ${IMAGE_ARCHES.join(', ')})`);
+    throw new SetupError(
+      `--version: "${version}" is not a usable version name (letters, digits, . _ -; not "current" nor an arch: ${IMAGE_ARCHES.join(', ')})`,
+    );
   }
   return version;
 }
@@ -123,7 +131,13 @@ export async function publish(imagesDir: string, name: string, version: string, 
     // connected NBD client may be reading it) unless an arch is new to it.
     const have = new Set(await readdir(versionDir));
     if (built.every((b) => have.has(b.arch))) reused = true;
-    else throw new SetupError(`${versionDir} exists without ${built.filter((b) => !have.has(b.arch)).map((b) => b.arch).join(', ')}; choose another --version`);
+    else
+      throw new SetupError(
+        `${versionDir} exists without ${built
+          .filter((b) => !have.has(b.arch))
+          .map((b) => b.arch)
+          .join(', ')}; choose another --version`,
+      );
   } else {
     // Assemble beside the final place, then one rename: a half-written version is never visible.
     const staging = path.join(imageDir, `.${version}.tmp-${process.pid}`);

@@ -124,7 +124,14 @@ export async function runImageBuild(docker: Docker, opts: ImageBuildOptions): Pr
           const manifest = await extractExport(docker, result.imageId, dir);
           built.push({ arch, dir, manifest, imageId: result.imageId });
           const seconds = (Date.now() - started) / 1000;
-          reports.push({ arch, imageId: result.imageId, executed: result.executed, cached: result.cached, seconds, sizes: Object.fromEntries(manifest.files.map((f) => [f.path, f.size])) });
+          reports.push({
+            arch,
+            imageId: result.imageId,
+            executed: result.executed,
+            cached: result.cached,
+            seconds,
+            sizes: Object.fromEntries(manifest.files.map((f) => [f.path, f.size])),
+          });
           const root = manifest.files.find((f) => f.path === 'root.squashfs')?.size ?? 0;
           task.title = `${arch}: built in ${seconds.toFixed(1)} s (${result.executed.length} steps run, ${result.cached.length} cached), kernel ${manifest.kernelVersion}, root.squashfs ${(root / 1048576).toFixed(1)} MiB`;
         },

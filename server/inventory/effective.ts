@@ -72,7 +72,14 @@ function applyLts(vars: Map<string, string>, entries: Record<string, LtsValue>):
 
 export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: EffectiveNode['origin']): EffectiveNode {
   const profiles = selectProfiles(node, layers.profiles);
-  const nodeLayer: ConfigLayer = { image: node.image, lts: node.lts, labels: node.labels, taints: node.taints, join: node.join, kernelArgs: node.kernelArgs };
+  const nodeLayer: ConfigLayer = {
+    image: node.image,
+    lts: node.lts,
+    labels: node.labels,
+    taints: node.taints,
+    join: node.join,
+    kernelArgs: node.kernelArgs,
+  };
   const stack: ConfigLayer[] = [layers.defaults, ...profiles, nodeLayer];
 
   let image = layers.defaultImage;
@@ -89,7 +96,8 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
     if (layer.kernelArgs) kernelArgs.push(layer.kernelArgs);
     // Within a layer the imported file comes first and the inline lts overrides it.
     if (layer.ltsFile) {
-      for (const [key, value] of evaluateLtsConf(layer.ltsFile.parsed, { hostname: node.hostname, ip: node.ip, mac: node.mac })) vars.set(key, value);
+      for (const [key, value] of evaluateLtsConf(layer.ltsFile.parsed, { hostname: node.hostname, ip: node.ip, mac: node.mac }))
+        vars.set(key, value);
     }
     if (layer.lts) applyLts(vars, layer.lts);
   }
@@ -97,7 +105,9 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
   vars.set('HOSTNAME', node.hostname);
   const lts: Record<string, string> = {};
   for (const key of [...vars.keys()].sort()) lts[key] = vars.get(key) as string;
-  const ltsOrder = Object.fromEntries(LTS_FAMILIES.map((family) => [family, versionSorted([...vars.keys()].filter((k) => k.startsWith(`${family}_`)))])) as Record<LtsFamily, string[]>;
+  const ltsOrder = Object.fromEntries(
+    LTS_FAMILIES.map((family) => [family, versionSorted([...vars.keys()].filter((k) => k.startsWith(`${family}_`)))]),
+  ) as Record<LtsFamily, string[]>;
   return {
     ...node,
     arch: inferArch(node),

@@ -14,7 +14,10 @@ import { normalizeMac } from '../util/mac.js';
 const MAX_OBSERVED_ADDRESSES = 10_000;
 
 export class InventoryError extends Error {
-  constructor(readonly status: 400 | 404 | 409, message: string) {
+  constructor(
+    readonly status: 400 | 404 | 409,
+    message: string,
+  ) {
     super(message);
     this.name = 'InventoryError';
   }
@@ -35,7 +38,11 @@ export class Inventory {
   private readonly observed = new Map<string, string>();
 
   /** `source` is read per call, so a reload (server/config/live.ts) reaches every next answer. */
-  constructor(private readonly source: ConfigSource, private readonly store: Store, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly source: ConfigSource,
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   private get config(): ResolvedConfig {
     return this.source.config;
@@ -157,7 +164,15 @@ export class Inventory {
     const previous = this.store.discoveredByMac(identity.mac);
     if (previous && this.now() - Date.parse(previous.lastSeen) < DISCOVERED_REFRESH_MS) return;
     // BIOS PXE says only "x86": every such machine bootfarm serves runs amd64 images.
-    const arch = identity.raspberryPi ? 'arm64' : identity.cpu === 'x86_64' || identity.cpu === 'x86' ? 'amd64' : identity.cpu === 'arm64' ? 'arm64' : identity.cpu === 'arm32' ? 'armhf' : undefined;
+    const arch = identity.raspberryPi
+      ? 'arm64'
+      : identity.cpu === 'x86_64' || identity.cpu === 'x86'
+        ? 'amd64'
+        : identity.cpu === 'arm64'
+          ? 'arm64'
+          : identity.cpu === 'arm32'
+            ? 'armhf'
+            : undefined;
     const machine: DiscoveredMachine = {
       mac: identity.mac,
       arch: previous?.arch ?? arch,
@@ -183,12 +198,18 @@ export class Inventory {
     for (const other of this.store.nodes()) {
       if (other.mac === replacing) continue;
       if (other.mac === node.mac) throw new InventoryError(409, `a node with MAC ${node.mac} exists already (${other.hostname})`);
-      if (other.hostname.toLowerCase() === node.hostname.toLowerCase()) throw new InventoryError(409, `hostname ${node.hostname} is taken by ${other.mac}`);
-      if (node.ip && other.ip === node.ip) throw new InventoryError(409, `address ${node.ip} is reserved for ${other.hostname} (${other.mac})`);
-      if (node.piSerial && other.piSerial === node.piSerial) throw new InventoryError(409, `Pi serial ${node.piSerial} belongs to ${other.hostname} (${other.mac})`);
+      if (other.hostname.toLowerCase() === node.hostname.toLowerCase())
+        throw new InventoryError(409, `hostname ${node.hostname} is taken by ${other.mac}`);
+      if (node.ip && other.ip === node.ip)
+        throw new InventoryError(409, `address ${node.ip} is reserved for ${other.hostname} (${other.mac})`);
+      if (node.piSerial && other.piSerial === node.piSerial)
+        throw new InventoryError(409, `Pi serial ${node.piSerial} belongs to ${other.hostname} (${other.mac})`);
     }
     if (node.profile && !this.config.layers.profiles.some((p) => p.name === node.profile)) {
-      throw new InventoryError(400, `profile: expected one of ${this.config.layers.profiles.map((p) => p.name).join(', ') || '(no profiles are defined)'}, got ${JSON.stringify(node.profile)}`);
+      throw new InventoryError(
+        400,
+        `profile: expected one of ${this.config.layers.profiles.map((p) => p.name).join(', ') || '(no profiles are defined)'}, got ${JSON.stringify(node.profile)}`,
+      );
     }
   }
 

@@ -15,13 +15,21 @@ export interface NodeAddresses {
 
 export class SessionBootScripts implements BootScriptIssuer {
   private readonly refusalLog = new RateLimiter(10, 60_000);
-  constructor(private readonly sessions: BootSessions, private readonly addresses: NodeAddresses, private readonly logger: Logger) {}
+  constructor(
+    private readonly sessions: BootSessions,
+    private readonly addresses: NodeAddresses,
+    private readonly logger: Logger,
+  ) {}
 
   async issue(node: EffectiveNode, clientAddress: string): Promise<{ nonce: string } | { refused: string }> {
     if (!this.addresses.isNodeAddress(node.mac, clientAddress)) {
       // Bounded: an attacker's loop cannot flood the log (the file refusal is counted per request).
       const limit = this.refusalLog.take(Date.now());
-      if (limit.log) this.logger.warn({ node: node.hostname, mac: node.mac, client: clientAddress, suppressedSinceLast: limit.suppressed }, 'boot script asked for from an address that is not the node\'s: refused');
+      if (limit.log)
+        this.logger.warn(
+          { node: node.hostname, mac: node.mac, client: clientAddress, suppressedSinceLast: limit.suppressed },
+          "boot script asked for from an address that is not the node's: refused",
+        );
       return { refused: `${clientAddress} is not the address of ${node.hostname}: its boot script (and boot nonce) go to the node only` };
     }
     try {

@@ -19,7 +19,10 @@ import type { Metrics } from '../metrics.js';
 import type { MintedToken, TokenMinter } from '../kube/minter.js';
 
 export class AgentError extends Error {
-  constructor(readonly status: 401 | 403 | 404 | 409 | 410 | 423 | 502, message: string) {
+  constructor(
+    readonly status: 401 | 403 | 404 | 409 | 410 | 423 | 502,
+    message: string,
+  ) {
     super(message);
     this.name = 'AgentError';
   }
@@ -131,7 +134,8 @@ export class BootSessions {
   private admissionPending(node: EffectiveNode, session: BootSessionRecord): string | undefined {
     const mode = this.deps.kubernetes?.admission ?? 'auto';
     if (mode === 'approve' && session.approvedAt === undefined) return `waiting for an operator: bootfarm node approve ${node.hostname}`;
-    if (mode === 'tpm' && !(this.deps.attested?.(node.mac, session.bootId) ?? false)) return `waiting for ${node.hostname}'s TPM to answer its credential challenge`;
+    if (mode === 'tpm' && !(this.deps.attested?.(node.mac, session.bootId) ?? false))
+      return `waiting for ${node.hostname}'s TPM to answer its credential challenge`;
     return undefined;
   }
 
@@ -143,7 +147,10 @@ export class BootSessions {
   async approve(node: EffectiveNode, by: string): Promise<BootSessionRecord> {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.nonceUsedAt === undefined) {
-      throw new AgentError(409, `${node.hostname} has no boot waiting for approval${current ? ` (its last boot is ${current.state === 'booting' ? 'still at its boot script' : current.state})` : ''}`);
+      throw new AgentError(
+        409,
+        `${node.hostname} has no boot waiting for approval${current ? ` (its last boot is ${current.state === 'booting' ? 'still at its boot script' : current.state})` : ''}`,
+      );
     }
     if (current.approvedAt !== undefined) return current;
     const approved: BootSessionRecord = { ...current, approvedAt: this.now(), approvedBy: by };
@@ -175,7 +182,8 @@ export class BootSessions {
    */
   noteDiscover(node: EffectiveNode): void {
     const current = this.session(node.mac);
-    if (!this.bootStarts.has(node.mac) || (current && current.openedAt > (this.bootStarts.get(node.mac) ?? 0))) this.bootStarts.set(node.mac, this.now());
+    if (!this.bootStarts.has(node.mac) || (current && current.openedAt > (this.bootStarts.get(node.mac) ?? 0)))
+      this.bootStarts.set(node.mac, this.now());
   }
 
   /**
@@ -187,7 +195,13 @@ export class BootSessions {
    * and when it carries this boot's nonce or secret the boot is revoked: a
    * credential of the node's in another machine's hands is a theft.
    */
-  admitBoundAddress(node: EffectiveNode, address: string, path: string, presented?: PresentedCredentials, isNodeAddressNow = false): boolean {
+  admitBoundAddress(
+    node: EffectiveNode,
+    address: string,
+    path: string,
+    presented?: PresentedCredentials,
+    isNodeAddressNow = false,
+  ): boolean {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.address === undefined) return false;
     if (current.address === address) return true;
@@ -208,7 +222,10 @@ export class BootSessions {
     if (last === undefined || now - last >= MISMATCH_EVENT_INTERVAL_MS) {
       this.mismatchEventAt.set(node.mac, now);
       this.event(node.mac, 'security.address-mismatch', { bootId: current.bootId, boundTo: current.address, from: address, path });
-      this.deps.logger.warn({ node: node.hostname, mac: node.mac, bootId: current.bootId, boundTo: current.address, from: address, path }, 'agent request from another address than the one this boot is bound to: refused');
+      this.deps.logger.warn(
+        { node: node.hostname, mac: node.mac, bootId: current.bootId, boundTo: current.address, from: address, path },
+        'agent request from another address than the one this boot is bound to: refused',
+      );
     }
     throw new AgentError(403, `this boot of ${node.hostname} is bound to another address`);
   }
@@ -229,12 +246,15 @@ export class BootSessions {
 
   /** Revokes from a synchronous check (the request is refused at once); a failed write is logged, never unhandled. */
   private revokeInBackground(session: BootSessionRecord, reason: string): void {
-    this.finish(session, 'revoked', reason)
-      .catch((err: unknown) => this.deps.logger.error({ mac: session.mac, err: (err as Error).message }, 'revoking a boot failed'));
+    this.finish(session, 'revoked', reason).catch((err: unknown) =>
+      this.deps.logger.error({ mac: session.mac, err: (err as Error).message }, 'revoking a boot failed'),
+    );
   }
 
   private carriesBootCredential(session: BootSessionRecord, presented: PresentedCredentials): boolean {
-    return credentialMatches(presented.nonce, session.nonceDigest) || credentialMatches(bearerOf(presented.authorization), session.secretDigest);
+    return (
+      credentialMatches(presented.nonce, session.nonceDigest) || credentialMatches(bearerOf(presented.authorization), session.secretDigest)
+    );
   }
 
   /**
@@ -251,7 +271,8 @@ export class BootSessions {
     const current = this.session(node.mac);
     const now = this.now();
     if (current && current.state === 'booting') {
-      const bound = now - current.openedAt < BOUND_BOOT_SECONDS * 1000 || (current.tokenExpiresAt !== undefined && current.tokenExpiresAt > now);
+      const bound =
+        now - current.openedAt < BOUND_BOOT_SECONDS * 1000 || (current.tokenExpiresAt !== undefined && current.tokenExpiresAt > now);
       if (current.address === address && current.nonceUsedAt === undefined && bound) {
         const pending = this.unspentNonces.get(node.mac);
         if (pending?.bootId === current.bootId) return pending.nonce;
@@ -299,13 +320,17 @@ export class BootSessions {
    * is minted; with the secret (a later fetch) it gets the configuration again.
    * A nonce presented twice, or a wrong one, revokes the boot.
    */
-  async openConfig(node: EffectiveNode, presented: PresentedCredentials, address: string): Promise<{ session: BootSessionRecord; secret: string }> {
+  async openConfig(
+    node: EffectiveNode,
+    presented: PresentedCredentials,
+    address: string,
+  ): Promise<{ session: BootSessionRecord; secret: string }> {
     const current = this.session(node.mac);
     if (!current || current.state !== 'booting' || current.nonceDigest === undefined) {
       // The nonce of a boot that is over: a replay, worth an alarm.
       if (current && credentialMatches(presented.nonce, current.nonceDigest)) {
         this.refuse(node, current, 'nonce-replay', {});
-        throw new AgentError(401, 'this boot\'s nonce was used already and the boot is over');
+        throw new AgentError(401, "this boot's nonce was used already and the boot is over");
       }
       this.countRefusal(current === undefined || current.state === 'booting' ? 'missing' : 'boot-over');
       throw new AgentError(401, `no boot of ${node.hostname} is open: its boot script (with bootfarm.nonce) comes first`);
@@ -314,28 +339,32 @@ export class BootSessions {
     if (secret !== undefined && presented.nonce === undefined) {
       if (credentialMatches(secret, current.secretDigest)) return { session: current, secret };
       this.refuse(node, current, 'secret-mismatch', {});
-      throw new AgentError(401, 'the secret is not this boot\'s');
+      throw new AgentError(401, "the secret is not this boot's");
     }
     if (presented.nonce === undefined) {
       this.countRefusal('missing');
-      throw new AgentError(401, 'this boot\'s nonce (bootfarm.nonce on the kernel command line) is required');
+      throw new AgentError(401, "this boot's nonce (bootfarm.nonce on the kernel command line) is required");
     }
     if (!credentialMatches(presented.nonce, current.nonceDigest)) {
       this.refuse(node, current, 'nonce-mismatch', {});
-      await this.finish(current, 'revoked', 'a wrong boot nonce was presented from the boot\'s own address');
-      throw new AgentError(401, 'the nonce is not this boot\'s; the boot is revoked');
+      await this.finish(current, 'revoked', "a wrong boot nonce was presented from the boot's own address");
+      throw new AgentError(401, "the nonce is not this boot's; the boot is revoked");
     }
     if (current.nonceUsedAt !== undefined) {
       this.refuse(node, current, 'nonce-replay', {});
       await this.finish(current, 'revoked', 'the boot nonce was presented a second time');
-      throw new AgentError(401, 'this boot\'s nonce was used already; the boot is revoked');
+      throw new AgentError(401, "this boot's nonce was used already; the boot is revoked");
     }
     const issued = issueCredential();
     // From here on the boot answers the address that spent the nonce.
     const opened: BootSessionRecord = { ...current, nonceUsedAt: this.now(), secretDigest: issued.digest, address };
     this.unspentNonces.delete(node.mac);
     await this.deps.store.putSession(opened);
-    this.event(node.mac, 'boot.nonce-spent', { bootId: opened.bootId, address, ...(address !== current.address ? { scriptAddress: current.address } : {}) });
+    this.event(node.mac, 'boot.nonce-spent', {
+      bootId: opened.bootId,
+      address,
+      ...(address !== current.address ? { scriptAddress: current.address } : {}),
+    });
     const pending = this.willJoin(node) ? this.admissionPending(node, opened) : undefined;
     if (pending !== undefined) this.event(node.mac, 'boot.pending-admission', { bootId: opened.bootId, reason: pending });
     if (this.willJoin(node) && pending === undefined) void this.startMint(node, opened);
@@ -370,8 +399,21 @@ export class BootSessions {
           await minter?.revoke(token.id).catch(() => undefined);
           throw new AgentError(410, 'the boot ended while its token was being minted');
         }
-        await this.deps.store.putSession({ ...latest, tokenId: minter?.kind === 'static' ? undefined : token.id, tokenExpiresAt: token.expiresAt });
-        logger.info({ node: node.hostname, mac: node.mac, tokenId: token.id, expiresAt: token.expiresAt === undefined ? 'set by the cluster' : new Date(token.expiresAt).toISOString(), minter: minter?.kind }, 'bootstrap token minted');
+        await this.deps.store.putSession({
+          ...latest,
+          tokenId: minter?.kind === 'static' ? undefined : token.id,
+          tokenExpiresAt: token.expiresAt,
+        });
+        logger.info(
+          {
+            node: node.hostname,
+            mac: node.mac,
+            tokenId: token.id,
+            expiresAt: token.expiresAt === undefined ? 'set by the cluster' : new Date(token.expiresAt).toISOString(),
+            minter: minter?.kind,
+          },
+          'bootstrap token minted',
+        );
         this.event(node.mac, 'token.minted', { tokenId: token.id });
         return token;
       },
@@ -394,11 +436,11 @@ export class BootSessions {
     const given = bearerOf(authorization);
     if (!session || !given) {
       this.countRefusal('missing');
-      throw new AgentError(401, 'a bearer secret from this boot\'s configuration is required');
+      throw new AgentError(401, "a bearer secret from this boot's configuration is required");
     }
     if (!credentialMatches(given, session.secretDigest)) {
       this.countRefusal('secret-mismatch');
-      throw new AgentError(401, 'the secret is not this boot\'s');
+      throw new AgentError(401, "the secret is not this boot's");
     }
     return session;
   }
@@ -406,7 +448,11 @@ export class BootSessions {
   /** The token for the node's join, once per boot. */
   async takeJoinToken(node: EffectiveNode, authorization: string | undefined): Promise<MintedToken> {
     const session = this.authenticate(node.mac, authorization);
-    if (!this.willJoin(node)) throw new AgentError(409, this.deps.kubernetes ? `node ${node.hostname} does not join (join: false)` : 'no kubernetes section is configured');
+    if (!this.willJoin(node))
+      throw new AgentError(
+        409,
+        this.deps.kubernetes ? `node ${node.hostname} does not join (join: false)` : 'no kubernetes section is configured',
+      );
     if (session.state !== 'booting') throw new AgentError(410, `this boot is over (${session.state})`);
     if (session.joinServed) throw new AgentError(410, 'the join configuration of this boot was handed out already');
     // Not admitted yet: the agent asks again (423, Retry-After) until it is.
@@ -420,7 +466,13 @@ export class BootSessions {
     return token;
   }
 
-  async report(node: EffectiveNode, authorization: string | undefined, step: string, status: ReportStatus, detail: string | undefined): Promise<void> {
+  async report(
+    node: EffectiveNode,
+    authorization: string | undefined,
+    step: string,
+    status: ReportStatus,
+    detail: string | undefined,
+  ): Promise<void> {
     const session = this.authenticate(node.mac, authorization);
     const text = detail?.slice(0, DETAIL_LIMIT);
     this.deps.metrics.agentReports.inc({ step, status });
@@ -444,7 +496,8 @@ export class BootSessions {
     const seconds = (this.now() - latest.startedAt) / 1000;
     this.deps.metrics.bootDuration.observe({ outcome: state }, seconds);
     this.unspentNonces.delete(session.mac);
-    if (state === 'joined' || state === 'booted' || state === 'failed' || state === 'revoked') this.event(session.mac, state, { bootId: latest.bootId, seconds, reason });
+    if (state === 'joined' || state === 'booted' || state === 'failed' || state === 'revoked')
+      this.event(session.mac, state, { bootId: latest.bootId, seconds, reason });
     if (state === 'revoked') this.deps.logger.warn({ mac: session.mac, bootId: latest.bootId, reason }, 'boot revoked');
     await this.revoke({ ...latest, state }, reason ?? state);
   }

@@ -17,10 +17,23 @@ import { TpmFormatError } from '../tpm/marshal.js';
 import { missingAttributes, objectName, parsePublic, TPMA, type TpmPublic } from '../tpm/public-area.js';
 import { EkRegistrationError, type EkRegistry, type EkSource } from './tpm-ek-registry.js';
 
-export type TpmRefusalReason = 'ek-mismatch' | 'no-ek-registered' | 'ek-unusable' | 'ak-malformed' | 'ak-attributes' | 'ak-name-mismatch' | 'wrong-answer' | 'no-challenge' | 'too-many-challenges';
+export type TpmRefusalReason =
+  | 'ek-mismatch'
+  | 'no-ek-registered'
+  | 'ek-unusable'
+  | 'ak-malformed'
+  | 'ak-attributes'
+  | 'ak-name-mismatch'
+  | 'wrong-answer'
+  | 'no-challenge'
+  | 'too-many-challenges';
 
 export class TpmRefusal extends Error {
-  constructor(readonly status: 400 | 403 | 409, readonly reason: TpmRefusalReason, message: string) {
+  constructor(
+    readonly status: 400 | 403 | 409,
+    readonly reason: TpmRefusalReason,
+    message: string,
+  ) {
     super(message);
     this.name = 'TpmRefusal';
   }
@@ -113,7 +126,13 @@ export class TpmAdmission {
     const ak = this.parse(node, bootId, request.akPublic, 'ak-malformed', 'akPublic');
     const missing = missingAttributes(ak, AK_ATTRIBUTES);
     if (missing.length > 0 || (ak.attributes & TPMA.decrypt) !== 0) {
-      this.refuse(node, bootId, 400, 'ak-attributes', `the AK is not a restricted signing key bound to its TPM (${missing.length > 0 ? `missing ${missing.join(', ')}` : 'decrypt is set'})`);
+      this.refuse(
+        node,
+        bootId,
+        400,
+        'ak-attributes',
+        `the AK is not a restricted signing key bound to its TPM (${missing.length > 0 ? `missing ${missing.join(', ')}` : 'decrypt is set'})`,
+      );
     }
     const akName = objectName(ak);
     if (request.akName !== undefined && !request.akName.equals(akName)) {
@@ -130,7 +149,15 @@ export class TpmAdmission {
       throw err;
     }
     const ekName = objectName(ek);
-    this.pending.set(node.mac, { bootId, secret, ek, ekName, akName, source, firstUseEk: source === 'trust-on-first-use' ? request.ekPublic : undefined });
+    this.pending.set(node.mac, {
+      bootId,
+      secret,
+      ek,
+      ekName,
+      akName,
+      source,
+      firstUseEk: source === 'trust-on-first-use' ? request.ekPublic : undefined,
+    });
     this.event(node.mac, 'tpm.challenge', { bootId, ek: short(ekName), ak: short(akName), ekSource: source });
     return { credential: toolsCredentialFile(made), ekName, akName, ekType: ek.type };
   }
@@ -141,41 +168,79 @@ export class TpmAdmission {
     try {
       registered = this.deps.registry.registered(node);
     } catch (err) {
-      if (err instanceof EkRegistrationError) this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used: ${err.message}`);
+      if (err instanceof EkRegistrationError)
+        this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used: ${err.message}`);
       throw err;
     }
     if (registered) {
       // An EK of the other type (the agent made RSA, an ECC one is registered) says
       // nothing: the credential goes to the registered EK, and only its TPM opens it.
       if (offered && offered.type === registered.ek.type && !objectName(offered).equals(objectName(registered.ek))) {
-        this.refuse(node, bootId, 403, 'ek-mismatch', `this machine's TPM has EK ${short(objectName(offered))} (${offered.type}), not ${node.hostname}'s registered EK ${short(objectName(registered.ek))} (${registered.ek.type}, ${registered.source})`);
+        this.refuse(
+          node,
+          bootId,
+          403,
+          'ek-mismatch',
+          `this machine's TPM has EK ${short(objectName(offered))} (${offered.type}), not ${node.hostname}'s registered EK ${short(objectName(registered.ek))} (${registered.ek.type}, ${registered.source})`,
+        );
       }
       return registered;
     }
-    if (!this.deps.trustOnFirstUse) this.refuse(node, bootId, 409, 'no-ek-registered', `${node.hostname} has no registered EK (tpm.ek, \`bootfarm node enrol --ek FILE\`) and kubernetes.tpm.trustOnFirstUse is off`);
-    if (!offered) this.refuse(node, bootId, 400, 'no-ek-registered', `${node.hostname} has no registered EK yet: trust on first use needs the agent's ekPublic`);
+    if (!this.deps.trustOnFirstUse)
+      this.refuse(
+        node,
+        bootId,
+        409,
+        'no-ek-registered',
+        `${node.hostname} has no registered EK (tpm.ek, \`bootfarm node enrol --ek FILE\`) and kubernetes.tpm.trustOnFirstUse is off`,
+      );
+    if (!offered)
+      this.refuse(
+        node,
+        bootId,
+        400,
+        'no-ek-registered',
+        `${node.hostname} has no registered EK yet: trust on first use needs the agent's ekPublic`,
+      );
     return { ek: offered, source: 'trust-on-first-use' };
   }
 
   /** The secret the agent recovered with TPM2_ActivateCredential: one try per challenge. */
   async answer(node: EffectiveNode, bootId: string, secret: Buffer): Promise<void> {
     const pending = this.pending.get(node.mac);
-    if (!pending || pending.bootId !== bootId) this.refuse(node, bootId, 409, 'no-challenge', 'no TPM challenge of this boot is waiting for an answer');
+    if (!pending || pending.bootId !== bootId)
+      this.refuse(node, bootId, 409, 'no-challenge', 'no TPM challenge of this boot is waiting for an answer');
     const p = pending;
     this.pending.delete(node.mac);
     if (secret.length !== p.secret.length || !timingSafeEqual(secret, p.secret)) {
-      this.refuse(node, bootId, 403, 'wrong-answer', `the answer is not the secret sealed to ${node.hostname}'s EK ${short(p.ekName)}: this machine's TPM does not hold it, or the AK is not in it`);
+      this.refuse(
+        node,
+        bootId,
+        403,
+        'wrong-answer',
+        `the answer is not the secret sealed to ${node.hostname}'s EK ${short(p.ekName)}: this machine's TPM does not hold it, or the AK is not in it`,
+      );
     }
     if (p.firstUseEk) {
       // An EK may have been registered for the node while the challenge was out (a configuration reload, the API).
       const now = this.deps.registry.registered(node);
-      if (now && !objectName(now.ek).equals(p.ekName)) this.refuse(node, bootId, 403, 'ek-mismatch', `${node.hostname} got a registered EK ${short(objectName(now.ek))} while this challenge was out`);
+      if (now && !objectName(now.ek).equals(p.ekName))
+        this.refuse(
+          node,
+          bootId,
+          403,
+          'ek-mismatch',
+          `${node.hostname} got a registered EK ${short(objectName(now.ek))} while this challenge was out`,
+        );
       if (!now) await this.deps.registry.trust(node.mac, p.firstUseEk);
     }
     this.attested.set(node.mac, { bootId, ek: p.ek, akName: p.akName });
     this.deps.metrics.tpmAttestations.inc({ outcome: 'attested' });
     this.event(node.mac, 'tpm.attested', { bootId, ek: short(p.ekName), ak: short(p.akName), ekSource: p.source });
-    this.deps.logger.info({ node: node.hostname, mac: node.mac, bootId, ek: short(p.ekName), ekSource: p.source }, 'boot attested by its TPM');
+    this.deps.logger.info(
+      { node: node.hostname, mac: node.mac, bootId, ek: short(p.ekName), ekSource: p.source },
+      'boot attested by its TPM',
+    );
     this.deps.onAttested?.(node.mac, bootId);
   }
 

@@ -40,7 +40,11 @@ interface TrustFile {
 export class EkRegistry {
   private writing: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly file: string, private readonly configDir: string, private readonly trusted: Map<string, string>) {}
+  private constructor(
+    private readonly file: string,
+    private readonly configDir: string,
+    private readonly trusted: Map<string, string>,
+  ) {}
 
   /** Reads the trust-on-first-use registrations kept in `stateDir`. */
   static open(stateDir: string, configFile: string): EkRegistry {
@@ -48,7 +52,8 @@ export class EkRegistry {
     const trusted = new Map<string, string>();
     if (existsSync(file)) {
       const parsed = JSON.parse(readFileSync(file, 'utf8')) as TrustFile;
-      if (parsed.version !== 1 || typeof parsed.eks !== 'object' || parsed.eks === null) throw new Error(`${file}: not a bootfarm TPM registration file (version 1)`);
+      if (parsed.version !== 1 || typeof parsed.eks !== 'object' || parsed.eks === null)
+        throw new Error(`${file}: not a bootfarm TPM registration file (version 1)`);
       for (const [mac, ek] of Object.entries(parsed.eks)) if (typeof ek === 'string') trusted.set(mac, ek);
     }
     return new EkRegistry(file, path.dirname(path.resolve(configFile)), trusted);
@@ -62,7 +67,9 @@ export class EkRegistry {
       return { ek: this.parse(this.bytesOf(value, source), `the ${source === 'config' ? 'configured' : 'registered'} tpm.ek`), source };
     }
     const trusted = this.trusted.get(node.mac);
-    return trusted === undefined ? undefined : { ek: this.parse(Buffer.from(trusted, 'base64'), `the EK kept in ${FILE}`), source: 'trust-on-first-use' };
+    return trusted === undefined
+      ? undefined
+      : { ek: this.parse(Buffer.from(trusted, 'base64'), `the EK kept in ${FILE}`), source: 'trust-on-first-use' };
   }
 
   private bytesOf(value: string, source: EkSource): Buffer {
@@ -76,7 +83,10 @@ export class EkRegistry {
         }
       }
     }
-    if (!BASE64.test(value)) throw new EkRegistrationError(source === 'config' ? `tpm.ek ${JSON.stringify(value)} is neither an existing file nor base64` : 'tpm.ek is not base64');
+    if (!BASE64.test(value))
+      throw new EkRegistrationError(
+        source === 'config' ? `tpm.ek ${JSON.stringify(value)} is neither an existing file nor base64` : 'tpm.ek is not base64',
+      );
     return Buffer.from(value, 'base64');
   }
 

@@ -46,8 +46,15 @@ export function renderJoinConfiguration(templates: TemplateSet, context: JoinCon
     throw new Error(`the join configuration template produced invalid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
   const discovery = doc?.discovery?.bootstrapToken;
-  if (doc?.kind !== 'JoinConfiguration' || discovery?.token !== context.join.token || !Array.isArray(discovery.caCertHashes) || discovery.caCertHashes.length === 0) {
-    throw new Error('the join configuration template must produce a JoinConfiguration with discovery.bootstrapToken.token and caCertHashes');
+  if (
+    doc?.kind !== 'JoinConfiguration' ||
+    discovery?.token !== context.join.token ||
+    !Array.isArray(discovery.caCertHashes) ||
+    discovery.caCertHashes.length === 0
+  ) {
+    throw new Error(
+      'the join configuration template must produce a JoinConfiguration with discovery.bootstrapToken.token and caCertHashes',
+    );
   }
   return text;
 }

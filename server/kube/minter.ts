@@ -48,7 +48,10 @@ export class KubeApiTokenMinter implements TokenMinter {
       const token = generateBootstrapToken();
       const expiresAt = Date.now() + ttlSeconds * 1000;
       try {
-        await this.api.createNamespacedSecret({ namespace: 'kube-system', body: bootstrapTokenSecret(token, node.hostname, node.mac, new Date(expiresAt)) });
+        await this.api.createNamespacedSecret({
+          namespace: 'kube-system',
+          body: bootstrapTokenSecret(token, node.hostname, node.mac, new Date(expiresAt)),
+        });
         return { ...token, expiresAt };
       } catch (err) {
         lastError = err;
@@ -81,7 +84,7 @@ function describe(err: unknown): string {
       // not JSON
     }
   }
-  return status ? `HTTP ${status}: ${message.split('\n')[0]}` : message.split('\n')[0] ?? 'unknown error';
+  return status ? `HTTP ${status}: ${message.split('\n')[0]}` : (message.split('\n')[0] ?? 'unknown error');
 }
 
 export class StaticTokenMinter implements TokenMinter {

@@ -32,13 +32,23 @@ export interface AttackReport {
 }
 
 /** What a refusal must never contain. */
-const LEAKS: Array<[RegExp, string]> = [[/BOOTFARM_SECRET/, 'a phone-home secret'], [/bootfarm\.nonce=/, 'a boot nonce'], [/JoinConfiguration|[a-z0-9]{6}\.[a-z0-9]{16}/, 'a join configuration or token']];
+const LEAKS: Array<[RegExp, string]> = [
+  [/BOOTFARM_SECRET/, 'a phone-home secret'],
+  [/bootfarm\.nonce=/, 'a boot nonce'],
+  [/JoinConfiguration|[a-z0-9]{6}\.[a-z0-9]{16}/, 'a join configuration or token'],
+];
 
 export class LabAttacker {
   private constructor(
     private readonly net: NetLab,
     private readonly host: LabHost,
-    private readonly opts: { server: string; http: string; apiToken: string; forgedDhcp: { execPath: string; args: string[] }; log: (line: string) => void },
+    private readonly opts: {
+      server: string;
+      http: string;
+      apiToken: string;
+      forgedDhcp: { execPath: string; args: string[] };
+      log: (line: string) => void;
+    },
   ) {}
 
   static async create(net: NetLab, opts: LabAttacker['opts']): Promise<LabAttacker> {
@@ -50,7 +60,12 @@ export class LabAttacker {
   }
 
   private async curl(url: string, headers: string[] = [], from = ATTACKER_ADDRESS): Promise<{ status: number; body: string }> {
-    const r = await this.net.exec(this.host.ns, 'curl', ['-sS', '--max-time', '10', '--interface', from, '-o', '-', '-w', '\n%{http_code}', ...headers, url], 20_000);
+    const r = await this.net.exec(
+      this.host.ns,
+      'curl',
+      ['-sS', '--max-time', '10', '--interface', from, '-o', '-', '-w', '\n%{http_code}', ...headers, url],
+      20_000,
+    );
     const lines = r.stdout.trimEnd().split('\n');
     return { status: Number(lines.pop()), body: lines.join('\n') };
   }
@@ -67,13 +82,23 @@ export class LabAttacker {
     const report: AttackReport = { probes: 0, statuses: {}, forgedDhcp: { sent: 0, sendErrors: 0 }, alarms: [], failures: [] };
     const hyphen = node.mac.replace(/:/g, '-');
     const scripts = node.arch === 'arm64' ? [`grub/grub.cfg-01-${hyphen}`, `boot/${hyphen}.ipxe`] : [`boot/${hyphen}.ipxe`];
-    const forger = this.net.spawn(this.host.ns, this.opts.forgedDhcp.execPath, [...this.opts.forgedDhcp.args, this.opts.server, node.mac, CLAIMED_ADDRESS, '30', '2000'], 'forged-dhcp');
+    const forger = this.net.spawn(
+      this.host.ns,
+      this.opts.forgedDhcp.execPath,
+      [...this.opts.forgedDhcp.args, this.opts.server, node.mac, CLAIMED_ADDRESS, '30', '2000'],
+      'forged-dhcp',
+    );
     try {
       for (let round = 0; !stop.aborted; round++) {
         const from = round % 2 === 0 ? ATTACKER_ADDRESS : CLAIMED_ADDRESS;
-        for (const script of scripts) this.record(report, `boot script ${script}`, await this.curl(`${this.opts.http}/${script}`, [], from));
+        for (const script of scripts)
+          this.record(report, `boot script ${script}`, await this.curl(`${this.opts.http}/${script}`, [], from));
         this.record(report, '/config', await this.curl(`${this.opts.http}/agent/v1/${node.mac}/config`, [], from));
-        this.record(report, '/join', await this.curl(`${this.opts.http}/agent/v1/${node.mac}/join`, ['-H', `Authorization: Bearer ${'A'.repeat(32)}`], from));
+        this.record(
+          report,
+          '/join',
+          await this.curl(`${this.opts.http}/agent/v1/${node.mac}/join`, ['-H', `Authorization: Bearer ${'A'.repeat(32)}`], from),
+        );
         await new Promise((r) => setTimeout(r, 1000));
       }
     } finally {
@@ -88,21 +113,33 @@ export class LabAttacker {
    * After the node joined: replays the nonce off its console, then checks the
    * timeline recorded it and the node's lease is still the node's.
    */
-  async afterJoin(node: { mac: string }, report: AttackReport, consoleText: string, events: () => Promise<TimelineEvent[]>): Promise<AttackReport> {
+  async afterJoin(
+    node: { mac: string },
+    report: AttackReport,
+    consoleText: string,
+    events: () => Promise<TimelineEvent[]>,
+  ): Promise<AttackReport> {
     const nonce = /\bbootfarm\.nonce=([A-Za-z0-9_-]+)/.exec(consoleText)?.[1];
     if (!nonce) {
-      report.failures.push('no bootfarm.nonce on the node\'s console: nothing to replay');
+      report.failures.push("no bootfarm.nonce on the node's console: nothing to replay");
       return report;
     }
     const before = new Set((await events()).map((e) => `${e.at} ${e.type}`));
-    this.record(report, 'replayed nonce', await this.curl(`${this.opts.http}/agent/v1/${node.mac}/config`, ['-H', `X-Bootfarm-Nonce: ${nonce}`]));
+    this.record(
+      report,
+      'replayed nonce',
+      await this.curl(`${this.opts.http}/agent/v1/${node.mac}/config`, ['-H', `X-Bootfarm-Nonce: ${nonce}`]),
+    );
     for (let tries = 0; tries < 10 && report.alarms.length === 0; tries++) {
       await new Promise((r) => setTimeout(r, 500));
       report.alarms = (await events()).filter((e) => e.type.startsWith('security.') && !before.has(`${e.at} ${e.type}`)).map((e) => e.type);
     }
-    if (!report.alarms.includes('security.from-another-address')) report.failures.push(`the replayed nonce left no alarm on the node's timeline (saw: ${report.alarms.join(', ') || 'none'})`);
+    if (!report.alarms.includes('security.from-another-address'))
+      report.failures.push(`the replayed nonce left no alarm on the node's timeline (saw: ${report.alarms.join(', ') || 'none'})`);
     const leases = await this.curl(`${this.opts.http}/api/v1/leases`, ['-H', `Authorization: Bearer ${this.opts.apiToken}`]);
-    const claimed = (JSON.parse(leases.body) as { leases: Array<{ ip: string; mac: string; state: string }> }).leases.filter((l) => l.ip === CLAIMED_ADDRESS || l.ip === ATTACKER_ADDRESS);
+    const claimed = (JSON.parse(leases.body) as { leases: Array<{ ip: string; mac: string; state: string }> }).leases.filter(
+      (l) => l.ip === CLAIMED_ADDRESS || l.ip === ATTACKER_ADDRESS,
+    );
     if (claimed.length > 0) report.failures.push(`the forged REQUESTs got a lease: ${JSON.stringify(claimed)}`);
     if (report.forgedDhcp.sent === 0) report.failures.push('no forged DHCP REQUEST was sent');
     return report;

@@ -7,7 +7,14 @@ import { parseArgs } from 'node:util';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { makeLabPki } from './pki.js';
 
-const { values } = parseArgs({ options: { dir: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'refuse-node': { type: 'string', multiple: true } } });
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'refuse-node': { type: 'string', multiple: true },
+  },
+});
 const dir = values.dir as string;
 // Tests read state.json while requests arrive: write beside it and rename, so a
 // reader sees the old state or the new one whole, never a half-written file.

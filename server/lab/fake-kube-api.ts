@@ -62,12 +62,18 @@ const b64url = (data: string | Buffer) => Buffer.from(data).toString('base64url'
 /** Detached JWS (header..signature), HS256 keyed by the whole token: what kubeadm discovery verifies. */
 function detachedJws(payload: string, tokenId: string, tokenSecret: string): string {
   const header = b64url(JSON.stringify({ alg: 'HS256', kid: tokenId }));
-  const signature = createHmac('sha256', `${tokenId}.${tokenSecret}`).update(`${header}.${b64url(payload)}`).digest();
+  const signature = createHmac('sha256', `${tokenId}.${tokenSecret}`)
+    .update(`${header}.${b64url(payload)}`)
+    .digest();
   return `${header}..${b64url(signature)}`;
 }
 
 class HttpError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -132,7 +138,11 @@ export class FakeKubeApi {
       if (s.type !== 'bootstrap.kubernetes.io/token') continue;
       const expiration = s.data.expiration;
       if (expiration && Date.parse(expiration) <= now) continue;
-      out.push({ id: s.data['token-id'] as string, secret: s.data['token-secret'] as string, signing: s.data['usage-bootstrap-signing'] === 'true' });
+      out.push({
+        id: s.data['token-id'] as string,
+        secret: s.data['token-secret'] as string,
+        signing: s.data['usage-bootstrap-signing'] === 'true',
+      });
     }
     return out;
   }
@@ -156,7 +166,15 @@ export class FakeKubeApi {
     } catch (err) {
       const e = err instanceof HttpError ? err : new HttpError(500, 'InternalError', (err as Error).message);
       status = e.code;
-      send(res, e.code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: e.message, reason: e.reason, code: e.code });
+      send(res, e.code, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: e.message,
+        reason: e.reason,
+        code: e.code,
+      });
     }
     this.record({ method, path: url.pathname, status, object });
   }
@@ -168,7 +186,12 @@ export class FakeKubeApi {
     if (a.length !== b.length || !timingSafeEqual(a, b)) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
   }
 
-  private route(method: string, url: URL, authorization: string | undefined, body: string): { status: number; body: unknown; object?: string } {
+  private route(
+    method: string,
+    url: URL,
+    authorization: string | undefined,
+    body: string,
+  ): { status: number; body: unknown; object?: string } {
     const path = url.pathname;
     const secretsPath = '/api/v1/namespaces/kube-system/secrets';
     if (path === secretsPath && method === 'POST') {
@@ -180,7 +203,10 @@ export class FakeKubeApi {
     }
     if (path === secretsPath && method === 'GET') {
       this.requireAdmin(authorization);
-      return { status: 200, body: { kind: 'SecretList', apiVersion: 'v1', metadata: {}, items: [...this.secrets.values()].map(secretObject) } };
+      return {
+        status: 200,
+        body: { kind: 'SecretList', apiVersion: 'v1', metadata: {}, items: [...this.secrets.values()].map(secretObject) },
+      };
     }
     if (path.startsWith(`${secretsPath}/`)) {
       this.requireAdmin(authorization);
@@ -190,7 +216,11 @@ export class FakeKubeApi {
       if (method === 'GET') return { status: 200, body: secretObject(secret) };
       if (method === 'DELETE') {
         this.secrets.delete(name);
-        return { status: 200, body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: 'secrets' } }, object: `secret ${name}` };
+        return {
+          status: 200,
+          body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: 'secrets' } },
+          object: `secret ${name}`,
+        };
       }
       throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported here`);
     }
@@ -198,8 +228,12 @@ export class FakeKubeApi {
       // Anonymous, as kubeadm's discovery reads it before it trusts anything.
       const kubeconfig = this.clusterInfoKubeconfig();
       const data: Record<string, string> = { kubeconfig };
-      for (const token of this.validTokens(Date.now())) if (token.signing) data[`jws-kubeconfig-${token.id}`] = detachedJws(kubeconfig, token.id, token.secret);
-      return { status: 200, body: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'cluster-info', namespace: 'kube-public' }, data } };
+      for (const token of this.validTokens(Date.now()))
+        if (token.signing) data[`jws-kubeconfig-${token.id}`] = detachedJws(kubeconfig, token.id, token.secret);
+      return {
+        status: 200,
+        body: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'cluster-info', namespace: 'kube-public' }, data },
+      };
     }
     if (path === '/api/v1/nodes' && method === 'POST') {
       const given = /^Bearer ([a-z0-9]{6})\.([a-z0-9]{16})$/.exec(authorization ?? '');
@@ -207,16 +241,35 @@ export class FakeKubeApi {
       if (!token) throw new HttpError(401, 'Unauthorized', 'Unauthorized: not a valid bootstrap token');
       const parsed = parseJson(body) as { metadata?: { name?: unknown; labels?: unknown }; spec?: { taints?: unknown } };
       const name = parsed.metadata?.name;
-      if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new HttpError(422, 'Invalid', 'metadata.name: Invalid value');
+      if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name))
+        throw new HttpError(422, 'Invalid', 'metadata.name: Invalid value');
       if (this.nodes.has(name)) throw new HttpError(409, 'AlreadyExists', `nodes "${name}" already exists`);
-      if (this.options.refuseNodes?.includes(name)) throw new HttpError(403, 'Forbidden', `nodes "${name}" is forbidden: the lab refuses this node's join`);
-      const node: FakeNode = { name, labels: (parsed.metadata?.labels ?? {}) as Record<string, string>, taints: Array.isArray(parsed.spec?.taints) ? parsed.spec.taints : [], tokenId: token.id, createdAt: new Date().toISOString() };
+      if (this.options.refuseNodes?.includes(name))
+        throw new HttpError(403, 'Forbidden', `nodes "${name}" is forbidden: the lab refuses this node's join`);
+      const node: FakeNode = {
+        name,
+        labels: (parsed.metadata?.labels ?? {}) as Record<string, string>,
+        taints: Array.isArray(parsed.spec?.taints) ? parsed.spec.taints : [],
+        tokenId: token.id,
+        createdAt: new Date().toISOString(),
+      };
       this.nodes.set(name, node);
-      return { status: 201, body: { kind: 'Node', apiVersion: 'v1', metadata: { name, labels: node.labels }, spec: { taints: node.taints } }, object: `node ${name} (token ${token.id})` };
+      return {
+        status: 201,
+        body: { kind: 'Node', apiVersion: 'v1', metadata: { name, labels: node.labels }, spec: { taints: node.taints } },
+        object: `node ${name} (token ${token.id})`,
+      };
     }
     if (path === '/api/v1/nodes' && method === 'GET') {
       this.requireAdmin(authorization);
-      return { status: 200, body: { kind: 'NodeList', apiVersion: 'v1', items: [...this.nodes.values()].map((n) => ({ metadata: { name: n.name, labels: n.labels }, spec: { taints: n.taints } })) } };
+      return {
+        status: 200,
+        body: {
+          kind: 'NodeList',
+          apiVersion: 'v1',
+          items: [...this.nodes.values()].map((n) => ({ metadata: { name: n.name, labels: n.labels }, spec: { taints: n.taints } })),
+        },
+      };
     }
     throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${method} ${path})`);
   }
@@ -249,32 +302,56 @@ function parseJson(body: string): unknown {
 
 /** The checks the API server and the bootstrap-token authenticator apply to such a Secret. */
 function validateBootstrapSecret(input: unknown): FakeSecret {
-  const obj = input as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; labels?: unknown }; type?: unknown; stringData?: Record<string, unknown>; data?: Record<string, unknown> };
+  const obj = input as {
+    kind?: unknown;
+    metadata?: { name?: unknown; namespace?: unknown; labels?: unknown };
+    type?: unknown;
+    stringData?: Record<string, unknown>;
+    data?: Record<string, unknown>;
+  };
   const invalid = (field: string, why: string) => new HttpError(422, 'Invalid', `Secret is invalid: ${field}: ${why}`);
   if (obj?.kind !== undefined && obj.kind !== 'Secret') throw invalid('kind', 'must be Secret');
   const data: Record<string, string> = {};
   for (const [k, v] of Object.entries(obj.data ?? {})) data[k] = Buffer.from(String(v), 'base64').toString('utf8');
   for (const [k, v] of Object.entries(obj.stringData ?? {})) data[k] = String(v);
   const name = obj.metadata?.name;
-  if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== 'kube-system') throw invalid('metadata.namespace', 'does not match the namespace of the request');
-  if (obj.type !== 'bootstrap.kubernetes.io/token') throw invalid('type', 'this fake only stores bootstrap tokens (bootstrap.kubernetes.io/token)');
+  if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== 'kube-system')
+    throw invalid('metadata.namespace', 'does not match the namespace of the request');
+  if (obj.type !== 'bootstrap.kubernetes.io/token')
+    throw invalid('type', 'this fake only stores bootstrap tokens (bootstrap.kubernetes.io/token)');
   const id = data['token-id'] ?? '';
   if (!TOKEN_ID.test(id)) throw invalid('data[token-id]', 'must match [a-z0-9]{6}');
   if (!TOKEN_SECRET.test(data['token-secret'] ?? '')) throw invalid('data[token-secret]', 'must match [a-z0-9]{16}');
   if (name !== `bootstrap-token-${id}`) throw invalid('metadata.name', `must be bootstrap-token-${id}`);
-  if (data['usage-bootstrap-authentication'] !== 'true') throw invalid('data[usage-bootstrap-authentication]', 'must be "true" for a join token');
-  if (data['usage-bootstrap-signing'] !== 'true') throw invalid('data[usage-bootstrap-signing]', 'must be "true" (discovery verifies the cluster-info signature)');
+  if (data['usage-bootstrap-authentication'] !== 'true')
+    throw invalid('data[usage-bootstrap-authentication]', 'must be "true" for a join token');
+  if (data['usage-bootstrap-signing'] !== 'true')
+    throw invalid('data[usage-bootstrap-signing]', 'must be "true" (discovery verifies the cluster-info signature)');
   const groups = data['auth-extra-groups'];
-  if (groups !== undefined && !groups.split(',').every((g) => g.startsWith('system:bootstrappers:'))) throw invalid('data[auth-extra-groups]', 'every group must start with system:bootstrappers:');
+  if (groups !== undefined && !groups.split(',').every((g) => g.startsWith('system:bootstrappers:')))
+    throw invalid('data[auth-extra-groups]', 'every group must start with system:bootstrappers:');
   const expiration = data.expiration;
-  if (expiration !== undefined && (!RFC3339_UTC.test(expiration) || Number.isNaN(Date.parse(expiration)))) throw invalid('data[expiration]', 'must be an RFC 3339 time in UTC');
-  return { name, type: obj.type, data, labels: (obj.metadata?.labels ?? {}) as Record<string, string>, createdAt: new Date().toISOString() };
+  if (expiration !== undefined && (!RFC3339_UTC.test(expiration) || Number.isNaN(Date.parse(expiration))))
+    throw invalid('data[expiration]', 'must be an RFC 3339 time in UTC');
+  return {
+    name,
+    type: obj.type,
+    data,
+    labels: (obj.metadata?.labels ?? {}) as Record<string, string>,
+    createdAt: new Date().toISOString(),
+  };
 }
 
 function secretObject(secret: FakeSecret): unknown {
   const data: Record<string, string> = {};
   for (const [k, v] of Object.entries(secret.data)) data[k] = Buffer.from(v).toString('base64');
-  return { kind: 'Secret', apiVersion: 'v1', metadata: { name: secret.name, namespace: 'kube-system', labels: secret.labels, creationTimestamp: secret.createdAt }, type: secret.type, data };
+  return {
+    kind: 'Secret',
+    apiVersion: 'v1',
+    metadata: { name: secret.name, namespace: 'kube-system', labels: secret.labels, creationTimestamp: secret.createdAt },
+    type: secret.type,
+    data,
+  };
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

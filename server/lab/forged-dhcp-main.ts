@@ -19,11 +19,27 @@ if (mac.length !== 6 || !/^\d+\.\d+\.\d+\.\d+$/.test(address) || !/^\d+\.\d+\.\d
 
 /** A REQUEST claiming `address` for `mac`; with `serverId`, as if answering an OFFER that never came. */
 function forgedRequest(forMac: Buffer, claimed: string, serverId: string | undefined): Buffer {
-  const options = new Map<number, Buffer>([[Opt.MESSAGE_TYPE, Buffer.of(MessageType.REQUEST)], [Opt.REQUESTED_IP, ipv4ToBuffer(claimed)]]);
+  const options = new Map<number, Buffer>([
+    [Opt.MESSAGE_TYPE, Buffer.of(MessageType.REQUEST)],
+    [Opt.REQUESTED_IP, ipv4ToBuffer(claimed)],
+  ]);
   if (serverId) options.set(Opt.SERVER_ID, ipv4ToBuffer(serverId));
   const packet: DhcpPacket = {
-    op: BOOTREQUEST, htype: 1, hlen: 6, hops: 0, xid: randomBytes(4).readUInt32BE(0), secs: 0, flags: 0x8000,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr: forMac, sname: '', file: '', options,
+    op: BOOTREQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: randomBytes(4).readUInt32BE(0),
+    secs: 0,
+    flags: 0x8000,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr: forMac,
+    sname: '',
+    file: '',
+    options,
   };
   return encodePacket(packet).buffer;
 }
@@ -31,13 +47,14 @@ function forgedRequest(forMac: Buffer, claimed: string, serverId: string | undef
 const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 let sent = 0;
 let sendErrors = 0;
-const send = (datagram: Buffer) => new Promise<void>((resolve) => {
-  socket.send(datagram, 67, '255.255.255.255', (err) => {
-    if (err) sendErrors++;
-    else sent++;
-    resolve();
+const send = (datagram: Buffer) =>
+  new Promise<void>((resolve) => {
+    socket.send(datagram, 67, '255.255.255.255', (err) => {
+      if (err) sendErrors++;
+      else sent++;
+      resolve();
+    });
   });
-});
 socket.on('error', (err) => {
   process.stderr.write(`forged-dhcp: ${err.message}\n`);
   process.exit(1);

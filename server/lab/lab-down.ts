@@ -8,24 +8,43 @@ import { run } from './proc.js';
  * lab's server containers removed, then the namespaces deleted.
  */
 export async function labDown(log: (line: string) => void): Promise<number> {
-  const names = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => /^bflab[0-9a-z]+-/.test(n));
+  const names = (await run('ip', ['netns', 'list'])).stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => /^bflab[0-9a-z]+-/.test(n));
   for (const ns of names) {
-    const pids = (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').map(Number).filter((p) => p > 1);
+    const pids = (await run('ip', ['netns', 'pids', ns])).stdout
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 1);
     for (const pid of pids) {
-      try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
     }
     if (pids.length) log(`${ns}: ended ${pids.length} process(es) (${pids.join(', ')})`);
   }
   const labIds = [...new Set(names.map((n) => n.split('-')[0] as string))];
-  const containers = (await run('docker', ['ps', '-a', '--format', '{{.Names}}'])).stdout.split('\n').filter((c) => labIds.some((id) => c.startsWith(`${id}-bootfarm`)));
+  const containers = (await run('docker', ['ps', '-a', '--format', '{{.Names}}'])).stdout
+    .split('\n')
+    .filter((c) => labIds.some((id) => c.startsWith(`${id}-bootfarm`)));
   for (const c of containers) {
     await run('docker', ['rm', '-f', c]);
     log(`removed container ${c}`);
   }
   await new Promise((r) => setTimeout(r, 1000));
   for (const ns of names) {
-    for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').map(Number).filter((p) => p > 1)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 1)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
     await run('ip', ['netns', 'del', ns]);
   }

@@ -25,9 +25,15 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
 /** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */
 export function parseLabNodes(text: string): LabNodeKind[] {
   const out: LabNodeKind[] = [];
-  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [kind, countText] = item.split('*') as [string, string | undefined];
-    if (!(LAB_NODE_KINDS as readonly string[]).includes(kind)) throw new SetupError(`--nodes: unknown node kind ${JSON.stringify(kind)}; expected some of ${LAB_NODE_KINDS.join(', ')} (kind*N for several)`);
+    if (!(LAB_NODE_KINDS as readonly string[]).includes(kind))
+      throw new SetupError(
+        `--nodes: unknown node kind ${JSON.stringify(kind)}; expected some of ${LAB_NODE_KINDS.join(', ')} (kind*N for several)`,
+      );
     const count = countText === undefined ? 1 : Number(countText);
     if (!Number.isInteger(count) || count < 1 || count > 16) throw new SetupError(`--nodes: ${item}: expected a count 1-16 after *`);
     for (let i = 0; i < count; i++) out.push(kind as LabNodeKind);

@@ -19,7 +19,13 @@ function tpmDir(workDir: string, hostname: string, which: 'registered' | 'impost
  * Registers each node's TPM: its EK (TPM2B_PUBLIC) base64, as a node's `tpm.ek`
  * in the lab's config. `ns` needs a loopback: tpm2-tools reach swtpm on 127.0.0.1.
  */
-export async function enrolLabTpms(lab: NetLab, ns: string, workDir: string, hostnames: string[], basePort = 2321): Promise<Map<string, string>> {
+export async function enrolLabTpms(
+  lab: NetLab,
+  ns: string,
+  workDir: string,
+  hostnames: string[],
+  basePort = 2321,
+): Promise<Map<string, string>> {
   const eks = new Map<string, string>();
   // One at a time: each enrolment's swtpm ends before the next starts on the same ports.
   for (const hostname of hostnames) {
@@ -32,7 +38,14 @@ export async function enrolLabTpms(lab: NetLab, ns: string, workDir: string, hos
  * Starts the swtpm a node's QEMU attaches (GuestOptions.tpmSocket): the registered
  * TPM, or for an impostor a fresh one. Resolves once its control socket exists.
  */
-export async function startNodeTpm(lab: NetLab, ns: string, workDir: string, hostname: string, impostor: boolean, timeoutMs = 20_000): Promise<{ swtpm: Background; socket: string }> {
+export async function startNodeTpm(
+  lab: NetLab,
+  ns: string,
+  workDir: string,
+  hostname: string,
+  impostor: boolean,
+  timeoutMs = 20_000,
+): Promise<{ swtpm: Background; socket: string }> {
   const dir = tpmDir(workDir, hostname, impostor ? 'impostor' : 'registered');
   const socket = path.join(path.dirname(dir), `${impostor ? 'impostor' : 'registered'}.sock`);
   const swtpm = spawnSwtpm(lab, ns, dir, { kind: 'qemu', socket });

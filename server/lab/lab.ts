@@ -171,7 +171,25 @@ export class Lab {
 
   /** The lab as the operator: approves the node's boot that waits for admission (POST /api/v1/nodes/{mac}/approve). */
   private async approve(spec: NodeSpec): Promise<void> {
-    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${spec.mac}/approve`], 10_000);
+    const r = await (this.net as NetLab).exec(
+      (this.kubeHost as LabHost).ns,
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '5',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-X',
+        'POST',
+        '-H',
+        `Authorization: Bearer ${this.apiToken}`,
+        `${HTTP}/api/v1/nodes/${spec.mac}/approve`,
+      ],
+      10_000,
+    );
     this.log(`${spec.hostname}: boot waits for admission; approved by the lab as its operator (HTTP ${r.stdout})`);
   }
 
@@ -186,20 +204,39 @@ export class Lab {
     for (const arch of arches) {
       const dir = path.join(this.options.imagesDir, this.options.image, 'current', arch);
       for (const file of ['vmlinuz', 'initrd.img', 'root.squashfs']) {
-        if (!existsSync(path.join(dir, file))) throw new SetupError(`image ${this.options.image} has no ${arch} ${file} under ${this.options.imagesDir} (build it: bootfarm image build --name ${this.options.image} --arch ${[...arches].join(',')} --images-dir ${this.options.imagesDir})`);
+        if (!existsSync(path.join(dir, file)))
+          throw new SetupError(
+            `image ${this.options.image} has no ${arch} ${file} under ${this.options.imagesDir} (build it: bootfarm image build --name ${this.options.image} --arch ${[...arches].join(',')} --images-dir ${this.options.imagesDir})`,
+          );
       }
     }
     if (this.admission === 'tpm' && this.options.nodes.includes('arm64-uefi')) {
-      throw new SetupError('--admission tpm: arm64-uefi nodes get no TPM (the Debian arm64 kernel has no tpm_tis driver for QEMU virt\'s tpm-tis-device); use amd64 nodes');
+      throw new SetupError(
+        "--admission tpm: arm64-uefi nodes get no TPM (the Debian arm64 kernel has no tpm_tis driver for QEMU virt's tpm-tis-device); use amd64 nodes",
+      );
     }
-    const unknownImpostor = (this.options.tpmImpostors ?? []).find((h) => !this.specs.some((s) => s.hostname === h && s.firmware !== 'pi4'));
-    if (unknownImpostor !== undefined) throw new SetupError(`--tpm-impostor: ${JSON.stringify(unknownImpostor)} is not a QEMU node of this lab (${this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname).join(', ')})`);
+    const unknownImpostor = (this.options.tpmImpostors ?? []).find(
+      (h) => !this.specs.some((s) => s.hostname === h && s.firmware !== 'pi4'),
+    );
+    if (unknownImpostor !== undefined)
+      throw new SetupError(
+        `--tpm-impostor: ${JSON.stringify(unknownImpostor)} is not a QEMU node of this lab (${this.specs
+          .filter((s) => s.firmware !== 'pi4')
+          .map((s) => s.hostname)
+          .join(', ')})`,
+      );
     if (this.options.tpmImpostors?.length && this.admission !== 'tpm') throw new SetupError('--tpm-impostor needs --admission tpm');
-    if (this.options.publishDuringOutage && this.options.restartServerAfterJoin === undefined) throw new SetupError('--publish-during-outage publishes while bootfarm is down: it needs --restart-server-after-join');
+    if (this.options.publishDuringOutage && this.options.restartServerAfterJoin === undefined)
+      throw new SetupError('--publish-during-outage publishes while bootfarm is down: it needs --restart-server-after-join');
     if (this.options.upgradeServer && (this.options.server !== 'docker' || this.options.restartServerAfterJoin === undefined)) {
-      throw new SetupError('--upgrade-server replaces bootfarm\'s container during the outage: it needs --server docker and --restart-server-after-join');
+      throw new SetupError(
+        "--upgrade-server replaces bootfarm's container during the outage: it needs --server docker and --restart-server-after-join",
+      );
     }
-    if (this.options.nodes.includes('pi4') && !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))) {
+    if (
+      this.options.nodes.includes('pi4') &&
+      !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))
+    ) {
       throw new SetupError(`image ${this.options.image} has no Raspberry Pi firmware (arm64/rpi/start4.elf): rebuild it for arm64`);
     }
   }
@@ -209,7 +246,12 @@ export class Lab {
     return {
       server: { address: SERVER, stateDir: path.join(this.workDir, 'state') },
       // Router advertisements end iPXE's ~16 s wait for IPv6 (server/dhcp/ra/radvd.ts).
-      dhcp: { mode: 'full', interface: 'eth0', routerAdvertisements: true, subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }] },
+      dhcp: {
+        mode: 'full',
+        interface: 'eth0',
+        routerAdvertisements: true,
+        subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }],
+      },
       tftp: { root: tftpRoot },
       http: { port: 8080 },
       nbd: { port: 10809 },
@@ -235,7 +277,9 @@ export class Lab {
       nodes: this.specs.map((s) => {
         const k = s.kind;
         return {
-          mac: s.mac, hostname: s.hostname, arch: s.arch,
+          mac: s.mac,
+          hostname: s.hostname,
+          arch: s.arch,
           ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
           ...(this.options.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
           ...(this.options.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
@@ -243,7 +287,14 @@ export class Lab {
         };
       }),
       unknownNodes: 'discover',
-      kubernetes: { apiServer: `${KUBE}:6443`, caCertFile: kube.caCertFile, kubeconfig: kube.kubeconfig, tokenTtl: '30m', version: 'v1.31', admission: this.admission },
+      kubernetes: {
+        apiServer: `${KUBE}:6443`,
+        caCertFile: kube.caCertFile,
+        kubeconfig: kube.kubeconfig,
+        tokenTtl: '30m',
+        version: 'v1.31',
+        admission: this.admission,
+      },
       api: { token: this.apiToken },
       log: { level: 'info' },
     };
@@ -261,13 +312,36 @@ export class Lab {
     this.kubeHost = await this.net.addHost('kube', { address: `${KUBE}/24` });
     const kubeDir = path.join(this.workDir, 'kube');
     mkdirSync(kubeDir, { recursive: true });
-    this.kubeApi = this.net.spawn(this.kubeHost.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), fakeApiMain(this.options.cli.args), '--dir', kubeDir, '--host', KUBE, '--port', '6443', ...this.specs.filter((sp) => this.options.refuseJoin?.includes(sp.kind)).flatMap((sp) => ['--refuse-node', sp.hostname])], 'fake-kube-api');
-    const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as { caCertFile: string; kubeconfig: string };
+    this.kubeApi = this.net.spawn(
+      this.kubeHost.ns,
+      this.options.cli.execPath,
+      [
+        ...this.options.cli.args.slice(0, -1),
+        fakeApiMain(this.options.cli.args),
+        '--dir',
+        kubeDir,
+        '--host',
+        KUBE,
+        '--port',
+        '6443',
+        ...this.specs.filter((sp) => this.options.refuseJoin?.includes(sp.kind)).flatMap((sp) => ['--refuse-node', sp.hostname]),
+      ],
+      'fake-kube-api',
+    );
+    const ready = JSON.parse(await this.kubeApi.waitFor((l) => l.includes('"ready":true'), 60_000, 'the fake Kubernetes API')) as {
+      caCertFile: string;
+      kubeconfig: string;
+    };
     this.log(`fake Kubernetes API on ${KUBE}:6443`);
     if (this.options.attack) {
       this.attacker = await LabAttacker.create(this.net, {
-        server: SERVER, http: HTTP, apiToken: this.apiToken,
-        forgedDhcp: { execPath: this.options.cli.execPath, args: [...this.options.cli.args.slice(0, -1), sibling(this.options.cli.args, 'forged-dhcp-main')] },
+        server: SERVER,
+        http: HTTP,
+        apiToken: this.apiToken,
+        forgedDhcp: {
+          execPath: this.options.cli.execPath,
+          args: [...this.options.cli.args.slice(0, -1), sibling(this.options.cli.args, 'forged-dhcp-main')],
+        },
         log: (line) => this.log(`attacker: ${line}`),
       });
       this.log('attacker on the lab segment (10.9.0.66, and a claimed pool address)');
@@ -275,8 +349,15 @@ export class Lab {
 
     if (this.admission === 'tpm') {
       // The operator's enrolment, before any node powers on: each node's EK into its tpm.ek.
-      this.tpmEks = await enrolLabTpms(this.net, this.kubeHost.ns, this.workDir, this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname));
-      this.log(`registered the EKs of ${this.tpmEks.size} swtpm TPM(s)${this.options.tpmImpostors?.length ? `; ${this.options.tpmImpostors.join(', ')} will boot with another TPM (impostor)` : ''}`);
+      this.tpmEks = await enrolLabTpms(
+        this.net,
+        this.kubeHost.ns,
+        this.workDir,
+        this.specs.filter((s) => s.firmware !== 'pi4').map((s) => s.hostname),
+      );
+      this.log(
+        `registered the EKs of ${this.tpmEks.size} swtpm TPM(s)${this.options.tpmImpostors?.length ? `; ${this.options.tpmImpostors.join(', ')} will boot with another TPM (impostor)` : ''}`,
+      );
     }
 
     const configFile = path.join(this.workDir, 'bootfarm.yaml');
@@ -289,14 +370,22 @@ export class Lab {
       copyFileSync(ready.caCertFile, path.join(stateDir, 'kube', 'ca.crt'));
       copyFileSync(ready.kubeconfig, path.join(stateDir, 'kube', 'admin.conf'));
       const inside = `${SERVER_CONTAINER_PATHS.state}/kube`;
-      writeFileSync(configFile, stringify(containerConfig(this.config({ caCertFile: `${inside}/ca.crt`, kubeconfig: `${inside}/admin.conf` }))));
+      writeFileSync(
+        configFile,
+        stringify(containerConfig(this.config({ caCertFile: `${inside}/ca.crt`, kubeconfig: `${inside}/admin.conf` }))),
+      );
       const docker = await connectDocker();
       const image = 'bootfarm/server:lab';
       await buildServerImage(docker, { tag: image, log: (line) => this.log(`server image: ${line}`) });
       this.container = await startServerContainer({
-        configFile, stateDir, imagesDir: this.options.imagesDir, tftpRoot,
-        network: { mode: 'bridge', bridge: 'br0', netns: (this.net).switchNs, address: `${SERVER}/24` },
-        image, name: `${(this.net).id}-bootfarm`, docker,
+        configFile,
+        stateDir,
+        imagesDir: this.options.imagesDir,
+        tftpRoot,
+        network: { mode: 'bridge', bridge: 'br0', netns: this.net.switchNs, address: `${SERVER}/24` },
+        image,
+        name: `${this.net.id}-bootfarm`,
+        docker,
       });
       this.log(`bootfarm serving on ${SERVER} (container ${this.container.name}, config ${configFile})`);
       return;
@@ -309,17 +398,26 @@ export class Lab {
   }
 
   private async startServerProcess(): Promise<void> {
-    const bootfarm = (this.net as NetLab).spawn(this.srvNs as string, this.options.cli.execPath, [...this.options.cli.args, 'serve', '--config', this.configFile], 'bootfarm');
+    const bootfarm = (this.net as NetLab).spawn(
+      this.srvNs as string,
+      this.options.cli.execPath,
+      [...this.options.cli.args, 'serve', '--config', this.configFile],
+      'bootfarm',
+    );
     this.bootfarm = bootfarm;
     await Promise.race([
       bootfarm.waitFor((l) => l.includes('"bootfarm ready"'), 60_000, 'bootfarm ready'),
-      bootfarm.exited.then((code) => { throw new SetupError(`bootfarm exited (${code}) before it was ready:\n${bootfarm.lines.slice(-10).join('\n')}`); }),
+      bootfarm.exited.then((code) => {
+        throw new SetupError(`bootfarm exited (${code}) before it was ready:\n${bootfarm.lines.slice(-10).join('\n')}`);
+      }),
     ]);
   }
 
   /** Restarts bootfarm (container restart, or a new process on the same state). */
   private async restartServer(node: LabNodeKind, step: Step, passed: Step[]): Promise<void> {
-    this.log(`restarting bootfarm while ${node} is past "${step}"${passed.length ? ` (it passed ${passed.join(', ')} within one poll: one restart for them)` : ''} (failure injection)`);
+    this.log(
+      `restarting bootfarm while ${node} is past "${step}"${passed.length ? ` (it passed ${passed.join(', ')} within one poll: one restart for them)` : ''} (failure injection)`,
+    );
     if (this.container) {
       await this.container.restart();
     } else {
@@ -339,7 +437,11 @@ export class Lab {
   /** upgradeServer: a second image of this tree (a new dev.bootfarm.build label), built while the node runs. */
   private async buildUpgrade(): Promise<string> {
     const docker = await connectDocker();
-    const report = await buildServerImage(docker, { tag: UPGRADE_IMAGE, buildId: `lab-upgrade-${Date.now()}`, log: (line) => this.log(`upgrade image: ${line}`) });
+    const report = await buildServerImage(docker, {
+      tag: UPGRADE_IMAGE,
+      buildId: `lab-upgrade-${Date.now()}`,
+      log: (line) => this.log(`upgrade image: ${line}`),
+    });
     return report.imageId;
   }
 
@@ -351,18 +453,50 @@ export class Lab {
   /** After a publish under the node: does its root show the new version, and what does gc (dry run) keep? */
   private async afterPublish(spec: NodeSpec, published: PublishedNext): Promise<PublishReport> {
     const seen = await guestRun(this.controlSocket(spec), `[ -e ${NEXT_MARKER} ] && echo MARKER present || echo MARKER absent`, 120_000);
-    const gc = await run(this.options.cli.execPath, [...this.options.cli.args, 'image', 'gc', '--images-dir', this.options.imagesDir, '--state-dir', path.join(this.workDir, 'state'), '--image', this.options.image, '--keep', '0', '--dry-run', '--json'], 120_000);
+    const gc = await run(
+      this.options.cli.execPath,
+      [
+        ...this.options.cli.args,
+        'image',
+        'gc',
+        '--images-dir',
+        this.options.imagesDir,
+        '--state-dir',
+        path.join(this.workDir, 'state'),
+        '--image',
+        this.options.image,
+        '--keep',
+        '0',
+        '--dry-run',
+        '--json',
+      ],
+      120_000,
+    );
     if (gc.code !== 0) throw new Error(`bootfarm image gc --dry-run: ${gc.stderr}`);
     const decisions = (JSON.parse(gc.stdout) as { decisions: Array<{ version: string; keep: boolean; reasons: string[] }> }).decisions;
-    this.log(`${spec.hostname}: gc (dry run): ${decisions.map((d) => `${d.version} ${d.keep ? `kept (${d.reasons.join('; ')})` : 'would go'}`).join(', ')}`);
-    return { from: published.from, to: published.to, markerOnNode: !/^MARKER absent$/m.test(seen.output), gc: decisions.map(({ version, keep, reasons }) => ({ version, keep, reasons })) };
+    this.log(
+      `${spec.hostname}: gc (dry run): ${decisions.map((d) => `${d.version} ${d.keep ? `kept (${d.reasons.join('; ')})` : 'would go'}`).join(', ')}`,
+    );
+    return {
+      from: published.from,
+      to: published.to,
+      markerOnNode: !/^MARKER absent$/m.test(seen.output),
+      gc: decisions.map(({ version, keep, reasons }) => ({ version, keep, reasons })),
+    };
   }
 
-  private async outage(spec: NodeSpec, guest: Background): Promise<{ report: OutageReport; upgrade?: { from: string; to: string }; publish?: PublishReport }> {
+  private async outage(
+    spec: NodeSpec,
+    guest: Background,
+  ): Promise<{ report: OutageReport; upgrade?: { from: string; to: string }; publish?: PublishReport }> {
     const signal = this.options.restartSignal ?? 'SIGKILL';
     const container = this.container;
-    const upgrade = this.options.upgradeServer && container ? { from: await this.imageId(container.image), to: await this.buildUpgrade() } : undefined;
-    if (upgrade) this.log(`${spec.hostname}: bootfarm will be upgraded from ${upgrade.from.slice(7, 19)} to ${upgrade.to.slice(7, 19)} under the node`);
+    const upgrade =
+      this.options.upgradeServer && container ? { from: await this.imageId(container.image), to: await this.buildUpgrade() } : undefined;
+    if (upgrade)
+      this.log(
+        `${spec.hostname}: bootfarm will be upgraded from ${upgrade.from.slice(7, 19)} to ${upgrade.to.slice(7, 19)} under the node`,
+      );
     // The version the node mounted: its files are what it must keep reading, whatever `current` becomes.
     const mounted = path.basename(readlinkSync(path.join(this.options.imagesDir, this.options.image, 'current')));
     this.log(`${spec.hostname}: joined; ending bootfarm (${signal}) with the node's root attached (failure injection)`);
@@ -371,12 +505,16 @@ export class Lab {
       downSeconds: this.options.restartServerAfterJoin ?? 30,
       root: this.options.toRam?.includes(spec.kind) ? 'ram' : 'nbd',
       squashfs: path.join(this.options.imagesDir, this.options.image, mounted, spec.arch, 'root.squashfs'),
-      ...(this.options.publishDuringOutage ? {
-        whileDown: async () => {
-          this.published = await publishNextVersion(this.options.imagesDir, this.options.image);
-          this.log(`${spec.hostname}: published ${this.options.image}/${this.published.to} while bootfarm is down (the node mounted ${mounted})`);
-        },
-      } : {}),
+      ...(this.options.publishDuringOutage
+        ? {
+            whileDown: async () => {
+              this.published = await publishNextVersion(this.options.imagesDir, this.options.image);
+              this.log(
+                `${spec.hostname}: published ${this.options.image}/${this.published.to} while bootfarm is down (the node mounted ${mounted})`,
+              );
+            },
+          }
+        : {}),
       controlSocket: this.controlSocket(spec),
       halt: async (sig) => {
         if (this.container) await this.container.halt(sig);
@@ -399,7 +537,12 @@ export class Lab {
 
   private async events(mac: string): Promise<TimelineEvent[]> {
     // Reads need the API token (api.protectReads is on by default).
-    const r = await (this.net as NetLab).exec((this.kubeHost as LabHost).ns, 'curl', ['-sf', '--max-time', '5', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${mac}/events`], 10_000);
+    const r = await (this.net as NetLab).exec(
+      (this.kubeHost as LabHost).ns,
+      'curl',
+      ['-sf', '--max-time', '5', '-H', `Authorization: Bearer ${this.apiToken}`, `${HTTP}/api/v1/nodes/${mac}/events`],
+      10_000,
+    );
     if (r.code !== 0) return [];
     return (JSON.parse(r.stdout) as { events: TimelineEvent[] }).events;
   }
@@ -418,19 +561,60 @@ export class Lab {
     if (spec.firmware === 'pi4') {
       const host = await net.addHost(spec.hostname.replace(/^lab-/, ''), { mac: spec.mac });
       const out = path.join(this.workDir, `${spec.hostname}-files`);
-      guest = net.spawn(host.ns, this.options.cli.execPath, [...this.options.cli.args.slice(0, -1), piBootloaderMain(this.options.cli.args), '--iface', 'eth0', '--mac', spec.mac, '--serial', spec.piSerial as string, '--model', '4', '--out', out, '--dhcp-timeout', '60'], spec.kind);
+      guest = net.spawn(
+        host.ns,
+        this.options.cli.execPath,
+        [
+          ...this.options.cli.args.slice(0, -1),
+          piBootloaderMain(this.options.cli.args),
+          '--iface',
+          'eth0',
+          '--mac',
+          spec.mac,
+          '--serial',
+          spec.piSerial as string,
+          '--model',
+          '4',
+          '--out',
+          out,
+          '--dhcp-timeout',
+          '60',
+        ],
+        spec.kind,
+      );
     } else {
       const impostor = this.options.tpmImpostors?.includes(spec.hostname) === true;
       const started = this.admission === 'tpm' ? await startNodeTpm(net, net.switchNs, this.workDir, spec.hostname, impostor) : undefined;
       tpm = started?.swtpm;
-      if (started) this.log(`${spec.hostname}: ${impostor ? 'a different swtpm than the one registered (impostor)' : 'its registered swtpm'} attached`);
-      guest = await startGuest(net, spec.firmware, spec.mac, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec), ...(started ? { tpmSocket: started.socket } : {}) });
+      if (started)
+        this.log(
+          `${spec.hostname}: ${impostor ? 'a different swtpm than the one registered (impostor)' : 'its registered swtpm'} attached`,
+        );
+      guest = await startGuest(net, spec.firmware, spec.mac, {
+        memoryMb: 1024,
+        label: spec.kind,
+        controlSocket: this.controlSocket(spec),
+        ...(started ? { tpmSocket: started.socket } : {}),
+      });
     }
-    this.log(`${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`);
+    this.log(
+      `${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`,
+    );
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
-    const result: NodeResult = { kind: spec.kind, hostname: spec.hostname, mac: spec.mac, ok: false, timeline: {}, lastStep: 'power-on', events: [], console: consoleFile };
+    const result: NodeResult = {
+      kind: spec.kind,
+      hostname: spec.hostname,
+      mac: spec.mac,
+      ok: false,
+      timeline: {},
+      lastStep: 'power-on',
+      events: [],
+      console: consoleFile,
+    };
     let exited: number | null | undefined;
-    void guest.exited.then((code) => { exited = code; });
+    void guest.exited.then((code) => {
+      exited = code;
+    });
     let approvedBoot = false;
     const attackStop = new AbortController();
     const attack = this.attacker && spec.firmware !== 'pi4' ? this.attacker.duringBoot(spec, attackStop.signal) : undefined;
@@ -455,7 +639,9 @@ export class Lab {
           const step = due.sort((a, b) => STEPS.indexOf(a) - STEPS.indexOf(b)).pop();
           if (step) {
             for (const s of [...due, step]) this.restartedAt.add(s);
-            this.restarting = this.restartServer(spec.kind, step, due).finally(() => { this.restarting = undefined; });
+            this.restarting = this.restartServer(spec.kind, step, due).finally(() => {
+              this.restarting = undefined;
+            });
           }
         }
         if (this.restarting) await this.restarting;
@@ -472,7 +658,9 @@ export class Lab {
           if (attack && this.attacker) {
             attackStop.abort();
             result.attack = await this.attacker.afterJoin(spec, await attack, guest.lines.join('\n'), () => this.events(spec.mac));
-            this.log(`${spec.hostname}: attacker made ${result.attack.probes} requests and sent ${result.attack.forgedDhcp.sent} forged REQUESTs; alarms ${result.attack.alarms.join(', ') || 'none'}`);
+            this.log(
+              `${spec.hostname}: attacker made ${result.attack.probes} requests and sent ${result.attack.forgedDhcp.sent} forged REQUESTs; alarms ${result.attack.alarms.join(', ') || 'none'}`,
+            );
             if (result.attack.failures.length > 0) {
               result.ok = false;
               result.failure = `attacker: ${result.attack.failures.slice(0, 5).join('; ')}`;
@@ -497,14 +685,23 @@ export class Lab {
           }
           break;
         }
-        if (seen.failed) { result.failure = seen.failed; break; }
+        if (seen.failed) {
+          result.failure = seen.failed;
+          break;
+        }
         if (exited !== undefined) {
           // Its last requests may have landed after this poll: look once more.
-          const last = timelineOf((await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000), poweredOn);
+          const last = timelineOf(
+            (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000),
+            poweredOn,
+          );
           result.failure = last.failed ?? `the guest stopped (QEMU exit ${exited})`;
           break;
         }
-        if (Date.now() > deadline) { result.failure = `not joined after ${this.options.timeoutSeconds} s${seen.tpmRefused ? ` (${seen.tpmRefused})` : ''}`; break; }
+        if (Date.now() > deadline) {
+          result.failure = `not joined after ${this.options.timeoutSeconds} s${seen.tpmRefused ? ` (${seen.tpmRefused})` : ''}`;
+          break;
+        }
       }
     } finally {
       attackStop.abort();
@@ -516,8 +713,14 @@ export class Lab {
       }
       writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
     }
-    if (!result.ok) result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines.slice(-12).map((l) => `    | ${l}`).join('\n')}`;
-    this.log(`${spec.hostname}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
+    if (!result.ok)
+      result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines
+        .slice(-12)
+        .map((l) => `    | ${l}`)
+        .join('\n')}`;
+    this.log(
+      `${spec.hostname}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`,
+    );
     return result;
   }
 
@@ -528,7 +731,10 @@ export class Lab {
     await this.bootfarm?.stop('SIGTERM', 5000);
     if (this.bootfarm) writeFileSync(path.join(this.workDir, 'bootfarm.log'), `${this.bootfarm.lines.join('\n')}\n`);
     if (this.container) {
-      writeFileSync(path.join(this.workDir, 'bootfarm.log'), await this.container.logs().catch((err: unknown) => `logs unavailable: ${(err as Error).message}`));
+      writeFileSync(
+        path.join(this.workDir, 'bootfarm.log'),
+        await this.container.logs().catch((err: unknown) => `logs unavailable: ${(err as Error).message}`),
+      );
       await this.container.stop();
       this.container = undefined;
     }
@@ -540,7 +746,8 @@ export class Lab {
   clusterNodes(): Array<{ name: string; tokenId: string; labels: Record<string, string> }> {
     const file = path.join(this.workDir, 'kube', 'state.json');
     if (!existsSync(file)) return [];
-    return (JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ name: string; tokenId: string; labels: Record<string, string> }> }).nodes;
+    return (JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ name: string; tokenId: string; labels: Record<string, string> }> })
+      .nodes;
   }
 }
 
@@ -556,9 +763,21 @@ const piBootloaderMain = (cliArgs: string[]) => sibling(cliArgs, 'pi-bootloader'
 export function formatSummary(results: NodeResult[]): string {
   const header = ['NODE', 'RESULT', ...STEPS.map((s) => s.toUpperCase())];
   // The Pi stand-in is the bootloader only: it passes when its node's files arrived intact.
-  const rows = [header, ...results.map((r) => [r.hostname, r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED', ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`))])];
+  const rows = [
+    header,
+    ...results.map((r) => [
+      r.hostname,
+      r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED',
+      ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`)),
+    ]),
+  ];
   const widths = header.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  const lines = rows.map((row) =>
+    row
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
   for (const r of results) if (!r.ok) lines.push('', `${r.hostname}: ${r.failure}`);
   return lines.join('\n');
 }

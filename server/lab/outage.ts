@@ -68,11 +68,15 @@ export interface OutageReport {
 async function unreadFiles(squashfs: string, count: number): Promise<Array<{ file: string; bytes: number; expected: string }>> {
   const list = await run('unsquashfs', ['-lls', '-d', '', squashfs], 120_000);
   if (list.code !== 0) throw new Error(`unsquashfs -lls ${squashfs}: ${list.stderr}`);
-  const files = list.stdout.split('\n').flatMap((line) => {
-    // -rw-r--r-- root/root  1234567 2024-01-01 00:00 /usr/lib/modules/6.1.0/kernel/drivers/x.ko
-    const m = /^-\S+\s+\S+\s+(\d+)\s+\S+\s+\S+\s+(\/usr\/lib\/modules\/\S+\.ko(\.xz|\.zst)?)$/.exec(line);
-    return m ? [{ file: m[2] as string, bytes: Number(m[1]) }] : [];
-  }).sort((a, b) => b.bytes - a.bytes).slice(0, count);
+  const files = list.stdout
+    .split('\n')
+    .flatMap((line) => {
+      // -rw-r--r-- root/root  1234567 2024-01-01 00:00 /usr/lib/modules/6.1.0/kernel/drivers/x.ko
+      const m = /^-\S+\s+\S+\s+(\d+)\s+\S+\s+\S+\s+(\/usr\/lib\/modules\/\S+\.ko(\.xz|\.zst)?)$/.exec(line);
+      return m ? [{ file: m[2] as string, bytes: Number(m[1]) }] : [];
+    })
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, count);
   if (files.length < count) throw new Error(`${squashfs}: fewer than ${count} kernel modules to read`);
   const out = [];
   for (const f of files) {
@@ -128,12 +132,20 @@ function parseRead(output: string): { sha256: string; seconds: number } | undefi
 const since = (t: number) => Math.round((Date.now() - t) / 100) / 10;
 
 export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
-  const [blockedFile, afterFile, loopFile] = (await unreadFiles(plan.squashfs, 3)) as Array<Omit<ReadCheck, 'sha256'>> as [Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>, Omit<ReadCheck, 'sha256'>];
+  const [blockedFile, afterFile, loopFile] = (await unreadFiles(plan.squashfs, 3)) as Array<Omit<ReadCheck, 'sha256'>> as [
+    Omit<ReadCheck, 'sha256'>,
+    Omit<ReadCheck, 'sha256'>,
+    Omit<ReadCheck, 'sha256'>,
+  ];
   // The channel works before anything else happens (the node's shell is up).
   const hello = await guestRun(plan.controlSocket, 'uname -n', 120_000);
   plan.log(`node shell: ${hello.output.trim()}`);
   // /sys/block/nbd0/pid exists while a client holds the device connected.
-  const rootInfo = await guestRun(plan.controlSocket, 'echo "SOURCE $(cat /run/bootfarm/source)"; [ -e /sys/block/nbd0/pid ] && echo NBD connected || echo NBD none', 120_000);
+  const rootInfo = await guestRun(
+    plan.controlSocket,
+    'echo "SOURCE $(cat /run/bootfarm/source)"; [ -e /sys/block/nbd0/pid ] && echo NBD connected || echo NBD none',
+    120_000,
+  );
   const nodeRoot = { source: /^SOURCE (\S*)$/m.exec(rootInfo.output)?.[1] ?? '', nbdConnected: /^NBD connected$/m.test(rootInfo.output) };
   plan.log(`node root: ${nodeRoot.source || '(unknown)'}, /dev/nbd0 ${nodeRoot.nbdConnected ? 'connected' : 'not connected'}`);
   const consoleFrom = plan.console().length;
@@ -146,7 +158,12 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   // Issued while bootfarm is away: it must block, not fail.
   const blocked = guestRun(plan.controlSocket, readScript(blockedFile.file), (plan.downSeconds + 900) * 1000);
   let blockedDone: number | undefined;
-  void blocked.then(() => { blockedDone = Date.now(); }, () => undefined);
+  void blocked.then(
+    () => {
+      blockedDone = Date.now();
+    },
+    () => undefined,
+  );
   await Promise.all([new Promise((r) => setTimeout(r, plan.downSeconds * 1000)), plan.whileDown?.()]);
   // Root on NBD: finished while down = it did not wait for the server. Root in RAM: it had to.
   const finishedWhileDown = blockedDone !== undefined;
@@ -155,14 +172,22 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
   const readyAt = Date.now();
   plan.log(`bootfarm started again after ${downSeconds} s down`);
   const b = await blocked;
-  const blockedRead = { ...blockedFile, sha256: parseRead(b.output)?.sha256 ?? '', finishedAfterReadySeconds: Math.round(((blockedDone ?? Date.now()) - readyAt) / 100) / 10 };
+  const blockedRead = {
+    ...blockedFile,
+    sha256: parseRead(b.output)?.sha256 ?? '',
+    finishedAfterReadySeconds: Math.round(((blockedDone ?? Date.now()) - readyAt) / 100) / 10,
+  };
   plan.log(`read issued while down finished ${blockedRead.finishedAfterReadySeconds} s after bootfarm was ready (exit ${b.code})`);
 
   const token = `outage-${downAt}`;
   const a = await guestRun(plan.controlSocket, `${readScript(afterFile.file)}\n${aliveScript(token)}`, 900_000);
   const stopped = await guestRun(plan.controlSocket, readerStop(), 900_000);
   const passes = [...stopped.output.matchAll(/^READER (.*)$/gm)].map((m) => (m[1] as string).trim()).filter((l) => l !== 'STOPPED');
-  const reader = { file: loopFile.file, passes: passes.length, wrong: passes.filter((l) => l !== `${loopFile.expected}  ${loopFile.file}`) };
+  const reader = {
+    file: loopFile.file,
+    passes: passes.length,
+    wrong: passes.filter((l) => l !== `${loopFile.expected}  ${loopFile.file}`),
+  };
   const read = parseRead(a.output);
   const overlay = /^OVERLAY (.*)$/m.exec(a.output)?.[1] ?? '';
   let agentAlive = false;
@@ -176,23 +201,43 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
     nodeRoot,
     downSeconds,
     blockedRead,
-    afterReturn: { ...afterFile, sha256: read?.sha256 ?? '', seconds: read?.seconds ?? -1, overlay: { wrote: token, read: overlay }, agentAlive },
+    afterReturn: {
+      ...afterFile,
+      sha256: read?.sha256 ?? '',
+      seconds: read?.seconds ?? -1,
+      overlay: { wrote: token, read: overlay },
+      agentAlive,
+    },
     reader,
-    client: plan.console().slice(consoleFrom).filter((l) => l.includes('bootfarm-nbd:')).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim()),
+    client: plan
+      .console()
+      .slice(consoleFrom)
+      .filter((l) => l.includes('bootfarm-nbd:'))
+      .map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim()),
   };
   const expectedSource = plan.root === 'ram' ? 'toram' : 'nbd';
   const failures = [
-    nodeRoot.source !== expectedSource ? `the node's root is ${JSON.stringify(nodeRoot.source)} (/run/bootfarm/source), expected ${expectedSource}` : '',
+    nodeRoot.source !== expectedSource
+      ? `the node's root is ${JSON.stringify(nodeRoot.source)} (/run/bootfarm/source), expected ${expectedSource}`
+      : '',
     plan.root === 'ram' && nodeRoot.nbdConnected ? 'the node copied its root to RAM but /dev/nbd0 is still connected' : '',
     plan.root === 'nbd' && finishedWhileDown ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
-    plan.root === 'ram' && !finishedWhileDown ? 'the node\'s root is in RAM, yet the read issued while bootfarm was down waited for bootfarm' : '',
+    plan.root === 'ram' && !finishedWhileDown
+      ? "the node's root is in RAM, yet the read issued while bootfarm was down waited for bootfarm"
+      : '',
     b.code !== 0 ? `the read issued while bootfarm was down failed (exit ${b.code}): ${b.output.slice(-500)}` : '',
-    blockedRead.sha256 !== blockedRead.expected ? `${blockedRead.file}: sha256 ${blockedRead.sha256 || '(none)'} != image ${blockedRead.expected}` : '',
+    blockedRead.sha256 !== blockedRead.expected
+      ? `${blockedRead.file}: sha256 ${blockedRead.sha256 || '(none)'} != image ${blockedRead.expected}`
+      : '',
     a.code !== 0 ? `the checks after bootfarm came back failed (exit ${a.code}): ${a.output.slice(-500)}` : '',
-    report.afterReturn.sha256 !== afterFile.expected ? `${afterFile.file}: sha256 ${report.afterReturn.sha256 || '(none)'} != image ${afterFile.expected}` : '',
+    report.afterReturn.sha256 !== afterFile.expected
+      ? `${afterFile.file}: sha256 ${report.afterReturn.sha256 || '(none)'} != image ${afterFile.expected}`
+      : '',
     overlay !== token ? `overlay: wrote ${token}, read ${JSON.stringify(overlay)}` : '',
     agentAlive ? '' : 'the agent did not report after bootfarm came back',
-    stopped.code !== 0 || reader.passes < 2 ? `the reading loop did not run across the outage (exit ${stopped.code}, ${reader.passes} passes)` : '',
+    stopped.code !== 0 || reader.passes < 2
+      ? `the reading loop did not run across the outage (exit ${stopped.code}, ${reader.passes} passes)`
+      : '',
     reader.wrong.length ? `the reading loop read wrong or failed: ${reader.wrong.slice(0, 3).join(' | ')}` : '',
   ].filter(Boolean);
   if (failures.length) report.failure = `server outage: ${failures.join('; ')}`;

@@ -18,7 +18,8 @@ async function openssl(args: string[], cwd: string): Promise<void> {
     await execa('openssl', args, { cwd });
   } catch (err) {
     const e = err as { code?: string; stderr?: string; message: string };
-    if (e.code === 'ENOENT') throw new SetupError('openssl is not installed (apt-get install openssl): the lab needs it to make its cluster CA');
+    if (e.code === 'ENOENT')
+      throw new SetupError('openssl is not installed (apt-get install openssl): the lab needs it to make its cluster CA');
     throw new SetupError(`openssl ${args[0]} failed: ${(e.stderr ?? e.message).split('\n')[0]}`);
   }
 }
@@ -27,11 +28,52 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 export async function makeLabPki(dir: string, addresses: string[]): Promise<LabPki> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=kubernetes', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  await openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=kubernetes',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
   await openssl(['req', ...ec, '-keyout', 'apiserver.key', '-out', 'apiserver.csr', '-subj', '/CN=kube-apiserver'], dir);
   const sans = ['DNS:localhost', 'DNS:kubernetes', ...addresses.map((a) => `IP:${a}`)].join(',');
-  writeFileSync(path.join(dir, 'apiserver.ext'), `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
-  await openssl(['x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'apiserver.crt', '-days', '2', '-extfile', 'apiserver.ext'], dir);
+  writeFileSync(
+    path.join(dir, 'apiserver.ext'),
+    `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`,
+  );
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'apiserver.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'apiserver.crt',
+      '-days',
+      '2',
+      '-extfile',
+      'apiserver.ext',
+    ],
+    dir,
+  );
   return {
     caCertFile: path.join(dir, 'ca.crt'),
     caCertPem: readFileSync(path.join(dir, 'ca.crt'), 'utf8'),

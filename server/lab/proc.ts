@@ -29,7 +29,10 @@ export class Background {
   private waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = [];
   readonly exited: Promise<number | null>;
 
-  constructor(readonly child: ChildProcess, readonly label: string) {
+  constructor(
+    readonly child: ChildProcess,
+    readonly label: string,
+  ) {
     // Chunks from a pipe do not end on line boundaries: keep the partial tail per stream.
     const partial = new Map<NodeJS.ReadableStream, string>();
     const onData = (stream: NodeJS.ReadableStream) => (chunk: Buffer) => {
@@ -67,9 +70,14 @@ export class Background {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.lines.slice(-15).join('\n')}`));
+        reject(
+          new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.lines.slice(-15).join('\n')}`),
+        );
       }, timeoutMs);
-      const done = (line: string) => { clearTimeout(timer); resolve(line); };
+      const done = (line: string) => {
+        clearTimeout(timer);
+        resolve(line);
+      };
       this.waiters.push({ test, resolve: done });
     });
   }

@@ -5,7 +5,20 @@
 // shares everything else by hard links, published as the image builder does (the
 // version directory appears whole, then `current` is switched by a rename). Undone
 // when the lab ends: the lab's images directory is a cache other runs reuse.
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  copyFileSync,
+  statSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { run } from './proc.js';
@@ -37,7 +50,9 @@ export async function publishNextVersion(imagesDir: string, image: string): Prom
   const to = `${from}-lab-next`;
   const staging = path.join(imageDir, `.${to}.tmp-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
-  const arches = readdirSync(path.join(imageDir, from), { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== 'oci').map((d) => d.name);
+  const arches = readdirSync(path.join(imageDir, from), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && d.name !== 'oci')
+    .map((d) => d.name);
   const extra = mkdtempSync(path.join(imageDir, '.lab-next-files-'));
   try {
     mkdirSync(path.join(extra, path.dirname(NEXT_MARKER).slice(1)), { recursive: true });
@@ -51,7 +66,8 @@ export async function publishNextVersion(imagesDir: string, image: string): Prom
       // Appends to the copy (mksquashfs's default for an existing file): new bytes without recompressing the old.
       const r = await run('mksquashfs', [extra, root, '-no-progress', '-quiet', '-all-root'], 600_000);
       if (r.code !== 0) throw new Error(`mksquashfs (append to ${root}): ${r.stderr || r.stdout}`);
-      if (statSync(root).size === statSync(path.join(imageDir, from, arch, 'root.squashfs')).size) throw new Error(`${root}: appending did not change the image`);
+      if (statSync(root).size === statSync(path.join(imageDir, from, arch, 'root.squashfs')).size)
+        throw new Error(`${root}: appending did not change the image`);
     }
     renameSync(staging, path.join(imageDir, to));
     const tmpLink = path.join(imageDir, `.current.tmp-${process.pid}`);

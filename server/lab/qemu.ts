@@ -47,9 +47,12 @@ export interface GuestOptions {
 function controlPort(socket: string | undefined): string[] {
   if (!socket) return [];
   return [
-    '-device', 'virtio-serial-pci,id=labser',
-    '-chardev', `socket,id=labctl,path=${socket},server=on,wait=off`,
-    '-device', 'virtserialport,bus=labser.0,chardev=labctl,name=bootfarm.lab',
+    '-device',
+    'virtio-serial-pci,id=labser',
+    '-chardev',
+    `socket,id=labctl,path=${socket},server=on,wait=off`,
+    '-device',
+    'virtserialport,bus=labser.0,chardev=labctl,name=bootfarm.lab',
   ];
 }
 
@@ -59,23 +62,58 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
     if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
-    return lab.spawn(lab.switchNs, 'qemu-system-aarch64', [
-      '-M', 'virt', '-cpu', 'cortex-a57', '-smp', '2', '-m', String(options.memoryMb ?? 512), '-accel', 'tcg,thread=multi', '-bios', AAVMF,
-      '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
-      '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-      '-device', `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
-      ...controlPort(options.controlSocket),
-    ], options.label ?? 'qemu-aavmf');
+    return lab.spawn(
+      lab.switchNs,
+      'qemu-system-aarch64',
+      [
+        '-M',
+        'virt',
+        '-cpu',
+        'cortex-a57',
+        '-smp',
+        '2',
+        '-m',
+        String(options.memoryMb ?? 512),
+        '-accel',
+        'tcg,thread=multi',
+        '-bios',
+        AAVMF,
+        '-nographic',
+        '-nodefaults',
+        '-serial',
+        'stdio',
+        '-no-reboot',
+        '-netdev',
+        `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+        '-device',
+        `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
+        ...controlPort(options.controlSocket),
+      ],
+      options.label ?? 'qemu-aavmf',
+    );
   }
   const accel = qemuAccel();
   const args = [
-    '-machine', 'q35', '-accel', accel, '-m', String(options.memoryMb ?? 256), '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot',
-    '-boot', 'n',
-    '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    '-machine',
+    'q35',
+    '-accel',
+    accel,
+    '-m',
+    String(options.memoryMb ?? 256),
+    '-nographic',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-boot',
+    'n',
+    '-netdev',
+    `tap,id=n0,ifname=${tap},script=no,downscript=no`,
     // SeaBIOS boots through the e1000's iPXE option ROM. For OVMF the NIC gets no
     // option ROM (romfile=), so OVMF's own VirtioNet driver and UEFI PXE stack run:
     // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
-    '-device', firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
+    '-device',
+    firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
     ...controlPort(options.controlSocket),
     ...(options.tpmSocket ? qemuTpmArgs(options.tpmSocket) : []),
   ];

@@ -205,7 +205,8 @@ async function waitReady(container: Docker.Container, before: number, timeoutMs:
     if (!state.Running && !state.Restarting) {
       throw new SetupError(`${what}: bootfarm exited (code ${state.ExitCode}) before it was ready; its last output:\n${tail}`);
     }
-    if (Date.now() >= deadline) throw new SetupError(`${what}: bootfarm was not ready after ${timeoutMs / 1000} s; its last output:\n${tail}`);
+    if (Date.now() >= deadline)
+      throw new SetupError(`${what}: bootfarm was not ready after ${timeoutMs / 1000} s; its last output:\n${tail}`);
   }
 }
 
@@ -276,7 +277,8 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
   const cleanup = async (): Promise<void> => {
     if (container) await removeQuietly(container);
     if (holder) await removeQuietly(holder);
-    if (net.mode === 'bridge' && hostIfname) await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'del', hostIfname], { reject: false });
+    if (net.mode === 'bridge' && hostIfname)
+      await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'del', hostIfname], { reject: false });
   };
 
   try {
@@ -302,14 +304,15 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       ...(imagesDir ? [`${imagesDir}:${SERVER_CONTAINER_PATHS.images}:ro`] : []),
       ...(tftpRoot ? [`${tftpRoot}:${SERVER_CONTAINER_PATHS.tftp}:ro`] : []),
     ];
-    createMain = (from: string) => docker.createContainer({
-      name,
-      Image: from,
-      Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
-      Labels: { ...labels, 'bootfarm.server.part': 'bootfarm' },
-      StopSignal: 'SIGTERM',
-      HostConfig: { NetworkMode: networkMode, Binds: binds },
-    });
+    createMain = (from: string) =>
+      docker.createContainer({
+        name,
+        Image: from,
+        Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        Labels: { ...labels, 'bootfarm.server.part': 'bootfarm' },
+        StopSignal: 'SIGTERM',
+        HostConfig: { NetworkMode: networkMode, Binds: binds },
+      });
     container = await createMain(image);
     await container.start();
     await waitReady(container, 0, timeoutMs, `container ${name}`);
@@ -330,7 +333,9 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
     if (!holder || net.mode !== 'bridge') return;
     const state = (await holder.inspect()).State;
     if (state.Running) {
-      const present = await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'show', 'dev', hostIfname as string], { reject: false });
+      const present = await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'show', 'dev', hostIfname as string], {
+        reject: false,
+      });
       if (!present.failed) return;
     } else {
       await holder.start();
@@ -378,7 +383,7 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       if (!(await imageExists(docker, next))) throw new SetupError(`image ${next} does not exist`);
       earlierLogs += await containerLogs(main);
       await removeQuietly(main);
-      main = await (createMain)(next);
+      main = await createMain(next);
       container = main;
       running = next;
       await ensureNetwork();

@@ -124,7 +124,10 @@ async function describeNodeRuntime(execPath = process.execPath): Promise<NodeRun
     path.resolve(path.dirname(node), '../lib/node_modules/npm'),
   ];
   const npmDir = candidates.find((d) => existsSync(path.join(d, 'bin/npm-cli.js')));
-  if (!npmDir) throw new SetupError(`npm is not installed beside ${execPath} (looked in ${candidates.join(', ')}); the server image's build stage needs it`);
+  if (!npmDir)
+    throw new SetupError(
+      `npm is not installed beside ${execPath} (looked in ${candidates.join(', ')}); the server image's build stage needs it`,
+    );
   const ldd = await execa('ldd', [node], { reject: false });
   if (ldd.failed && !/not a dynamic executable/.test(String(ldd.stdout) + String(ldd.stderr))) {
     throw new SetupError(`ldd ${node} failed: ${String(ldd.stderr).trim()}`);
@@ -161,7 +164,9 @@ async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-const nodeBaseDockerfile = (copyLibs: boolean): string => `# bootfarm/node-base: Debian (debootstrap) + the Node runtime of the host that built it.
+const nodeBaseDockerfile = (
+  copyLibs: boolean,
+): string => `# bootfarm/node-base: Debian (debootstrap) + the Node runtime of the host that built it.
 ARG DEBIAN_BASE
 FROM \${DEBIAN_BASE} AS node-base
 ARG LIB_PACKAGES
@@ -231,7 +236,10 @@ async function runBuild(docker: Docker, req: Parameters<typeof buildImage>[1], w
 }
 
 /** Makes (or reuses) bootfarm/node-base:<suite>-<arch>: the debootstrap base plus the host's Node. */
-async function ensureNodeBase(docker: Docker, opts: Pick<ServerImageOptions, 'suite' | 'mirror' | 'noCache' | 'log' | 'onStep'> = {}): Promise<{ tag: string; built: boolean }> {
+async function ensureNodeBase(
+  docker: Docker,
+  opts: Pick<ServerImageOptions, 'suite' | 'mirror' | 'noCache' | 'log' | 'onStep'> = {},
+): Promise<{ tag: string; built: boolean }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const suite = opts.suite ?? 'bookworm';
   const arch = hostArch();
@@ -251,7 +259,9 @@ async function ensureNodeBase(docker: Docker, opts: Pick<ServerImageOptions, 'su
     log(`base image ${debian} is missing: making it (bootfarm image base --arch ${arch} --suite ${suite})`);
     await createBaseImage(docker, { arch, suite, mirror: opts.mirror ?? DEFAULT_MIRROR, log });
   }
-  log(`building ${tag}: ${debian} + node ${runtime.version} (${runtime.node}), npm from ${runtime.npmDir}, libraries from ${runtime.packages.join(' ') || 'no package'}${runtime.unowned.length ? `, copied: ${runtime.unowned.join(' ')}` : ''}`);
+  log(
+    `building ${tag}: ${debian} + node ${runtime.version} (${runtime.node}), npm from ${runtime.npmDir}, libraries from ${runtime.packages.join(' ') || 'no package'}${runtime.unowned.length ? `, copied: ${runtime.unowned.join(' ')}` : ''}`,
+  );
   const entries: ContextEntry[] = [
     { name: 'Dockerfile', content: Buffer.from(nodeBaseDockerfile(runtime.unowned.length > 0)), mode: 0o644 },
     { name: 'node', file: runtime.node, mode: 0o755 },
@@ -260,14 +270,18 @@ async function ensureNodeBase(docker: Docker, opts: Pick<ServerImageOptions, 'su
   const npm: ContextEntry[] = [];
   await walk(runtime.npmDir, '', npm);
   entries.push(...npm.map((e) => ({ ...e, name: `npm/${e.name}` })));
-  await runBuild(docker, {
-    context: packEntries(entries),
-    tag,
-    target: 'node-base',
-    noCache: opts.noCache,
-    buildargs: { DEBIAN_BASE: debian, LIB_PACKAGES: runtime.packages.join(' '), NODE_VERSION: runtime.version, NODE_SHA256: sha },
-    onStep: stepLogger(log, opts.onStep),
-  }, `the node base ${tag}`);
+  await runBuild(
+    docker,
+    {
+      context: packEntries(entries),
+      tag,
+      target: 'node-base',
+      noCache: opts.noCache,
+      buildargs: { DEBIAN_BASE: debian, LIB_PACKAGES: runtime.packages.join(' '), NODE_VERSION: runtime.version, NODE_SHA256: sha },
+      onStep: stepLogger(log, opts.onStep),
+    },
+    `the node base ${tag}`,
+  );
   log(`${tag} ready`);
   return { tag, built: true };
 }
@@ -295,16 +309,31 @@ export async function buildServerImage(docker: Docker, opts: ServerImageOptions 
     log(`base ${base} is not present locally: dockerd will try to pull it`);
   }
   log(`building ${tag} from ${path.join(repoDir, 'Dockerfile')} (BASE_IMAGE=${base})`);
-  const result = await runBuild(docker, {
-    context: packEntries(entries),
-    tag,
-    target: 'runtime',
-    noCache: opts.noCache,
-    buildargs: { BASE_IMAGE: base, ...(opts.buildId ? { BOOTFARM_BUILD: opts.buildId } : {}) },
-    onStep: stepLogger(log, opts.onStep),
-  }, `the server image ${tag}`);
+  const result = await runBuild(
+    docker,
+    {
+      context: packEntries(entries),
+      tag,
+      target: 'runtime',
+      noCache: opts.noCache,
+      buildargs: { BASE_IMAGE: base, ...(opts.buildId ? { BOOTFARM_BUILD: opts.buildId } : {}) },
+      onStep: stepLogger(log, opts.onStep),
+    },
+    `the server image ${tag}`,
+  );
   const inspected = await docker.getImage(tag).inspect();
   const seconds = (Date.now() - started) / 1000;
-  log(`${tag} built in ${seconds.toFixed(1)} s (${result.executed.length} steps run, ${result.cached.length} cached), ${(inspected.Size / 1048576).toFixed(0)} MiB`);
-  return { tag, imageId: result.imageId, base, baseBuilt, executed: result.executed, cached: result.cached, sizeBytes: inspected.Size, seconds };
+  log(
+    `${tag} built in ${seconds.toFixed(1)} s (${result.executed.length} steps run, ${result.cached.length} cached), ${(inspected.Size / 1048576).toFixed(0)} MiB`,
+  );
+  return {
+    tag,
+    imageId: result.imageId,
+    base,
+    baseBuilt,
+    executed: result.executed,
+    cached: result.cached,
+    sizeBytes: inspected.Size,
+    seconds,
+  };
 }

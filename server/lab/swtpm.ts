@@ -19,7 +19,14 @@ export function spawnSwtpm(lab: NetLab, ns: string, stateDir: string, listen: Sw
   const args = ['socket', '--tpm2', '--tpmstate', `dir=${stateDir}`];
   if (listen.kind === 'tcp') {
     // No firmware sends TPM2_Startup here: swtpm does it, so tools can talk at once.
-    args.push('--server', `type=tcp,port=${listen.port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${listen.port + 1},bindaddr=127.0.0.1`, '--flags', 'not-need-init,startup-clear');
+    args.push(
+      '--server',
+      `type=tcp,port=${listen.port},bindaddr=127.0.0.1`,
+      '--ctrl',
+      `type=tcp,port=${listen.port + 1},bindaddr=127.0.0.1`,
+      '--flags',
+      'not-need-init,startup-clear',
+    );
   } else {
     // QEMU initialises the TPM and the guest firmware sends TPM2_Startup.
     args.push('--ctrl', `type=unixio,path=${listen.socket}`, '--terminate');
@@ -58,7 +65,16 @@ export async function enrolEk(lab: NetLab, ns: string, stateDir: string, port: n
   const bg = await startTcpSwtpm(lab, ns, stateDir, port);
   try {
     const out = path.join(work, 'ek.pub');
-    const r = await lab.exec(ns, 'env', [`TPM2TOOLS_TCTI=${swtpmTcti(port)}`, 'tpm2_createek', '-c', path.join(work, 'ek.ctx'), '-G', alg, '-u', out]);
+    const r = await lab.exec(ns, 'env', [
+      `TPM2TOOLS_TCTI=${swtpmTcti(port)}`,
+      'tpm2_createek',
+      '-c',
+      path.join(work, 'ek.ctx'),
+      '-G',
+      alg,
+      '-u',
+      out,
+    ]);
     if (r.code !== 0) throw new Error(`tpm2_createek failed (${r.code}): ${r.stderr}`);
     return readFileSync(out);
   } finally {

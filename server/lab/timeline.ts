@@ -7,7 +7,11 @@
 export const STEPS = ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const;
 export type Step = (typeof STEPS)[number];
 
-export interface TimelineEvent { at: string; type: string; detail?: Record<string, unknown> }
+export interface TimelineEvent {
+  at: string;
+  type: string;
+  detail?: Record<string, unknown>;
+}
 
 /** What each node's boot files look like: the step a fetched path stands for. */
 function stepOfFile(file: string): Step {
@@ -27,7 +31,15 @@ function text(value: unknown, fallback = ''): string {
   return value === undefined || value === null ? fallback : JSON.stringify(value);
 }
 
-export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeline: Partial<Record<Step, number>>; failed?: string | undefined; observed?: string | undefined; tpmRefused?: string | undefined } {
+export function timelineOf(
+  events: TimelineEvent[],
+  poweredOn: number,
+): {
+  timeline: Partial<Record<Step, number>>;
+  failed?: string | undefined;
+  observed?: string | undefined;
+  tpmRefused?: string | undefined;
+} {
   const timeline: Partial<Record<Step, number>> = {};
   const mark = (step: Step, at: string) => {
     const t = (Date.parse(at) - poweredOn) / 1000;
@@ -49,8 +61,8 @@ export function timelineOf(events: TimelineEvent[], poweredOn: number): { timeli
     // kubernetes.admission: tpm: bootfarm's reason is the verdict; the agent's report of it follows as "failed".
     else if (e.type === 'tpm.refused') tpmRefused = `tpm.refused ${text(e.detail?.reason)}: ${text(e.detail?.message)}`;
     // A kernel or initrd the node cannot get ends its boot: no need to wait for the time limit.
-    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(text(e.detail?.path)) !== 'bootloader') failed = `${text(e.detail?.path)}: not found on the server`;
+    else if (/^(http|tftp)\.(404|not-found)$/.test(e.type) && stepOfFile(text(e.detail?.path)) !== 'bootloader')
+      failed = `${text(e.detail?.path)}: not found on the server`;
   }
   return { timeline, failed: failed && (tpmRefused ?? failed), observed, tpmRefused };
 }
-

@@ -53,7 +53,10 @@ export interface StaticExport {
 }
 
 export class ImageExportCatalog implements ExportCatalog {
-  constructor(private readonly imagesDir: string, private readonly staticExports: StaticExport[]) {}
+  constructor(
+    private readonly imagesDir: string,
+    private readonly staticExports: StaticExport[],
+  ) {}
 
   async names(): Promise<string[]> {
     const names = this.staticExports.map((e) => e.name);
@@ -66,7 +69,10 @@ export class ImageExportCatalog implements ExportCatalog {
         const archDir = path.join(this.imagesDir, image.name, version.name);
         const arches = await readdir(archDir, { withFileTypes: true }).catch(() => []);
         for (const arch of arches) {
-          const exists = await realpath(path.join(archDir, arch.name, 'root.squashfs')).then(() => true, () => false);
+          const exists = await realpath(path.join(archDir, arch.name, 'root.squashfs')).then(
+            () => true,
+            () => false,
+          );
           if (exists) names.push(version.name === 'current' ? `${image.name}/${arch.name}` : `${image.name}/${version.name}/${arch.name}`);
         }
       }

@@ -40,7 +40,8 @@ const TransmissionFlag = {
 } as const;
 
 /** A read-only squashfs root: flush is a no-op, and many connections are safe. */
-export const READ_ONLY_EXPORT_FLAGS = TransmissionFlag.HAS_FLAGS | TransmissionFlag.READ_ONLY | TransmissionFlag.SEND_FLUSH | TransmissionFlag.CAN_MULTI_CONN;
+export const READ_ONLY_EXPORT_FLAGS =
+  TransmissionFlag.HAS_FLAGS | TransmissionFlag.READ_ONLY | TransmissionFlag.SEND_FLUSH | TransmissionFlag.CAN_MULTI_CONN;
 
 export const Command = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, CACHE: 5, WRITE_ZEROES: 6, BLOCK_STATUS: 7 } as const;
 

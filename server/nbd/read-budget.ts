@@ -9,7 +9,10 @@ export class ReadBudget {
   private held = 0;
   private readonly waiting = new Set<() => void>();
 
-  constructor(private readonly limitBytes: number, private readonly onChange: (heldBytes: number) => void = () => undefined) {}
+  constructor(
+    private readonly limitBytes: number,
+    private readonly onChange: (heldBytes: number) => void = () => undefined,
+  ) {}
 
   /** Takes `bytes` if they fit, or if `guaranteed` (the connection has nothing in flight). */
   tryTake(bytes: number, guaranteed: boolean): boolean {

@@ -94,7 +94,12 @@ export class NbdServer {
     this.metrics.nbdConnectionsRejected.inc({ reason });
     const gate = this.rejectLog.take(Date.now());
     if (gate.log) {
-      const limit = reason === 'global-cap' ? `nbd.maxConnections ${this.options.maxConnections}` : reason === 'refused-cap' ? `${MAX_REFUSED_CONNECTIONS} connections of refused clients` : `nbd.maxConnectionsPerClient ${this.options.maxConnectionsPerClient}`;
+      const limit =
+        reason === 'global-cap'
+          ? `nbd.maxConnections ${this.options.maxConnections}`
+          : reason === 'refused-cap'
+            ? `${MAX_REFUSED_CONNECTIONS} connections of refused clients`
+            : `nbd.maxConnectionsPerClient ${this.options.maxConnectionsPerClient}`;
       this.logger.warn({ client: address, reason, limit, suppressedSinceLast: gate.suppressed }, 'nbd connection rejected: over the cap');
     }
   }
@@ -107,7 +112,8 @@ export class NbdServer {
     // (forged ones, say) cannot crowd out the nodes whose roots are served.
     const refusal = this.access.refusal(address);
     if (refusal !== undefined && this.refusedOpen >= MAX_REFUSED_CONNECTIONS) return this.reject(socket, address, 'refused-cap');
-    if (refusal === undefined && this.sockets.size - this.refusedOpen >= this.options.maxConnections) return this.reject(socket, address, 'global-cap');
+    if (refusal === undefined && this.sockets.size - this.refusedOpen >= this.options.maxConnections)
+      return this.reject(socket, address, 'global-cap');
     const fromClient = this.perClient.get(address) ?? 0;
     if (fromClient >= this.options.maxConnectionsPerClient) return this.reject(socket, address, 'per-client-cap');
     this.perClient.set(address, fromClient + 1);
@@ -123,7 +129,11 @@ export class NbdServer {
     const handshakeDeadline = setTimeout(() => {
       this.metrics.nbdHandshakesEnded.inc({ reason: 'timeout' });
       const gate = this.handshakeLog.take(Date.now());
-      if (gate.log) this.logger.warn({ client: address, seconds: this.options.handshakeTimeoutSeconds, suppressedSinceLast: gate.suppressed }, 'nbd handshake timed out');
+      if (gate.log)
+        this.logger.warn(
+          { client: address, seconds: this.options.handshakeTimeoutSeconds, suppressedSinceLast: gate.suppressed },
+          'nbd handshake timed out',
+        );
       socket.destroy();
     }, this.options.handshakeTimeoutSeconds * 1000);
     const session = new NbdSession(
@@ -165,7 +175,10 @@ export class NbdServer {
         attached: (exp) => {
           clearTimeout(handshakeDeadline);
           this.metrics.nbdAttach.inc({ export: exp.name, node: nodeLabel });
-          this.logger.info({ client: address, node: node?.hostname, export: exp.name, source: exp.source, size: Number(exp.size) }, 'nbd root attached');
+          this.logger.info(
+            { client: address, node: node?.hostname, export: exp.name, source: exp.source, size: Number(exp.size) },
+            'nbd root attached',
+          );
           this.attachedExports.set(socket, exp);
           this.onAttach({ address, node }, exp);
         },
@@ -176,14 +189,20 @@ export class NbdServer {
         protocolError: (reason) => {
           this.metrics.nbdProtocolErrors.inc();
           const gate = this.errorLog.take(Date.now());
-          if (gate.log) this.logger.warn({ client: address, reason, suppressedSinceLast: gate.suppressed }, 'nbd connection closed: protocol error');
+          if (gate.log)
+            this.logger.warn({ client: address, reason, suppressedSinceLast: gate.suppressed }, 'nbd connection closed: protocol error');
         },
         handshakeEnded: (reason, detail) => {
           this.metrics.nbdHandshakesEnded.inc({ reason });
           const gate = (reason === 'policy' ? this.refusalLog : this.handshakeLog).take(Date.now());
           if (!gate.log) return;
-          if (reason === 'policy') this.logger.warn({ client: address, reason: detail, suppressedSinceLast: gate.suppressed }, 'nbd client refused');
-          else this.logger.warn({ client: address, reason: detail, suppressedSinceLast: gate.suppressed }, 'nbd handshake ended: too many options');
+          if (reason === 'policy')
+            this.logger.warn({ client: address, reason: detail, suppressedSinceLast: gate.suppressed }, 'nbd client refused');
+          else
+            this.logger.warn(
+              { client: address, reason: detail, suppressedSinceLast: gate.suppressed },
+              'nbd handshake ended: too many options',
+            );
         },
         requestRefused: (command, error, detail) => {
           this.metrics.nbdRequestErrors.inc({ command, error });
@@ -194,7 +213,11 @@ export class NbdServer {
             this.requestLogs.set(kind, limiter);
           }
           const gate = limiter.take(Date.now());
-          if (gate.log) this.logger[error === 'EIO' ? 'error' : 'info']({ client: address, node: node?.hostname, command, error, detail, suppressedSinceLast: gate.suppressed }, 'nbd request refused');
+          if (gate.log)
+            this.logger[error === 'EIO' ? 'error' : 'info'](
+              { client: address, node: node?.hostname, command, error, detail, suppressedSinceLast: gate.suppressed },
+              'nbd request refused',
+            );
         },
         closed: () => undefined,
       },
@@ -223,7 +246,13 @@ export class NbdServer {
 
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (err: NodeJS.ErrnoException) => reject(new SetupError(`cannot listen on NBD ${this.options.host}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)));
+      this.server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new SetupError(
+            `cannot listen on NBD ${this.options.host}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`,
+          ),
+        ),
+      );
       this.server.listen(this.options.port, this.options.host, () => resolve());
     });
     this.logger.info({ port: this.options.port, host: this.options.host }, 'nbd listening');

@@ -3,8 +3,23 @@
 // read may hold several requests, or half of one). Replies may go out of order
 // and are matched by the client's cookie. Exports are read-only.
 import {
-  ClientFlag, Command, Errno, exportNameReply, greeting, IHAVEOPT, Info, infoBlockSize, infoExport, listEntry,
-  MAX_REQUEST_LENGTH, Option, optionReply, READ_ONLY_EXPORT_FLAGS, Reply, REQUEST_MAGIC, simpleReply,
+  ClientFlag,
+  Command,
+  Errno,
+  exportNameReply,
+  greeting,
+  IHAVEOPT,
+  Info,
+  infoBlockSize,
+  infoExport,
+  listEntry,
+  MAX_REQUEST_LENGTH,
+  Option,
+  optionReply,
+  READ_ONLY_EXPORT_FLAGS,
+  Reply,
+  REQUEST_MAGIC,
+  simpleReply,
 } from './protocol.js';
 import type { ReadBudget } from './read-budget.js';
 
@@ -105,7 +120,12 @@ export class NbdSession {
     this.releaseIfClear();
   };
 
-  constructor(private readonly io: SessionIO, private readonly catalog: ExportCatalog, private readonly policy: SessionPolicy, private readonly events: SessionEvents) {
+  constructor(
+    private readonly io: SessionIO,
+    private readonly catalog: ExportCatalog,
+    private readonly policy: SessionPolicy,
+    private readonly events: SessionEvents,
+  ) {
     io.write([greeting()]);
   }
 
@@ -212,7 +232,8 @@ export class NbdSession {
           const length = this.pending.readUInt32BE(12);
           if (length > MAX_OPTION_LENGTH) return this.fail(`option ${option} claims ${length} bytes of data`);
           if (this.pending.length < 16 + length) return;
-          if (++this.optionsSeen > this.policy.maxOptions) return this.endHandshake('too-many-options', `more than ${this.policy.maxOptions} options in one handshake`);
+          if (++this.optionsSeen > this.policy.maxOptions)
+            return this.endHandshake('too-many-options', `more than ${this.policy.maxOptions} options in one handshake`);
           this.take(16);
           const data = Buffer.from(this.take(length) as Buffer);
           await this.handleOption(option, data);
@@ -300,10 +321,12 @@ export class NbdSession {
         if (this.policy.refusal) return this.refuse(option, this.policy.refusal);
         if (data.length < 6) return this.reply(option, Reply.ERR_INVALID, Buffer.from('INFO/GO data too short'));
         const nameLength = data.readUInt32BE(0);
-        if (4 + nameLength + 2 > data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('export name runs past the option data'));
+        if (4 + nameLength + 2 > data.length)
+          return this.reply(option, Reply.ERR_INVALID, Buffer.from('export name runs past the option data'));
         const name = data.subarray(4, 4 + nameLength).toString('utf8');
         const count = data.readUInt16BE(4 + nameLength);
-        if (4 + nameLength + 2 + count * 2 !== data.length) return this.reply(option, Reply.ERR_INVALID, Buffer.from('information request count does not match the data'));
+        if (4 + nameLength + 2 + count * 2 !== data.length)
+          return this.reply(option, Reply.ERR_INVALID, Buffer.from('information request count does not match the data'));
         const requested = new Set<number>();
         for (let i = 0; i < count; i++) requested.add(data.readUInt16BE(4 + nameLength + 2 + i * 2));
         const exp = await this.catalog.open(name);
@@ -319,7 +342,11 @@ export class NbdSession {
       default:
         // STARTTLS, STRUCTURED_REPLY, meta contexts and anything unknown: refused,
         // and the connection stays usable for the next option (proto.md baseline).
-        return this.reply(option, Reply.ERR_UNSUP, Buffer.from(option === Option.STRUCTURED_REPLY ? 'structured replies are not supported' : `option ${option} is not supported`));
+        return this.reply(
+          option,
+          Reply.ERR_UNSUP,
+          Buffer.from(option === Option.STRUCTURED_REPLY ? 'structured replies are not supported' : `option ${option} is not supported`),
+        );
     }
   }
 
@@ -383,7 +410,13 @@ export class NbdSession {
         this.events.served(exp, data.length);
       },
       (err: unknown) => {
-        if (this.phase !== 'closing') this.refuseRequest('read', 'EIO', cookie, `READ of ${length} bytes at ${offset}: ${err instanceof Error ? err.message : String(err)}`);
+        if (this.phase !== 'closing')
+          this.refuseRequest(
+            'read',
+            'EIO',
+            cookie,
+            `READ of ${length} bytes at ${offset}: ${err instanceof Error ? err.message : String(err)}`,
+          );
         this.settled(length);
       },
     );

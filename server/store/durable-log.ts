@@ -139,7 +139,8 @@ export class DurableLog<T> {
     if (this.rewriteOnOpen) await this.compactNow();
     this.rewriteOnOpen = false;
     // The older release's snapshot, once a current one exists (a crash may have left both): it holds secrets too.
-    if (existsSync(this.snapshotPath)) await unlink(path.join(this.options.dir, `${this.options.name}.snapshot.json`)).catch(() => undefined);
+    if (existsSync(this.snapshotPath))
+      await unlink(path.join(this.options.dir, `${this.options.name}.snapshot.json`)).catch(() => undefined);
   }
 
   /** state.snapshot, or the state.snapshot.json of a release before checksums. */
@@ -154,7 +155,9 @@ export class DurableLog<T> {
   /** Appends a record; resolves once it is durable, rejects if the write failed (it is retried anyway). */
   append(record: T): Promise<void> {
     const entry = this.enqueue(record);
-    const done = new Promise<void>((resolve, reject) => { entry.waiter = { resolve, reject }; });
+    const done = new Promise<void>((resolve, reject) => {
+      entry.waiter = { resolve, reject };
+    });
     // While the disk fails, say so at once instead of holding the caller for a retry.
     if (!this.state.healthy) this.settle(entry, new Error(`state not saved: ${this.state.reason}`));
     this.scheduleFlush();
@@ -323,7 +326,9 @@ export class DurableLog<T> {
         resolve();
       }
       this.wakeRetry = done;
-    }).finally(() => { this.wakeRetry = undefined; });
+    }).finally(() => {
+      this.wakeRetry = undefined;
+    });
   }
 
   private requireHandle(): FileHandle {

@@ -60,7 +60,8 @@ export function isCheckedLine(line: Buffer): boolean {
 export function verifyLine(line: Buffer): CheckedLine {
   if (!isCheckedLine(line)) return { ok: false, reason: 'not a checksummed record (expected 8 hex digits, a space, then the record)' };
   const payload = line.subarray(9);
-  if (checksum(payload) !== line.subarray(0, 8).toString('latin1')) return { ok: false, reason: 'checksum mismatch (the record was altered or cut)' };
+  if (checksum(payload) !== line.subarray(0, 8).toString('latin1'))
+    return { ok: false, reason: 'checksum mismatch (the record was altered or cut)' };
   return { ok: true, payload: payload.toString('utf8') };
 }
 

@@ -7,7 +7,14 @@
 // is listed for the caller to move the file aside and report.
 import { readFileSync, statSync } from 'node:fs';
 import { readLines, type FileLine } from './line-reader.js';
-import { isCheckedLine, parseJournalPayload, parseSnapshotHeader, parseSnapshotTrailer, verifyLine, type SnapshotHeader } from './record-format.js';
+import {
+  isCheckedLine,
+  parseJournalPayload,
+  parseSnapshotHeader,
+  parseSnapshotTrailer,
+  verifyLine,
+  type SnapshotHeader,
+} from './record-format.js';
 import { SetupError } from '../errors.js';
 
 export interface Damage {
@@ -19,9 +26,14 @@ export interface Damage {
 
 /** A damaged state file: bootfarm refuses to start rather than lose records silently. */
 class StateDamagedError extends SetupError {
-  constructor(readonly damage: Damage, repairCommand: string) {
-    super(`${damage.file} is damaged at byte ${damage.offset} (line ${damage.line}): ${damage.reason}. bootfarm did not start and changed nothing. ` +
-      `To start with every intact record (the damaged file is moved aside to ${damage.file}.damaged-<time> and what was dropped is logged), run: ${repairCommand}`);
+  constructor(
+    readonly damage: Damage,
+    repairCommand: string,
+  ) {
+    super(
+      `${damage.file} is damaged at byte ${damage.offset} (line ${damage.line}): ${damage.reason}. bootfarm did not start and changed nothing. ` +
+        `To start with every intact record (the damaged file is moved aside to ${damage.file}.damaged-<time> and what was dropped is logged), run: ${repairCommand}`,
+    );
   }
 }
 
@@ -92,7 +104,8 @@ function readSnapshot(file: string, onRecord: (r: unknown) => void, report: (d: 
   let end = { offset: 0, line: 0 };
   for (const line of readLines(file)) {
     end = { offset: line.offset + line.bytes.length + (line.complete ? 1 : 0), line: line.lineNo };
-    if (!headerSeen && line.bytes[0] === 0x5b /* [ */) return { exists: true, header: undefined, oldFormat: readOldSnapshot(file, onRecord, report) };
+    if (!headerSeen && line.bytes[0] === 0x5b /* [ */)
+      return { exists: true, header: undefined, oldFormat: readOldSnapshot(file, onRecord, report) };
     const at = { file, offset: line.offset, line: line.lineNo };
     if (trailer) {
       report({ ...at, reason: 'data after the snapshot trailer' });
@@ -118,7 +131,8 @@ function readSnapshot(file: string, onRecord: (r: unknown) => void, report: (d: 
     if (count !== undefined) {
       trailer = line;
       if (header && count !== header.count) report({ ...at, reason: `the trailer counts ${count} records, the header ${header.count}` });
-      else if (count !== records) report({ ...at, reason: `the snapshot holds ${records} records, its trailer says ${count}: records are missing` });
+      else if (count !== records)
+        report({ ...at, reason: `the snapshot holds ${records} records, its trailer says ${count}: records are missing` });
       continue;
     }
     const record = parseJson(checked.payload);
@@ -128,7 +142,13 @@ function readSnapshot(file: string, onRecord: (r: unknown) => void, report: (d: 
       onRecord(record);
     }
   }
-  if (!trailer) report({ file, offset: end.offset, line: end.line + 1, reason: `the snapshot ends without its trailer after ${records} records: it was cut short` });
+  if (!trailer)
+    report({
+      file,
+      offset: end.offset,
+      line: end.line + 1,
+      reason: `the snapshot ends without its trailer after ${records} records: it was cut short`,
+    });
   return { exists: true, header, oldFormat: false };
 }
 
@@ -139,7 +159,12 @@ function readOldSnapshot(file: string, onRecord: (r: unknown) => void, report: (
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     const position = Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0);
-    report({ file, offset: position, line: 1, reason: `not valid JSON (${(err as Error).message}); a snapshot from before checksums is one JSON array` });
+    report({
+      file,
+      offset: position,
+      line: 1,
+      reason: `not valid JSON (${(err as Error).message}); a snapshot from before checksums is one JSON array`,
+    });
     return true;
   }
   if (!Array.isArray(parsed)) {
@@ -202,10 +227,24 @@ function readJournal(file: string, snapshot: SnapshotRead, onRecord: (r: unknown
     }
     const { seq } = payload;
     if (first) {
-      if (snapshotNextSeq !== undefined && seq > snapshotNextSeq) report({ ...at, reason: `the journal starts at record ${seq} but the snapshot ends before record ${snapshotNextSeq}: records ${snapshotNextSeq}-${seq - 1} are missing` });
-      else if (!snapshot.exists && seq !== 0) report({ ...at, reason: `the journal starts at record ${seq} and there is no snapshot: records 0-${seq - 1} are missing (was the snapshot deleted?)` });
+      if (snapshotNextSeq !== undefined && seq > snapshotNextSeq)
+        report({
+          ...at,
+          reason: `the journal starts at record ${seq} but the snapshot ends before record ${snapshotNextSeq}: records ${snapshotNextSeq}-${seq - 1} are missing`,
+        });
+      else if (!snapshot.exists && seq !== 0)
+        report({
+          ...at,
+          reason: `the journal starts at record ${seq} and there is no snapshot: records 0-${seq - 1} are missing (was the snapshot deleted?)`,
+        });
     } else if (!resync && out.lastSeq !== undefined && seq !== out.lastSeq + 1) {
-      report({ ...at, reason: seq > out.lastSeq + 1 ? `records ${out.lastSeq + 1}-${seq - 1} are missing (a gap)` : `record ${seq} follows record ${out.lastSeq} (out of order)` });
+      report({
+        ...at,
+        reason:
+          seq > out.lastSeq + 1
+            ? `records ${out.lastSeq + 1}-${seq - 1} are missing (a gap)`
+            : `record ${seq} follows record ${out.lastSeq} (out of order)`,
+      });
     }
     first = false;
     resync = false;

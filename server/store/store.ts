@@ -185,7 +185,10 @@ export class FileStore implements Store {
       observer: {
         writeError: (operation, err, retryInMs) => {
           this.metrics?.stateWriteErrors.inc({ operation });
-          this.logger?.error({ operation, err: err.message, code: (err as NodeJS.ErrnoException).code, stateDir: dir, retryInMs }, 'state write failed; retrying');
+          this.logger?.error(
+            { operation, err: err.message, code: (err as NodeJS.ErrnoException).code, stateDir: dir, retryInMs },
+            'state write failed; retrying',
+          );
         },
         healthChanged: (health) => {
           this.metrics?.stateHealthy.set(health.healthy ? 1 : 0);
@@ -215,15 +218,28 @@ export class FileStore implements Store {
 
   private reportOpen(dir: string, load: LoadedLog, evicted: number): void {
     for (const note of load.permissionNotes) this.logger?.warn({ stateDir: dir }, note);
-    if (evicted > 0) this.logger?.info({ evicted, kept: this.discoveredIndex.size }, 'discovered machines over server.maxDiscovered: those seen longest ago were dropped');
+    if (evicted > 0)
+      this.logger?.info(
+        { evicted, kept: this.discoveredIndex.size },
+        'discovered machines over server.maxDiscovered: those seen longest ago were dropped',
+      );
     if (load.rewritten) this.logger?.info({ stateDir: dir }, 'state rewritten in the current format');
     if (!load.repaired) return;
-    for (const d of load.repaired.damage.slice(0, 100)) this.logger?.warn({ file: d.file, offset: d.offset, line: d.line, reason: d.reason }, 'state repair: dropped a damaged record');
-    this.logger?.warn({
-      damaged: load.repaired.damage.length,
-      movedAside: load.repaired.movedAside,
-      kept: { nodes: this.apiNodes.size, leases: this.leaseMap.size, sessions: this.sessionMap.size, discovered: this.discoveredIndex.size },
-    }, 'state repaired: intact records kept, damaged files moved aside');
+    for (const d of load.repaired.damage.slice(0, 100))
+      this.logger?.warn({ file: d.file, offset: d.offset, line: d.line, reason: d.reason }, 'state repair: dropped a damaged record');
+    this.logger?.warn(
+      {
+        damaged: load.repaired.damage.length,
+        movedAside: load.repaired.movedAside,
+        kept: {
+          nodes: this.apiNodes.size,
+          leases: this.leaseMap.size,
+          sessions: this.sessionMap.size,
+          discovered: this.discoveredIndex.size,
+        },
+      },
+      'state repaired: intact records kept, damaged files moved aside',
+    );
   }
 
   private apply(rec: JournalRecord, loading = false): void {

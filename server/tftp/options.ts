@@ -44,7 +44,10 @@ export function negotiate(requested: Array<[string, string]>, fileSize: number, 
     switch (key) {
       case 'blksize': {
         const n = integer(value, 8, 65464);
-        if (n === undefined) { result.ignored.push(key); break; }
+        if (n === undefined) {
+          result.ignored.push(key);
+          break;
+        }
         // A smaller counter-offer is allowed (RFC 2348); one above the MTU gets fragmented.
         result.blockSize = Math.min(n, limits.maxBlockSize);
         result.oack.push([name, String(result.blockSize)]);
@@ -52,7 +55,10 @@ export function negotiate(requested: Array<[string, string]>, fileSize: number, 
       }
       case 'tsize':
         // In a read request the client sends 0 and the server answers with the size.
-        if (integer(value, 0, Number.MAX_SAFE_INTEGER) === undefined) { result.ignored.push(key); break; }
+        if (integer(value, 0, Number.MAX_SAFE_INTEGER) === undefined) {
+          result.ignored.push(key);
+          break;
+        }
         result.oack.push([name, String(fileSize)]);
         break;
       case 'timeout': {
@@ -60,14 +66,20 @@ export function negotiate(requested: Array<[string, string]>, fileSize: number, 
         // counter-propose: one above the limit is left out of the OACK, and the
         // client keeps its own timer while ours stays at the default.
         const n = integer(value, 1, limits.maxTimeoutSeconds);
-        if (n === undefined) { result.ignored.push(key); break; }
+        if (n === undefined) {
+          result.ignored.push(key);
+          break;
+        }
         result.timeoutMs = n * 1000;
         result.oack.push([name, String(n)]);
         break;
       }
       case 'windowsize': {
         const n = integer(value, 1, 65535);
-        if (n === undefined) { result.ignored.push(key); break; }
+        if (n === undefined) {
+          result.ignored.push(key);
+          break;
+        }
         result.windowSize = Math.min(n, limits.maxWindowSize);
         result.oack.push([name, String(result.windowSize)]);
         break;

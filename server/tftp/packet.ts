@@ -62,7 +62,12 @@ export function parseTftpPacket(buf: Buffer): ParseResult {
       if (strings.length < 2 || !strings[0]) return { ok: false, reason: 'request without filename and mode' };
       return {
         ok: true,
-        packet: { op: opcode === TftpOpcode.RRQ ? 'rrq' : 'wrq', filename: strings[0], mode: strings[1] as string, options: optionPairs(strings.slice(2)) },
+        packet: {
+          op: opcode === TftpOpcode.RRQ ? 'rrq' : 'wrq',
+          filename: strings[0],
+          mode: strings[1] as string,
+          options: optionPairs(strings.slice(2)),
+        },
       };
     }
     case TftpOpcode.DATA:
@@ -105,5 +110,9 @@ export function encodeOack(options: Array<[string, string]>): Buffer {
 
 export function encodeRequest(op: 'rrq' | 'wrq', filename: string, mode: string, options: Array<[string, string]> = []): Buffer {
   const opcode = op === 'rrq' ? TftpOpcode.RRQ : TftpOpcode.WRQ;
-  return Buffer.concat([Buffer.from([0, opcode]), Buffer.from(`${filename}\0${mode}\0`, 'latin1'), ...options.map(([k, v]) => Buffer.from(`${k}\0${v}\0`, 'latin1'))]);
+  return Buffer.concat([
+    Buffer.from([0, opcode]),
+    Buffer.from(`${filename}\0${mode}\0`, 'latin1'),
+    ...options.map(([k, v]) => Buffer.from(`${k}\0${v}\0`, 'latin1')),
+  ]);
 }

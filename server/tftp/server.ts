@@ -96,7 +96,11 @@ export class TftpServer {
       const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false });
       await new Promise<void>((resolve, reject) => {
         socket.once('error', (err: NodeJS.ErrnoException) => {
-          reject(new SetupError(`cannot bind TFTP ${address}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'another TFTP server is listening there' : err.message}`));
+          reject(
+            new SetupError(
+              `cannot bind TFTP ${address}:${this.options.port}: ${err.code === 'EADDRINUSE' ? 'another TFTP server is listening there' : err.message}`,
+            ),
+          );
         });
         socket.bind(this.options.port, address, () => resolve());
       });
@@ -114,7 +118,11 @@ export class TftpServer {
         }
         this.onRequest(socket, address, demux, msg, rinfo).catch((err: unknown) => {
           const gate = this.failureLog.take(Date.now());
-          if (gate.log) this.logger.error({ err: (err as Error).message, from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp request failed');
+          if (gate.log)
+            this.logger.error(
+              { err: (err as Error).message, from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed },
+              'tftp request failed',
+            );
         });
       });
       this.listeners.push(socket);
@@ -125,7 +133,11 @@ export class TftpServer {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const s of [...this.listeners, ...this.active]) {
-      try { s.close(); } catch { /* closed already */ }
+      try {
+        s.close();
+      } catch {
+        /* closed already */
+      }
     }
     this.listeners.length = 0;
     this.active.clear();
@@ -139,7 +151,9 @@ export class TftpServer {
   drain(): Promise<void> {
     this.draining = true;
     if (this.slots.held === 0) return Promise.resolve();
-    return new Promise((resolve) => { this.drained = resolve; });
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
   }
 
   /** Where the request listeners are bound (the port is the kernel's choice when options.port is 0). */
@@ -161,7 +175,11 @@ export class TftpServer {
     if (demux.route(msg, rinfo)) return;
     this.metrics.tftpDropped.inc({ reason: 'unknown-peer' });
     const gate = this.badLog.take(Date.now());
-    if (gate.log) this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed }, 'tftp datagram from a client with no transfer dropped');
+    if (gate.log)
+      this.logger.warn(
+        { from: `${rinfo.address}:${rinfo.port}`, suppressedSinceLast: gate.suppressed },
+        'tftp datagram from a client with no transfer dropped',
+      );
   }
 
   /**
@@ -178,7 +196,11 @@ export class TftpServer {
   private dropUnanswerable(rinfo: dgram.RemoteInfo, where: string): void {
     this.metrics.tftpDropped.inc({ reason: 'source-port-0' });
     const gate = this.unanswerableLog.take(Date.now());
-    if (gate.log) this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, where, suppressedSinceLast: gate.suppressed }, 'tftp datagram from port 0 dropped (cannot be answered)');
+    if (gate.log)
+      this.logger.warn(
+        { from: `${rinfo.address}:${rinfo.port}`, where, suppressedSinceLast: gate.suppressed },
+        'tftp datagram from port 0 dropped (cannot be answered)',
+      );
   }
 
   private countSendError(err: Error, to: 'client' | 'stranger' | 'refusal'): void {
@@ -195,7 +217,8 @@ export class TftpServer {
   private dropBad(reason: string, rinfo: dgram.RemoteInfo): void {
     this.metrics.tftpMalformed.inc();
     const gate = this.badLog.take(Date.now());
-    if (gate.log) this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, reason, suppressedSinceLast: gate.suppressed }, 'tftp packet dropped');
+    if (gate.log)
+      this.logger.warn({ from: `${rinfo.address}:${rinfo.port}`, reason, suppressedSinceLast: gate.suppressed }, 'tftp packet dropped');
   }
 
   private refuse(listener: dgram.Socket, rinfo: dgram.RemoteInfo, code: number, message: string): void {
@@ -204,7 +227,13 @@ export class TftpServer {
     });
   }
 
-  private async onRequest(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+  private async onRequest(
+    listener: dgram.Socket,
+    localAddress: string,
+    demux: PeerDemux | undefined,
+    msg: Buffer,
+    rinfo: dgram.RemoteInfo,
+  ): Promise<void> {
     const parsed = parseTftpPacket(msg);
     if (!parsed.ok) return this.dropBad(parsed.reason, rinfo);
     const packet = parsed.packet;
@@ -217,13 +246,23 @@ export class TftpServer {
     if (demux) this.supersede(demux, rinfo);
     if (this.draining) {
       this.metrics.tftpRequests.inc({ outcome: 'stopping' });
-      this.logRequest('info', { file: packet.filename, client: `${rinfo.address}:${rinfo.port}` }, 'tftp request refused: bootfarm is stopping');
+      this.logRequest(
+        'info',
+        { file: packet.filename, client: `${rinfo.address}:${rinfo.port}` },
+        'tftp request refused: bootfarm is stopping',
+      );
       return this.refuse(listener, rinfo, TftpError.NOT_DEFINED, 'server is stopping, retry later');
     }
     return this.onReadRequest(listener, localAddress, demux, packet, rinfo);
   }
 
-  private async onReadRequest(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, request: TftpRequest, rinfo: dgram.RemoteInfo): Promise<void> {
+  private async onReadRequest(
+    listener: dgram.Socket,
+    localAddress: string,
+    demux: PeerDemux | undefined,
+    request: TftpRequest,
+    rinfo: dgram.RemoteInfo,
+  ): Promise<void> {
     const log = { file: request.filename, client: `${rinfo.address}:${rinfo.port}` };
     const mode = request.mode.toLowerCase();
     if (mode !== 'octet') {
@@ -253,7 +292,15 @@ export class TftpServer {
   }
 
   /** Resolves, opens, binds and starts; true once a Transfer owns the slot. */
-  private async startTransfer(listener: dgram.Socket, localAddress: string, demux: PeerDemux | undefined, request: TftpRequest, rinfo: dgram.RemoteInfo, path: string, releaseSlot: () => void): Promise<boolean> {
+  private async startTransfer(
+    listener: dgram.Socket,
+    localAddress: string,
+    demux: PeerDemux | undefined,
+    request: TftpRequest,
+    rinfo: dgram.RemoteInfo,
+    path: string,
+    releaseSlot: () => void,
+  ): Promise<boolean> {
     const log = { file: request.filename, client: `${rinfo.address}:${rinfo.port}` };
     const answer = await this.files.resolve({ path, clientAddress: rinfo.address, protocol: 'tftp' });
     if (this.stopped) return false;
@@ -304,7 +351,11 @@ export class TftpServer {
     } catch (err) {
       this.active.delete(socket);
       opened.release();
-      try { socket.close(); } catch { /* closed already */ }
+      try {
+        socket.close();
+      } catch {
+        /* closed already */
+      }
       throw err;
     }
     transfer.start();
@@ -317,32 +368,68 @@ export class TftpServer {
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
-        socket.bind(0, localAddress, () => { socket.off('error', reject); resolve(); });
+        socket.bind(0, localAddress, () => {
+          socket.off('error', reject);
+          resolve();
+        });
       });
       if (this.stopped) throw new Error('tftp server stopped');
     } catch (err) {
-      try { socket.close(); } catch { /* closed already */ }
+      try {
+        socket.close();
+      } catch {
+        /* closed already */
+      }
       throw err;
     }
     return socket;
   }
 
-  private createTransfer(socket: TransferSocket, rinfo: dgram.RemoteInfo, opened: FileSource, negotiated: Negotiated, log: { file: string; client: string }, path: string, from: string, releaseSlot: () => void): Transfer {
-    return new Transfer(socket, { address: rinfo.address, port: rinfo.port }, opened, negotiated, (result) => {
-      this.active.delete(socket);
-      releaseSlot();
-      try {
-        this.metrics.tftpTransfers.inc({ outcome: result.outcome });
-        this.metrics.tftpBytes.inc(result.bytes);
-        const entry = { ...log, path, from, outcome: result.outcome, bytes: result.bytes, size: opened.size, blksize: negotiated.blockSize, windowsize: negotiated.windowSize, retransmits: result.retransmits, ms: result.durationMs, clientError: result.clientError?.code, detail: result.detail };
-        if (result.outcome === 'timeout' || result.outcome === 'error') this.logRequest('warn', entry, 'tftp transfer failed');
-        else if (result.outcome === 'aborted-by-client') this.logRequest('info', entry, 'tftp transfer closed by client');
-        else this.logger.info(entry, 'tftp file sent');
-        this.onFileServed({ path, client: rinfo.address, from, result });
-      } catch (err) {
-        // The transfer is over and its slot free; a failing observer must not throw into a socket or timer callback.
-        this.logger.error({ ...log, err: (err as Error).message }, 'tftp end-of-transfer bookkeeping failed');
-      }
-    }, this.transferObserver);
+  private createTransfer(
+    socket: TransferSocket,
+    rinfo: dgram.RemoteInfo,
+    opened: FileSource,
+    negotiated: Negotiated,
+    log: { file: string; client: string },
+    path: string,
+    from: string,
+    releaseSlot: () => void,
+  ): Transfer {
+    return new Transfer(
+      socket,
+      { address: rinfo.address, port: rinfo.port },
+      opened,
+      negotiated,
+      (result) => {
+        this.active.delete(socket);
+        releaseSlot();
+        try {
+          this.metrics.tftpTransfers.inc({ outcome: result.outcome });
+          this.metrics.tftpBytes.inc(result.bytes);
+          const entry = {
+            ...log,
+            path,
+            from,
+            outcome: result.outcome,
+            bytes: result.bytes,
+            size: opened.size,
+            blksize: negotiated.blockSize,
+            windowsize: negotiated.windowSize,
+            retransmits: result.retransmits,
+            ms: result.durationMs,
+            clientError: result.clientError?.code,
+            detail: result.detail,
+          };
+          if (result.outcome === 'timeout' || result.outcome === 'error') this.logRequest('warn', entry, 'tftp transfer failed');
+          else if (result.outcome === 'aborted-by-client') this.logRequest('info', entry, 'tftp transfer closed by client');
+          else this.logger.info(entry, 'tftp file sent');
+          this.onFileServed({ path, client: rinfo.address, from, result });
+        } catch (err) {
+          // The transfer is over and its slot free; a failing observer must not throw into a socket or timer callback.
+          this.logger.error({ ...log, err: (err as Error).message }, 'tftp end-of-transfer bookkeeping failed');
+        }
+      },
+      this.transferObserver,
+    );
   }
 }

@@ -164,7 +164,9 @@ export class Transfer {
           const length = Math.max(0, Math.min(blockSize, this.source.size - offset));
           const payload = length > 0 ? this.source.read(offset, length) : EMPTY;
           if (payload instanceof Promise) {
-            this.continueAsync(payload, block, last).catch((err: unknown) => this.finish('error', `read failed: ${(err as Error).message}`));
+            this.continueAsync(payload, block, last).catch((err: unknown) =>
+              this.finish('error', `read failed: ${(err as Error).message}`),
+            );
             return;
           }
           this.sendBlock(block, payload);
@@ -334,7 +336,8 @@ export class Transfer {
       // A release that throws must not keep the slot or the socket.
     }
     if (close) this.closeSocket();
-    const bytes = outcome === 'final-ack-missing' ? this.source.size : Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
+    const bytes =
+      outcome === 'final-ack-missing' ? this.source.size : Math.min(this.source.size, Math.max(0, this.acked) * this.negotiated.blockSize);
     this.onEnd({ outcome, bytes, retransmits: this.retransmits, durationMs: Date.now() - this.started, clientError, detail });
   }
 }

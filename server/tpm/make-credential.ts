@@ -34,15 +34,26 @@ const IDENTITY = 'IDENTITY';
 
 function checkEk(ek: TpmPublic): void {
   const missing = missingAttributes(ek, ['restricted', 'decrypt']);
-  if (missing.length > 0 || (ek.attributes & TPMA.sign) !== 0) throw new EkUnsuitableError(`the EK is not a restricted decryption (storage) key (missing: ${missing.join(', ') || 'none'}; sign must be clear)`);
+  if (missing.length > 0 || (ek.attributes & TPMA.sign) !== 0)
+    throw new EkUnsuitableError(
+      `the EK is not a restricted decryption (storage) key (missing: ${missing.join(', ') || 'none'}; sign must be clear)`,
+    );
   if (ek.symmetric.algorithm !== TPM_ALG.AES || ek.symmetric.mode !== TPM_ALG.CFB || ![128, 192, 256].includes(ek.symmetric.keyBits)) {
-    throw new EkUnsuitableError('the EK\'s symmetric definition is not AES-128/192/256 in CFB mode');
+    throw new EkUnsuitableError("the EK's symmetric definition is not AES-128/192/256 in CFB mode");
   }
 }
 
 /** The seed and its encryption to an RSA EK: OAEP(nameAlg), label "IDENTITY\0". A test passes a fixed seed. */
 export function rsaSeed(ek: RsaPublic, seed: Buffer = randomBytes(ek.nameAlg.size)): { seed: Buffer; encrypted: Buffer } {
-  const encrypted = publicEncrypt({ key: publicKeyObject(ek), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: ek.nameAlg.node, oaepLabel: Buffer.from(`${IDENTITY}\0`, 'latin1') }, seed);
+  const encrypted = publicEncrypt(
+    {
+      key: publicKeyObject(ek),
+      padding: constants.RSA_PKCS1_OAEP_PADDING,
+      oaepHash: ek.nameAlg.node,
+      oaepLabel: Buffer.from(`${IDENTITY}\0`, 'latin1'),
+    },
+    seed,
+  );
   return { seed, encrypted };
 }
 
@@ -67,7 +78,8 @@ export function eccSeed(ek: EccPublic, ephemeralPrivate?: Buffer): { seed: Buffe
 /** The TPM2B_ID_OBJECT for `credential` under `seed`, bound to `name` (deterministic: the part a test can pin byte for byte). */
 export function protectCredential(ek: TpmPublic, name: Buffer, credential: Buffer, seed: Buffer): Buffer {
   checkEk(ek);
-  if (credential.length === 0 || credential.length > ek.nameAlg.size) throw new RangeError(`a credential is 1..${ek.nameAlg.size} bytes for this EK, not ${credential.length}`);
+  if (credential.length === 0 || credential.length > ek.nameAlg.size)
+    throw new RangeError(`a credential is 1..${ek.nameAlg.size} bytes for this EK, not ${credential.length}`);
   const symKey = kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), ek.symmetric.keyBits);
   const cipher = createCipheriv(`aes-${ek.symmetric.keyBits}-cfb`, symKey, Buffer.alloc(16));
   const encIdentity = Buffer.concat([cipher.update(sized(credential)), cipher.final()]);

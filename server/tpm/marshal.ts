@@ -12,7 +12,10 @@ export class TpmFormatError extends Error {
 export class TpmReader {
   private offset = 0;
 
-  constructor(private readonly buf: Buffer, private readonly what: string) {}
+  constructor(
+    private readonly buf: Buffer,
+    private readonly what: string,
+  ) {}
 
   get position(): number {
     return this.offset;

@@ -78,7 +78,8 @@ const MAX_ECC_KEY_BYTES = 128;
 function nameAlgOf(r: TpmReader, field: string): HashAlg {
   const id = r.u16(field);
   const found = hashAlg(id);
-  if (!found) throw new TpmFormatError(`${field} 0x${id.toString(16).padStart(4, '0')} is not a hash bootfarm supports (SHA-1/256/384/512)`);
+  if (!found)
+    throw new TpmFormatError(`${field} 0x${id.toString(16).padStart(4, '0')} is not a hash bootfarm supports (SHA-1/256/384/512)`);
   return found;
 }
 
@@ -92,9 +93,10 @@ function symmetricDef(r: TpmReader): SymmetricDef {
 /** TPMT_RSA_SCHEME / TPMT_ECC_SCHEME: the selector, then its details (a hash for every scheme but RSAES; ECDAA adds a count). */
 function scheme(r: TpmReader, type: 'rsa' | 'ecc'): number {
   const selector = r.u16('scheme');
-  const withHash: readonly number[] = type === 'rsa'
-    ? [TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP]
-    : [TPM_ALG.ECDSA, TPM_ALG.ECDH, TPM_ALG.ECSCHNORR, TPM_ALG.SM2, TPM_ALG.ECDAA];
+  const withHash: readonly number[] =
+    type === 'rsa'
+      ? [TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP]
+      : [TPM_ALG.ECDSA, TPM_ALG.ECDH, TPM_ALG.ECSCHNORR, TPM_ALG.SM2, TPM_ALG.ECDAA];
   if (selector === TPM_ALG.NULL || (type === 'rsa' && selector === TPM_ALG.RSAES)) return selector;
   if (!withHash.includes(selector)) throw new TpmFormatError(`${type} scheme 0x${selector.toString(16)} is not known`);
   r.u16('scheme hash');
@@ -105,7 +107,8 @@ function scheme(r: TpmReader, type: 'rsa' | 'ecc'): number {
 function kdfScheme(r: TpmReader): void {
   const selector = r.u16('kdf scheme');
   if (selector === TPM_ALG.NULL) return;
-  if (![0x0007, TPM_ALG.KDF1_SP800_56A, TPM_ALG.KDF2, TPM_ALG.KDF1_SP800_108].includes(selector)) throw new TpmFormatError(`kdf scheme 0x${selector.toString(16)} is not known`);
+  if (![0x0007, TPM_ALG.KDF1_SP800_56A, TPM_ALG.KDF2, TPM_ALG.KDF1_SP800_108].includes(selector))
+    throw new TpmFormatError(`kdf scheme 0x${selector.toString(16)} is not known`);
   r.u16('kdf hash');
 }
 
@@ -122,7 +125,8 @@ function readTpmtPublic(r: TpmReader): TpmPublic {
     const keyBits = r.u16('keyBits');
     const exponent = r.u32('exponent') || 65537;
     const modulus = Buffer.from(r.sized('modulus', MAX_RSA_KEY_BYTES));
-    if (keyBits < 1024 || keyBits % 8 !== 0 || modulus.length !== keyBits / 8) throw new TpmFormatError(`RSA modulus of ${modulus.length} bytes for keyBits ${keyBits}`);
+    if (keyBits < 1024 || keyBits % 8 !== 0 || modulus.length !== keyBits / 8)
+      throw new TpmFormatError(`RSA modulus of ${modulus.length} bytes for keyBits ${keyBits}`);
     const area = Buffer.from(r.bytesBetween(start, r.position));
     return { type: 'rsa', nameAlg, attributes, authPolicy, symmetric, scheme: sch, keyBits, exponent, modulus, area };
   }
@@ -133,7 +137,8 @@ function readTpmtPublic(r: TpmReader): TpmPublic {
   kdfScheme(r);
   const x = Buffer.from(r.sized('x', MAX_ECC_KEY_BYTES));
   const y = Buffer.from(r.sized('y', MAX_ECC_KEY_BYTES));
-  if (x.length !== curve.size || y.length !== curve.size) throw new TpmFormatError(`ECC point of ${x.length}/${y.length} bytes on ${curve.jwk}`);
+  if (x.length !== curve.size || y.length !== curve.size)
+    throw new TpmFormatError(`ECC point of ${x.length}/${y.length} bytes on ${curve.jwk}`);
   const area = Buffer.from(r.bytesBetween(start, r.position));
   return { type: 'ecc', nameAlg, attributes, authPolicy, symmetric, scheme: sch, curve, x, y, area };
 }
@@ -165,5 +170,8 @@ export function publicKeyObject(pub: TpmPublic): KeyObject {
     const e = Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex');
     return createPublicKey({ key: { kty: 'RSA', n: pub.modulus.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
   }
-  return createPublicKey({ key: { kty: 'EC', crv: pub.curve.jwk, x: pub.x.toString('base64url'), y: pub.y.toString('base64url') }, format: 'jwk' });
+  return createPublicKey({
+    key: { kty: 'EC', crv: pub.curve.jwk, x: pub.x.toString('base64url'), y: pub.y.toString('base64url') },
+    format: 'jwk',
+  });
 }

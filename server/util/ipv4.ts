@@ -14,7 +14,7 @@ export function ipv4ToNumber(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 46) {
-      value = (value * 256) + octet;
+      value = value * 256 + octet;
       octet = 0;
     } else {
       octet = octet * 10 + (c - 48);
@@ -60,7 +60,7 @@ export function parseCidr(text: string): Cidr | undefined {
 }
 
 export function cidrContains(cidr: Cidr, address: number): boolean {
-  return ((address & cidr.mask) >>> 0) === cidr.network;
+  return (address & cidr.mask) >>> 0 === cidr.network;
 }
 
 export function cidrBroadcast(cidr: Cidr): number {

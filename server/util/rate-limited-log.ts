@@ -6,7 +6,10 @@ export class RateLimiter {
   private used = 0;
   private suppressed = 0;
 
-  constructor(private readonly burst: number, private readonly intervalMs: number) {}
+  constructor(
+    private readonly burst: number,
+    private readonly intervalMs: number,
+  ) {}
 
   /** Returns whether to log now, and how many lines were suppressed since the last one logged. */
   take(now: number): { log: boolean; suppressed: number } {

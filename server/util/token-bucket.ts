@@ -13,7 +13,10 @@ export class TokenBucket {
   private tokens: number;
   private refilledAt: number;
 
-  constructor(private readonly settings: BucketSettings, now: number) {
+  constructor(
+    private readonly settings: BucketSettings,
+    now: number,
+  ) {
     this.tokens = settings.burst;
     this.refilledAt = now;
   }
@@ -35,7 +38,10 @@ export class KeyedTokenBuckets {
   private readonly buckets = new Map<string, TokenBucket>();
   evictions = 0;
 
-  constructor(private readonly settings: BucketSettings, private readonly maxKeys: number) {}
+  constructor(
+    private readonly settings: BucketSettings,
+    private readonly maxKeys: number,
+  ) {}
 
   take(key: string, now: number): boolean {
     if (this.settings.burst <= 0) return true;

@@ -34,8 +34,10 @@ describe('kubernetes.admission: approve: a boot gets its join token only once an
   let secret = '';
   let otherSecret = '';
 
-  const secrets = (): FakeSecret[] => (JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as { secrets: FakeSecret[] }).secrets;
-  const cli = (...args: string[]) => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, ['node', ...args, '--server', BASE, '--token', API_TOKEN]));
+  const secrets = (): FakeSecret[] =>
+    (JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as { secrets: FakeSecret[] }).secrets;
+  const cli = (...args: string[]) =>
+    lab.exec(srv.ns, process.execPath, nodeArgs(CLI, ['node', ...args, '--server', BASE, '--token', API_TOKEN]));
   const lease = async (host: LabHost) => {
     const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     expect(r.stderr).toContain('LEASE event=bound');
@@ -48,15 +50,33 @@ describe('kubernetes.admission: approve: a boot gets its join token only once an
     node = await lab.addHost('node', { mac: NODE_MAC });
     other = await lab.addHost('other', { mac: OTHER_MAC });
     kubeDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-kube-'));
-    kubeApi = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']), 'fake-kube-api');
-    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as { kubeconfig: string; caCertFile: string };
+    kubeApi = lab.spawn(
+      srv.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']),
+      'fake-kube-api',
+    );
+    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as {
+      kubeconfig: string;
+      caCertFile: string;
+    };
     config = {
       server: { address: '10.9.0.1' },
       dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'], leaseSeconds: 600 }] },
       tftp: { root: mkdtempSync(path.join(tmpdir(), 'bootfarm-ap-tftp-')) },
       http: { port: 8080 },
-      nodes: [{ mac: NODE_MAC, hostname: 'node-1' }, { mac: OTHER_MAC, hostname: 'node-2' }],
-      kubernetes: { apiServer: '10.9.0.1:6443', caCertFile: ready.caCertFile, kubeconfig: ready.kubeconfig, tokenTtl: '1h', version: 'v1.31', admission: 'approve' },
+      nodes: [
+        { mac: NODE_MAC, hostname: 'node-1' },
+        { mac: OTHER_MAC, hostname: 'node-2' },
+      ],
+      kubernetes: {
+        apiServer: '10.9.0.1:6443',
+        caCertFile: ready.caCertFile,
+        kubeconfig: ready.kubeconfig,
+        tokenTtl: '1h',
+        version: 'v1.31',
+        admission: 'approve',
+      },
       api: { token: API_TOKEN },
     };
     server = await startBootfarm(lab, srv.ns, config);
@@ -85,7 +105,9 @@ describe('kubernetes.admission: approve: a boot gets its join token only once an
     const list = await cli('list');
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/52:54:00:00:00:01\s+node-1\s.*booting \(approval pending\)/);
-    const events = JSON.parse((await agent.curl(srv, `${BASE}/api/v1/nodes/${NODE_MAC}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string }> };
+    const events = JSON.parse(
+      (await agent.curl(srv, `${BASE}/api/v1/nodes/${NODE_MAC}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body,
+    ) as { events: Array<{ type: string }> };
     expect(events.events.map((e) => e.type)).toContain('boot.pending-admission');
   });
 
@@ -98,9 +120,11 @@ describe('kubernetes.admission: approve: a boot gets its join token only once an
     server = await startBootfarm(lab, srv.ns, config, server.stateDir);
     const join = await agent.join(node, NODE_MAC, secret);
     expect(join.status).toBe(200);
-    await waitUntil(() => secrets().length === 1, 10_000, 'the approved node\'s token');
+    await waitUntil(() => secrets().length === 1, 10_000, "the approved node's token");
     const [minted] = secrets() as [FakeSecret];
-    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${minted.data['token-id']}.${minted.data['token-secret']}`);
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(
+      `${minted.data['token-id']}.${minted.data['token-secret']}`,
+    );
     expect(minted.data.description).toContain('node-1');
     // node-2 was never approved.
     const unapproved = await agent.join(other, OTHER_MAC, otherSecret);
@@ -109,7 +133,16 @@ describe('kubernetes.admission: approve: a boot gets its join token only once an
   });
 
   it('approving a node with no boot in flight is refused with the reason', async () => {
-    await agent.curl(node, `${BASE}/agent/v1/${NODE_MAC}/report`, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${secret}`, '--data', '{"step":"join","status":"ok"}']);
+    await agent.curl(node, `${BASE}/agent/v1/${NODE_MAC}/report`, [
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '-H',
+      `Authorization: Bearer ${secret}`,
+      '--data',
+      '{"step":"join","status":"ok"}',
+    ]);
     const r = await cli('approve', NODE_MAC);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('node-1 has no boot waiting for approval (its last boot is joined)');

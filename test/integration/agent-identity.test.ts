@@ -24,7 +24,7 @@ const PINNED_MAC = '52:54:00:00:00:02';
 const URL_BASE = 'http://10.9.0.1:8080';
 const API_TOKEN = 'api-token-for-identity-tests-01';
 
-describe('proxy mode: a forged REQUEST or a stolen credential does not hand out a node\'s secret or token', () => {
+describe("proxy mode: a forged REQUEST or a stolen credential does not hand out a node's secret or token", () => {
   let lab: NetLab;
   let srv: LabHost;
   let victim: LabHost;
@@ -38,13 +38,27 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
   let victimSecret = '';
   let victimNonce = '';
 
-  const secrets = (): FakeSecret[] => (JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as { secrets: FakeSecret[] }).secrets;
-  const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
+  const secrets = (): FakeSecret[] =>
+    (JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as { secrets: FakeSecret[] }).secrets;
+  const metric = async (pattern: RegExp): Promise<number> =>
+    Number(pattern.exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
   const events = async (mac: string): Promise<Array<{ type: string; detail?: Record<string, unknown> }>> =>
-    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, unknown> }> }).events;
+    (
+      JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as {
+        events: Array<{ type: string; detail?: Record<string, unknown> }>;
+      }
+    ).events;
   const claim = async (from: LabHost, mac: string, address: string): Promise<void> => {
-    const bg = lab.spawn(from.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-attacker.ts'), ['claim-address', '10.9.0.1', '3', '1', '68', mac, address]), 'attacker-claim');
-    const done = JSON.parse(await bg.waitFor((l) => l.startsWith('{"scenario"'), 30_000, 'the forged REQUESTs sent')) as { sent: number; sendErrors: number };
+    const bg = lab.spawn(
+      from.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-attacker.ts'), ['claim-address', '10.9.0.1', '3', '1', '68', mac, address]),
+      'attacker-claim',
+    );
+    const done = JSON.parse(await bg.waitFor((l) => l.startsWith('{"scenario"'), 30_000, 'the forged REQUESTs sent')) as {
+      sent: number;
+      sendErrors: number;
+    };
     expect(done).toMatchObject({ sent: 3, sendErrors: 0 });
   };
   /** Asks for the node's boot script and configuration without any credential: neither may answer. */
@@ -70,7 +84,7 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
   };
   /** The node's current boot was revoked for `reason`: alarm on its timeline, its token deleted. */
   const expectRevoked = async (reason: string): Promise<void> => {
-    await waitUntil(() => secrets().length === 0, 10_000, 'the revoked boot\'s token deleted');
+    await waitUntil(() => secrets().length === 0, 10_000, "the revoked boot's token deleted");
     const timeline = await events(VICTIM_MAC);
     expect(timeline.map((e) => e.type)).toContain(`security.${reason}`);
     expect(timeline.at(-1)?.type === 'token.revoked' || timeline.some((e) => e.type === 'revoked')).toBe(true);
@@ -84,11 +98,13 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimBoots();
     expect(victimNonce).not.toBe(before.nonce);
     expect(victimSecret).not.toBe(before.secret);
-    await waitUntil(() => secrets().length === 1, 10_000, 'the new boot\'s token');
+    await waitUntil(() => secrets().length === 1, 10_000, "the new boot's token");
     const join = await agent.join(victim, VICTIM_MAC, victimSecret);
     expect(join.status).toBe(200);
     const [minted] = secrets() as [FakeSecret];
-    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${minted.data['token-id']}.${minted.data['token-secret']}`);
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(
+      `${minted.data['token-id']}.${minted.data['token-secret']}`,
+    );
   };
 
   beforeAll(async () => {
@@ -106,8 +122,16 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await startSiteDnsmasq(lab);
 
     kubeDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-kube-'));
-    kubeApi = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']), 'fake-kube-api');
-    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as { kubeconfig: string; caCertFile: string };
+    kubeApi = lab.spawn(
+      srv.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']),
+      'fake-kube-api',
+    );
+    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as {
+      kubeconfig: string;
+      caCertFile: string;
+    };
 
     server = await startBootfarm(lab, srv.ns, {
       server: { address: '10.9.0.1' },
@@ -119,7 +143,13 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
         { mac: VICTIM_MAC, hostname: 'node-1' },
         { mac: PINNED_MAC, hostname: 'node-2', ip: '10.9.0.12' },
       ],
-      kubernetes: { apiServer: '10.9.0.1:6443', caCertFile: ready.caCertFile, kubeconfig: ready.kubeconfig, tokenTtl: '1h', version: 'v1.31' },
+      kubernetes: {
+        apiServer: '10.9.0.1:6443',
+        caCertFile: ready.caCertFile,
+        kubeconfig: ready.kubeconfig,
+        tokenTtl: '1h',
+        version: 'v1.31',
+      },
       api: { token: API_TOKEN },
     });
   });
@@ -133,7 +163,11 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
   it('an address off the served network is not recorded for the node: no boot script, no secret for its sender', async () => {
     await claim(farAttacker, VICTIM_MAC, '10.77.0.5');
     await expectNothingFor(farAttacker, VICTIM_MAC);
-    await server.waitForLog((l) => l.msg?.startsWith('dhcp request asserts an address') === true && l.claimed === '10.77.0.5', 10_000, 'the claim refused');
+    await server.waitForLog(
+      (l) => l.msg?.startsWith('dhcp request asserts an address') === true && l.claimed === '10.77.0.5',
+      10_000,
+      'the claim refused',
+    );
     expect(await metric(/bootfarm_dhcp_observed_address_refused_total\{reason="off-subnet"\} (\d+)/)).toBeGreaterThanOrEqual(3);
     expect(secrets()).toHaveLength(0);
   });
@@ -142,21 +176,23 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimBoots();
     expect(victimNonce).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(victimSecret).toMatch(/^[A-Za-z0-9_-]{32}$/);
-    await waitUntil(() => secrets().length === 1, 10_000, 'the node\'s bootstrap token Secret');
+    await waitUntil(() => secrets().length === 1, 10_000, "the node's bootstrap token Secret");
   });
 
-  it('an address on the served network claimed during the node\'s boot does not move the boot: script and routes refused, recorded', async () => {
+  it("an address on the served network claimed during the node's boot does not move the boot: script and routes refused, recorded", async () => {
     await claim(nearAttacker, VICTIM_MAC, '10.9.0.40');
     await expectNothingFor(nearAttacker, VICTIM_MAC);
     expect(await metric(/bootfarm_agent_address_mismatch_total (\d+)/)).toBeGreaterThanOrEqual(2);
-    const alarms = (await events(VICTIM_MAC)).filter((e) => e.type === 'security.address-mismatch' || e.type === 'security.from-another-address');
+    const alarms = (await events(VICTIM_MAC)).filter(
+      (e) => e.type === 'security.address-mismatch' || e.type === 'security.from-another-address',
+    );
     expect(alarms[0]?.detail).toMatchObject({ boundTo: victimAddress, from: '10.9.0.40' });
     // Asking without a credential ends nothing: the node's boot goes on.
     expect(secrets()).toHaveLength(1);
     expect((await agent.config(victim, VICTIM_MAC, { secret: victimSecret })).status).toBe(200);
   });
 
-  it('the node\'s secret presented from another address revokes the boot: no join, token deleted, alarm; the node\'s next boot joins', async () => {
+  it("the node's secret presented from another address revokes the boot: no join, token deleted, alarm; the node's next boot joins", async () => {
     const stolen = await agent.join(nearAttacker, VICTIM_MAC, victimSecret);
     expect(stolen.status).toBe(403);
     expect(stolen.body).not.toContain('JoinConfiguration');
@@ -164,7 +200,7 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimStillJoins();
   });
 
-  it('a sniffed nonce replayed after the node used it (even from the node\'s own address) revokes the boot; the node\'s next boot joins', async () => {
+  it("a sniffed nonce replayed after the node used it (even from the node's own address) revokes the boot; the node's next boot joins", async () => {
     // From another address: refused and revoked as a stolen credential.
     const elsewhere = await agent.config(nearAttacker, VICTIM_MAC, { nonce: victimNonce });
     expect(elsewhere.status).toBe(403);
@@ -179,7 +215,7 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimStillJoins();
   });
 
-  it('a wrong nonce from the node\'s address revokes the boot before any secret is handed out', async () => {
+  it("a wrong nonce from the node's address revokes the boot before any secret is handed out", async () => {
     await lab.exec(victim.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     const script = await agent.bootScript(victim, VICTIM_MAC);
     expect(script.status).toBe(200);
@@ -193,8 +229,17 @@ describe('proxy mode: a forged REQUEST or a stolen credential does not hand out 
     await victimStillJoins();
   });
 
-  it('a nonce replayed after the node\'s boot ended gets nothing and is recorded, from another address or the node\'s own', async () => {
-    const done = await agent.curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/report`, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${victimSecret}`, '--data', '{"step":"join","status":"ok"}']);
+  it("a nonce replayed after the node's boot ended gets nothing and is recorded, from another address or the node's own", async () => {
+    const done = await agent.curl(victim, `${URL_BASE}/agent/v1/${VICTIM_MAC}/report`, [
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '-H',
+      `Authorization: Bearer ${victimSecret}`,
+      '--data',
+      '{"step":"join","status":"ok"}',
+    ]);
     expect(done.status).toBe(204);
     const before = (await events(VICTIM_MAC)).length;
     for (const from of [nearAttacker, victim]) {

@@ -33,7 +33,7 @@ describe('HTTP API and node CLI', () => {
     const lines = r.stdout.trimEnd().split('\n');
     const status = Number(lines.pop());
     const text = lines.join('\n');
-    return { status, json: text ? JSON.parse(text) as Record<string, unknown> : undefined };
+    return { status, json: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
   };
   const cli = (...args: string[]) => lab.exec(srv.ns, process.execPath, [CLI, 'node', ...args, '--server', BASE]);
 
@@ -55,10 +55,20 @@ describe('HTTP API and node CLI', () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(Object.keys((json as { paths: object }).paths).sort()).toEqual([
-      '/agent/v1/{mac}/config', '/agent/v1/{mac}/join', '/agent/v1/{mac}/report',
-      '/api/v1/discovered', '/api/v1/discovered/{mac}/enrol', '/api/v1/events/stream', '/api/v1/leases',
-      '/api/v1/nodes', '/api/v1/nodes/{mac}', '/api/v1/nodes/{mac}/approve', '/api/v1/nodes/{mac}/events', '/api/v1/profiles',
-      '/healthz', '/metrics',
+      '/agent/v1/{mac}/config',
+      '/agent/v1/{mac}/join',
+      '/agent/v1/{mac}/report',
+      '/api/v1/discovered',
+      '/api/v1/discovered/{mac}/enrol',
+      '/api/v1/events/stream',
+      '/api/v1/leases',
+      '/api/v1/nodes',
+      '/api/v1/nodes/{mac}',
+      '/api/v1/nodes/{mac}/approve',
+      '/api/v1/nodes/{mac}/events',
+      '/api/v1/profiles',
+      '/healthz',
+      '/metrics',
     ]);
   });
 
@@ -79,26 +89,54 @@ describe('HTTP API and node CLI', () => {
   });
 
   it('answers schema problems with 400 naming each field', async () => {
-    const r = await http('POST', '/api/v1/nodes', { mac: 'not-a-mac', hostname: 'bad_name', color: 'red', labels: { 'bad key!': 'x' } }, TOKEN);
+    const r = await http(
+      'POST',
+      '/api/v1/nodes',
+      { mac: 'not-a-mac', hostname: 'bad_name', color: 'red', labels: { 'bad key!': 'x' } },
+      TOKEN,
+    );
     expect(r.status).toBe(400);
-    expect(r.json?.problems).toEqual(expect.arrayContaining([
-      'body.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "not-a-mac"',
-      'body.hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "bad_name"',
-      'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs, tpm',
-      'body.labels.bad key!: invalid key; expected a label name like rack or example.com/rack',
-    ]));
+    expect(r.json?.problems).toEqual(
+      expect.arrayContaining([
+        'body.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "not-a-mac"',
+        'body.hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "bad_name"',
+        'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs, tpm',
+        'body.labels.bad key!: invalid key; expected a label name like rack or example.com/rack',
+      ]),
+    );
     const path404 = await http('GET', '/api/v1/nodes/zz:zz', undefined, TOKEN);
     expect(path404.status).toBe(400);
     expect(path404.json?.problems).toEqual(['params.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "zz:zz"']);
   });
 
-  it('adds, shows, changes and removes nodes; the configuration file\'s nodes are read-only', async () => {
-    const created = await http('POST', '/api/v1/nodes', { mac: '52-54-00-00-00-05', hostname: 'api-1', profile: 'worker', ip: '10.9.0.20' }, TOKEN);
+  it("adds, shows, changes and removes nodes; the configuration file's nodes are read-only", async () => {
+    const created = await http(
+      'POST',
+      '/api/v1/nodes',
+      { mac: '52-54-00-00-00-05', hostname: 'api-1', profile: 'worker', ip: '10.9.0.20' },
+      TOKEN,
+    );
     expect(created.status).toBe(201);
-    expect(created.json).toMatchObject({ mac: '52:54:00:00:00:05', hostname: 'api-1', arch: 'amd64', profiles: ['worker'], labels: { role: 'worker' }, origin: 'api' });
-    expect((await http('POST', '/api/v1/nodes', { mac: '52:54:00:00:00:06', hostname: 'API-1' }, TOKEN)).json?.message).toBe('hostname API-1 is taken by 52:54:00:00:00:05');
-    expect((await http('POST', '/api/v1/nodes', { mac: '52:54:00:00:00:06', hostname: 'api-2', profile: 'nope' }, TOKEN)).json?.message).toBe('profile: expected one of worker, got "nope"');
-    const changed = await http('PUT', '/api/v1/nodes/52:54:00:00:00:05', { mac: '52:54:00:00:00:05', hostname: 'api-1', arch: 'arm64' }, TOKEN);
+    expect(created.json).toMatchObject({
+      mac: '52:54:00:00:00:05',
+      hostname: 'api-1',
+      arch: 'amd64',
+      profiles: ['worker'],
+      labels: { role: 'worker' },
+      origin: 'api',
+    });
+    expect((await http('POST', '/api/v1/nodes', { mac: '52:54:00:00:00:06', hostname: 'API-1' }, TOKEN)).json?.message).toBe(
+      'hostname API-1 is taken by 52:54:00:00:00:05',
+    );
+    expect(
+      (await http('POST', '/api/v1/nodes', { mac: '52:54:00:00:00:06', hostname: 'api-2', profile: 'nope' }, TOKEN)).json?.message,
+    ).toBe('profile: expected one of worker, got "nope"');
+    const changed = await http(
+      'PUT',
+      '/api/v1/nodes/52:54:00:00:00:05',
+      { mac: '52:54:00:00:00:05', hostname: 'api-1', arch: 'arm64' },
+      TOKEN,
+    );
     expect(changed.status).toBe(200);
     expect(changed.json).toMatchObject({ arch: 'arm64', profiles: [] });
     const readOnly = await http('PUT', '/api/v1/nodes/52:54:00:00:00:01', { mac: '52:54:00:00:00:01', hostname: 'renamed' }, TOKEN);
@@ -109,7 +147,11 @@ describe('HTTP API and node CLI', () => {
     // Kept across a restart (the store's journal), then removed.
     await server.stop();
     server = await startBootfarm(lab, srv.ns, config, server.stateDir);
-    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).json).toMatchObject({ hostname: 'api-1', arch: 'arm64', origin: 'api' });
+    expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).json).toMatchObject({
+      hostname: 'api-1',
+      arch: 'arm64',
+      origin: 'api',
+    });
     expect((await http('DELETE', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).status).toBe(204);
     expect((await http('GET', '/api/v1/nodes/52:54:00:00:00:05', undefined, TOKEN)).status).toBe(404);
   });
@@ -119,12 +161,37 @@ describe('HTTP API and node CLI', () => {
     expect(denied.code).toBe(2);
     expect(denied.stderr).toContain('HTTP 401');
 
-    const added = await cli('add', '52:54:00:00:00:07', '--hostname', 'cli-1', '--label', 'rack=r9', '--profile', 'worker', '--token', TOKEN);
+    const added = await cli(
+      'add',
+      '52:54:00:00:00:07',
+      '--hostname',
+      'cli-1',
+      '--label',
+      'rack=r9',
+      '--profile',
+      'worker',
+      '--token',
+      TOKEN,
+    );
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toBe('added cli-1 (52:54:00:00:00:07), image bootfarm, profiles worker\n');
 
     // A machine nobody enrolled asks to network-boot: it is discovered, then enrolled by MAC.
-    const lease = await lab.exec(machine.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', '-V', 'PXEClient:Arch:00007:UNDI:003016']);
+    const lease = await lab.exec(machine.ns, 'busybox', [
+      'udhcpc',
+      '-i',
+      'eth0',
+      '-n',
+      '-q',
+      '-s',
+      SCRIPT,
+      '-t',
+      '5',
+      '-T',
+      '1',
+      '-V',
+      'PXEClient:Arch:00007:UNDI:003016',
+    ]);
     expect(lease.stderr).toContain('LEASE event=bound');
     const list = await cli('list', '--token', TOKEN);
     expect(list.code, list.stderr).toBe(0);

@@ -38,7 +38,8 @@ describe('boot files over TFTP and HTTP', () => {
     };
     put('amd64/vmlinuz', randomBytes(3 * 1024 * 1024 + 5));
     put('amd64/initrd.img', randomBytes(5 * 1024 * 1024 + 7));
-    for (const f of ['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb', 'kernel8.img', 'initrd.img']) put(`arm64/rpi/${f}`, randomBytes(f === 'kernel8.img' ? 8 * 1024 * 1024 : 200 * 1024));
+    for (const f of ['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb', 'kernel8.img', 'initrd.img'])
+      put(`arm64/rpi/${f}`, randomBytes(f === 'kernel8.img' ? 8 * 1024 * 1024 : 200 * 1024));
     symlinkSync('v1', path.join(work, 'images/base/current'));
     mkdirSync(path.join(work, 'tftpboot'));
 
@@ -74,7 +75,7 @@ describe('boot files over TFTP and HTTP', () => {
 
   const inClient = (cmd: string, args: string[], timeoutMs = 60_000) => lab.exec(client.ns, cmd, args, timeoutMs);
 
-  it('serves the iPXE binaries from Debian\'s package over TFTP, byte for byte', async () => {
+  it("serves the iPXE binaries from Debian's package over TFTP, byte for byte", async () => {
     for (const file of ['undionly.kpxe', 'ipxe.efi', 'snponly.efi']) {
       const target = path.join(work, `got-${file}`);
       const r = await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', file, target]);
@@ -83,7 +84,7 @@ describe('boot files over TFTP and HTTP', () => {
     }
   });
 
-  it('serves GRUB\'s arm64 UEFI netboot image built from Debian\'s grub-efi-arm64-bin', async () => {
+  it("serves GRUB's arm64 UEFI netboot image built from Debian's grub-efi-arm64-bin", async () => {
     const target = path.join(work, 'core.efi');
     expect((await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', 'grub/arm64-efi/core.efi', target])).code).toBe(0);
     const core = readFileSync(target);
@@ -95,7 +96,7 @@ describe('boot files over TFTP and HTTP', () => {
     expect(readFileSync(path.join(work, 'tftpboot/grub/arm64-efi/core.efi'))).toEqual(core);
   });
 
-  it('renders the node\'s iPXE script, the same over HTTP and TFTP, with its root location and the boot\'s one-time nonce', async () => {
+  it("renders the node's iPXE script, the same over HTTP and TFTP, with its root location and the boot's one-time nonce", async () => {
     const http = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/boot/52-54-00-00-00-01.ipxe']);
     expect(http.code, http.stderr).toBe(0);
     const nonce = / bootfarm\.nonce=([A-Za-z0-9_-]{32}) /.exec(http.stdout)?.[1];
@@ -122,7 +123,14 @@ describe('boot files over TFTP and HTTP', () => {
     // (tftp-hpa reads 'a:b' arguments as host:file, so the hyphenated name is used here.)
     expect((await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', 'boot/52-54-00-00-00-01.ipxe', target])).code).toBe(0);
     expect(readFileSync(target, 'utf8')).toBe(http.stdout);
-    const unknown = await inClient('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://10.9.0.1:8080/boot/52-54-00-99-99-99.ipxe']);
+    const unknown = await inClient('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      'http://10.9.0.1:8080/boot/52-54-00-99-99-99.ipxe',
+    ]);
     expect(unknown.stdout).toBe('404');
     // GRUB's per-MAC name and PXELINUX's render for the same node.
     const grub = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/grub/grub.cfg-01-52-54-00-00-00-01']);
@@ -139,14 +147,33 @@ describe('boot files over TFTP and HTTP', () => {
     expect((await inClient('curl', ['-sS', '-f', '-o', full, 'http://10.9.0.1:8080/images/base/amd64/vmlinuz'])).code).toBe(0);
     expect(sha(readFileSync(full))).toBe(sha(kernel));
     const part = path.join(work, 'vmlinuz.part');
-    const ranged = await inClient('curl', ['-sS', '-f', '-r', '1000-70999', '-o', part, '-w', '%{http_code}', 'http://10.9.0.1:8080/images/base/amd64/vmlinuz']);
+    const ranged = await inClient('curl', [
+      '-sS',
+      '-f',
+      '-r',
+      '1000-70999',
+      '-o',
+      part,
+      '-w',
+      '%{http_code}',
+      'http://10.9.0.1:8080/images/base/amd64/vmlinuz',
+    ]);
     expect(ranged.stdout).toBe('206');
     expect(readFileSync(part)).toEqual(kernel.subarray(1000, 71000));
     const head = await inClient('curl', ['-sS', '-I', 'http://10.9.0.1:8080/images/base/amd64/initrd.img']);
     // Case-sensitive on purpose: GRUB's HTTP client only knows "Content-Length: ".
     expect(head.stdout).toMatch(/^Content-Length: 5242887\r?$/m);
     expect(head.stdout).toMatch(/accept-ranges: bytes/i);
-    const bad = await inClient('curl', ['-sS', '-o', '/dev/null', '-r', '99999999-', '-w', '%{http_code}', 'http://10.9.0.1:8080/images/base/amd64/vmlinuz']);
+    const bad = await inClient('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-r',
+      '99999999-',
+      '-w',
+      '%{http_code}',
+      'http://10.9.0.1:8080/images/base/amd64/vmlinuz',
+    ]);
     expect(bad.stdout).toBe('416');
     for (const attempt of ['/images/base/amd64/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/images/..%2f..%2fetc/passwd']) {
       const r = await inClient('curl', ['-sS', '--path-as-is', '-o', '/dev/null', '-w', '%{http_code}', `http://10.9.0.1:8080${attempt}`]);
@@ -154,12 +181,35 @@ describe('boot files over TFTP and HTTP', () => {
     }
   });
 
-  it('a Raspberry Pi 4 bootloader gets its node\'s firmware, config.txt and cmdline.txt', async () => {
+  it("a Raspberry Pi 4 bootloader gets its node's firmware, config.txt and cmdline.txt", async () => {
     const pi = await lab.addHost('pi', { mac: PI_MAC });
     const out = path.join(work, 'pi-out');
-    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', PI_MAC, '--serial', '1234abcd', '--model', '4', '--out', out, '--dhcp-timeout', '30']), 180_000);
+    const r = await lab.exec(
+      pi.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), [
+        '--iface',
+        'eth0',
+        '--mac',
+        PI_MAC,
+        '--serial',
+        '1234abcd',
+        '--model',
+        '4',
+        '--out',
+        out,
+        '--dhcp-timeout',
+        '30',
+      ]),
+      180_000,
+    );
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
-    const report = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('PI_BOOT_REPORT '))?.slice(15) ?? '{}') as PiReport;
+    const report = JSON.parse(
+      r.stdout
+        .split('\n')
+        .find((l) => l.startsWith('PI_BOOT_REPORT '))
+        ?.slice(15) ?? '{}',
+    ) as PiReport;
     expect(report.prefixUsed).toBe(true);
     const got = (name: string) => report.files.filter((f) => f.path === `1234abcd/${name}` && f.outcome === 'ok');
     for (const f of ['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb', 'kernel8.img', 'initrd.img']) {
@@ -169,7 +219,11 @@ describe('boot files over TFTP and HTTP', () => {
     expect(configTxt).toContain('kernel=kernel8.img');
     expect(configTxt).toContain('# bootfarm: pi-1 (Pi 4, serial 1234abcd)');
     // The Pi's boot script: its kernel command line, with this boot's one-time nonce.
-    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toMatch(new RegExp(`^ip=dhcp bootfarm\\.server=10\\.9\\.0\\.1 bootfarm\\.http=10\\.9\\.0\\.1:8080 bootfarm\\.nbd=10\\.9\\.0\\.1:10809 bootfarm\\.export=base/v1/arm64 bootfarm\\.node=pi-1 bootfarm\\.mac=${PI_MAC} bootfarm\\.nonce=[A-Za-z0-9_-]{32} console=ttyS0$`));
+    expect(readFileSync(path.join(out, '1234abcd/cmdline.txt'), 'utf8')).toMatch(
+      new RegExp(
+        `^ip=dhcp bootfarm\\.server=10\\.9\\.0\\.1 bootfarm\\.http=10\\.9\\.0\\.1:8080 bootfarm\\.nbd=10\\.9\\.0\\.1:10809 bootfarm\\.export=base/v1/arm64 bootfarm\\.node=pi-1 bootfarm\\.mac=${PI_MAC} bootfarm\\.nonce=[A-Za-z0-9_-]{32} console=ttyS0$`,
+      ),
+    );
     // The boot shows as a timeline on the node: DHCP, then each file.
     // The Pi has its last file before bootfarm's log line for it reaches this test.
     const served = () => server.logs().filter((l) => l.msg === 'tftp file sent' && String(l.path).startsWith('1234abcd/'));
@@ -179,9 +233,30 @@ describe('boot files over TFTP and HTTP', () => {
 
   it('an unknown Pi gets nothing', async () => {
     const pi = await lab.addHost('pi2', { mac: 'dc:a6:32:0a:0b:0c' });
-    const r = await lab.exec(pi.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), ['--iface', 'eth0', '--mac', 'dc:a6:32:0a:0b:0c', '--serial', '0badcafe', '--model', '4', '--dhcp-timeout', '30']), 180_000);
+    const r = await lab.exec(
+      pi.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'server/lab/pi-bootloader.ts'), [
+        '--iface',
+        'eth0',
+        '--mac',
+        'dc:a6:32:0a:0b:0c',
+        '--serial',
+        '0badcafe',
+        '--model',
+        '4',
+        '--dhcp-timeout',
+        '30',
+      ]),
+      180_000,
+    );
     expect(r.code).toBe(1);
-    const report = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('PI_BOOT_REPORT '))?.slice(15) ?? '{}') as PiReport;
+    const report = JSON.parse(
+      r.stdout
+        .split('\n')
+        .find((l) => l.startsWith('PI_BOOT_REPORT '))
+        ?.slice(15) ?? '{}',
+    ) as PiReport;
     expect(report.prefixUsed).toBe(false);
     expect(report.files.filter((f) => f.outcome === 'ok')).toEqual([]);
   }, 240_000);

@@ -14,7 +14,7 @@ import { installGrubArm64, installIpxe } from '../../server/boot/bootloaders.js'
 
 const GUEST_TIMEOUT = 180_000;
 
-describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
+describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
   let lab: NetLab;
   let server: BootfarmProcess;
 
@@ -52,48 +52,81 @@ describe('QEMU guests boot through bootfarm\'s DHCP, TFTP and HTTP', () => {
     const since = server.bg.lines.length;
     const guest = await startGuest(lab, firmware, mac);
     try {
-      await server.waitForLog(done, GUEST_TIMEOUT, `the ${firmware} guest to fetch its kernel`, since)
-        .catch((err: Error) => { throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-25).join('\n')}`); });
+      await server.waitForLog(done, GUEST_TIMEOUT, `the ${firmware} guest to fetch its kernel`, since).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-25).join('\n')}`);
+      });
       return server.logs();
     } finally {
       await guest.stop('SIGTERM', 2000);
     }
   }
 
-  const fetched = (logs: LogLine[], client: string) => logs
-    .filter((l) => (l.msg === 'tftp file sent' || l.msg === 'http file sent') && String(l.client).startsWith(client))
-    .map((l) => `${l.msg.split(' ')[0]}:${String(l.path)}`);
+  const fetched = (logs: LogLine[], client: string) =>
+    logs
+      .filter((l) => (l.msg === 'tftp file sent' || l.msg === 'http file sent') && String(l.client).startsWith(client))
+      .map((l) => `${l.msg.split(' ')[0]}:${String(l.path)}`);
 
   // The image's kernel here is random bytes: UEFI iPXE refuses to select a file
   // that is not an EFI image, so its script stops after fetching the kernel.
-  it('OVMF: ipxe.efi over TFTP, then the node\'s script and kernel over HTTP', async () => {
-    const logs = await bootUntil('ovmf', '52:54:00:cc:00:02', (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/vmlinuz');
-    const offer = logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.type === 'DISCOVER' && l.ipxe === false);
-    const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === true)?.ip);
-    expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
-    expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-02.ipxe', 'http:images/base/amd64/vmlinuz']));
-    // The firmware fetched ipxe.efi from the address of its first lease (iPXE then takes a new one).
-    const firmwareIp = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === false)?.ip);
-    expect(fetched(logs, firmwareIp)).toContain('tftp:ipxe.efi');
-  }, GUEST_TIMEOUT + 30_000);
+  it(
+    "OVMF: ipxe.efi over TFTP, then the node's script and kernel over HTTP",
+    async () => {
+      const logs = await bootUntil(
+        'ovmf',
+        '52:54:00:cc:00:02',
+        (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/vmlinuz',
+      );
+      const offer = logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.type === 'DISCOVER' && l.ipxe === false);
+      const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === true)?.ip);
+      expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
+      expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-02.ipxe', 'http:images/base/amd64/vmlinuz']));
+      // The firmware fetched ipxe.efi from the address of its first lease (iPXE then takes a new one).
+      const firmwareIp = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === false)?.ip);
+      expect(fetched(logs, firmwareIp)).toContain('tftp:ipxe.efi');
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
 
-  it('SeaBIOS with the iPXE ROM: the node\'s script, kernel and initrd over HTTP', async () => {
-    const logs = await bootUntil('seabios', '52:54:00:cc:00:01', (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/initrd.img');
-    const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:01' && l.outcome === 'ack')?.ip);
-    expect(fetched(logs, ip)).toEqual(['http:boot/52-54-00-cc-00-01.ipxe', 'http:images/base/amd64/vmlinuz', 'http:images/base/amd64/initrd.img']);
-  }, GUEST_TIMEOUT + 30_000);
+  it(
+    "SeaBIOS with the iPXE ROM: the node's script, kernel and initrd over HTTP",
+    async () => {
+      const logs = await bootUntil(
+        'seabios',
+        '52:54:00:cc:00:01',
+        (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/initrd.img',
+      );
+      const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:01' && l.outcome === 'ack')?.ip);
+      expect(fetched(logs, ip)).toEqual([
+        'http:boot/52-54-00-cc-00-01.ipxe',
+        'http:images/base/amd64/vmlinuz',
+        'http:images/base/amd64/initrd.img',
+      ]);
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
 
   // As on OVMF, the random-bytes kernel is refused (no EFI stub), so GRUB stops after fetching it.
-  it('arm64 UEFI (AAVMF): GRUB core.efi and its modules over TFTP, the node\'s GRUB config, then the kernel over HTTP', async () => {
-    const mac = '52:54:00:cc:00:03';
-    const logs = await bootUntil('aavmf', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/arm64/vmlinuz');
-    const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
-    expect(offer).toMatchObject({ firmware: 'uefi', arch: 11, bootFile: 'grub/arm64-efi/core.efi' });
-    const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
-    const got = fetched(logs, ip);
-    expect(got[0]).toBe('tftp:grub/arm64-efi/core.efi');
-    expect(got).toEqual(expect.arrayContaining(['tftp:grub/arm64-efi/normal.mod', 'tftp:grub/arm64-efi/http.mod', 'tftp:grub/grub.cfg-01-52-54-00-cc-00-03', 'http:images/base/arm64/vmlinuz']));
-    const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg-01-52-54-00-cc-00-03');
-    expect(cfg).toMatchObject({ from: 'generated:arm-1' });
-  }, GUEST_TIMEOUT + 30_000);
+  it(
+    "arm64 UEFI (AAVMF): GRUB core.efi and its modules over TFTP, the node's GRUB config, then the kernel over HTTP",
+    async () => {
+      const mac = '52:54:00:cc:00:03';
+      const logs = await bootUntil('aavmf', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/arm64/vmlinuz');
+      const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
+      expect(offer).toMatchObject({ firmware: 'uefi', arch: 11, bootFile: 'grub/arm64-efi/core.efi' });
+      const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
+      const got = fetched(logs, ip);
+      expect(got[0]).toBe('tftp:grub/arm64-efi/core.efi');
+      expect(got).toEqual(
+        expect.arrayContaining([
+          'tftp:grub/arm64-efi/normal.mod',
+          'tftp:grub/arm64-efi/http.mod',
+          'tftp:grub/grub.cfg-01-52-54-00-cc-00-03',
+          'http:images/base/arm64/vmlinuz',
+        ]),
+      );
+      const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg-01-52-54-00-cc-00-03');
+      expect(cfg).toMatchObject({ from: 'generated:arm-1' });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
 });

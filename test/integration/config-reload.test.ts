@@ -49,7 +49,8 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     const r = await curl(host, `http://${SERVER}:8080/boot/${mac.replace(/:/g, '-')}.ipxe`);
     return { status: r.status, lts: r.body.split('\n').filter((l) => l.startsWith('#lts ')), body: r.body };
   };
-  const metric = async (pattern: RegExp): Promise<number> => Number(pattern.exec((await curl(srv, `http://${SERVER}:8080/metrics`)).body)?.[1] ?? 0);
+  const metric = async (pattern: RegExp): Promise<number> =>
+    Number(pattern.exec((await curl(srv, `http://${SERVER}:8080/metrics`)).body)?.[1] ?? 0);
   const reloadCli = () => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, ['reload', '--config', server.configFile]), 60_000);
 
   beforeAll(async () => {
@@ -111,7 +112,10 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect(await metric(/^bootfarm_config_reloads_total\{outcome="applied"\} (\d+)/m)).toBe(1);
 
     // The next boot of each node: the added node is served, the changed profile's node has the new entries.
-    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
+    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({
+      status: 200,
+      lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'],
+    });
     expect((await ltsOf(hostA, NODE_A.mac)).lts).toEqual(['#lts HOSTNAME=node-a', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm']);
   }, 360_000);
 
@@ -133,7 +137,10 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect(await metric(/^bootfarm_config_reloads_total\{outcome="refused"\} (\d+)/m)).toBe(2);
 
     // Still the previous configuration: node B (which the broken file drops) is served as before.
-    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({ status: 200, lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'] });
+    expect(await ltsOf(hostB, NODE_B.mac)).toMatchObject({
+      status: 200,
+      lts: ['#lts HOSTNAME=node-b', '#lts LDM_LANGUAGE=de_DE.UTF-8', '#lts SCREEN_07=ldm'],
+    });
   });
 
   it('`bootfarm reload` applies a fixed file and names the keys that wait for a restart', async () => {
@@ -154,7 +161,11 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout.trim()).toBe(`${server.configFile}: reloaded (nodes: 0 added, 1 removed, 0 changed; 1 profiles)`);
     expect(cli.stderr.trim()).toBe('bootfarm: changed but kept until a restart: http.port');
-    const warned = await server.waitForLog((l) => l.msg.startsWith('configuration reload: these keys changed'), 30_000, 'the restart warning');
+    const warned = await server.waitForLog(
+      (l) => l.msg.startsWith('configuration reload: these keys changed'),
+      30_000,
+      'the restart warning',
+    );
     expect(warned.keys).toEqual(['http.port']);
 
     // Served on the running port, with the new entries and template; the removed node is gone.
@@ -167,6 +178,8 @@ describe('configuration reload (SIGHUP, bootfarm reload)', () => {
     // With no server running, the command says so.
     const none = await reloadCli();
     expect(none.code).toBe(2);
-    expect(none.stderr.trim()).toBe(`bootfarm: no bootfarm is serving with this state directory (nothing answers on ${server.stateDir}/control.sock)`);
+    expect(none.stderr.trim()).toBe(
+      `bootfarm: no bootfarm is serving with this state directory (nothing answers on ${server.stateDir}/control.sock)`,
+    );
   });
 });

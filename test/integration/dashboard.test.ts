@@ -39,14 +39,27 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
   const rowState = (mac: string) => page.locator(`tr.machine[data-mac="${mac}"]`).getAttribute('data-state');
   /** Waits (on the page, no reload) until the machine's cell shows `text`. */
   const waitCell = (mac: string, key: string, text: string) =>
-    page.waitForFunction(([m, k, t]) => document.querySelector(`tr.machine[data-mac="${m}"] td.c-${k}`)?.textContent?.includes(t as string) === true, [mac, key, text], { timeout: 20_000 });
+    page.waitForFunction(
+      ([m, k, t]) => document.querySelector(`tr.machine[data-mac="${m}"] td.c-${k}`)?.textContent?.includes(t as string) === true,
+      [mac, key, text],
+      { timeout: 20_000 },
+    );
   const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
   const lease = async (host: LabHost, extra: string[] = []) => {
     const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', ...extra]);
     expect(r.stderr).toContain('LEASE event=bound');
   };
   const report = (host: LabHost, mac: string, secret: string, body: Record<string, string>) =>
-    agent.curl(host, `${BASE}/agent/v1/${mac}/report`, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${secret}`, '--data', JSON.stringify(body)]);
+    agent.curl(host, `${BASE}/agent/v1/${mac}/report`, [
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '-H',
+      `Authorization: Bearer ${secret}`,
+      '--data',
+      JSON.stringify(body),
+    ]);
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
@@ -125,7 +138,15 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
     expect(await cell(GOOD, 'address').textContent()).toBe('10.9.0.11');
 
     // Its bootloader over TFTP (tftp-hpa).
-    const got = await lab.exec(good.ns, 'tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', 'undionly.kpxe', path.join(tmpdir(), `db-${lab.id}.kpxe`)]);
+    const got = await lab.exec(good.ns, 'tftp', [
+      '-m',
+      'binary',
+      '10.9.0.1',
+      '-c',
+      'get',
+      'undionly.kpxe',
+      path.join(tmpdir(), `db-${lab.id}.kpxe`),
+    ]);
     expect(got.code).toBe(0);
     await waitCell(GOOD, 'step', 'tftp.file undionly.kpxe');
     await shot('03-good-bootloader');
@@ -151,14 +172,23 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
 
     // The timeline of a node, opened by a click, lists its events in order.
     await page.locator(`tr.machine[data-mac="${GOOD}"]`).click();
-    const types = await page.locator(`tr.timeline[data-mac="${GOOD}"] li`).evaluateAll((items) => items.map((li) => li.getAttribute('data-type')));
-    expect(types).toEqual(expect.arrayContaining(['dhcp.offer', 'dhcp.ack', 'tftp.file', 'boot.session', 'boot.nonce-spent', 'agent.booted', 'booted']));
+    const types = await page
+      .locator(`tr.timeline[data-mac="${GOOD}"] li`)
+      .evaluateAll((items) => items.map((li) => li.getAttribute('data-type')));
+    expect(types).toEqual(
+      expect.arrayContaining(['dhcp.offer', 'dhcp.ack', 'tftp.file', 'boot.session', 'boot.nonce-spent', 'agent.booted', 'booted']),
+    );
     expect(types.indexOf('dhcp.ack')).toBeLessThan(types.indexOf('tftp.file'));
     expect(types.indexOf('tftp.file')).toBeLessThan(types.indexOf('booted'));
     expect(await page.locator(`tr.timeline[data-mac="${GOOD}"]`).isVisible()).toBe(true);
 
     // The plot has a row per step the boots went through.
-    expect(await page.locator('#durations g[data-step]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-step')))).toEqual(['dhcp', 'files', 'script', 'agent']);
+    expect(await page.locator('#durations g[data-step]').evaluateAll((gs) => gs.map((g) => g.getAttribute('data-step')))).toEqual([
+      'dhcp',
+      'files',
+      'script',
+      'agent',
+    ]);
     // One value per node and step: both nodes went through DHCP, only good-1 fetched its bootloader first.
     expect(await page.locator('#durations g[data-step="dhcp"] text').last().textContent()).toContain('n=2');
     await shot('04-fleet-after-boots');
@@ -174,7 +204,10 @@ describe('the fleet dashboard follows boots live in a real browser', () => {
     expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([BAD]);
     expect(await page.locator('#filters button[data-filter="failed"] span').textContent()).toBe('(1)');
     await page.locator('#filters button[data-filter="unknown"]').click();
-    expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([PI, STRANGER]);
+    expect(await page.locator('tr.machine:visible').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-mac')))).toEqual([
+      PI,
+      STRANGER,
+    ]);
     await shot('05-filter-unknown');
 
     // All of it arrived over the event stream: the page never navigated again.

@@ -18,23 +18,35 @@ describe('QEMU firmware with bootfarm as proxyDHCP beside dnsmasq', () => {
     await fl?.lab.destroy();
   });
 
-  it('SeaBIOS+iPXE: address from dnsmasq, script URL from bootfarm', async () => {
-    const mac = '52:54:00:bb:00:01';
-    const fetch = await firstFetch(fl, 'seabios', mac, GUEST_TIMEOUT);
-    expect(fetch).toMatchObject({ proto: 'http', path: `/boot/${mac.replaceAll(':', '-')}.ipxe` });
-    expect(fetch.from).toMatch(DNSMASQ_RANGE);
-    await fl.site?.waitFor((l) => l.includes('DHCPACK') && l.includes(mac), 5_000, 'dnsmasq ACK');
-    const offer = await fl.bootfarm.waitForLog((l) => l.mac === mac && l.outcome === 'proxy-offer', 5_000, 'the proxy offer');
-    expect(offer).toMatchObject({ ipxe: true });
-  }, GUEST_TIMEOUT + 30_000);
+  it(
+    'SeaBIOS+iPXE: address from dnsmasq, script URL from bootfarm',
+    async () => {
+      const mac = '52:54:00:bb:00:01';
+      const fetch = await firstFetch(fl, 'seabios', mac, GUEST_TIMEOUT);
+      expect(fetch).toMatchObject({ proto: 'http', path: `/boot/${mac.replaceAll(':', '-')}.ipxe` });
+      expect(fetch.from).toMatch(DNSMASQ_RANGE);
+      await fl.site?.waitFor((l) => l.includes('DHCPACK') && l.includes(mac), 5_000, 'dnsmasq ACK');
+      const offer = await fl.bootfarm.waitForLog((l) => l.mac === mac && l.outcome === 'proxy-offer', 5_000, 'the proxy offer');
+      expect(offer).toMatchObject({ ipxe: true });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
 
-  it('OVMF UEFI: address from dnsmasq, boot file from bootfarm through port 4011', async () => {
-    const mac = '52:54:00:bb:00:02';
-    const fetch = await firstFetch(fl, 'ovmf', mac, GUEST_TIMEOUT);
-    expect(fetch).toMatchObject({ proto: 'tftp', file: 'ipxe.efi' });
-    expect(fetch.from).toMatch(DNSMASQ_RANGE);
-    await fl.bootfarm.waitForLog((l) => l.mac === mac && l.outcome === 'proxy-offer', 5_000, 'the proxy offer');
-    const ack = await fl.bootfarm.waitForLog((l) => l.mac === mac && l.listener === 'boot-server' && l.outcome === 'boot-server-ack', 5_000, 'the port-4011 ACK');
-    expect(ack).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
-  }, GUEST_TIMEOUT + 30_000);
+  it(
+    'OVMF UEFI: address from dnsmasq, boot file from bootfarm through port 4011',
+    async () => {
+      const mac = '52:54:00:bb:00:02';
+      const fetch = await firstFetch(fl, 'ovmf', mac, GUEST_TIMEOUT);
+      expect(fetch).toMatchObject({ proto: 'tftp', file: 'ipxe.efi' });
+      expect(fetch.from).toMatch(DNSMASQ_RANGE);
+      await fl.bootfarm.waitForLog((l) => l.mac === mac && l.outcome === 'proxy-offer', 5_000, 'the proxy offer');
+      const ack = await fl.bootfarm.waitForLog(
+        (l) => l.mac === mac && l.listener === 'boot-server' && l.outcome === 'boot-server-ack',
+        5_000,
+        'the port-4011 ACK',
+      );
+      expect(ack).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
 });

@@ -65,7 +65,12 @@ describe('full DHCP mode with busybox udhcpc and ISC dhclient', () => {
     const renewed = await client.waitFor((l) => leaseLine(l) && l.includes('event=renew'), 30_000, 'the renewal');
     expect(field(renewed, 'ip')).toBe(ip);
     // The renewal was answered by bootfarm (not merely assumed by the client): its ACK is in the log after the signal.
-    const ack = await server.waitForLog((l) => l.type === 'REQUEST' && l.outcome === 'ack' && l.ip === ip && l.mac === host.mac, 10_000, 'the renewal ACK', beforeRenewal);
+    const ack = await server.waitForLog(
+      (l) => l.type === 'REQUEST' && l.outcome === 'ack' && l.ip === ip && l.mac === host.mac,
+      10_000,
+      'the renewal ACK',
+      beforeRenewal,
+    );
     expect(ack.listener).toBe('dhcp');
 
     // -R: SIGTERM sends a RELEASE before exiting.
@@ -116,7 +121,8 @@ describe('full DHCP mode with busybox udhcpc and ISC dhclient', () => {
     const second = lab.spawn(host.ns, 'dhclient', args, 'dhclient');
     const reboot = await second.waitFor((l) => l.includes('LEASE reason='), 40_000, 'a lease after reboot');
     expect(field(reboot, 'ip')).toBe(ip);
-    if (!reboot.includes('reason=REBOOT')) console.log(second.lines.join('\n'), server.bg.lines.filter((l) => l.includes(host.mac)).join('\n'));
+    if (!reboot.includes('reason=REBOOT'))
+      console.log(second.lines.join('\n'), server.bg.lines.filter((l) => l.includes(host.mac)).join('\n'));
     expect(reboot).toContain('reason=REBOOT');
     await second.stop('SIGTERM');
 
@@ -182,7 +188,10 @@ describe('pool exhaustion', () => {
     const hosts = [await lab.addHost('c1'), await lab.addHost('c2'), await lab.addHost('c3')];
     const first = udhcpc(lab, hosts[0] as LabHost);
     const second = udhcpc(lab, hosts[1] as LabHost, ['-q']);
-    const ips = [field(await first.waitFor(leaseLine, 30_000, 'a lease'), 'ip'), field(await second.waitFor(leaseLine, 30_000, 'a lease'), 'ip')];
+    const ips = [
+      field(await first.waitFor(leaseLine, 30_000, 'a lease'), 'ip'),
+      field(await second.waitFor(leaseLine, 30_000, 'a lease'), 'ip'),
+    ];
     expect(new Set(ips)).toEqual(new Set(['10.9.0.100', '10.9.0.101']));
 
     const third = udhcpc(lab, hosts[2] as LabHost, ['-n', '-t', '2']);
@@ -221,7 +230,14 @@ describe('relayed requests (giaddr) through ISC dhcrelay', () => {
     await lab.exec(relay.ns, 'sysctl', ['-w', 'net.ipv4.ip_forward=1']);
 
     const config = baseConfig(['10.9.0.100', '10.9.0.150']);
-    config.dhcp.subnets.push({ cidr: '10.9.1.0/24', range: ['10.9.1.50', '10.9.1.60'], router: '10.9.1.1', dns: ['10.9.0.1'], domain: 'lab', leaseSeconds: 600 });
+    config.dhcp.subnets.push({
+      cidr: '10.9.1.0/24',
+      range: ['10.9.1.50', '10.9.1.60'],
+      router: '10.9.1.1',
+      dns: ['10.9.0.1'],
+      domain: 'lab',
+      leaseSeconds: 600,
+    });
     const server = await startBootfarm(lab, srv.ns, config);
     const dhcrelay = lab.spawn(relay.ns, 'dhcrelay', ['-4', '-d', '-id', 'down0', '-iu', 'eth0', '10.9.0.1'], 'dhcrelay');
     await dhcrelay.waitFor((l) => /Listening on|Sending on/.test(l), 10_000, 'dhcrelay ready');

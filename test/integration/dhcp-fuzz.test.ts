@@ -29,8 +29,16 @@ describe('DHCP fuzzing over the wire', () => {
     const fuzzHost = await lab.addHost('fuzz', { address: '10.9.0.250/24' });
     // Linux sends 255.255.255.255 only along a route: give the fuzzing host one.
     await lab.ip(fuzzHost.ns, 'route', 'add', 'default', 'dev', 'eth0');
-    const fuzzer = lab.spawn(fuzzHost.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-fuzzer.ts'), ['10.9.0.1', '100000', '20261122']), 'fuzzer');
-    const summary = JSON.parse(await fuzzer.waitFor((l) => l.includes('fuzzSent'), 240_000, 'the fuzzer to finish')) as { fuzzSent: number; sendErrors: number };
+    const fuzzer = lab.spawn(
+      fuzzHost.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-fuzzer.ts'), ['10.9.0.1', '100000', '20261122']),
+      'fuzzer',
+    );
+    const summary = JSON.parse(await fuzzer.waitFor((l) => l.includes('fuzzSent'), 240_000, 'the fuzzer to finish')) as {
+      fuzzSent: number;
+      sendErrors: number;
+    };
     expect(summary).toEqual({ fuzzSent: 100_000, sendErrors: 0 });
     expect(server.bg.child.exitCode).toBeNull();
 

@@ -18,18 +18,33 @@ const NODE_MAC = '52:54:00:00:00:01';
 const METRICS = 'http://10.9.0.1:8080/metrics';
 const PI_MAC = 'dc:a6:32:00:00:0a';
 
-interface AttackResult { scenario: string; sent: number; sendErrors: number; offers: number; acks: number; naks: number }
-interface LeaseView { ip: string; mac: string; state: string }
+interface AttackResult {
+  scenario: string;
+  sent: number;
+  sendErrors: number;
+  offers: number;
+  acks: number;
+  naks: number;
+}
+interface LeaseView {
+  ip: string;
+  mac: string;
+  state: string;
+}
 
 const config = (limits: Record<string, number>) => ({
   server: { address: '10.9.0.1' },
   dhcp: {
-    mode: 'full', interface: 'eth0',
+    mode: 'full',
+    interface: 'eth0',
     subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.119'], leaseSeconds: 600 }],
     limits,
   },
   http: { port: 8080 },
-  nodes: [{ mac: NODE_MAC, hostname: 'node-1' }, { mac: PI_MAC, hostname: 'pi-1', piSerial: '1234abcd', piModel: 4, ip: '10.9.0.50' }],
+  nodes: [
+    { mac: NODE_MAC, hostname: 'node-1' },
+    { mac: PI_MAC, hostname: 'pi-1', piSerial: '1234abcd', piModel: 4, ip: '10.9.0.50' },
+  ],
   unknownNodes: 'discover',
   // The lease table is read anonymously from the server's namespace; reads are protected by default.
   api: { protectReads: false },
@@ -43,8 +58,21 @@ function bootServerRequest(): string {
     [Opt.CLIENT_ARCH, Buffer.of(0, 7)],
   ]);
   return encodePacket({
-    op: BOOTREQUEST, htype: 1, hlen: 6, hops: 0, xid: 0x1234, secs: 0, flags: 0, ciaddr: '10.9.0.250', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0',
-    chaddr: Buffer.from(NODE_MAC.replace(/:/g, ''), 'hex'), sname: '', file: '', options,
+    op: BOOTREQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 0x1234,
+    secs: 0,
+    flags: 0,
+    ciaddr: '10.9.0.250',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr: Buffer.from(NODE_MAC.replace(/:/g, ''), 'hex'),
+    sname: '',
+    file: '',
+    options,
   }).buffer.toString('hex');
 }
 
@@ -57,7 +85,12 @@ describe('DHCP against an attacker on the segment', () => {
   let startRssKiB = 0;
 
   const attack = async (scenario: string, count: number, sourcePort = 68, seed = 1): Promise<AttackResult> => {
-    const bg = lab.spawn(attacker.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-attacker.ts'), [scenario, '10.9.0.1', String(count), String(seed), String(sourcePort)]), `attacker-${scenario}`);
+    const bg = lab.spawn(
+      attacker.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'test/lib/dhcp-attacker.ts'), [scenario, '10.9.0.1', String(count), String(seed), String(sourcePort)]),
+      `attacker-${scenario}`,
+    );
     return JSON.parse(await bg.waitFor((l) => l.startsWith('{"scenario"'), 240_000, `the ${scenario} attack to end`)) as AttackResult;
   };
   const metric = async (pattern: RegExp): Promise<number> => {
@@ -75,7 +108,11 @@ describe('DHCP against an attacker on the segment', () => {
     const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '6', '-T', '1'], 60_000);
     const ip = /LEASE event=bound ip=(\S+)/.exec(r.stderr)?.[1];
     if (!ip) {
-      const recent = server.logs().filter((l) => l.msg?.startsWith('dhcp')).slice(-15).map((l) => JSON.stringify(l));
+      const recent = server
+        .logs()
+        .filter((l) => l.msg?.startsWith('dhcp'))
+        .slice(-15)
+        .map((l) => JSON.stringify(l));
       throw new Error(`udhcpc got no lease:\n${r.stderr}\nbootfarm's last DHCP lines:\n${recent.join('\n')}`);
     }
     return ip;
@@ -89,7 +126,17 @@ describe('DHCP against an attacker on the segment', () => {
     // Linux sends 255.255.255.255 only along a route.
     await lab.ip(attacker.ns, 'route', 'add', 'default', 'dev', 'eth0');
     // Global budget off here (its own test below): each attack meets the per-MAC budget and the pool caps.
-    server = await startBootfarm(lab, srv.ns, config({ unknownClientBurst: 5, unknownClientPerMinute: 6, unknownGlobalBurst: 0, unknownLeasePercent: 50, maxQuarantinedPercent: 10 }));
+    server = await startBootfarm(
+      lab,
+      srv.ns,
+      config({
+        unknownClientBurst: 5,
+        unknownClientPerMinute: 6,
+        unknownGlobalBurst: 0,
+        unknownLeasePercent: 50,
+        maxQuarantinedPercent: 10,
+      }),
+    );
     startRssKiB = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.bg.pid}/status`, 'utf8'))?.[1]);
   });
   afterAll(async () => {
@@ -100,7 +147,15 @@ describe('DHCP against an attacker on the segment', () => {
   it('drops a datagram from source port 0 (to the boot-server port and to 67) and keeps serving', async () => {
     const payload = bootServerRequest();
     for (const port of ['4011', '67']) {
-      const r = await lab.exec(attacker.ns, 'python3', [path.join(REPO_ROOT, 'test/lib/udp-forge.py'), '10.9.0.250', '0', '10.9.0.1', port, '5', payload]);
+      const r = await lab.exec(attacker.ns, 'python3', [
+        path.join(REPO_ROOT, 'test/lib/udp-forge.py'),
+        '10.9.0.250',
+        '0',
+        '10.9.0.1',
+        port,
+        '5',
+        payload,
+      ]);
       expect(r.stdout).toContain('"sent": 5');
     }
     await server.waitForLog((l) => l.msg === 'dhcp reply not sent' && l.reason === 'port-0', 10_000, 'the unsendable reply logged');
@@ -168,7 +223,15 @@ describe('DHCP against an attacker on the segment', () => {
       expect(r.sendErrors).toBe(0);
       sent += r.sent;
     }
-    const forged = await lab.exec(attacker.ns, 'python3', [path.join(REPO_ROOT, 'test/lib/udp-forge.py'), '10.9.0.250', '0', '10.9.0.1', '4011', '2000', bootServerRequest()]);
+    const forged = await lab.exec(attacker.ns, 'python3', [
+      path.join(REPO_ROOT, 'test/lib/udp-forge.py'),
+      '10.9.0.250',
+      '0',
+      '10.9.0.1',
+      '4011',
+      '2000',
+      bootServerRequest(),
+    ]);
     expect(forged.stdout).toContain('"sent": 2000');
     sent += 2000;
     expect(sent).toBeGreaterThanOrEqual(100_000);
@@ -178,7 +241,9 @@ describe('DHCP against an attacker on the segment', () => {
     // Peak resident memory of the server over the whole file: bounded.
     const status = readFileSync(`/proc/${server.bg.pid}/status`, 'utf8');
     const peakKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]);
-    process.stdout.write(`dhcp-hostile: ${sent} packets, server RSS ${(startRssKiB / 1024).toFixed(0)} MiB when ready, peak ${(peakKiB / 1024).toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `dhcp-hostile: ${sent} packets, server RSS ${(startRssKiB / 1024).toFixed(0)} MiB when ready, peak ${(peakKiB / 1024).toFixed(0)} MiB\n`,
+    );
     expect(peakKiB).toBeGreaterThan(0);
     expect(peakKiB).toBeLessThan(400 * 1024);
   }, 600_000);
@@ -195,7 +260,12 @@ describe('DHCP against an attacker on the segment', () => {
 
   it('a budget for all unknown machines together: random MACs are cut off, inventory nodes are not', async () => {
     await server.stop();
-    server = await startBootfarm(lab, srv.ns, config({ unknownClientBurst: 5, unknownGlobalBurst: 20, unknownGlobalPerSecond: 1, unknownLeasePercent: 100 }), server.stateDir);
+    server = await startBootfarm(
+      lab,
+      srv.ns,
+      config({ unknownClientBurst: 5, unknownGlobalBurst: 20, unknownGlobalPerSecond: 1, unknownLeasePercent: 100 }),
+      server.stateDir,
+    );
     const result = await attack('discover-decline', 60, 68, 7);
     expect(result.offers).toBeLessThan(40);
     expect(await metric(/bootfarm_dhcp_rate_limited_total\{scope="global"\} (\d+)/)).toBeGreaterThan(0);

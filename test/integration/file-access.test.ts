@@ -105,15 +105,20 @@ describe('image files over TFTP and HTTP: boot files to anyone, the root image a
     const overTftp = await tftp(stranger, 'images/base/amd64/root.squashfs');
     expect(overTftp.ok).toBe(false);
     expect(overTftp.output).toMatch(/Error code 2: access violation/i);
-    const refusal = (msg: string) => (l: { msg?: unknown; path?: unknown; file?: unknown; client?: unknown }) => l.msg === msg && String(l.path ?? l.file).endsWith('root.squashfs') && String(l.client).startsWith('10.9.0.3');
+    const refusal = (msg: string) => (l: { msg?: unknown; path?: unknown; file?: unknown; client?: unknown }) =>
+      l.msg === msg && String(l.path ?? l.file).endsWith('root.squashfs') && String(l.client).startsWith('10.9.0.3');
     // The client has its answer before bootfarm's log line has crossed the
     // pipe to this test: wait for each line rather than read the log once.
-    const logged = [await server.waitForLog(refusal('http request refused'), 5_000, 'http refusal logged'), await server.waitForLog(refusal('tftp request refused'), 5_000, 'tftp refusal logged')];
+    const logged = [
+      await server.waitForLog(refusal('http request refused'), 5_000, 'http refusal logged'),
+      await server.waitForLog(refusal('tftp request refused'), 5_000, 'tftp refusal logged'),
+    ];
     expect(logged.map((l) => l.msg).sort()).toEqual(['http request refused', 'tftp request refused']);
-    for (const line of logged) expect(String(line.reason)).toContain('10.9.0.3 holds no lease and is no node\'s address (nbd.allow: leased)');
+    for (const line of logged)
+      expect(String(line.reason)).toContain("10.9.0.3 holds no lease and is no node's address (nbd.allow: leased)");
   });
 
-  it('the root image goes to a node\'s configured address and to an address leased from this server, byte for byte', async () => {
+  it("the root image goes to a node's configured address and to an address leased from this server, byte for byte", async () => {
     for (const host of [node, leased]) {
       const overHttp = await http(host, 'images/base/amd64/root.squashfs');
       expect(overHttp.status, host.ns).toBe('200');
@@ -132,13 +137,21 @@ describe('image files over TFTP and HTTP: boot files to anyone, the root image a
         expect(overTftp.output, `${host.ns} ${file}`).toMatch(/Error code 2: access violation/i);
       }
     }
-    const reasons = server.logs().filter((l) => l.msg === 'http request refused' && l.path === 'images/base/amd64/notes.txt').map((l) => String(l.reason));
+    const reasons = server
+      .logs()
+      .filter((l) => l.msg === 'http request refused' && l.path === 'images/base/amd64/notes.txt')
+      .map((l) => String(l.reason));
     expect(reasons[0]).toContain('is not a boot file');
   });
 
   it('refusals are counted by protocol and reason', async () => {
     const text = (await lab.exec(node.ns, 'curl', ['-sS', `http://${SERVER}:8080/metrics`])).stdout;
-    for (const series of ['protocol="http",reason="root-not-admitted"', 'protocol="tftp",reason="root-not-admitted"', 'protocol="http",reason="not-boot-file"', 'protocol="tftp",reason="not-boot-file"']) {
+    for (const series of [
+      'protocol="http",reason="root-not-admitted"',
+      'protocol="tftp",reason="root-not-admitted"',
+      'protocol="http",reason="not-boot-file"',
+      'protocol="tftp",reason="not-boot-file"',
+    ]) {
       expect(text, series).toMatch(new RegExp(`^bootfarm_boot_files_refused_total\\{${series}\\} [1-9]`, 'm'));
     }
   });

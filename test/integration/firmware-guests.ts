@@ -21,7 +21,11 @@ export interface FirmwareLab {
   srvNs: string;
 }
 
-export async function createFirmwareLab(tag: string, dhcp: Record<string, unknown>, withSiteDhcp: boolean): Promise<FirmwareLab & { site?: Background }> {
+export async function createFirmwareLab(
+  tag: string,
+  dhcp: Record<string, unknown>,
+  withSiteDhcp: boolean,
+): Promise<FirmwareLab & { site?: Background }> {
   const lab = await NetLab.create(tag);
   try {
     return await populate(lab, dhcp, withSiteDhcp);
@@ -47,7 +51,12 @@ async function populate(lab: NetLab, dhcp: Record<string, unknown>, withSiteDhcp
     // machine boots the defaults, as with dnsmasq or pixiecore.
     unknownNodes: 'boot-default',
   });
-  const observer = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/wire-observer.ts'), ['69', '8080']), 'observer');
+  const observer = lab.spawn(
+    srv.ns,
+    process.execPath,
+    nodeArgs(path.join(REPO_ROOT, 'test/lib/wire-observer.ts'), ['69', '8080']),
+    'observer',
+  );
   await observer.waitFor((l) => l.includes('"ready":true'), 15_000, 'observer ready');
   return { lab, bootfarm, observer, srvNs: srv.ns, site };
 }
@@ -57,8 +66,11 @@ export async function firstFetch(fl: FirmwareLab, firmware: GuestFirmware, mac: 
   const since = fl.observer.lines.length;
   const guest = await startGuest(fl.lab, firmware, mac);
   try {
-    const line = await fl.observer.waitFor((l) => l.includes('"proto"'), timeoutMs, `the first fetch of the ${firmware} guest`, since)
-      .catch((err: Error) => { throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-20).join('\n')}`); });
+    const line = await fl.observer
+      .waitFor((l) => l.includes('"proto"'), timeoutMs, `the first fetch of the ${firmware} guest`, since)
+      .catch((err: Error) => {
+        throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-20).join('\n')}`);
+      });
     return JSON.parse(line) as FetchSeen;
   } finally {
     await guest.stop('SIGTERM', 2000);

@@ -46,7 +46,13 @@ describe('graceful stop (SIGTERM)', () => {
   it('lets a large TFTP and a large HTTP download finish, refuses new ones meanwhile, and exits 0', async () => {
     // The client is a node of the file: the files it is served go on its boot timeline, in the state.
     // Idle keep-alive connections would stay open for an hour: only the drain closing them ends it before drainSeconds.
-    const config = { server: { address: SERVER, drainSeconds: 120 }, tftp: { root }, http: { port: 8080, keepAliveTimeoutSeconds: 3600 }, api: { token: API_TOKEN }, nodes: [NODE] };
+    const config = {
+      server: { address: SERVER, drainSeconds: 120 },
+      tftp: { root },
+      http: { port: 8080, keepAliveTimeoutSeconds: 3600 },
+      api: { token: API_TOKEN },
+      nodes: [NODE],
+    };
     const server = await startBootfarm(lab, srv.ns, config);
     const tftp = lab.spawn(client.ns, process.execPath, nodeArgs(PEERS, ['slow', SERVER, 'tftp.bin', '3']), 'tftp-slow');
     await tftp.waitFor((l) => l.startsWith('{"port"'), 30_000, 'the TFTP transfer to start');
@@ -54,7 +60,12 @@ describe('graceful stop (SIGTERM)', () => {
     // Like firmware fetching a kernel, then an initrd: curl keeps the connection open after the first
     // response, for a second request it would send an hour later (--rate 1/h).
     const url = `http://${SERVER}:8080/http.bin`;
-    const http = lab.spawn(client.ns, 'curl', ['-sS', '--rate', '1/h', '--limit-rate', '1M', '-w', '%{stderr}curl-done %{http_code}\n', '-o', httpOut, url, '-o', '/dev/null', url], 'curl-slow');
+    const http = lab.spawn(
+      client.ns,
+      'curl',
+      ['-sS', '--rate', '1/h', '--limit-rate', '1M', '-w', '%{stderr}curl-done %{http_code}\n', '-o', httpOut, url, '-o', '/dev/null', url],
+      'curl-slow',
+    );
     await waitUntil(() => (statSync(httpOut, { throwIfNoEntry: false })?.size ?? 0) > 0, 30_000, 'the HTTP download to start');
 
     const since = server.bg.lines.length;
@@ -68,16 +79,27 @@ describe('graceful stop (SIGTERM)', () => {
     const newTftp = await lab.exec(client.ns, 'tftp', ['-m', 'binary', SERVER, '-c', 'get', 'tftp.bin', path.join(work, 'refused.bin')]);
     expect(`${newTftp.stdout}${newTftp.stderr}`).toContain('server is stopping, retry later');
     // The downloads started before the signal were still running when those were refused.
-    expect(server.logs().slice(since).some((l) => l.msg === 'transfers in flight finished')).toBe(false);
+    expect(
+      server
+        .logs()
+        .slice(since)
+        .some((l) => l.msg === 'transfers in flight finished'),
+    ).toBe(false);
 
-    const tftpDone = JSON.parse(await tftp.waitFor((l) => l.includes('"sha256"'), 120_000, 'the TFTP download to end')) as { sha256: string; size: number };
+    const tftpDone = JSON.parse(await tftp.waitFor((l) => l.includes('"sha256"'), 120_000, 'the TFTP download to end')) as {
+      sha256: string;
+      size: number;
+    };
     expect(tftpDone).toEqual({ size: files.get('tftp.bin')?.length, sha256: sha(files.get('tftp.bin') as Buffer) });
     expect(await http.waitFor((l) => l.startsWith('curl-done'), 120_000, 'the HTTP download to end')).toBe('curl-done 200');
     expect(sha(readFileSync(httpOut))).toBe(sha(files.get('http.bin') as Buffer));
     await http.stop('SIGKILL');
 
     expect(await server.bg.exited).toBe(0);
-    const after = server.logs().slice(since).map((l) => l.msg);
+    const after = server
+      .logs()
+      .slice(since)
+      .map((l) => l.msg);
     expect(after).toContain('tftp request refused: bootfarm is stopping');
     // Lines of one exit can cross the pipe out of order: their presence is what counts.
     expect(after).toEqual(expect.arrayContaining(['transfers in flight finished', 'stopped']));
@@ -85,9 +107,21 @@ describe('graceful stop (SIGTERM)', () => {
 
     // The state was written on the way out: after a restart the node's timeline has both files, whole.
     const again = await startBootfarm(lab, srv.ns, config, server.stateDir);
-    const r = await lab.exec(srv.ns, 'curl', ['-sS', '--max-time', '10', '-H', `Authorization: Bearer ${API_TOKEN}`, `http://${SERVER}:8080/api/v1/nodes/${NODE.mac}/events`]);
+    const r = await lab.exec(srv.ns, 'curl', [
+      '-sS',
+      '--max-time',
+      '10',
+      '-H',
+      `Authorization: Bearer ${API_TOKEN}`,
+      `http://${SERVER}:8080/api/v1/nodes/${NODE.mac}/events`,
+    ]);
     const events = (JSON.parse(r.stdout) as { events: Array<{ type: string; detail?: { path?: string; bytes?: number } }> }).events;
-    expect(events.filter((e) => e.type === 'tftp.file' || e.type === 'http.file').map((e) => [e.type, e.detail?.path, e.detail?.bytes]).sort()).toEqual([
+    expect(
+      events
+        .filter((e) => e.type === 'tftp.file' || e.type === 'http.file')
+        .map((e) => [e.type, e.detail?.path, e.detail?.bytes])
+        .sort(),
+    ).toEqual([
       ['http.file', 'http.bin', files.get('http.bin')?.length],
       ['tftp.file', 'tftp.bin', files.get('tftp.bin')?.length],
     ]);
@@ -102,7 +136,10 @@ describe('graceful stop (SIGTERM)', () => {
     const since = server.bg.lines.length;
     server.bg.child.kill('SIGTERM');
     expect(await server.bg.exited).toBe(0);
-    const after = server.logs().slice(since).map((l) => l.msg);
+    const after = server
+      .logs()
+      .slice(since)
+      .map((l) => l.msg);
     expect(after).toContain('drain ended with transfers still in flight: they are cut');
     expect(after).not.toContain('transfers in flight finished');
     expect(after).toContain('stopped');

@@ -47,27 +47,45 @@ describe('HTTP against connection floods and slow clients', () => {
     writeFileSync(path.join(work, 'tftpboot/big.bin'), randomBytes(BIG_BYTES));
     // A small published image for the fuzzer's paths to hit.
     mkdirSync(path.join(work, 'images/base/v1/amd64'), { recursive: true });
-    for (const f of ['vmlinuz', 'initrd.img', 'root.squashfs', 'manifest.json']) writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(f === 'vmlinuz' ? 65_537 : 4096));
+    for (const f of ['vmlinuz', 'initrd.img', 'root.squashfs', 'manifest.json'])
+      writeFileSync(path.join(work, 'images/base/v1/amd64', f), randomBytes(f === 'vmlinuz' ? 65_537 : 4096));
     symlinkSync('v1', path.join(work, 'images/base/current'));
     lab = await NetLab.create('hh');
     const srv = await lab.addHost('srv', { address: `${SERVER}/24` });
     client = await lab.addHost('cli', { address: '10.9.0.2/24' });
     for (const n of [11, 12, 13]) attackers.push(await lab.addHost(`a${n}`, { address: `10.9.0.${n}/24` }));
-    const base = { server: { address: SERVER }, tftp: { enabled: false, root: path.join(work, 'tftpboot') }, images: { dir: path.join(work, 'images') } };
-    caps = await startBootfarm(lab, srv.ns, { ...base, http: { port: CAPS_PORT, maxConnections: 24, maxConnectionsPerClient: 8, headersTimeoutSeconds: 60, requestTimeoutSeconds: 60 } });
-    deadlines = await startBootfarm(lab, srv.ns, { ...base, http: { port: DEADLINES_PORT, headersTimeoutSeconds: 2, requestTimeoutSeconds: 4, keepAliveTimeoutSeconds: 2, idleTimeoutSeconds: 3 } });
+    const base = {
+      server: { address: SERVER },
+      tftp: { enabled: false, root: path.join(work, 'tftpboot') },
+      images: { dir: path.join(work, 'images') },
+    };
+    caps = await startBootfarm(lab, srv.ns, {
+      ...base,
+      http: { port: CAPS_PORT, maxConnections: 24, maxConnectionsPerClient: 8, headersTimeoutSeconds: 60, requestTimeoutSeconds: 60 },
+    });
+    deadlines = await startBootfarm(lab, srv.ns, {
+      ...base,
+      http: { port: DEADLINES_PORT, headersTimeoutSeconds: 2, requestTimeoutSeconds: 4, keepAliveTimeoutSeconds: 2, idleTimeoutSeconds: 3 },
+    });
   });
   afterAll(async () => {
     await lab?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  const attack = (host: LabHost, args: string[]): Background => lab.spawn(host.ns, process.execPath, nodeArgs(ATTACKER, args), `http-attacker@${host.ns}`);
+  const attack = (host: LabHost, args: string[]): Background =>
+    lab.spawn(host.ns, process.execPath, nodeArgs(ATTACKER, args), `http-attacker@${host.ns}`);
   const report = async (bg: Background, event: string, timeoutMs: number): Promise<AttackReport> =>
-    JSON.parse(await bg.waitFor((l) => l.startsWith('{') && (JSON.parse(l) as AttackReport).event === event, timeoutMs, `attacker ${event}`)) as AttackReport;
-  const curl = async (port: number, file = 'healthz') => (await lab.exec(client.ns, 'curl', ['-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${port}/${file}`])).stdout;
-  const metrics = async (port: number) => (await lab.exec(client.ns, 'curl', ['-sS', '-m', '10', `http://${SERVER}:${port}/metrics`])).stdout;
-  const counter = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    JSON.parse(
+      await bg.waitFor((l) => l.startsWith('{') && (JSON.parse(l) as AttackReport).event === event, timeoutMs, `attacker ${event}`),
+    ) as AttackReport;
+  const curl = async (port: number, file = 'healthz') =>
+    (await lab.exec(client.ns, 'curl', ['-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${port}/${file}`]))
+      .stdout;
+  const metrics = async (port: number) =>
+    (await lab.exec(client.ns, 'curl', ['-sS', '-m', '10', `http://${SERVER}:${port}/metrics`])).stdout;
+  const counter = (text: string, series: string) =>
+    Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
   /** Served again once the attack is over: the server may take a moment to see the sockets close. */
   const servedEventually = async (port: number): Promise<string> => {
     let status = '';
@@ -123,10 +141,22 @@ describe('HTTP against connection floods and slow clients', () => {
   }, 120_000);
 
   it(`${FUZZ_REQUESTS} fuzzed requests: no crash, bounded memory, curl served byte for byte afterwards`, async () => {
-    const rssKiB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${deadlines.bg.pid}/status`, 'utf8'))?.[1]);
+    const rssKiB = (field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${deadlines.bg.pid}/status`, 'utf8'))?.[1]);
     const before = { rss: rssKiB('VmRSS'), peak: rssKiB('VmHWM') };
-    const run = lab.spawn((attackers[0] as LabHost).ns, process.execPath, nodeArgs(FUZZER, [SERVER, String(DEADLINES_PORT), String(FUZZ_REQUESTS), '7', '16']), 'http-fuzzer');
-    const done = JSON.parse(await run.waitFor((l) => l.startsWith('{"event":"done"'), 240_000, 'fuzzer done')) as { sent: number; answered: number; connections: number; statuses: Record<string, number>; closedEarly: number };
+    const run = lab.spawn(
+      (attackers[0] as LabHost).ns,
+      process.execPath,
+      nodeArgs(FUZZER, [SERVER, String(DEADLINES_PORT), String(FUZZ_REQUESTS), '7', '16']),
+      'http-fuzzer',
+    );
+    const done = JSON.parse(await run.waitFor((l) => l.startsWith('{"event":"done"'), 240_000, 'fuzzer done')) as {
+      sent: number;
+      answered: number;
+      connections: number;
+      statuses: Record<string, number>;
+      closedEarly: number;
+    };
     expect(done.sent).toBe(FUZZ_REQUESTS);
     // Requests pipelined after one that makes the server close are never read; most are.
     expect(done.answered).toBeGreaterThan(FUZZ_REQUESTS / 2);
@@ -134,14 +164,26 @@ describe('HTTP against connection floods and slow clients', () => {
     // Every kind of answer a hostile client should get came back.
     for (const status of ['200', '206', '400', '403', '404', '416', '431']) expect(done.statuses[status] ?? 0, status).toBeGreaterThan(0);
     const kernel = path.join(work, 'kernel-after-fuzz');
-    const r = await lab.exec(client.ns, 'curl', ['-sS', '-f', '-o', kernel, `http://${SERVER}:${DEADLINES_PORT}/images/base/amd64/vmlinuz`]);
+    const r = await lab.exec(client.ns, 'curl', [
+      '-sS',
+      '-f',
+      '-o',
+      kernel,
+      `http://${SERVER}:${DEADLINES_PORT}/images/base/amd64/vmlinuz`,
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(createHash('sha256').update(readFileSync(kernel)).digest('hex')).toBe(createHash('sha256').update(readFileSync(path.join(work, 'images/base/v1/amd64/vmlinuz'))).digest('hex'));
+    expect(createHash('sha256').update(readFileSync(kernel)).digest('hex')).toBe(
+      createHash('sha256')
+        .update(readFileSync(path.join(work, 'images/base/v1/amd64/vmlinuz')))
+        .digest('hex'),
+    );
     // Resident memory of the server process (VmRSS now, VmHWM the peak since it started), for bench/RESULTS.md.
     expect(readFileSync(`/proc/${deadlines.bg.pid}/status`, 'utf8')).toMatch(/^Name:\s+node/m);
     const peakKiB = rssKiB('VmHWM');
     const mib = (kib: number) => Math.round(kib / 1024);
-    process.stdout.write(`HTTP_FUZZ ${JSON.stringify({ ...done, serverRssMiB: { beforeFuzz: mib(before.rss), peakBeforeFuzz: mib(before.peak), afterFuzz: mib(rssKiB('VmRSS')), peak: mib(peakKiB) } })}\n`);
+    process.stdout.write(
+      `HTTP_FUZZ ${JSON.stringify({ ...done, serverRssMiB: { beforeFuzz: mib(before.rss), peakBeforeFuzz: mib(before.peak), afterFuzz: mib(rssKiB('VmRSS')), peak: mib(peakKiB) } })}\n`,
+    );
     expect(peakKiB).toBeGreaterThan(0);
     expect(peakKiB).toBeLessThan(512 * 1024);
   }, 300_000);

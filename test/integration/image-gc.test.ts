@@ -14,7 +14,10 @@ import { CLI, nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '.
 
 const URI = 'nbd://10.9.0.1:10809';
 
-interface GcJson { dryRun: boolean; decisions: Array<{ image: string; version: string; keep: boolean; reasons: string[] }> }
+interface GcJson {
+  dryRun: boolean;
+  decisions: Array<{ image: string; version: string; keep: boolean; reasons: string[] }>;
+}
 
 describe('bootfarm image gc', () => {
   let lab: NetLab;
@@ -52,16 +55,25 @@ describe('bootfarm image gc', () => {
   });
 
   const gc = async (...args: string[]): Promise<GcJson> => {
-    const r = await run(process.execPath, nodeArgs(CLI, ['image', 'gc', '--images-dir', images(), '--state-dir', server.stateDir, '--json', ...args]), 60_000);
+    const r = await run(
+      process.execPath,
+      nodeArgs(CLI, ['image', 'gc', '--images-dir', images(), '--state-dir', server.stateDir, '--json', ...args]),
+      60_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout) as GcJson;
   };
   const decision = (out: GcJson, version: string) => out.decisions.find((d) => d.version === version);
 
-  it('keeps a version a connection reads now and a machine\'s last attachment; removes the rest only without --dry-run', async () => {
+  it("keeps a version a connection reads now and a machine's last attachment; removes the rest only without --dry-run", async () => {
     // The node mounted v1 (bootfarm.export=base/v1/amd64) and holds the connection.
     const go = path.join(work, 'hold-go');
-    const hold = lab.spawn(node.ns, '/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/v1/amd64`, '0', '4096', go], 'nbd-hold');
+    const hold = lab.spawn(
+      node.ns,
+      '/usr/bin/python3',
+      [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/v1/amd64`, '0', '4096', go],
+      'nbd-hold',
+    );
     await hold.waitFor((l) => l === 'READY', 30_000, 'the node to attach v1');
 
     const dry = await gc('--keep', '0', '--dry-run');
@@ -85,11 +97,15 @@ describe('bootfarm image gc', () => {
     expect(existsSync(path.join(images(), 'base/v1/amd64/root.squashfs'))).toBe(true);
   });
 
-  it('a machine\'s attachment survives a restart of bootfarm; once it attached another version, its old one goes', async () => {
+  it("a machine's attachment survives a restart of bootfarm; once it attached another version, its old one goes", async () => {
     const stateDir = server.stateDir;
     await server.stop();
     // Down: gc does nothing (a node waiting to reconnect holds a version only bootfarm's records know).
-    const down = await run(process.execPath, nodeArgs(CLI, ['image', 'gc', '--images-dir', images(), '--state-dir', stateDir, '--keep', '0']), 60_000);
+    const down = await run(
+      process.execPath,
+      nodeArgs(CLI, ['image', 'gc', '--images-dir', images(), '--state-dir', stateDir, '--keep', '0']),
+      60_000,
+    );
     expect(down.code).toBe(2);
     expect(down.stderr).toMatch(/^bootfarm: no bootfarm is serving with this state directory/);
     expect(existsSync(path.join(images(), 'base/v1'))).toBe(true);
@@ -101,10 +117,16 @@ describe('bootfarm image gc', () => {
     expect(info.code, info.stderr).toBe(0);
     await server.waitForLog((l) => l.msg === 'nbd root attached' && l.export === 'base/v2/amd64', 10_000, 'the attach of v2');
     const after = await gc('--keep', '0');
-    expect(after.decisions.map((d) => [d.version, d.keep])).toEqual([['v1', false], ['v2', true]]);
+    expect(after.decisions.map((d) => [d.version, d.keep])).toEqual([
+      ['v1', false],
+      ['v2', true],
+    ]);
     expect(existsSync(path.join(images(), 'base/v1'))).toBe(false);
     // What nodes boot is untouched.
     const list = await lab.exec(node.ns, 'nbdinfo', ['--list', '--json', URI]);
-    expect((JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string }> }).exports.map((e) => e['export-name'])).toEqual(['base/amd64', 'base/v2/amd64']);
+    expect((JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string }> }).exports.map((e) => e['export-name'])).toEqual([
+      'base/amd64',
+      'base/v2/amd64',
+    ]);
   }, 120_000);
 });

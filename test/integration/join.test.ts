@@ -23,7 +23,10 @@ const API_TOKEN = 'api-token-for-join-tests-0123';
 /** API reads need the token (api.protectReads is on by default). */
 const API_READ = ['-H', `Authorization: Bearer ${API_TOKEN}`];
 
-interface FakeState { secrets: FakeSecret[]; nodes: FakeNode[] }
+interface FakeState {
+  secrets: FakeSecret[];
+  nodes: FakeNode[];
+}
 
 describe('per-node bootstrap tokens and the join configuration', () => {
   let lab: NetLab;
@@ -42,7 +45,8 @@ describe('per-node bootstrap tokens and the join configuration', () => {
   let agent: AgentClient;
 
   const state = (): FakeState => JSON.parse(readFileSync(path.join(kubeDir, 'state.json'), 'utf8')) as FakeState;
-  const kubeRequests = (): FakeRequestRecord[] => kubeApi.lines.filter((l) => l.startsWith('{"record"')).map((l) => (JSON.parse(l) as { record: FakeRequestRecord }).record);
+  const kubeRequests = (): FakeRequestRecord[] =>
+    kubeApi.lines.filter((l) => l.startsWith('{"record"')).map((l) => (JSON.parse(l) as { record: FakeRequestRecord }).record);
   const curl = (host: LabHost, url: string, extra: string[] = []) => agent.curl(host, url, extra);
   /** The node boots: its boot script, then its configuration for the script's nonce. */
   /** The node's timeline; empty when the API did not answer with one (polled by waitUntil). */
@@ -83,14 +87,36 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     stranger = await lab.addHost('other', { address: '10.9.0.50/24', mac: '52:54:00:00:00:99' });
     unknown = await lab.addHost('unk', { mac: '52:54:00:00:00:77' });
     kubeDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-kube-'));
-    kubeApi = lab.spawn(srv.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']), 'fake-kube-api');
-    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as { kubeconfig: string; caCertFile: string };
+    kubeApi = lab.spawn(
+      srv.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'server/lab/fake-kube-api-main.ts'), ['--dir', kubeDir, '--host', '10.9.0.1', '--port', '6443']),
+      'fake-kube-api',
+    );
+    const ready = JSON.parse(await kubeApi.waitFor((l) => l.includes('"ready":true'), 30_000, 'fake Kubernetes API ready')) as {
+      kubeconfig: string;
+      caCertFile: string;
+    };
     kubeconfig = ready.kubeconfig;
     caCertFile = ready.caCertFile;
     server = await startBootfarm(lab, srv.ns, config('1h'));
     // The node and the unknown machine take leases as a booting machine does.
     for (const host of [node, unknown]) {
-      const r = await lab.exec(host.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', '-V', 'PXEClient:Arch:00000:UNDI:002001']);
+      const r = await lab.exec(host.ns, 'busybox', [
+        'udhcpc',
+        '-i',
+        'eth0',
+        '-n',
+        '-q',
+        '-s',
+        SCRIPT,
+        '-t',
+        '5',
+        '-T',
+        '1',
+        '-V',
+        'PXEClient:Arch:00000:UNDI:002001',
+      ]);
       expect(r.stderr).toContain('LEASE event=bound');
     }
   });
@@ -137,7 +163,11 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     const [created] = state().secrets as [FakeSecret];
     tokenId = created.data['token-id'] as string;
     tokensSeen.push(`${tokenId}.${created.data['token-secret']}`, created.data['token-secret'] as string);
-    expect(created).toMatchObject({ name: `bootstrap-token-${tokenId}`, type: 'bootstrap.kubernetes.io/token', labels: { 'app.kubernetes.io/managed-by': 'bootfarm' } });
+    expect(created).toMatchObject({
+      name: `bootstrap-token-${tokenId}`,
+      type: 'bootstrap.kubernetes.io/token',
+      labels: { 'app.kubernetes.io/managed-by': 'bootfarm' },
+    });
     expect(created.data).toMatchObject({
       'usage-bootstrap-authentication': 'true',
       'usage-bootstrap-signing': 'true',
@@ -163,7 +193,12 @@ describe('per-node bootstrap tokens and the join configuration', () => {
 
     const first = await curl(node, joinUrl, ['-H', `Authorization: Bearer ${secret}`]);
     expect(first.status).toBe(200);
-    const doc = parse(first.body) as { apiVersion: string; kind: string; discovery: { bootstrapToken: { apiServerEndpoint: string; token: string; caCertHashes: string[] }; tlsBootstrapToken: string }; nodeRegistration: { name: string; taints: unknown[]; kubeletExtraArgs: Array<{ name: string; value: string }> } };
+    const doc = parse(first.body) as {
+      apiVersion: string;
+      kind: string;
+      discovery: { bootstrapToken: { apiServerEndpoint: string; token: string; caCertHashes: string[] }; tlsBootstrapToken: string };
+      nodeRegistration: { name: string; taints: unknown[]; kubeletExtraArgs: Array<{ name: string; value: string }> };
+    };
     expect(doc.apiVersion).toBe('kubeadm.k8s.io/v1beta4');
     expect(doc.kind).toBe('JoinConfiguration');
     expect(doc.discovery.bootstrapToken.token).toBe(tokensSeen[0]);
@@ -181,7 +216,8 @@ describe('per-node bootstrap tokens and the join configuration', () => {
 
   it('deletes the token once the node reports it joined, and records the timeline', async () => {
     const reportUrl = `${URL_BASE}/agent/v1/${NODE_MAC}/report`;
-    const post = (host: LabHost, body: string, auth = secret) => curl(host, reportUrl, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${auth}`, '--data', body]);
+    const post = (host: LabHost, body: string, auth = secret) =>
+      curl(host, reportUrl, ['-X', 'POST', '-H', 'content-type: application/json', '-H', `Authorization: Bearer ${auth}`, '--data', body]);
     expect((await post(node, '{"step":"preinit","status":"ok","detail":"3 entries"}')).status).toBe(204);
     const bad = await post(node, '{"step":"Bad Step","status":"maybe"}');
     expect(bad.status).toBe(400);
@@ -193,11 +229,29 @@ describe('per-node bootstrap tokens and the join configuration', () => {
 
     await waitUntil(() => state().secrets.length === 0, 10_000, 'the token Secret deleted');
     const deletes = kubeRequests().filter((r) => r.method === 'DELETE');
-    expect(deletes).toEqual([{ method: 'DELETE', path: `/api/v1/namespaces/kube-system/secrets/bootstrap-token-${tokenId}`, status: 200, object: `secret bootstrap-token-${tokenId}` }]);
+    expect(deletes).toEqual([
+      {
+        method: 'DELETE',
+        path: `/api/v1/namespaces/kube-system/secrets/bootstrap-token-${tokenId}`,
+        status: 200,
+        object: `secret bootstrap-token-${tokenId}`,
+      },
+    ]);
 
     const timeline = await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ);
     const types = (JSON.parse(timeline.body) as { events: Array<{ type: string }> }).events.map((e) => e.type);
-    for (const t of ['dhcp.offer', 'dhcp.ack', 'boot.session', 'token.minted', 'join.served', 'agent.preinit', 'agent.join', 'joined', 'token.revoked']) expect(types).toContain(t);
+    for (const t of [
+      'dhcp.offer',
+      'dhcp.ack',
+      'boot.session',
+      'token.minted',
+      'join.served',
+      'agent.preinit',
+      'agent.join',
+      'joined',
+      'token.revoked',
+    ])
+      expect(types).toContain(t);
     expect(types.indexOf('joined')).toBeGreaterThan(types.indexOf('join.served'));
 
     const metrics = (await curl(srv, `${URL_BASE}/metrics`)).body;
@@ -210,7 +264,9 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     const r = await curl(unknown, `${URL_BASE}/agent/v1/52:54:00:00:00:77/config`);
     expect(r.status).toBe(404);
     expect(kubeRequests().filter((q) => q.method === 'POST')).toHaveLength(1);
-    const discovered = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/discovered`, API_READ)).body) as { machines: Array<{ mac: string; arch: string }> };
+    const discovered = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/discovered`, API_READ)).body) as {
+      machines: Array<{ mac: string; arch: string }>;
+    };
     // udhcpc sent "PXEClient:Arch:00000": a BIOS PXE client, taken for amd64.
     expect(discovered.machines).toEqual([expect.objectContaining({ mac: '52:54:00:00:00:77', arch: 'amd64', firmware: 'bios' })]);
   });
@@ -228,9 +284,21 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(state().secrets.map((s) => s.name)).toEqual([left.name]);
     server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
     await waitUntil(() => state().secrets.length === 0, 10_000, 'the leftover token deleted at start');
-    expect(kubeRequests().filter((q) => q.method === 'DELETE').map((q) => q.path)).toContain(`/api/v1/namespaces/kube-system/secrets/${left.name}`);
+    expect(
+      kubeRequests()
+        .filter((q) => q.method === 'DELETE')
+        .map((q) => q.path),
+    ).toContain(`/api/v1/namespaces/kube-system/secrets/${left.name}`);
     // The event follows the DELETE (one state write later): wait for it rather than race it.
-    await waitUntil(async () => (await timeline()).some((e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id']), 5_000, 'token.revoked (bootfarm restarted) on the timeline', 500);
+    await waitUntil(
+      async () =>
+        (await timeline()).some(
+          (e) => e.type === 'token.revoked' && e.detail?.why === 'bootfarm restarted' && e.detail.tokenId === left.data['token-id'],
+        ),
+      5_000,
+      'token.revoked (bootfarm restarted) on the timeline',
+      500,
+    );
   });
 
   it('keeps a token it handed out across a restart: the node joins with it, then it is deleted', async () => {
@@ -243,17 +311,28 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(join.status).toBe(200);
     const [held] = state().secrets as [FakeSecret];
     tokensSeen.push(`${held.data['token-id']}.${held.data['token-secret']}`, held.data['token-secret'] as string);
-    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(`${held.data['token-id']}.${held.data['token-secret']}`);
+    expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(
+      `${held.data['token-id']}.${held.data['token-secret']}`,
+    );
     await server.stop();
     server = await startBootfarm(lab, srv.ns, config('1h'), server.stateDir);
     // Started, swept once (the sweeper runs at start): the token the node holds is still in the cluster.
     await new Promise((done) => setTimeout(done, 2000));
     expect(state().secrets.map((s) => s.name)).toEqual([held.name]);
     // The node joined with it and says so: now it goes, by its id (bootfarm no longer knows its secret).
-    const report = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/report`, ['-X', 'POST', '-H', 'content-type: application/json', ...auth, '--data', '{"step":"join","status":"ok"}']);
+    const report = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/report`, [
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      ...auth,
+      '--data',
+      '{"step":"join","status":"ok"}',
+    ]);
     expect(report.status).toBe(204);
     await waitUntil(() => state().secrets.length === 0, 10_000, 'the token deleted after the join');
-    const revokedWhy = async () => (await timeline()).filter((e) => e.type === 'token.revoked' && e.detail?.tokenId === held.data['token-id']).map((e) => e.detail?.why);
+    const revokedWhy = async () =>
+      (await timeline()).filter((e) => e.type === 'token.revoked' && e.detail?.tokenId === held.data['token-id']).map((e) => e.detail?.why);
     await waitUntil(async () => (await revokedWhy()).length > 0, 5_000, 'token.revoked on the timeline', 500);
     expect(await revokedWhy()).toEqual(['joined']);
   });
@@ -273,8 +352,16 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     // Nobody reports: the sweeper deletes it once its 3 s are over.
     await waitUntil(() => state().secrets.length === 0, 15_000, 'the expired token deleted');
     // The event follows the DELETE (one state write later): wait for it rather than race it.
-    await waitUntil(async () => (await timeline()).some((e) => e.type === 'token.revoked' && e.detail?.why === 'token TTL passed'), 5_000, 'token.revoked (token TTL passed) on the timeline', 500);
-    const late = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
+    await waitUntil(
+      async () => (await timeline()).some((e) => e.type === 'token.revoked' && e.detail?.why === 'token TTL passed'),
+      5_000,
+      'token.revoked (token TTL passed) on the timeline',
+      500,
+    );
+    const late = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, [
+      '-H',
+      `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`,
+    ]);
     expect(late.status).toBe(410);
   });
 
@@ -288,7 +375,10 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     }
     responses.push((await curl(srv, `${URL_BASE}/api/v1/nodes`, API_READ)).body, (await curl(srv, `${URL_BASE}/metrics`)).body);
     const logs = server.bg.lines.join('\n');
-    const stateFiles = readdirSync(server.stateDir).filter((f) => statSync(path.join(server.stateDir, f)).isFile()).map((f) => readFileSync(path.join(server.stateDir, f), 'utf8')).join('\n');
+    const stateFiles = readdirSync(server.stateDir)
+      .filter((f) => statSync(path.join(server.stateDir, f)).isFile())
+      .map((f) => readFileSync(path.join(server.stateDir, f), 'utf8'))
+      .join('\n');
     expect(tokensSeen).toHaveLength(8);
     const join = responses.filter((r) => r.includes('kind: JoinConfiguration'));
     // The first boot's and the one fetched before the restart.
@@ -300,7 +390,11 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     }
     expect(credentialsSeen).toHaveLength(8);
     for (const credential of credentialsSeen) {
-      for (const [what, text] of [['log', logs], ['state file', stateFiles]] as const) expect(text.includes(credential), `${what} holds ${credential}`).toBe(false);
+      for (const [what, text] of [
+        ['log', logs],
+        ['state file', stateFiles],
+      ] as const)
+        expect(text.includes(credential), `${what} holds ${credential}`).toBe(false);
     }
   });
 
@@ -315,14 +409,20 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(r.stderr).toContain('LEASE event=bound');
     const cfg = (await boot()).config;
     expect(cfg.status).toBe(200);
-    const join = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, ['-H', `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`]);
+    const join = await curl(node, `${URL_BASE}/agent/v1/${NODE_MAC}/join`, [
+      '-H',
+      `Authorization: Bearer ${shellVar(cfg.body, 'BOOTFARM_SECRET')}`,
+    ]);
     expect(join.status).toBe(200);
     expect((parse(join.body) as { discovery: { bootstrapToken: { token: string } } }).discovery.bootstrapToken.token).toBe(staticToken);
-    expect(server.logs().find((l) => l.msg === 'bootstrap token minted')).toMatchObject({ expiresAt: 'set by the cluster', minter: 'static' });
+    expect(server.logs().find((l) => l.msg === 'bootstrap token minted')).toMatchObject({
+      expiresAt: 'set by the cluster',
+      minter: 'static',
+    });
     // Nothing was asked of the Kubernetes API.
     expect(kubeRequests()).toHaveLength(requestsBefore);
   });
-  it('the node\'s kernel comes back from another address of its own before it spends its nonce (a lease for another client id): the boot follows it', async () => {
+  it("the node's kernel comes back from another address of its own before it spends its nonce (a lease for another client id): the boot follows it", async () => {
     // The firmware's DHCP (udhcpc sends a client id, as iPXE does) and the script.
     const first = await lab.exec(node.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-s', SCRIPT, '-t', '5', '-T', '1']);
     const firstAddress = /LEASE event=bound ip=(\S+)/.exec(first.stderr)?.[1];
@@ -337,7 +437,12 @@ describe('per-node bootstrap tokens and the join configuration', () => {
     expect(config.status, config.body).toBe(200);
     const join = await agent.join(node, NODE_MAC, shellVar(config.body, 'BOOTFARM_SECRET'));
     expect(join.status).toBe(200);
-    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as { events: Array<{ type: string; detail?: Record<string, unknown> }> };
-    expect(events.events.filter((e) => e.type === 'boot.nonce-spent').at(-1)?.detail).toMatchObject({ address: secondAddress, scriptAddress: firstAddress });
+    const events = JSON.parse((await curl(srv, `${URL_BASE}/api/v1/nodes/${NODE_MAC}/events`, API_READ)).body) as {
+      events: Array<{ type: string; detail?: Record<string, unknown> }>;
+    };
+    expect(events.events.filter((e) => e.type === 'boot.nonce-spent').at(-1)?.detail).toMatchObject({
+      address: secondAddress,
+      scriptAddress: firstAddress,
+    });
   });
 });

@@ -20,7 +20,10 @@ const CLI = path.join(REPO_ROOT, 'dist/server/cli/main.js');
 // Kept between runs on a developer machine (an unchanged rebuild is a cache hit); CI starts empty.
 const IMAGES = process.env.BOOTFARM_LAB_IMAGES ?? '/var/tmp/bootfarm-lab-images';
 
-interface LabJson { results: NodeResult[]; cluster: Array<{ name: string; tokenId: string; labels: Record<string, string> }> }
+interface LabJson {
+  results: NodeResult[];
+  cluster: Array<{ name: string; tokenId: string; labels: Record<string, string> }>;
+}
 
 interface Observed {
   root: { fs: string; lower: { fs: string; readOnly: boolean; export: string }; upper: string };
@@ -32,7 +35,11 @@ interface Observed {
 }
 
 async function lab(args: string[]): Promise<{ code: number | null; json: LabJson; stderr: string }> {
-  const r = await run(process.execPath, [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args], 40 * 60_000);
+  const r = await run(
+    process.execPath,
+    [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args],
+    40 * 60_000,
+  );
   if (!r.stdout.trim().startsWith('{')) throw new Error(`lab run printed no JSON (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
   return { code: r.code, json: JSON.parse(r.stdout) as LabJson, stderr: r.stderr };
 }
@@ -40,201 +47,283 @@ async function lab(args: string[]): Promise<{ code: number | null; json: LabJson
 describe('emulation lab: power-on to joined', () => {
   beforeAll(() => {
     // The lab image for both architectures (a cache hit when nothing changed).
-    execFileSync(process.execPath, [CLI, 'image', 'build', '--name', 'lab', '--arch', 'amd64,arm64', '--images-dir', IMAGES, '--plain'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 60 * 60_000 });
+    execFileSync(process.execPath, [CLI, 'image', 'build', '--name', 'lab', '--arch', 'amd64,arm64', '--images-dir', IMAGES, '--plain'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      timeout: 60 * 60_000,
+    });
   }, 60 * 60_000);
 
-  it('amd64 BIOS, arm64 UEFI and a Pi 4 boot and join with an attacker on the segment; a node without its image fails clearly', async () => {
-    const { code, json, stderr } = await lab(['--nodes', 'amd64-bios,arm64-uefi,pi4,amd64-uefi', '--missing-image', 'amd64-uefi', '--attack']);
-    expect(code, stderr.slice(-3000)).toBe(1);
-    const byKind = new Map(json.results.map((r) => [r.kind, r]));
+  it(
+    'amd64 BIOS, arm64 UEFI and a Pi 4 boot and join with an attacker on the segment; a node without its image fails clearly',
+    async () => {
+      const { code, json, stderr } = await lab([
+        '--nodes',
+        'amd64-bios,arm64-uefi,pi4,amd64-uefi',
+        '--missing-image',
+        'amd64-uefi',
+        '--attack',
+      ]);
+      expect(code, stderr.slice(-3000)).toBe(1);
+      const byKind = new Map(json.results.map((r) => [r.kind, r]));
 
-    for (const kind of ['amd64-bios', 'arm64-uefi'] as const) {
-      const node = byKind.get(kind) as NodeResult;
-      const arch = kind.startsWith('arm64') ? 'arm64' : 'amd64';
-      expect(node.ok, `${kind}: ${node.failure}`).toBe(true);
-      for (const step of ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const) expect(node.timeline[step], `${kind} ${step}`).toBeTypeOf('number');
-      // Its own address, its own files, the root of its own architecture.
-      const ack = node.events.find((e) => e.type === 'dhcp.ack');
-      expect(String(ack?.detail?.ip ?? ack?.detail?.yiaddr)).toMatch(/^10\.9\.0\.1\d\d$/);
-      const files = node.events.filter((e) => e.type === 'http.file' || e.type === 'tftp.file').map((e) => String(e.detail?.path));
-      expect(files).toContain(`images/lab/${arch}/vmlinuz`);
-      expect(files).toContain(`images/lab/${arch}/initrd.img`);
-      // The versioned export (<image>/<version>/<arch>): a reconnect gets the same bytes.
-      const rootExport = `lab/${readlinkSync(path.join(IMAGES, 'lab', 'current'))}/${arch}`;
-      expect(node.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(rootExport);
-      // What the node saw from inside: read-only squashfs under a tmpfs overlay, its
-      // name, and the effects of its PREINIT, FSTAB, SYSCTL and RCFILE entries.
-      const seen = JSON.parse(node.observed as string) as Observed;
-      expect(seen.root).toMatchObject({ fs: 'overlay', lower: { fs: 'squashfs', readOnly: true, export: rootExport }, upper: 'tmpfs' });
-      expect(seen.hostname).toBe(node.hostname);
-      expect(seen.machine).toBe(arch === 'arm64' ? 'aarch64' : 'x86_64');
-      expect(seen.preinit.PREINIT_00_LAB).toEqual({ ok: true, out: 'preinit-ran' });
-      expect(seen.fstab.FSTAB_01_LAB).toMatchObject({ inFstab: true, mounted: true });
-      expect(seen.rcfile.RCFILE_01_LAB).toEqual({ ok: true, out: 'preinit-ran\nrcfile-ran' });
-      expect(seen.rcfile.RCFILE_02_LAB).toEqual({ ok: true, out: 'swappiness=7' });
-      // Joined with a token minted for this node alone.
-      const minted = node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId;
-      const registered = json.cluster.find((n) => n.name === node.hostname);
-      expect(registered?.tokenId).toBe(minted);
-      expect(registered?.labels).toMatchObject({ 'kubernetes.io/arch': arch, 'bootfarm.dev/lab': 'true' });
-      expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
-      // kubernetes.admission: approve, the lab's default: the token came after the lab approved the boot.
-      const types = node.events.map((e) => e.type);
-      expect(types.indexOf('boot.approved'), kind).toBeGreaterThan(types.indexOf('boot.pending-admission'));
-      expect(types.indexOf('token.minted')).toBeGreaterThan(types.indexOf('boot.approved'));
-      // The attacker (server/lab/attacker.ts) raced the node all through its boot from
-      // its own address and from a pool address it claimed with forged REQUESTs for
-      // the node's MAC, then replayed the node's nonce: refused every time, no
-      // lease, and the replay is an alarm on the node's timeline.
-      const attack = node.attack;
-      expect(attack, kind).toBeDefined();
-      expect(attack?.failures, kind).toEqual([]);
-      expect(attack?.forgedDhcp.sent).toBeGreaterThan(0);
-      expect(attack?.probes).toBeGreaterThan(10);
-      for (const [what, statuses] of Object.entries(attack?.statuses ?? {})) expect(statuses.every((st) => st === 403), `${kind} ${what}: ${statuses.join(',')}`).toBe(true);
-      expect(attack?.alarms).toContain('security.from-another-address');
-    }
-    const tokens = json.cluster.map((n) => n.tokenId);
-    expect(new Set(tokens).size).toBe(tokens.length);
+      for (const kind of ['amd64-bios', 'arm64-uefi'] as const) {
+        const node = byKind.get(kind) as NodeResult;
+        const arch = kind.startsWith('arm64') ? 'arm64' : 'amd64';
+        expect(node.ok, `${kind}: ${node.failure}`).toBe(true);
+        for (const step of ['dhcp', 'bootloader', 'kernel', 'initrd', 'root attached', 'booted', 'joined'] as const)
+          expect(node.timeline[step], `${kind} ${step}`).toBeTypeOf('number');
+        // Its own address, its own files, the root of its own architecture.
+        const ack = node.events.find((e) => e.type === 'dhcp.ack');
+        expect(String(ack?.detail?.ip ?? ack?.detail?.yiaddr)).toMatch(/^10\.9\.0\.1\d\d$/);
+        const files = node.events.filter((e) => e.type === 'http.file' || e.type === 'tftp.file').map((e) => String(e.detail?.path));
+        expect(files).toContain(`images/lab/${arch}/vmlinuz`);
+        expect(files).toContain(`images/lab/${arch}/initrd.img`);
+        // The versioned export (<image>/<version>/<arch>): a reconnect gets the same bytes.
+        const rootExport = `lab/${readlinkSync(path.join(IMAGES, 'lab', 'current'))}/${arch}`;
+        expect(node.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(rootExport);
+        // What the node saw from inside: read-only squashfs under a tmpfs overlay, its
+        // name, and the effects of its PREINIT, FSTAB, SYSCTL and RCFILE entries.
+        const seen = JSON.parse(node.observed as string) as Observed;
+        expect(seen.root).toMatchObject({ fs: 'overlay', lower: { fs: 'squashfs', readOnly: true, export: rootExport }, upper: 'tmpfs' });
+        expect(seen.hostname).toBe(node.hostname);
+        expect(seen.machine).toBe(arch === 'arm64' ? 'aarch64' : 'x86_64');
+        expect(seen.preinit.PREINIT_00_LAB).toEqual({ ok: true, out: 'preinit-ran' });
+        expect(seen.fstab.FSTAB_01_LAB).toMatchObject({ inFstab: true, mounted: true });
+        expect(seen.rcfile.RCFILE_01_LAB).toEqual({ ok: true, out: 'preinit-ran\nrcfile-ran' });
+        expect(seen.rcfile.RCFILE_02_LAB).toEqual({ ok: true, out: 'swappiness=7' });
+        // Joined with a token minted for this node alone.
+        const minted = node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId;
+        const registered = json.cluster.find((n) => n.name === node.hostname);
+        expect(registered?.tokenId).toBe(minted);
+        expect(registered?.labels).toMatchObject({ 'kubernetes.io/arch': arch, 'bootfarm.dev/lab': 'true' });
+        expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+        // kubernetes.admission: approve, the lab's default: the token came after the lab approved the boot.
+        const types = node.events.map((e) => e.type);
+        expect(types.indexOf('boot.approved'), kind).toBeGreaterThan(types.indexOf('boot.pending-admission'));
+        expect(types.indexOf('token.minted')).toBeGreaterThan(types.indexOf('boot.approved'));
+        // The attacker (server/lab/attacker.ts) raced the node all through its boot from
+        // its own address and from a pool address it claimed with forged REQUESTs for
+        // the node's MAC, then replayed the node's nonce: refused every time, no
+        // lease, and the replay is an alarm on the node's timeline.
+        const attack = node.attack;
+        expect(attack, kind).toBeDefined();
+        expect(attack?.failures, kind).toEqual([]);
+        expect(attack?.forgedDhcp.sent).toBeGreaterThan(0);
+        expect(attack?.probes).toBeGreaterThan(10);
+        for (const [what, statuses] of Object.entries(attack?.statuses ?? {}))
+          expect(
+            statuses.every((st) => st === 403),
+            `${kind} ${what}: ${statuses.join(',')}`,
+          ).toBe(true);
+        expect(attack?.alarms).toContain('security.from-another-address');
+      }
+      const tokens = json.cluster.map((n) => n.tokenId);
+      expect(new Set(tokens).size).toBe(tokens.length);
 
-    const pi = byKind.get('pi4') as NodeResult;
-    expect(pi.ok, pi.failure).toBe(true);
-    const piFiles = pi.events.filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
-    for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'cmdline.txt', 'kernel8.img']) expect(piFiles.some((p) => p.endsWith(f)), f).toBe(true);
+      const pi = byKind.get('pi4') as NodeResult;
+      expect(pi.ok, pi.failure).toBe(true);
+      const piFiles = pi.events.filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
+      for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'cmdline.txt', 'kernel8.img'])
+        expect(
+          piFiles.some((p) => p.endsWith(f)),
+          f,
+        ).toBe(true);
 
-    const broken = byKind.get('amd64-uefi') as NodeResult;
-    expect(broken.ok).toBe(false);
-    expect(broken.failure).toContain('images/no-such-image/amd64/vmlinuz: not found on the server (last step: bootloader)');
-    expect(json.cluster.some((n) => n.name === broken.hostname)).toBe(false);
-  }, 45 * 60_000);
+      const broken = byKind.get('amd64-uefi') as NodeResult;
+      expect(broken.ok).toBe(false);
+      expect(broken.failure).toContain('images/no-such-image/amd64/vmlinuz: not found on the server (last step: bootloader)');
+      expect(json.cluster.some((n) => n.name === broken.hostname)).toBe(false);
+    },
+    45 * 60_000,
+  );
 
-  it('bootfarm in its container restarts at each step of a boot and the node still joins', async () => {
-    // Restarted once the node has its bootloader, its kernel, its initrd, once its
-    // root is attached and once it booted: each restart lands in the next step's
-    // requests (the lease, the inventory, the boot's session and nonce come back
-    // from the state directory; the root's client reconnects).
-    const steps = ['bootloader', 'kernel', 'initrd', 'root attached', 'booted'];
-    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-at', steps.join(',')]);
-    expect(code, stderr.slice(-3000)).toBe(0);
-    const [node] = json.results as [NodeResult];
-    expect(node.ok, node.failure).toBe(true);
-    const restarts = (json as LabJson & { restarts: Array<{ afterStep: string; node: string; passed?: string[] }> }).restarts;
-    // Steps the node went through within one poll of the lab share one restart (listed under `passed`).
-    expect(restarts.flatMap((r) => [...(r.passed ?? []), r.afterStep]).sort()).toEqual([...steps].sort());
-    expect(restarts.length).toBeGreaterThanOrEqual(3);
-    expect(restarts.every((r) => r.node === 'amd64-bios')).toBe(true);
-    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
-  }, 30 * 60_000);
+  it(
+    'bootfarm in its container restarts at each step of a boot and the node still joins',
+    async () => {
+      // Restarted once the node has its bootloader, its kernel, its initrd, once its
+      // root is attached and once it booted: each restart lands in the next step's
+      // requests (the lease, the inventory, the boot's session and nonce come back
+      // from the state directory; the root's client reconnects).
+      const steps = ['bootloader', 'kernel', 'initrd', 'root attached', 'booted'];
+      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-at', steps.join(',')]);
+      expect(code, stderr.slice(-3000)).toBe(0);
+      const [node] = json.results as [NodeResult];
+      expect(node.ok, node.failure).toBe(true);
+      const restarts = (json as LabJson & { restarts: Array<{ afterStep: string; node: string; passed?: string[] }> }).restarts;
+      // Steps the node went through within one poll of the lab share one restart (listed under `passed`).
+      expect(restarts.flatMap((r) => [...(r.passed ?? []), r.afterStep]).sort()).toEqual([...steps].sort());
+      expect(restarts.length).toBeGreaterThanOrEqual(3);
+      expect(restarts.every((r) => r.node === 'amd64-bios')).toBe(true);
+      expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
+    },
+    30 * 60_000,
+  );
 
   // One case per architecture, one per way to stop (each of the four was run by hand, bench/RESULTS.md). In the
   // first a new image version is published while bootfarm is down; the second, a graceful stop, is an upgrade:
   // bootfarm comes back as a container of a newly built server image.
-  it.each([['amd64-bios', 'kill', 'SIGKILL', false], ['arm64-uefi', 'term', 'SIGTERM', true]] as const)('a joined %s node keeps its root while bootfarm is stopped (%s), kept down 30 s and started again (upgraded: %s)', async (kind, how, signal, upgrade) => {
-    // server/lab/outage.ts: SIGKILL (a crash) or SIGTERM (a graceful stop) of
-    // bootfarm's container with the root attached and a reading loop running; a read
-    // issued while it is down blocks and finishes once it is back; then a cold read of
-    // another file never read before, a file on the overlay, the agent's report.
-    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', kind, '--restart-server-after-join', '30', '--restart-signal', how, ...(upgrade ? ['--upgrade-server'] : ['--publish-during-outage'])]);
-    const [node] = json.results as [NodeResult & { outage?: OutageReport }];
-    if (!upgrade) {
-      // The node reconnected to the version it mounted (the new one differs in size: its client would refuse it)
-      // and does not see the new version's marker; gc keeps the old version for it, the new one as current.
-      const publish = node.publish as NonNullable<NodeResult['publish']>;
-      expect(publish.to).toBe(`${publish.from}-lab-next`);
-      expect(publish.markerOnNode).toBe(false);
-      expect(publish.gc.find((d) => d.version === publish.from)).toMatchObject({ keep: true, reasons: [expect.stringMatching(/^held by lab-amd64-bios \(attached /), `open now (lab/${publish.from}/amd64)`] });
-      expect(publish.gc.find((d) => d.version === publish.to)).toMatchObject({ keep: true, reasons: ['current'] });
-      // The lab put its image cache back as it found it.
-      expect(path.basename(readlinkSync(path.join(IMAGES, 'lab', 'current')))).toBe(publish.from);
-    }
-    if (upgrade) {
-      // A different image took over (the same tree, built again with its own build label).
-      expect(node.upgrade?.from).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect(node.upgrade?.to).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect(node.upgrade?.to).not.toBe(node.upgrade?.from);
-    } else {
-      expect(node.upgrade).toBeUndefined();
-    }
-    expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
-    expect(node.ok, node.failure).toBe(true);
-    const outage = node.outage as OutageReport;
-    expect(outage.signal).toBe(signal);
-    expect(outage.downSeconds).toBeGreaterThanOrEqual(30);
-    expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
-    expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
-    expect(outage.afterReturn.file).not.toBe(outage.blockedRead.file);
-    expect(outage.afterReturn.overlay.read).toBe(outage.afterReturn.overlay.wrote);
-    expect(outage.afterReturn.agentAlive).toBe(true);
-    // A loop of cold reads ran across the kill: every pass gave the image's bytes.
-    expect(outage.reader.passes).toBeGreaterThanOrEqual(2);
-    expect(outage.reader.wrong).toEqual([]);
-    expect(outage.failure).toBeUndefined();
-    // The node's kernel log: its client noticed, waited, reconnected; nothing failed below squashfs.
-    const consoleText = readFileSync(node.console, 'utf8');
-    expect(consoleText).toMatch(/bootfarm-nbd: connection to 10\.9\.0\.1:10809 lost/);
-    expect(consoleText).toMatch(/bootfarm-nbd: reconnected to 10\.9\.0\.1:10809 after [\d.]+ s/);
-    expect(consoleText).not.toMatch(/SQUASHFS error|I\/O error, dev nbd0|Buffer I\/O error/);
-  }, 45 * 60_000);
+  it.each([
+    ['amd64-bios', 'kill', 'SIGKILL', false],
+    ['arm64-uefi', 'term', 'SIGTERM', true],
+  ] as const)(
+    'a joined %s node keeps its root while bootfarm is stopped (%s), kept down 30 s and started again (upgraded: %s)',
+    async (kind, how, signal, upgrade) => {
+      // server/lab/outage.ts: SIGKILL (a crash) or SIGTERM (a graceful stop) of
+      // bootfarm's container with the root attached and a reading loop running; a read
+      // issued while it is down blocks and finishes once it is back; then a cold read of
+      // another file never read before, a file on the overlay, the agent's report.
+      const { code, json, stderr } = await lab([
+        '--server',
+        'docker',
+        '--nodes',
+        kind,
+        '--restart-server-after-join',
+        '30',
+        '--restart-signal',
+        how,
+        ...(upgrade ? ['--upgrade-server'] : ['--publish-during-outage']),
+      ]);
+      const [node] = json.results as [NodeResult & { outage?: OutageReport }];
+      if (!upgrade) {
+        // The node reconnected to the version it mounted (the new one differs in size: its client would refuse it)
+        // and does not see the new version's marker; gc keeps the old version for it, the new one as current.
+        const publish = node.publish as NonNullable<NodeResult['publish']>;
+        expect(publish.to).toBe(`${publish.from}-lab-next`);
+        expect(publish.markerOnNode).toBe(false);
+        expect(publish.gc.find((d) => d.version === publish.from)).toMatchObject({
+          keep: true,
+          reasons: [expect.stringMatching(/^held by lab-amd64-bios \(attached /), `open now (lab/${publish.from}/amd64)`],
+        });
+        expect(publish.gc.find((d) => d.version === publish.to)).toMatchObject({ keep: true, reasons: ['current'] });
+        // The lab put its image cache back as it found it.
+        expect(path.basename(readlinkSync(path.join(IMAGES, 'lab', 'current')))).toBe(publish.from);
+      }
+      if (upgrade) {
+        // A different image took over (the same tree, built again with its own build label).
+        expect(node.upgrade?.from).toMatch(/^sha256:[0-9a-f]{64}$/);
+        expect(node.upgrade?.to).toMatch(/^sha256:[0-9a-f]{64}$/);
+        expect(node.upgrade?.to).not.toBe(node.upgrade?.from);
+      } else {
+        expect(node.upgrade).toBeUndefined();
+      }
+      expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
+      expect(node.ok, node.failure).toBe(true);
+      const outage = node.outage as OutageReport;
+      expect(outage.signal).toBe(signal);
+      expect(outage.downSeconds).toBeGreaterThanOrEqual(30);
+      expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
+      expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
+      expect(outage.afterReturn.file).not.toBe(outage.blockedRead.file);
+      expect(outage.afterReturn.overlay.read).toBe(outage.afterReturn.overlay.wrote);
+      expect(outage.afterReturn.agentAlive).toBe(true);
+      // A loop of cold reads ran across the kill: every pass gave the image's bytes.
+      expect(outage.reader.passes).toBeGreaterThanOrEqual(2);
+      expect(outage.reader.wrong).toEqual([]);
+      expect(outage.failure).toBeUndefined();
+      // The node's kernel log: its client noticed, waited, reconnected; nothing failed below squashfs.
+      const consoleText = readFileSync(node.console, 'utf8');
+      expect(consoleText).toMatch(/bootfarm-nbd: connection to 10\.9\.0\.1:10809 lost/);
+      expect(consoleText).toMatch(/bootfarm-nbd: reconnected to 10\.9\.0\.1:10809 after [\d.]+ s/);
+      expect(consoleText).not.toMatch(/SQUASHFS error|I\/O error, dev nbd0|Buffer I\/O error/);
+    },
+    45 * 60_000,
+  );
 
-  it('a joined NBD_TO_RAM node runs from RAM: with bootfarm killed and kept down, it reads unread files and answers', async () => {
-    // bootfarm.toram=1: the initramfs copied the image to a tmpfs and let NBD go. A
-    // read issued while bootfarm is down must finish while it is still down.
-    const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--to-ram', 'amd64-bios', '--restart-server-after-join', '30', '--restart-signal', 'kill']);
-    const [node] = json.results as [NodeResult & { outage?: OutageReport }];
-    expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
-    const outage = node.outage as OutageReport;
-    expect(outage.root).toBe('ram');
-    expect(outage.nodeRoot).toEqual({ source: 'toram', nbdConnected: false });
-    expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
-    expect(outage.blockedRead.finishedAfterReadySeconds).toBeLessThan(0);
-    expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
-    expect(outage.reader.wrong).toEqual([]);
-    expect(outage.failure).toBeUndefined();
-    const consoleText = readFileSync(node.console, 'utf8');
-    expect(consoleText).toMatch(/bootfarm: copying \d+ bytes of lab\/[0-9a-f]+\/amd64 to RAM/);
-    expect(consoleText).not.toMatch(/bootfarm-nbd: connection to 10\.9\.0\.1:10809 lost/);
-  }, 30 * 60_000);
+  it(
+    'a joined NBD_TO_RAM node runs from RAM: with bootfarm killed and kept down, it reads unread files and answers',
+    async () => {
+      // bootfarm.toram=1: the initramfs copied the image to a tmpfs and let NBD go. A
+      // read issued while bootfarm is down must finish while it is still down.
+      const { code, json, stderr } = await lab([
+        '--server',
+        'docker',
+        '--nodes',
+        'amd64-bios',
+        '--to-ram',
+        'amd64-bios',
+        '--restart-server-after-join',
+        '30',
+        '--restart-signal',
+        'kill',
+      ]);
+      const [node] = json.results as [NodeResult & { outage?: OutageReport }];
+      expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
+      const outage = node.outage as OutageReport;
+      expect(outage.root).toBe('ram');
+      expect(outage.nodeRoot).toEqual({ source: 'toram', nbdConnected: false });
+      expect(outage.blockedRead.sha256).toBe(outage.blockedRead.expected);
+      expect(outage.blockedRead.finishedAfterReadySeconds).toBeLessThan(0);
+      expect(outage.afterReturn.sha256).toBe(outage.afterReturn.expected);
+      expect(outage.reader.wrong).toEqual([]);
+      expect(outage.failure).toBeUndefined();
+      const consoleText = readFileSync(node.console, 'utf8');
+      expect(consoleText).toMatch(/bootfarm: copying \d+ bytes of lab\/[0-9a-f]+\/amd64 to RAM/);
+      expect(consoleText).not.toMatch(/bootfarm-nbd: connection to 10\.9\.0\.1:10809 lost/);
+    },
+    30 * 60_000,
+  );
 
-  it('a node whose join the cluster refuses fails with the reason', async () => {
-    const { code, json } = await lab(['--nodes', 'amd64-uefi', '--refuse-join', 'amd64-uefi']);
-    expect(code).toBe(1);
-    const [node] = json.results as [NodeResult];
-    expect(node.ok).toBe(false);
-    expect(node.lastStep).toBe('booted');
-    expect(node.failure).toMatch(/^join: [\s\S]*lab-amd64-uefi[\\"]* is forbidden: the lab refuses this node's join/);
-    expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
-    expect(json.cluster).toEqual([]);
-  }, 30 * 60_000);
+  it(
+    'a node whose join the cluster refuses fails with the reason',
+    async () => {
+      const { code, json } = await lab(['--nodes', 'amd64-uefi', '--refuse-join', 'amd64-uefi']);
+      expect(code).toBe(1);
+      const [node] = json.results as [NodeResult];
+      expect(node.ok).toBe(false);
+      expect(node.lastStep).toBe('booted');
+      expect(node.failure).toMatch(/^join: [\s\S]*lab-amd64-uefi[\\"]* is forbidden: the lab refuses this node's join/);
+      expect(node.events.some((e) => e.type === 'token.revoked')).toBe(true);
+      expect(json.cluster).toEqual([]);
+    },
+    30 * 60_000,
+  );
 
-  it('kubernetes.admission tpm: the node with its registered swtpm joins; the same image on a VM with another swtpm is refused (ek-mismatch)', async () => {
-    // Each node's swtpm EK is registered (tpm.ek) before it powers on; lab-amd64-uefi-2
-    // boots with a different, fresh swtpm (server/lab/lab-tpm.ts).
-    const { code, json, stderr } = await lab(['--nodes', 'amd64-uefi*2', '--admission', 'tpm', '--tpm-impostor', 'lab-amd64-uefi-2', '--timeout', '1800']);
-    expect(code, stderr.slice(-3000)).toBe(1);
-    const byName = new Map(json.results.map((r) => [r.hostname, r]));
+  it(
+    'kubernetes.admission tpm: the node with its registered swtpm joins; the same image on a VM with another swtpm is refused (ek-mismatch)',
+    async () => {
+      // Each node's swtpm EK is registered (tpm.ek) before it powers on; lab-amd64-uefi-2
+      // boots with a different, fresh swtpm (server/lab/lab-tpm.ts).
+      const { code, json, stderr } = await lab([
+        '--nodes',
+        'amd64-uefi*2',
+        '--admission',
+        'tpm',
+        '--tpm-impostor',
+        'lab-amd64-uefi-2',
+        '--timeout',
+        '1800',
+      ]);
+      expect(code, stderr.slice(-3000)).toBe(1);
+      const byName = new Map(json.results.map((r) => [r.hostname, r]));
 
-    const node = byName.get('lab-amd64-uefi') as NodeResult;
-    expect(node.ok, node.failure).toBe(true);
-    const types = node.events.map((e) => e.type);
-    // The agent's credential activation with the guest's TPM came first; the token only after it.
-    for (const step of ['tpm.challenge', 'tpm.attested', 'token.minted', 'joined']) expect(types, step).toContain(step);
-    expect(types.indexOf('tpm.attested')).toBeGreaterThan(types.indexOf('tpm.challenge'));
-    expect(types.indexOf('token.minted')).toBeGreaterThan(types.indexOf('tpm.attested'));
-    expect(types.indexOf('joined')).toBeGreaterThan(types.indexOf('token.minted'));
-    expect(types).not.toContain('tpm.refused');
-    expect(node.events.find((e) => e.type === 'tpm.attested')?.detail?.ekSource).toBe('config');
-    expect(json.cluster.find((n) => n.name === node.hostname)?.tokenId).toBe(node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId);
+      const node = byName.get('lab-amd64-uefi') as NodeResult;
+      expect(node.ok, node.failure).toBe(true);
+      const types = node.events.map((e) => e.type);
+      // The agent's credential activation with the guest's TPM came first; the token only after it.
+      for (const step of ['tpm.challenge', 'tpm.attested', 'token.minted', 'joined']) expect(types, step).toContain(step);
+      expect(types.indexOf('tpm.attested')).toBeGreaterThan(types.indexOf('tpm.challenge'));
+      expect(types.indexOf('token.minted')).toBeGreaterThan(types.indexOf('tpm.attested'));
+      expect(types.indexOf('joined')).toBeGreaterThan(types.indexOf('token.minted'));
+      expect(types).not.toContain('tpm.refused');
+      expect(node.events.find((e) => e.type === 'tpm.attested')?.detail?.ekSource).toBe('config');
+      expect(json.cluster.find((n) => n.name === node.hostname)?.tokenId).toBe(
+        node.events.find((e) => e.type === 'token.minted')?.detail?.tokenId,
+      );
 
-    // The impostor booted the same image as far as its agent, was refused with the reason, and got no token.
-    const impostor = byName.get('lab-amd64-uefi-2') as NodeResult;
-    expect(impostor.ok).toBe(false);
-    expect(impostor.lastStep).toBe('booted');
-    expect(impostor.failure).toMatch(/^tpm\.refused ek-mismatch: this machine's TPM has EK [0-9a-f]+.* not lab-amd64-uefi-2's registered EK/);
-    expect(impostor.events.find((e) => e.type === 'tpm.refused')?.detail?.reason).toBe('ek-mismatch');
-    expect(impostor.events.map((e) => e.type)).not.toContain('token.minted');
-    expect(impostor.events.map((e) => e.type)).not.toContain('tpm.attested');
-    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-uefi']);
-  }, 45 * 60_000);
+      // The impostor booted the same image as far as its agent, was refused with the reason, and got no token.
+      const impostor = byName.get('lab-amd64-uefi-2') as NodeResult;
+      expect(impostor.ok).toBe(false);
+      expect(impostor.lastStep).toBe('booted');
+      expect(impostor.failure).toMatch(
+        /^tpm\.refused ek-mismatch: this machine's TPM has EK [0-9a-f]+.* not lab-amd64-uefi-2's registered EK/,
+      );
+      expect(impostor.events.find((e) => e.type === 'tpm.refused')?.detail?.reason).toBe('ek-mismatch');
+      expect(impostor.events.map((e) => e.type)).not.toContain('token.minted');
+      expect(impostor.events.map((e) => e.type)).not.toContain('tpm.attested');
+      expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-uefi']);
+    },
+    45 * 60_000,
+  );
 
   it('bootfarm lab down removes what an interrupted lab left: its processes, namespaces', async () => {
     // What a killed `lab run` leaves: a lab namespace set with a process inside.

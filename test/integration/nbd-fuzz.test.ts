@@ -15,7 +15,13 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const URI = 'nbd://10.9.0.1:10809';
 const FUZZER = path.join(REPO_ROOT, 'test/lib/nbd-fuzzer.ts');
 
-interface FuzzResult { messages: number; connections: number; noGreeting: number; closedByServer: number; fixedPortGreeted: number }
+interface FuzzResult {
+  messages: number;
+  connections: number;
+  noGreeting: number;
+  closedByServer: number;
+  fixedPortGreeted: number;
+}
 
 describe('NBD under a stateful fuzzer', () => {
   let lab: NetLab;
@@ -44,7 +50,8 @@ describe('NBD under a stateful fuzzer', () => {
     await lab?.destroy();
   });
 
-  const status = (field: 'VmRSS' | 'VmHWM') => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${server.bg.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  const status = (field: 'VmRSS' | 'VmHWM') =>
+    Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${server.bg.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
   const fuzz = (host: LabHost, messages: number, seed: number) =>
     lab.exec(host.ns, process.execPath, nodeArgs(FUZZER, ['10.9.0.1', '10809', 'disk', String(messages), '6', String(seed)]), 180_000);
 

@@ -15,9 +15,19 @@ import { REP } from '../lib/nbd-wire.js';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const URI = 'nbd://10.9.0.1:10809';
 const ATTACKER = path.join(REPO_ROOT, 'test/lib/nbd-attacker.ts');
-const LIMITS = { handshakeTimeoutSeconds: 2, maxConnectionsPerClient: 4, maxConnections: 7, maxHandshakeOptions: 32, maxBufferedReadMiB: 40 };
+const LIMITS = {
+  handshakeTimeoutSeconds: 2,
+  maxConnectionsPerClient: 4,
+  maxConnections: 7,
+  maxHandshakeOptions: 32,
+  maxBufferedReadMiB: 40,
+};
 
-interface OptionOutcome { closed: boolean; greeting: boolean; replies: number[] }
+interface OptionOutcome {
+  closed: boolean;
+  greeting: boolean;
+  replies: number[];
+}
 
 describe('built-in NBD server limits', () => {
   let lab: NetLab;
@@ -60,7 +70,12 @@ describe('built-in NBD server limits', () => {
   });
 
   const attack = async <T>(host: LabHost, args: string[]): Promise<T> => {
-    const r = await lab.exec(host.ns, process.execPath, nodeArgs(ATTACKER, [args[0] as string, '10.9.0.1', '10809', ...args.slice(1)]), 60_000);
+    const r = await lab.exec(
+      host.ns,
+      process.execPath,
+      nodeArgs(ATTACKER, [args[0] as string, '10.9.0.1', '10809', ...args.slice(1)]),
+      60_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as T;
   };
@@ -106,7 +121,11 @@ describe('built-in NBD server limits', () => {
 
   it('ends a handshake after nbd.maxHandshakeOptions options', async () => {
     const outcome = await attack<OptionOutcome>(client, ['options', '500']);
-    expect(outcome).toEqual({ closed: true, greeting: true, replies: Array.from({ length: LIMITS.maxHandshakeOptions }, () => REP.ERR_UNSUP) });
+    expect(outcome).toEqual({
+      closed: true,
+      greeting: true,
+      replies: Array.from({ length: LIMITS.maxHandshakeOptions }, () => REP.ERR_UNSUP),
+    });
     expect(metric(await metrics(), 'bootfarm_nbd_handshakes_ended_total{reason="too-many-options"}')).toBe(1);
   });
 
@@ -117,16 +136,33 @@ describe('built-in NBD server limits', () => {
 
   it('caps connections per address and in all: the one over is closed before the greeting, counted and logged', async () => {
     const since = server.bg.lines.length;
-    const holdA = lab.spawn(client.ns, process.execPath, nodeArgs(ATTACKER, ['hold', '10.9.0.1', '10809', 'disk', String(LIMITS.maxConnectionsPerClient)]), 'nbd-hold-a');
-    expect(JSON.parse(await holdA.waitFor((l) => l.startsWith('{"held"'), 30_000, 'node-1 holding'))).toEqual({ held: [true, true, true, true] });
+    const holdA = lab.spawn(
+      client.ns,
+      process.execPath,
+      nodeArgs(ATTACKER, ['hold', '10.9.0.1', '10809', 'disk', String(LIMITS.maxConnectionsPerClient)]),
+      'nbd-hold-a',
+    );
+    expect(JSON.parse(await holdA.waitFor((l) => l.startsWith('{"held"'), 30_000, 'node-1 holding'))).toEqual({
+      held: [true, true, true, true],
+    });
     // node-1 is at its cap; node-2 and the stranger are not.
     expect(await attack<{ bytes: number; closed: boolean }>(client, ['probe'])).toEqual({ bytes: 0, closed: true });
-    await server.waitForLog((l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.2' && l.reason === 'per-client-cap', 5_000, 'the per-client rejection', since);
+    await server.waitForLog(
+      (l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.2' && l.reason === 'per-client-cap',
+      5_000,
+      'the per-client rejection',
+      since,
+    );
     const holdB = lab.spawn(client2.ns, process.execPath, nodeArgs(ATTACKER, ['hold', '10.9.0.1', '10809', 'disk', '3']), 'nbd-hold-b');
     expect(JSON.parse(await holdB.waitFor((l) => l.startsWith('{"held"'), 30_000, 'node-2 holding'))).toEqual({ held: [true, true, true] });
     // 4 + 3 = nbd.maxConnections: any other admitted client is turned away...
     expect(await attack<{ bytes: number; closed: boolean }>(client3, ['probe'])).toEqual({ bytes: 0, closed: true });
-    await server.waitForLog((l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.5' && l.reason === 'global-cap', 5_000, 'the global rejection', since);
+    await server.waitForLog(
+      (l) => l.msg === 'nbd connection rejected: over the cap' && l.client === '10.9.0.5' && l.reason === 'global-cap',
+      5_000,
+      'the global rejection',
+      since,
+    );
     // ...while a refused client still gets its greeting (and, on its first option, the reason):
     // refused connections have a cap of their own (test/unit/nbd-refused-cap.test.ts).
     expect((await attack<{ bytes: number; closed: boolean }>(stranger, ['probe'])).bytes).toBeGreaterThan(0);
@@ -143,7 +179,12 @@ describe('built-in NBD server limits', () => {
 
   it('stops reading from a client that floods requests without reading replies; memory stays bounded and others are served', async () => {
     const baseline = rssMiB();
-    const flood = lab.spawn(client.ns, process.execPath, nodeArgs(ATTACKER, ['flood', '10.9.0.1', '10809', 'disk', '4000000']), 'nbd-flood');
+    const flood = lab.spawn(
+      client.ns,
+      process.execPath,
+      nodeArgs(ATTACKER, ['flood', '10.9.0.1', '10809', 'disk', '4000000']),
+      'nbd-flood',
+    );
     let peak = baseline;
     while (!flood.lines.some((l) => l.startsWith('{"sent"')) && flood.child.exitCode === null) {
       peak = Math.max(peak, rssMiB());
@@ -167,7 +208,13 @@ describe('built-in NBD server limits', () => {
     const baseline = rssMiB();
     // Three connections each ask for 3,000 MiB in 1 MiB READs and never read a byte.
     const greedy = Array.from({ length: 3 }, (_, i) =>
-      lab.spawn(client.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '600000']), `nbd-greedy-${i}`));
+      lab.spawn(
+        client.ns,
+        process.execPath,
+        nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '600000']),
+        `nbd-greedy-${i}`,
+      ),
+    );
     let peak = baseline;
     let held = 0;
     for (let i = 0; i < 40; i++) {

@@ -54,7 +54,17 @@ describe('built-in NBD server', () => {
   it('nbdinfo lists the exports and describes one read-only, flushable, multi-conn', async () => {
     const list = await inClient('nbdinfo', ['--list', '--json', URI]);
     expect(list.code, list.stderr).toBe(0);
-    const exports = (JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string; 'export-size': number; is_read_only: boolean; can_flush: boolean; can_multi_conn: boolean }> }).exports;
+    const exports = (
+      JSON.parse(list.stdout) as {
+        exports: Array<{
+          'export-name': string;
+          'export-size': number;
+          is_read_only: boolean;
+          can_flush: boolean;
+          can_multi_conn: boolean;
+        }>;
+      }
+    ).exports;
     // The current version under <image>/<arch>, and each version under its own name (what nodes attach).
     expect(exports.map((e) => e['export-name'])).toEqual(['base/amd64', 'base/v1/amd64', 'disk']);
     expect(exports[0]).toMatchObject({ 'export-size': 256 * 1024 * 1024, is_read_only: true, can_flush: true, can_multi_conn: true });
@@ -64,7 +74,11 @@ describe('built-in NBD server', () => {
     const r = await inClient('sh', ['-c', `nbdcopy ${URI}/base/amd64 - | sha256sum`], 180_000);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split(' ')[0]).toBe(sha(root));
-    await server.waitForLog((l) => l.msg === 'nbd root attached' && l.node === 'node-1' && l.export === 'base/amd64', 5_000, 'the attach event');
+    await server.waitForLog(
+      (l) => l.msg === 'nbd root attached' && l.node === 'node-1' && l.export === 'base/amd64',
+      5_000,
+      'the attach event',
+    );
   }, 240_000);
 
   it('qemu-img describes the export and qemu-io reads verify byte for byte', async () => {
@@ -72,7 +86,13 @@ describe('built-in NBD server', () => {
     expect(JSON.parse(info.stdout)).toMatchObject({ 'virtual-size': 8 * 1024 * 1024, format: 'raw' });
     // read -P checks every byte of the range against the pattern; the range is one byte long.
     const offsets = [0, 5000, 4 * 1024 * 1024 + 3, 8 * 1024 * 1024 - 1];
-    const io = await inClient('qemu-io', ['-r', '-f', 'raw', ...offsets.flatMap((o) => ['-c', `read -P ${disk[o]} ${o} 1`]), `${URI}/disk`]);
+    const io = await inClient('qemu-io', [
+      '-r',
+      '-f',
+      'raw',
+      ...offsets.flatMap((o) => ['-c', `read -P ${disk[o]} ${o} 1`]),
+      `${URI}/disk`,
+    ]);
     expect(io.stdout).not.toContain('Pattern verification failed');
     for (const o of offsets) expect(io.stdout).toContain(`read 1/1 bytes at offset ${o}`);
     const past = await inClient('qemu-io', ['-r', '-f', 'raw', '-c', `read ${8 * 1024 * 1024 - 512} 1024`, `${URI}/disk`]);
@@ -90,7 +110,12 @@ describe('built-in NBD server', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n')).toEqual(['read-only True', 'write EPERM', 'trim EPERM', 'write-zeroes EPERM']);
     for (const command of ['write', 'trim', 'write-zeroes']) {
-      await server.waitForLog((l) => l.msg === 'nbd request refused' && l.command === command && l.error === 'EPERM' && l.node === 'node-1', 5_000, `the server's refusal of ${command}`, since);
+      await server.waitForLog(
+        (l) => l.msg === 'nbd request refused' && l.command === command && l.error === 'EPERM' && l.node === 'node-1',
+        5_000,
+        `the server's refusal of ${command}`,
+        since,
+      );
     }
     expect(sha(readFileSync(path.join(work, 'disk.img')))).toBe(sha(disk));
   });
@@ -98,7 +123,13 @@ describe('built-in NBD server', () => {
   it('serves 20 concurrent clients each reading its own range', async () => {
     const mib = 1024 * 1024;
     const runs = Array.from({ length: 20 }, (_, i) =>
-      inClient('/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-range.py'), `${URI}/base/amd64`, String(i * 12 * mib + i), String(12 * mib)]).then((r) => ({ i, r })));
+      inClient('/usr/bin/python3', [
+        path.join(REPO_ROOT, 'test/lib/nbd-range.py'),
+        `${URI}/base/amd64`,
+        String(i * 12 * mib + i),
+        String(12 * mib),
+      ]).then((r) => ({ i, r })),
+    );
     for (const { i, r } of await Promise.all(runs)) {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.trim(), `client ${i}`).toBe(sha(root.subarray(i * 12 * mib + i, (i + 1) * 12 * mib + i)));
@@ -107,7 +138,12 @@ describe('built-in NBD server', () => {
 
   it('never changes the bytes under a connected client when a new version is published', async () => {
     const go = path.join(work, 'hold-go');
-    const hold = lab.spawn(client.ns, '/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/amd64`, '4096', '65536', go], 'nbd-hold');
+    const hold = lab.spawn(
+      client.ns,
+      '/usr/bin/python3',
+      [path.join(REPO_ROOT, 'test/lib/nbd-hold.py'), `${URI}/base/amd64`, '4096', '65536', go],
+      'nbd-hold',
+    );
     await hold.waitFor((l) => l === 'READY', 30_000, 'the client to attach');
     const before = (await hold.waitFor((l) => l.startsWith('BEFORE'), 1_000, 'BEFORE')).split(' ')[1];
     expect(before).toBe(sha(root.subarray(4096, 4096 + 65536)));
@@ -126,7 +162,12 @@ describe('built-in NBD server', () => {
     const fresh = await inClient('sh', ['-c', `nbdcopy ${URI}/base/amd64 - | sha256sum`]);
     expect(fresh.stdout.split(' ')[0]).toBe(sha(v2));
     // A node reconnecting by its versioned name (bootfarm.export=base/v1/amd64) gets the bytes it mounted.
-    const again = await inClient('/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-range.py'), `${URI}/base/v1/amd64`, '4096', '65536']);
+    const again = await inClient('/usr/bin/python3', [
+      path.join(REPO_ROOT, 'test/lib/nbd-range.py'),
+      `${URI}/base/v1/amd64`,
+      '4096',
+      '65536',
+    ]);
     expect(again.stdout.trim()).toBe(before);
     const named = await inClient('sh', ['-c', `nbdcopy ${URI}/base/v2/amd64 - | sha256sum`]);
     expect(named.stdout.split(' ')[0]).toBe(sha(v2));
@@ -134,7 +175,12 @@ describe('built-in NBD server', () => {
 
   it('does not buffer without bound for a client that never reads its replies', async () => {
     const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.bg.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-    const greedy = lab.spawn(client.ns, process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '4000']), 'nbd-greedy');
+    const greedy = lab.spawn(
+      client.ns,
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'test/lib/nbd-greedy.ts'), ['10.9.0.1', '10809', 'disk', '3000', '4000']),
+      'nbd-greedy',
+    );
     let peak = 0;
     while (greedy.child.exitCode === null && !greedy.lines.some((l) => l.includes('"sent"'))) {
       peak = Math.max(peak, rss());
@@ -151,13 +197,16 @@ describe('built-in NBD server', () => {
     // its summary maps every option error to "Operation not supported".
     const r = await lab.exec(stranger.ns, 'env', ['LIBNBD_DEBUG=1', 'nbdinfo', `${URI}/disk`]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('server error message: 10.9.0.3 holds no lease and is no node\'s address (nbd.allow: leased)');
+    expect(r.stderr).toContain("server error message: 10.9.0.3 holds no lease and is no node's address (nbd.allow: leased)");
     await server.waitForLog((l) => l.msg === 'nbd client refused' && l.client === '10.9.0.3', 5_000, 'the refusal in the log');
   });
 });
 
 // The same real clients against the external backends bootfarm can drive instead.
-describe.each([['nbd-server', 'base/amd64'], ['nbdkit', 'base_amd64']] as const)('NBD backend %s', (backend, rootExport) => {
+describe.each([
+  ['nbd-server', 'base/amd64'],
+  ['nbdkit', 'base_amd64'],
+] as const)('NBD backend %s', (backend, rootExport) => {
   let lab: NetLab;
   let client: LabHost;
   let server: BootfarmProcess;
@@ -172,7 +221,11 @@ describe.each([['nbd-server', 'base/amd64'], ['nbdkit', 'base_amd64']] as const)
     lab = await NetLab.create(backend === 'nbdkit' ? 'nk' : 'ns');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     client = await lab.addHost('cli', { address: '10.9.0.2/24' });
-    server = await startBootfarm(lab, srv.ns, { server: { address: '10.9.0.1' }, nbd: { port: 10809, backend }, images: { dir: path.join(work, 'images') } });
+    server = await startBootfarm(lab, srv.ns, {
+      server: { address: '10.9.0.1' },
+      nbd: { port: 10809, backend },
+      images: { dir: path.join(work, 'images') },
+    });
   }, 120_000);
   afterAll(async () => {
     // bootfarm stops its backend on SIGTERM; nbdkit would also exit with its parent.
@@ -185,13 +238,24 @@ describe.each([['nbd-server', 'base/amd64'], ['nbdkit', 'base_amd64']] as const)
   it('lists and copies the root, reads ranges with qemu-io and 20 concurrent libnbd clients', async () => {
     const list = await inClient('nbdinfo', ['--list', '--json', URI]);
     expect(list.code, list.stderr).toBe(0);
-    expect((JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string; is_read_only: boolean }> }).exports).toMatchObject([{ 'export-name': rootExport, is_read_only: true }]);
+    expect((JSON.parse(list.stdout) as { exports: Array<{ 'export-name': string; is_read_only: boolean }> }).exports).toMatchObject([
+      { 'export-name': rootExport, is_read_only: true },
+    ]);
     const copy = await inClient('sh', ['-c', `nbdcopy ${URI}/${rootExport} - | sha256sum`], 180_000);
     expect(copy.stdout.split(' ')[0]).toBe(sha(root));
     const io = await inClient('qemu-io', ['-r', '-f', 'raw', '-c', `read -P ${root[777]} 777 1`, `${URI}/${rootExport}`]);
     expect(io.stdout).toContain('read 1/1 bytes at offset 777');
     const mib = 1024 * 1024;
-    const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => inClient('/usr/bin/python3', [path.join(REPO_ROOT, 'test/lib/nbd-range.py'), `${URI}/${rootExport}`, String(i * 3 * mib), String(3 * mib)])));
+    const runs = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        inClient('/usr/bin/python3', [
+          path.join(REPO_ROOT, 'test/lib/nbd-range.py'),
+          `${URI}/${rootExport}`,
+          String(i * 3 * mib),
+          String(3 * mib),
+        ]),
+      ),
+    );
     runs.forEach((r, i) => expect(r.stdout.trim(), `client ${i}`).toBe(sha(root.subarray(i * 3 * mib, (i + 1) * 3 * mib))));
     expect(server.logs().some((l) => l.msg === 'nbd backend started' && l.backend === backend)).toBe(true);
   }, 300_000);

@@ -16,7 +16,12 @@ describe('IPv6 router advertisements for iPXE', () => {
     client = await lab.addHost('cli');
     server = await startBootfarm(lab, srv.ns, {
       server: { address: '10.9.0.1' },
-      dhcp: { mode: 'full', interface: 'eth0', routerAdvertisements: true, subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'] }] },
+      dhcp: {
+        mode: 'full',
+        interface: 'eth0',
+        routerAdvertisements: true,
+        subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'] }],
+      },
     });
   });
   afterAll(async () => {

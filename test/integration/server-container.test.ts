@@ -49,21 +49,35 @@ describe('bootfarm in its container on a lab bridge', () => {
     writeFileSync(path.join(work, 'images/base/v1/amd64/vmlinuz'), kernel);
     symlinkSync('v1', path.join(work, 'images/base/current'));
     writeFileSync(path.join(work, 'tftpboot/hello.bin'), tftpFile);
-    writeFileSync(path.join(work, 'bootfarm.yaml'), stringify(containerConfig({
-      server: { address: '10.9.0.1' },
-      dhcp: {
-        mode: 'full',
-        interface: 'eth0',
-        subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'], router: '10.9.0.1', dns: ['10.9.0.1'], domain: 'lab', leaseSeconds: 600 }],
-      },
-      tftp: { port: 69 },
-      http: { port: 8080 },
-      images: { default: 'base' },
-      nodes: [{ mac: NODE_MAC, hostname: 'node-1', arch: 'amd64', image: 'base' }],
-      // The lease table is read anonymously; reads are protected by default.
-      api: { protectReads: false },
-      log: { level: 'debug' },
-    })));
+    writeFileSync(
+      path.join(work, 'bootfarm.yaml'),
+      stringify(
+        containerConfig({
+          server: { address: '10.9.0.1' },
+          dhcp: {
+            mode: 'full',
+            interface: 'eth0',
+            subnets: [
+              {
+                cidr: '10.9.0.0/24',
+                range: ['10.9.0.100', '10.9.0.150'],
+                router: '10.9.0.1',
+                dns: ['10.9.0.1'],
+                domain: 'lab',
+                leaseSeconds: 600,
+              },
+            ],
+          },
+          tftp: { port: 69 },
+          http: { port: 8080 },
+          images: { default: 'base' },
+          nodes: [{ mac: NODE_MAC, hostname: 'node-1', arch: 'amd64', image: 'base' }],
+          // The lease table is read anonymously; reads are protected by default.
+          api: { protectReads: false },
+          log: { level: 'debug' },
+        }),
+      ),
+    );
 
     lab = await NetLab.create('sc');
     server = await startServerContainer({
@@ -148,7 +162,12 @@ describe('bootfarm in its container on a lab bridge', () => {
     // The state dir (a host directory) carried the lease over; the network stayed attached.
     expect(await leases()).toContainEqual(expect.objectContaining({ ip, mac: NODE_MAC }));
     // And the same client renewing after the restart gets its address again.
-    const again = lab.spawn(client.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', '-r', ip], 'udhcpc-again');
+    const again = lab.spawn(
+      client.ns,
+      'busybox',
+      ['udhcpc', '-i', 'eth0', '-f', '-q', '-s', SCRIPT, '-t', '5', '-T', '1', '-r', ip],
+      'udhcpc-again',
+    );
     const rebound = await again.waitFor((l) => l.startsWith('LEASE '), 30_000, 'the lease after the restart');
     expect(field(rebound, 'ip')).toBe(ip);
     const logs = await s.logs();
@@ -172,16 +191,27 @@ describe('bootfarm in its container on a lab bridge', () => {
       stateDir: path.join(work, 'state'),
       network: { mode: 'bridge' as const, netns: lab.switchNs, bridge: 'br0', address: '10.9.0.1/24' },
     };
-    await expect(startServerContainer({ ...opts, image: 'bootfarm/server:absent' })).rejects.toThrow(/bootfarm server-image --tag bootfarm\/server:absent/);
+    await expect(startServerContainer({ ...opts, image: 'bootfarm/server:absent' })).rejects.toThrow(
+      /bootfarm server-image --tag bootfarm\/server:absent/,
+    );
     const hostPaths = path.join(work, 'host-paths.yaml');
     writeFileSync(hostPaths, stringify({ server: { address: '10.9.0.1', stateDir: path.join(work, 'state') } }));
-    await expect(startServerContainer({ ...opts, image: TAG, configFile: hostPaths })).rejects.toThrow(/set server\.stateDir: \/var\/lib\/bootfarm \(containerConfig\(\) writes them\)/);
+    await expect(startServerContainer({ ...opts, image: TAG, configFile: hostPaths })).rejects.toThrow(
+      /set server\.stateDir: \/var\/lib\/bootfarm \(containerConfig\(\) writes them\)/,
+    );
   });
 
   it('a missing dockerd is one line naming the fix', async () => {
-    const r = await run('env', ['DOCKER_HOST=unix:///nonexistent/docker.sock', process.execPath, ...nodeArgs(CLI, ['server-image', '--tag', TAG])]);
+    const r = await run('env', [
+      'DOCKER_HOST=unix:///nonexistent/docker.sock',
+      process.execPath,
+      ...nodeArgs(CLI, ['server-image', '--tag', TAG]),
+    ]);
     expect(r.code).toBe(2);
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('npm warn'));
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('npm warn'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^bootfarm: cannot reach dockerd at unix:\/\/\/nonexistent\/docker\.sock .*scripts\/start-dockerd\.sh/);
   });

@@ -39,7 +39,12 @@ describe('bootfarm process lifecycle', () => {
     // (option 50) gets another. Only the lease read back from the state directory
     // holds it; a restarted pool that had lost it would grant it.
     const b = await lab.addHost('b');
-    const other = await lab.exec(b.ns, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-s', SCRIPT, '-t', '4', '-T', '1', '-r', ip as string], 30_000);
+    const other = await lab.exec(
+      b.ns,
+      'busybox',
+      ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-s', SCRIPT, '-t', '4', '-T', '1', '-r', ip as string],
+      30_000,
+    );
     const otherIp = field(other.stderr.split('\n').find((l) => l.startsWith('LEASE ')) ?? '', 'ip');
     expect(otherIp).toMatch(/^10\.9\.0\.1\d\d$/);
     expect(otherIp).not.toBe(ip);
@@ -73,7 +78,10 @@ describe('bootfarm process lifecycle', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr.trim()).toBe('bootfarm: dhcp.interface br9 does not exist on this host (have: lo, eth0)');
 
-    writeFileSync(file, readFileSync(file, 'utf8').replace('interface: br9', 'interface: eth0').replace('address: 10.9.0.1', 'address: 10.9.0.7'));
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8').replace('interface: br9', 'interface: eth0').replace('address: 10.9.0.1', 'address: 10.9.0.7'),
+    );
     const wrong = await lab.exec(srvNs, process.execPath, nodeArgs(CLI, ['serve', '--config', file]), 30_000);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr.trim()).toBe('bootfarm: server.address 10.9.0.7 is not on dhcp.interface eth0 (its IPv4 addresses: 10.9.0.1)');
@@ -87,8 +95,16 @@ describe('bootfarm process lifecycle', () => {
     symlinkSync(process.execPath, path.join(dir, 'node'));
     for (const backend of ['nbdkit', 'nbd-server']) {
       const file = path.join(dir, `${backend}.yaml`);
-      writeFileSync(file, `server: { address: 127.0.0.1, stateDir: ${dir}/state }\nnbd: { port: 10898, host: 127.0.0.1, backend: ${backend} }\nimages: { dir: ${dir}/images }\n`);
-      const r = await lab.exec(srvNs, 'env', [`PATH=${dir}`, path.join(dir, 'node'), ...nodeArgs(CLI, ['serve', '--config', file])], 30_000);
+      writeFileSync(
+        file,
+        `server: { address: 127.0.0.1, stateDir: ${dir}/state }\nnbd: { port: 10898, host: 127.0.0.1, backend: ${backend} }\nimages: { dir: ${dir}/images }\n`,
+      );
+      const r = await lab.exec(
+        srvNs,
+        'env',
+        [`PATH=${dir}`, path.join(dir, 'node'), ...nodeArgs(CLI, ['serve', '--config', file])],
+        30_000,
+      );
       expect(r.code).toBe(2);
       expect(r.stderr.trim()).toBe(`bootfarm: nbd.backend ${backend}: the ${backend} binary is not installed (apt-get install ${backend})`);
     }

@@ -21,7 +21,8 @@ const EVENTS = 200;
 /** Committed last, so the journal (not only the snapshot) holds records. */
 const LEASES = 2000;
 const t0 = Date.parse('2026-01-01T00:00:00Z');
-const mac = (prefix: number, i: number) => [prefix, 0x54, 0, (i >> 16) & 255, (i >> 8) & 255, i & 255].map((b) => b.toString(16).padStart(2, '0')).join(':');
+const mac = (prefix: number, i: number) =>
+  [prefix, 0x54, 0, (i >> 16) & 255, (i >> 8) & 255, i & 255].map((b) => b.toString(16).padStart(2, '0')).join(':');
 const nodeMac = (i: number) => mac(0x52, i);
 
 /** Byte offset of 0-based line `n` of a file. */
@@ -51,17 +52,42 @@ describe('state restart at scale, and damaged journals through the CLI', () => {
     const { store } = await FileStore.open(pristine, [], false, { maxDiscovered: 250_000 });
     for (let i = 0; i < NODES; i++) await store.putNode({ mac: nodeMac(i), hostname: `node-${i}` });
     for (let i = 0; i < DISCOVERED; i++) {
-      store.putDiscovered({ mac: mac(0x5a, i), arch: 'amd64', firmware: 'uefi', piSerial: undefined, piModel: undefined, firstSeen: new Date(t0).toISOString(), lastSeen: new Date(t0 + i).toISOString() });
+      store.putDiscovered({
+        mac: mac(0x5a, i),
+        arch: 'amd64',
+        firmware: 'uefi',
+        piSerial: undefined,
+        piModel: undefined,
+        firstSeen: new Date(t0).toISOString(),
+        lastSeen: new Date(t0 + i).toISOString(),
+      });
       if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));
     }
     for (let e = 0; e < EVENTS; e++) {
-      for (let i = 0; i < NODES; i++) store.recordEvent({ at: new Date(t0 + e).toISOString(), mac: nodeMac(i), type: 'tftp.file', detail: { path: 'ipxe.efi', bytes: 1024, from: 'static', n: e } });
+      for (let i = 0; i < NODES; i++)
+        store.recordEvent({
+          at: new Date(t0 + e).toISOString(),
+          mac: nodeMac(i),
+          type: 'tftp.file',
+          detail: { path: 'ipxe.efi', bytes: 1024, from: 'static', n: e },
+        });
       await new Promise((r) => setImmediate(r));
     }
     await store.close();
     const reopened = (await FileStore.open(pristine, [], false, { maxDiscovered: 250_000, compactAfter: 1_000_000 })).store;
     for (let i = 0; i < LEASES; i += 100) {
-      await Promise.all(Array.from({ length: 100 }, (_, k) => reopened.putLease({ ip: `10.9.${(i + k) >> 8}.${(i + k) & 255}`, key: `k${i + k}`, mac: mac(0x5a, i + k), state: 'bound', expiresAt: t0 + 3_600_000, updatedAt: t0 })));
+      await Promise.all(
+        Array.from({ length: 100 }, (_, k) =>
+          reopened.putLease({
+            ip: `10.9.${(i + k) >> 8}.${(i + k) & 255}`,
+            key: `k${i + k}`,
+            mac: mac(0x5a, i + k),
+            state: 'bound',
+            expiresAt: t0 + 3_600_000,
+            updatedAt: t0,
+          }),
+        ),
+      );
     }
     await reopened.close();
   }, 300_000);
@@ -103,10 +129,15 @@ describe('state restart at scale, and damaged journals through the CLI', () => {
     const repairing = Background.start(process.execPath, nodeArgs(CLI, ['serve', '--repair', '--config', configFile]), 'bootfarm --repair');
     try {
       await repairing.waitFor((l) => l.includes('"bootfarm ready"'), 120_000, 'bootfarm ready after --repair');
-      const report = JSON.parse(repairing.lines.find((l) => l.includes('"state repaired')) as string) as { damaged: number; movedAside: Array<{ file: string; to: string }> };
+      const report = JSON.parse(repairing.lines.find((l) => l.includes('"state repaired')) as string) as {
+        damaged: number;
+        movedAside: Array<{ file: string; to: string }>;
+      };
       expect(report.damaged).toBe(1);
       expect(report.movedAside).toEqual([{ file: journal, to: expect.stringMatching(new RegExp(`^${journal}\\.damaged-`)) }]);
-      expect(repairing.lines.some((l) => l.includes('"state repair: dropped a damaged record"') && l.includes(`"offset":${offset}`))).toBe(true);
+      expect(repairing.lines.some((l) => l.includes('"state repair: dropped a damaged record"') && l.includes(`"offset":${offset}`))).toBe(
+        true,
+      );
       expect(await repairing.stop('SIGTERM', 20_000)).toBe(0);
     } finally {
       await repairing.stop('SIGKILL');
@@ -126,6 +157,8 @@ describe('state restart at scale, and damaged journals through the CLI', () => {
     writeFileSync(journal, Buffer.concat([bytes.subarray(0, from), bytes.subarray(to)]));
     const refused = await run(process.execPath, nodeArgs(CLI, ['serve', '--config', configFile]), 120_000);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(new RegExp(`^bootfarm: ${journal} is damaged at byte ${lineOffset(journal, 30)} \\(line 31\\): checksum mismatch`));
+    expect(refused.stderr).toMatch(
+      new RegExp(`^bootfarm: ${journal} is damaged at byte ${lineOffset(journal, 30)} \\(line 31\\): checksum mismatch`),
+    );
   }, 300_000);
 });

@@ -16,18 +16,43 @@ import { waitUntil } from '../lib/wait.js';
 
 /** argv that runs `command` with a 256 KiB tmpfs on `mountDir`, visible to it alone. */
 function onTinyTmpfs(mountDir: string, command: string[]): string[] {
-  return ['-m', '--propagation', 'private', '--', 'sh', '-c', 'd=$1; shift; mount -t tmpfs -o size=256k bootfarm-state-test "$d" && exec "$@"', 'sh', mountDir, ...command];
+  return [
+    '-m',
+    '--propagation',
+    'private',
+    '--',
+    'sh',
+    '-c',
+    'd=$1; shift; mount -t tmpfs -o size=256k bootfarm-state-test "$d" && exec "$@"',
+    'sh',
+    mountDir,
+    ...command,
+  ];
 }
 
 describe('state write errors (ENOSPC on a real filesystem)', () => {
   it('rejects the waiting callers, retries, surfaces it, and loses nothing once space is back', async () => {
     const mountDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-enospc-'));
     try {
-      const r = await run('unshare', onTinyTmpfs(mountDir, [process.execPath, ...nodeArgs(path.join(REPO_ROOT, 'test/lib/state-disk-full.ts'), [mountDir])]), 60_000);
+      const r = await run(
+        'unshare',
+        onTinyTmpfs(mountDir, [process.execPath, ...nodeArgs(path.join(REPO_ROOT, 'test/lib/state-disk-full.ts'), [mountDir])]),
+        60_000,
+      );
       expect(r.code, r.stderr).toBe(0);
       const seen = JSON.parse(r.stdout) as {
-        refusedAt: number | undefined; refusal: string; leases: number[]; events: number; unhandled: string[];
-        whileFull: { health: { healthy: boolean; reason: string }; healthyGauge: number; journalErrors: number; compactionErrors: number; nextCommit: string };
+        refusedAt: number | undefined;
+        refusal: string;
+        leases: number[];
+        events: number;
+        unhandled: string[];
+        whileFull: {
+          health: { healthy: boolean; reason: string };
+          healthyGauge: number;
+          journalErrors: number;
+          compactionErrors: number;
+          nextCommit: string;
+        };
         afterFree: { healthyGauge: number; commit: string };
       };
       expect(seen.unhandled).toEqual([]);
@@ -54,9 +79,21 @@ describe('state write errors (ENOSPC on a real filesystem)', () => {
     const port = 20_000 + Math.floor(Math.random() * 30_000);
     const token = 'state-test-token-0123456789';
     const configFile = path.join(work, 'bootfarm.yaml');
-    writeFileSync(configFile, stringify({ server: { address: '127.0.0.1', stateDir: path.join(mountDir, 'state') }, http: { port, host: '127.0.0.1' }, api: { token }, log: { level: 'info' } }));
+    writeFileSync(
+      configFile,
+      stringify({
+        server: { address: '127.0.0.1', stateDir: path.join(mountDir, 'state') },
+        http: { port, host: '127.0.0.1' },
+        api: { token },
+        log: { level: 'info' },
+      }),
+    );
     mkdirSync(mountDir);
-    const server = Background.start('unshare', onTinyTmpfs(mountDir, [process.execPath, ...nodeArgs(CLI, ['serve', '--config', configFile])]), 'bootfarm');
+    const server = Background.start(
+      'unshare',
+      onTinyTmpfs(mountDir, [process.execPath, ...nodeArgs(CLI, ['serve', '--config', configFile])]),
+      'bootfarm',
+    );
     const curl = async (method: string, url: string, body?: unknown) => {
       const args = ['-sS', '-X', method, '-o', '-', '-w', '\n%{http_code}', '-H', `Authorization: Bearer ${token}`];
       if (body !== undefined) args.push('-H', 'content-type: application/json', '--data', JSON.stringify(body));
@@ -75,7 +112,10 @@ describe('state write errors (ENOSPC on a real filesystem)', () => {
       expect(filled.stdout).toMatch(/ 100% /);
       let refused: { status: number; text: string } | undefined;
       for (let i = 0; i < 60 && !refused; i++) {
-        const res = await curl('POST', '/api/v1/nodes', { mac: `52:54:00:aa:00:${i.toString(16).padStart(2, '0')}`, hostname: `filler-${i}` });
+        const res = await curl('POST', '/api/v1/nodes', {
+          mac: `52:54:00:aa:00:${i.toString(16).padStart(2, '0')}`,
+          hostname: `filler-${i}`,
+        });
         if (res.status >= 500) refused = res;
       }
       expect(refused?.status, refused?.text).toBe(500);
@@ -85,7 +125,11 @@ describe('state write errors (ENOSPC on a real filesystem)', () => {
       const metrics = (await curl('GET', '/metrics')).text;
       expect(metrics).toMatch(/^bootfarm_state_healthy 0$/m);
       expect(metrics).toMatch(/^bootfarm_state_write_errors_total\{operation="journal"\} [1-9]\d*$/m);
-      await server.waitFor((l) => l.includes('"state write failed; retrying"') && l.includes('ENOSPC'), 5_000, 'the write error in the log');
+      await server.waitFor(
+        (l) => l.includes('"state write failed; retrying"') && l.includes('ENOSPC'),
+        5_000,
+        'the write error in the log',
+      );
 
       await inServerMounts(`rm ${mountDir}/filler`);
       await waitUntil(async () => (await curl('GET', '/healthz')).status === 200, 20_000, '/healthz 200 again');

@@ -33,7 +33,10 @@ describe('TFTP under hostile traffic', () => {
     work = mkdtempSync(path.join(tmpdir(), 'bootfarm-tftp-hostile-'));
     const root = path.join(work, 'root');
     mkdirSync(path.join(root, 'sub'), { recursive: true });
-    const put = (name: string, data: Buffer) => { files.set(name, data); writeFileSync(path.join(root, name), data); };
+    const put = (name: string, data: Buffer) => {
+      files.set(name, data);
+      writeFileSync(path.join(root, name), data);
+    };
     put('small.bin', randomBytes(64 * 1024 + 3));
     put('mid.bin', randomBytes(1024 * 1024 + 17));
     put('sub/hi.txt', Buffer.from('hello\n'));
@@ -57,7 +60,10 @@ describe('TFTP under hostile traffic', () => {
   /** Sends datagrams with any source (port 0 included) from the client namespace. */
   async function forge(datagrams: Array<{ srcPort: number; dstPort: number; payload: Buffer }>): Promise<void> {
     const script = path.join(work, `forge-${randomBytes(4).toString('hex')}.txt`);
-    writeFileSync(script, datagrams.map((d) => `${CLIENT_IPS[0]} ${d.srcPort} ${SERVER} ${d.dstPort} ${d.payload.toString('hex')}\n`).join(''));
+    writeFileSync(
+      script,
+      datagrams.map((d) => `${CLIENT_IPS[0]} ${d.srcPort} ${SERVER} ${d.dstPort} ${d.payload.toString('hex')}\n`).join(''),
+    );
     const r = await inClient('sh', ['-c', `python3 ${RAW} < ${script}`]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ sent: datagrams.length, errors: 0 });
@@ -71,7 +77,13 @@ describe('TFTP under hostile traffic', () => {
     return line ? Number(line.split(' ')[1]) : 0;
   }
 
-  async function waitForMetric(name: string, labels: string, test: (v: number) => boolean, what: string, timeoutMs = 60_000): Promise<number> {
+  async function waitForMetric(
+    name: string,
+    labels: string,
+    test: (v: number) => boolean,
+    what: string,
+    timeoutMs = 60_000,
+  ): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = await metric(name, labels);
@@ -93,7 +105,10 @@ describe('TFTP under hostile traffic', () => {
     // A lock-step client ACKing every 20 ms; its transfer port is printed first.
     const slow = lab.spawn(client.ns, process.execPath, nodeArgs(PEERS, ['slow', SERVER, 'small.bin', '20']), 'slow-client');
     const port = (JSON.parse(await slow.waitFor((l) => l.includes('"port"'), 15_000, 'the transfer port')) as { port: number }).port;
-    await forge([{ srcPort: 0, dstPort: port, payload: encodeAck(1) }, { srcPort: 0, dstPort: port, payload: Buffer.from('junk') }]);
+    await forge([
+      { srcPort: 0, dstPort: port, payload: encodeAck(1) },
+      { srcPort: 0, dstPort: port, payload: Buffer.from('junk') },
+    ]);
     const done = JSON.parse(await slow.waitFor((l) => l.includes('sha256'), 60_000, 'the slow transfer to finish')) as { sha256: string };
     expect(done.sha256).toBe(sha(files.get('small.bin') as Buffer));
     expect(server.bg.child.exitCode).toBeNull();
@@ -105,28 +120,47 @@ describe('TFTP under hostile traffic', () => {
     const before = await metric('bootfarm_tftp_dropped_total', 'reason="source-port-0"');
     // In batches of 50, paced, so the server's receive buffer does not simply drop most of them.
     for (let batch = 0; batch < 20; batch++) {
-      await forge(Array.from({ length: 50 }, () => ({ srcPort: 0, dstPort: 69, payload: encodeRequest('rrq', 'small.bin', 'octet', [['tsize', '0']]) })));
+      await forge(
+        Array.from({ length: 50 }, () => ({
+          srcPort: 0,
+          dstPort: 69,
+          payload: encodeRequest('rrq', 'small.bin', 'octet', [['tsize', '0']]),
+        })),
+      );
       await new Promise((r) => setTimeout(r, 100));
     }
     // A slot leaked per request would leave TFTP answering "busy" to everyone.
     expect(sha(await fetchWithTftpHpa('small.bin'))).toBe(sha(files.get('small.bin') as Buffer));
-    expect(await waitForMetric('bootfarm_tftp_transfers_in_flight', '', (v) => v === 0, 'tftp-hpa\'s slot to be freed')).toBe(0);
+    expect(await waitForMetric('bootfarm_tftp_transfers_in_flight', '', (v) => v === 0, "tftp-hpa's slot to be freed")).toBe(0);
     // More of them were read than tftp.maxTransfers, so the fetch above was not luck.
-    expect(await metric('bootfarm_tftp_dropped_total', 'reason="source-port-0"') - before).toBeGreaterThan(MAX_TRANSFERS);
-    expect(server.logs().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('tftp datagram from port 0')).length).toBeLessThanOrEqual(20);
+    expect((await metric('bootfarm_tftp_dropped_total', 'reason="source-port-0"')) - before).toBeGreaterThan(MAX_TRANSFERS);
+    expect(
+      server.logs().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('tftp datagram from port 0')).length,
+    ).toBeLessThanOrEqual(20);
     expect(server.bg.child.exitCode).toBeNull();
   });
 
   it('a timeout option of 255 s is left out of the OACK, and the abandoned transfer frees its slot', async () => {
     const since = server.bg.lines.length;
-    const r = await inClient(process.execPath, nodeArgs(PEERS, ['first-reply', SERVER, 'mid.bin', 'timeout=255', 'tsize=0', 'blksize=1024']));
+    const r = await inClient(
+      process.execPath,
+      nodeArgs(PEERS, ['first-reply', SERVER, 'mid.bin', 'timeout=255', 'tsize=0', 'blksize=1024']),
+    );
     expect(r.code, r.stderr).toBe(0);
     const reply = JSON.parse(r.stdout) as { op: string; options: Array<[string, string]> };
     expect(reply.op).toBe('oack');
-    expect(reply.options).toEqual([['tsize', String(files.get('mid.bin')?.length)], ['blksize', '1024']]);
+    expect(reply.options).toEqual([
+      ['tsize', String(files.get('mid.bin')?.length)],
+      ['blksize', '1024'],
+    ]);
     // The client never ACKs: the server gives up after its own retransmissions (default
     // timer), not after 3 x 255 s; the slot is then free again.
-    const failed = await server.waitForLog((l) => l.msg === 'tftp transfer failed' && l.file === 'mid.bin', 90_000, 'the abandoned transfer to time out', since);
+    const failed = await server.waitForLog(
+      (l) => l.msg === 'tftp transfer failed' && l.file === 'mid.bin',
+      90_000,
+      'the abandoned transfer to time out',
+      since,
+    );
     expect(failed.outcome).toBe('timeout');
     expect(await waitForMetric('bootfarm_tftp_transfers_in_flight', '', (v) => v === 0, 'the slot to be freed')).toBe(0);
     expect(await metric('bootfarm_tftp_options_ignored_total', 'option="timeout"')).toBeGreaterThanOrEqual(1);
@@ -139,11 +173,26 @@ describe('TFTP under hostile traffic', () => {
     const rssBeforeKiB = rssKiB();
     const logsBefore = server.bg.lines.length;
     let rssSampledPeakKiB = rssBeforeKiB;
-    const sampler = setInterval(() => { try { rssSampledPeakKiB = Math.max(rssSampledPeakKiB, rssKiB()); } catch { /* exited: asserted below */ } }, 200);
-    const fuzz = await inClient(process.execPath, nodeArgs(FUZZER, [SERVER, '100000', '7', CLIENT_IPS.join(','), 'small.bin,mid.bin,sub/hi.txt']), 180_000)
-      .finally(() => clearInterval(sampler));
+    const sampler = setInterval(() => {
+      try {
+        rssSampledPeakKiB = Math.max(rssSampledPeakKiB, rssKiB());
+      } catch {
+        /* exited: asserted below */
+      }
+    }, 200);
+    const fuzz = await inClient(
+      process.execPath,
+      nodeArgs(FUZZER, [SERVER, '100000', '7', CLIENT_IPS.join(','), 'small.bin,mid.bin,sub/hi.txt']),
+      180_000,
+    ).finally(() => clearInterval(sampler));
     expect(fuzz.code, fuzz.stderr).toBe(0);
-    const summary = JSON.parse(fuzz.stdout.trim().split('\n').at(-1) ?? '{}') as { sent: number; port0Sent: number; transferPortsLearned: number; sourcePorts: number[]; replies: number };
+    const summary = JSON.parse(fuzz.stdout.trim().split('\n').at(-1) ?? '{}') as {
+      sent: number;
+      port0Sent: number;
+      transferPortsLearned: number;
+      sourcePorts: number[];
+      replies: number;
+    };
     const logLines = server.bg.lines.length - logsBefore;
     expect(summary.sent).toBe(100_000);
     expect(summary.port0Sent).toBeGreaterThan(1000);
@@ -156,7 +205,9 @@ describe('TFTP under hostile traffic', () => {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const peakKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]);
     const dropped = await metric('bootfarm_tftp_dropped_total', 'reason="source-port-0"');
-    process.stdout.write(`tftp fuzz: ${JSON.stringify({ ...summary, serverRssBeforeMiB: Math.round(rssBeforeKiB / 1024), serverRssSampledPeakMiB: Math.round(rssSampledPeakKiB / 1024), serverVmHwmMiB: Math.round(peakKiB / 1024), port0Dropped: dropped, serverLogLines: logLines, malformed: await metric('bootfarm_tftp_malformed_total') })}\n`);
+    process.stdout.write(
+      `tftp fuzz: ${JSON.stringify({ ...summary, serverRssBeforeMiB: Math.round(rssBeforeKiB / 1024), serverRssSampledPeakMiB: Math.round(rssSampledPeakKiB / 1024), serverVmHwmMiB: Math.round(peakKiB / 1024), port0Dropped: dropped, serverLogLines: logLines, malformed: await metric('bootfarm_tftp_malformed_total') })}\n`,
+    );
     expect(peakKiB).toBeGreaterThan(0);
     expect(peakKiB).toBeLessThan(400 * 1024);
     expect(dropped).toBeGreaterThan(0);

@@ -42,7 +42,9 @@ describe('TFTP through an nftables masquerade', () => {
     await lab.ip(client.ns, 'route', 'add', 'default', 'via', '10.8.0.1');
     const sysctl = await lab.exec(nat.ns, 'sysctl', ['-w', 'net.ipv4.ip_forward=1']);
     expect(sysctl.code, sysctl.stderr).toBe(0);
-    const nft = await lab.exec(nat.ns, 'nft', ['add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; policy accept; }; add rule ip nat post oifname "eth0" masquerade']);
+    const nft = await lab.exec(nat.ns, 'nft', [
+      'add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; policy accept; }; add rule ip nat post oifname "eth0" masquerade',
+    ]);
     expect(nft.code, nft.stderr).toBe(0);
   });
   afterAll(async () => {
@@ -52,7 +54,12 @@ describe('TFTP through an nftables masquerade', () => {
 
   /** Runs bootfarm in the server namespace with `tftp`, runs `body`, stops bootfarm whatever happens. */
   async function withServer(tftp: Record<string, unknown>, body: (server: BootfarmProcess) => Promise<void>): Promise<void> {
-    const server = await startBootfarm(lab, srv.ns, { server: { address: '10.9.0.1', drainSeconds: 0 }, dhcp: { mode: 'off' }, tftp: { root, ...tftp }, http: { port: 8080 } });
+    const server = await startBootfarm(lab, srv.ns, {
+      server: { address: '10.9.0.1', drainSeconds: 0 },
+      dhcp: { mode: 'off' },
+      tftp: { root, ...tftp },
+      http: { port: 8080 },
+    });
     try {
       await body(server);
     } finally {
@@ -61,8 +68,10 @@ describe('TFTP through an nftables masquerade', () => {
   }
 
   // Bounds, not measurements: a client that gets nothing would otherwise retry for 25 s (tftp-hpa) or longer (curl).
-  const tftpHpa = (out: string, boundSeconds: number) => lab.exec(client.ns, 'timeout', [String(boundSeconds), 'tftp', '-m', 'binary', '10.9.0.1', '-c', 'get', 'boot.bin', out], 60_000);
-  const curl = (out: string, boundSeconds: number) => lab.exec(client.ns, 'curl', ['-sS', '--max-time', String(boundSeconds), '-o', out, 'tftp://10.9.0.1/boot.bin'], 60_000);
+  const tftpHpa = (out: string, boundSeconds: number) =>
+    lab.exec(client.ns, 'timeout', [String(boundSeconds), 'tftp', '-m', 'binary', '10.9.0.1', '-c', 'get', 'boot.bin', out], 60_000);
+  const curl = (out: string, boundSeconds: number) =>
+    lab.exec(client.ns, 'curl', ['-sS', '--max-time', String(boundSeconds), '-o', out, 'tftp://10.9.0.1/boot.bin'], 60_000);
   /** One sample from /metrics, read from the NAT's outside address (0 when the series does not exist yet). */
   async function metric(name: string, labels = ''): Promise<number> {
     const r = await lab.exec(nat.ns, 'curl', ['-sS', '--max-time', '10', 'http://10.9.0.1:8080/metrics']);
@@ -112,7 +121,12 @@ describe('TFTP through an nftables masquerade', () => {
   it('tftp.singlePort under a 20,000-packet stateful fuzz on the shared port: the process lives, every slot comes back, the client behind the NAT still gets its file', async () => {
     await withServer({ singlePort: true }, async (server) => {
       // From the NAT's outside address, so the fuzzer's own replies and its port-0 forgeries reach bootfarm unchanged.
-      const fuzz = await lab.exec(nat.ns, process.execPath, nodeArgs(FUZZER, ['10.9.0.1', '20000', '11', '10.9.0.254', 'boot.bin']), 180_000);
+      const fuzz = await lab.exec(
+        nat.ns,
+        process.execPath,
+        nodeArgs(FUZZER, ['10.9.0.1', '20000', '11', '10.9.0.254', 'boot.bin']),
+        180_000,
+      );
       expect(fuzz.code, fuzz.stderr).toBe(0);
       const summary = JSON.parse(fuzz.stdout.trim().split('\n').at(-1) ?? '{}') as { sent: number; replies: number };
       expect(summary.sent).toBe(20_000);
@@ -122,7 +136,8 @@ describe('TFTP through an nftables masquerade', () => {
       expect(await metric('bootfarm_tftp_dropped_total', 'reason="unknown-peer"')).toBeGreaterThan(0);
       // Forged and abandoned transfers end by their deadlines (5 s unconfirmed, 15 s + timeout otherwise).
       const deadline = Date.now() + 60_000;
-      while ((await metric('bootfarm_tftp_transfers_in_flight')) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+      while ((await metric('bootfarm_tftp_transfers_in_flight')) !== 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 500));
       expect(await metric('bootfarm_tftp_transfers_in_flight')).toBe(0);
       const out = path.join(work, 'after-fuzz.bin');
       const h = await tftpHpa(out, 30);

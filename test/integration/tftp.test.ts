@@ -25,7 +25,10 @@ describe('TFTP with real clients', () => {
     work = mkdtempSync(path.join(tmpdir(), 'bootfarm-tftp-'));
     root = path.join(work, 'root');
     mkdirSync(path.join(root, 'sub'), { recursive: true });
-    const put = (name: string, data: Buffer) => { files.set(name, data); writeFileSync(path.join(root, name), data); };
+    const put = (name: string, data: Buffer) => {
+      files.set(name, data);
+      writeFileSync(path.join(root, name), data);
+    };
     put('big40.bin', randomBytes(40 * 1024 * 1024));
     put('mid5.bin', randomBytes(5 * 1024 * 1024 + 17));
     put('small.bin', randomBytes(64 * 1024 + 3));
@@ -53,7 +56,14 @@ describe('TFTP with real clients', () => {
     expect((await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', 'mid5.bin', path.join(work, 'hpa.bin')])).code).toBe(0);
     expect(sha(received('hpa.bin'))).toBe(sha(files.get('mid5.bin') as Buffer));
     for (const blksize of ['512', '1468']) {
-      const r = await inClient('curl', ['-sS', '--tftp-blksize', blksize, '-o', path.join(work, `curl${blksize}.bin`), 'tftp://10.9.0.1/mid5.bin']);
+      const r = await inClient('curl', [
+        '-sS',
+        '--tftp-blksize',
+        blksize,
+        '-o',
+        path.join(work, `curl${blksize}.bin`),
+        'tftp://10.9.0.1/mid5.bin',
+      ]);
       expect(r.code, r.stderr).toBe(0);
       expect(sha(received(`curl${blksize}.bin`))).toBe(sha(files.get('mid5.bin') as Buffer));
     }
@@ -70,26 +80,62 @@ describe('TFTP with real clients', () => {
   });
 
   it('negotiates windowsize 16 with the benchmark client and tsize/blksize as asked', async () => {
-    const r = await inClient('python3', [BENCH_TFTP, 'get', '--host', '10.9.0.1', '--port', '69', '--file', `mid5.bin=${path.join(root, 'mid5.bin')}`, '--blksize', '1468', '--windowsize', '16']);
-    const summary = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('TFTP_GET '))?.slice(9) ?? '{}') as { ok: boolean; oack: Record<string, string> };
+    const r = await inClient('python3', [
+      BENCH_TFTP,
+      'get',
+      '--host',
+      '10.9.0.1',
+      '--port',
+      '69',
+      '--file',
+      `mid5.bin=${path.join(root, 'mid5.bin')}`,
+      '--blksize',
+      '1468',
+      '--windowsize',
+      '16',
+    ]);
+    const summary = JSON.parse(
+      r.stdout
+        .split('\n')
+        .find((l) => l.startsWith('TFTP_GET '))
+        ?.slice(9) ?? '{}',
+    ) as { ok: boolean; oack: Record<string, string> };
     expect(summary.ok).toBe(true);
     expect(summary.oack).toEqual({ blksize: '1468', tsize: String(5 * 1024 * 1024 + 17), windowsize: '16' });
   });
 
   it('crosses the 65535-block rollover: 40 MiB at blksize 512 arrives intact', async () => {
-    const r = await inClient('curl', ['-sS', '--tftp-blksize', '512', '-o', path.join(work, 'big.bin'), 'tftp://10.9.0.1/big40.bin'], 240_000);
+    const r = await inClient(
+      'curl',
+      ['-sS', '--tftp-blksize', '512', '-o', path.join(work, 'big.bin'), 'tftp://10.9.0.1/big40.bin'],
+      240_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(sha(received('big.bin'))).toBe(sha(files.get('big40.bin') as Buffer));
   }, 300_000);
 
   it('refuses every traversal form and never sends a byte from outside the root', async () => {
-    const attempts = ['../secret.txt', '..\\secret.txt', 'sub/../../secret.txt', '/../secret.txt', 'escape', `${work}/secret.txt`, '%2e%2e/secret.txt', 'sub\\..\\..\\secret.txt', 'a\u0001b'];
+    const attempts = [
+      '../secret.txt',
+      '..\\secret.txt',
+      'sub/../../secret.txt',
+      '/../secret.txt',
+      'escape',
+      `${work}/secret.txt`,
+      '%2e%2e/secret.txt',
+      'sub\\..\\..\\secret.txt',
+      'a\u0001b',
+    ];
     for (const [i, name] of attempts.entries()) {
       const target = path.join(work, `attempt-${i}`);
       const r = await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'get', name, target]);
       expect(r.stdout + r.stderr, name).toMatch(/Error code [12]: (access violation|file not found)/);
       let content = '';
-      try { content = readFileSync(target, 'utf8'); } catch { /* not created */ }
+      try {
+        content = readFileSync(target, 'utf8');
+      } catch {
+        /* not created */
+      }
       expect(content).not.toContain('TOP-SECRET');
     }
     const put = await inClient('tftp', ['-m', 'binary', '10.9.0.1', '-c', 'put', path.join(root, 'sub/hi.txt'), 'uploaded']);
@@ -99,10 +145,21 @@ describe('TFTP with real clients', () => {
   });
 
   it('treats the UEFI size probe (ERROR 8 after the OACK) as a normal close', async () => {
-    const r = await inClient(process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/tftp-peers.ts'), ['uefi-probe', '10.9.0.1', 'mid5.bin']));
+    const r = await inClient(
+      process.execPath,
+      nodeArgs(path.join(REPO_ROOT, 'test/lib/tftp-peers.ts'), ['uefi-probe', '10.9.0.1', 'mid5.bin']),
+    );
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ tsize: 5 * 1024 * 1024 + 17, size: 5 * 1024 * 1024 + 17, sha256: sha(files.get('mid5.bin') as Buffer) });
-    const closed = await server.waitForLog((l) => l.msg === 'tftp transfer closed by client' && l.clientError === 8, 5_000, 'the probe close');
+    expect(JSON.parse(r.stdout)).toEqual({
+      tsize: 5 * 1024 * 1024 + 17,
+      size: 5 * 1024 * 1024 + 17,
+      sha256: sha(files.get('mid5.bin') as Buffer),
+    });
+    const closed = await server.waitForLog(
+      (l) => l.msg === 'tftp transfer closed by client' && l.clientError === 8,
+      5_000,
+      'the probe close',
+    );
     expect(closed).toMatchObject({ outcome: 'aborted-by-client', level: 30 });
   });
 
@@ -145,7 +202,10 @@ describe('TFTP with real clients', () => {
       const nft = (...args: string[]) => lab.exec(ns, 'nft', args);
       expect((await nft('add', 'table', 'inet', 'lossy')).code).toBe(0);
       await nft('add', 'chain', 'inet', 'lossy', 'in', '{ type filter hook input priority 0; }');
-      expect((await nft('add', 'rule', 'inet', 'lossy', 'in', 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', '20', 'drop')).code).toBe(0);
+      expect(
+        (await nft('add', 'rule', 'inet', 'lossy', 'in', 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', '20', 'drop'))
+          .code,
+      ).toBe(0);
     };
     await lossy(client.ns);
     await lossy(srvNs);
@@ -156,7 +216,11 @@ describe('TFTP with real clients', () => {
       // server that never answers duplicate ACKs waits for its timer: it is not a
       // peer for lossy links.)
       const target = path.join(work, 'lossy.bin');
-      const r = await inClient('sh', ['-c', `printf 'binary\\nrexmt 1\\ntimeout 100\\nget loss16k.bin ${target}\\nquit\\n' | tftp 10.9.0.1`], 120_000);
+      const r = await inClient(
+        'sh',
+        ['-c', `printf 'binary\\nrexmt 1\\ntimeout 100\\nget loss16k.bin ${target}\\nquit\\n' | tftp 10.9.0.1`],
+        120_000,
+      );
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(sha(received('lossy.bin'))).toBe(sha(files.get('loss16k.bin') as Buffer));
       // The client's final ACK can itself be lost (RFC 1350 §6 leaves it unprotected):

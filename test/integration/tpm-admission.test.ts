@@ -33,10 +33,15 @@ describe('TPM admission with swtpm', () => {
   let nodeT: EffectiveNode;
   let counter = 0;
 
-  const admission = (trustOnFirstUse: boolean, attested: string[] = []) => new TpmAdmission({
-    registry: EkRegistry.open(dir, path.join(dir, 'bootfarm.yaml')), trustOnFirstUse, store, metrics,
-    logger: pino({ level: 'silent' }), onAttested: (mac, bootId) => attested.push(`${mac}/${bootId}`),
-  });
+  const admission = (trustOnFirstUse: boolean, attested: string[] = []) =>
+    new TpmAdmission({
+      registry: EkRegistry.open(dir, path.join(dir, 'bootfarm.yaml')),
+      trustOnFirstUse,
+      store,
+      metrics,
+      logger: pino({ level: 'silent' }),
+      onAttested: (mac, bootId) => attested.push(`${mac}/${bootId}`),
+    });
   /** What the agent does with a challenge: tpm2_activatecredential on its TPM; undefined when the TPM refuses. */
   const activate = async (tpm: Swtpm, keys: TpmKeys, challenge: Challenge): Promise<Buffer | undefined> => {
     const file = path.join(dir, `challenge-${counter++}.bin`);
@@ -53,11 +58,15 @@ describe('TPM admission with swtpm', () => {
     throw new Error('not refused');
   };
   const refusedAsync = async (p: Promise<unknown>): Promise<TpmRefusal> => {
-    const err = await p.then(() => undefined, (e: unknown) => e);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     if (!(err instanceof TpmRefusal)) throw new Error(`expected a refusal, got ${String(err)}`);
     return err;
   };
-  const metric = async (outcome: string): Promise<number> => Number(new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
+  const metric = async (outcome: string): Promise<number> =>
+    Number(new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
   const lastEvent = (mac: string) => store.events(mac).at(-1);
 
   beforeAll(async () => {
@@ -67,12 +76,15 @@ describe('TPM admission with swtpm', () => {
     [keysA, keysB] = [await tpmA.createKeys('rsa', 'a'), await tpmB.createKeys('rsa', 'b')];
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-tpm-adm-'));
     writeFileSync(path.join(dir, 'node-a-ek.pub'), keysA.ekPub);
-    const config = parseConfig(`
+    const config = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: ${dir}/state }
 nodes:
   - { mac: "${MAC_A}", hostname: node-a, tpm: { ek: node-a-ek.pub } }
   - { mac: "${MAC_T}", hostname: node-t }
-`, path.join(dir, 'bootfarm.yaml'));
+`,
+      path.join(dir, 'bootfarm.yaml'),
+    );
     store = (await FileStore.open(dir, config.nodes)).store;
     metrics = new Metrics();
     const nodes = config.nodes.map((n) => effectiveNode(n, config.layers, 'config'));
@@ -131,7 +143,7 @@ nodes:
     expect((await refusedAsync(tpm.answer(nodeA, 'boot-3', Buffer.alloc(32, 1)))).reason).toBe('no-challenge');
   });
 
-  it('refuses an AK that is not a restricted signing key bound to its TPM, and a Name that is not the AK\'s', () => {
+  it("refuses an AK that is not a restricted signing key bound to its TPM, and a Name that is not the AK's", () => {
     const tpm = admission(false);
     // The EK as "AK": a decryption key, not a signing one.
     const notAk = refusal(() => tpm.challenge(nodeA, 'boot-4', { akPublic: keysA.ekPub }));
@@ -148,7 +160,9 @@ nodes:
   });
 
   it('trust on first use: off, a node without an EK is refused; on, its first attested EK is kept and binds it', async () => {
-    expect(refusal(() => admission(false).challenge(nodeT, 'boot-5', { akPublic: keysB.akPub, ekPublic: keysB.ekPub })).reason).toBe('no-ek-registered');
+    expect(refusal(() => admission(false).challenge(nodeT, 'boot-5', { akPublic: keysB.akPub, ekPublic: keysB.ekPub })).reason).toBe(
+      'no-ek-registered',
+    );
     const tofu = admission(true);
     expect(refusal(() => tofu.challenge(nodeT, 'boot-5', { akPublic: keysB.akPub })).reason).toBe('no-ek-registered');
     const challenge = tofu.challenge(nodeT, 'boot-5', { akPublic: keysB.akPub, ekPublic: keysB.ekPub });

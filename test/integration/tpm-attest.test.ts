@@ -37,9 +37,17 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
 
   const cli = (args: string[]) => lab.exec(srv.ns, process.execPath, nodeArgs(CLI, [...args, '--server', URL_BASE, '--token', API_TOKEN]));
   const events = async (mac = MAC): Promise<Array<{ type: string; detail?: Record<string, string> }>> =>
-    (JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as { events: Array<{ type: string; detail?: Record<string, string> }> }).events;
+    (
+      JSON.parse((await agent.curl(srv, `${URL_BASE}/api/v1/nodes/${mac}/events`, ['-H', `Authorization: Bearer ${API_TOKEN}`])).body) as {
+        events: Array<{ type: string; detail?: Record<string, string> }>;
+      }
+    ).events;
   const metric = async (outcome: string): Promise<number> =>
-    Number(new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec((await agent.curl(srv, `${URL_BASE}/metrics`)).body)?.[1] ?? 0);
+    Number(
+      new RegExp(`bootfarm_tpm_attestations_total\\{outcome="${outcome}"\\} (\\d+)`).exec(
+        (await agent.curl(srv, `${URL_BASE}/metrics`)).body,
+      )?.[1] ?? 0,
+    );
 
   /** A boot of the node: its boot script (the nonce on its kernel command line), then tpm-attest as the agent runs it, with `tpm` as the machine's TPM. */
   const bootWith = async (tpm: Swtpm, host = node, mac = MAC) => {
@@ -48,7 +56,14 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const run = path.join(dir, `run-${boots++}`);
     const cmdline = `${run}.cmdline`;
     writeFileSync(cmdline, `bootfarm.http=10.9.0.1:8080 bootfarm.mac=${mac} bootfarm.nonce=${script.nonce}\n`);
-    const result = await lab.exec(host.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, `BF_CMDLINE=${cmdline}`, 'sh', SCRIPT]);
+    const result = await lab.exec(host.ns, 'env', [
+      `TPM2TOOLS_TCTI=${tpm.tcti}`,
+      `BF_LIB=${path.dirname(SCRIPT)}`,
+      `BF_RUN=${run}`,
+      `BF_CMDLINE=${cmdline}`,
+      'sh',
+      SCRIPT,
+    ]);
     // The boot's secret, from the configuration the script fetched and kept (as the agent's join then uses it).
     return { ...result, run, secret: shellVar(readFileSync(path.join(run, 'config'), 'utf8'), 'BOOTFARM_SECRET') };
   };
@@ -68,7 +83,12 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
       dhcp: { mode: 'off' },
       tftp: { root: mkdtempSync(path.join(tmpdir(), 'bootfarm-tat-tftp-')) },
       http: { port: 8080 },
-      kubernetes: { apiServer: '10.9.0.1:6443', caCertHash: `sha256:${'0'.repeat(64)}`, token: 'abcdef.0123456789abcdef', admission: 'tpm' },
+      kubernetes: {
+        apiServer: '10.9.0.1:6443',
+        caCertHash: `sha256:${'0'.repeat(64)}`,
+        token: 'abcdef.0123456789abcdef',
+        admission: 'tpm',
+      },
       api: { token: API_TOKEN },
     });
   });
@@ -111,7 +131,16 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const sealed = path.join(dir, 'sealed.cred');
     writeFileSync(sealed, toolsCredentialFile(makeCredential(parsePublic(readFileSync(path.join(dir, 'ek.pub'))), akName, token)));
     const unseal = (tpm: Swtpm, run: string, out: string) =>
-      lab.exec(node.ns, 'env', [`TPM2TOOLS_TCTI=${tpm.tcti}`, `BF_LIB=${path.dirname(SCRIPT)}`, `BF_RUN=${run}`, 'sh', SCRIPT, 'unseal', sealed, out]);
+      lab.exec(node.ns, 'env', [
+        `TPM2TOOLS_TCTI=${tpm.tcti}`,
+        `BF_LIB=${path.dirname(SCRIPT)}`,
+        `BF_RUN=${run}`,
+        'sh',
+        SCRIPT,
+        'unseal',
+        sealed,
+        out,
+      ]);
     const ok = await unseal(registered, attestedRun, path.join(dir, 'unsealed'));
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(readFileSync(path.join(dir, 'unsealed')).equals(token)).toBe(true);
@@ -123,7 +152,9 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
   it('the same node booting with another TPM is refused, with the reason on its timeline', async () => {
     const r = await bootWith(other);
     expect(r.code).not.toBe(0);
-    expect(r.stdout).toMatch(/bootfarm refused the TPM challenge \(HTTP 403\): ek-mismatch: this machine's TPM has EK [0-9a-f]+ \(rsa\), not node-t's registered EK/);
+    expect(r.stdout).toMatch(
+      /bootfarm refused the TPM challenge \(HTTP 403\): ek-mismatch: this machine's TPM has EK [0-9a-f]+ \(rsa\), not node-t's registered EK/,
+    );
     const last = (await events()).at(-1);
     expect(last).toMatchObject({ type: 'tpm.refused', detail: { reason: 'ek-mismatch' } });
     expect(last?.detail?.message).toContain("not node-t's registered EK");
@@ -139,21 +170,36 @@ describe('agent tpm-attest against bootfarm and swtpm', () => {
     const eccNode = await lab.addHost('ecc', { address: '10.9.0.52/24', mac: MAC_ECC });
     const tpm = await Swtpm.start(lab, eccNode.ns, 2321);
     const ek = (await tpm.createKeys('ecc', 'enrol-ecc')).ekPub;
-    const added = await agent.curl(srv, `${URL_BASE}/api/v1/nodes`, ['-H', `Authorization: Bearer ${API_TOKEN}`, '-H', 'Content-Type: application/json',
-      '--data-binary', JSON.stringify({ mac: MAC_ECC, hostname: 'node-e', ip: '10.9.0.52', tpm: { ek: ek.toString('base64') } })]);
+    const added = await agent.curl(srv, `${URL_BASE}/api/v1/nodes`, [
+      '-H',
+      `Authorization: Bearer ${API_TOKEN}`,
+      '-H',
+      'Content-Type: application/json',
+      '--data-binary',
+      JSON.stringify({ mac: MAC_ECC, hostname: 'node-e', ip: '10.9.0.52', tpm: { ek: ek.toString('base64') } }),
+    ]);
     expect(added.status, added.body).toBe(201);
     const r = await bootWith(tpm, eccNode, MAC_ECC);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect((await events(MAC_ECC)).find((e) => e.type === 'tpm.attested')).toMatchObject({ type: 'tpm.attested', detail: { ekSource: 'api' } });
+    expect((await events(MAC_ECC)).find((e) => e.type === 'tpm.attested')).toMatchObject({
+      type: 'tpm.attested',
+      detail: { ekSource: 'api' },
+    });
     expect((await agent.join(eccNode, MAC_ECC, r.secret)).status).toBe(200);
     await tpm.stop();
   });
 
-  it('the routes answer only the boot\'s address with its secret, and refuse hostile bodies with a reason', async () => {
+  it("the routes answer only the boot's address with its secret, and refuse hostile bodies with a reason", async () => {
     const { secret } = await agent.boot(node, MAC);
     // auth null: no Authorization header at all.
     const post = (host: LabHost, route: string, body: string, auth: string | null = secret) =>
-      agent.curl(host, `${URL_BASE}/agent/v1/${MAC}/tpm/${route}`, ['-H', 'Content-Type: application/json', '--data-binary', body, ...(auth === null ? [] : ['-H', `Authorization: Bearer ${auth}`])]);
+      agent.curl(host, `${URL_BASE}/agent/v1/${MAC}/tpm/${route}`, [
+        '-H',
+        'Content-Type: application/json',
+        '--data-binary',
+        body,
+        ...(auth === null ? [] : ['-H', `Authorization: Bearer ${auth}`]),
+      ]);
     const akPublic = (await registered.createKeys('rsa', 'hostile')).akPub.toString('base64');
     const valid = JSON.stringify({ akPublic });
     expect((await post(node, 'challenge', valid, null)).status).toBe(401);

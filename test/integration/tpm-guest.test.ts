@@ -15,7 +15,10 @@ import { Swtpm } from '../lib/swtpm.js';
 import { waitUntil } from '../lib/wait.js';
 
 /** A TPM command in swtpm's trace: its header's tag (no sessions / sessions), size, then the command code. */
-const command = (code: number) => new RegExp(`SWTPM_IO_Read: length \\d+\\n 80 0[12] 00 00 [0-9A-F]{2} [0-9A-F]{2} ${code.toString(16).padStart(8, '0').toUpperCase().match(/../g)?.join(' ')}`);
+const command = (code: number) =>
+  new RegExp(
+    `SWTPM_IO_Read: length \\d+\\n 80 0[12] 00 00 [0-9A-F]{2} [0-9A-F]{2} ${code.toString(16).padStart(8, '0').toUpperCase().match(/../g)?.join(' ')}`,
+  );
 const TPM_CC_STARTUP = 0x144;
 const TPM_CC_PCR_EXTEND = 0x182;
 
@@ -43,11 +46,11 @@ describe('OVMF guest with swtpm', () => {
     const socket = path.join(dir, 'swtpm.sock');
     const log = path.join(dir, 'swtpm.log');
     const tpm = spawnSwtpm(lab, host.ns, state, { kind: 'qemu', socket }, log);
-    await waitUntil(() => existsSync(socket), 20_000, 'swtpm\'s control socket');
+    await waitUntil(() => existsSync(socket), 20_000, "swtpm's control socket");
     // The lab's own guest (its NIC on the lab bridge finds no DHCP server: the firmware measures before it tries).
     const guest = await startGuest(lab, 'ovmf', '52:54:00:00:0c:01', { tpmSocket: socket, label: 'qemu-ovmf-tpm' });
     const trace = () => (existsSync(log) ? readFileSync(log, 'latin1') : '');
-    await waitUntil(() => command(TPM_CC_PCR_EXTEND).test(trace()), 120_000, 'the firmware\'s first TPM2_PCR_Extend');
+    await waitUntil(() => command(TPM_CC_PCR_EXTEND).test(trace()), 120_000, "the firmware's first TPM2_PCR_Extend");
     expect(trace()).toMatch(command(TPM_CC_STARTUP));
     await guest.stop('SIGTERM', 5000);
     // --terminate: swtpm ends with QEMU's connection.

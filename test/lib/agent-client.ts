@@ -3,13 +3,19 @@
 // nonce its kernel command line carries, then the agent routes.
 import type { LabHost, NetLab } from '../../server/lab/netlab.js';
 
-export interface CurlAnswer { status: number; body: string }
+export interface CurlAnswer {
+  status: number;
+  body: string;
+}
 
 export class AgentClient {
   /** Every body received, for scans of what left bootfarm. */
   readonly responses: string[] = [];
 
-  constructor(private readonly lab: NetLab, readonly base: string) {}
+  constructor(
+    private readonly lab: NetLab,
+    readonly base: string,
+  ) {}
 
   async curl(host: LabHost, url: string, extra: string[] = []): Promise<CurlAnswer> {
     const r = await this.lab.exec(host.ns, 'curl', ['-sS', '--max-time', '15', '-o', '-', '-w', '\n%{http_code}', ...extra, url]);

@@ -22,24 +22,43 @@ export interface LogLine {
 }
 
 export class BootfarmProcess {
-  constructor(readonly bg: Background, readonly configFile: string, readonly stateDir: string) {}
+  constructor(
+    readonly bg: Background,
+    readonly configFile: string,
+    readonly stateDir: string,
+  ) {}
 
   /** Parsed JSON log lines so far. */
   logs(): LogLine[] {
     const out: LogLine[] = [];
     for (const line of this.bg.lines) {
       if (!line.startsWith('{')) continue;
-      try { out.push(JSON.parse(line) as LogLine); } catch { /* a non-JSON line */ }
+      try {
+        out.push(JSON.parse(line) as LogLine);
+      } catch {
+        /* a non-JSON line */
+      }
     }
     return out;
   }
 
   /** Resolves with the first log line (from output line `since` on) that passes `test`. */
   waitForLog(test: (l: LogLine) => boolean, timeoutMs: number, what: string, since = 0): Promise<LogLine> {
-    return this.bg.waitFor((line) => {
-      if (!line.startsWith('{')) return false;
-      try { return test(JSON.parse(line) as LogLine); } catch { return false; }
-    }, timeoutMs, what, since).then((line) => JSON.parse(line) as LogLine);
+    return this.bg
+      .waitFor(
+        (line) => {
+          if (!line.startsWith('{')) return false;
+          try {
+            return test(JSON.parse(line) as LogLine);
+          } catch {
+            return false;
+          }
+        },
+        timeoutMs,
+        what,
+        since,
+      )
+      .then((line) => JSON.parse(line) as LogLine);
   }
 
   stop(): Promise<number | null> {
@@ -58,7 +77,9 @@ export async function startBootfarm(lab: NetLab, ns: string, config: Record<stri
   const proc = new BootfarmProcess(bg, file, state);
   await Promise.race([
     proc.waitForLog((l) => l.msg === 'bootfarm ready', 30_000, 'bootfarm ready'),
-    bg.exited.then((code) => { throw new Error(`bootfarm exited (${code}) before ready:\n${bg.lines.join('\n')}`); }),
+    bg.exited.then((code) => {
+      throw new Error(`bootfarm exited (${code}) before ready:\n${bg.lines.join('\n')}`);
+    }),
   ]);
   return proc;
 }

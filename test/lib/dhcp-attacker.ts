@@ -21,7 +21,15 @@ import { readMessageType } from '../../server/dhcp/codec/readers.js';
 import { ipv4ToBuffer, ipv4ToNumber, numberToIpv4 } from '../../server/util/ipv4.js';
 import { mulberry32 } from './dhcp-fuzz-corpus.js';
 
-const [scenario = 'dora', serverIp = '10.9.0.1', countText = '10', seedText = '1', sourcePortText = '68', claimedMac = '', claimedAddress = ''] = process.argv.slice(2);
+const [
+  scenario = 'dora',
+  serverIp = '10.9.0.1',
+  countText = '10',
+  seedText = '1',
+  sourcePortText = '68',
+  claimedMac = '',
+  claimedAddress = '',
+] = process.argv.slice(2);
 const count = Number(countText);
 const rnd = mulberry32(Number(seedText));
 const int = (n: number) => Math.floor(rnd() * n);
@@ -44,14 +52,34 @@ function pi4MachineId(mac: Buffer, serial: number): Buffer {
   return id;
 }
 
-function request(type: number, mac: Buffer, fields: { xid?: number; ciaddr?: string; requested?: string; serverId?: string; broadcast?: boolean; piSerial?: number } = {}): Buffer {
-  const options = new Map<number, Buffer>([[Opt.MESSAGE_TYPE, Buffer.of(type)], [Opt.VENDOR_CLASS, PXE]]);
+function request(
+  type: number,
+  mac: Buffer,
+  fields: { xid?: number; ciaddr?: string; requested?: string; serverId?: string; broadcast?: boolean; piSerial?: number } = {},
+): Buffer {
+  const options = new Map<number, Buffer>([
+    [Opt.MESSAGE_TYPE, Buffer.of(type)],
+    [Opt.VENDOR_CLASS, PXE],
+  ]);
   if (fields.piSerial !== undefined) options.set(Opt.CLIENT_MACHINE_ID, pi4MachineId(mac, fields.piSerial));
   if (fields.requested) options.set(Opt.REQUESTED_IP, ipv4ToBuffer(fields.requested));
   if (fields.serverId) options.set(Opt.SERVER_ID, ipv4ToBuffer(fields.serverId));
   const packet: DhcpPacket = {
-    op: BOOTREQUEST, htype: 1, hlen: 6, hops: 0, xid: fields.xid ?? int(0xffffffff), secs: 0, flags: fields.broadcast === false ? 0 : 0x8000,
-    ciaddr: fields.ciaddr ?? '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr: mac, sname: '', file: '', options,
+    op: BOOTREQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: fields.xid ?? int(0xffffffff),
+    secs: 0,
+    flags: fields.broadcast === false ? 0 : 0x8000,
+    ciaddr: fields.ciaddr ?? '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr: mac,
+    sname: '',
+    file: '',
+    options,
   };
   return encodePacket(packet).buffer;
 }
@@ -74,13 +102,21 @@ socket.on('message', (msg) => {
 
 function send(data: Buffer, address: string, port: number): Promise<void> {
   counts.sent = (counts.sent ?? 0) + 1;
-  return new Promise((resolve) => socket.send(data, port, address, (err) => { if (err) counts.sendErrors = (counts.sendErrors ?? 0) + 1; resolve(); }));
+  return new Promise((resolve) =>
+    socket.send(data, port, address, (err) => {
+      if (err) counts.sendErrors = (counts.sendErrors ?? 0) + 1;
+      resolve();
+    }),
+  );
 }
 
 /** Waits for the reply to `xid` of one of `types`, or gives up after `ms`. */
 function replyTo(xid: number, types: number[], ms: number): Promise<DhcpPacket | undefined> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { waiting.delete(xid); resolve(undefined); }, ms);
+    const timer = setTimeout(() => {
+      waiting.delete(xid);
+      resolve(undefined);
+    }, ms);
     waiting.set(xid, (reply, type) => {
       if (!types.includes(type)) return;
       clearTimeout(timer);
@@ -105,13 +141,21 @@ async function run(): Promise<void> {
   switch (scenario) {
     case 'forge-request':
       for (let i = 0; i < count; i++) {
-        await send(request(MessageType.REQUEST, randomMac(), { requested: numberToIpv4(POOL_FIRST + (i % 200)), serverId: serverIp }), '255.255.255.255', 67);
+        await send(
+          request(MessageType.REQUEST, randomMac(), { requested: numberToIpv4(POOL_FIRST + (i % 200)), serverId: serverIp }),
+          '255.255.255.255',
+          67,
+        );
         if (i % 20 === 19) await sleep(5);
       }
       break;
     case 'forge-renew':
       for (let i = 0; i < count; i++) {
-        await send(request(MessageType.REQUEST, randomMac(), { ciaddr: numberToIpv4(POOL_FIRST + (i % 200)), broadcast: false }), serverIp, 67);
+        await send(
+          request(MessageType.REQUEST, randomMac(), { ciaddr: numberToIpv4(POOL_FIRST + (i % 200)), broadcast: false }),
+          serverIp,
+          67,
+        );
         if (i % 20 === 19) await sleep(5);
       }
       break;
@@ -149,12 +193,21 @@ async function run(): Promise<void> {
     case 'mix': {
       const victims = VICTIM_MACS.map((m) => Buffer.from(m.replace(/:/g, ''), 'hex'));
       const types = [MessageType.DISCOVER, MessageType.REQUEST, MessageType.DECLINE, MessageType.RELEASE, MessageType.INFORM];
-      const targets: Array<[string, number]> = [['255.255.255.255', 67], [serverIp, 67], [serverIp, 4011]];
+      const targets: Array<[string, number]> = [
+        ['255.255.255.255', 67],
+        [serverIp, 67],
+        [serverIp, 4011],
+      ];
       for (let i = 0; i < count; i++) {
-        const mac = int(4) === 0 ? victims[int(victims.length)] as Buffer : randomMac();
+        const mac = int(4) === 0 ? (victims[int(victims.length)] as Buffer) : randomMac();
         const type = types[int(types.length)] as number;
         const address = numberToIpv4(POOL_FIRST + int(40) - 10);
-        const fields = { requested: int(2) ? address : undefined, serverId: int(2) ? serverIp : undefined, ciaddr: int(3) === 0 ? address : undefined, broadcast: int(2) === 0 };
+        const fields = {
+          requested: int(2) ? address : undefined,
+          serverId: int(2) ? serverIp : undefined,
+          ciaddr: int(3) === 0 ? address : undefined,
+          broadcast: int(2) === 0,
+        };
         const [to, port] = targets[int(targets.length)] as [string, number];
         await send(request(type, mac, fields), to, port);
         if (i % 50 === 49) await sleep(1);

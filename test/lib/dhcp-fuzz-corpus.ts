@@ -16,7 +16,10 @@ export function mulberry32(seed: number): () => number {
 }
 
 export function loadSeeds(fixtureDir: string): Buffer[] {
-  return readdirSync(fixtureDir).filter((f) => f.endsWith('.bin')).sort().map((f) => readFileSync(path.join(fixtureDir, f)));
+  return readdirSync(fixtureDir)
+    .filter((f) => f.endsWith('.bin'))
+    .sort()
+    .map((f) => readFileSync(path.join(fixtureDir, f)));
 }
 
 export type FuzzKind = 'random' | 'truncated' | 'mutated' | 'random-options' | 'long-options';

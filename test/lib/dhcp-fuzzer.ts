@@ -13,7 +13,11 @@ const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 socket.bind(68, () => {
   socket.setBroadcast(true);
   socket.setSendBufferSize(4 * 1024 * 1024);
-  const targets: Array<[string, number]> = [['255.255.255.255', 67], [serverIp, 67], [serverIp, 4011]];
+  const targets: Array<[string, number]> = [
+    ['255.255.255.255', 67],
+    [serverIp, 67],
+    [serverIp, 4011],
+  ];
   const packets = fuzzPackets(loadSeeds(fixtures), Number(countText), Number(seedText));
   let sent = 0;
   let errors = 0;
@@ -27,7 +31,9 @@ socket.bind(68, () => {
         return;
       }
       const [address, port] = targets[sent % targets.length] as [string, number];
-      socket.send(next.value.data, port, address, (err) => { if (err) errors++; });
+      socket.send(next.value.data, port, address, (err) => {
+        if (err) errors++;
+      });
       sent++;
     }
     setTimeout(sendBatch, 1);

@@ -44,7 +44,9 @@ function open(): Promise<Tracked> {
       if (tracked.text.length < 200) tracked.text += chunk.toString('latin1');
     });
     socket.on('error', () => undefined);
-    socket.on('close', () => { if (!tracked.closedByUs) tracked.closedByServer = true; });
+    socket.on('close', () => {
+      if (!tracked.closedByUs) tracked.closedByServer = true;
+    });
     socket.once('connect', () => resolve(tracked));
     // A connection the kernel refused counts as one closed by the server.
     socket.once('error', () => resolve(tracked));
@@ -75,7 +77,10 @@ async function slowloris(count: number, deadlineMs: number): Promise<void> {
     if (i % 2 === 1) continue; // silent: connects and sends nothing
     let offset = 0;
     const timer = setInterval(() => {
-      if (tracked.socket.destroyed || offset >= header.length) { clearInterval(timer); return; }
+      if (tracked.socket.destroyed || offset >= header.length) {
+        clearInterval(timer);
+        return;
+      }
       tracked.socket.write(header.subarray(offset, offset + 1));
       offset++;
     }, 1000);
@@ -97,7 +102,9 @@ async function stall(file: string, stallMs: number): Promise<void> {
   socket.write(`GET /${file} HTTP/1.1\r\nHost: bootfarm\r\nConnection: close\r\n\r\n`);
   await sleep(stallMs);
   let ended = false;
-  socket.on('end', () => { ended = true; });
+  socket.on('end', () => {
+    ended = true;
+  });
   socket.resume();
   await new Promise<void>((resolve) => {
     socket.once('close', () => resolve());
@@ -105,7 +112,10 @@ async function stall(file: string, stallMs: number): Promise<void> {
     const check = setInterval(() => {
       const declared = Number(/content-length: (\d+)/i.exec(tracked.text)?.[1] ?? -1);
       const headerEnd = tracked.text.indexOf('\r\n\r\n');
-      if (declared >= 0 && headerEnd >= 0 && tracked.bytes >= headerEnd + 4 + declared) { clearInterval(check); resolve(); }
+      if (declared >= 0 && headerEnd >= 0 && tracked.bytes >= headerEnd + 4 + declared) {
+        clearInterval(check);
+        resolve();
+      }
     }, 100);
     socket.once('close', () => clearInterval(check));
   });
@@ -121,4 +131,10 @@ const main = async (): Promise<void> => {
   if (mode === 'stall') return stall(rest[0] ?? 'big', Number(rest[1] ?? 5000));
   throw new Error(`unknown mode ${mode ?? ''}`);
 };
-main().then(() => process.exit(0), (err: unknown) => { process.stderr.write(`${String(err)}\n`); process.exit(2); });
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${String(err)}\n`);
+    process.exit(2);
+  },
+);

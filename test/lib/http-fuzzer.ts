@@ -20,19 +20,57 @@ const int = (max: number) => Math.floor(random() * max);
 const junk = (length: number) => Buffer.from(Array.from({ length }, () => int(256)));
 
 const PATHS = [
-  '/images/base/amd64/vmlinuz', '/images/base/amd64/initrd.img', '/images/base/amd64/root.squashfs', '/images/base/amd64/manifest.json',
-  '/images/base/current/amd64/root.squashfs', '/images/base', '/images/../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/images/..%2f..%2fetc/passwd',
-  '/images/base/amd64/vmlinuz%00.png', '/%00', '/..%5c..%5cetc%5cpasswd', '/\\..\\..\\etc\\passwd', '//etc/passwd', '/./healthz', '/healthz',
-  '/metrics', '/openapi.json', '/boot/52-54-00-00-00-01.ipxe', '/boot/zz-zz.ipxe', '/grub/grub.cfg', '/grub/grub.cfg-01-52-54-00-00-00-01',
-  '/pxelinux.cfg/01-52-54-00-00-00-01', '/1234abcd/start4.elf', '/config.txt', '/api/v1/nodes', '/api/v1/nodes/52:54:00:00:00:01',
-  '/agent/v1/config', '/agent/v1/join', '/agent/v1/report', '/images/base/amd64/vmlinuz?x=1#frag',
+  '/images/base/amd64/vmlinuz',
+  '/images/base/amd64/initrd.img',
+  '/images/base/amd64/root.squashfs',
+  '/images/base/amd64/manifest.json',
+  '/images/base/current/amd64/root.squashfs',
+  '/images/base',
+  '/images/../../etc/passwd',
+  '/%2e%2e/%2e%2e/etc/passwd',
+  '/images/..%2f..%2fetc/passwd',
+  '/images/base/amd64/vmlinuz%00.png',
+  '/%00',
+  '/..%5c..%5cetc%5cpasswd',
+  '/\\..\\..\\etc\\passwd',
+  '//etc/passwd',
+  '/./healthz',
+  '/healthz',
+  '/metrics',
+  '/openapi.json',
+  '/boot/52-54-00-00-00-01.ipxe',
+  '/boot/zz-zz.ipxe',
+  '/grub/grub.cfg',
+  '/grub/grub.cfg-01-52-54-00-00-00-01',
+  '/pxelinux.cfg/01-52-54-00-00-00-01',
+  '/1234abcd/start4.elf',
+  '/config.txt',
+  '/api/v1/nodes',
+  '/api/v1/nodes/52:54:00:00:00:01',
+  '/agent/v1/config',
+  '/agent/v1/join',
+  '/agent/v1/report',
+  '/images/base/amd64/vmlinuz?x=1#frag',
 ];
 const METHODS = ['GET', 'GET', 'GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
 /** Request lines a server must refuse by closing the connection (sent last in a batch, since nothing after them is read). */
 const BROKEN_METHODS = ['TRACE', 'CONNECT', 'BREW', 'G\u00e9T', '', 'GET GET'];
 const RANGES = [
-  'bytes=0-0', 'bytes=-1', 'bytes=0-', 'bytes=5-4', 'bytes=99999999999999999999-', 'bytes=-99999999999999999999', 'bytes=abc', 'bytes=0-1,2-3',
-  'bytes=-0', 'bytes= 1-2', 'items=0-1', 'bytes=1-2-3', '', 'bytes=-', 'bytes=18446744073709551616-18446744073709551617',
+  'bytes=0-0',
+  'bytes=-1',
+  'bytes=0-',
+  'bytes=5-4',
+  'bytes=99999999999999999999-',
+  'bytes=-99999999999999999999',
+  'bytes=abc',
+  'bytes=0-1,2-3',
+  'bytes=-0',
+  'bytes= 1-2',
+  'items=0-1',
+  'bytes=1-2-3',
+  '',
+  'bytes=-',
+  'bytes=18446744073709551616-18446744073709551617',
 ];
 
 function path(): string {
@@ -44,7 +82,11 @@ function path(): string {
 
 /** Paths that cannot be parsed or decoded: the server answers 400 and closes. */
 function brokenPath(): string {
-  return random() < 0.5 ? pick(['/%ff%fe', '/%', '/%zz', '/a%2']) : `/${junk(1 + int(32)).toString('latin1').replace(/[\r\n ]/g, '_')}`;
+  return random() < 0.5
+    ? pick(['/%ff%fe', '/%', '/%zz', '/a%2'])
+    : `/${junk(1 + int(32))
+        .toString('latin1')
+        .replace(/[\r\n ]/g, '_')}`;
 }
 
 /** A request the server must parse and answer, however hostile its path and headers. */
@@ -66,15 +108,24 @@ function hostileRequest(last: boolean): Buffer {
 function breakingRequest(): Buffer {
   const line = (method: string, version = 'HTTP/1.1') => `${method} ${path()} ${version}\r\nHost: bootfarm\r\n`;
   switch (int(9)) {
-    case 0: return junk(1 + int(512));
-    case 1: return Buffer.from(`${line(pick(BROKEN_METHODS))}\r\n`, 'latin1');
-    case 2: return Buffer.from(`${line('GET', pick(['HTTP/2.0', 'HTTP/9.9', 'HTTP/1', 'FOO']))}\r\n`, 'latin1');
-    case 3: return Buffer.from(`${line('POST')}Content-Length: 5\r\nContent-Length: 7\r\n\r\nhello`, 'latin1');
-    case 4: return Buffer.from(`${line('POST')}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc`, 'latin1');
-    case 5: return Buffer.from(`${line('POST')}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 'latin1');
-    case 6: return Buffer.from(`${line('GET')}X-Big: ${'b'.repeat(20_000 + int(20_000))}\r\n\r\n`, 'latin1');
-    case 7: return Buffer.from(`GET /${'\u0000'.repeat(1 + int(8))} HTTP/1.1\r\nHost: bootfarm\r\n\r\n`, 'latin1');
-    default: return Buffer.from(`GET ${brokenPath()} HTTP/1.1\r\nHost: bootfarm\r\n\r\n`, 'latin1');
+    case 0:
+      return junk(1 + int(512));
+    case 1:
+      return Buffer.from(`${line(pick(BROKEN_METHODS))}\r\n`, 'latin1');
+    case 2:
+      return Buffer.from(`${line('GET', pick(['HTTP/2.0', 'HTTP/9.9', 'HTTP/1', 'FOO']))}\r\n`, 'latin1');
+    case 3:
+      return Buffer.from(`${line('POST')}Content-Length: 5\r\nContent-Length: 7\r\n\r\nhello`, 'latin1');
+    case 4:
+      return Buffer.from(`${line('POST')}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc`, 'latin1');
+    case 5:
+      return Buffer.from(`${line('POST')}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 'latin1');
+    case 6:
+      return Buffer.from(`${line('GET')}X-Big: ${'b'.repeat(20_000 + int(20_000))}\r\n\r\n`, 'latin1');
+    case 7:
+      return Buffer.from(`GET /${'\u0000'.repeat(1 + int(8))} HTTP/1.1\r\nHost: bootfarm\r\n\r\n`, 'latin1');
+    default:
+      return Buffer.from(`GET ${brokenPath()} HTTP/1.1\r\nHost: bootfarm\r\n\r\n`, 'latin1');
   }
 }
 
@@ -99,7 +150,10 @@ function batch(): Promise<void> {
     connections++;
     const socket = net.connect(port, host);
     let tail = '';
-    const done = setTimeout(() => { closedEarly++; socket.destroy(); }, 5000);
+    const done = setTimeout(() => {
+      closedEarly++;
+      socket.destroy();
+    }, 5000);
     socket.on('data', (chunk: Buffer) => {
       // Status lines only; bodies are skipped over by the same scan.
       const text = tail + chunk.toString('latin1');
@@ -107,7 +161,10 @@ function batch(): Promise<void> {
       tail = text.slice(-16);
     });
     socket.on('error', () => undefined);
-    socket.on('close', () => { clearTimeout(done); resolve(); });
+    socket.on('close', () => {
+      clearTimeout(done);
+      resolve();
+    });
     socket.on('connect', () => {
       socket.write(batchBytes(size), () => undefined);
     });

@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 function decompress(buf: Buffer): Buffer {
-  if (buf.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))) return execFileSync('zstd', ['-dc'], { input: buf, maxBuffer: 1 << 30 });
+  if (buf.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])))
+    return execFileSync('zstd', ['-dc'], { input: buf, maxBuffer: 1 << 30 });
   if (buf[0] === 0x1f && buf[1] === 0x8b) return execFileSync('gzip', ['-dc'], { input: buf, maxBuffer: 1 << 30 });
   return buf;
 }

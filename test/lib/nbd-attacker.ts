@@ -18,7 +18,10 @@ const port = Number(portText);
 /** How long a wait for the server to close may last before it counts as "not closed". */
 const GUARD_MS = 8000;
 
-interface Observed { bytes: Buffer; closed: boolean }
+interface Observed {
+  bytes: Buffer;
+  closed: boolean;
+}
 
 /** Connects, sends `parts` (when connected), collects what comes back until the server closes or the guard ends. */
 function converse(parts: Buffer[]): Promise<Observed> {
@@ -34,7 +37,9 @@ function converse(parts: Buffer[]): Promise<Observed> {
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', () => finish(true));
     socket.on('close', () => finish(true));
-    socket.on('connect', () => { for (const p of parts) socket.write(p); });
+    socket.on('connect', () => {
+      for (const p of parts) socket.write(p);
+    });
   });
 }
 
@@ -53,7 +58,12 @@ function attach(exportName: string): Promise<{ socket: net.Socket; attached: boo
     const socket = net.connect(port, host);
     let bytes = Buffer.alloc(0);
     let settled = false;
-    const done = (attached: boolean) => { if (!settled) { settled = true; resolve({ socket, attached }); } };
+    const done = (attached: boolean) => {
+      if (!settled) {
+        settled = true;
+        resolve({ socket, attached });
+      }
+    };
     socket.on('data', (c: Buffer) => {
       bytes = Buffer.concat([bytes, c]);
       const replies = parseOptionReplies(bytes.subarray(GREETING_LENGTH)).replies;
@@ -68,7 +78,10 @@ function attach(exportName: string): Promise<{ socket: net.Socket; attached: boo
 
 async function flood(exportName: string, count: number): Promise<void> {
   const socket = net.connect(port, host);
-  socket.on('error', (err) => { process.stderr.write(`${err.message}\n`); process.exit(1); });
+  socket.on('error', (err) => {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  });
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   socket.pause(); // never read: every reply stays on the server's side
   socket.write(Buffer.concat([CLIENT_FLAGS, goOption(exportName)]));
@@ -91,9 +104,15 @@ async function flood(exportName: string, count: number): Promise<void> {
       // The server stopped reading if our own buffer does not drain within the guard.
       const drained = await new Promise<boolean>((resolve) => {
         const guard = setTimeout(() => resolve(false), 3000);
-        socket.once('drain', () => { clearTimeout(guard); resolve(true); });
+        socket.once('drain', () => {
+          clearTimeout(guard);
+          resolve(true);
+        });
       });
-      if (!drained) { stalled = true; break; }
+      if (!drained) {
+        stalled = true;
+        break;
+      }
     }
   }
   print({ sent, stalled });

@@ -13,7 +13,8 @@ import net from 'node:net';
 import { mulberry32 } from './dhcp-fuzz-corpus.js';
 import { CLIENT_FLAGS, goOption, option, REQUEST_MAGIC, request, u32 } from './nbd-wire.js';
 
-const [host = '127.0.0.1', portText = '10809', exportName = 'disk', messagesText = '100000', concurrencyText = '6', seedText = '1'] = process.argv.slice(2);
+const [host = '127.0.0.1', portText = '10809', exportName = 'disk', messagesText = '100000', concurrencyText = '6', seedText = '1'] =
+  process.argv.slice(2);
 const port = Number(portText);
 const target = Number(messagesText);
 const rnd = mulberry32(Number(seedText));
@@ -42,7 +43,14 @@ const goTo = (name: string, infos: number[] = []) => {
 const EXPORT_SIZE_GUESS = 8 * 1024 * 1024;
 const randomRequest = (): Buffer => {
   const type = rnd() < 0.8 ? pick([0, 0, 0, 1, 3, 4, 5, 6, 7, 8, 99]) : int(0x10000);
-  const offset = pick([0n, BigInt(int(EXPORT_SIZE_GUESS)), BigInt(EXPORT_SIZE_GUESS - 1), BigInt(EXPORT_SIZE_GUESS), 0xfffffffffffff000n, BigInt(int(2 ** 40))]);
+  const offset = pick([
+    0n,
+    BigInt(int(EXPORT_SIZE_GUESS)),
+    BigInt(EXPORT_SIZE_GUESS - 1),
+    BigInt(EXPORT_SIZE_GUESS),
+    0xfffffffffffff000n,
+    BigInt(int(2 ** 40)),
+  ]);
   const length = pick([0, 1, 512, 4096, int(65536), 1 << 20, 32 << 20, 0xffffffff]);
   const cookie = BigInt(int(2 ** 31));
   if (type === 1) {
@@ -56,15 +64,42 @@ const scripts: Array<() => Script> = [
   // Option flood past the option cap.
   () => [CLIENT_FLAGS, ...Array.from({ length: 50 + int(300) }, randomOption)],
   // Options, then a valid GO, then a burst of transmission requests.
-  () => [CLIENT_FLAGS, ...Array.from({ length: int(20) }, randomOption), goOption(exportName), ...Array.from({ length: 100 + int(300) }, randomRequest)],
+  () => [
+    CLIENT_FLAGS,
+    ...Array.from({ length: int(20) }, randomOption),
+    goOption(exportName),
+    ...Array.from({ length: 100 + int(300) }, randomRequest),
+  ],
   // Repeated GO: refused by policy (from a refused address), unknown exports, malformed info lists.
-  () => [CLIENT_FLAGS, ...Array.from({ length: 5 + int(50) }, () => pick([goOption(exportName), goTo('no-such-export'), goTo(exportName, [0, 1, 2, 3, 0xffff]), option(7, random(int(20))), option(6, random(int(40)))]))],
+  () => [
+    CLIENT_FLAGS,
+    ...Array.from({ length: 5 + int(50) }, () =>
+      pick([
+        goOption(exportName),
+        goTo('no-such-export'),
+        goTo(exportName, [0, 1, 2, 3, 0xffff]),
+        option(7, random(int(20))),
+        option(6, random(int(40))),
+      ]),
+    ),
+  ],
   // Truncated option header.
   () => [CLIENT_FLAGS, ...Array.from({ length: int(10) }, randomOption), option(3).subarray(0, 1 + int(15))],
   // Truncated request header after GO.
-  () => [CLIENT_FLAGS, goOption(exportName), ...Array.from({ length: int(50) }, randomRequest), request(0, 1n, 0n, 4096).subarray(0, 1 + int(27))],
+  () => [
+    CLIENT_FLAGS,
+    goOption(exportName),
+    ...Array.from({ length: int(50) }, randomRequest),
+    request(0, 1n, 0n, 4096).subarray(0, 1 + int(27)),
+  ],
   // Bad request magic in the middle of good requests.
-  () => [CLIENT_FLAGS, goOption(exportName), ...Array.from({ length: int(100) }, randomRequest), request(0, 2n, 0n, 512, REQUEST_MAGIC ^ (1 << int(32))), ...Array.from({ length: 20 }, randomRequest)],
+  () => [
+    CLIENT_FLAGS,
+    goOption(exportName),
+    ...Array.from({ length: int(100) }, randomRequest),
+    request(0, 2n, 0n, 512, REQUEST_MAGIC ^ (1 << int(32))),
+    ...Array.from({ length: 20 }, randomRequest),
+  ],
   // Bad client flags, garbage instead of a handshake.
   () => [pick([u32(0xffffffff), u32(0), u32(4 + int(100)), random(int(64))]), ...Array.from({ length: int(20) }, randomOption)],
   // An option claiming a huge length.
@@ -72,7 +107,13 @@ const scripts: Array<() => Script> = [
   // LIST floods and ABORT.
   () => [CLIENT_FLAGS, ...Array.from({ length: 10 + int(200) }, () => option(3)), option(2)],
   // EXPORT_NAME (refused, unknown or valid), then requests with DISC in the middle.
-  () => [CLIENT_FLAGS, option(1, Buffer.from(pick([exportName, 'nope', '']))), ...Array.from({ length: int(100) }, randomRequest), request(2, 3n, 0n, 0), ...Array.from({ length: int(20) }, randomRequest)],
+  () => [
+    CLIENT_FLAGS,
+    option(1, Buffer.from(pick([exportName, 'nope', '']))),
+    ...Array.from({ length: int(100) }, randomRequest),
+    request(2, 3n, 0n, 0),
+    ...Array.from({ length: int(20) }, randomRequest),
+  ],
 ];
 
 const SOURCE_PORTS = [1, 68, 69, 1023, 65535];
@@ -106,8 +147,16 @@ function play(script: Script): Promise<void> {
     };
     // Some clients read every reply, some read nothing (the server must hold back), some vanish mid-script.
     const reader = rnd();
-    const giveUp = setTimeout(() => { serverClosed = false; finish(); }, pick([0, 5, 20, 100, 300]));
-    socket.on('data', (chunk: Buffer) => { received += chunk.length; });
+    const giveUp = setTimeout(
+      () => {
+        serverClosed = false;
+        finish();
+      },
+      pick([0, 5, 20, 100, 300]),
+    );
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
     socket.on('error', () => finish());
     socket.on('close', () => finish());
     socket.on('connect', () => {

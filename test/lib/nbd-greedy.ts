@@ -5,8 +5,16 @@
 import net from 'node:net';
 
 const [host = '127.0.0.1', port = '10809', exportName = 'disk', countText = '2000', holdText = '3000'] = process.argv.slice(2);
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
-const u16 = (n: number) => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; };
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+const u16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
 const name = Buffer.from(exportName);
 const go = Buffer.concat([Buffer.from('IHAVEOPT'), u32(7), u32(4 + name.length + 2), u32(name.length), name, u16(0)]);
 
@@ -28,4 +36,7 @@ const socket = net.connect(Number(port), host, () => {
     socket.destroy();
   }, Number(holdText));
 });
-socket.on('error', (err) => { process.stderr.write(`${err.message}\n`); process.exit(1); });
+socket.on('error', (err) => {
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+});

@@ -36,27 +36,48 @@ export function onPath(command: string, pathEnv = process.env.PATH ?? ''): boole
 const cmd = (name: string, pkg: string, group: Group = 'test'): Peer => ({ name, pkg, group });
 
 /** Network namespaces, veth pairs and bridges (server/lab/netlab.ts), nft rules. */
-const NETWORK: Peer[] = [cmd('ip', 'iproute2', 'runtime'), cmd('unshare', 'util-linux'), cmd('nsenter', 'util-linux'),
-  cmd('sysctl', 'procps'), cmd('nft', 'nftables')];
+const NETWORK: Peer[] = [
+  cmd('ip', 'iproute2', 'runtime'),
+  cmd('unshare', 'util-linux'),
+  cmd('nsenter', 'util-linux'),
+  cmd('sysctl', 'procps'),
+  cmd('nft', 'nftables'),
+];
 
 /** The real clients and servers the protocol suites talk to. */
 const PROTOCOL_PEERS: Peer[] = [
   cmd('busybox', 'busybox'), // udhcpc and busybox tftp
-  cmd('dhclient', 'isc-dhcp-client'), cmd('dhcrelay', 'isc-dhcp-relay'), cmd('dnsmasq', 'dnsmasq-base'),
-  cmd('rdisc6', 'ndisc6'), cmd('tftp', 'tftp-hpa'), cmd('curl', 'curl'),
-  cmd('nbdinfo', 'libnbd-bin'), cmd('nbdkit', 'nbdkit'), cmd('nbd-server', 'nbd-server'), cmd('qemu-io', 'qemu-utils'),
-  cmd('qemu-img', 'qemu-utils'), cmd('python3', 'python3'), cmd('chromium', 'chromium'), // the dashboard's browser
+  cmd('dhclient', 'isc-dhcp-client'),
+  cmd('dhcrelay', 'isc-dhcp-relay'),
+  cmd('dnsmasq', 'dnsmasq-base'),
+  cmd('rdisc6', 'ndisc6'),
+  cmd('tftp', 'tftp-hpa'),
+  cmd('curl', 'curl'),
+  cmd('nbdinfo', 'libnbd-bin'),
+  cmd('nbdkit', 'nbdkit'),
+  cmd('nbd-server', 'nbd-server'),
+  cmd('qemu-io', 'qemu-utils'),
+  cmd('qemu-img', 'qemu-utils'),
+  cmd('python3', 'python3'),
+  cmd('chromium', 'chromium'), // the dashboard's browser
   {
     // The libnbd scripts run as /usr/bin/python3: Debian's module, whatever python3 comes first on PATH.
-    name: '/usr/bin/python3 with libnbd (import nbd)', pkg: 'python3-libnbd', group: 'test',
+    name: '/usr/bin/python3 with libnbd (import nbd)',
+    pkg: 'python3-libnbd',
+    group: 'test',
     present: () => spawnSync('/usr/bin/python3', ['-c', 'import nbd'], { stdio: 'ignore' }).status === 0,
   },
-  cmd('openssl', 'openssl'), cmd('jq', 'jq'), cmd('swtpm', 'swtpm'), cmd('swtpm_setup', 'swtpm-tools'), cmd('tpm2_createek', 'tpm2-tools'),
+  cmd('openssl', 'openssl'),
+  cmd('jq', 'jq'),
+  cmd('swtpm', 'swtpm'),
+  cmd('swtpm_setup', 'swtpm-tools'),
+  cmd('tpm2_createek', 'tpm2-tools'),
 ];
 
 /** QEMU guests (server/lab/qemu.ts) and their firmware. */
 const GUESTS: Peer[] = [
-  cmd('qemu-system-x86_64', 'qemu-system-x86'), cmd('qemu-system-aarch64', 'qemu-system-arm'),
+  cmd('qemu-system-x86_64', 'qemu-system-x86'),
+  cmd('qemu-system-aarch64', 'qemu-system-arm'),
   { name: 'OVMF firmware', pkg: 'ovmf', group: 'test', present: () => findOvmf() !== undefined },
   { name: `arm64 UEFI firmware (${AAVMF})`, pkg: 'qemu-efi-aarch64', group: 'test', present: () => existsSync(AAVMF) },
 ];
@@ -64,7 +85,12 @@ const GUESTS: Peer[] = [
 const DOCKER: Peer[] = [
   cmd('docker', 'docker.io', 'image'),
   // The client alone only fails later, on the first build.
-  { name: 'a running dockerd (bash scripts/start-dockerd.sh)', pkg: 'docker.io', group: 'image', present: () => existsSync('/var/run/docker.sock') },
+  {
+    name: 'a running dockerd (bash scripts/start-dockerd.sh)',
+    pkg: 'docker.io',
+    group: 'image',
+    present: () => existsSync('/var/run/docker.sock'),
+  },
 ];
 
 export interface TierNeeds {
@@ -88,12 +114,26 @@ export const TIERS: Record<string, TierNeeds> = {
   protocols: { root: true, peers: [...NETWORK, ...PROTOCOL_PEERS, ...GUESTS], built: ['dist/server/cli/main.js'] },
   images: {
     root: true,
-    peers: [...NETWORK, ...DOCKER, cmd('debootstrap', 'debootstrap', 'image'), cmd('unsquashfs', 'squashfs-tools', 'image'),
-      cmd('zstd', 'zstd', 'image'), cmd('cpio', 'cpio', 'image'), cmd('qemu-aarch64-static', 'qemu-user-static', 'image'),
-      cmd('openssl', 'openssl', 'image'), cmd('busybox', 'busybox'), cmd('tftp', 'tftp-hpa'), cmd('curl', 'curl')],
+    peers: [
+      ...NETWORK,
+      ...DOCKER,
+      cmd('debootstrap', 'debootstrap', 'image'),
+      cmd('unsquashfs', 'squashfs-tools', 'image'),
+      cmd('zstd', 'zstd', 'image'),
+      cmd('cpio', 'cpio', 'image'),
+      cmd('qemu-aarch64-static', 'qemu-user-static', 'image'),
+      cmd('openssl', 'openssl', 'image'),
+      cmd('busybox', 'busybox'),
+      cmd('tftp', 'tftp-hpa'),
+      cmd('curl', 'curl'),
+    ],
     built: [],
   },
-  lab: { root: true, peers: [...NETWORK, ...GUESTS, ...DOCKER, cmd('swtpm', 'swtpm'), cmd('curl', 'curl')], built: ['dist/server/cli/main.js'] },
+  lab: {
+    root: true,
+    peers: [...NETWORK, ...GUESTS, ...DOCKER, cmd('swtpm', 'swtpm'), cmd('curl', 'curl')],
+    built: ['dist/server/cli/main.js'],
+  },
 };
 
 export interface Situation {
@@ -116,7 +156,9 @@ export function whatIsMissing(tier: string, needs: TierNeeds, here: Situation): 
   if (missing.length > 0) {
     const pkgs = [...new Set(missing.map((p) => p.pkg))];
     const groups = [...new Set(missing.map((p) => p.group))];
-    parts.push(`${listed(names)}: apt-get install ${pkgs.join(' ')} (scripts/install-system-deps.sh ${groups.join(' ')} installs ${pkgs.length === 1 ? 'it' : 'them'})`);
+    parts.push(
+      `${listed(names)}: apt-get install ${pkgs.join(' ')} (scripts/install-system-deps.sh ${groups.join(' ')} installs ${pkgs.length === 1 ? 'it' : 'them'})`,
+    );
   }
   const unbuilt = needs.built.filter((f) => !here.built(f));
   if (unbuilt.length > 0) parts.push(`${listed(unbuilt)}: npm run build`);

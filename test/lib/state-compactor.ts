@@ -8,7 +8,8 @@ const dir = process.argv[2] as string;
 const { store } = await FileStore.open(dir, [], false);
 for (let i = 0; i < 20_001; i += 1000) {
   const batch = [];
-  for (let k = i; k < Math.min(i + 1000, 20_001); k++) batch.push(store.putLease({ ip: `10.9.${k >> 8}.${k & 255}`, key: `k${k}`, mac: `m${k}`, state: 'bound', expiresAt: 1, updatedAt: k }));
+  for (let k = i; k < Math.min(i + 1000, 20_001); k++)
+    batch.push(store.putLease({ ip: `10.9.${k >> 8}.${k & 255}`, key: `k${k}`, mac: `m${k}`, state: 'bound', expiresAt: 1, updatedAt: k }));
   await Promise.all(batch);
 }
 await store.close();

@@ -10,7 +10,9 @@ import { Metrics } from '../../server/metrics.js';
 const mount = process.argv[2] as string;
 const stateDir = path.join(mount, 'state');
 const unhandled: string[] = [];
-process.on('unhandledRejection', (err) => { unhandled.push(String(err)); });
+process.on('unhandledRejection', (err) => {
+  unhandled.push(String(err));
+});
 
 const metrics = new Metrics();
 const metric = async (name: string, labels: Record<string, string> = {}) => {
@@ -19,7 +21,7 @@ const metric = async (name: string, labels: Record<string, string> = {}) => {
 };
 const lease = (i: number): LeaseRecord => ({ ip: `10.9.0.${i}`, key: `k${i}`, mac: `m${i}`, state: 'bound', expiresAt: 1, updatedAt: i });
 const until = async (test: () => boolean, ms: number) => {
-  for (const end = Date.now() + ms; !test(); ) {
+  for (const end = Date.now() + ms; !test();) {
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -46,7 +48,10 @@ if (!full) throw new Error(`${mount} took 4 MiB: it is not the tiny tmpfs this s
 let refusedAt: number | undefined;
 let refusal = '';
 for (let i = 11; i <= 200 && refusedAt === undefined; i++) {
-  await store.putLease(lease(i)).catch((err: NodeJS.ErrnoException) => { refusedAt = i; refusal = err.code ?? err.message; });
+  await store.putLease(lease(i)).catch((err: NodeJS.ErrnoException) => {
+    refusedAt = i;
+    refusal = err.code ?? err.message;
+  });
 }
 // Events nobody waits for, more than compactAfter: the queue is dropped for a snapshot, which fails too.
 for (let i = 0; i < 120; i++) store.recordEvent({ at: new Date().toISOString(), mac: 'm1', type: 'dhcp.ack', detail: { n: i } });
@@ -58,16 +63,28 @@ const whileFull = {
   journalErrors: await metric('bootfarm_state_write_errors_total', { operation: 'journal' }),
   compactionErrors: await metric('bootfarm_state_write_errors_total', { operation: 'compaction' }),
   // While unhealthy a caller is told at once (its record is kept and retried).
-  nextCommit: await store.putLease(lease(250)).then(() => 'ok', (err: Error) => err.message),
+  nextCommit: await store.putLease(lease(250)).then(
+    () => 'ok',
+    (err: Error) => err.message,
+  ),
 };
 
 rmSync(filler);
 await until(() => store.health().healthy, 20_000);
-const afterFree = { healthyGauge: await metric('bootfarm_state_healthy'), commit: await store.putLease(lease(251)).then(() => 'ok', (err: Error) => err.message) };
+const afterFree = {
+  healthyGauge: await metric('bootfarm_state_healthy'),
+  commit: await store.putLease(lease(251)).then(
+    () => 'ok',
+    (err: Error) => err.message,
+  ),
+};
 await store.close();
 
 const reopened = await FileStore.open(stateDir, []);
-const leases = reopened.store.leases().map((l) => l.updatedAt).sort((a, b) => a - b);
+const leases = reopened.store
+  .leases()
+  .map((l) => l.updatedAt)
+  .sort((a, b) => a - b);
 const events = reopened.store.events('m1').length;
 await reopened.store.close();
 process.stdout.write(`${JSON.stringify({ refusedAt, refusal, whileFull, afterFree, leases, events, unhandled })}\n`);

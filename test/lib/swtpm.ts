@@ -18,7 +18,13 @@ export interface TpmKeys {
 }
 
 export class Swtpm {
-  private constructor(readonly lab: NetLab, readonly ns: string, readonly port: number, readonly dir: string, readonly bg: Background) {}
+  private constructor(
+    readonly lab: NetLab,
+    readonly ns: string,
+    readonly port: number,
+    readonly dir: string,
+    readonly bg: Background,
+  ) {}
 
   /** TPM2TOOLS_TCTI for this instance, as seen from inside its namespace. */
   get tcti(): string {
@@ -49,9 +55,32 @@ export class Swtpm {
     const d = mkdtempSync(path.join(this.dir, `${tag}-`));
     const f = (name: string) => path.join(d, name);
     await this.toolOk('tpm2_createek', ['-c', f('ek.ctx'), '-G', alg, '-u', f('ek.pub')]);
-    await this.toolOk('tpm2_createak', ['-C', f('ek.ctx'), '-c', f('ak.ctx'), '-G', alg, '-g', 'sha256', '-s', alg === 'rsa' ? 'rsassa' : 'ecdsa', '-u', f('ak.pub'), '-n', f('ak.name'), '-r', f('ak.priv')]);
+    await this.toolOk('tpm2_createak', [
+      '-C',
+      f('ek.ctx'),
+      '-c',
+      f('ak.ctx'),
+      '-G',
+      alg,
+      '-g',
+      'sha256',
+      '-s',
+      alg === 'rsa' ? 'rsassa' : 'ecdsa',
+      '-u',
+      f('ak.pub'),
+      '-n',
+      f('ak.name'),
+      '-r',
+      f('ak.priv'),
+    ]);
     await this.flush();
-    return { ekPub: readFileSync(f('ek.pub')), akPub: readFileSync(f('ak.pub')), akName: readFileSync(f('ak.name')), ekCtx: f('ek.ctx'), akCtx: f('ak.ctx') };
+    return {
+      ekPub: readFileSync(f('ek.pub')),
+      akPub: readFileSync(f('ak.pub')),
+      akName: readFileSync(f('ak.name')),
+      ekCtx: f('ek.ctx'),
+      akCtx: f('ak.ctx'),
+    };
   }
 
   /** tpm2_activatecredential of a tpm2-tools credential file with these keys (the EK authorised by PolicySecret(endorsement)). */
@@ -61,7 +90,18 @@ export class Swtpm {
     await this.toolOk('tpm2_startauthsession', ['--policy-session', '-S', session]);
     try {
       await this.toolOk('tpm2_policysecret', ['-S', session, '-c', 'e']);
-      const r = await this.tool('tpm2_activatecredential', ['-c', keys.akCtx, '-C', keys.ekCtx, '-i', credentialFile, '-o', out, '-P', `session:${session}`]);
+      const r = await this.tool('tpm2_activatecredential', [
+        '-c',
+        keys.akCtx,
+        '-C',
+        keys.ekCtx,
+        '-i',
+        credentialFile,
+        '-o',
+        out,
+        '-P',
+        `session:${session}`,
+      ]);
       return r.code === 0 ? { ...r, secret: readFileSync(out) } : r;
     } finally {
       await this.tool('tpm2_flushcontext', [session]);

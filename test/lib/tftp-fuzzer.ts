@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { encodeAck, encodeError, encodeOack, encodeRequest, parseTftpPacket } from '../../server/tftp/packet.js';
 import { mulberry32 } from './dhcp-fuzz-corpus.js';
 
-const [serverIp = '10.9.0.1', countText = '100000', seedText = '1', localText = '10.9.0.2', filesText = 'small.bin'] = process.argv.slice(2);
+const [serverIp = '10.9.0.1', countText = '100000', seedText = '1', localText = '10.9.0.2', filesText = 'small.bin'] =
+  process.argv.slice(2);
 const total = Number(countText);
 const rnd = mulberry32(Number(seedText));
 const localIps = localText.split(',');
@@ -23,19 +24,74 @@ const RAW_SENDER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'udp-
 const int = (n: number) => Math.floor(rnd() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
 const chance = (p: number) => rnd() < p;
-const randomBytes = (n: number) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i++) b[i] = int(256); return b; };
+const randomBytes = (n: number) => {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = int(256);
+  return b;
+};
 
-interface Endpoint { socket: dgram.Socket; address: string; port: number }
+interface Endpoint {
+  socket: dgram.Socket;
+  address: string;
+  port: number;
+}
 /** A transfer the server opened for one of our endpoints: its port and the endpoint that asked. */
-interface Learned { port: number; owner: Endpoint }
+interface Learned {
+  port: number;
+  owner: Endpoint;
+}
 
-const EXTREME_VALUES = ['0', '1', '7', '8', '255', '256', '511', '512', '1428', '1468', '1469', '65464', '65465', '65535', '65536', '-1', '+5', '1e3', ' 8', '99999999999999999999', '', 'abc', '\u00ff\u00fe'];
-const OPTION_NAMES = ['blksize', 'BLKSIZE', 'tsize', 'timeout', 'TimeOut', 'windowsize', 'multicast', 'rollover', 'utimeout', '\u00e9t\u00e9', 'x'.repeat(300)];
+const EXTREME_VALUES = [
+  '0',
+  '1',
+  '7',
+  '8',
+  '255',
+  '256',
+  '511',
+  '512',
+  '1428',
+  '1468',
+  '1469',
+  '65464',
+  '65465',
+  '65535',
+  '65536',
+  '-1',
+  '+5',
+  '1e3',
+  ' 8',
+  '99999999999999999999',
+  '',
+  'abc',
+  '\u00ff\u00fe',
+];
+const OPTION_NAMES = [
+  'blksize',
+  'BLKSIZE',
+  'tsize',
+  'timeout',
+  'TimeOut',
+  'windowsize',
+  'multicast',
+  'rollover',
+  'utimeout',
+  '\u00e9t\u00e9',
+  'x'.repeat(300),
+];
 
 function options(): Array<[string, string]> {
   const n = chance(0.1) ? 50 + int(200) : int(6);
   const out: Array<[string, string]> = [];
-  for (let i = 0; i < n; i++) out.push([chance(0.05) ? randomBytes(1 + int(20)).toString('latin1').replace(/\0/g, '') : pick(OPTION_NAMES), chance(0.8) ? pick(EXTREME_VALUES) : String(int(70000))]);
+  for (let i = 0; i < n; i++)
+    out.push([
+      chance(0.05)
+        ? randomBytes(1 + int(20))
+            .toString('latin1')
+            .replace(/\0/g, '')
+        : pick(OPTION_NAMES),
+      chance(0.8) ? pick(EXTREME_VALUES) : String(int(70000)),
+    ]);
   return out;
 }
 
@@ -44,7 +100,8 @@ function filename(): string {
   return pick(['../etc/passwd', 'nope.bin', '/', '', 'a'.repeat(400), '\u00ff\u00fe.bin', 'sub\\..\\..\\x', `${pick(files)}\u0001`]);
 }
 
-const validRrq = () => encodeRequest('rrq', filename(), chance(0.9) ? pick(['octet', 'OCTET', 'Octet']) : pick(['netascii', 'mail', '', 'bogus']), options());
+const validRrq = () =>
+  encodeRequest('rrq', filename(), chance(0.9) ? pick(['octet', 'OCTET', 'Octet']) : pick(['netascii', 'mail', '', 'bogus']), options());
 
 function mutate(packet: Buffer): Buffer {
   const b = Buffer.from(packet);
@@ -84,7 +141,10 @@ async function bindEndpoint(address: string, port: number): Promise<Endpoint | u
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(port, address, () => { socket.off('error', reject); resolve(); });
+      socket.bind(port, address, () => {
+        socket.off('error', reject);
+        resolve();
+      });
     });
   } catch {
     socket.close();
@@ -124,7 +184,9 @@ async function main(): Promise<void> {
 
   const raw = spawn('python3', [RAW_SENDER], { stdio: ['pipe', 'pipe', 'inherit'] });
   let rawSummary = '';
-  raw.stdout.on('data', (d: Buffer) => { rawSummary += d.toString(); });
+  raw.stdout.on('data', (d: Buffer) => {
+    rawSummary += d.toString();
+  });
   const rawDone = new Promise<void>((resolve) => raw.on('close', () => resolve()));
   const sendPort0 = async (line: string) => {
     if (!raw.stdin.write(`${line}\n`)) await new Promise((r) => raw.stdin.once('drain', r));
@@ -146,7 +208,9 @@ async function main(): Promise<void> {
       const from = target && chance(0.5) ? target.owner : pick(endpoints);
       const key = `${toTransfer ? (from === target?.owner ? 'owner' : 'stranger') : 'request'}-${kind}`;
       counts[key] = (counts[key] ?? 0) + 1;
-      from.socket.send(data, port, serverIp, (err) => { if (err) sendErrors++; });
+      from.socket.send(data, port, serverIp, (err) => {
+        if (err) sendErrors++;
+      });
     }
     await new Promise((r) => setTimeout(r, 1));
   }
@@ -155,7 +219,12 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
   for (const e of endpoints) e.socket.close();
   const port0 = JSON.parse(rawSummary.trim() || '{}') as { sent?: number; errors?: number };
-  process.stdout.write(`${JSON.stringify({ sent, port0Sent: port0.sent ?? 0, port0Errors: port0.errors ?? 0, sendErrors, replies, transferPortsLearned: learned.length, sourcePorts: endpoints.map((e) => e.port), counts })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ sent, port0Sent: port0.sent ?? 0, port0Errors: port0.errors ?? 0, sendErrors, replies, transferPortsLearned: learned.length, sourcePorts: endpoints.map((e) => e.port), counts })}\n`,
+  );
 }
 
-main().catch((err: Error) => { process.stderr.write(`tftp-fuzzer: ${err.stack ?? err.message}\n`); process.exit(1); });
+main().catch((err: Error) => {
+  process.stderr.write(`tftp-fuzzer: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

@@ -28,13 +28,24 @@ function sendNow(s: dgram.Socket, msg: Buffer, port: number): Promise<void> {
 
 function next(s: dgram.Socket, timeoutMs = 5000): Promise<{ msg: Buffer; port: number }> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { s.off('message', on); reject(new Error('timeout')); }, timeoutMs);
-    const on = (msg: Buffer, r: dgram.RemoteInfo) => { clearTimeout(timer); s.off('message', on); resolve({ msg, port: r.port }); };
+    const timer = setTimeout(() => {
+      s.off('message', on);
+      reject(new Error('timeout'));
+    }, timeoutMs);
+    const on = (msg: Buffer, r: dgram.RemoteInfo) => {
+      clearTimeout(timer);
+      s.off('message', on);
+      resolve({ msg, port: r.port });
+    };
     s.on('message', on);
   });
 }
 
-async function download(options: Array<[string, string]>, delayMs: number, onPort?: (p: number) => void): Promise<{ data: Buffer; tsize?: number }> {
+async function download(
+  options: Array<[string, string]>,
+  delayMs: number,
+  onPort?: (p: number) => void,
+): Promise<{ data: Buffer; tsize?: number }> {
   const s = await socket();
   s.send(encodeRequest('rrq', file, 'octet', options), 69, server);
   const chunks: Buffer[] = [];
@@ -44,7 +55,10 @@ async function download(options: Array<[string, string]>, delayMs: number, onPor
   let first = true;
   for (;;) {
     const { msg, port } = await next(s, 15_000);
-    if (first) { onPort?.(port); first = false; }
+    if (first) {
+      onPort?.(port);
+      first = false;
+    }
     const p = parseTftpPacket(msg);
     if (!p.ok) continue;
     if (p.packet.op === 'oack') {
@@ -74,7 +88,14 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 async function main(): Promise<void> {
   if (mode === 'uefi-probe') {
     const s = await socket();
-    s.send(encodeRequest('rrq', file, 'octet', [['tsize', '0'], ['blksize', '1468']]), 69, server);
+    s.send(
+      encodeRequest('rrq', file, 'octet', [
+        ['tsize', '0'],
+        ['blksize', '1468'],
+      ]),
+      69,
+      server,
+    );
     const { msg, port } = await next(s);
     const p = parseTftpPacket(msg);
     if (!p.ok || p.packet.op !== 'oack') throw new Error('expected an OACK');
@@ -117,4 +138,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: Error) => { process.stderr.write(`tftp-peers: ${err.message}\n`); process.exit(1); });
+main().catch((err: Error) => {
+  process.stderr.write(`tftp-peers: ${err.message}\n`);
+  process.exit(1);
+});

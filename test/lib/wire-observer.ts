@@ -13,7 +13,9 @@ const tftp = dgram.createSocket('udp4');
 tftp.on('message', (msg, rinfo) => {
   if (msg.length < 4 || msg.readUInt16BE(0) !== 1) return;
   const fields = msg.subarray(2).toString('latin1').split('\0');
-  process.stdout.write(`${JSON.stringify({ proto: 'tftp', file: fields[0], mode: fields[1], options: fields.slice(2, -1), from: rinfo.address })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ proto: 'tftp', file: fields[0], mode: fields[1], options: fields.slice(2, -1), from: rinfo.address })}\n`,
+  );
   const error = Buffer.concat([Buffer.from([0, 5, 0, 1]), Buffer.from('File not found\0', 'latin1')]);
   tftp.send(error, rinfo.port, rinfo.address);
 });

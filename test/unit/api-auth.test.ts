@@ -34,6 +34,8 @@ describe('API bearer authentication', () => {
     const f = await app({ token: undefined, protectReads: false });
     const r = await f.inject({ method: 'POST', url: '/thing', headers: { authorization: 'Bearer anything-at-all-here' } });
     expect(r.statusCode).toBe(401);
-    expect(r.json<{ message: string }>().message).toBe('no API token is configured: set api.token in the configuration or BOOTFARM_API_TOKEN');
+    expect(r.json<{ message: string }>().message).toBe(
+      'no API token is configured: set api.token in the configuration or BOOTFARM_API_TOKEN',
+    );
   });
 });

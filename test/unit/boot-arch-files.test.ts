@@ -16,7 +16,8 @@ import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 
 const settings: BootPolicySettings = {
-  serverAddress: '10.9.0.1', httpPort: 8080,
+  serverAddress: '10.9.0.1',
+  httpPort: 8080,
   bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi' },
 };
 
@@ -36,19 +37,32 @@ describe('boot file per firmware architecture', () => {
   it('arm64 UEFI PXE (option 93 = 11) gets the arm64 loader over TFTP', () => {
     const identity = identifyClient(discover(11));
     expect(identity).toMatchObject({ archCode: 11, cpu: 'arm64', firmware: 'uefi', wantsNetboot: true });
-    expect(planBoot(identity, undefined, settings)).toMatchObject({ kind: 'file', bootFile: 'grub/arm64-efi/core.efi', vendorClass: 'PXEClient', ipxe: false });
+    expect(planBoot(identity, undefined, settings)).toMatchObject({
+      kind: 'file',
+      bootFile: 'grub/arm64-efi/core.efi',
+      vendorClass: 'PXEClient',
+      ipxe: false,
+    });
   });
 
   it('x86-64 UEFI PXE gets ipxe.efi whether it sends 7 or 9 (RFC 4578 errata 4624)', () => {
     for (const arch of [7, 9]) {
-      expect(planBoot(identifyClient(discover(arch)), undefined, settings), String(arch)).toMatchObject({ kind: 'file', bootFile: 'ipxe.efi', firmware: 'uefi' });
+      expect(planBoot(identifyClient(discover(arch)), undefined, settings), String(arch)).toMatchObject({
+        kind: 'file',
+        bootFile: 'ipxe.efi',
+        firmware: 'uefi',
+      });
     }
   });
 
   it('arm64 UEFI HTTP boot (19) gets the arm64 loader as a URL, with HTTPClient', () => {
     const identity = identifyClient(discover(19, 'HTTPClient'));
     expect(identity).toMatchObject({ cpu: 'arm64', firmware: 'uefi-http' });
-    expect(planBoot(identity, undefined, settings)).toMatchObject({ kind: 'file', bootFile: 'http://10.9.0.1:8080/grub/arm64-efi/core.efi', vendorClass: 'HTTPClient' });
+    expect(planBoot(identity, undefined, settings)).toMatchObject({
+      kind: 'file',
+      bootFile: 'http://10.9.0.1:8080/grub/arm64-efi/core.efi',
+      vendorClass: 'HTTPClient',
+    });
   });
 
   it('the architecture is read from option 60 when option 93 is missing', () => {
@@ -58,9 +72,18 @@ describe('boot file per firmware architecture', () => {
   });
 
   it('an architecture with no boot file (arm32 UEFI, 10) gets no boot plan, with the code named', () => {
-    expect(planBoot(identifyClient(discover(10)), undefined, settings)).toEqual({ kind: 'none', reason: 'no boot file for UEFI architecture 10' });
-    expect(planBoot(identifyClient(discover(18, 'HTTPClient')), undefined, settings)).toEqual({ kind: 'none', reason: 'no HTTP boot file for architecture 18' });
-    expect(planBoot(identifyClient(discover(undefined, 'PXEClient', undefined)), undefined, settings)).toEqual({ kind: 'none', reason: 'unrecognised client architecture (none sent)' });
+    expect(planBoot(identifyClient(discover(10)), undefined, settings)).toEqual({
+      kind: 'none',
+      reason: 'no boot file for UEFI architecture 10',
+    });
+    expect(planBoot(identifyClient(discover(18, 'HTTPClient')), undefined, settings)).toEqual({
+      kind: 'none',
+      reason: 'no HTTP boot file for architecture 18',
+    });
+    expect(planBoot(identifyClient(discover(undefined, 'PXEClient', undefined)), undefined, settings)).toEqual({
+      kind: 'none',
+      reason: 'unrecognised client architecture (none sent)',
+    });
   });
 
   describe('in a full-mode OFFER', () => {
@@ -69,12 +92,15 @@ describe('boot file per firmware architecture', () => {
     let handler: FullModeHandler;
     beforeAll(async () => {
       dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-arch-'));
-      const config = parseConfig(`
+      const config = parseConfig(
+        `
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp:
   mode: full
   subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200], router: 10.9.0.1 }]
-`, 'test.yaml');
+`,
+        'test.yaml',
+      );
       store = (await FileStore.open(dir, config.nodes)).store;
       handler = new FullModeHandler(new LeasePool(config.dhcp.subnets, store, 30_000, 600_000), '10.9.0.1');
     });
@@ -84,12 +110,22 @@ dhcp:
     });
 
     it('arm64 UEFI (11) is offered the arm64 loader in `file` and option 67, x86-64 UEFI (7) ipxe.efi', async () => {
-      for (const [arch, file] of [[11, 'grub/arm64-efi/core.efi'], [7, 'ipxe.efi']] as const) {
+      for (const [arch, file] of [
+        [11, 'grub/arm64-efi/core.efi'],
+        [7, 'ipxe.efi'],
+      ] as const) {
         const packet = discover(arch);
         const identity = identifyClient(packet);
         const result = await handler.handle({
-          packet, messageType: 1, identity, node: undefined, known: false, plan: planBoot(identity, undefined, settings),
-          source: { address: '0.0.0.0', port: 68 }, listener: 'dhcp', now: Date.now(),
+          packet,
+          messageType: 1,
+          identity,
+          node: undefined,
+          known: false,
+          plan: planBoot(identity, undefined, settings),
+          source: { address: '0.0.0.0', port: 68 },
+          listener: 'dhcp',
+          now: Date.now(),
         });
         const sent = (result.replies[0] as { packet: DhcpPacket }).packet;
         const offer = decodePacket(encodePacket(sent).buffer);

@@ -23,7 +23,8 @@ import { ipv4ToNumber } from '../../server/util/ipv4.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test/fixtures/dhcp');
 const settings: BootPolicySettings = {
-  serverAddress: '10.9.0.1', httpPort: 8080,
+  serverAddress: '10.9.0.1',
+  httpPort: 8080,
   bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi' },
 };
 
@@ -48,14 +49,19 @@ export function raspberryPi4Discover(mac = 'dc:a6:32:01:02:03', serial = 0x1234a
   const prl = Buffer.from([1, 3, 43, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135]);
   const options = Buffer.concat([
     Buffer.from([53, 1, 1]),
-    Buffer.from([60, vendor.length]), vendor,
+    Buffer.from([60, vendor.length]),
+    vendor,
     Buffer.from([93, 2, 0, 0]),
-    Buffer.from([97, 17]), id,
-    Buffer.from([55, prl.length]), prl,
+    Buffer.from([97, 17]),
+    id,
+    Buffer.from([55, prl.length]),
+    prl,
     Buffer.from([255]),
   ]);
   const buf = Buffer.alloc(240 + options.length);
-  buf[0] = 1; buf[1] = 1; buf[2] = 6;
+  buf[0] = 1;
+  buf[1] = 1;
+  buf[2] = 6;
   buf.writeUInt32BE(0x26f30339, 4);
   buf.writeUInt16BE(0x8000, 10);
   macBytes.copy(buf, 28);
@@ -66,14 +72,22 @@ export function raspberryPi4Discover(mac = 'dc:a6:32:01:02:03', serial = 0x1234a
 
 describe('client identity and boot plan', () => {
   const cases: Array<[string, object, object]> = [
-    ['qemu-seabios-ipxe-discover.bin', { firmware: 'bios', cpu: 'x86', ipxe: { userClass: 'iPXE' } },
-      { kind: 'file', ipxe: true, bootFile: 'http://10.9.0.1:8080/boot/52-54-00-12-34-01.ipxe' }],
-    ['ovmf-uefi-pxe-discover.bin', { firmware: 'uefi', cpu: 'x86_64', ipxe: undefined, archCode: 7 },
-      { kind: 'file', ipxe: false, bootFile: 'ipxe.efi', vendorClass: 'PXEClient' }],
-    ['ovmf-uefi-http-discover.bin', { firmware: 'uefi-http', cpu: 'x86_64', ipxe: undefined, archCode: 16 },
-      { kind: 'file', ipxe: false, bootFile: 'http://10.9.0.1:8080/ipxe.efi', vendorClass: 'HTTPClient' }],
-    ['ovmf-ipxe-efi-discover.bin', { firmware: 'uefi', cpu: 'x86_64', ipxe: { userClass: 'iPXE' } },
-      { kind: 'file', ipxe: true }],
+    [
+      'qemu-seabios-ipxe-discover.bin',
+      { firmware: 'bios', cpu: 'x86', ipxe: { userClass: 'iPXE' } },
+      { kind: 'file', ipxe: true, bootFile: 'http://10.9.0.1:8080/boot/52-54-00-12-34-01.ipxe' },
+    ],
+    [
+      'ovmf-uefi-pxe-discover.bin',
+      { firmware: 'uefi', cpu: 'x86_64', ipxe: undefined, archCode: 7 },
+      { kind: 'file', ipxe: false, bootFile: 'ipxe.efi', vendorClass: 'PXEClient' },
+    ],
+    [
+      'ovmf-uefi-http-discover.bin',
+      { firmware: 'uefi-http', cpu: 'x86_64', ipxe: undefined, archCode: 16 },
+      { kind: 'file', ipxe: false, bootFile: 'http://10.9.0.1:8080/ipxe.efi', vendorClass: 'HTTPClient' },
+    ],
+    ['ovmf-ipxe-efi-discover.bin', { firmware: 'uefi', cpu: 'x86_64', ipxe: { userClass: 'iPXE' } }, { kind: 'file', ipxe: true }],
     ['udhcpc-discover.bin', { firmware: 'unknown', wantsNetboot: false, ipxe: undefined }, { kind: 'none' }],
     ['dhclient-discover.bin', { firmware: 'unknown', wantsNetboot: false, ipxe: undefined }, { kind: 'none' }],
   ];
@@ -87,7 +101,12 @@ describe('client identity and boot plan', () => {
     const r = decodePacket(raspberryPi4Discover());
     if (!r.ok) throw new Error(r.reason);
     const identity = identifyClient(r.packet);
-    expect(identity).toMatchObject({ firmware: 'raspberry-pi', cpu: 'arm64', archCode: 0, raspberryPi: { model: 4, serial: '1234abcd', boardRevision: 0x00c03111 } });
+    expect(identity).toMatchObject({
+      firmware: 'raspberry-pi',
+      cpu: 'arm64',
+      archCode: 0,
+      raspberryPi: { model: 4, serial: '1234abcd', boardRevision: 0x00c03111 },
+    });
     expect(planBoot(identity, undefined, settings)).toEqual({ kind: 'raspberry-pi', bootServer: '10.9.0.1', serial: '1234abcd', model: 4 });
   });
 
@@ -111,14 +130,17 @@ describe('replies', () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-replies-'));
-    config = parseConfig(`
+    config = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp:
   mode: full
   subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200], router: 10.9.0.1, dns: [10.9.0.1], domain: lab, leaseSeconds: 3600 }]
 nodes:
   - { mac: "dc:a6:32:01:02:03", hostname: pi-1, arch: arm64, piSerial: "1234abcd", piModel: 4, ip: 10.9.0.21 }
-`, 'test.yaml');
+`,
+      'test.yaml',
+    );
     store = (await FileStore.open(dir, config.nodes)).store;
   });
   afterEach(async () => {
@@ -129,7 +151,17 @@ nodes:
   function context(packet: DhcpPacket, listener: RequestContext['listener'] = 'dhcp'): RequestContext {
     const identity = identifyClient(packet);
     const node = store.nodeByMac(identity.mac);
-    return { packet, messageType: readMessageType(packet.options) as number, identity, node, known: node !== undefined, plan: planBoot(identity, node, settings), source: { address: '10.9.0.150', port: 4011 }, listener, now: Date.now() };
+    return {
+      packet,
+      messageType: readMessageType(packet.options) as number,
+      identity,
+      node,
+      known: node !== undefined,
+      plan: planBoot(identity, node, settings),
+      source: { address: '10.9.0.150', port: 4011 },
+      listener,
+      now: Date.now(),
+    };
   }
   const full = () => new FullModeHandler(new LeasePool(config.dhcp.subnets, store, 30_000, 600_000), '10.9.0.1');
   const wire = (p: DhcpPacket) => {
@@ -146,7 +178,9 @@ nodes:
     const offer = wire((result.replies[0] as { packet: DhcpPacket }).packet);
     expect(offer.yiaddr).toBe('10.9.0.21');
     expect(offer.siaddr).toBe('10.9.0.1');
-    expect(offer.options.get(43)?.toString('hex')).toBe('060103' + '0a0400505845' + '091700001452617370626572727920506920426f6f74202020' + 'ff');
+    expect(offer.options.get(43)?.toString('hex')).toBe(
+      '060103' + '0a0400505845' + '091700001452617370626572727920506920426f6f74202020' + 'ff',
+    );
     expect(offer.options.get(43)).toEqual(RASPBERRY_PI_OPTION_43);
     expect(offer.options.get(54)?.toString('hex')).toBe('0a090001');
     expect(offer.options.get(66)?.toString()).toBe('10.9.0.1');
@@ -220,7 +254,9 @@ nodes:
   it('full mode: a client that chose another server frees the address we offered it', async () => {
     const pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000);
     const handler = new FullModeHandler(pool, '10.9.0.1');
-    const offered = wire(((await handler.handle(context(fixture('udhcpc-discover.bin')))).replies[0] as { packet: DhcpPacket }).packet).yiaddr;
+    const offered = wire(
+      ((await handler.handle(context(fixture('udhcpc-discover.bin')))).replies[0] as { packet: DhcpPacket }).packet,
+    ).yiaddr;
     expect(pool.isAvailableTo(ipv4ToNumber(offered), 'someone-else', 'someone-else', Date.now())).toBe(false);
     const request = fixture('udhcpc-request.bin');
     request.options.set(54, Buffer.from([10, 9, 0, 254]));

@@ -24,8 +24,14 @@ describe('mergeReload', () => {
       images: { dir: '/srv/images', default: 'v2' },
       boot: { kernelArgs: 'quiet splash' },
       defaults: { lts: { SCREEN_07: 'ldm' } },
-      profiles: [{ name: 'lab', match: { macPrefix: '52:54:00' }, lts: { LDM_THEME: 'new' } }, { name: 'pi', lts: { X: '1' } }],
-      nodes: [{ mac: '52:54:00:00:00:01', hostname: 'n1' }, { mac: '52:54:00:00:00:02', hostname: 'n2', profile: 'pi' }],
+      profiles: [
+        { name: 'lab', match: { macPrefix: '52:54:00' }, lts: { LDM_THEME: 'new' } },
+        { name: 'pi', lts: { X: '1' } },
+      ],
+      nodes: [
+        { mac: '52:54:00:00:00:01', hostname: 'n1' },
+        { mac: '52:54:00:00:00:02', hostname: 'n2', profile: 'pi' },
+      ],
       unknownNodes: 'boot-default',
     });
     const merged = mergeReload(running, next);
@@ -47,8 +53,17 @@ describe('mergeReload', () => {
     });
     const merged = mergeReload(running, next);
     expect(merged.restartRequired.sort()).toEqual([
-      'api.token', 'api.tokenSource', 'boot.bios', 'dhcp.mode', 'http.port', 'images.dir',
-      'server.address', 'server.drainSeconds', 'server.stateDir', 'tftp.port', 'tftp.root',
+      'api.token',
+      'api.tokenSource',
+      'boot.bios',
+      'dhcp.mode',
+      'http.port',
+      'images.dir',
+      'server.address',
+      'server.drainSeconds',
+      'server.stateDir',
+      'tftp.port',
+      'tftp.root',
     ]);
     expect(merged.config).toEqual({ ...running, nodes: next.nodes, layers: next.layers, images: { ...running.images, default: 'v2' } });
   });

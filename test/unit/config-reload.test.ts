@@ -21,13 +21,28 @@ describe('reloadConfig', () => {
   let file: string;
   let store: FileStore;
   const lines: Array<{ msg: string; [key: string]: unknown }> = [];
-  const logger = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as { msg: string }); done(); } }));
-  const write = (change: Record<string, unknown>) => writeFileSync(file, stringify({
-    server: { address: '10.9.0.1', stateDir: path.join(dir, 'state') },
-    profiles: [{ name: 'lab', lts: { SCREEN_07: 'xterm' } }, { name: 'kiosk', lts: { SCREEN_07: 'kiosk' } }],
-    nodes: [{ mac: '52:54:00:00:00:01', hostname: 'n1', profile: 'lab' }],
-    ...change,
-  }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()) as { msg: string });
+        done();
+      },
+    }),
+  );
+  const write = (change: Record<string, unknown>) =>
+    writeFileSync(
+      file,
+      stringify({
+        server: { address: '10.9.0.1', stateDir: path.join(dir, 'state') },
+        profiles: [
+          { name: 'lab', lts: { SCREEN_07: 'xterm' } },
+          { name: 'kiosk', lts: { SCREEN_07: 'kiosk' } },
+        ],
+        nodes: [{ mac: '52:54:00:00:00:01', hostname: 'n1', profile: 'lab' }],
+        ...change,
+      }),
+    );
 
   beforeEach(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-reload-unit-'));
@@ -51,7 +66,10 @@ describe('reloadConfig', () => {
 
     write({
       profiles: [{ name: 'lab', lts: { SCREEN_07: 'ldm' } }],
-      nodes: [{ mac: '52:54:00:00:00:01', hostname: 'n1', profile: 'lab' }, { mac: '52:54:00:00:00:02', hostname: 'n2', profile: 'lab' }],
+      nodes: [
+        { mac: '52:54:00:00:00:01', hostname: 'n1', profile: 'lab' },
+        { mac: '52:54:00:00:00:02', hostname: 'n2', profile: 'lab' },
+      ],
     });
     const applied = reloadConfig({ live, store, metrics, logger }, 'test');
     expect(applied).toEqual({ outcome: 'applied', file, nodes: { added: 1, removed: 0, changed: 0 }, profiles: 1, restartRequired: [] });
@@ -59,7 +77,10 @@ describe('reloadConfig', () => {
     expect(inventory.knownByMac('52:54:00:00:00:02')?.origin).toBe('config');
     // The API node keeps existing; its profile is gone, which is said.
     expect(inventory.knownByMac('52:54:00:00:00:09')?.profiles).toEqual([]);
-    expect(lines.find((l) => l.msg.startsWith('configuration reload: a node added through the API names a profile'))).toMatchObject({ node: 'api-node', profile: 'kiosk' });
+    expect(lines.find((l) => l.msg.startsWith('configuration reload: a node added through the API names a profile'))).toMatchObject({
+      node: 'api-node',
+      profile: 'kiosk',
+    });
 
     const serving = live.config;
     writeFileSync(file, 'server: { address: 10.9.0.1, stateDir: state }\nnodes: [{ mac: nope, hostname: n1 }]\n');
@@ -69,7 +90,13 @@ describe('reloadConfig', () => {
     expect(live.config).toBe(serving);
     expect(inventory.knownByMac('52:54:00:00:00:02')?.hostname).toBe('n2');
     expect(inventory.byMac('52:54:00:00:00:01')?.lts).toMatchObject({ SCREEN_07: 'ldm' });
-    const counts = (await metrics.registry.getSingleMetric('bootfarm_config_reloads_total')?.get())?.values.map((v) => [v.labels.outcome, v.value]);
-    expect(counts).toEqual([['applied', 1], ['refused', 1]]);
+    const counts = (await metrics.registry.getSingleMetric('bootfarm_config_reloads_total')?.get())?.values.map((v) => [
+      v.labels.outcome,
+      v.value,
+    ]);
+    expect(counts).toEqual([
+      ['applied', 1],
+      ['refused', 1],
+    ]);
   });
 });

@@ -28,7 +28,11 @@ const RESERVED_MAC = '52:54:00:aa:00:04';
 const OFFER_HOLD_MS = 30_000;
 
 /** udhcpc's captured DISCOVER or REQUEST, re-addressed: no option 61, so the MAC is the lease key. */
-function packet(kind: 'discover' | 'request', mac: string, fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number }): DhcpPacket {
+function packet(
+  kind: 'discover' | 'request',
+  mac: string,
+  fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number },
+): DhcpPacket {
   const r = decodePacket(readFileSync(path.join(REPO_ROOT, `test/fixtures/dhcp/udhcpc-${kind}.bin`)));
   if (!r.ok) throw new Error(r.reason);
   const p = r.packet;
@@ -54,14 +58,17 @@ describe('full mode: an address another client holds', () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-conflicts-'));
-    config = parseConfig(`
+    config = parseConfig(
+      `
 server: { address: ${SERVER}, stateDir: ${dir} }
 dhcp:
   mode: full
   subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200], router: ${SERVER}, leaseSeconds: 3600 }]
 nodes:
   - { mac: "${RESERVED_MAC}", hostname: n1, ip: 10.9.0.50 }
-`, 'test.yaml');
+`,
+      'test.yaml',
+    );
     store = (await FileStore.open(dir, config.nodes)).store;
     pool = new LeasePool(config.dhcp.subnets, store, OFFER_HOLD_MS, 600_000);
     handler = new FullModeHandler(pool, SERVER);
@@ -75,9 +82,15 @@ nodes:
     const identity = identifyClient(p);
     const node = store.nodeByMac(identity.mac);
     const ctx: RequestContext = {
-      packet: p, messageType: readMessageType(p.options) as number, identity, node, known: node !== undefined,
+      packet: p,
+      messageType: readMessageType(p.options) as number,
+      identity,
+      node,
+      known: node !== undefined,
       plan: planBoot(identity, node, { serverAddress: SERVER, httpPort: 8080, bootFiles: { bios: 'b', uefiX64: 'x', uefiArm64: 'a' } }),
-      source: { address: '0.0.0.0', port: 68 }, listener: 'dhcp', now,
+      source: { address: '0.0.0.0', port: 68 },
+      listener: 'dhcp',
+      now,
     };
     return handler.handle(ctx);
   }
@@ -129,7 +142,8 @@ nodes:
     expect(r).toMatchObject({ outcome: 'ignored-unknown-client', replies: [] });
     expect(pool.binding(STRANGER_MAC, t0)).toBeUndefined();
   });
-  const request = (mac: string, fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number }, now = t0) => handle(packet('request', mac, fields), now);
+  const request = (mac: string, fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number }, now = t0) =>
+    handle(packet('request', mac, fields), now);
   const nak = async (r: Promise<HandlerResult>, message: string) => {
     const result = await r;
     expect(result.outcome).toBe('nak');
@@ -153,7 +167,7 @@ nodes:
     await nak(request(RESERVED_MAC, { serverId: SERVER, requested: '10.9.0.120' }), 'no offer was made for this address');
   });
 
-  it('INIT-REBOOT: an address off every served network, or not the client\'s lease, is NAKed; its own lease is ACKed', async () => {
+  it("INIT-REBOOT: an address off every served network, or not the client's lease, is NAKed; its own lease is ACKed", async () => {
     await nak(request(STRANGER_MAC, { requested: '192.168.7.7' }), 'address not on this network');
     await pool.bind('10.9.0.140', STRANGER_MAC, STRANGER_MAC, 3600, undefined, t0);
     await nak(request(STRANGER_MAC, { requested: '10.9.0.141' }), "address is not this client's lease");

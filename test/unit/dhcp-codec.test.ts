@@ -6,24 +6,49 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodePacket, encodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import {
-  readClientArch, readClientId, readClientNdi, readMaxMessageSize, readMessageType, readParameterRequestList,
-  readUserClass, readVendorClass, readClientMachineId, readIpxeEncapsulated, describeMalformed,
+  readClientArch,
+  readClientId,
+  readClientNdi,
+  readMaxMessageSize,
+  readMessageType,
+  readParameterRequestList,
+  readUserClass,
+  readVendorClass,
+  readClientMachineId,
+  readIpxeEncapsulated,
+  describeMalformed,
 } from '../../server/dhcp/codec/readers.js';
 import { macFromBuffer } from '../../server/util/mac.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 
 interface ExpectedFixture {
   file: string;
-  op: number; htype: number; hlen: number; hops: number; xid: string; secs: number; flags: number;
-  ciaddr: string; yiaddr: string; siaddr: string; giaddr: string; chaddr: string;
-  sname: string; bootFile: string;
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: string;
+  secs: number;
+  flags: number;
+  ciaddr: string;
+  yiaddr: string;
+  siaddr: string;
+  giaddr: string;
+  chaddr: string;
+  sname: string;
+  bootFile: string;
   messageType: number;
   options: number[];
   optionsRaw: Array<{ code: number; hex: string }>;
   endOffset: number;
   size: number;
-  vendorClass?: string; arch?: number[]; userClass?: string; maxMessageSize?: number;
-  paramRequestList?: number[]; clientId?: string; clientNdi?: { type: number; major: number; minor: number };
+  vendorClass?: string;
+  arch?: number[];
+  userClass?: string;
+  maxMessageSize?: number;
+  paramRequestList?: number[];
+  clientId?: string;
+  clientNdi?: { type: number; major: number; minor: number };
   uuidOption?: { hex: string; type: number };
 }
 
@@ -42,8 +67,14 @@ describe.each(expected)('captured $file', (fx) => {
   it('decodes every header field and option as tshark does', () => {
     expect(bytes.length).toBe(fx.size);
     const p = decodeOk(bytes);
-    expect({ op: p.op, htype: p.htype, hlen: p.hlen, hops: p.hops, secs: p.secs, flags: p.flags }).toEqual(
-      { op: fx.op, htype: fx.htype, hlen: fx.hlen, hops: fx.hops, secs: fx.secs, flags: fx.flags });
+    expect({ op: p.op, htype: p.htype, hlen: p.hlen, hops: p.hops, secs: p.secs, flags: p.flags }).toEqual({
+      op: fx.op,
+      htype: fx.htype,
+      hlen: fx.hlen,
+      hops: fx.hops,
+      secs: fx.secs,
+      flags: fx.flags,
+    });
     expect(`0x${p.xid.toString(16).padStart(8, '0')}`).toBe(fx.xid);
     expect([p.ciaddr, p.yiaddr, p.siaddr, p.giaddr]).toEqual([fx.ciaddr, fx.yiaddr, fx.siaddr, fx.giaddr]);
     expect(macFromBuffer(p.chaddr)).toBe(fx.chaddr);
@@ -80,7 +111,9 @@ describe.each(expected)('captured $file', (fx) => {
 /** A minimal valid BOOTREQUEST with the given options area (after the cookie). */
 function request(optionBytes: number[], extra?: (buf: Buffer) => void): Buffer {
   const buf = Buffer.alloc(240 + optionBytes.length);
-  buf[0] = 1; buf[1] = 1; buf[2] = 6;
+  buf[0] = 1;
+  buf[1] = 1;
+  buf[2] = 6;
   buf.writeUInt32BE(0xdeadbeef, 4);
   Buffer.from([0x02, 0, 0, 0, 0, 0x42]).copy(buf, 28);
   buf.writeUInt32BE(0x63825363, 236);
@@ -119,8 +152,16 @@ describe('decoder edge cases', () => {
     const reasons = [
       decodePacket(Buffer.alloc(10)),
       decodePacket(request([53, 1, 1, 255], (b) => b.writeUInt32BE(0, 236))),
-      decodePacket(request([53, 1, 1, 255], (b) => { b[0] = 7; })),
-      decodePacket(request([53, 1, 1, 255], (b) => { b[2] = 17; })),
+      decodePacket(
+        request([53, 1, 1, 255], (b) => {
+          b[0] = 7;
+        }),
+      ),
+      decodePacket(
+        request([53, 1, 1, 255], (b) => {
+          b[2] = 17;
+        }),
+      ),
       decodePacket(request([53, 1, 1, 61, 9, 1, 2])),
       decodePacket(request([53])),
       decodePacket(request([53, 1, 1, 52, 1, 9, 255])),
@@ -151,7 +192,7 @@ describe('decoder edge cases', () => {
     ]);
   });
 
-  it('reads option 77 in RFC 3004 form and in iPXE\'s raw form', () => {
+  it("reads option 77 in RFC 3004 form and in iPXE's raw form", () => {
     const rfc = decodeOk(request([53, 1, 1, 77, 9, 3, 0x66, 0x6f, 0x6f, 4, 0x69, 0x50, 0x58, 0x45, 255])).options;
     expect(readUserClass(rfc)).toEqual(['foo', 'iPXE']);
     const raw = decodeOk(request([53, 1, 1, 77, 4, 0x69, 0x50, 0x58, 0x45, 255])).options;
@@ -166,9 +207,21 @@ describe('decoder edge cases', () => {
 
 describe('encoder', () => {
   const base = (): DhcpPacket => ({
-    op: 2, htype: 1, hlen: 6, hops: 0, xid: 1, secs: 0, flags: 0x8000,
-    ciaddr: '0.0.0.0', yiaddr: '10.9.0.5', siaddr: '10.9.0.1', giaddr: '0.0.0.0',
-    chaddr: Buffer.from('020000000042', 'hex'), sname: '', file: 'undionly.kpxe', options: new Map(),
+    op: 2,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: 1,
+    secs: 0,
+    flags: 0x8000,
+    ciaddr: '0.0.0.0',
+    yiaddr: '10.9.0.5',
+    siaddr: '10.9.0.1',
+    giaddr: '0.0.0.0',
+    chaddr: Buffer.from('020000000042', 'hex'),
+    sname: '',
+    file: 'undionly.kpxe',
+    options: new Map(),
   });
 
   it('pads replies to 300 bytes after END, puts 53 first and 82 last', () => {
@@ -196,7 +249,7 @@ describe('encoder', () => {
     expect(decodeOk(buffer).options.get(43)).toEqual(long);
   });
 
-  it('keeps within the client\'s maximum size by overloading sname (option 52), and reports what cannot fit', () => {
+  it("keeps within the client's maximum size by overloading sname (option 52), and reports what cannot fit", () => {
     const p = base();
     p.options.set(53, Buffer.of(2));
     // 576-byte datagram = 548 bytes of DHCP: 7 of these fit the options field, the 8th goes to sname.

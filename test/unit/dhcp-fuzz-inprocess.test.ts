@@ -37,13 +37,23 @@ describe('in-process DHCP fuzzing', () => {
   });
 
   it.each(['full', 'proxy'] as const)('the %s-mode service never throws and settles every request', async (mode) => {
-    const config = parseConfig(`
+    const config = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp: { mode: ${mode}, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200] }] }
 unknownNodes: boot-default
-`, 'fuzz.yaml');
+`,
+      'fuzz.yaml',
+    );
     const metrics = new Metrics();
-    const service = new DhcpService({ config, store, metrics, logger: pino({ level: 'silent' }), policy: policySettings(config), inventory: new Inventory({ config }, store) });
+    const service = new DhcpService({
+      config,
+      store,
+      metrics,
+      logger: pino({ level: 'silent' }),
+      policy: policySettings(config),
+      inventory: new Inventory({ config }, store),
+    });
     const rejections: unknown[] = [];
     const onRejection = (reason: unknown) => rejections.push(reason);
     process.on('unhandledRejection', onRejection);

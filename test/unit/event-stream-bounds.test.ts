@@ -106,9 +106,20 @@ describe('event feed', () => {
     expect(feedOf(store)).toBe(feedOf(store));
     const event = { at: '2026-01-01T00:00:00.000Z', mac: '52:54:00:00:00:01', type: 'dhcp.ack', detail: { ip: '10.9.0.11' } };
     store.recordEvent(event);
-    const machine = { mac: '52:54:00:00:00:09', arch: 'amd64' as const, firmware: 'bios', piSerial: undefined, piModel: undefined, firstSeen: event.at, lastSeen: event.at };
+    const machine = {
+      mac: '52:54:00:00:00:09',
+      arch: 'amd64' as const,
+      firmware: 'bios',
+      piSerial: undefined,
+      piModel: undefined,
+      firstSeen: event.at,
+      lastSeen: event.at,
+    };
     store.putDiscovered(machine);
-    expect(seen).toEqual([{ kind: 'node', event }, { kind: 'discovered', machine }]);
+    expect(seen).toEqual([
+      { kind: 'node', event },
+      { kind: 'discovered', machine },
+    ]);
     // Recorded as before: the tap only passes the event on.
     expect(store.events(event.mac)).toEqual([event]);
     expect(store.discoveredByMac(machine.mac)).toEqual(machine);

@@ -10,24 +10,48 @@ import { clientAddress, httpServerOptions } from '../../server/http/connection-l
 import { ResolverChain } from '../../server/boot/files/resolver.js';
 import { Metrics } from '../../server/metrics.js';
 
-const LIMITS = { maxConnections: 6, maxConnectionsPerClient: 3, headersTimeoutSeconds: 1, requestTimeoutSeconds: 2, keepAliveTimeoutSeconds: 1, idleTimeoutSeconds: 60 };
+const LIMITS = {
+  maxConnections: 6,
+  maxConnectionsPerClient: 3,
+  headersTimeoutSeconds: 1,
+  requestTimeoutSeconds: 2,
+  keepAliveTimeoutSeconds: 1,
+  idleTimeoutSeconds: 60,
+};
 
-interface Peer { socket: net.Socket; bytes: number; closed: Promise<void> }
+interface Peer {
+  socket: net.Socket;
+  bytes: number;
+  closed: Promise<void>;
+}
 
 describe('HTTP connection limits', () => {
   const metrics = new Metrics();
-  const server = new HttpBootServer({ port: 0, host: '127.0.0.1', limits: LIMITS }, new ResolverChain([]), pino({ level: 'silent' }), metrics);
-  beforeAll(async () => { await server.start(); });
-  afterAll(async () => { await server.stop(); });
-
-  const connect = (from: string): Promise<Peer> => new Promise((resolve) => {
-    const socket = net.connect({ port: server.port, host: '127.0.0.1', localAddress: from });
-    const peer: Peer = { socket, bytes: 0, closed: new Promise((done) => socket.once('close', () => done())) };
-    socket.on('data', (chunk: Buffer) => { peer.bytes += chunk.length; });
-    socket.on('error', () => undefined);
-    socket.once('connect', () => resolve(peer));
+  const server = new HttpBootServer(
+    { port: 0, host: '127.0.0.1', limits: LIMITS },
+    new ResolverChain([]),
+    pino({ level: 'silent' }),
+    metrics,
+  );
+  beforeAll(async () => {
+    await server.start();
   });
-  const settled = (peer: Peer) => Promise.race([peer.closed.then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('open'), 300))]);
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  const connect = (from: string): Promise<Peer> =>
+    new Promise((resolve) => {
+      const socket = net.connect({ port: server.port, host: '127.0.0.1', localAddress: from });
+      const peer: Peer = { socket, bytes: 0, closed: new Promise((done) => socket.once('close', () => done())) };
+      socket.on('data', (chunk: Buffer) => {
+        peer.bytes += chunk.length;
+      });
+      socket.on('error', () => undefined);
+      socket.once('connect', () => resolve(peer));
+    });
+  const settled = (peer: Peer) =>
+    Promise.race([peer.closed.then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('open'), 300))]);
   const count = async (name: string, labels: string) => {
     const text = await metrics.registry.getSingleMetricAsString(name);
     return Number(new RegExp(`\\{${labels}\\} (\\d+)`).exec(text)?.[1] ?? 0);
@@ -48,7 +72,13 @@ describe('HTTP connection limits', () => {
     expect(await count('bootfarm_http_connections_refused_total', 'reason="server-full"')).toBe(1);
     for (const p of [...first, ...second, seventh]) p.socket.destroy();
     // The server has seen them go before the next test opens more.
-    for (let i = 0; i < 50 && /bootfarm_http_connections_open [1-9]/.test(await metrics.registry.getSingleMetricAsString('bootfarm_http_connections_open')); i++) await new Promise((r) => setTimeout(r, 20));
+    for (
+      let i = 0;
+      i < 50 &&
+      /bootfarm_http_connections_open [1-9]/.test(await metrics.registry.getSingleMetricAsString('bootfarm_http_connections_open'));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 20));
     expect(await metrics.registry.getSingleMetricAsString('bootfarm_http_connections_open')).toMatch(/bootfarm_http_connections_open 0/);
   });
 
@@ -66,7 +96,12 @@ describe('HTTP connection limits', () => {
   });
 
   it('checks the deadlines often enough for the shorter one, and names IPv4-mapped peers as IPv4', () => {
-    expect(httpServerOptions({ ...LIMITS, headersTimeoutSeconds: 10, requestTimeoutSeconds: 30 })).toEqual({ headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 1000, connectionsCheckingInterval: 1000 });
+    expect(httpServerOptions({ ...LIMITS, headersTimeoutSeconds: 10, requestTimeoutSeconds: 30 })).toEqual({
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 1000,
+      connectionsCheckingInterval: 1000,
+    });
     expect(httpServerOptions(LIMITS).connectionsCheckingInterval).toBe(250);
     expect(clientAddress('::ffff:10.9.0.2')).toBe('10.9.0.2');
     expect(clientAddress('fe80::1')).toBe('fe80::1');

@@ -60,7 +60,8 @@ describe('realpath containment in the resolvers (the second guard)', () => {
   symlinkSync('undionly.kpxe', path.join(root, 'alias.kpxe'));
   const cache = new FileCache();
   const staticRoot = new StaticRootResolver(root, cache);
-  const ask = (resolver: { resolve: StaticRootResolver['resolve'] }, p: string) => resolver.resolve({ path: p, clientAddress: '10.9.0.2', protocol: 'tftp' });
+  const ask = (resolver: { resolve: StaticRootResolver['resolve'] }, p: string) =>
+    resolver.resolve({ path: p, clientAddress: '10.9.0.2', protocol: 'tftp' });
   const served = (answer: FileAnswer | undefined) => answer?.found === true;
 
   it('static root: a symlink to a file outside the root is refused', async () => {

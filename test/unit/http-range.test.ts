@@ -16,7 +16,14 @@ import { FileCache } from '../../server/boot/files/file-cache.js';
 import { Metrics } from '../../server/metrics.js';
 import { run } from '../../server/lab/proc.js';
 
-const LIMITS = { maxConnections: 64, maxConnectionsPerClient: 16, headersTimeoutSeconds: 10, requestTimeoutSeconds: 30, keepAliveTimeoutSeconds: 5, idleTimeoutSeconds: 60 };
+const LIMITS = {
+  maxConnections: 64,
+  maxConnectionsPerClient: 16,
+  headersTimeoutSeconds: 10,
+  requestTimeoutSeconds: 30,
+  keepAliveTimeoutSeconds: 5,
+  idleTimeoutSeconds: 60,
+};
 
 describe('parseRange', () => {
   const size = 1000;
@@ -60,27 +67,52 @@ describe('ranged replies over HTTP, checked with curl', () => {
   const resolver: FileResolver = {
     name: 'test',
     resolve: async (request) => {
-      if (request.path === 'disk/vmlinuz') return { found: true, from: 'test', size: onDisk.length, realPath: diskFile, open: async () => FileCache.fromBuffer(onDisk) };
-      if (request.path === 'memory/boot.ipxe') return { found: true, from: 'test', size: inMemory.length, open: async () => FileCache.fromBuffer(inMemory) };
+      if (request.path === 'disk/vmlinuz')
+        return { found: true, from: 'test', size: onDisk.length, realPath: diskFile, open: async () => FileCache.fromBuffer(onDisk) };
+      if (request.path === 'memory/boot.ipxe')
+        return { found: true, from: 'test', size: inMemory.length, open: async () => FileCache.fromBuffer(inMemory) };
       return undefined;
     },
   };
-  const server = new HttpBootServer({ port: 0, host: '127.0.0.1', limits: LIMITS }, new ResolverChain([resolver]), pino({ level: 'silent' }), new Metrics());
-  beforeAll(async () => { await server.start(); });
-  afterAll(async () => { await server.stop(); });
+  const server = new HttpBootServer(
+    { port: 0, host: '127.0.0.1', limits: LIMITS },
+    new ResolverChain([resolver]),
+    pino({ level: 'silent' }),
+    new Metrics(),
+  );
+  beforeAll(async () => {
+    await server.start();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
 
   let fetches = 0;
   async function ranged(file: string, range: string): Promise<{ status: string; headers: string; body: Buffer }> {
     const n = fetches++;
     const body = path.join(work, `body-${n}`);
     const headers = path.join(work, `headers-${n}`);
-    const r = await run('curl', ['-sS', '--range', range, '-D', headers, '-o', body, '-w', '%{http_code}', `http://127.0.0.1:${server.port}/${file}`]);
+    const r = await run('curl', [
+      '-sS',
+      '--range',
+      range,
+      '-D',
+      headers,
+      '-o',
+      body,
+      '-w',
+      '%{http_code}',
+      `http://127.0.0.1:${server.port}/${file}`,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     return { status: r.stdout, headers: readFileSync(headers, 'latin1'), body: readFileSync(body) };
   }
   const header = (headers: string, name: string) => new RegExp(`^${name}: (.*?)\\r?$`, 'im').exec(headers)?.[1];
 
-  for (const [file, data] of [['disk/vmlinuz', onDisk], ['memory/boot.ipxe', inMemory]] as const) {
+  for (const [file, data] of [
+    ['disk/vmlinuz', onDisk],
+    ['memory/boot.ipxe', inMemory],
+  ] as const) {
     const size = data.length;
     it.each([
       ['first byte', '0-0', 0, 0],

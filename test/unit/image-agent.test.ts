@@ -15,7 +15,12 @@ const MAC = '52:54:00:12:34:56';
 const SECRET = 's3cr3t-boot-secret';
 const JOIN_YAML = 'apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n';
 
-interface Report { step: string; status: string; detail: string; auth: string }
+interface Report {
+  step: string;
+  status: string;
+  detail: string;
+  auth: string;
+}
 
 let dir: string;
 let server: Server;
@@ -43,13 +48,21 @@ beforeEach(async () => {
   // What the initramfs leaves behind on a node booted from NBD.
   writeFileSync(path.join(dir, 'run/source'), 'nbd\n');
   writeFileSync(path.join(dir, 'run/export'), 'lab/amd64\n');
-  writeFileSync(path.join(dir, 'mounts'), [
-    '/dev/nbd0 /run/bootfarm/lower squashfs ro,relatime,errors=continue 0 0',
-    'tmpfs /run/bootfarm/rw tmpfs rw,relatime,mode=755 0 0',
-    'overlay / overlay rw,relatime,lowerdir=/run/bootfarm/lower,upperdir=/run/bootfarm/rw/upper,workdir=/run/bootfarm/rw/work 0 0',
-    'tmpfs /var/lib/scratch tmpfs rw,relatime 0 0', ''].join('\n'));
+  writeFileSync(
+    path.join(dir, 'mounts'),
+    [
+      '/dev/nbd0 /run/bootfarm/lower squashfs ro,relatime,errors=continue 0 0',
+      'tmpfs /run/bootfarm/rw tmpfs rw,relatime,mode=755 0 0',
+      'overlay / overlay rw,relatime,lowerdir=/run/bootfarm/lower,upperdir=/run/bootfarm/rw/upper,workdir=/run/bootfarm/rw/work 0 0',
+      'tmpfs /var/lib/scratch tmpfs rw,relatime 0 0',
+      '',
+    ].join('\n'),
+  );
   // A fake kubeadm: records its arguments, the config it was given and that file's mode.
-  writeFileSync(path.join(dir, 'bin/kubeadm'), `#!/bin/sh\necho "$@" > ${dir}/kubeadm-args\ncp "$3" ${dir}/kubeadm-config\nstat -c %a "$3" > ${dir}/kubeadm-mode\necho "This node has joined the cluster"\n`);
+  writeFileSync(
+    path.join(dir, 'bin/kubeadm'),
+    `#!/bin/sh\necho "$@" > ${dir}/kubeadm-args\ncp "$3" ${dir}/kubeadm-config\nstat -c %a "$3" > ${dir}/kubeadm-mode\necho "This node has joined the cluster"\n`,
+  );
   chmodSync(path.join(dir, 'bin/kubeadm'), 0o755);
   reports = [];
   joinRequests = 0;
@@ -81,19 +94,35 @@ beforeEach(async () => {
       if (req.method === 'GET' && req.url === `${base}/config`) {
         // As bootfarm: the boot's nonce once, and 401 for anything else.
         configFetches.push(String(req.headers['x-bootfarm-nonce']));
-        if (req.headers['x-bootfarm-nonce'] !== NONCE || configFetches.length > 1) { res.writeHead(401); res.end(); return; }
+        if (req.headers['x-bootfarm-nonce'] !== NONCE || configFetches.length > 1) {
+          res.writeHead(401);
+          res.end();
+          return;
+        }
         res.writeHead(200, { 'content-type': 'text/plain' });
-        res.end(Object.entries(config).map(([k, v]) => `${k}=${quote(v)}\n`).join(''));
+        res.end(
+          Object.entries(config)
+            .map(([k, v]) => `${k}=${quote(v)}\n`)
+            .join(''),
+        );
       } else if (req.method === 'GET' && req.url === `${base}/join`) {
         joinRequests++;
-        if (req.headers.authorization !== `Bearer ${SECRET}`) { res.writeHead(401); res.end(); return; }
+        if (req.headers.authorization !== `Bearer ${SECRET}`) {
+          res.writeHead(401);
+          res.end();
+          return;
+        }
         if (admissionPending > 0) {
           admissionPending--;
           res.writeHead(423, { 'content-type': 'application/json', 'retry-after': '5' });
           res.end(JSON.stringify({ error: 'AgentError', message: 'waiting for an operator: bootfarm node approve node-7' }));
           return;
         }
-        if (joinServed) { res.writeHead(410); res.end(); return; }
+        if (joinServed) {
+          res.writeHead(410);
+          res.end();
+          return;
+        }
         joinServed = true;
         res.writeHead(200, { 'content-type': 'application/yaml' });
         res.end(JOIN_YAML);
@@ -110,7 +139,10 @@ beforeEach(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
-  writeFileSync(path.join(dir, 'cmdline'), `ip=dhcp bootfarm.server=127.0.0.1 bootfarm.http=127.0.0.1:${port} bootfarm.nbd=127.0.0.1:10809 bootfarm.export=lab/amd64 bootfarm.node=node-7 bootfarm.mac=52-54-00-12-34-56 bootfarm.nonce=${NONCE}\n`);
+  writeFileSync(
+    path.join(dir, 'cmdline'),
+    `ip=dhcp bootfarm.server=127.0.0.1 bootfarm.http=127.0.0.1:${port} bootfarm.nbd=127.0.0.1:10809 bootfarm.export=lab/amd64 bootfarm.node=node-7 bootfarm.mac=52-54-00-12-34-56 bootfarm.nonce=${NONCE}\n`,
+  );
 });
 
 afterEach(async () => {
@@ -159,11 +191,13 @@ describe('node agent', () => {
     const boot = await agent('boot');
     expect(boot.exitCode, boot.all).toBe(0);
     expect(joinRequests).toBe(3);
-    expect(reports.filter((x) => x.step === 'admission')).toEqual([expect.objectContaining({ status: 'ok', detail: 'waiting for admission: waiting for an operator: bootfarm node approve node-7' })]);
+    expect(reports.filter((x) => x.step === 'admission')).toEqual([
+      expect.objectContaining({ status: 'ok', detail: 'waiting for admission: waiting for an operator: bootfarm node approve node-7' }),
+    ]);
     expect(reports.at(-1)).toMatchObject({ step: 'join', status: 'ok' });
   });
 
-  it('presents the kernel command line\'s nonce once per boot: the boot phase reuses the configuration preinit fetched', async () => {
+  it("presents the kernel command line's nonce once per boot: the boot phase reuses the configuration preinit fetched", async () => {
     expect((await agent('preinit')).exitCode).toBe(0);
     const boot = await agent('boot');
     expect(boot.exitCode, boot.all).toBe(0);
@@ -176,10 +210,21 @@ describe('node agent', () => {
     const r = await agent('boot');
     expect(r.exitCode, r.all).toBe(0);
     expect(readFileSync(path.join(dir, 'order'), 'utf8')).toBe('second in order\nrc-1\nrc-2\nrc-10\n');
-    expect(reports.map((x) => `${x.step}:${x.status}`)).toEqual(['preinit:ok', 'fstab:ok', 'sysctl:ok', 'rcfile:ok', 'booted:ok', 'join:ok']);
+    expect(reports.map((x) => `${x.step}:${x.status}`)).toEqual([
+      'preinit:ok',
+      'fstab:ok',
+      'sysctl:ok',
+      'rcfile:ok',
+      'booted:ok',
+      'join:ok',
+    ]);
     const observed = JSON.parse(reports.find((x) => x.step === 'booted')?.detail ?? '{}') as Record<string, unknown>;
     expect(observed).toMatchObject({
-      root: { fs: 'overlay', lower: { device: '/dev/nbd0', fs: 'squashfs', readOnly: true, source: 'nbd', export: 'lab/amd64' }, upper: 'tmpfs' },
+      root: {
+        fs: 'overlay',
+        lower: { device: '/dev/nbd0', fs: 'squashfs', readOnly: true, source: 'nbd', export: 'lab/amd64' },
+        upper: 'tmpfs',
+      },
       hostname: 'node-7',
       preinit: { PREINIT_01: { ok: true }, PREINIT_02: { ok: true } },
       fstab: { FSTAB_01: { line: 'tmpfs /var/lib/scratch tmpfs defaults 0 0', inFstab: true, mounted: true } },
@@ -213,7 +258,7 @@ describe('node agent', () => {
     expect(reports.map((x) => x.step)).not.toContain('join');
   });
 
-  it('reports join failed with kubeadm\'s output when kubeadm fails', async () => {
+  it("reports join failed with kubeadm's output when kubeadm fails", async () => {
     writeFileSync(path.join(dir, 'bin/kubeadm'), '#!/bin/sh\necho "error execution phase preflight: bad token" >&2\nexit 1\n');
     await agent('preinit');
     const r = await agent('boot');
@@ -224,7 +269,10 @@ describe('node agent', () => {
   });
 
   it('preinit without a reachable server fails quietly (the node still boots)', async () => {
-    writeFileSync(path.join(dir, 'cmdline'), 'ip=dhcp bootfarm.export=lab/amd64 bootfarm.http=127.0.0.1:1 bootfarm.mac=52:54:00:12:34:56\n');
+    writeFileSync(
+      path.join(dir, 'cmdline'),
+      'ip=dhcp bootfarm.export=lab/amd64 bootfarm.http=127.0.0.1:1 bootfarm.mac=52:54:00:12:34:56\n',
+    );
     const r = await agent('preinit');
     expect(r.exitCode).toBe(1);
     expect(r.all).toContain('cannot fetch http://127.0.0.1:1/agent/v1/52:54:00:12:34:56/config');

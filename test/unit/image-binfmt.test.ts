@@ -36,7 +36,7 @@ describe('binfmt', () => {
     expect(ensureBinfmt(['amd64'], paths, 'amd64')).toEqual([]);
   });
 
-  it('registers a missing qemu-aarch64 from qemu-user-static\'s binfmt.d line and says so', () => {
+  it("registers a missing qemu-aarch64 from qemu-user-static's binfmt.d line and says so", () => {
     const interp = path.join(dir, 'qemu-aarch64-static');
     writeFileSync(interp, '');
     writeFileSync(path.join(paths.confDir, 'qemu-aarch64.conf'), `# comment\n${line(interp)}`);

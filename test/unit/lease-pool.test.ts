@@ -17,11 +17,14 @@ describe('lease pool', () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-pool-'));
-    config = parseConfig(`
+    config = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp: { mode: full, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.102], leaseSeconds: 60 }] }
 nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.101 }]
-`, 'pool.yaml');
+`,
+      'pool.yaml',
+    );
     store = (await FileStore.open(dir, config.nodes)).store;
     pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000);
   });
@@ -30,7 +33,8 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.101 }]
     rmSync(dir, { recursive: true, force: true });
   });
   const subnet = () => config.dhcp.subnets[0] as ResolvedConfig['dhcp']['subnets'][number];
-  const alloc = (key: string, now = t0, requested?: string, reserved?: string) => pool.allocate(subnet(), key, key, requested, reserved, now);
+  const alloc = (key: string, now = t0, requested?: string, reserved?: string) =>
+    pool.allocate(subnet(), key, key, requested, reserved, now);
 
   it('never hands a reserved address to another client, and gives it to its owner', async () => {
     expect(alloc('a')).toEqual({ ok: true, ip: '10.9.0.100' });
@@ -38,7 +42,10 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.101 }]
     await pool.bind('10.9.0.100', 'a', 'a', 60, undefined, t0);
     await pool.bind('10.9.0.102', 'b', 'b', 60, undefined, t0);
     expect(alloc('c')).toEqual({ ok: false, reason: 'address pool of 10.9.0.0/24 is exhausted' });
-    expect(pool.allocate(subnet(), '52:54:00:00:00:01', '52:54:00:00:00:01', undefined, '10.9.0.101', t0)).toEqual({ ok: true, ip: '10.9.0.101' });
+    expect(pool.allocate(subnet(), '52:54:00:00:00:01', '52:54:00:00:00:01', undefined, '10.9.0.101', t0)).toEqual({
+      ok: true,
+      ip: '10.9.0.101',
+    });
   });
 
   it('re-offers the same address to a client that asks again, and honours option 50 when free', () => {
@@ -92,10 +99,13 @@ describe('lease pool under hostile clients', () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-pool-'));
-    config = parseConfig(`
+    config = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: ${dir} }
 dhcp: { mode: full, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.119], leaseSeconds: 60 }] }
-`, 'pool.yaml');
+`,
+      'pool.yaml',
+    );
     store = (await FileStore.open(dir, config.nodes)).store;
     pool = new LeasePool(config.dhcp.subnets, store, 30_000, 600_000, { unknownLeasePercent: 50, maxQuarantinedPercent: 10 }, t0);
   });

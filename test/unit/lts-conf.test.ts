@@ -18,8 +18,18 @@ const vars = (text: string, who: LtsClientIds = ids) => Object.fromEntries(evalu
 
 describe('lts.conf parsing', () => {
   it('headers, assignments with or without spaces, comments, blank lines and CRLF', () => {
-    expect(parsed('# c\r\n; c\r\n\r\n  [ Default ]  \r\nkey=v\r\n  Other_1  =   spaced value  \r\nX = a=b # not a comment\n').sections).toEqual([
-      { name: 'Default', line: 4, entries: [{ key: 'KEY', value: 'v', line: 5 }, { key: 'OTHER_1', value: 'spaced value', line: 6 }, { key: 'X', value: 'a=b # not a comment', line: 7 }] },
+    expect(
+      parsed('# c\r\n; c\r\n\r\n  [ Default ]  \r\nkey=v\r\n  Other_1  =   spaced value  \r\nX = a=b # not a comment\n').sections,
+    ).toEqual([
+      {
+        name: 'Default',
+        line: 4,
+        entries: [
+          { key: 'KEY', value: 'v', line: 5 },
+          { key: 'OTHER_1', value: 'spaced value', line: 6 },
+          { key: 'X', value: 'a=b # not a comment', line: 7 },
+        ],
+      },
     ]);
   });
 
@@ -29,7 +39,9 @@ describe('lts.conf parsing', () => {
   });
 
   it('names the line and what was expected for anything else', () => {
-    expect(problems('[d]\n[x]trailing\n')).toEqual([{ line: 2, message: 'expected "[section]", "KEY = value" or a # comment, got "[x]trailing"' }]);
+    expect(problems('[d]\n[x]trailing\n')).toEqual([
+      { line: 2, message: 'expected "[section]", "KEY = value" or a # comment, got "[x]trailing"' },
+    ]);
     expect(problems('[d]\n[x] trailing\nx[d]\n1KEY = v\nKEY : v\n')).toEqual([
       { line: 2, message: 'expected "[section]", "KEY = value" or a # comment, got "[x] trailing"' },
       { line: 3, message: 'expected "[section]", "KEY = value" or a # comment, got "x[d]"' },
@@ -45,11 +57,26 @@ describe('lts.conf parsing', () => {
 
 describe('fnmatch globs', () => {
   it.each([
-    ['10.0.0.*', '10.0.0.5', true], ['10.0.0.*', '10.0.1.5', false], ['10.0.0.?', '10.0.0.5', true], ['10.0.0.?', '10.0.0.55', false],
-    ['node-[12]', 'node-1', true], ['node-[12]', 'node-3', false], ['node-[!12]', 'node-3', true], ['node-[!12]', 'node-1', false],
-    ['node-[!12]', 'node-!', true], ['][a]', ']a', true],
-    ['node-[0-9]', 'node-7', true], ['[abc', '[abc', true], ['[abc', 'a', false], ['a.c', 'abc', false], ['a+c', 'a+c', true],
-    ['NODE-*', 'node-1', true], ['node', 'xnode', false], ['node', 'nodex', false], ['a[\\]b', 'a\\b', true], ['x(y)|z', 'x(y)|z', true],
+    ['10.0.0.*', '10.0.0.5', true],
+    ['10.0.0.*', '10.0.1.5', false],
+    ['10.0.0.?', '10.0.0.5', true],
+    ['10.0.0.?', '10.0.0.55', false],
+    ['node-[12]', 'node-1', true],
+    ['node-[12]', 'node-3', false],
+    ['node-[!12]', 'node-3', true],
+    ['node-[!12]', 'node-1', false],
+    ['node-[!12]', 'node-!', true],
+    ['][a]', ']a', true],
+    ['node-[0-9]', 'node-7', true],
+    ['[abc', '[abc', true],
+    ['[abc', 'a', false],
+    ['a.c', 'abc', false],
+    ['a+c', 'a+c', true],
+    ['NODE-*', 'node-1', true],
+    ['node', 'xnode', false],
+    ['node', 'nodex', false],
+    ['a[\\]b', 'a\\b', true],
+    ['x(y)|z', 'x(y)|z', true],
   ])('%s against %s is %s', (pattern, text, expected) => {
     expect(globMatches(pattern, text)).toBe(expected);
   });
@@ -57,8 +84,15 @@ describe('fnmatch globs', () => {
 
 describe('lts.conf evaluation', () => {
   it('applies default, then matching globs in file order, then the exact section; later wins; NONE unsets', () => {
-    expect(vars('[52:54:00:00:00:01]\nA = mac\n[10.0.0.*]\nA = glob\nB = glob\nC = glob\n[default]\nA = d\nB = d\nD = d\nE = d\n[node-?]\nC = glob2\nE = none\n')).toEqual({
-      A: 'mac', B: 'glob', C: 'glob2', D: 'd',
+    expect(
+      vars(
+        '[52:54:00:00:00:01]\nA = mac\n[10.0.0.*]\nA = glob\nB = glob\nC = glob\n[default]\nA = d\nB = d\nD = d\nE = d\n[node-?]\nC = glob2\nE = none\n',
+      ),
+    ).toEqual({
+      A: 'mac',
+      B: 'glob',
+      C: 'glob2',
+      D: 'd',
     });
   });
 

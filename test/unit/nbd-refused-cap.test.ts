@@ -16,9 +16,13 @@ function probe(source: string, ms = 400): Promise<{ socket: net.Socket; bytes: (
     const socket = net.connect({ host: '127.0.0.1', port: PORT, localAddress: source });
     let bytes = 0;
     let closed = false;
-    socket.on('data', (d) => { bytes += d.length; });
+    socket.on('data', (d) => {
+      bytes += d.length;
+    });
     socket.on('error', () => undefined);
-    socket.on('close', () => { closed = true; });
+    socket.on('close', () => {
+      closed = true;
+    });
     setTimeout(() => resolve({ socket, bytes: () => bytes, closed: () => closed }), ms);
   });
 }
@@ -35,11 +39,20 @@ describe('NBD: refused clients have a cap of their own', () => {
   it(`accepts at most ${MAX_REFUSED_CONNECTIONS} refused connections at once, and they leave nbd.maxConnections to admitted clients`, async () => {
     const metrics = new Metrics();
     server = new NbdServer(
-      { port: PORT, host: '127.0.0.1', handshakeTimeoutSeconds: 30, maxConnections: 2, maxConnectionsPerClient: 1000, maxHandshakeOptions: 32, maxBufferedReadMiB: 64 },
+      {
+        port: PORT,
+        host: '127.0.0.1',
+        handshakeTimeoutSeconds: 30,
+        maxConnections: 2,
+        maxConnectionsPerClient: 1000,
+        maxHandshakeOptions: 32,
+        maxBufferedReadMiB: 64,
+      },
       new ImageExportCatalog('/nonexistent', []),
       // 127.0.0.1 is refused; any other loopback address is admitted.
       { refusal: (address) => (address === '127.0.0.1' ? 'no lease (test)' : undefined), nodeOf: () => undefined },
-      pino({ level: 'silent' }), metrics,
+      pino({ level: 'silent' }),
+      metrics,
     );
     await server.start();
     const refused = [];

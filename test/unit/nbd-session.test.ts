@@ -4,9 +4,27 @@
 // and no reply path writes while the peer is not reading.
 import { describe, expect, it } from 'vitest';
 import { ReadBudget } from '../../server/nbd/read-budget.js';
-import { NbdSession, type ExportCatalog, type HandshakeEnd, type NbdExport, type RequestCommand, type RequestError, type SessionIO } from '../../server/nbd/session.js';
 import {
-  Cmd, CLIENT_FLAGS, goOption, GREETING_LENGTH, listOption, option, parseOptionReplies, parseSimpleReplies, REP, request, u32,
+  NbdSession,
+  type ExportCatalog,
+  type HandshakeEnd,
+  type NbdExport,
+  type RequestCommand,
+  type RequestError,
+  type SessionIO,
+} from '../../server/nbd/session.js';
+import {
+  Cmd,
+  CLIENT_FLAGS,
+  goOption,
+  GREETING_LENGTH,
+  listOption,
+  option,
+  parseOptionReplies,
+  parseSimpleReplies,
+  REP,
+  request,
+  u32,
 } from '../lib/nbd-wire.js';
 
 const EXPORT_SIZE = 1024 * 1024;
@@ -20,12 +38,22 @@ class FakeEdge implements SessionIO {
     this.out.push(Buffer.concat(parts));
     sent?.();
   }
-  congested(): boolean { return this.congestedNow; }
-  end(): void { this.ended = true; }
-  pause(): void { this.paused = true; }
-  resume(): void { this.paused = false; }
+  congested(): boolean {
+    return this.congestedNow;
+  }
+  end(): void {
+    this.ended = true;
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
   /** Everything written after the greeting. */
-  bytes(): Buffer { return Buffer.concat(this.out).subarray(GREETING_LENGTH); }
+  bytes(): Buffer {
+    return Buffer.concat(this.out).subarray(GREETING_LENGTH);
+  }
 }
 
 interface Harness {
@@ -44,24 +72,31 @@ function harness(options: { refusal?: string; maxOptions?: number; read?: NbdExp
     name: 'disk',
     size: BigInt(EXPORT_SIZE),
     source: '/dev/null',
-    read: options.read ?? (async (offset, length) => {
-      reads.push({ offset, length });
-      return Buffer.alloc(length, 0xab);
-    }),
+    read:
+      options.read ??
+      (async (offset, length) => {
+        reads.push({ offset, length });
+        return Buffer.alloc(length, 0xab);
+      }),
     recycle: () => undefined,
     close: () => undefined,
   };
   const catalog: ExportCatalog = { names: async () => ['disk'], open: async (name) => (name === 'disk' ? exp : undefined) };
   const h: Omit<Harness, 'session'> = { edge, reads, refusedRequests: [], handshakeEnds: [], protocolErrors: [] };
   const readBudget = options.budget ?? new ReadBudget(256 * 1024 * 1024);
-  const session = new NbdSession(edge, catalog, { refusal: options.refusal, maxOptions: options.maxOptions ?? 256, readBudget }, {
-    attached: () => undefined,
-    served: () => undefined,
-    protocolError: (reason) => h.protocolErrors.push(reason),
-    handshakeEnded: (reason) => h.handshakeEnds.push(reason),
-    requestRefused: (command, error) => h.refusedRequests.push({ command, error }),
-    closed: () => undefined,
-  });
+  const session = new NbdSession(
+    edge,
+    catalog,
+    { refusal: options.refusal, maxOptions: options.maxOptions ?? 256, readBudget },
+    {
+      attached: () => undefined,
+      served: () => undefined,
+      protocolError: (reason) => h.protocolErrors.push(reason),
+      handshakeEnded: (reason) => h.handshakeEnds.push(reason),
+      requestRefused: (command, error) => h.refusedRequests.push({ command, error }),
+      closed: () => undefined,
+    },
+  );
   return { ...h, session };
 }
 
@@ -80,21 +115,36 @@ describe('NBD session', () => {
   it('refuses a READ that runs past the end of the export with EINVAL, before reading anything', async () => {
     const h = harness();
     await attached(h);
-    h.session.onData(Buffer.concat([
-      request(Cmd.READ, 1n, BigInt(EXPORT_SIZE - 4096), 4097),
-      request(Cmd.READ, 2n, BigInt(EXPORT_SIZE), 1),
-      request(Cmd.READ, 3n, 0xffffffffffff0000n, 4096),
-      request(Cmd.READ, 4n, BigInt(EXPORT_SIZE - 4096), 4096), // ends exactly at the end: served
-    ]));
+    h.session.onData(
+      Buffer.concat([
+        request(Cmd.READ, 1n, BigInt(EXPORT_SIZE - 4096), 4097),
+        request(Cmd.READ, 2n, BigInt(EXPORT_SIZE), 1),
+        request(Cmd.READ, 3n, 0xffffffffffff0000n, 4096),
+        request(Cmd.READ, 4n, BigInt(EXPORT_SIZE - 4096), 4096), // ends exactly at the end: served
+      ]),
+    );
     await settle();
     const replies = parseSimpleReplies(h.edge.bytes(), () => 4096);
-    expect(replies).toEqual([{ error: 22, cookie: 1n }, { error: 22, cookie: 2n }, { error: 22, cookie: 3n }, { error: 0, cookie: 4n }]);
+    expect(replies).toEqual([
+      { error: 22, cookie: 1n },
+      { error: 22, cookie: 2n },
+      { error: 22, cookie: 3n },
+      { error: 0, cookie: 4n },
+    ]);
     expect(h.reads).toEqual([{ offset: EXPORT_SIZE - 4096, length: 4096 }]);
-    expect(h.refusedRequests).toEqual([{ command: 'read', error: 'EINVAL' }, { command: 'read', error: 'EINVAL' }, { command: 'read', error: 'EINVAL' }]);
+    expect(h.refusedRequests).toEqual([
+      { command: 'read', error: 'EINVAL' },
+      { command: 'read', error: 'EINVAL' },
+      { command: 'read', error: 'EINVAL' },
+    ]);
   });
 
   it('fails a READ whose image read fails with EIO, and never sends a zero-error header for it', async () => {
-    const h = harness({ read: async () => { throw new Error('image ended early'); } });
+    const h = harness({
+      read: async () => {
+        throw new Error('image ended early');
+      },
+    });
     await attached(h);
     h.session.onData(request(Cmd.READ, 9n, 0n, 4096));
     await settle();
@@ -107,10 +157,21 @@ describe('NBD session', () => {
     const h = harness();
     await attached(h);
     const payload = Buffer.alloc(10000, 7);
-    const stream = Buffer.concat([request(Cmd.WRITE, 1n, 0n, payload.length), payload, request(Cmd.TRIM, 2n, 0n, 4096), request(Cmd.WRITE_ZEROES, 3n, 0n, 4096), request(Cmd.FLUSH, 4n, 0n, 0)]);
+    const stream = Buffer.concat([
+      request(Cmd.WRITE, 1n, 0n, payload.length),
+      payload,
+      request(Cmd.TRIM, 2n, 0n, 4096),
+      request(Cmd.WRITE_ZEROES, 3n, 0n, 4096),
+      request(Cmd.FLUSH, 4n, 0n, 0),
+    ]);
     for (let at = 0; at < stream.length; at += 999) h.session.onData(stream.subarray(at, at + 999));
     await settle();
-    expect(parseSimpleReplies(h.edge.bytes())).toEqual([{ error: 1, cookie: 1n }, { error: 1, cookie: 2n }, { error: 1, cookie: 3n }, { error: 0, cookie: 4n }]);
+    expect(parseSimpleReplies(h.edge.bytes())).toEqual([
+      { error: 1, cookie: 1n },
+      { error: 1, cookie: 2n },
+      { error: 1, cookie: 3n },
+      { error: 0, cookie: 4n },
+    ]);
     expect(h.refusedRequests.map((r) => `${r.command}/${r.error}`)).toEqual(['write/EPERM', 'trim/EPERM', 'write-zeroes/EPERM']);
     expect(h.protocolErrors).toEqual([]);
   });
@@ -191,7 +252,8 @@ describe('NBD session', () => {
   it('starts no READ whose bytes do not fit the shared read budget, beyond one per connection, and goes on as the budget frees', async () => {
     const budget = new ReadBudget(3 * 4096);
     const pendingReads: Array<() => void> = [];
-    const read: NbdExport['read'] = (_offset, length) => new Promise((resolve) => pendingReads.push(() => resolve(Buffer.alloc(length, 1))));
+    const read: NbdExport['read'] = (_offset, length) =>
+      new Promise((resolve) => pendingReads.push(() => resolve(Buffer.alloc(length, 1))));
     // Another connection already holds the whole budget.
     expect(budget.tryTake(3 * 4096, true)).toBe(true);
     const h = harness({ read, budget });

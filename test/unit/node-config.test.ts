@@ -53,7 +53,10 @@ c = NONE
   it('names the line of a malformed entry', () => {
     const r = parseLtsConf('[Default]\nGOOD = 1\nthis is not an assignment\n');
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.problems).toEqual([{ line: 3, message: 'expected "[section]", "KEY = value" or a # comment, got "this is not an assignment"' }]);
+    if (!r.ok)
+      expect(r.problems).toEqual([
+        { line: 3, message: 'expected "[section]", "KEY = value" or a # comment, got "this is not an assignment"' },
+      ]);
   });
 
   it('globs follow fnmatch: * ? and classes', () => {
@@ -64,8 +67,32 @@ c = NONE
   });
 
   it('orders keys exactly as GNU sort -V does', () => {
-    const keys = ['PREINIT_10_A', 'PREINIT_2_B', 'PREINIT_00_C', 'PREINIT_01_D', 'RCFILE_1a', 'RCFILE_1b', 'RCFILE_01', 'RCFILE_001', 'FSTAB_9', 'FSTAB_09_X', 'FSTAB_100', 'FSTAB_X', 'FSTAB_x', 'FSTAB__1', 'A1B2', 'A1B10', 'A01B3', 'A~1', 'A', 'A.1', 'A-1'];
-    const gnu = execFileSync('sort', ['-V'], { input: `${keys.join('\n')}\n`, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).trim().split('\n');
+    const keys = [
+      'PREINIT_10_A',
+      'PREINIT_2_B',
+      'PREINIT_00_C',
+      'PREINIT_01_D',
+      'RCFILE_1a',
+      'RCFILE_1b',
+      'RCFILE_01',
+      'RCFILE_001',
+      'FSTAB_9',
+      'FSTAB_09_X',
+      'FSTAB_100',
+      'FSTAB_X',
+      'FSTAB_x',
+      'FSTAB__1',
+      'A1B2',
+      'A1B10',
+      'A01B3',
+      'A~1',
+      'A',
+      'A.1',
+      'A-1',
+    ];
+    const gnu = execFileSync('sort', ['-V'], { input: `${keys.join('\n')}\n`, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } })
+      .trim()
+      .split('\n');
     expect([...keys].sort(compareVersionSort)).toEqual(gnu);
   });
 });
@@ -86,7 +113,8 @@ describe('configuration layering', () => {
   });
 
   it('a profile match by MAC prefix and by label', () => {
-    const c = parseConfig(`
+    const c = parseConfig(
+      `
 server: { address: 10.9.0.1, stateDir: /tmp/x }
 profiles:
   - { name: pis, match: { macPrefix: "DC-A6-32" }, image: pi-image }
@@ -94,7 +122,9 @@ profiles:
 nodes:
   - { mac: "dc:a6:32:00:00:01", hostname: p1 }
   - { mac: "52:54:00:00:00:09", hostname: g1, labels: { gpu: "yes" } }
-`, 'm.yaml');
+`,
+      'm.yaml',
+    );
     expect(findConfigNode(c, 'p1')).toMatchObject({ profiles: ['pis'], image: 'pi-image' });
     expect(findConfigNode(c, 'g1')).toMatchObject({ profiles: ['gpu'], labels: { gpu: 'yes', pool: 'gpu' } });
   });
@@ -112,14 +142,29 @@ nodes:
     const templates = new TemplateSet(undefined);
     const node = findConfigNode(config, 'node-1');
     const kube = config.kubernetes as NonNullable<typeof config.kubernetes>;
-    const v4 = parse(renderJoinConfiguration(templates, joinContext(node, kube, 'abcdef.0123456789abcdef'))) as { nodeRegistration: { kubeletExtraArgs: unknown } };
-    expect(v4.nodeRegistration.kubeletExtraArgs).toEqual([{ name: 'node-labels', value: 'farm=lab,kubernetes.io/arch=amd64,rack=r1,role=worker,zone=a' }]);
-    const v3: unknown = parse(renderJoinConfiguration(templates, joinContext(node, { ...kube, kubeadmApiVersion: 'kubeadm.k8s.io/v1beta3' }, 'abcdef.0123456789abcdef')));
+    const v4 = parse(renderJoinConfiguration(templates, joinContext(node, kube, 'abcdef.0123456789abcdef'))) as {
+      nodeRegistration: { kubeletExtraArgs: unknown };
+    };
+    expect(v4.nodeRegistration.kubeletExtraArgs).toEqual([
+      { name: 'node-labels', value: 'farm=lab,kubernetes.io/arch=amd64,rack=r1,role=worker,zone=a' },
+    ]);
+    const v3: unknown = parse(
+      renderJoinConfiguration(
+        templates,
+        joinContext(node, { ...kube, kubeadmApiVersion: 'kubeadm.k8s.io/v1beta3' }, 'abcdef.0123456789abcdef'),
+      ),
+    );
     expect(v3).toMatchObject({
       apiVersion: 'kubeadm.k8s.io/v1beta3',
       kind: 'JoinConfiguration',
-      discovery: { bootstrapToken: { apiServerEndpoint: '10.9.0.20:6443', token: 'abcdef.0123456789abcdef', caCertHashes: kube.caCertHashes } },
-      nodeRegistration: { name: 'node-1', taints: [{ key: 'dedicated', value: 'batch', effect: 'NoSchedule' }], kubeletExtraArgs: { 'node-labels': 'farm=lab,kubernetes.io/arch=amd64,rack=r1,role=worker,zone=a' } },
+      discovery: {
+        bootstrapToken: { apiServerEndpoint: '10.9.0.20:6443', token: 'abcdef.0123456789abcdef', caCertHashes: kube.caCertHashes },
+      },
+      nodeRegistration: {
+        name: 'node-1',
+        taints: [{ key: 'dedicated', value: 'batch', effect: 'NoSchedule' }],
+        kubeletExtraArgs: { 'node-labels': 'farm=lab,kubernetes.io/arch=amd64,rack=r1,role=worker,zone=a' },
+      },
     });
   });
 

@@ -25,15 +25,32 @@ describe('rendered artefacts (golden files, built CLI)', () => {
 
   it('covers every artefact of the three nodes', () => {
     expect(cases).toHaveLength(18);
-    expect(cases.filter((c) => !c.error).map((c) => `${c.node}.${c.artefact}`).sort()).toEqual([
-      'arm-1.grub.cfg', 'arm-1.ipxe', 'arm-1.join', 'arm-1.lts.conf',
-      'node-1.grub.cfg', 'node-1.ipxe', 'node-1.join', 'node-1.lts.conf',
-      'pi-1.cmdline.txt', 'pi-1.config.txt', 'pi-1.grub.cfg', 'pi-1.ipxe', 'pi-1.lts.conf',
+    expect(
+      cases
+        .filter((c) => !c.error)
+        .map((c) => `${c.node}.${c.artefact}`)
+        .sort(),
+    ).toEqual([
+      'arm-1.grub.cfg',
+      'arm-1.ipxe',
+      'arm-1.join',
+      'arm-1.lts.conf',
+      'node-1.grub.cfg',
+      'node-1.ipxe',
+      'node-1.join',
+      'node-1.lts.conf',
+      'pi-1.cmdline.txt',
+      'pi-1.config.txt',
+      'pi-1.grub.cfg',
+      'pi-1.ipxe',
+      'pi-1.lts.conf',
     ]);
   });
 
   it.each(cases)('$node $artefact', ({ file, node, artefact, error }) => {
-    const run = spawnSync(process.execPath, [CLI, 'render', '-c', path.join(FIXTURES, 'bootfarm.yaml'), '-n', node, artefact], { encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [CLI, 'render', '-c', path.join(FIXTURES, 'bootfarm.yaml'), '-n', node, artefact], {
+      encoding: 'utf8',
+    });
     const expected = readFileSync(path.join(expectedDir, file), 'utf8');
     if (error) {
       expect(run.status).toBe(2);

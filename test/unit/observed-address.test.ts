@@ -6,8 +6,19 @@ import type { NetworkInterfaceInfo } from 'node:os';
 import { judgeObservedAddress, servedNetworks } from '../../server/dhcp/server/observed-address.js';
 import { parseCidr, type Cidr } from '../../server/util/ipv4.js';
 
-const entry = (address: string, cidr: string): NetworkInterfaceInfo => ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: false, cidr });
-const INTERFACES = { lo: [entry('127.0.0.1', '127.0.0.1/8')], eth0: [entry('10.9.0.1', '10.9.0.1/24')], eth1: [entry('192.168.5.1', '192.168.5.1/24')] };
+const entry = (address: string, cidr: string): NetworkInterfaceInfo => ({
+  address,
+  netmask: '255.255.255.0',
+  family: 'IPv4',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr,
+});
+const INTERFACES = {
+  lo: [entry('127.0.0.1', '127.0.0.1/8')],
+  eth0: [entry('10.9.0.1', '10.9.0.1/24')],
+  eth1: [entry('192.168.5.1', '192.168.5.1/24')],
+};
 const SERVED = [parseCidr('10.9.0.0/24') as Cidr];
 
 describe('the served networks', () => {
@@ -27,7 +38,7 @@ describe('an address a REQUEST asserts', () => {
     expect(judgeObservedAddress('10.9.0.57', '10.9.0.57', false, SERVED, '10.9.0.1')).toEqual({ ok: true });
   });
 
-  it('is refused off the served networks, as their network or broadcast address, or as bootfarm\'s own', () => {
+  it("is refused off the served networks, as their network or broadcast address, or as bootfarm's own", () => {
     for (const claimed of ['10.77.0.5', '192.168.5.20', '10.9.0.0', '10.9.0.255', '10.9.0.1']) {
       expect(judgeObservedAddress(claimed, '0.0.0.0', false, SERVED, '10.9.0.1')).toEqual({ ok: false, reason: 'off-subnet' });
     }

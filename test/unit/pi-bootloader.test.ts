@@ -7,8 +7,15 @@
 import { describe, expect, it } from 'vitest';
 import { decodePacket, encodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import {
-  readClientArch, readClientMachineId, readClientNdi, readMessageType, readParameterRequestList, readRaspberryPiMachineId,
-  readRequestedIp, readServerId, readVendorClass,
+  readClientArch,
+  readClientMachineId,
+  readClientNdi,
+  readMessageType,
+  readParameterRequestList,
+  readRaspberryPiMachineId,
+  readRequestedIp,
+  readServerId,
+  readVendorClass,
 } from '../../server/dhcp/codec/readers.js';
 import { autoInitramfsName, parseConfigTxt } from '../../server/lab/pi/config-txt.js';
 import { PI_PARAMETER_REQUEST_LIST, buildDiscover, buildRequest } from '../../server/lab/pi/dhcp-build.js';
@@ -31,15 +38,19 @@ function decodeOk(buf: Buffer): DhcpPacket {
 /** The canonical option 43 of boot-net.adoc's capture: 06 01 03 | 0a 04 00 "PXE" | 09 14 00 00 11 "Raspberry Pi Boot" | ff */
 const CANONICAL_43 = Buffer.concat([
   Buffer.from('060103', 'hex'),
-  Buffer.from('0a0400', 'hex'), Buffer.from('PXE', 'latin1'),
-  Buffer.from('0914000011', 'hex'), Buffer.from('Raspberry Pi Boot', 'latin1'),
+  Buffer.from('0a0400', 'hex'),
+  Buffer.from('PXE', 'latin1'),
+  Buffer.from('0914000011', 'hex'),
+  Buffer.from('Raspberry Pi Boot', 'latin1'),
   Buffer.from('ff', 'hex'),
 ]);
 /** The LTSP / Pi 3B form with three trailing spaces: sub-option 9 is 09 17 00 00 14 + 20 chars. */
 const SPACED_43 = Buffer.concat([
   Buffer.from('060103', 'hex'),
-  Buffer.from('0a0400', 'hex'), Buffer.from('PXE', 'latin1'),
-  Buffer.from('0917000014', 'hex'), Buffer.from('Raspberry Pi Boot   ', 'latin1'),
+  Buffer.from('0a0400', 'hex'),
+  Buffer.from('PXE', 'latin1'),
+  Buffer.from('0917000014', 'hex'),
+  Buffer.from('Raspberry Pi Boot   ', 'latin1'),
   Buffer.from('ff', 'hex'),
 ]);
 
@@ -85,7 +96,13 @@ describe('DISCOVER', () => {
 
   it('Pi 5 sends "RPi5" and its own board revision', () => {
     const pi5 = decodeOk(buildDiscover(makeIdentity(MAC, '00c0ffee', 5), XID));
-    expect(readRaspberryPiMachineId(pi5.options)).toEqual({ fourcc: 'RPi5', model: 5, boardRevision: 0x00d04170, macLow: '32010203', serial: '00c0ffee' });
+    expect(readRaspberryPiMachineId(pi5.options)).toEqual({
+      fourcc: 'RPi5',
+      model: 5,
+      boardRevision: 0x00d04170,
+      macLow: '32010203',
+      serial: '00c0ffee',
+    });
     expect(readClientArch(pi5.options)).toEqual([0]);
     expect(readVendorClass(pi5.options)).toBe('PXEClient:Arch:00000:UNDI:002001');
   });
@@ -165,13 +182,30 @@ describe('option 43', () => {
 describe('OFFER judgement, with the OFFER encoded by bootfarm', () => {
   function offer(options: Array<[number, Buffer]>, siaddr = '10.98.0.1', yiaddr = '10.98.0.57'): Buffer {
     return encodePacket({
-      op: 2, htype: 1, hlen: 6, hops: 0, xid: XID, secs: 0, flags: 0x8000, ciaddr: '0.0.0.0', yiaddr, siaddr, giaddr: '0.0.0.0',
-      chaddr: Buffer.from('dca632010203', 'hex'), sname: '', file: '', options: new Map(options),
+      op: 2,
+      htype: 1,
+      hlen: 6,
+      hops: 0,
+      xid: XID,
+      secs: 0,
+      flags: 0x8000,
+      ciaddr: '0.0.0.0',
+      yiaddr,
+      siaddr,
+      giaddr: '0.0.0.0',
+      chaddr: Buffer.from('dca632010203', 'hex'),
+      sname: '',
+      file: '',
+      options: new Map(options),
     }).buffer;
   }
   const base: Array<[number, Buffer]> = [
-    [53, Buffer.of(2)], [54, Buffer.from([10, 98, 0, 1])], [51, Buffer.from([0, 0, 0x0e, 0x10])], [1, Buffer.from([255, 255, 255, 0])],
-    [60, Buffer.from('PXEClient')], [43, SPACED_43],
+    [53, Buffer.of(2)],
+    [54, Buffer.from([10, 98, 0, 1])],
+    [51, Buffer.from([0, 0, 0x0e, 0x10])],
+    [1, Buffer.from([255, 255, 255, 0])],
+    [60, Buffer.from('PXEClient')],
+    [43, SPACED_43],
   ];
   const judge = (buf: Buffer) => {
     const parsed = parseDhcpMessage(buf);
@@ -202,7 +236,13 @@ describe('OFFER judgement, with the OFFER encoded by bootfarm', () => {
   });
 
   it('sees a proxyDHCP offer as boot-only', () => {
-    const v = judge(offer(base.filter(([c]) => c !== 51 && c !== 1), '10.98.0.1', '0.0.0.0'));
+    const v = judge(
+      offer(
+        base.filter(([c]) => c !== 51 && c !== 1),
+        '10.98.0.1',
+        '0.0.0.0',
+      ),
+    );
     expect(v.addressUsable).toBe(false);
     expect(v.bootUsable).toBe(true);
   });
@@ -211,13 +251,32 @@ describe('OFFER judgement, with the OFFER encoded by bootfarm', () => {
 describe('TFTP packets', () => {
   it('the Pi 4 RRQ is exactly 00 01 path 00 octet 00 tsize 00 0 00 blksize 00 1024 00', () => {
     const expected = Buffer.concat([
-      Buffer.of(0, 1), Buffer.from('1234abcd/start4.elf'), Buffer.of(0), Buffer.from('octet'), Buffer.of(0),
-      Buffer.from('tsize'), Buffer.of(0), Buffer.from('0'), Buffer.of(0), Buffer.from('blksize'), Buffer.of(0), Buffer.from('1024'), Buffer.of(0),
+      Buffer.of(0, 1),
+      Buffer.from('1234abcd/start4.elf'),
+      Buffer.of(0),
+      Buffer.from('octet'),
+      Buffer.of(0),
+      Buffer.from('tsize'),
+      Buffer.of(0),
+      Buffer.from('0'),
+      Buffer.of(0),
+      Buffer.from('blksize'),
+      Buffer.of(0),
+      Buffer.from('1024'),
+      Buffer.of(0),
     ]);
     expect(buildPiRrq('1234abcd/start4.elf', 1024).equals(expected)).toBe(true);
     expect(buildPiRrq('config.txt', 1024).toString('latin1')).toBe('\0\x01config.txt\0octet\0tsize\x000\0blksize\x001024\0');
     const back = parseTftpPacket(buildPiRrq('config.txt', 1468));
-    expect(back).toEqual({ op: 'RRQ', filename: 'config.txt', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468']] });
+    expect(back).toEqual({
+      op: 'RRQ',
+      filename: 'config.txt',
+      mode: 'octet',
+      options: [
+        ['tsize', '0'],
+        ['blksize', '1468'],
+      ],
+    });
   });
 
   it('ACK wraps block numbers at 16 bits and ERROR 0 is "Early terminate"', () => {
@@ -231,29 +290,57 @@ describe('TFTP packets', () => {
     const data = Buffer.concat([Buffer.from('00030007', 'hex'), Buffer.alloc(10, 7)]);
     const d = parseTftpPacket(data);
     expect(d.op === 'DATA' && d.block === 7 && d.data.length === 10).toBe(true);
-    expect(parseTftpPacket(Buffer.from('\0\x06tsize\x0037\0blksize\x001024\0', 'latin1'))).toEqual({ op: 'OACK', options: [['tsize', '37'], ['blksize', '1024']] });
+    expect(parseTftpPacket(Buffer.from('\0\x06tsize\x0037\0blksize\x001024\0', 'latin1'))).toEqual({
+      op: 'OACK',
+      options: [
+        ['tsize', '37'],
+        ['blksize', '1024'],
+      ],
+    });
     expect(parseTftpPacket(Buffer.from('\0\x06tsize\x0037', 'latin1')).op).toBe('invalid');
     expect(parseTftpPacket(Buffer.from('\0\x06tsize\0', 'latin1')).op).toBe('invalid');
   });
 
   it('checks the OACK against what was asked (RFC 2347/2348/2349)', () => {
-    const asked: Array<[string, string]> = [['tsize', '0'], ['blksize', '1024']];
-    expect(checkOack(asked, [['TSIZE', '2097152'], ['BlkSize', '1024']])).toEqual({ ok: true, blksize: 1024, tsize: 2097152, accepted: ['tsize', 'blksize'] });
+    const asked: Array<[string, string]> = [
+      ['tsize', '0'],
+      ['blksize', '1024'],
+    ];
+    expect(
+      checkOack(asked, [
+        ['TSIZE', '2097152'],
+        ['BlkSize', '1024'],
+      ]),
+    ).toEqual({ ok: true, blksize: 1024, tsize: 2097152, accepted: ['tsize', 'blksize'] });
     expect(checkOack(asked, [['tsize', '5']])).toEqual({ ok: true, blksize: 512, tsize: 5, accepted: ['tsize'] });
     expect(checkOack(asked, [['blksize', '512']]).ok).toBe(true);
     expect(checkOack(asked, [['blksize', '1468']]).ok).toBe(false);
     expect(checkOack(asked, [['windowsize', '4']]).ok).toBe(false);
-    expect(checkOack(asked, [['tsize', '1'], ['tsize', '1']]).ok).toBe(false);
+    expect(
+      checkOack(asked, [
+        ['tsize', '1'],
+        ['tsize', '1'],
+      ]).ok,
+    ).toBe(false);
     expect(checkOack(asked, [['tsize', 'big']]).ok).toBe(false);
   });
 });
 
 describe('config.txt', () => {
   it('finds kernel, initramfs, overlays and honours [piN] sections', () => {
-    const cfg = parseConfigTxt([
-      '# comment', 'kernel=vmlinuz-pi', 'initramfs initrd.img followkernel', 'dtoverlay=vc4-kms-v3d,cma-256',
-      '[pi5]', 'kernel=kernel_2712.img', '[all]', 'cmdline=cmd.txt',
-    ].join('\n'), 4);
+    const cfg = parseConfigTxt(
+      [
+        '# comment',
+        'kernel=vmlinuz-pi',
+        'initramfs initrd.img followkernel',
+        'dtoverlay=vc4-kms-v3d,cma-256',
+        '[pi5]',
+        'kernel=kernel_2712.img',
+        '[all]',
+        'cmdline=cmd.txt',
+      ].join('\n'),
+      4,
+    );
     expect(cfg.kernel).toBe('vmlinuz-pi');
     expect(cfg.initramfs).toBe('initrd.img');
     expect(cfg.overlays).toEqual(['vc4-kms-v3d']);

@@ -16,19 +16,31 @@ describe('state store: compaction', () => {
     try {
       const dir = path.join(work, 'state');
       const trace = path.join(work, 'trace');
-      const r = await run('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat,fsync,fdatasync,rename,ftruncate',
-        process.execPath, ...nodeArgs(path.join(REPO_ROOT, 'test/lib/state-compactor.ts'), [dir])]);
+      const r = await run('strace', [
+        '-f',
+        '-qq',
+        '-o',
+        trace,
+        '-e',
+        'trace=openat,fsync,fdatasync,rename,ftruncate',
+        process.execPath,
+        ...nodeArgs(path.join(REPO_ROOT, 'test/lib/state-compactor.ts'), [dir]),
+      ]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe('done\n');
       // "PID syscall(args) = result", or split into "<unfinished ...>" / "<... resumed>".
-      const calls = readFileSync(trace, 'utf8').split('\n').map((l) => l.replace(/^\d+\s+/, ''));
+      const calls = readFileSync(trace, 'utf8')
+        .split('\n')
+        .map((l) => l.replace(/^\d+\s+/, ''));
       const index = (test: (l: string) => boolean, from = 0) => {
         const i = calls.findIndex((l, n) => n >= from && test(l));
         expect(i, `not in the trace after line ${from}`).toBeGreaterThanOrEqual(0);
         return i;
       };
       const fdOf = (line: string) => Number(/= (\d+)$/.exec(line)?.[1]);
-      const tmpOpen = index((l) => l.startsWith('openat(') && l.includes(`"${dir}/state.snapshot`) && l.includes('.tmp"') && l.includes('O_CREAT'));
+      const tmpOpen = index(
+        (l) => l.startsWith('openat(') && l.includes(`"${dir}/state.snapshot`) && l.includes('.tmp"') && l.includes('O_CREAT'),
+      );
       const tmpFd = fdOf(calls[tmpOpen] as string);
       const tmpSync = index((l) => l.startsWith(`fsync(${tmpFd}`) || l.startsWith(`fdatasync(${tmpFd}`), tmpOpen);
       const renamed = index((l) => l.startsWith(`rename("${dir}/state.snapshot`), tmpSync);

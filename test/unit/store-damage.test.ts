@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileStore, type LeaseRecord } from '../../server/store/store.js';
 
-const lease = (i: number): LeaseRecord => ({ ip: `10.9.${i >> 8}.${i & 255}`, key: `k${i}`, mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, state: 'bound', expiresAt: 1_900_000_000_000, updatedAt: i });
+const lease = (i: number): LeaseRecord => ({
+  ip: `10.9.${i >> 8}.${i & 255}`,
+  key: `k${i}`,
+  mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+  state: 'bound',
+  expiresAt: 1_900_000_000_000,
+  updatedAt: i,
+});
 
 /** Writes `count` leases through the store itself, then closes it. */
 async function writeLeases(dir: string, count: number, compactAfter?: number): Promise<void> {
@@ -39,7 +46,9 @@ describe('state store: damaged files', () => {
     const bytes = readFileSync(journal);
     bytes[at] = (bytes[at] as number) ^ 0x04;
     writeFileSync(journal, bytes);
-    await expect(FileStore.open(dir, [])).rejects.toThrow(`${journal} is damaged at byte ${lineOffset(journal, 7)} (line 8): checksum mismatch`);
+    await expect(FileStore.open(dir, [])).rejects.toThrow(
+      `${journal} is damaged at byte ${lineOffset(journal, 7)} (line 8): checksum mismatch`,
+    );
     await expect(FileStore.open(dir, [])).rejects.toThrow(/run: bootfarm serve --repair/);
   });
 
@@ -57,7 +66,9 @@ describe('state store: damaged files', () => {
     const lines = readFileSync(journal, 'utf8').split('\n');
     lines.splice(10, 1);
     writeFileSync(journal, lines.join('\n'));
-    await expect(FileStore.open(dir, [])).rejects.toThrow(`${journal} is damaged at byte ${lineOffset(journal, 10)} (line 11): records 10-10 are missing (a gap)`);
+    await expect(FileStore.open(dir, [])).rejects.toThrow(
+      `${journal} is damaged at byte ${lineOffset(journal, 10)} (line 11): records 10-10 are missing (a gap)`,
+    );
   });
 
   it('refuses a snapshot cut short, and one with a flipped bit', async () => {
@@ -65,12 +76,16 @@ describe('state store: damaged files', () => {
     const snapshot = path.join(dir, 'state.snapshot');
     const whole = readFileSync(snapshot);
     truncateSync(snapshot, lineOffset(snapshot, 6) + 10);
-    await expect(FileStore.open(dir, [])).rejects.toThrow(`${snapshot} is damaged at byte ${lineOffset(snapshot, 6)} (line 7): the last line has no newline: the snapshot was cut short`);
+    await expect(FileStore.open(dir, [])).rejects.toThrow(
+      `${snapshot} is damaged at byte ${lineOffset(snapshot, 6)} (line 7): the last line has no newline: the snapshot was cut short`,
+    );
     const flipped = Buffer.from(whole);
     const at = lineOffset(snapshot, 3) + 20;
     flipped[at] = (flipped[at] as number) ^ 0x01;
     writeFileSync(snapshot, flipped);
-    await expect(FileStore.open(dir, [])).rejects.toThrow(`${snapshot} is damaged at byte ${lineOffset(snapshot, 3)} (line 4): checksum mismatch`);
+    await expect(FileStore.open(dir, [])).rejects.toThrow(
+      `${snapshot} is damaged at byte ${lineOffset(snapshot, 3)} (line 4): checksum mismatch`,
+    );
     // Whole lines gone from the end (the trailer too): named as cut short.
     writeFileSync(snapshot, whole.subarray(0, lineOffset(snapshot, 5)));
     await expect(FileStore.open(dir, [])).rejects.toThrow(/the snapshot ends without its trailer after 4 records: it was cut short/);
@@ -88,7 +103,12 @@ describe('state store: damaged files', () => {
     // The torn tail was cut off, not glued to the next record: the journal is whole.
     const second = await FileStore.open(dir, []);
     expect(second.skippedLines).toBe(0);
-    expect(second.store.leases().map((l) => l.updatedAt).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 100]);
+    expect(
+      second.store
+        .leases()
+        .map((l) => l.updatedAt)
+        .sort((a, b) => a - b),
+    ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 100]);
     await second.store.close();
   });
 
@@ -125,11 +145,17 @@ describe('state store: damaged files', () => {
     writeFileSync(journal, bytes);
     const damaged = Buffer.from(bytes);
     const warnings: Array<{ obj: Record<string, unknown>; msg: string }> = [];
-    const logger = { info: () => undefined, warn: (obj: Record<string, unknown>, msg: string) => warnings.push({ obj, msg }), error: () => undefined };
+    const logger = {
+      info: () => undefined,
+      warn: (obj: Record<string, unknown>, msg: string) => warnings.push({ obj, msg }),
+      error: () => undefined,
+    };
     const opened = await FileStore.open(dir, [], false, { repair: true, logger: logger as never });
     expect(opened.store.leases()).toHaveLength(19);
     expect(opened.store.leaseByIp(lease(12).ip)).toBeUndefined();
-    expect(opened.load.repaired?.damage).toEqual([{ file: journal, offset: damagedLine, line: 13, reason: expect.stringContaining('checksum mismatch') }]);
+    expect(opened.load.repaired?.damage).toEqual([
+      { file: journal, offset: damagedLine, line: 13, reason: expect.stringContaining('checksum mismatch') },
+    ]);
     const aside = readdirSync(dir).filter((f) => f.startsWith('state.journal.damaged-'));
     expect(aside).toHaveLength(1);
     expect(readFileSync(path.join(dir, aside[0] as string))).toEqual(damaged);

@@ -14,15 +14,24 @@ import { Metrics } from '../../server/metrics.js';
 import type { ClientIdentity } from '../../server/boot/identity.js';
 
 const t0 = Date.parse('2026-01-01T00:00:00Z');
-const macOf = (i: number) => `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const macOf = (i: number) =>
+  `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const machine = (i: number, seenAt = t0 + i * 1000, piSerial?: string): DiscoveredMachine => ({
-  mac: macOf(i), arch: 'amd64', firmware: 'uefi', piSerial, piModel: undefined, firstSeen: new Date(t0).toISOString(), lastSeen: new Date(seenAt).toISOString(),
+  mac: macOf(i),
+  arch: 'amd64',
+  firmware: 'uefi',
+  piSerial,
+  piModel: undefined,
+  firstSeen: new Date(t0).toISOString(),
+  lastSeen: new Date(seenAt).toISOString(),
 });
 const metricValue = async (metrics: Metrics, name: string) => (await metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value;
 
 describe('state store: discovered machines', () => {
   let dir: string;
-  beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-disc-')); });
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-disc-'));
+  });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('keeps at most maxDiscovered, evicting the one seen longest ago, and counts evictions', async () => {
@@ -76,8 +85,17 @@ describe('state store: discovered machines', () => {
     let now = t0;
     const inventory = new Inventory({ config }, store, () => now);
     const identity = (i: number): ClientIdentity => ({
-      mac: macOf(i), leaseKey: macOf(i), vendorClass: 'PXEClient', archCodes: [7], archCode: 7, cpu: 'x86_64', firmware: 'uefi',
-      wantsNetboot: true, ipxe: undefined, raspberryPi: undefined, machineId: undefined,
+      mac: macOf(i),
+      leaseKey: macOf(i),
+      vendorClass: 'PXEClient',
+      archCodes: [7],
+      archCode: 7,
+      cpu: 'x86_64',
+      firmware: 'uefi',
+      wantsNetboot: true,
+      ipxe: undefined,
+      raspberryPi: undefined,
+      machineId: undefined,
     });
     for (let i = 0; i < 2000; i++) {
       now += 10;

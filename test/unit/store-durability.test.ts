@@ -18,7 +18,11 @@ describe('store durability', () => {
     const acknowledged = new Set<string>();
     try {
       for (let round = 0; round < 5; round++) {
-        const writer = Background.start(process.execPath, nodeArgs(path.join(REPO_ROOT, 'test/lib/lease-writer.ts'), [dir]), 'lease-writer');
+        const writer = Background.start(
+          process.execPath,
+          nodeArgs(path.join(REPO_ROOT, 'test/lib/lease-writer.ts'), [dir]),
+          'lease-writer',
+        );
         await writer.waitFor((l) => l.startsWith('committed'), 20_000, 'first commit');
         await new Promise((r) => setTimeout(r, 200 + Math.floor(rnd() * 1500)));
         writer.child.kill('SIGKILL');

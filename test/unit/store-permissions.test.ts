@@ -26,7 +26,8 @@ describe('state store: permissions', () => {
     const dir = path.join(parent, 'state');
     const { store } = await FileStore.open(dir, [], false, { compactAfter: 5 });
     // Past compactAfter: a snapshot is written (its tmp file's mode: test/unit/store-compaction.test.ts).
-    for (let i = 0; i < 12; i++) await store.putLease({ ip: `10.9.0.${i}`, key: `k${i}`, mac: `m${i}`, state: 'bound', expiresAt: 1, updatedAt: i });
+    for (let i = 0; i < 12; i++)
+      await store.putLease({ ip: `10.9.0.${i}`, key: `k${i}`, mac: `m${i}`, state: 'bound', expiresAt: 1, updatedAt: i });
     await store.close();
     expect(readdirSync(dir).sort()).toEqual(['state.journal', 'state.snapshot']);
     expect(mode(dir)).toBe('700');
@@ -38,7 +39,11 @@ describe('state store: permissions', () => {
     const dir = path.join(parent, 'state');
     mkdirSync(dir, { mode: 0o755 });
     chmodSync(dir, 0o755);
-    writeFileSync(path.join(dir, 'state.journal'), `${JSON.stringify({ t: 'lease', lease: { ip: '10.9.0.5', key: 'k', mac: 'm', state: 'bound', expiresAt: 1, updatedAt: 1 } })}\n`, { mode: 0o644 });
+    writeFileSync(
+      path.join(dir, 'state.journal'),
+      `${JSON.stringify({ t: 'lease', lease: { ip: '10.9.0.5', key: 'k', mac: 'm', state: 'bound', expiresAt: 1, updatedAt: 1 } })}\n`,
+      { mode: 0o644 },
+    );
     writeFileSync(path.join(dir, 'state.snapshot.json'), '[]', { mode: 0o644 });
     const warnings: string[] = [];
     const logger = { info: () => undefined, warn: (_obj: unknown, msg: string) => warnings.push(msg), error: () => undefined };

@@ -10,7 +10,16 @@ const wire = (...strings: string[]) => Buffer.concat([Buffer.from([0, 6]), ...st
 
 describe('TFTP option negotiation', () => {
   it('clamps blksize and windowsize, OACKs tsize, and ignores a timeout above the limit (exact OACK bytes)', () => {
-    const n = negotiate([['BlkSize', '65464'], ['tsize', '0'], ['timeout', '255'], ['windowsize', '65535']], 123456, limits);
+    const n = negotiate(
+      [
+        ['BlkSize', '65464'],
+        ['tsize', '0'],
+        ['timeout', '255'],
+        ['windowsize', '65535'],
+      ],
+      123456,
+      limits,
+    );
     expect(encodeOack(n.oack)).toEqual(wire('BlkSize', '1468', 'tsize', '123456', 'windowsize', '64'));
     expect(n).toMatchObject({ blockSize: 1468, windowSize: 64, timeoutMs: 1000, ignored: ['timeout'] });
   });
@@ -25,7 +34,14 @@ describe('TFTP option negotiation', () => {
   });
 
   it('echoes a timeout within tftp.maxTimeoutSeconds and uses it', () => {
-    const n = negotiate([['timeout', '5'], ['timeout', '200']], 10, limits);
+    const n = negotiate(
+      [
+        ['timeout', '5'],
+        ['timeout', '200'],
+      ],
+      10,
+      limits,
+    );
     expect(encodeOack(n.oack)).toEqual(wire('timeout', '5'));
     expect(n.timeoutMs).toBe(5000);
   });

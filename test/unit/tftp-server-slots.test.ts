@@ -22,7 +22,9 @@ function files(behaviour: (path: string) => 'ok' | 'missing' | 'resolve-throws' 
       if (b === 'resolve-throws') throw new Error('resolver broke');
       if (b === 'missing') return { found: false, denied: false, detail: 'no such file' };
       return {
-        found: true, from: 'test', size: FILE.length,
+        found: true,
+        from: 'test',
+        size: FILE.length,
         open: async (): Promise<FileSource> => {
           if (b === 'open-throws') throw new Error('EACCES');
           return { size: FILE.length, read: (o, l) => FILE.subarray(o, o + l), release: () => undefined };
@@ -41,7 +43,12 @@ afterEach(async () => {
 
 async function startServer(maxTransfers: number, maxTransfersPerClient: number, resolver: TftpFiles) {
   const metrics = new Metrics();
-  const server = new TftpServer({ port: 0, addresses: ['127.0.0.1'], limits: DEFAULT_TFTP_LIMITS, maxTransfers, maxTransfersPerClient }, resolver, pino({ level: 'silent' }), metrics);
+  const server = new TftpServer(
+    { port: 0, addresses: ['127.0.0.1'], limits: DEFAULT_TFTP_LIMITS, maxTransfers, maxTransfersPerClient },
+    resolver,
+    pino({ level: 'silent' }),
+    metrics,
+  );
   await server.start();
   running.push(server);
   return { server, metrics, port: server.listening()[0]?.port ?? 0 };
@@ -65,7 +72,10 @@ async function burst(port: number, count: number, address = '127.0.0.1', file = 
   for (const c of clients) c.socket.send(encodeRequest('rrq', file, 'octet'), port, '127.0.0.1');
   await vi.waitUntil(() => clients.every((c) => c.reply()), { timeout: 5000 });
   const started = clients.filter((c) => c.reply()?.packet.op === 'data');
-  const busy = clients.filter((c) => { const r = c.reply()?.packet; return r?.op === 'error' && r.message === 'server busy, retry later'; });
+  const busy = clients.filter((c) => {
+    const r = c.reply()?.packet;
+    return r?.op === 'error' && r.message === 'server busy, retry later';
+  });
   return { clients, started, busy };
 }
 
@@ -73,7 +83,11 @@ const gauge = async (metrics: Metrics) => (await metrics.tftpTransfersInFlight.g
 
 describe('TFTP transfer slots', () => {
   it('a burst of 40 read requests starts exactly tftp.maxTransfers (4); the rest are answered busy', async () => {
-    const { server, metrics, port } = await startServer(4, 100, files(() => 'ok'));
+    const { server, metrics, port } = await startServer(
+      4,
+      100,
+      files(() => 'ok'),
+    );
     const { started, busy } = await burst(port, 40);
     expect(started).toHaveLength(4);
     expect(busy).toHaveLength(36);
@@ -87,7 +101,11 @@ describe('TFTP transfer slots', () => {
   });
 
   it('one client address holds at most tftp.maxTransfersPerClient (3); another address has its own', async () => {
-    const { server, metrics, port } = await startServer(100, 3, files(() => 'ok'));
+    const { server, metrics, port } = await startServer(
+      100,
+      3,
+      files(() => 'ok'),
+    );
     const first = await burst(port, 10, '127.0.0.1');
     expect(first.started).toHaveLength(3);
     expect(first.busy).toHaveLength(7);
@@ -100,10 +118,14 @@ describe('TFTP transfer slots', () => {
 
   it('not found, a resolver that throws and an open that fails each give the slot back', async () => {
     let brokenResolved = 0;
-    const { server, port } = await startServer(2, 2, files((p) => {
-      if (p === 'broken') brokenResolved++;
-      return p === 'gone' ? 'missing' : p === 'broken' ? 'resolve-throws' : p === 'locked' ? 'open-throws' : 'ok';
-    }));
+    const { server, port } = await startServer(
+      2,
+      2,
+      files((p) => {
+        if (p === 'broken') brokenResolved++;
+        return p === 'gone' ? 'missing' : p === 'broken' ? 'resolve-throws' : p === 'locked' ? 'open-throws' : 'ok';
+      }),
+    );
     for (const name of ['gone', 'locked', 'gone', 'locked']) {
       const r = await burst(port, 1, '127.0.0.1', name);
       expect(r.clients[0]?.reply()?.packet).toMatchObject({ op: 'error', code: 1 });

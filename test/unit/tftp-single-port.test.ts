@@ -15,10 +15,13 @@ import { Metrics } from '../../server/metrics.js';
 const FILE = randomBytes(40_000 + 77);
 
 const files: TftpFiles = {
-  resolve: () => Promise.resolve({
-    found: true, from: 'test', size: FILE.length,
-    open: () => Promise.resolve({ size: FILE.length, read: (o: number, l: number) => FILE.subarray(o, o + l), release: () => undefined }),
-  }),
+  resolve: () =>
+    Promise.resolve({
+      found: true,
+      from: 'test',
+      size: FILE.length,
+      open: () => Promise.resolve({ size: FILE.length, read: (o: number, l: number) => FILE.subarray(o, o + l), release: () => undefined }),
+    }),
 };
 
 const running: TftpServer[] = [];
@@ -30,7 +33,12 @@ afterEach(async () => {
 
 async function startServer(maxTransfersPerClient = 8) {
   const metrics = new Metrics();
-  const server = new TftpServer({ port: 0, addresses: ['127.0.0.1'], limits: DEFAULT_TFTP_LIMITS, maxTransfers: 100, maxTransfersPerClient, singlePort: true }, files, pino({ level: 'silent' }), metrics);
+  const server = new TftpServer(
+    { port: 0, addresses: ['127.0.0.1'], limits: DEFAULT_TFTP_LIMITS, maxTransfers: 100, maxTransfersPerClient, singlePort: true },
+    files,
+    pino({ level: 'silent' }),
+    metrics,
+  );
   await server.start();
   running.push(server);
   return { server, metrics, port: server.listening()[0]?.port ?? 0 };
@@ -50,12 +58,19 @@ async function client() {
     const p = parseTftpPacket(msg);
     if (!p.ok) return;
     const reply = { packet: p.packet, port: rinfo.port };
-    if (waiting) { waiting(reply); waiting = undefined; } else queue.push(reply);
+    if (waiting) {
+      waiting(reply);
+      waiting = undefined;
+    } else queue.push(reply);
   });
   // Resolves on the datagram itself (polling would cost an interval per block); vitest's test timeout bounds a lost one.
   const next = (): Promise<Reply> => {
     const queued = queue.shift();
-    return queued ? Promise.resolve(queued) : new Promise((resolve) => { waiting = resolve; });
+    return queued
+      ? Promise.resolve(queued)
+      : new Promise((resolve) => {
+          waiting = resolve;
+        });
   };
   return { socket: s, next, seen: () => seen };
 }

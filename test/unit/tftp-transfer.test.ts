@@ -13,14 +13,21 @@ const plain: Negotiated = { blockSize: 512, windowSize: 1, timeoutMs: 1000, oack
 
 class CountingSource implements FileSource {
   releases = 0;
-  constructor(private readonly data: Buffer, private readonly failRead?: 'throw' | 'reject') {}
-  get size(): number { return this.data.length; }
+  constructor(
+    private readonly data: Buffer,
+    private readonly failRead?: 'throw' | 'reject',
+  ) {}
+  get size(): number {
+    return this.data.length;
+  }
   read(offset: number, length: number): Buffer | Promise<Buffer> {
     if (this.failRead === 'throw') throw new Error('EIO: disk gone');
     if (this.failRead === 'reject') return Promise.reject(new Error('EIO: disk gone'));
     return this.data.subarray(offset, offset + length);
   }
-  release(): void { this.releases++; }
+  release(): void {
+    this.releases++;
+  }
 }
 
 type SendMode = 'ok' | 'async-error' | 'throw';
@@ -29,14 +36,18 @@ type SendMode = 'ok' | 'async-error' | 'throw';
 class FakeSocket extends EventEmitter {
   sent: Array<{ packet: Buffer; port: number; address: string }> = [];
   closes = 0;
-  constructor(private readonly mode: SendMode = 'ok') { super(); }
+  constructor(private readonly mode: SendMode = 'ok') {
+    super();
+  }
   send(parts: Buffer | Buffer[], port: number, address: string, callback?: (err: Error | null) => void): void {
     if (this.mode === 'throw') throw Object.assign(new Error('Not running'), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
     this.sent.push({ packet: Buffer.concat(Array.isArray(parts) ? parts : [parts]), port, address });
     const err = this.mode === 'async-error' ? Object.assign(new Error('send EPERM'), { code: 'EPERM' }) : null;
     queueMicrotask(() => callback?.(err));
   }
-  close(): void { this.closes++; }
+  close(): void {
+    this.closes++;
+  }
 }
 
 function observe() {
@@ -50,14 +61,21 @@ function observe() {
 const peer = { address: '127.0.0.1', port: 40000 };
 
 describe('TFTP transfer failure paths', () => {
-  afterEach(() => { vi.useRealTimers(); });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
   it('a datagram from source port 0 to the transfer port is dropped without a reply and without throwing (real socket)', async () => {
     const server = dgram.createSocket('udp4');
     const client = dgram.createSocket('udp4');
     await Promise.all([new Promise<void>((r) => server.bind(0, '127.0.0.1', r)), new Promise<void>((r) => client.bind(0, '127.0.0.1', r))]);
     const received: Buffer[] = [];
-    const got = new Promise<void>((resolve) => client.on('message', (m) => { received.push(m); resolve(); }));
+    const got = new Promise<void>((resolve) =>
+      client.on('message', (m) => {
+        received.push(m);
+        resolve();
+      }),
+    );
     const source = new CountingSource(Buffer.from('hello'));
     const o = observe();
     const transfer = new Transfer(server, { address: '127.0.0.1', port: client.address().port }, source, plain, o.onEnd, o.observer);
@@ -82,10 +100,22 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket();
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
-    const transfer = new Transfer(socket as unknown as TransferSocket, { address: '10.9.0.2', port: 0 }, source, plain, o.onEnd, o.observer);
+    const transfer = new Transfer(
+      socket as unknown as TransferSocket,
+      { address: '10.9.0.2', port: 0 },
+      source,
+      plain,
+      o.onEnd,
+      o.observer,
+    );
     expect(() => transfer.start()).not.toThrow();
     expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
-    expect({ releases: source.releases, closes: socket.closes, sent: socket.sent.length, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, sent: 0, timers: 0 });
+    expect({ releases: source.releases, closes: socket.closes, sent: socket.sent.length, timers: vi.getTimerCount() }).toEqual({
+      releases: 1,
+      closes: 1,
+      sent: 0,
+      timers: 0,
+    });
   });
 
   it('a send that throws synchronously (socket closed under it, real socket) ends the transfer once', async () => {
@@ -123,7 +153,12 @@ describe('TFTP transfer failure paths', () => {
     expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
     expect(o.sendErrors.length).toBeGreaterThan(0);
     await vi.advanceTimersByTimeAsync(60_000);
-    expect({ ends: o.ends.length, releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({ ends: 1, releases: 1, closes: 1, timers: 0 });
+    expect({ ends: o.ends.length, releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({
+      ends: 1,
+      releases: 1,
+      closes: 1,
+      timers: 0,
+    });
   });
 
   it('a socket error, then a client ERROR and the timer: still one end, one release, one close', async () => {
@@ -184,7 +219,11 @@ describe('TFTP transfer failure paths', () => {
       expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
       const last = parseTftpPacket(socket.sent.at(-1)?.packet ?? Buffer.alloc(0));
       expect(last.ok && last.packet).toEqual({ op: 'error', code: 0, message: 'read error' });
-      expect({ releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
+      expect({ releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({
+        releases: 1,
+        closes: 1,
+        timers: 0,
+      });
     });
   }
 

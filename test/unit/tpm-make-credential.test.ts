@@ -5,7 +5,14 @@ import { hashAlg, TPM_ALG, type HashAlg } from '../../server/tpm/algorithms.js';
 import { kdfa, kdfe } from '../../server/tpm/kdf.js';
 import { TpmFormatError } from '../../server/tpm/marshal.js';
 import { missingAttributes, objectName, parsePublic, type EccPublic, type RsaPublic } from '../../server/tpm/public-area.js';
-import { EkUnsuitableError, eccSeed, makeCredential, protectCredential, rsaSeed, toolsCredentialFile } from '../../server/tpm/make-credential.js';
+import {
+  EkUnsuitableError,
+  eccSeed,
+  makeCredential,
+  protectCredential,
+  rsaSeed,
+  toolsCredentialFile,
+} from '../../server/tpm/make-credential.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/tpm/${name}`, import.meta.url));
 const sha256 = hashAlg(TPM_ALG.SHA256) as HashAlg;
@@ -26,7 +33,8 @@ describe('KDFa / KDFe', () => {
     // `openssl kdf -keylen 80 -kdfopt mac:HMAC -kdfopt digest:SHA256 -kdfopt hexkey:<key>
     //  -kdfopt hexsalt:<label without NUL> -kdfopt hexinfo:<contextU||contextV> KBKDF`
     expect(kdfa(sha256, key, 'KDFSELFTESTLABEL', contextU, contextV, 640).toString('hex')).toBe(
-      '048196b9adfd8487e9fc17198b6c430ebf030f7d22ad161c94f144f5a872be94231ece89e2671a8c5617294127eb336c5b878079d9f90637a890348224d02df3395a3ddb44cf377cfa06ec4dc336516b');
+      '048196b9adfd8487e9fc17198b6c430ebf030f7d22ad161c94f144f5a872be94231ece89e2671a8c5617294127eb336c5b878079d9f90637a890348224d02df3395a3ddb44cf377cfa06ec4dc336516b',
+    );
   });
 
   it('clears the high bits of the first octet when bits is not a multiple of 8', () => {
@@ -100,16 +108,20 @@ describe('MakeCredential', () => {
     const ek = parsePublic(fixture('ek-rsa.pub'));
     const seed = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
     expect(protectCredential(ek, fixture('ak-rsa.name'), CREDENTIAL, seed).toString('hex')).toBe(
-      '00440020d8262e2e5d29b73c780e978e79b53e7c6c604bc4ee9e0e8a919deb39a461968eb57862bd8cef8d5d0cfa49b485f1e34bd0e2f7ab21b603b050611796c796c3114a7f');
+      '00440020d8262e2e5d29b73c780e978e79b53e7c6c604bc4ee9e0e8a919deb39a461968eb57862bd8cef8d5d0cfa49b485f1e34bd0e2f7ab21b603b050611796c796c3114a7f',
+    );
   });
 
   it('ECC EK: seed (KDFe over ECDH), ephemeral point and ID object for a fixed ephemeral key are what the TPM accepted', () => {
     const ek = parsePublic(fixture('ek-ecc.pub')) as EccPublic;
     const { seed, encrypted } = eccSeed(ek, Buffer.alloc(32, 0x7f));
     expect(seed.toString('hex')).toBe('76afe914e2e9dfc91a7ef61b2add9881c81959639bf8da01e4357ff00c17f11d');
-    expect(encrypted.toString('hex')).toBe('0020680b8b98b32f8e1b93ba0e54aa7c7a5c04b4395161eb4c8a4bc90a7834cc547200200ca90f63e54f5a9099ab3a4c01bf1cec22c90de1d1e19764630587b083671d46');
+    expect(encrypted.toString('hex')).toBe(
+      '0020680b8b98b32f8e1b93ba0e54aa7c7a5c04b4395161eb4c8a4bc90a7834cc547200200ca90f63e54f5a9099ab3a4c01bf1cec22c90de1d1e19764630587b083671d46',
+    );
     expect(protectCredential(ek, fixture('ak-ecc.name'), CREDENTIAL, seed).toString('hex')).toBe(
-      '0044002003b2857231fb01f14a79dd9f32ac55bfc163822e2945d1de3dddfc017fc70ecb19df33f24a0f65448333a1277b26f5cb55388b2f8e5e2cb12e4072a3cbae658f426a');
+      '0044002003b2857231fb01f14a79dd9f32ac55bfc163822e2945d1de3dddfc017fc70ecb19df33f24a0f65448333a1277b26f5cb55388b2f8e5e2cb12e4072a3cbae658f426a',
+    );
   });
 
   it('RSA seed: OAEP with SHA-256 and the label "IDENTITY\\0", to the EK', () => {
@@ -120,8 +132,18 @@ describe('MakeCredential', () => {
     const ek = parsePublic(area) as RsaPublic;
     const seed = Buffer.alloc(32, 9);
     const { encrypted } = rsaSeed(ek, seed);
-    expect(privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from('IDENTITY\0') }, encrypted).equals(seed)).toBe(true);
-    expect(() => privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from('IDENTITY') }, encrypted)).toThrow();
+    expect(
+      privateDecrypt(
+        { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from('IDENTITY\0') },
+        encrypted,
+      ).equals(seed),
+    ).toBe(true);
+    expect(() =>
+      privateDecrypt(
+        { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from('IDENTITY') },
+        encrypted,
+      ),
+    ).toThrow();
   });
 
   it('writes the tpm2-tools file: magic, version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET', () => {

@@ -17,7 +17,10 @@ export class FileCache {
   private readonly entries = new Map<string, Entry>();
   private cachedBytes = 0;
 
-  constructor(private readonly maxCachedFileBytes = 256 * 1024 * 1024, private readonly budgetBytes = 1024 * 1024 * 1024) {}
+  constructor(
+    private readonly maxCachedFileBytes = 256 * 1024 * 1024,
+    private readonly budgetBytes = 1024 * 1024 * 1024,
+  ) {}
 
   async open(realPath: string): Promise<FileSource> {
     const st = await stat(realPath);

@@ -71,7 +71,9 @@ export class GeneratedFileResolver implements FileResolver {
       if ('refused' in issued) return { found: false, denied: true, detail: issued.refused, refusal: 'boot-script-refused' };
       nonce = issued.nonce;
     }
-    const data = Buffer.from(templates.render(route.template, bootContext(route.node, config, nonce === undefined ? undefined : { nonce })));
+    const data = Buffer.from(
+      templates.render(route.template, bootContext(route.node, config, nonce === undefined ? undefined : { nonce })),
+    );
     return { found: true, from: `${this.name}:${route.node.hostname}`, size: data.length, open: async () => FileCache.fromBuffer(data) };
   }
 }

@@ -22,7 +22,8 @@ const ROOT_IMAGE = /^[^/]+\.squashfs$/;
 // raspberrypi/rpi-eeprom#74 and #87): bootcode.bin,
 // start*.elf, fixup*.dat, the DTBs and overlays, the kernel under config.txt's
 // name and the initramfs; the EEPROM's recovery probes are answered too.
-const PI_FIRMWARE = /^(bootcode\.bin|bootsig\.bin|armstub[^/]*\.bin|start[^/]*\.elf|fixup[^/]*\.dat|recover[^/]*\.elf|pieeprom\.(sig|upd|bin)|kernel[^/]*\.img|[^/]+\.dtb|overlays\/[^/]+\.dtbo?|(initrd|vmlinuz)[^/]*)$/;
+const PI_FIRMWARE =
+  /^(bootcode\.bin|bootsig\.bin|armstub[^/]*\.bin|start[^/]*\.elf|fixup[^/]*\.dat|recover[^/]*\.elf|pieeprom\.(sig|upd|bin)|kernel[^/]*\.img|[^/]+\.dtb|overlays\/[^/]+\.dtbo?|(initrd|vmlinuz)[^/]*)$/;
 
 /** `rest`: a normalised path inside one image's <arch>/ directory, e.g. `vmlinuz` or `rpi/start4.elf`. */
 export function imageFileKind(rest: string): ImageFileKind {
@@ -49,9 +50,12 @@ export type AccessDecision = { allowed: true } | { allowed: false; refusal: File
 /** May `client` have a file of this kind? */
 export function imageFileAccess(kind: ImageFileKind, client: string, rootAccess: RootAccessPolicy, what: string): AccessDecision {
   if (kind === 'boot') return { allowed: true };
-  if (kind === 'other') return { allowed: false, refusal: 'not-boot-file', detail: `${what} is not a boot file (kernel, initrd, device tree or Pi firmware)` };
+  if (kind === 'other')
+    return { allowed: false, refusal: 'not-boot-file', detail: `${what} is not a boot file (kernel, initrd, device tree or Pi firmware)` };
   const refused = rootAccess(client);
-  return refused === undefined ? { allowed: true } : { allowed: false, refusal: 'root-not-admitted', detail: `${what} is a root image: ${refused}` };
+  return refused === undefined
+    ? { allowed: true }
+    : { allowed: false, refusal: 'root-not-admitted', detail: `${what} is a root image: ${refused}` };
 }
 
 /**
@@ -59,6 +63,12 @@ export function imageFileAccess(kind: ImageFileKind, client: string, rootAccess:
  * inside the images directory, asked for under a name of kind `requested`: a
  * link named vmlinuz that points at root.squashfs is still a root image.
  */
-export function publishedFileAccess(relativeToImagesRoot: string, requested: ImageFileKind, client: string, rootAccess: RootAccessPolicy, what: string): AccessDecision {
+export function publishedFileAccess(
+  relativeToImagesRoot: string,
+  requested: ImageFileKind,
+  client: string,
+  rootAccess: RootAccessPolicy,
+  what: string,
+): AccessDecision {
   return imageFileAccess(stricterKind(requested, publishedFileKind(relativeToImagesRoot)), client, rootAccess, what);
 }

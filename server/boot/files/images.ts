@@ -66,8 +66,15 @@ export class ImageFileResolver implements FileResolver {
       return undefined;
     }
     // Symlinks inside an image may point anywhere; only files under the images directory are served.
-    if (!real.startsWith(root + path.sep)) return { found: false, denied: true, detail: `resolves outside the images directory (${relative})`, refusal: 'outside-root' };
-    const byTarget = publishedFileAccess(path.relative(root, real).split(path.sep).join('/'), kind, request.clientAddress, this.rootAccess, request.path);
+    if (!real.startsWith(root + path.sep))
+      return { found: false, denied: true, detail: `resolves outside the images directory (${relative})`, refusal: 'outside-root' };
+    const byTarget = publishedFileAccess(
+      path.relative(root, real).split(path.sep).join('/'),
+      kind,
+      request.clientAddress,
+      this.rootAccess,
+      request.path,
+    );
     if (!byTarget.allowed) return refused(byTarget);
     const st = await stat(real).catch(() => undefined);
     if (!st?.isFile()) return undefined;
@@ -78,9 +85,20 @@ export class ImageFileResolver implements FileResolver {
     const parts = request.path.split('/');
     if (parts[0] === 'images') {
       const file = publishedImagePath(parts.slice(1));
-      if (!file) return { found: false, denied: true, detail: `${request.path} is not a file of a published image (images/<name>/[<version>/]<arch>/<file>)`, refusal: 'not-boot-file' };
+      if (!file)
+        return {
+          found: false,
+          denied: true,
+          detail: `${request.path} is not a file of a published image (images/<name>/[<version>/]<arch>/<file>)`,
+          refusal: 'not-boot-file',
+        };
       const { name, version, arch, rest } = file;
-      return this.serve(path.join(name, version, arch, ...rest), imageFileKind(rest.join('/')), request, `image:${name}/${version === 'current' ? '' : `${version}/`}${arch}`);
+      return this.serve(
+        path.join(name, version, arch, ...rest),
+        imageFileKind(rest.join('/')),
+        request,
+        `image:${name}/${version === 'current' ? '' : `${version}/`}${arch}`,
+      );
     }
     const prefixed = PI_SERIAL.test(parts[0] ?? '') && parts.length >= 2;
     const node = prefixed ? this.nodes.byPiSerial(parts[0] as string) : this.nodes.byAddress(request.clientAddress);

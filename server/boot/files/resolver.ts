@@ -29,7 +29,10 @@ export interface FileResolver {
 }
 
 export class ResolverChain {
-  constructor(private readonly resolvers: FileResolver[], private readonly metrics?: Metrics) {}
+  constructor(
+    private readonly resolvers: FileResolver[],
+    private readonly metrics?: Metrics,
+  ) {}
 
   async resolve(request: FileRequest): Promise<FileAnswer> {
     for (const resolver of this.resolvers) {

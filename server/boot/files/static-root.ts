@@ -24,12 +24,16 @@ export class StaticRootResolver implements FileResolver {
   readonly name = 'static';
   private rootReal: Promise<string | undefined>;
 
-  constructor(private readonly root: string, private readonly cache: FileCache, private readonly images?: PublishedImages) {
+  constructor(
+    private readonly root: string,
+    private readonly cache: FileCache,
+    private readonly images?: PublishedImages,
+  ) {
     this.rootReal = realpath(root).catch(() => undefined);
   }
 
   async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
-    const root = (await this.rootReal) ?? (this.rootReal = realpath(this.root).catch(() => undefined), await this.rootReal);
+    const root = (await this.rootReal) ?? ((this.rootReal = realpath(this.root).catch(() => undefined)), await this.rootReal);
     if (!root) return undefined;
     let real: string;
     try {
@@ -43,8 +47,15 @@ export class StaticRootResolver implements FileResolver {
     if (this.images) {
       const imagesRoot = await realpath(this.images.dir).catch(() => undefined);
       if (imagesRoot && isInside(imagesRoot, real)) {
-        const decision = publishedFileAccess(path.relative(imagesRoot, real).split(path.sep).join('/'), 'boot', request.clientAddress, this.images.rootAccess, request.path);
-        if (!decision.allowed) return { found: false, denied: true, detail: `${decision.detail} (in the images directory)`, refusal: decision.refusal };
+        const decision = publishedFileAccess(
+          path.relative(imagesRoot, real).split(path.sep).join('/'),
+          'boot',
+          request.clientAddress,
+          this.images.rootAccess,
+          request.path,
+        );
+        if (!decision.allowed)
+          return { found: false, denied: true, detail: `${decision.detail} (in the images directory)`, refusal: decision.refusal };
       }
     }
     const st = await stat(real).catch(() => undefined);

@@ -151,7 +151,10 @@ export function readIpxeEncapsulated(options: DhcpOptions): Map<number, Buffer> 
   let i = 0;
   while (i < v.length) {
     const code = v[i] as number;
-    if (code === Opt.PAD) { i += 1; continue; }
+    if (code === Opt.PAD) {
+      i += 1;
+      continue;
+    }
     if (code === Opt.END) break;
     if (i + 1 >= v.length) return undefined;
     const len = v[i + 1] as number;
@@ -163,8 +166,12 @@ export function readIpxeEncapsulated(options: DhcpOptions): Map<number, Buffer> 
 }
 
 const FIXED_LENGTHS: ReadonlyArray<[number, number]> = [
-  [Opt.REQUESTED_IP, 4], [Opt.MESSAGE_TYPE, 1], [Opt.SERVER_ID, 4], [Opt.MAX_MESSAGE_SIZE, 2],
-  [Opt.CLIENT_NDI, 3], [Opt.CLIENT_MACHINE_ID, 17],
+  [Opt.REQUESTED_IP, 4],
+  [Opt.MESSAGE_TYPE, 1],
+  [Opt.SERVER_ID, 4],
+  [Opt.MAX_MESSAGE_SIZE, 2],
+  [Opt.CLIENT_NDI, 3],
+  [Opt.CLIENT_MACHINE_ID, 17],
 ];
 
 /** Names the options present with an invalid length or value, for a log line. */

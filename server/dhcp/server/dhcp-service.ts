@@ -61,31 +61,63 @@ export class DhcpService {
     this.now = deps.now ?? Date.now;
     const serverId = config.server.address;
     const limits = config.dhcp.limits;
-    this.unknownPerClient = new KeyedTokenBuckets({ burst: limits.unknownClientBurst, perSecond: limits.unknownClientPerMinute / 60 }, limits.trackedClients);
+    this.unknownPerClient = new KeyedTokenBuckets(
+      { burst: limits.unknownClientBurst, perSecond: limits.unknownClientPerMinute / 60 },
+      limits.trackedClients,
+    );
     this.unknownGlobal = new TokenBucket({ burst: limits.unknownGlobalBurst, perSecond: limits.unknownGlobalPerSecond }, this.now());
     if (config.dhcp.mode === 'full') {
-      this.pool = new LeasePool(config.dhcp.subnets, store, config.dhcp.offerHoldSeconds * 1000, config.dhcp.declineQuarantineSeconds * 1000, limits, this.now());
+      this.pool = new LeasePool(
+        config.dhcp.subnets,
+        store,
+        config.dhcp.offerHoldSeconds * 1000,
+        config.dhcp.declineQuarantineSeconds * 1000,
+        limits,
+        this.now(),
+      );
       this.modeHandler = new FullModeHandler(this.pool, serverId);
     } else {
       this.pool = undefined;
       this.modeHandler = new ProxyModeHandler(serverId, config.dhcp.piProxyDelayMs);
     }
     this.bootServerHandler = new BootServerHandler(serverId);
-    this.observableNetworks = config.dhcp.mode === 'proxy'
-      ? servedNetworks({ serverAddress: serverId, interfaceName: config.dhcp.interface, subnets: config.dhcp.subnets.map((s) => s.network) })
-      : [];
+    this.observableNetworks =
+      config.dhcp.mode === 'proxy'
+        ? servedNetworks({
+            serverAddress: serverId,
+            interfaceName: config.dhcp.interface,
+            subnets: config.dhcp.subnets.map((s) => s.network),
+          })
+        : [];
   }
 
   async start(): Promise<void> {
     const { config, logger } = this.deps;
     this.sockets = await DhcpSockets.open(
-      { serverAddress: config.server.address, interfaceName: config.dhcp.interface, port: config.dhcp.port, bootServerPort: config.dhcp.proxyPort },
+      {
+        serverAddress: config.server.address,
+        interfaceName: config.dhcp.interface,
+        port: config.dhcp.port,
+        bootServerPort: config.dhcp.proxyPort,
+      },
       (data, source, listener) => this.receive(data, source, listener),
       (err) => logger.warn({ err: err.message }, 'dhcp socket error'),
     );
-    logger.info({ mode: config.dhcp.mode, port: config.dhcp.port, bootServerPort: config.dhcp.proxyPort, address: config.server.address, interface: config.dhcp.interface }, 'dhcp listening');
+    logger.info(
+      {
+        mode: config.dhcp.mode,
+        port: config.dhcp.port,
+        bootServerPort: config.dhcp.proxyPort,
+        address: config.server.address,
+        interface: config.dhcp.interface,
+      },
+      'dhcp listening',
+    );
     if (config.dhcp.mode === 'proxy' && this.observableNetworks.length === 0) {
-      logger.warn({ address: config.server.address, interface: config.dhcp.interface }, 'proxy mode: no served network known (no dhcp.subnets, and server.address is on no interface with a netmask): addresses nodes ask the site server for are not recorded, so only nodes with a configured ip reach their agent routes');
+      logger.warn(
+        { address: config.server.address, interface: config.dhcp.interface },
+        'proxy mode: no served network known (no dhcp.subnets, and server.address is on no interface with a netmask): addresses nodes ask the site server for are not recorded, so only nodes with a configured ip reach their agent routes',
+      );
     }
   }
 
@@ -104,7 +136,11 @@ export class DhcpService {
   private dropMalformed(reason: string, category: string, source: Destination, length: number): void {
     this.deps.metrics.dhcpMalformed.inc({ reason: category });
     const gate = this.malformedLog.take(this.now());
-    if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, bytes: length, reason, suppressedSinceLast: gate.suppressed }, 'dhcp packet dropped');
+    if (gate.log)
+      this.deps.logger.warn(
+        { from: `${source.address}:${source.port}`, bytes: length, reason, suppressedSinceLast: gate.suppressed },
+        'dhcp packet dropped',
+      );
   }
 
   /**
@@ -123,7 +159,16 @@ export class DhcpService {
   private handlerFailed(mac: string | undefined, messageType: number | undefined, err: unknown): void {
     this.deps.metrics.dhcpHandlerErrors.inc();
     const gate = this.errorLog.take(this.now());
-    if (gate.log) this.deps.logger.error({ mac, type: messageType === undefined ? undefined : MESSAGE_TYPE_NAMES[messageType], err: (err as Error)?.message ?? String(err), suppressedSinceLast: gate.suppressed }, 'dhcp request failed; no reply sent');
+    if (gate.log)
+      this.deps.logger.error(
+        {
+          mac,
+          type: messageType === undefined ? undefined : MESSAGE_TYPE_NAMES[messageType],
+          err: (err as Error)?.message ?? String(err),
+          suppressedSinceLast: gate.suppressed,
+        },
+        'dhcp request failed; no reply sent',
+      );
   }
 
   /**
@@ -144,7 +189,13 @@ export class DhcpService {
     if (!scope) return true;
     this.deps.metrics.dhcpRateLimited.inc({ scope });
     const gate = this.limitLog.take(now);
-    if (gate.log) this.deps.logger.warn({ mac, from: `${source.address}:${source.port}`, scope, suppressedSinceLast: gate.suppressed }, scope === 'client' ? 'dhcp request dropped: this unknown machine is over its budget (dhcp.limits.unknownClient*)' : 'dhcp request dropped: unknown machines together are over their budget (dhcp.limits.unknownGlobal*)');
+    if (gate.log)
+      this.deps.logger.warn(
+        { mac, from: `${source.address}:${source.port}`, scope, suppressedSinceLast: gate.suppressed },
+        scope === 'client'
+          ? 'dhcp request dropped: this unknown machine is over its budget (dhcp.limits.unknownClient*)'
+          : 'dhcp request dropped: unknown machines together are over their budget (dhcp.limits.unknownGlobal*)',
+      );
     return false;
   }
 
@@ -155,7 +206,8 @@ export class DhcpService {
     const packet = decoded.packet;
     // Replies of other DHCP servers reach the broadcast receiver too: not for us.
     if (packet.op !== BOOTREQUEST) return;
-    if (packet.htype !== 1 || packet.hlen !== 6) return this.dropMalformed(`hardware type ${packet.htype}/${packet.hlen} is not Ethernet`, 'not-ethernet', source, data.length);
+    if (packet.htype !== 1 || packet.hlen !== 6)
+      return this.dropMalformed(`hardware type ${packet.htype}/${packet.hlen} is not Ethernet`, 'not-ethernet', source, data.length);
     const messageType = readMessageType(packet.options);
     if (messageType === undefined) return this.dropMalformed('no valid option 53 (message type)', 'no-message-type', source, data.length);
     const malformed = describeMalformed(packet.options);
@@ -165,12 +217,26 @@ export class DhcpService {
     const inventoryNode = this.inventoryNode(identity);
     if (!inventoryNode && !this.admitUnknown(identity.mac, identity.leaseKey, messageType, source)) return;
     const node = inventoryNode ?? this.unknownNode(identity);
-    const plan = node || this.deps.inventory.unknownNodes === 'boot-default' ? planBoot(identity, node, this.deps.policy) : this.unknownMachine(identity);
+    const plan =
+      node || this.deps.inventory.unknownNodes === 'boot-default'
+        ? planBoot(identity, node, this.deps.policy)
+        : this.unknownMachine(identity);
     if (node) this.noteNode(node, inventoryNode !== undefined, messageType, packet, source);
-    const ctx: RequestContext = { packet, messageType, identity, node, known: inventoryNode !== undefined, plan, source, listener, now: this.now() };
+    const ctx: RequestContext = {
+      packet,
+      messageType,
+      identity,
+      node,
+      known: inventoryNode !== undefined,
+      plan,
+      source,
+      listener,
+      now: this.now(),
+    };
     const handler = listener === 'boot-server' ? this.bootServerHandler : this.modeHandler;
     this.inFlight++;
-    handler.handle(ctx)
+    handler
+      .handle(ctx)
       .then(
         (result) => {
           this.inFlight--;
@@ -188,7 +254,11 @@ export class DhcpService {
   private dropMalformedNote(problems: string[], source: Destination): void {
     this.deps.metrics.dhcpMalformed.inc({ reason: 'bad-option' });
     const gate = this.malformedLog.take(this.now());
-    if (gate.log) this.deps.logger.warn({ from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed }, 'dhcp options ignored');
+    if (gate.log)
+      this.deps.logger.warn(
+        { from: `${source.address}:${source.port}`, problems, suppressedSinceLast: gate.suppressed },
+        'dhcp options ignored',
+      );
   }
 
   /**
@@ -206,7 +276,11 @@ export class DhcpService {
     if (claimed) {
       this.deps.metrics.dhcpIdentityMismatch.inc();
       const gate = this.limitLog.take(this.now());
-      if (gate.log) this.deps.logger.warn({ mac: identity.mac, serial, node: claimed.hostname, nodeMac: claimed.mac, suppressedSinceLast: gate.suppressed }, 'dhcp client names an inventory Pi\'s serial from another MAC: treated as an unknown machine');
+      if (gate.log)
+        this.deps.logger.warn(
+          { mac: identity.mac, serial, node: claimed.hostname, nodeMac: claimed.mac, suppressedSinceLast: gate.suppressed },
+          "dhcp client names an inventory Pi's serial from another MAC: treated as an unknown machine",
+        );
     }
     return undefined;
   }
@@ -239,14 +313,31 @@ export class DhcpService {
     if (this.deps.config.dhcp.mode !== 'proxy' || messageType !== MessageType.REQUEST || node.ip) return;
     const address = readRequestedIp(packet.options) ?? (packet.ciaddr !== '0.0.0.0' ? packet.ciaddr : undefined);
     if (!address) return;
-    const verdict = judgeObservedAddress(address, source.address, packet.giaddr !== '0.0.0.0', this.observableNetworks, this.deps.config.server.address);
+    const verdict = judgeObservedAddress(
+      address,
+      source.address,
+      packet.giaddr !== '0.0.0.0',
+      this.observableNetworks,
+      this.deps.config.server.address,
+    );
     if (verdict.ok) {
       this.deps.inventory.observeAddress(node.mac, address);
       return;
     }
     this.deps.metrics.dhcpObservedAddressRefused.inc({ reason: verdict.reason });
     const gate = this.observedLog.take(this.now());
-    if (gate.log) this.deps.logger.warn({ mac: node.mac, node: node.hostname, claimed: address, from: source.address, reason: verdict.reason, suppressedSinceLast: gate.suppressed }, 'dhcp request asserts an address this node cannot have here: not recorded');
+    if (gate.log)
+      this.deps.logger.warn(
+        {
+          mac: node.mac,
+          node: node.hostname,
+          claimed: address,
+          from: source.address,
+          reason: verdict.reason,
+          suppressedSinceLast: gate.suppressed,
+        },
+        'dhcp request asserts an address this node cannot have here: not recorded',
+      );
   }
 
   private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
@@ -278,7 +369,12 @@ export class DhcpService {
       logger.info(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
       // Timelines are kept for inventory nodes only, so DHCP from random MACs cannot grow them.
       if (ctx.node && this.deps.inventory.knownByMac(ctx.node.mac) && (result.replies.length > 0 || result.outcome === 'nak')) {
-        store.recordEvent({ at: new Date(ctx.now).toISOString(), mac: ctx.identity.mac, type: `dhcp.${result.outcome}`, detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile } });
+        store.recordEvent({
+          at: new Date(ctx.now).toISOString(),
+          mac: ctx.identity.mac,
+          type: `dhcp.${result.outcome}`,
+          detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile },
+        });
       }
     } else {
       logger.debug(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
@@ -288,21 +384,31 @@ export class DhcpService {
   private unsendable(ctx: RequestContext, destination: Destination, reason: string, err?: string): void {
     this.deps.metrics.dhcpRepliesUnsendable.inc({ reason });
     const gate = this.unsendableLog.take(this.now());
-    if (gate.log) this.deps.logger.warn({ mac: ctx.identity.mac, to: `${destination.address}:${destination.port}`, reason, err, suppressedSinceLast: gate.suppressed }, 'dhcp reply not sent');
+    if (gate.log)
+      this.deps.logger.warn(
+        { mac: ctx.identity.mac, to: `${destination.address}:${destination.port}`, reason, err, suppressedSinceLast: gate.suppressed },
+        'dhcp reply not sent',
+      );
   }
 
   private sendReply(ctx: RequestContext, reply: OutgoingReply): void {
     const problem = destinationProblem(reply.destination);
     if (problem) return this.unsendable(ctx, reply.destination, problem);
     const { buffer, dropped } = encodePacket(reply.packet, reply.maxMessageSize);
-    if (dropped.length > 0) this.deps.logger.warn({ mac: ctx.identity.mac, dropped }, 'dhcp reply too large for the client: options left out');
-    const send = () => this.sockets?.send(ctx.listener, buffer, reply.destination, (err) => this.unsendable(ctx, reply.destination, err instanceof SendQueueFullError ? 'send-queue-full' : 'send-failed', err.message));
+    if (dropped.length > 0)
+      this.deps.logger.warn({ mac: ctx.identity.mac, dropped }, 'dhcp reply too large for the client: options left out');
+    const send = () =>
+      this.sockets?.send(ctx.listener, buffer, reply.destination, (err) =>
+        this.unsendable(ctx, reply.destination, err instanceof SendQueueFullError ? 'send-queue-full' : 'send-failed', err.message),
+      );
     if (reply.delayMs <= 0) {
       send();
       return;
     }
-    const t = setTimeout(() => { this.pendingTimers.delete(t); send(); }, reply.delayMs);
+    const t = setTimeout(() => {
+      this.pendingTimers.delete(t);
+      send();
+    }, reply.delayMs);
     this.pendingTimers.add(t);
   }
-
 }

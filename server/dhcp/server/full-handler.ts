@@ -7,7 +7,12 @@ import { ipv4ToNumber, ZERO_IPV4 } from '../../util/ipv4.js';
 import type { LeasePool } from './lease-pool.js';
 import type { HandlerResult, ModeHandler, RequestContext } from './context.js';
 import {
-  addBootOptions, addLeaseOptions, echoRelayAgentInfo, maxMessageSizeOf, replyDestination, replySkeleton,
+  addBootOptions,
+  addLeaseOptions,
+  echoRelayAgentInfo,
+  maxMessageSizeOf,
+  replyDestination,
+  replySkeleton,
   type OutgoingReply,
 } from './reply.js';
 import type { DhcpPacket } from '../codec/packet.js';
@@ -30,12 +35,18 @@ export class FullModeHandler implements ModeHandler {
 
   async handle(ctx: RequestContext): Promise<HandlerResult> {
     switch (ctx.messageType) {
-      case MessageType.DISCOVER: return this.discover(ctx);
-      case MessageType.REQUEST: return this.request(ctx);
-      case MessageType.DECLINE: return this.decline(ctx);
-      case MessageType.RELEASE: return this.release(ctx);
-      case MessageType.INFORM: return this.inform(ctx);
-      default: return { replies: [], outcome: 'ignored-type' };
+      case MessageType.DISCOVER:
+        return this.discover(ctx);
+      case MessageType.REQUEST:
+        return this.request(ctx);
+      case MessageType.DECLINE:
+        return this.decline(ctx);
+      case MessageType.RELEASE:
+        return this.release(ctx);
+      case MessageType.INFORM:
+        return this.inform(ctx);
+      default:
+        return { replies: [], outcome: 'ignored-type' };
     }
   }
 
@@ -46,7 +57,12 @@ export class FullModeHandler implements ModeHandler {
     if (subnet) addLeaseOptions(reply, subnet, withLease, ctx.node?.hostname);
     addBootOptions(ctx.packet, reply, ctx.plan, 'full');
     echoRelayAgentInfo(ctx.packet, reply);
-    return { packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs: 0 };
+    return {
+      packet: reply,
+      destination: replyDestination(ctx.packet, reply, false),
+      maxMessageSize: maxMessageSizeOf(ctx.packet),
+      delayMs: 0,
+    };
   }
 
   private nak(ctx: RequestContext, message: string): HandlerResult {
@@ -61,8 +77,17 @@ export class FullModeHandler implements ModeHandler {
     const subnet = this.subnetOf(ctx);
     if (!subnet) return { replies: [], outcome: 'no-subnet', detail: { giaddr: ctx.packet.giaddr } };
     const key = ctx.identity.leaseKey;
-    if (!ctx.known && !this.pool.holds(key, ctx.now) && this.pool.unknownCapReached(subnet, ctx.now) && !this.pool.releaseStaleUnknownOffer(subnet, ctx.now)) {
-      return { replies: [], outcome: 'unknown-lease-cap', detail: { reason: `machines in no inventory hold dhcp.limits.unknownLeasePercent of ${subnet.cidr}` } };
+    if (
+      !ctx.known &&
+      !this.pool.holds(key, ctx.now) &&
+      this.pool.unknownCapReached(subnet, ctx.now) &&
+      !this.pool.releaseStaleUnknownOffer(subnet, ctx.now)
+    ) {
+      return {
+        replies: [],
+        outcome: 'unknown-lease-cap',
+        detail: { reason: `machines in no inventory hold dhcp.limits.unknownLeasePercent of ${subnet.cidr}` },
+      };
     }
     const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now, ctx.known);
     if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
@@ -101,12 +126,13 @@ export class FullModeHandler implements ModeHandler {
     }
     if (packet.ciaddr === ZERO_IPV4) {
       // INIT-REBOOT: verify the address the client remembers.
-      if (!requested) return { replies: [], outcome: 'ignored-malformed', detail: { reason: 'REQUEST without server id, requested ip or ciaddr' } };
+      if (!requested)
+        return { replies: [], outcome: 'ignored-malformed', detail: { reason: 'REQUEST without server id, requested ip or ciaddr' } };
       if (!this.pool.subnetFor(requested) || this.pool.subnetFor(requested) !== subnet) return this.nak(ctx, 'address not on this network');
       const binding = this.pool.binding(key, now);
       const reserved = ctx.node?.ip;
       if (reserved && reserved !== requested) return this.nak(ctx, 'address is not the one reserved for this client');
-      if (binding && binding.ip !== requested) return this.nak(ctx, 'address is not this client\'s lease');
+      if (binding && binding.ip !== requested) return this.nak(ctx, "address is not this client's lease");
       if (!binding && !reserved) {
         // §4.3.2: with no record of the client the server MUST remain silent,
         // unless the address is plainly someone else's.
@@ -119,7 +145,8 @@ export class FullModeHandler implements ModeHandler {
     if (this.pool.subnetFor(packet.ciaddr) !== subnet) return this.nak(ctx, 'address not on this network');
     // §4.3.2: a server with no record of the client's lease remains silent; it
     // does not bind whatever address a REQUEST names.
-    if (!this.pool.hasClaim(key, packet.ciaddr) && ctx.node?.ip !== packet.ciaddr) return { replies: [], outcome: 'ignored-unknown-client', detail: { ip: packet.ciaddr } };
+    if (!this.pool.hasClaim(key, packet.ciaddr) && ctx.node?.ip !== packet.ciaddr)
+      return { replies: [], outcome: 'ignored-unknown-client', detail: { ip: packet.ciaddr } };
     return this.bindOrNak(ctx, subnet, packet.ciaddr, key);
   }
 
@@ -157,4 +184,3 @@ export class FullModeHandler implements ModeHandler {
     return { replies: [this.reply(ctx, MessageType.ACK, ZERO_IPV4, subnet, false)], outcome: 'ack-inform' };
   }
 }
-

@@ -41,7 +41,7 @@ const NO_CAPS: PoolCaps = { unknownLeasePercent: 100, maxQuarantinedPercent: 100
  * out first, and says so ("exhausted").
  */
 function shareOf(size: number, percent: number): number {
-  const share = Math.ceil(size * percent / 100);
+  const share = Math.ceil((size * percent) / 100);
   return share >= size ? Infinity : Math.max(1, share);
 }
 
@@ -154,7 +154,9 @@ export class LeasePool {
   /** Does `key` hold an offer or a valid binding now (so a cap on new holders does not apply to it)? */
   holds(key: string, now: number): boolean {
     const offer = this.offersByKey.get(key);
-    return (offer !== undefined && offer.holdUntil > now && this.offersByIp.get(offer.ip) === offer) || this.binding(key, now) !== undefined;
+    return (
+      (offer !== undefined && offer.holdUntil > now && this.offersByIp.get(offer.ip) === offer) || this.binding(key, now) !== undefined
+    );
   }
 
   private heldBy(ip: number, key: string, now: number): boolean {
@@ -209,7 +211,7 @@ export class LeasePool {
     const offer = this.offersByIp.get(ip);
     if (offer && offer.key !== key && offer.holdUntil > now) return false;
     const rec = this.byIp.get(ip);
-    if (!rec || rec.key === key && rec.state !== 'declined') return true;
+    if (!rec || (rec.key === key && rec.state !== 'declined')) return true;
     if (rec.state === 'declined') return rec.expiresAt <= now;
     if (rec.state === 'released') return true;
     return rec.expiresAt <= now;
@@ -224,7 +226,15 @@ export class LeasePool {
    * reservation, the current binding, the previous binding, the requested address,
    * then a fresh one from the pool. The choice is held for the offer hold time.
    */
-  allocate(subnet: ResolvedSubnet, key: string, mac: string, requested: string | undefined, reservedIp: string | undefined, now: number, inInventory = true): AllocateResult {
+  allocate(
+    subnet: ResolvedSubnet,
+    key: string,
+    mac: string,
+    requested: string | undefined,
+    reservedIp: string | undefined,
+    now: number,
+    inInventory = true,
+  ): AllocateResult {
     this.refreshReservations();
     let chosen: number | undefined;
     if (reservedIp) {
@@ -235,7 +245,12 @@ export class LeasePool {
       chosen = ip;
     }
     const previous = this.byKey.get(key);
-    if (chosen === undefined && previous !== undefined && cidrContains(subnet.network, previous) && this.isAvailableTo(previous, key, mac, now)) {
+    if (
+      chosen === undefined &&
+      previous !== undefined &&
+      cidrContains(subnet.network, previous) &&
+      this.isAvailableTo(previous, key, mac, now)
+    ) {
       chosen = previous;
     }
     const held = this.offersByKey.get(key);
@@ -294,7 +309,14 @@ export class LeasePool {
     for (let ip = subnet.rangeStart; ip <= subnet.rangeEnd; ip++) {
       if (!this.isAvailableTo(ip, key, mac, now)) {
         const offer = this.offersByIp.get(ip);
-        if (offer && offer.key !== key && offer.offeredAt + offerMinAgeMs <= now && this.isFreeIgnoringOffers(ip, now) && (!oldestHold || offer.holdUntil < oldestHold.holdUntil)) oldestHold = offer;
+        if (
+          offer &&
+          offer.key !== key &&
+          offer.offeredAt + offerMinAgeMs <= now &&
+          this.isFreeIgnoringOffers(ip, now) &&
+          (!oldestHold || offer.holdUntil < oldestHold.holdUntil)
+        )
+          oldestHold = offer;
         continue;
       }
       const rec = this.byIp.get(ip);
@@ -364,7 +386,12 @@ export class LeasePool {
     const offer = this.offersByIp.get(n);
     if (!(rec?.key === key || offer?.key === key)) return 'not-offered';
     const quarantine = this.quarantine.get(subnet);
-    if (quarantine?.full((q) => { const r = this.byIp.get(q); return r !== undefined && r.state === 'declined' && r.expiresAt > now; })) {
+    if (
+      quarantine?.full((q) => {
+        const r = this.byIp.get(q);
+        return r !== undefined && r.state === 'declined' && r.expiresAt > now;
+      })
+    ) {
       // The address stays in the pool; the client's claim to it ends here.
       this.dropOffer(key);
       return 'quarantine-full';

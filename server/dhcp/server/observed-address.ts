@@ -19,7 +19,10 @@ export interface ServedNetworkSettings {
  * network of server.address as the host's interfaces carry it (on dhcp.interface
  * when that is set). Empty when neither is known: then nothing is recorded.
  */
-export function servedNetworks(settings: ServedNetworkSettings, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): Cidr[] {
+export function servedNetworks(
+  settings: ServedNetworkSettings,
+  interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces(),
+): Cidr[] {
   if (settings.subnets.length > 0) return settings.subnets;
   const names = settings.interfaceName ? [settings.interfaceName] : Object.keys(interfaces);
   const out: Cidr[] = [];
@@ -39,7 +42,13 @@ export function servedNetworks(settings: ServedNetworkSettings, interfaces: Node
  * own; and a REQUEST sent from an address (RENEWING, REBINDING) claims that one.
  * A relayed REQUEST comes from the relay, so its source says nothing of the client.
  */
-export function judgeObservedAddress(claimed: string, source: string, relayed: boolean, networks: Cidr[], serverAddress: string): ObservedAddressVerdict {
+export function judgeObservedAddress(
+  claimed: string,
+  source: string,
+  relayed: boolean,
+  networks: Cidr[],
+  serverAddress: string,
+): ObservedAddressVerdict {
   if (networks.length === 0) return { ok: false, reason: 'no-served-network' };
   if (!relayed && source !== '0.0.0.0' && source !== claimed) return { ok: false, reason: 'source-mismatch' };
   const value = ipv4ToNumber(claimed);

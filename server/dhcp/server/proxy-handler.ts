@@ -8,7 +8,10 @@ import type { HandlerResult, ModeHandler, RequestContext } from './context.js';
 import { addBootOptions, echoRelayAgentInfo, maxMessageSizeOf, replyDestination, replySkeleton } from './reply.js';
 
 export class ProxyModeHandler implements ModeHandler {
-  constructor(private readonly serverId: string, private readonly piReplyDelayMs: number) {}
+  constructor(
+    private readonly serverId: string,
+    private readonly piReplyDelayMs: number,
+  ) {}
 
   async handle(ctx: RequestContext): Promise<HandlerResult> {
     // Only DISCOVER is answered on port 67; a REQUEST there is for the site DHCP
@@ -28,7 +31,9 @@ export class ProxyModeHandler implements ModeHandler {
     // proxy offers, so nobody else is delayed) (raspberrypi/firmware#859, #862).
     const delayMs = ctx.plan.kind === 'raspberry-pi' ? this.piReplyDelayMs : 0;
     return {
-      replies: [{ packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs }],
+      replies: [
+        { packet: reply, destination: replyDestination(ctx.packet, reply, false), maxMessageSize: maxMessageSizeOf(ctx.packet), delayMs },
+      ],
       outcome: 'proxy-offer',
       detail: { delayMs },
     };

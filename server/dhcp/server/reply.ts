@@ -37,7 +37,11 @@ export function destinationProblem(destination: Destination): string | undefined
   return undefined;
 }
 
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; };
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
 const text = (s: string) => Buffer.from(s, 'latin1');
 
 const MESSAGE_TYPE_BUFFERS: Record<number, Buffer> = Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((t) => [t, Buffer.of(t)]));
@@ -162,8 +166,10 @@ function serverIdBuffer(address: string): Buffer {
  */
 export const RASPBERRY_PI_OPTION_43 = Buffer.concat([
   Buffer.from([0x06, 0x01, 0x03]),
-  Buffer.from([0x0a, 0x04, 0x00]), text('PXE'),
-  Buffer.from([0x09, 0x17, 0x00, 0x00, 0x14]), text('Raspberry Pi Boot   '),
+  Buffer.from([0x0a, 0x04, 0x00]),
+  text('PXE'),
+  Buffer.from([0x09, 0x17, 0x00, 0x00, 0x14]),
+  text('Raspberry Pi Boot   '),
   Buffer.from([0xff]),
 ]);
 
@@ -225,7 +231,10 @@ function echoBootItem(request: DhcpPacket, reply: DhcpPacket): void {
   for (let i = 0; i + 1 < vendor.length;) {
     const code = vendor[i] as number;
     if (code === 0xff) break;
-    if (code === 0) { i++; continue; }
+    if (code === 0) {
+      i++;
+      continue;
+    }
     const len = vendor[i + 1] as number;
     if (i + 2 + len > vendor.length) break;
     if (code === 71 && len === 4) {
@@ -235,5 +244,3 @@ function echoBootItem(request: DhcpPacket, reply: DhcpPacket): void {
     i += 2 + len;
   }
 }
-
-

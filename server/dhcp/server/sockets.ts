@@ -27,10 +27,14 @@ class SocketSetupError extends SetupError {}
 
 function explainBindError(err: NodeJS.ErrnoException, address: string, port: number): SocketSetupError {
   switch (err.code) {
-    case 'EACCES': return new SocketSetupError(`cannot bind ${address}:${port}: ports below 1024 need root or CAP_NET_BIND_SERVICE`);
-    case 'EADDRINUSE': return new SocketSetupError(`cannot bind ${address}:${port}: another DHCP server is listening there`);
-    case 'EADDRNOTAVAIL': return new SocketSetupError(`cannot bind ${address}:${port}: ${address} is not an address of this host (server.address)`);
-    default: return new SocketSetupError(`cannot bind ${address}:${port}: ${err.message}`);
+    case 'EACCES':
+      return new SocketSetupError(`cannot bind ${address}:${port}: ports below 1024 need root or CAP_NET_BIND_SERVICE`);
+    case 'EADDRINUSE':
+      return new SocketSetupError(`cannot bind ${address}:${port}: another DHCP server is listening there`);
+    case 'EADDRNOTAVAIL':
+      return new SocketSetupError(`cannot bind ${address}:${port}: ${address} is not an address of this host (server.address)`);
+    default:
+      return new SocketSetupError(`cannot bind ${address}:${port}: ${err.message}`);
   }
 }
 
@@ -44,14 +48,19 @@ function checkInterface(interfaceName: string | undefined, serverAddress: string
   }
   const v4 = addrs.filter((a) => a.family === 'IPv4').map((a) => a.address);
   if (!v4.includes(serverAddress)) {
-    throw new SocketSetupError(`server.address ${serverAddress} is not on dhcp.interface ${interfaceName} (its IPv4 addresses: ${v4.join(', ') || 'none'})`);
+    throw new SocketSetupError(
+      `server.address ${serverAddress} is not on dhcp.interface ${interfaceName} (its IPv4 addresses: ${v4.join(', ') || 'none'})`,
+    );
   }
 }
 
 function bindSocket(address: string, port: number, onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-    const onError = (err: NodeJS.ErrnoException) => { socket.close(); reject(explainBindError(err, address, port)); };
+    const onError = (err: NodeJS.ErrnoException) => {
+      socket.close();
+      reject(explainBindError(err, address, port));
+    };
     socket.once('error', onError);
     socket.on('message', onMessage);
     socket.bind({ address, port, exclusive: true }, () => {
@@ -70,7 +79,10 @@ function bindSocket(address: string, port: number, onMessage: (msg: Buffer, rinf
 function probeFree(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const probe = dgram.createSocket({ type: 'udp4', reuseAddr: false });
-    probe.once('error', (err: NodeJS.ErrnoException) => { probe.close(); reject(explainBindError(err, '0.0.0.0', port)); });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      probe.close();
+      reject(explainBindError(err, '0.0.0.0', port));
+    });
     probe.bind({ address: '0.0.0.0', port, exclusive: true }, () => probe.close(() => resolve()));
   });
 }
@@ -113,9 +125,8 @@ export class DhcpSockets {
       // Bound last to the server address, so Linux delivers unicasts to it; it hands them to the same handler.
       const unicaster = await bindSocket(options.serverAddress, options.port, deliver('dhcp'));
       opened.push(unicaster);
-      const bootServer = options.bootServerPort !== undefined
-        ? await bindSocket('0.0.0.0', options.bootServerPort, deliver('boot-server'))
-        : undefined;
+      const bootServer =
+        options.bootServerPort !== undefined ? await bindSocket('0.0.0.0', options.bootServerPort, deliver('boot-server')) : undefined;
       if (bootServer) opened.push(bootServer);
       // After setup, a socket error (e.g. ENETUNREACH on one send) is reported, never thrown.
       for (const s of opened) s.on('error', onSocketError);
@@ -132,13 +143,20 @@ export class DhcpSockets {
    * both reach `onError`.
    */
   send(listener: Listener, data: Buffer, destination: Destination, onError: (err: Error) => void): void {
-    const socket = listener === 'boot-server' && this.bootServer ? this.bootServer : destination.address === '255.255.255.255' ? this.sender : this.unicaster;
+    const socket =
+      listener === 'boot-server' && this.bootServer
+        ? this.bootServer
+        : destination.address === '255.255.255.255'
+          ? this.sender
+          : this.unicaster;
     if (socket.getSendQueueCount() >= MAX_QUEUED_REPLIES) {
       onError(new SendQueueFullError(`${MAX_QUEUED_REPLIES} replies already wait to be sent on this socket`));
       return;
     }
     try {
-      socket.send(data, destination.port, destination.address, (err) => { if (err) onError(err); });
+      socket.send(data, destination.port, destination.address, (err) => {
+        if (err) onError(err);
+      });
     } catch (err) {
       onError(err instanceof Error ? err : new Error(String(err)));
     }

@@ -69,7 +69,11 @@ function failureOf(machine) {
   const report = boot.slice(0, at).findLast((e) => e.type.startsWith('agent.') && e.detail?.status === 'failed');
   const context = boot.slice(Math.max(0, at - 4), at).map(timelineLine);
   // The reason quotes the node's report; its first line is the reason, the report is shown whole below it.
-  return { reason: String(failed.detail?.reason ?? failed.type).split('\n')[0], log: report?.detail?.detail === undefined ? '' : String(report.detail.detail), context };
+  return {
+    reason: String(failed.detail?.reason ?? failed.type).split('\n')[0],
+    log: report?.detail?.detail === undefined ? '' : String(report.detail.detail),
+    context,
+  };
 }
 
 /** Seconds from each step's first event to the next step's, in the latest boot. */
@@ -90,7 +94,10 @@ function stepDurations(machine) {
 }
 
 function timelineLine(e) {
-  const detail = Object.entries(e.detail ?? {}).filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}=${v}`).join(' ');
+  const detail = Object.entries(e.detail ?? {})
+    .filter(([, v]) => v !== undefined && v !== null)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
   return `${e.at} ${e.type} ${detail}`;
 }
 
@@ -121,10 +128,19 @@ function row(machine) {
   const failure = state === 'failed' ? failureOf(machine) : undefined;
   const tr = el('tr', { class: 'machine', 'data-mac': machine.mac, 'data-state': state });
   const name = machine.hostname ? `${machine.hostname} (${machine.mac})` : machine.mac;
-  const image = machine.kind === 'discovered' ? `(discovered: ${machine.firmware ?? ''})` : `${machine.image ?? ''}${machine.version ? ` ${machine.version}` : ''}`;
+  const image =
+    machine.kind === 'discovered'
+      ? `(discovered: ${machine.firmware ?? ''})`
+      : `${machine.image ?? ''}${machine.version ? ` ${machine.version}` : ''}`;
   const cells = [
-    ['name', name], ['state', state], ['arch', machine.arch ?? ''], ['pi', machine.piModel ? `Pi ${machine.piModel}` : ''], ['image', image],
-    ['address', machine.address ?? ''], ['step', boot.length > 0 ? describe(boot[boot.length - 1]) : ''], ['seen', ago(last?.at ?? machine.lastSeen)],
+    ['name', name],
+    ['state', state],
+    ['arch', machine.arch ?? ''],
+    ['pi', machine.piModel ? `Pi ${machine.piModel}` : ''],
+    ['image', image],
+    ['address', machine.address ?? ''],
+    ['step', boot.length > 0 ? describe(boot[boot.length - 1]) : ''],
+    ['seen', ago(last?.at ?? machine.lastSeen)],
   ];
   for (const [key, text] of cells) tr.append(el('td', { class: `c-${key}` }, text));
   const reason = el('td', { class: 'c-reason' }, failure?.reason ?? '');
@@ -180,7 +196,9 @@ function render() {
   const tbody = document.querySelector('#fleet tbody');
   const counts = { all: 0, booting: 0, joined: 0, failed: 0, unknown: 0 };
   const rows = [];
-  for (const machine of [...machines.values()].sort((a, b) => (a.kind === b.kind ? (a.hostname ?? a.mac).localeCompare(b.hostname ?? b.mac) : a.kind === 'node' ? -1 : 1))) {
+  for (const machine of [...machines.values()].sort((a, b) =>
+    a.kind === b.kind ? (a.hostname ?? a.mac).localeCompare(b.hostname ?? b.mac) : a.kind === 'node' ? -1 : 1,
+  )) {
     const [tr, timeline, state] = row(machine);
     counts.all++;
     counts[state]++;
@@ -250,7 +268,13 @@ async function loadNodes() {
   for (const n of nodes) {
     const known = machines.get(n.mac);
     const machine = known?.kind === 'node' ? known : { mac: n.mac, kind: 'node', events: [] };
-    Object.assign(machine, { hostname: n.hostname, arch: n.arch, piModel: n.piModel, image: n.image, address: n.lease?.ip ?? n.ip ?? machine.address });
+    Object.assign(machine, {
+      hostname: n.hostname,
+      arch: n.arch,
+      piModel: n.piModel,
+      image: n.image,
+      address: n.lease?.ip ?? n.ip ?? machine.address,
+    });
     machines.set(n.mac, machine);
   }
   return nodes;
@@ -263,21 +287,25 @@ async function load() {
   for (const m of found) if (!machines.has(m.mac)) machines.set(m.mac, { ...m, kind: 'discovered', events: [] });
   // A few timelines at a time: a large fleet does not open hundreds of requests at once.
   const queue = [...nodes];
-  await Promise.all(Array.from({ length: 6 }, async () => {
-    for (let n = queue.shift(); n; n = queue.shift()) {
-      const { events } = await api(`/api/v1/nodes/${encodeURIComponent(n.mac)}/events`);
-      const machine = machines.get(n.mac);
-      for (const e of events) addEvent(machine, e);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      for (let n = queue.shift(); n; n = queue.shift()) {
+        const { events } = await api(`/api/v1/nodes/${encodeURIComponent(n.mac)}/events`);
+        const machine = machines.get(n.mac);
+        for (const e of events) addEvent(machine, e);
+      }
+    }),
+  );
 }
 
 let refreshing;
 function refreshNodes() {
-  refreshing ??= loadNodes().catch(() => undefined).finally(() => {
-    refreshing = undefined;
-    schedule();
-  });
+  refreshing ??= loadNodes()
+    .catch(() => undefined)
+    .finally(() => {
+      refreshing = undefined;
+      schedule();
+    });
 }
 
 function apply(kind, data) {

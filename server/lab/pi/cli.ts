@@ -35,7 +35,11 @@ function parseCliArgs(argv: string[]): PiBootOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const list = (v: string) => v.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+  const list = (v: string) =>
+    v
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0);
   const int = (v: string, flag: string) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < 0) throw new Error(`${flag}: not a number: ${v}`);
@@ -44,37 +48,86 @@ function parseCliArgs(argv: string[]): PiBootOptions {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     switch (a) {
-      case '--iface': opts.iface = take(i++, a); break;
-      case '--mac': opts.mac = take(i++, a); break;
-      case '--serial': opts.serial = take(i++, a); break;
+      case '--iface':
+        opts.iface = take(i++, a);
+        break;
+      case '--mac':
+        opts.mac = take(i++, a);
+        break;
+      case '--serial':
+        opts.serial = take(i++, a);
+        break;
       case '--model': {
         const m = take(i++, a);
         if (m !== '4' && m !== '5') throw new Error('--model must be 4 or 5');
         opts.model = m === '4' ? 4 : 5;
         break;
       }
-      case '--board-revision': opts.boardRevision = Number.parseInt(take(i++, a).replace(/^0x/i, ''), 16) >>> 0; break;
-      case '--dhcp-timeout': opts.dhcpTimeoutMs = int(take(i++, a), a) * 1000; break;
-      case '--dhcp-retry': opts.dhcpRetryMs = int(take(i++, a), a); break;
-      case '--no-broadcast-flag': opts.broadcastFlag = false; break;
-      case '--option43': opts.option43Match = take(i++, a); break;
-      case '--lenient-option43': opts.lenientOption43 = true; break;
-      case '--tftp-server': opts.tftpServer = take(i++, a); break;
-      case '--tftp-port': opts.tftpPort = int(take(i++, a), a); break;
-      case '--prefix': opts.prefix = take(i++, a); break;
-      case '--files': opts.files = list(take(i++, a)); break;
-      case '--required': opts.required = list(take(i++, a)); break;
-      case '--out': opts.outDir = take(i++, a); break;
-      case '--blksize': opts.blksize = int(take(i++, a), a); break;
-      case '--tftp-timeout': opts.tftpTimeoutMs = int(take(i++, a), a); break;
-      case '--tftp-retries': opts.tftpRetries = int(take(i++, a), a); break;
-      case '--file-timeout': opts.fileTimeoutMs = int(take(i++, a), a); break;
-      case '--probe-each': opts.probeEach = true; break;
-      case '--no-ip-config': opts.configureIp = false; break;
-      case '--keep-address': opts.keepAddress = true; break;
-      case '--quiet': opts.quiet = true; break;
-      case '--help': case '-h': throw new UsageHelp();
-      default: throw new Error(`unknown argument ${a}`);
+      case '--board-revision':
+        opts.boardRevision = Number.parseInt(take(i++, a).replace(/^0x/i, ''), 16) >>> 0;
+        break;
+      case '--dhcp-timeout':
+        opts.dhcpTimeoutMs = int(take(i++, a), a) * 1000;
+        break;
+      case '--dhcp-retry':
+        opts.dhcpRetryMs = int(take(i++, a), a);
+        break;
+      case '--no-broadcast-flag':
+        opts.broadcastFlag = false;
+        break;
+      case '--option43':
+        opts.option43Match = take(i++, a);
+        break;
+      case '--lenient-option43':
+        opts.lenientOption43 = true;
+        break;
+      case '--tftp-server':
+        opts.tftpServer = take(i++, a);
+        break;
+      case '--tftp-port':
+        opts.tftpPort = int(take(i++, a), a);
+        break;
+      case '--prefix':
+        opts.prefix = take(i++, a);
+        break;
+      case '--files':
+        opts.files = list(take(i++, a));
+        break;
+      case '--required':
+        opts.required = list(take(i++, a));
+        break;
+      case '--out':
+        opts.outDir = take(i++, a);
+        break;
+      case '--blksize':
+        opts.blksize = int(take(i++, a), a);
+        break;
+      case '--tftp-timeout':
+        opts.tftpTimeoutMs = int(take(i++, a), a);
+        break;
+      case '--tftp-retries':
+        opts.tftpRetries = int(take(i++, a), a);
+        break;
+      case '--file-timeout':
+        opts.fileTimeoutMs = int(take(i++, a), a);
+        break;
+      case '--probe-each':
+        opts.probeEach = true;
+        break;
+      case '--no-ip-config':
+        opts.configureIp = false;
+        break;
+      case '--keep-address':
+        opts.keepAddress = true;
+        break;
+      case '--quiet':
+        opts.quiet = true;
+        break;
+      case '--help':
+      case '-h':
+        throw new UsageHelp();
+      default:
+        throw new Error(`unknown argument ${a}`);
     }
   }
   if (!opts.iface || !opts.mac || !opts.serial) throw new Error('--iface, --mac and --serial are required');
@@ -94,7 +147,10 @@ export async function main(): Promise<void> {
   try {
     options = parseCliArgs(process.argv.slice(2));
   } catch (e) {
-    if (e instanceof UsageHelp) { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+    if (e instanceof UsageHelp) {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    }
     process.stderr.write(`pi-bootloader: ${(e as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }

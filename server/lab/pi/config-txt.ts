@@ -23,8 +23,15 @@ export interface PiConfig {
  */
 export function parseConfigTxt(text: string, model: PiModel, serial?: number): PiConfig {
   const cfg: PiConfig = {
-    kernel: undefined, initramfs: undefined, autoInitramfs: false, deviceTree: undefined, cmdline: undefined,
-    overlays: [], osPrefix: '', overlayPrefix: 'overlays/', arm64bit: undefined,
+    kernel: undefined,
+    initramfs: undefined,
+    autoInitramfs: false,
+    deviceTree: undefined,
+    cmdline: undefined,
+    overlays: [],
+    osPrefix: '',
+    overlayPrefix: 'overlays/',
+    arm64bit: undefined,
   };
   let modelOk = true;
   let serialOk = true;
@@ -35,34 +42,57 @@ export function parseConfigTxt(text: string, model: PiModel, serial?: number): P
     const section = /^\[([^\]]*)\]$/.exec(line);
     if (section) {
       const f = (section[1] as string).trim().toLowerCase();
-      if (f === 'all') { modelOk = true; serialOk = true; none = false; }
-      else if (f === 'none') none = true;
+      if (f === 'all') {
+        modelOk = true;
+        serialOk = true;
+        none = false;
+      } else if (f === 'none') none = true;
       else if (/^(pi|cm)\d/.test(f) || f === 'pi400' || f === 'pi500') modelOk = f === `pi${model}`;
-      else if (/^0x[0-9a-f]+$/.test(f)) serialOk = serial !== undefined && (Number.parseInt(f, 16) >>> 0) === (serial >>> 0);
+      else if (/^0x[0-9a-f]+$/.test(f)) serialOk = serial !== undefined && Number.parseInt(f, 16) >>> 0 === serial >>> 0;
       continue;
     }
     if (none || !modelOk || !serialOk) continue;
     const ramfs = /^initramfs\s+(\S+)/i.exec(line);
-    if (ramfs) { cfg.initramfs = ramfs[1]; continue; }
+    if (ramfs) {
+      cfg.initramfs = ramfs[1];
+      continue;
+    }
     const eq = line.indexOf('=');
     if (eq < 0) continue;
     const key = line.slice(0, eq).trim().toLowerCase();
     const value = line.slice(eq + 1).trim();
     switch (key) {
-      case 'kernel': cfg.kernel = value || undefined; break;
-      case 'initramfs': cfg.initramfs = value.split(/\s+/)[0] || undefined; break;
-      case 'auto_initramfs': cfg.autoInitramfs = value === '1'; break;
-      case 'device_tree': cfg.deviceTree = value; break;
-      case 'cmdline': cfg.cmdline = value || undefined; break;
-      case 'os_prefix': cfg.osPrefix = value; break;
-      case 'overlay_prefix': cfg.overlayPrefix = value; break;
-      case 'arm_64bit': cfg.arm64bit = value !== '0'; break;
+      case 'kernel':
+        cfg.kernel = value || undefined;
+        break;
+      case 'initramfs':
+        cfg.initramfs = value.split(/\s+/)[0] || undefined;
+        break;
+      case 'auto_initramfs':
+        cfg.autoInitramfs = value === '1';
+        break;
+      case 'device_tree':
+        cfg.deviceTree = value;
+        break;
+      case 'cmdline':
+        cfg.cmdline = value || undefined;
+        break;
+      case 'os_prefix':
+        cfg.osPrefix = value;
+        break;
+      case 'overlay_prefix':
+        cfg.overlayPrefix = value;
+        break;
+      case 'arm_64bit':
+        cfg.arm64bit = value !== '0';
+        break;
       case 'dtoverlay': {
         const name = value.split(',')[0]?.trim() ?? '';
         if (name) cfg.overlays.push(name);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   return cfg;

@@ -55,26 +55,36 @@ function buildBootRequest(id: PiIdentity, xid: number, options: Array<[number, B
 
 /** The EEPROM's DISCOVER: 53, 55, 93, 94, 97, 60, END, unpadded (322 bytes). */
 export function buildDiscover(id: PiIdentity, xid: number, opts: BuildDhcpOptions = {}): Buffer {
-  return buildBootRequest(id, xid, [
-    [53, Buffer.of(DhcpType.DISCOVER)],
-    [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
-    [93, Buffer.of(0, 0)],
-    [94, Buffer.of(1, 2, 1)],
-    [97, buildOption97(id)],
-    [60, Buffer.from(PI_VENDOR_CLASS, 'latin1')],
-  ], opts);
+  return buildBootRequest(
+    id,
+    xid,
+    [
+      [53, Buffer.of(DhcpType.DISCOVER)],
+      [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
+      [93, Buffer.of(0, 0)],
+      [94, Buffer.of(1, 2, 1)],
+      [97, buildOption97(id)],
+      [60, Buffer.from(PI_VENDOR_CLASS, 'latin1')],
+    ],
+    opts,
+  );
 }
 
 /** The EEPROM's REQUEST (SELECTING state): like the DISCOVER plus 50 and 54, and no option 60. */
 export function buildRequest(id: PiIdentity, xid: number, requestedIp: string, serverId: string, opts: BuildDhcpOptions = {}): Buffer {
   if (!isDottedQuad(requestedIp) || !isDottedQuad(serverId)) throw new Error(`bad REQUEST addresses ${requestedIp} / ${serverId}`);
-  return buildBootRequest(id, xid, [
-    [53, Buffer.of(DhcpType.REQUEST)],
-    [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
-    [93, Buffer.of(0, 0)],
-    [94, Buffer.of(1, 2, 1)],
-    [97, buildOption97(id)],
-    [50, ipBuffer(requestedIp)],
-    [54, ipBuffer(serverId)],
-  ], opts);
+  return buildBootRequest(
+    id,
+    xid,
+    [
+      [53, Buffer.of(DhcpType.REQUEST)],
+      [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
+      [93, Buffer.of(0, 0)],
+      [94, Buffer.of(1, 2, 1)],
+      [97, buildOption97(id)],
+      [50, ipBuffer(requestedIp)],
+      [54, ipBuffer(serverId)],
+    ],
+    opts,
+  );
 }

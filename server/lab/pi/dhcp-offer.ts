@@ -28,7 +28,10 @@ export interface Option43Analysis {
  */
 export function parseOption43(value: Buffer, match: string = DEFAULT_OPTION43_MATCH): Option43Analysis {
   const result: Option43Analysis = {
-    wellFormed: true, subOptions: [], menu: [], matched: false,
+    wellFormed: true,
+    subOptions: [],
+    menu: [],
+    matched: false,
     containsString: value.toString('latin1').includes(match),
   };
   const fail = (problem: string): Option43Analysis => ({ ...result, wellFormed: false, problem });
@@ -36,7 +39,10 @@ export function parseOption43(value: Buffer, match: string = DEFAULT_OPTION43_MA
   while (i < value.length) {
     const code = value[i] as number;
     if (code === 255) break;
-    if (code === 0) { i++; continue; }
+    if (code === 0) {
+      i++;
+      continue;
+    }
     if (i + 1 >= value.length) return fail(`sub-option ${code} has no length byte`);
     const len = value[i + 1] as number;
     if (i + 2 + len > value.length) return fail(`sub-option ${code} (length ${len}) runs past the end of option 43`);
@@ -150,7 +156,12 @@ export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; m
       warnings.push(`"${match}" is in option 43 but not inside a sub-option 9 menu item (accepted: --lenient-option43)`);
     } else {
       bootUsable = false;
-      const detail = o?.wellFormed === false ? `malformed (${o.problem})` : o?.containsString ? 'the string is present but not in a sub-option 9 menu item' : `no "${match}" in it`;
+      const detail =
+        o?.wellFormed === false
+          ? `malformed (${o.problem})`
+          : o?.containsString
+            ? 'the string is present but not in a sub-option 9 menu item'
+            : `no "${match}" in it`;
       reasons.push(`option 43 does not carry the Raspberry Pi boot menu: ${detail}; option 43 = ${s.option43Hex}`);
     }
   }
@@ -170,9 +181,13 @@ export function judgeOffer(s: OfferSummary, opts: { lenientOption43?: boolean; m
   }
   if (bootUsable) {
     // siaddr 0.0.0.0 (dnsmasq's proxy offers) names no server, so it cannot disagree.
-    const distinct = new Set([s.siaddr === '0.0.0.0' ? undefined : s.siaddr, s.serverId, s.option66].filter((x): x is string => x !== undefined));
+    const distinct = new Set(
+      [s.siaddr === '0.0.0.0' ? undefined : s.siaddr, s.serverId, s.option66].filter((x): x is string => x !== undefined),
+    );
     if (distinct.size > 1) {
-      warnings.push(`siaddr ${s.siaddr}, option 54 ${s.serverId ?? '-'} and option 66 ${s.option66 ?? '-'} disagree (boot-net.adoc: make them agree); using ${tftpServer} from ${tftpServerSource}`);
+      warnings.push(
+        `siaddr ${s.siaddr}, option 54 ${s.serverId ?? '-'} and option 66 ${s.option66 ?? '-'} disagree (boot-net.adoc: make them agree); using ${tftpServer} from ${tftpServerSource}`,
+      );
     }
   }
   if (hasAddress) {

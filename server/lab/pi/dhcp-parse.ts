@@ -29,13 +29,22 @@ export interface DhcpMessage {
 
 export type DhcpParseResult = { ok: true; message: DhcpMessage } | { ok: false; reason: string };
 
-function walkArea(area: Buffer, into: Map<number, Buffer[]>, order: number[], where: string): { ok: true; pad: boolean } | { ok: false; reason: string } {
+function walkArea(
+  area: Buffer,
+  into: Map<number, Buffer[]>,
+  order: number[],
+  where: string,
+): { ok: true; pad: boolean } | { ok: false; reason: string } {
   let i = 0;
   let pad = false;
   while (i < area.length) {
     const code = area[i] as number;
     if (code === 255) return { ok: true, pad };
-    if (code === 0) { pad = true; i++; continue; }
+    if (code === 0) {
+      pad = true;
+      i++;
+      continue;
+    }
     if (i + 1 >= area.length) return { ok: false, reason: `option ${code} in ${where} has no length byte` };
     const len = area[i + 1] as number;
     if (i + 2 + len > area.length) return { ok: false, reason: `option ${code} in ${where} (length ${len}) runs past the end` };
@@ -85,13 +94,24 @@ export function parseDhcpMessage(buf: Buffer): DhcpParseResult {
   return {
     ok: true,
     message: {
-      op: buf[0] as number, htype: buf[1] as number, hlen, hops: buf[3] as number,
-      xid: buf.readUInt32BE(4), secs: buf.readUInt16BE(8), flags: buf.readUInt16BE(10),
-      ciaddr: readIp(buf, 12), yiaddr: readIp(buf, 16), siaddr: readIp(buf, 20), giaddr: readIp(buf, 24),
+      op: buf[0] as number,
+      htype: buf[1] as number,
+      hlen,
+      hops: buf[3] as number,
+      xid: buf.readUInt32BE(4),
+      secs: buf.readUInt16BE(8),
+      flags: buf.readUInt16BE(10),
+      ciaddr: readIp(buf, 12),
+      yiaddr: readIp(buf, 16),
+      siaddr: readIp(buf, 20),
+      giaddr: readIp(buf, 24),
       chaddr: Buffer.from(buf.subarray(28, 28 + hlen)),
       sname: overload & 2 ? '' : cString(buf, 44, 64),
       file: overload & 1 ? '' : cString(buf, 108, 128),
-      options, order, padBeforeEnd: pad, length: buf.length,
+      options,
+      order,
+      padBeforeEnd: pad,
+      length: buf.length,
     },
   };
 }

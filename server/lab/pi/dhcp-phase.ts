@@ -109,7 +109,10 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     queue.push({ msg: m, raw: Buffer.from(raw), from });
     wake?.();
   });
-  sock.on('error', (err) => { socketError = err; wake?.(); });
+  sock.on('error', (err) => {
+    socketError = err;
+    wake?.();
+  });
 
   const next = (deadline: number): Promise<Incoming | undefined> => {
     const ready = queue.shift();
@@ -127,9 +130,10 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       wake = () => done(queue.shift());
     });
   };
-  const sendTo67 = (buf: Buffer) => new Promise<void>((resolve, reject) => {
-    sock.send(buf, 67, '255.255.255.255', (err) => (err ? reject(err) : resolve()));
-  });
+  const sendTo67 = (buf: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      sock.send(buf, 67, '255.255.255.255', (err) => (err ? reject(err) : resolve()));
+    });
 
   try {
     // SELECTING: DISCOVER every retryMs until an acceptable offer or the deadline.
@@ -157,7 +161,9 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
         try {
           await sendTo67(pkt);
         } catch (e) {
-          throw new Error(`cannot send DHCPDISCOVER to 255.255.255.255:67: ${(e as Error).message} (no route for the limited broadcast? see the file header)`);
+          throw new Error(
+            `cannot send DHCPDISCOVER to 255.255.255.255:67: ${(e as Error).message} (no route for the limited broadcast? see the file header)`,
+          );
         }
         p.report.dhcp.discoversSent++;
         p.log(`DHCPDISCOVER #${p.report.dhcp.discoversSent} xid ${p.report.dhcp.xid} (flags ${p.broadcastFlag ? '0x8000' : '0x0000'})`);
@@ -168,8 +174,11 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       const s = summariseReply(got.msg, got.raw, got.from, p.match);
       if (s.messageType !== DhcpType.OFFER) continue; // a late ACK/NAK of someone else's exchange
       const v = judgeOffer(s, { lenientOption43: p.lenient, match: p.match });
-      p.log(`DHCPOFFER from ${got.from}: yiaddr ${s.yiaddr} siaddr ${s.siaddr} server-id ${s.serverId ?? '-'} opt66 ${s.option66 ?? '-'} opt43 ${s.option43Matched ? 'matches' : 'does not match'}`);
-      if (got.msg.padBeforeEnd) p.warn(`OFFER from ${got.from} has Pad options before End (early Pi 4 EEPROMs dropped such replies, rpi-eeprom#82)`);
+      p.log(
+        `DHCPOFFER from ${got.from}: yiaddr ${s.yiaddr} siaddr ${s.siaddr} server-id ${s.serverId ?? '-'} opt66 ${s.option66 ?? '-'} opt43 ${s.option43Matched ? 'matches' : 'does not match'}`,
+      );
+      if (got.msg.padBeforeEnd)
+        p.warn(`OFFER from ${got.from} has Pad options before End (early Pi 4 EEPROMs dropped such replies, rpi-eeprom#82)`);
       for (const w of v.warnings) p.warn(`OFFER from ${got.from}: ${w}`);
       const entry = { ...got, s, v };
       allOffers.push(entry);
@@ -183,7 +192,8 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       const a = addressOffers[0];
       const b = proxyOffers[0];
       if (a && b) {
-        if (p.model === 4) p.warn('booting with a proxyDHCP offer: Pi 4 proxy support is unverified (rpi-eeprom#60, #103); prefer full DHCP for Pi 4');
+        if (p.model === 4)
+          p.warn('booting with a proxyDHCP offer: Pi 4 proxy support is unverified (rpi-eeprom#60, #103); prefer full DHCP for Pi 4');
         chosen = { address: a, boot: b, verdict: b.v };
       } else {
         p.log(`  not usable yet: ${whyNot(entry).join('; ')}`);
@@ -200,9 +210,11 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     }
     if (!chosen) {
       const seen = p.report.dhcp.offersIgnored;
-      p.report.failures.push(seen.length === 0
-        ? `no DHCPOFFER within ${p.timeoutMs} ms (${p.report.dhcp.discoversSent} DISCOVERs sent)`
-        : `no usable DHCPOFFER within ${p.timeoutMs} ms; offers seen: ${seen.map((o) => `${o.from} (x${o.count}): ${o.reasons.join('; ')}`).join(' | ')}`);
+      p.report.failures.push(
+        seen.length === 0
+          ? `no DHCPOFFER within ${p.timeoutMs} ms (${p.report.dhcp.discoversSent} DISCOVERs sent)`
+          : `no usable DHCPOFFER within ${p.timeoutMs} ms; offers seen: ${seen.map((o) => `${o.from} (x${o.count}): ${o.reasons.join('; ')}`).join(' | ')}`,
+      );
       return undefined;
     }
     p.report.dhcp.offer = chosen.address.s;
@@ -210,7 +222,10 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     const serverId = chosen.address.s.serverId as string;
 
     // REQUESTING: one REQUEST, then up to retryMs for the ACK; the Pi proceeds without one.
-    const request = buildRequest(p.id, p.xid, chosen.address.s.yiaddr, serverId, { broadcast: p.broadcastFlag, secs: Math.floor((Date.now() - started) / 1000) });
+    const request = buildRequest(p.id, p.xid, chosen.address.s.yiaddr, serverId, {
+      broadcast: p.broadcastFlag,
+      secs: Math.floor((Date.now() - started) / 1000),
+    });
     p.report.dhcp.requestHex = request.toString('hex');
     await sendTo67(request);
     p.log(`DHCPREQUEST for ${chosen.address.s.yiaddr} to server-id ${serverId} (no option 60)`);
@@ -235,7 +250,8 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       p.report.dhcp.ack = s;
       p.log(`DHCPACK from ${got.from}: yiaddr ${s.yiaddr} mask ${s.subnetMask ?? '-'} lease ${s.leaseTime ?? '-'} s`);
       if (got.msg.padBeforeEnd) p.warn(`ACK from ${got.from} has Pad options before End (rpi-eeprom#82)`);
-      if (s.yiaddr !== chosen.address.s.yiaddr) p.warn(`ACK yiaddr ${s.yiaddr} differs from the OFFER's ${chosen.address.s.yiaddr}; using the ACK's`);
+      if (s.yiaddr !== chosen.address.s.yiaddr)
+        p.warn(`ACK yiaddr ${s.yiaddr} differs from the OFFER's ${chosen.address.s.yiaddr}; using the ACK's`);
       if (!s.serverId) p.warn('ACK has no option 54 (server identifier), a MUST');
       if (s.leaseTime === undefined) p.warn('ACK has no option 51 (lease time), a MUST in an ACK to a REQUEST');
       break;

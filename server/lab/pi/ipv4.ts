@@ -32,12 +32,12 @@ export function maskToPrefix(mask: string): number | undefined {
   const n = ipToNumber(mask);
   let prefix = 0;
   while (prefix < 32 && ((n << prefix) & 0x80000000) !== 0) prefix++;
-  const rebuilt = prefix === 0 ? 0 : ((0xffffffff << (32 - prefix)) >>> 0);
+  const rebuilt = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   return rebuilt === n ? prefix : undefined;
 }
 
 export function sameSubnet(a: string, b: string, prefix: number): boolean {
   if (prefix === 0) return true;
-  const mask = prefix === 32 ? 0xffffffff : ((0xffffffff << (32 - prefix)) >>> 0);
-  return ((ipToNumber(a) & mask) >>> 0) === ((ipToNumber(b) & mask) >>> 0);
+  const mask = prefix === 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
+  return (ipToNumber(a) & mask) >>> 0 === (ipToNumber(b) & mask) >>> 0;
 }

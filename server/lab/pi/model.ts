@@ -20,12 +20,22 @@ export interface PiModelProfile {
 
 export const PI_MODELS: Readonly<Record<PiModel, PiModelProfile>> = {
   4: {
-    model: 4, fourcc: 'RPi4', fourccValue: 0x34695052, boardRevision: 0x00c03111,
-    dtb: 'bcm2711-rpi-4-b.dtb', defaultKernels: ['kernel8.img'], blksize: 1024,
+    model: 4,
+    fourcc: 'RPi4',
+    fourccValue: 0x34695052,
+    boardRevision: 0x00c03111,
+    dtb: 'bcm2711-rpi-4-b.dtb',
+    defaultKernels: ['kernel8.img'],
+    blksize: 1024,
   },
   5: {
-    model: 5, fourcc: 'RPi5', fourccValue: 0x35695052, boardRevision: 0x00d04170,
-    dtb: 'bcm2712-rpi-5-b.dtb', defaultKernels: ['kernel_2712.img', 'kernel8.img'], blksize: 1468,
+    model: 5,
+    fourcc: 'RPi5',
+    fourccValue: 0x35695052,
+    boardRevision: 0x00d04170,
+    dtb: 'bcm2712-rpi-5-b.dtb',
+    defaultKernels: ['kernel_2712.img', 'kernel8.img'],
+    blksize: 1468,
   },
 };
 

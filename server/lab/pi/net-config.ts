@@ -14,7 +14,11 @@ function runIp(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 }
 
 export async function readText(file: string): Promise<string | undefined> {
-  try { return (await readFile(file, 'utf8')).trim(); } catch { return undefined; }
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
 }
 
 async function writeSysctl(name: string, value: string): Promise<string | undefined> {
@@ -29,7 +33,10 @@ export class NetConfig {
   readonly commands: string[] = [];
   private readonly undo: Array<() => Promise<void>> = [];
 
-  constructor(private readonly iface: string, private readonly log: (l: string) => void) {}
+  constructor(
+    private readonly iface: string,
+    private readonly log: (l: string) => void,
+  ) {}
 
   /** `ip ARGS`; on success registers `ip UNDO`. "File exists" counts as already there (nothing to undo). */
   async add(args: string[], undoArgs: string[]): Promise<void> {
@@ -74,7 +81,11 @@ export class NetConfig {
   async rollback(mark = 0): Promise<void> {
     while (this.undo.length > mark) {
       const step = this.undo.pop() as () => Promise<void>;
-      try { await step(); } catch (e) { this.log(`cleanup step failed: ${(e as Error).message}`); }
+      try {
+        await step();
+      } catch (e) {
+        this.log(`cleanup step failed: ${(e as Error).message}`);
+      }
     }
   }
 

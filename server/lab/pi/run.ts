@@ -26,20 +26,45 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
   const blksize = options.blksize ?? profile.blksize;
   const prefixDir = tftpPrefix(options.prefix ?? 'serial', id);
   const required = (options.required ?? defaultRequired(model)).map((x) => x.trim()).filter((x) => x.length > 0);
-  if (options.tftpServer !== undefined && !isDottedQuad(options.tftpServer)) throw new Error(`--tftp-server must be a dotted quad, got ${options.tftpServer}`);
+  if (options.tftpServer !== undefined && !isDottedQuad(options.tftpServer))
+    throw new Error(`--tftp-server must be a dotted quad, got ${options.tftpServer}`);
   if (!Number.isInteger(blksize) || blksize < 8 || blksize > 65464) throw new Error(`blksize ${blksize} outside 8..65464`);
   const xid = randomBytes(4).readUInt32BE(0);
 
   const report: PiBootReport = {
-    ok: false, failures: [], warnings: [], iface: options.iface, mac: formatMac(id.mac), serial: formatSerial(id.serial), model,
+    ok: false,
+    failures: [],
+    warnings: [],
+    iface: options.iface,
+    mac: formatMac(id.mac),
+    serial: formatSerial(id.serial),
+    model,
     boardRevision: `0x${id.boardRevision.toString(16).padStart(8, '0')}`,
     dhcp: {
-      xid: `0x${xid.toString(16).padStart(8, '0')}`, broadcastFlag, discoversSent: 0, discoverHex: '', offer: undefined, proxyOffer: undefined,
-      offersIgnored: [], requestHex: undefined, ackReceived: false, ack: undefined, nak: undefined, leasedAddress: undefined,
-      prefixLength: undefined, durationMs: 0,
+      xid: `0x${xid.toString(16).padStart(8, '0')}`,
+      broadcastFlag,
+      discoversSent: 0,
+      discoverHex: '',
+      offer: undefined,
+      proxyOffer: undefined,
+      offersIgnored: [],
+      requestHex: undefined,
+      ackReceived: false,
+      ack: undefined,
+      nak: undefined,
+      leasedAddress: undefined,
+      prefixLength: undefined,
+      durationMs: 0,
     },
-    tftpServer: undefined, tftpServerSource: undefined, prefix: prefixDir, prefixUsed: false, config: undefined, files: [],
-    required: [], ipCommands: [], durationMs: 0,
+    tftpServer: undefined,
+    tftpServerSource: undefined,
+    prefix: prefixDir,
+    prefixUsed: false,
+    config: undefined,
+    files: [],
+    required: [],
+    ipCommands: [],
+    durationMs: 0,
   };
   const warn = (w: string) => {
     if (report.warnings.includes(w)) return; // e.g. the same OFFER flaw on every retransmission
@@ -60,7 +85,10 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       const existing = await net.ipv4Addresses();
       if (existing.length > 0) warn(`${options.iface} already has IPv4 ${existing.join(', ')}: DISCOVER will not come from 0.0.0.0`);
       await net.run(['link', 'set', 'dev', options.iface, 'up']);
-      await net.add(['route', 'add', '255.255.255.255/32', 'dev', options.iface], ['route', 'del', '255.255.255.255/32', 'dev', options.iface]);
+      await net.add(
+        ['route', 'add', '255.255.255.255/32', 'dev', options.iface],
+        ['route', 'del', '255.255.255.255/32', 'dev', options.iface],
+      );
     }
 
     // --- DHCP
@@ -71,14 +99,28 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       await net.sysctl(`net.ipv4.conf.${options.iface}.arp_ignore`, '1');
       // With every address local, the server's source address is "local" too: a martian unless accept_local.
       await net.sysctl(`net.ipv4.conf.${options.iface}.accept_local`, '1');
-      await net.add(['route', 'add', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local'],
-        ['route', 'del', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local']);
-      await net.add(['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
-        ['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local']);
+      await net.add(
+        ['route', 'add', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local'],
+        ['route', 'del', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local'],
+      );
+      await net.add(
+        ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
+        ['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
+      );
     }
     const dhcp = await dhcpPhase({
-      id, xid, broadcastFlag, match, lenient: options.lenientOption43 ?? false, timeoutMs: dhcpTimeoutMs, retryMs: dhcpRetryMs,
-      report, log, warn, signal: options.signal, model,
+      id,
+      xid,
+      broadcastFlag,
+      match,
+      lenient: options.lenientOption43 ?? false,
+      timeoutMs: dhcpTimeoutMs,
+      retryMs: dhcpRetryMs,
+      report,
+      log,
+      warn,
+      signal: options.signal,
+      model,
     });
     await net.rollback(anyIpMark);
     report.dhcp.durationMs = Date.now() - dhcpStarted;
@@ -104,12 +146,18 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
     const server = report.tftpServer;
     let localAddress = '0.0.0.0';
     if (configureIp) {
-      await net.add(['addr', 'add', `${address}/${prefixLength}`, 'dev', options.iface], ['addr', 'del', `${address}/${prefixLength}`, 'dev', options.iface]);
+      await net.add(
+        ['addr', 'add', `${address}/${prefixLength}`, 'dev', options.iface],
+        ['addr', 'del', `${address}/${prefixLength}`, 'dev', options.iface],
+      );
       localAddress = address;
       if (!sameSubnet(address, server, prefixLength)) {
         const router = (lease?.routers ?? dhcp.offer.routers)[0];
         if (router && sameSubnet(address, router, prefixLength)) {
-          await net.add(['route', 'add', `${server}/32`, 'via', router, 'dev', options.iface], ['route', 'del', `${server}/32`, 'via', router, 'dev', options.iface]);
+          await net.add(
+            ['route', 'add', `${server}/32`, 'via', router, 'dev', options.iface],
+            ['route', 'del', `${server}/32`, 'via', router, 'dev', options.iface],
+          );
         } else {
           warn(`TFTP server ${server} is outside ${address}/${prefixLength} and there is no usable router (option 3); trying it on-link`);
           await net.add(['route', 'add', `${server}/32`, 'dev', options.iface], ['route', 'del', `${server}/32`, 'dev', options.iface]);

@@ -24,7 +24,10 @@ export function buildRrq(filename: string, options: ReadonlyArray<readonly [stri
 
 /** The Pi's RRQ: octet, tsize 0, blksize N. */
 export function buildPiRrq(filename: string, blksize: number): Buffer {
-  return buildRrq(filename, [['tsize', '0'], ['blksize', String(blksize)]]);
+  return buildRrq(filename, [
+    ['tsize', '0'],
+    ['blksize', String(blksize)],
+  ]);
 }
 
 export function buildAck(block: number): Buffer {
@@ -45,7 +48,10 @@ export function buildError(code: number, message: string): Buffer {
 function splitNulFields(buf: Buffer): string[] | undefined {
   if (buf.length === 0) return [];
   if (buf[buf.length - 1] !== 0) return undefined;
-  return buf.subarray(0, buf.length - 1).toString('latin1').split('\0');
+  return buf
+    .subarray(0, buf.length - 1)
+    .toString('latin1')
+    .split('\0');
 }
 
 export function parseTftpPacket(buf: Buffer): TftpPacket {
@@ -86,15 +92,16 @@ export function parseTftpPacket(buf: Buffer): TftpPacket {
   }
 }
 
-export type OackVerdict =
-  | { ok: true; blksize: number; tsize: number | undefined; accepted: string[] }
-  | { ok: false; reason: string };
+export type OackVerdict = { ok: true; blksize: number; tsize: number | undefined; accepted: string[] } | { ok: false; reason: string };
 
 /**
  * RFC 2347/2348/2349 from the client side: the OACK may only carry options the
  * client asked for, each once; blksize within 8..requested; tsize a whole number.
  */
-export function checkOack(requested: ReadonlyArray<readonly [string, string]>, oack: ReadonlyArray<readonly [string, string]>): OackVerdict {
+export function checkOack(
+  requested: ReadonlyArray<readonly [string, string]>,
+  oack: ReadonlyArray<readonly [string, string]>,
+): OackVerdict {
   const asked = new Map(requested.map(([k, v]) => [k.toLowerCase(), v]));
   const seen = new Set<string>();
   let blksize = 512;
@@ -113,7 +120,8 @@ export function checkOack(requested: ReadonlyArray<readonly [string, string]>, o
     } else if (name === 'tsize') {
       tsize = n;
     } else if (name === 'timeout') {
-      if (String(n) !== asked.get(name)) return { ok: false, reason: `OACK timeout ${n} differs from the requested ${asked.get(name)} (RFC 2349)` };
+      if (String(n) !== asked.get(name))
+        return { ok: false, reason: `OACK timeout ${n} differs from the requested ${asked.get(name)} (RFC 2349)` };
     }
   }
   return { ok: true, blksize, tsize, accepted: [...seen] };

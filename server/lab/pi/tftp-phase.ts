@@ -53,15 +53,36 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
     if (options.signal?.aborted) throw new Aborted('aborted');
     const requested = pathFor(name);
     const r = await tftpTransfer({
-      server: t.server, port: options.tftpPort ?? DEFAULTS.tftpPort, localAddress: t.localAddress, path: requested, blksize: t.blksize,
-      probe: mode === 'probe', retransmitMs: options.tftpTimeoutMs ?? DEFAULTS.tftpTimeoutMs, maxRetries: options.tftpRetries ?? DEFAULTS.tftpRetries,
-      fileTimeoutMs: options.fileTimeoutMs ?? DEFAULTS.fileTimeoutMs, signal: options.signal,
+      server: t.server,
+      port: options.tftpPort ?? DEFAULTS.tftpPort,
+      localAddress: t.localAddress,
+      path: requested,
+      blksize: t.blksize,
+      probe: mode === 'probe',
+      retransmitMs: options.tftpTimeoutMs ?? DEFAULTS.tftpTimeoutMs,
+      maxRetries: options.tftpRetries ?? DEFAULTS.tftpRetries,
+      fileTimeoutMs: options.fileTimeoutMs ?? DEFAULTS.fileTimeoutMs,
+      signal: options.signal,
     });
     closers.push(r.closed);
     const entry: TftpFileReport = {
-      path: requested, name, role, mode, outcome: r.outcome, required: mode === 'fetch' && isRequired(name, role), bytes: r.bytes, sha256: r.sha256,
-      tsize: r.tsize, blksize: r.blksize, blocks: r.blocks, rollovers: r.rollovers, durationMs: r.durationMs, serverPort: r.serverPort,
-      retransmits: r.retransmits, duplicateData: r.duplicateData, strayPackets: r.strayPackets,
+      path: requested,
+      name,
+      role,
+      mode,
+      outcome: r.outcome,
+      required: mode === 'fetch' && isRequired(name, role),
+      bytes: r.bytes,
+      sha256: r.sha256,
+      tsize: r.tsize,
+      blksize: r.blksize,
+      blocks: r.blocks,
+      rollovers: r.rollovers,
+      durationMs: r.durationMs,
+      serverPort: r.serverPort,
+      retransmits: r.retransmits,
+      duplicateData: r.duplicateData,
+      strayPackets: r.strayPackets,
     };
     if (r.errorCode !== undefined) entry.errorCode = r.errorCode;
     if (r.errorMessage !== undefined) entry.errorMessage = r.errorMessage;
@@ -77,7 +98,9 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
     }
     report.files.push(entry);
     const rate = r.durationMs > 0 ? ` ${(r.bytes / 1048576 / (r.durationMs / 1000)).toFixed(1)} MiB/s` : '';
-    log(`TFTP ${mode} ${requested}: ${r.outcome}${r.outcome === 'ok' ? ` ${r.bytes} bytes in ${r.durationMs} ms${rate}, tsize ${r.tsize ?? '-'}, blksize ${r.blksize}, rollovers ${r.rollovers}, sha256 ${r.sha256}` : ''}${r.errorMessage ? ` (${r.errorMessage})` : ''}`);
+    log(
+      `TFTP ${mode} ${requested}: ${r.outcome}${r.outcome === 'ok' ? ` ${r.bytes} bytes in ${r.durationMs} ms${rate}, tsize ${r.tsize ?? '-'}, blksize ${r.blksize}, rollovers ${r.rollovers}, sha256 ${r.sha256}` : ''}${r.errorMessage ? ` (${r.errorMessage})` : ''}`,
+    );
     return entry;
   };
 
@@ -91,12 +114,26 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
 
   // --- Prefix probe (TFTP_PREFIX): an existence test aborted right after the OACK.
   if (t.prefixDir) {
-    const candidates = model === 4 ? [['start4.elf', 'prefix-probe'], ['start.elf', 'prefix-probe']] : [['config.txt', 'prefix-probe'], [profile.dtb, 'prefix-probe']];
+    const candidates =
+      model === 4
+        ? [
+            ['start4.elf', 'prefix-probe'],
+            ['start.elf', 'prefix-probe'],
+          ]
+        : [
+            ['config.txt', 'prefix-probe'],
+            [profile.dtb, 'prefix-probe'],
+          ];
     for (const [name, role] of candidates as Array<[string, string]>) {
       const probe = await transfer(name, role, 'probe');
-      if (probe.outcome === 'probe-aborted') { report.prefixUsed = true; break; }
+      if (probe.outcome === 'probe-aborted') {
+        report.prefixUsed = true;
+        break;
+      }
       if (probe.outcome === 'error') {
-        report.failures.push(`prefix probe ${probe.path} failed: ${probe.errorMessage ?? 'error'} (expected an OACK, or ERROR 1 if the directory does not exist)`);
+        report.failures.push(
+          `prefix probe ${probe.path} failed: ${probe.errorMessage ?? 'error'} (expected an OACK, or ERROR 1 if the directory does not exist)`,
+        );
         break;
       }
     }
@@ -122,7 +159,10 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
       case '@kernel': {
         for (const k of kernelNames()) {
           const e = await fetch(k, 'kernel');
-          if (e.outcome !== 'not-found') { kernelFetched = k; return; }
+          if (e.outcome !== 'not-found') {
+            kernelFetched = k;
+            return;
+          }
         }
         return;
       }
@@ -159,15 +199,38 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
         return;
       }
       default: {
-        const role = token === 'config.txt' ? 'config' : token === 'cmdline.txt' ? 'cmdline' : token.startsWith('start') ? 'firmware' : token.startsWith('fixup') ? 'firmware' : 'file';
+        const role =
+          token === 'config.txt'
+            ? 'config'
+            : token === 'cmdline.txt'
+              ? 'cmdline'
+              : token.startsWith('start')
+                ? 'firmware'
+                : token.startsWith('fixup')
+                  ? 'firmware'
+                  : 'file';
         await fetch(token, role);
       }
     }
   };
 
-  const sequence = options.files ?? (model === 4
-    ? ['config.txt', '@probe-pieeprom', '@probe-recovery', 'start4.elf', 'fixup4.dat', 'config.txt', '@dtb', '@overlays', '@cmdline', '@kernel', '@initramfs']
-    : ['config.txt', '@probe-pieeprom', '@cmdline', '@dtb', '@overlays', '@kernel', '@initramfs']);
+  const sequence =
+    options.files ??
+    (model === 4
+      ? [
+          'config.txt',
+          '@probe-pieeprom',
+          '@probe-recovery',
+          'start4.elf',
+          'fixup4.dat',
+          'config.txt',
+          '@dtb',
+          '@overlays',
+          '@cmdline',
+          '@kernel',
+          '@initramfs',
+        ]
+      : ['config.txt', '@probe-pieeprom', '@cmdline', '@dtb', '@overlays', '@kernel', '@initramfs']);
   if (report.failures.length === 0) {
     for (const token of sequence) await runToken(token);
   }
@@ -186,9 +249,11 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
     const good = matching.find((f) => f.mode === 'fetch' && f.outcome === 'ok');
     report.required.push({ name: r, satisfied: good !== undefined, path: good?.path ?? matching[0]?.path });
     if (!good && !(matching.length > 0 && matching.every((f) => f.outcome === 'error'))) {
-      report.failures.push(matching.length === 0
-        ? `required ${r} was never requested (not in the sequence)`
-        : `required ${r} did not arrive: ${matching.map((f) => `${f.path} ${f.outcome}${f.errorMessage ? ` (${f.errorMessage})` : ''}`).join(', ')}`);
+      report.failures.push(
+        matching.length === 0
+          ? `required ${r} was never requested (not in the sequence)`
+          : `required ${r} did not arrive: ${matching.map((f) => `${f.path} ${f.outcome}${f.errorMessage ? ` (${f.errorMessage})` : ''}`).join(', ')}`,
+      );
     }
   }
   const configs = fetches.filter((f) => f.role === 'config' && f.outcome === 'ok');

@@ -34,11 +34,16 @@ type TransferResult = Omit<TftpFileReport, 'path' | 'name' | 'role' | 'mode' | '
 export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
   const started = Date.now();
   const sock = dgram.createSocket({ type: 'udp4' });
-  const requestOptions: Array<[string, string]> = [['tsize', '0'], ['blksize', String(p.blksize)]];
+  const requestOptions: Array<[string, string]> = [
+    ['tsize', '0'],
+    ['blksize', String(p.blksize)],
+  ];
   const rrq = buildRrq(p.path, requestOptions);
   const warnings: string[] = [];
   let closedResolve: () => void = () => {};
-  const closed = new Promise<void>((r) => { closedResolve = r; });
+  const closed = new Promise<void>((r) => {
+    closedResolve = r;
+  });
   sock.on('close', () => closedResolve());
 
   try {
@@ -46,9 +51,22 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
   } catch (e) {
     closeSocket(sock);
     return {
-      outcome: 'error', data: undefined, bytes: 0, sha256: undefined, tsize: undefined, blksize: undefined, blocks: 0,
-      rollovers: 0, durationMs: 0, serverPort: undefined, errorMessage: `cannot bind a TFTP socket on ${p.localAddress}: ${(e as Error).message}`,
-      retransmits: 0, duplicateData: 0, strayPackets: 0, warnings, closed,
+      outcome: 'error',
+      data: undefined,
+      bytes: 0,
+      sha256: undefined,
+      tsize: undefined,
+      blksize: undefined,
+      blocks: 0,
+      rollovers: 0,
+      durationMs: 0,
+      serverPort: undefined,
+      errorMessage: `cannot bind a TFTP socket on ${p.localAddress}: ${(e as Error).message}`,
+      retransmits: 0,
+      duplicateData: 0,
+      strayPackets: 0,
+      warnings,
+      closed,
     };
   }
 
@@ -102,9 +120,23 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
         closeSocket(sock);
       }
       resolve({
-        outcome, data, bytes, sha256: outcome === 'ok' ? hash.digest('hex') : undefined, tsize, blksize, blocks, rollovers,
-        durationMs: Date.now() - started, serverPort: tid, errorCode: extra.errorCode, errorMessage: extra.errorMessage,
-        retransmits, duplicateData, strayPackets, warnings, closed,
+        outcome,
+        data,
+        bytes,
+        sha256: outcome === 'ok' ? hash.digest('hex') : undefined,
+        tsize,
+        blksize,
+        blocks,
+        rollovers,
+        durationMs: Date.now() - started,
+        serverPort: tid,
+        errorCode: extra.errorCode,
+        errorMessage: extra.errorMessage,
+        retransmits,
+        duplicateData,
+        strayPackets,
+        warnings,
+        closed,
       });
     };
 
@@ -115,7 +147,12 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
     const onTimeout = () => {
       if (state === 'done') return;
       if (retries >= p.maxRetries) {
-        const waiting = state === 'await-first' ? 'a reply to the RRQ' : state === 'await-data' ? 'DATA 1 after ACKing the OACK' : `DATA block ${expected}`;
+        const waiting =
+          state === 'await-first'
+            ? 'a reply to the RRQ'
+            : state === 'await-data'
+              ? 'DATA 1 after ACKing the OACK'
+              : `DATA block ${expected}`;
         finish('error', { errorMessage: `timed out waiting for ${waiting} (${p.maxRetries} retransmissions, ${p.retransmitMs} ms apart)` });
         return;
       }
@@ -125,11 +162,15 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
       timer = setTimeout(onTimeout, p.retransmitMs);
     };
     let timer = setTimeout(onTimeout, p.retransmitMs);
-    const fileTimer = p.fileTimeoutMs > 0
-      ? setTimeout(() => {
-          finish('error', { errorMessage: `not complete within TFTP_FILE_TIMEOUT ${p.fileTimeoutMs} ms (${bytes} bytes received); sent "Early terminate"`, last: buildError(0, 'Early terminate') });
-        }, p.fileTimeoutMs)
-      : undefined;
+    const fileTimer =
+      p.fileTimeoutMs > 0
+        ? setTimeout(() => {
+            finish('error', {
+              errorMessage: `not complete within TFTP_FILE_TIMEOUT ${p.fileTimeoutMs} ms (${bytes} bytes received); sent "Early terminate"`,
+              last: buildError(0, 'Early terminate'),
+            });
+          }, p.fileTimeoutMs)
+        : undefined;
     const onAbort = () => finish('error', { errorMessage: 'aborted', last: buildError(0, 'Early terminate') });
     p.signal?.addEventListener('abort', onAbort);
 
@@ -152,7 +193,13 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
     sock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       if (state === 'done') {
         // Dallying: re-ACK a retransmitted final DATA.
-        if (rinfo.address === p.server && rinfo.port === tid && msg.length >= 4 && msg.readUInt16BE(0) === TftpOp.DATA && msg.readUInt16BE(2) === lastAcked) {
+        if (
+          rinfo.address === p.server &&
+          rinfo.port === tid &&
+          msg.length >= 4 &&
+          msg.readUInt16BE(0) === TftpOp.DATA &&
+          msg.readUInt16BE(2) === lastAcked
+        ) {
           sock.send(buildAck(lastAcked), rinfo.port, rinfo.address);
         }
         return;
@@ -160,7 +207,8 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
       if (rinfo.address !== p.server || (tid !== undefined && rinfo.port !== tid)) {
         // RFC 1350 §4: a packet from a foreign TID gets ERROR 5; the transfer goes on.
         strayPackets++;
-        if (strayPackets <= 3) warnings.push(`packet from ${rinfo.address}:${rinfo.port} while talking to ${p.server}:${tid ?? p.port}: answered ERROR 5`);
+        if (strayPackets <= 3)
+          warnings.push(`packet from ${rinfo.address}:${rinfo.port} while talking to ${p.server}:${tid ?? p.port}: answered ERROR 5`);
         sock.send(buildError(5, 'Unknown transfer ID'), rinfo.port, rinfo.address);
         return;
       }
@@ -179,15 +227,28 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
           if (state === 'await-first' && pkt.code === 1) {
             finish('not-found', { errorCode: pkt.code, errorMessage: pkt.message });
           } else {
-            finish('error', { errorCode: pkt.code, errorMessage: `server sent ERROR ${pkt.code} "${pkt.message}"${state === 'await-first' ? '' : ` after ${bytes} bytes`}` });
+            finish('error', {
+              errorCode: pkt.code,
+              errorMessage: `server sent ERROR ${pkt.code} "${pkt.message}"${state === 'await-first' ? '' : ` after ${bytes} bytes`}`,
+            });
           }
           return;
         }
         case 'OACK': {
-          if (state === 'await-data') { progress(); send(buildAck(0), tid); return; } // our ACK 0 was lost
-          if (state !== 'await-first') { warnings.push('OACK repeated in the middle of the transfer; ignored'); return; }
+          if (state === 'await-data') {
+            progress();
+            send(buildAck(0), tid);
+            return;
+          } // our ACK 0 was lost
+          if (state !== 'await-first') {
+            warnings.push('OACK repeated in the middle of the transfer; ignored');
+            return;
+          }
           const v = checkOack(requestOptions, pkt.options);
-          if (!v.ok) { abortWith(8, 'Option negotiation failed', v.reason); return; }
+          if (!v.ok) {
+            abortWith(8, 'Option negotiation failed', v.reason);
+            return;
+          }
           blksize = v.blksize;
           tsize = v.tsize;
           if (tsize === undefined) warnings.push('OACK has no tsize although the Pi asked for it');
@@ -219,7 +280,11 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
               return;
             }
             if (tsize !== undefined && bytes + pkt.data.length > tsize) {
-              abortWith(4, 'Illegal TFTP operation', `DATA runs past the announced tsize ${tsize} (block ${pkt.block}, ${bytes + pkt.data.length} bytes)`);
+              abortWith(
+                4,
+                'Illegal TFTP operation',
+                `DATA runs past the announced tsize ${tsize} (block ${pkt.block}, ${bytes + pkt.data.length} bytes)`,
+              );
               return;
             }
             chunks.push(Buffer.from(pkt.data));
@@ -233,7 +298,11 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
             send(buildAck(pkt.block), tid);
             completeIfShort(pkt.data.length);
           } else if (expected === 0 && pkt.block === 1 && rollovers > 0) {
-            abortWith(4, 'Illegal TFTP operation', 'server wrapped the block number 65535 -> 1; the Pi (and dnsmasq, iPXE) expect 65535 -> 0 (rpi-eeprom#754)');
+            abortWith(
+              4,
+              'Illegal TFTP operation',
+              'server wrapped the block number 65535 -> 1; the Pi (and dnsmasq, iPXE) expect 65535 -> 0 (rpi-eeprom#754)',
+            );
           } else if (pkt.block === lastAcked) {
             // Our ACK was lost (or the server retransmitted early): re-ACK, RFC 1350.
             duplicateData++;

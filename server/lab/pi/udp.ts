@@ -13,5 +13,9 @@ export function bindSocket(sock: Socket, port: number, address: string): Promise
 }
 
 export function closeSocket(sock: Socket): void {
-  try { sock.close(); } catch { /* already closed */ }
+  try {
+    sock.close();
+  } catch {
+    /* already closed */
+  }
 }

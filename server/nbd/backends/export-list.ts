@@ -17,7 +17,13 @@ export async function listExternalExports(imagesDir: string, staticExports: Exte
     const current = path.join(imagesDir, image.name, 'current');
     for (const arch of await readdir(current, { withFileTypes: true }).catch(() => [])) {
       const file = path.join(current, arch.name, 'root.squashfs');
-      if (await realpath(file).then(() => true, () => false)) out.push({ name: `${image.name}/${arch.name}`, file });
+      if (
+        await realpath(file).then(
+          () => true,
+          () => false,
+        )
+      )
+        out.push({ name: `${image.name}/${arch.name}`, file });
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));

@@ -28,7 +28,10 @@ export class NbdkitBackend {
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly options: ExternalBackendOptions, private readonly logger: Logger) {}
+  constructor(
+    private readonly options: ExternalBackendOptions,
+    private readonly logger: Logger,
+  ) {}
 
   private async writeExportDir(): Promise<string> {
     const dir = path.join(this.options.stateDir, 'nbdkit-exports');
@@ -51,8 +54,15 @@ export class NbdkitBackend {
     const first = await Promise.race([ready.then(() => 'ready' as const), exited.then(() => 'exited' as const)]);
     if (first === 'exited') {
       const r = await exited;
-      if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message))) throw new SetupError('nbd.backend nbdkit: the nbdkit binary is not installed (apt-get install nbdkit)');
-      throw new SetupError(`nbd.backend nbdkit: nbdkit exited at start (${r.exitCode}): ${String(r.all ?? r.message).trim().split('\n').slice(-3).join(' | ')}`);
+      if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message)))
+        throw new SetupError('nbd.backend nbdkit: the nbdkit binary is not installed (apt-get install nbdkit)');
+      throw new SetupError(
+        `nbd.backend nbdkit: nbdkit exited at start (${r.exitCode}): ${String(r.all ?? r.message)
+          .trim()
+          .split('\n')
+          .slice(-3)
+          .join(' | ')}`,
+      );
     }
     void this.follow(child);
     this.logger.info({ backend: 'nbdkit', pid: child.pid, args }, 'nbd backend started');
@@ -65,7 +75,9 @@ export class NbdkitBackend {
     const result = await child;
     if (this.stopping) return;
     this.logger.warn({ backend: 'nbdkit', exitCode: result.exitCode, signal: result.signal }, 'nbd backend exited; restarting in 1 s');
-    this.restartTimer = setTimeout(() => { this.start().catch((err: Error) => this.logger.error({ err: err.message }, 'nbd backend restart failed')); }, 1000);
+    this.restartTimer = setTimeout(() => {
+      this.start().catch((err: Error) => this.logger.error({ err: err.message }, 'nbd backend restart failed'));
+    }, 1000);
   }
 
   async stop(): Promise<void> {
