@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { Transfer, type TransferObserver, type TransferResult, type TransferSocket } from '../../server/tftp/transfer.js';
+import { Transfer, type TransferObserver, type TransferResult } from '../../server/tftp/transfer.js';
 import { encodeAck, encodeError, parseTftpPacket } from '../../server/tftp/packet.js';
 import type { Negotiated } from '../../server/tftp/options.js';
 import type { FileSource } from '../../server/boot/files/resolver.js';
@@ -101,7 +101,7 @@ describe('TFTP transfer failure paths', () => {
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
     const transfer = new Transfer(
-      socket as unknown as TransferSocket,
+      socket,
       { address: '10.9.0.2', port: 0 },
       source,
       plain,
@@ -148,7 +148,7 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket('async-error');
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
-    new Transfer(socket as unknown as TransferSocket, peer, source, { ...plain, windowSize: 4 }, o.onEnd, o.observer).start();
+    new Transfer(socket, peer, source, { ...plain, windowSize: 4 }, o.onEnd, o.observer).start();
     await vi.advanceTimersByTimeAsync(0);
     expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
     expect(o.sendErrors.length).toBeGreaterThan(0);
@@ -166,7 +166,7 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket();
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
-    new Transfer(socket as unknown as TransferSocket, peer, source, plain, o.onEnd, o.observer).start();
+    new Transfer(socket, peer, source, plain, o.onEnd, o.observer).start();
     socket.emit('error', new Error('EBADF'));
     socket.emit('message', encodeError(0, 'bye'), { address: peer.address, port: peer.port, family: 'IPv4', size: 7 });
     await vi.advanceTimersByTimeAsync(60_000);
@@ -179,7 +179,7 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket();
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
-    new Transfer(socket as unknown as TransferSocket, peer, source, { ...plain, timeoutMs: 5000 }, o.onEnd, o.observer).start();
+    new Transfer(socket, peer, source, { ...plain, timeoutMs: 5000 }, o.onEnd, o.observer).start();
     await vi.advanceTimersByTimeAsync(10 * 60_000);
     expect(o.ends.map((e) => e.outcome)).toEqual(['timeout']);
     expect({ releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
@@ -190,7 +190,7 @@ describe('TFTP transfer failure paths', () => {
     const dataSent = (socket: FakeSocket) => socket.sent.filter((p) => p.packet[1] === 3).length;
     const forged = new FakeSocket();
     const o1 = observe();
-    new Transfer(forged as unknown as TransferSocket, peer, new CountingSource(Buffer.alloc(2000)), plain, o1.onEnd, o1.observer).start();
+    new Transfer(forged, peer, new CountingSource(Buffer.alloc(2000)), plain, o1.onEnd, o1.observer).start();
     await vi.advanceTimersByTimeAsync(6_500);
     // Block 1 and 5 retransmissions, 1 s apart, then the end.
     expect(o1.ends.map((e) => e.outcome)).toEqual(['timeout']);
@@ -198,7 +198,7 @@ describe('TFTP transfer failure paths', () => {
 
     const real = new FakeSocket();
     const o2 = observe();
-    new Transfer(real as unknown as TransferSocket, peer, new CountingSource(Buffer.alloc(2000)), plain, o2.onEnd, o2.observer).start();
+    new Transfer(real, peer, new CountingSource(Buffer.alloc(2000)), plain, o2.onEnd, o2.observer).start();
     real.emit('message', encodeAck(1), { address: peer.address, port: peer.port, family: 'IPv4', size: 4 });
     await vi.advanceTimersByTimeAsync(6_500);
     expect(o2.ends).toEqual([]);
@@ -214,7 +214,7 @@ describe('TFTP transfer failure paths', () => {
       const socket = new FakeSocket();
       const source = new CountingSource(Buffer.alloc(2000), failRead);
       const o = observe();
-      new Transfer(socket as unknown as TransferSocket, peer, source, plain, o.onEnd, o.observer).start();
+      new Transfer(socket, peer, source, plain, o.onEnd, o.observer).start();
       await vi.advanceTimersByTimeAsync(60_000);
       expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
       const last = parseTftpPacket(socket.sent.at(-1)?.packet ?? Buffer.alloc(0));
@@ -232,7 +232,7 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket();
     const source = new CountingSource(Buffer.alloc(100));
     const o = observe();
-    new Transfer(socket as unknown as TransferSocket, peer, source, plain, o.onEnd, o.observer).start();
+    new Transfer(socket, peer, source, plain, o.onEnd, o.observer).start();
     socket.emit('message', encodeAck(1), { address: peer.address, port: 1, family: 'IPv4', size: 4 });
     const reply = socket.sent.at(-1);
     expect(reply?.port).toBe(1);
