@@ -82,14 +82,12 @@ export function registerTpmRoutes(app: FastifyInstance, deps: TpmRouteDeps): voi
               akName: body.akName === undefined ? undefined : Buffer.from(body.akName, 'hex'),
               ekPublic: body.ekPublic === undefined ? undefined : Buffer.from(body.ekPublic, 'base64'),
             });
-            await reply
-              .header('cache-control', 'no-store')
-              .send({
-                credential: made.credential.toString('base64'),
-                ekName: made.ekName.toString('hex'),
-                akName: made.akName.toString('hex'),
-                ekType: made.ekType,
-              });
+            await reply.header('cache-control', 'no-store').send({
+              credential: made.credential.toString('base64'),
+              ekName: made.ekName.toString('hex'),
+              akName: made.akName.toString('hex'),
+              ekType: made.ekType,
+            });
           } catch (err) {
             await answerError(reply, err);
           }

@@ -214,12 +214,10 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
               .code(404)
               .send({ error: 'not found', message: `no node with MAC ${normalizeMac((req.params as { mac: string }).mac)}` });
           if (deps.config.kubernetes?.admission !== 'approve')
-            return reply
-              .code(409)
-              .send({
-                error: 'conflict',
-                message: `kubernetes.admission is ${deps.config.kubernetes?.admission ?? 'not configured'}, not approve: boots need no approval`,
-              });
+            return reply.code(409).send({
+              error: 'conflict',
+              message: `kubernetes.admission is ${deps.config.kubernetes?.admission ?? 'not configured'}, not approve: boots need no approval`,
+            });
           try {
             await deps.sessions.approve(node, `api ${req.ip}`);
           } catch (err) {

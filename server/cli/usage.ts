@@ -21,7 +21,7 @@ function* everyCommand(cmd: Command): Generator<Command> {
  * `bootfarm pi eeprom-config --help` would print the top-level help and exit 0;
  * this walk runs first.
  */
-export function findUnknownCommand(program: Command, args: readonly string[]): { group: Command; word: string } | undefined {
+function findUnknownCommand(program: Command, args: readonly string[]): { group: Command; word: string } | undefined {
   let group = program;
   for (const word of args) {
     // A command without subcommands takes its own operands; options are commander's to check.
@@ -36,7 +36,7 @@ export function findUnknownCommand(program: Command, args: readonly string[]): {
 }
 
 /** Exit code for the end commander asks for: 0 when help or the version was asked for, 2 for every usage error. */
-export function usageExitCode(err: CommanderError): number {
+function usageExitCode(err: CommanderError): number {
   if (err.exitCode === 0) return 0;
   // A spawned executable subcommand ended: its own status (bootfarm has none today).
   if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;

@@ -113,13 +113,11 @@ export class HttpBootServer {
     this.app.setErrorHandler(async (err: FastifyError & { problems?: string[] }, req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
       if (status >= 500) this.logger.error({ path: req.url, err: err.message }, 'http request failed');
-      await reply
-        .code(status)
-        .send({
-          error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error',
-          message: err.message,
-          problems: err.problems,
-        });
+      await reply.code(status).send({
+        error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error',
+        message: err.message,
+        problems: err.problems,
+      });
     });
     this.app.addHook('onResponse', async (req, reply) => {
       const route = req.routeOptions.url;

@@ -11,7 +11,7 @@ import { AAVMF, findOvmf } from '../../server/lab/qemu.js';
 /** The install-system-deps.sh groups that install test peers. */
 type Group = 'runtime' | 'test' | 'image';
 
-export interface Peer {
+interface Peer {
   /** What the one line names: the command, or the file's purpose. */
   name: string;
   /** The Debian package that provides it. */
@@ -21,7 +21,7 @@ export interface Peer {
   present?: () => boolean;
 }
 
-export function onPath(command: string, pathEnv = process.env.PATH ?? ''): boolean {
+function onPath(command: string, pathEnv = process.env.PATH ?? ''): boolean {
   return pathEnv.split(path.delimiter).some((dir) => {
     if (!dir) return false;
     try {

@@ -100,14 +100,7 @@ describe('TFTP transfer failure paths', () => {
     const socket = new FakeSocket();
     const source = new CountingSource(Buffer.alloc(2000));
     const o = observe();
-    const transfer = new Transfer(
-      socket,
-      { address: '10.9.0.2', port: 0 },
-      source,
-      plain,
-      o.onEnd,
-      o.observer,
-    );
+    const transfer = new Transfer(socket, { address: '10.9.0.2', port: 0 }, source, plain, o.onEnd, o.observer);
     expect(() => transfer.start()).not.toThrow();
     expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
     expect({ releases: source.releases, closes: socket.closes, sent: socket.sent.length, timers: vi.getTimerCount() }).toEqual({
