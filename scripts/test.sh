@@ -11,7 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-system-deps.sh runtime test
 npm ci --no-audit --no-fund --loglevel=error
-npx tsc -p tsconfig.json --noEmit
+# What a contributor runs without root (typecheck, lint with the import-cycle rule,
+# unused exports, formatting, the unit tier): a failure here stops the run early.
+npm run --silent check
 # The built CLI is what users run: build it, and a test runs it.
 npm run --silent build
 
