@@ -1,7 +1,8 @@
 // `bootfarm lab run | up`: the emulation lab (server/lab/lab.ts) from the shell.
 import type { Command } from 'commander';
 import path from 'node:path';
-import { formatSummary, Lab } from '../lab/lab.js';
+import { Lab } from '../lab/lab.js';
+import { formatSummary } from '../lab/summary.js';
 import { labDown } from '../lab/lab-down.js';
 import { parseLabNodes } from '../lab/lab-nodes.js';
 import { STEPS, type Step } from '../lab/timeline.js';

@@ -10,124 +10,24 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { NetLab, type LabHost } from './netlab.js';
-import { run, type Background } from './proc.js';
+import type { Background } from './proc.js';
 import { startGuest, qemuAccel } from './qemu.js';
 import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';
-import { GUEST_SHELL_RCFILE, guestRun } from './guest-shell.js';
-import { NEXT_MARKER, publishNextVersion, unpublishNextVersion, type PublishedNext } from './publish-next.js';
+import { checkAfterPublish, publishNextVersion, unpublishNextVersion, type PublishedNext } from './publish-next.js';
+import { buildUpgradeImage, imageIdOf, UPGRADE_IMAGE } from './upgrade-image.js';
 import { serverOutage, type OutageReport } from './outage.js';
-import { LabAttacker, type AttackReport } from './attacker.js';
+import { LabAttacker } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
 import { SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
 import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
+import { HTTP, KUBE, labServerConfig, SERVER } from './lab-config.js';
+import type { LabOptions, NodeResult, PublishReport } from './lab-results.js';
 
-export interface NodeResult {
-  kind: LabNodeKind;
-  hostname: string;
-  mac: string;
-  ok: boolean;
-  /** Seconds from power-on to each step reached. */
-  timeline: Partial<Record<Step, number>>;
-  lastStep: Step | 'power-on';
-  failure?: string;
-  /** What the node reported about itself (the agent's booted report), if any. */
-  observed?: string;
-  /** The node's boot timeline as bootfarm recorded it (this boot). */
-  events: TimelineEvent[];
-  console: string;
-  /** The server outage this node lived through after it joined (restartServerAfterJoin). */
-  outage?: OutageReport;
-  /** upgradeServer: the image IDs bootfarm ran before and after the outage. */
-  upgrade?: { from: string; to: string };
-  /** publishDuringOutage: the versions, whether the node sees the new one's marker, and gc's verdicts (dry run). */
-  publish?: PublishReport;
-  /** What the lab's attacker tried against this node and how bootfarm answered (attack). */
-  attack?: AttackReport;
-}
-
-export interface PublishReport {
-  from: string;
-  to: string;
-  /** The new version's marker file exists in the node's root (it must not: the node reads the version it mounted). */
-  markerOnNode: boolean;
-  gc: Array<{ version: string; keep: boolean; reasons: string[] }>;
-}
-
-export interface LabOptions {
-  nodes: LabNodeKind[];
-  server: 'host' | 'docker';
-  image: string;
-  imagesDir: string;
-  workDir?: string;
-  /** Per-node limit from power-on to joined. */
-  timeoutSeconds: number;
-  /** The CLI that runs `bootfarm serve` in host mode (this process's own entry point). */
-  cli: { execPath: string; args: string[] };
-  log: (line: string) => void;
-  /** Keep everything running after the nodes finished (lab up). */
-  keep?: AbortSignal | undefined;
-  /** Failure injection: these nodes are assigned an image that does not exist. */
-  missingImage?: LabNodeKind[];
-  /** Failure injection: the fake cluster refuses these nodes' registration (kubeadm join fails). */
-  refuseJoin?: LabNodeKind[];
-  /**
-   * Failure injection: restart bootfarm each time the first node of `nodes`
-   * reaches one of these steps (its boot must still complete). Steps the node
-   * passes within one poll are restarted for together, once: the report says so.
-   */
-  restartServerAt?: Step[];
-  /**
-   * Failure injection: once the first node of `nodes` (a QEMU guest) joined, end
-   * bootfarm (SIGKILL, or SIGTERM with restartSignal), keep it down this many
-   * seconds, start it again; the node must keep its root (server/lab/outage.ts).
-   */
-  restartServerAfterJoin?: number;
-  restartSignal?: 'SIGKILL' | 'SIGTERM';
-  /** These nodes boot with NBD_TO_RAM: the initramfs copies the image to RAM and lets NBD go. */
-  toRam?: LabNodeKind[];
-  /**
-   * With restartServerAfterJoin and the server in docker: the outage is an
-   * upgrade. A new server image is built while the node runs; bootfarm's
-   * container is stopped and replaced by one of the new image.
-   */
-  upgradeServer?: boolean;
-  /**
-   * With restartServerAfterJoin: while bootfarm is down, a new version of the
-   * image is published (server/lab/publish-next.ts). The node must reconnect to
-   * the version it mounted, and `bootfarm image gc` must keep that version for it.
-   */
-  publishDuringOutage?: boolean;
-  /**
-   * An attacker on the lab segment (server/lab/attacker.ts) goes after every QEMU
-   * node while it boots and after it joined; a node whose boot, nonce, secret or
-   * token the attacker gets, or whose replay leaves no alarm, fails.
-   */
-  attack?: boolean;
-  /**
-   * kubernetes.admission for the lab's bootfarm. `approve` (the default: the
-   * strictest mode every lab machine supports) has the lab act as the operator:
-   * it approves a node's boot once the boot waits, as `bootfarm node approve` would.
-   * `tpm`: each QEMU node gets its own swtpm, whose EK is registered before it
-   * powers on (server/lab/lab-tpm.ts); amd64 nodes only (the Debian arm64 kernel
-   * has no TIS driver for QEMU virt's tpm-tis-device).
-   */
-  admission?: 'auto' | 'approve' | 'tpm';
-  /**
-   * Failure injection for admission `tpm`, by hostname: these nodes boot with a
-   * different swtpm than the one registered for them and must be refused.
-   */
-  tpmImpostors?: string[];
-}
-
-const SERVER = '10.9.0.1';
-/** The server image an upgrade replaces bootfarm/server:lab with (upgradeServer). */
-const UPGRADE_IMAGE = 'bootfarm/server:lab-upgrade';
-const KUBE = '10.9.0.2';
-const HTTP = `http://${SERVER}:8080`;
+export type { LabOptions, NodeResult } from './lab-results.js';
 
 export class Lab {
   /** Every node of the run, with its name and MAC. */
@@ -242,62 +142,18 @@ export class Lab {
   }
 
   private config(kube: { caCertFile: string; kubeconfig: string }): Record<string, unknown> {
-    const tftpRoot = path.join(this.workDir, 'tftpboot');
-    return {
-      server: { address: SERVER, stateDir: path.join(this.workDir, 'state') },
-      // Router advertisements end iPXE's ~16 s wait for IPv6 (server/dhcp/ra/radvd.ts).
-      dhcp: {
-        mode: 'full',
-        interface: 'eth0',
-        routerAdvertisements: true,
-        subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.199'], router: SERVER, leaseSeconds: 3600 }],
-      },
-      tftp: { root: tftpRoot },
-      http: { port: 8080 },
-      nbd: { port: 10809 },
-      images: { dir: this.options.imagesDir, default: this.options.image },
-      // What the guests report back proves these ran: the lab asserts on it.
-      defaults: {
-        // Each entry prints its evidence; the agent reports what each printed.
-        lts: {
-          PREINIT_00_LAB: 'echo preinit-ran > /run/bootfarm-lab-preinit && cat /run/bootfarm-lab-preinit',
-          FSTAB_01_LAB: 'tmpfs /mnt/bootfarm-lab tmpfs nofail,size=1m 0 0',
-          SYSCTL_01_LAB: 'vm.swappiness=7',
-          RCFILE_01_LAB: 'cat /run/bootfarm-lab-preinit && echo rcfile-ran',
-          RCFILE_02_LAB: 'echo swappiness=$(cat /proc/sys/vm/swappiness)',
-          // The lab's command channel into QEMU nodes (server/lab/guest-shell.ts).
-          RCFILE_03_LAB: GUEST_SHELL_RCFILE,
-        },
-        labels: { 'bootfarm.dev/lab': 'true' },
-      },
-      profiles: [
-        { name: 'lab-amd64', match: { arch: 'amd64' }, kernelArgs: 'console=ttyS0' },
-        { name: 'lab-arm64', match: { arch: 'arm64' }, kernelArgs: 'console=ttyAMA0' },
-      ],
-      nodes: this.specs.map((s) => {
-        const k = s.kind;
-        return {
-          mac: s.mac,
-          hostname: s.hostname,
-          arch: s.arch,
-          ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
-          ...(this.options.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
-          ...(this.options.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
-          ...(this.tpmEks.has(s.hostname) ? { tpm: { ek: this.tpmEks.get(s.hostname) } } : {}),
-        };
-      }),
-      unknownNodes: 'discover',
-      kubernetes: {
-        apiServer: `${KUBE}:6443`,
-        caCertFile: kube.caCertFile,
-        kubeconfig: kube.kubeconfig,
-        tokenTtl: '30m',
-        version: 'v1.31',
-        admission: this.admission,
-      },
-      api: { token: this.apiToken },
-      log: { level: 'info' },
-    };
+    return labServerConfig({
+      workDir: this.workDir,
+      imagesDir: this.options.imagesDir,
+      image: this.options.image,
+      specs: this.specs,
+      missingImage: this.options.missingImage,
+      toRam: this.options.toRam,
+      tpmEks: this.tpmEks,
+      admission: this.admission,
+      apiToken: this.apiToken,
+      kube,
+    });
   }
 
   async start(): Promise<void> {
@@ -434,57 +290,6 @@ export class Lab {
     return path.join(this.workDir, 'consoles', `${spec.hostname}.ctl`);
   }
 
-  /** upgradeServer: a second image of this tree (a new dev.bootfarm.build label), built while the node runs. */
-  private async buildUpgrade(): Promise<string> {
-    const docker = await connectDocker();
-    const report = await buildServerImage(docker, {
-      tag: UPGRADE_IMAGE,
-      buildId: `lab-upgrade-${Date.now()}`,
-      log: (line) => this.log(`upgrade image: ${line}`),
-    });
-    return report.imageId;
-  }
-
-  private async imageId(tag: string): Promise<string> {
-    return (await (await connectDocker()).getImage(tag).inspect()).Id;
-  }
-
-  /** bootfarm down and up again under a joined node (restartServerAfterJoin), or replaced by a new image (upgradeServer). */
-  /** After a publish under the node: does its root show the new version, and what does gc (dry run) keep? */
-  private async afterPublish(spec: NodeSpec, published: PublishedNext): Promise<PublishReport> {
-    const seen = await guestRun(this.controlSocket(spec), `[ -e ${NEXT_MARKER} ] && echo MARKER present || echo MARKER absent`, 120_000);
-    const gc = await run(
-      this.options.cli.execPath,
-      [
-        ...this.options.cli.args,
-        'image',
-        'gc',
-        '--images-dir',
-        this.options.imagesDir,
-        '--state-dir',
-        path.join(this.workDir, 'state'),
-        '--image',
-        this.options.image,
-        '--keep',
-        '0',
-        '--dry-run',
-        '--json',
-      ],
-      120_000,
-    );
-    if (gc.code !== 0) throw new Error(`bootfarm image gc --dry-run: ${gc.stderr}`);
-    const decisions = (JSON.parse(gc.stdout) as { decisions: Array<{ version: string; keep: boolean; reasons: string[] }> }).decisions;
-    this.log(
-      `${spec.hostname}: gc (dry run): ${decisions.map((d) => `${d.version} ${d.keep ? `kept (${d.reasons.join('; ')})` : 'would go'}`).join(', ')}`,
-    );
-    return {
-      from: published.from,
-      to: published.to,
-      markerOnNode: !/^MARKER absent$/m.test(seen.output),
-      gc: decisions.map(({ version, keep, reasons }) => ({ version, keep, reasons })),
-    };
-  }
-
   private async outage(
     spec: NodeSpec,
     guest: Background,
@@ -492,7 +297,9 @@ export class Lab {
     const signal = this.options.restartSignal ?? 'SIGKILL';
     const container = this.container;
     const upgrade =
-      this.options.upgradeServer && container ? { from: await this.imageId(container.image), to: await this.buildUpgrade() } : undefined;
+      this.options.upgradeServer && container
+        ? { from: await imageIdOf(container.image), to: await buildUpgradeImage((line) => this.log(`upgrade image: ${line}`)) }
+        : undefined;
     if (upgrade)
       this.log(
         `${spec.hostname}: bootfarm will be upgraded from ${upgrade.from.slice(7, 19)} to ${upgrade.to.slice(7, 19)} under the node`,
@@ -530,8 +337,17 @@ export class Lab {
       log: (line) => this.log(`${spec.hostname}: ${line}`),
     });
     this.restarts.push({ at: new Date().toISOString(), afterStep: 'joined', node: spec.kind });
-    if (upgrade && container) upgrade.to = await this.imageId(container.image);
-    const publish = this.published ? await this.afterPublish(spec, this.published) : undefined;
+    if (upgrade && container) upgrade.to = await imageIdOf(container.image);
+    const publish = this.published
+      ? await checkAfterPublish({
+          controlSocket: this.controlSocket(spec),
+          cli: this.options.cli,
+          imagesDir: this.options.imagesDir,
+          stateDir: path.join(this.workDir, 'state'),
+          published: this.published,
+          log: (line) => this.log(`${spec.hostname}: ${line}`),
+        })
+      : undefined;
     return { report, ...(upgrade ? { upgrade } : {}), ...(publish ? { publish } : {}) };
   }
 
@@ -759,25 +575,3 @@ function sibling(cliArgs: string[], name: string): string {
 }
 const fakeApiMain = (cliArgs: string[]) => sibling(cliArgs, 'fake-kube-api-main');
 const piBootloaderMain = (cliArgs: string[]) => sibling(cliArgs, 'pi-bootloader');
-
-export function formatSummary(results: NodeResult[]): string {
-  const header = ['NODE', 'RESULT', ...STEPS.map((s) => s.toUpperCase())];
-  // The Pi stand-in is the bootloader only: it passes when its node's files arrived intact.
-  const rows = [
-    header,
-    ...results.map((r) => [
-      r.hostname,
-      r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED',
-      ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`)),
-    ]),
-  ];
-  const widths = header.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  const lines = rows.map((row) =>
-    row
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd(),
-  );
-  for (const r of results) if (!r.ok) lines.push('', `${r.hostname}: ${r.failure}`);
-  return lines.join('\n');
-}

@@ -22,8 +22,10 @@ import {
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { run } from './proc.js';
+import { guestRun } from './guest-shell.js';
+import type { PublishReport } from './lab-results.js';
 
-export const NEXT_MARKER = '/etc/bootfarm-lab-next-version';
+const NEXT_MARKER = '/etc/bootfarm-lab-next-version';
 
 export interface PublishedNext {
   image: string;
@@ -89,4 +91,43 @@ export function unpublishNextVersion(imagesDir: string, published: PublishedNext
   symlinkSync(published.from, tmpLink);
   renameSync(tmpLink, path.join(imageDir, 'current'));
   if (existsSync(path.join(imageDir, published.to))) rmSync(path.join(imageDir, published.to), { recursive: true, force: true });
+}
+
+/**
+ * After a publish under a node: does its root show the new version (it must
+ * not), and what does `bootfarm image gc --dry-run` keep?
+ */
+export async function checkAfterPublish(o: {
+  controlSocket: string;
+  cli: { execPath: string; args: string[] };
+  imagesDir: string;
+  stateDir: string;
+  published: PublishedNext;
+  log: (line: string) => void;
+}): Promise<PublishReport> {
+  const seen = await guestRun(o.controlSocket, `[ -e ${NEXT_MARKER} ] && echo MARKER present || echo MARKER absent`, 120_000);
+  const gcArgs = [
+    'image',
+    'gc',
+    '--images-dir',
+    o.imagesDir,
+    '--state-dir',
+    o.stateDir,
+    '--image',
+    o.published.image,
+    '--keep',
+    '0',
+    '--dry-run',
+    '--json',
+  ];
+  const gc = await run(o.cli.execPath, [...o.cli.args, ...gcArgs], 120_000);
+  if (gc.code !== 0) throw new Error(`bootfarm image gc --dry-run: ${gc.stderr}`);
+  const decisions = (JSON.parse(gc.stdout) as { decisions: Array<{ version: string; keep: boolean; reasons: string[] }> }).decisions;
+  o.log(`gc (dry run): ${decisions.map((d) => `${d.version} ${d.keep ? `kept (${d.reasons.join('; ')})` : 'would go'}`).join(', ')}`);
+  return {
+    from: o.published.from,
+    to: o.published.to,
+    markerOnNode: !/^MARKER absent$/m.test(seen.output),
+    gc: decisions.map(({ version, keep, reasons }) => ({ version, keep, reasons })),
+  };
 }
