@@ -12,7 +12,7 @@ import path from 'node:path';
 import { FileStore } from '../server/store/store.js';
 import { Inventory } from '../server/inventory/inventory.js';
 import { parseConfig } from '../server/config/load.js';
-import type { ClientIdentity } from '../server/boot/identity.js';
+import type { ClientIdentity } from '../server/dhcp/codec/identity.js';
 
 const leasesOnly = process.argv.includes('--leases-only');
 const workArg = process.argv.slice(2).find((a) => !a.startsWith('--'));

@@ -7,7 +7,7 @@ import { loadConfig } from './config/load.js';
 import { ConfigError } from './config/errors.js';
 import { mergeReload, type LiveConfig } from './config/live.js';
 import type { ResolvedNode } from './config/types.js';
-import { TemplateSet } from './boot/templates.js';
+import { TemplateSet } from './config/templates.js';
 import { SetupError } from './errors.js';
 import type { Metrics } from './metrics.js';
 

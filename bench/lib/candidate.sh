@@ -5,7 +5,7 @@
 # phase measures the same code; otherwise the repository's dist/ is used, rebuilt
 # when missing or older than any server/**/*.ts. Exits 2 when the boot templates
 # cannot be found: `serve` compiles them at start, from <outDir>/templates or the
-# repository's templates/ one level higher (server/boot/templates.ts); tsc does not
+# repository's templates/ one level higher (server/config/templates.ts); tsc does not
 # copy them, so the run scripts copy them into their snapshot.
 bootfarm_main_js() {
   local label=$1 repo main_js out_dir

@@ -6,7 +6,7 @@
 # inside the repository so node finds node_modules/), exported as BOOTFARM_DIST: every
 # start of the candidate runs that one build, even if server/ or dist/ change while the
 # run goes on, and each run script only ever deletes its own snapshot. tsc does not copy
-# templates/, which `serve` compiles at start (server/boot/templates.ts), so they are
+# templates/, which `serve` compiles at start (server/config/templates.ts), so they are
 # copied in. Sets repo, harness and results, and prints the commit and build measured.
 bench_run_start() {
   local name=$1 snapshot

@@ -10,7 +10,7 @@ import type { EffectiveNode } from '../inventory/effective.js';
 import { AgentError, type BootSessions, type PresentedCredentials, type ReportStatus } from '../join/boot-sessions.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { bootContext } from '../boot/node-context.js';
-import { shellQuote, type TemplateSet } from '../boot/templates.js';
+import { shellQuote, type TemplateSet } from '../config/templates.js';
 import { joinContext, renderJoinConfiguration } from '../kube/join-config.js';
 import { MacParams, ReportSchema } from '../api/schemas.js';
 import type { Metrics } from '../metrics.js';

@@ -7,8 +7,8 @@ import { readlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { ResolvedConfig } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
-import type { BootContext } from './templates.js';
-import { nbdkitExportName } from '../nbd/backends/nbdkit.js';
+import type { BootContext } from '../config/templates.js';
+import { nbdkitExportName } from '../util/nbdkit-export-name.js';
 
 /**
  * The export a node's root is served as, under the configured NBD backend. The

@@ -2,7 +2,7 @@
 // gets. Only the DHCP service asks it (TFTP and HTTP then serve the files its answer
 // named); the DHCP handlers only encode its answer. Firmware quirks are explained at
 // the branch that handles them (docs/protocol-notes.md §1.8, §1.9, §2.2).
-import type { ClientIdentity, FirmwareKind } from './identity.js';
+import type { ClientIdentity, FirmwareKind } from '../dhcp/codec/identity.js';
 import type { ResolvedNode } from '../config/types.js';
 
 export interface BootPolicySettings {

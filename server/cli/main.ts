@@ -8,7 +8,7 @@ import { Bootfarm } from '../app.js';
 import { installProcessGuards } from '../process-guard.js';
 import { SetupError } from '../errors.js';
 import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
-import { TemplateSet } from '../boot/templates.js';
+import { TemplateSet } from '../config/templates.js';
 import path from 'node:path';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
 import { registerNodeCommands } from './node.js';

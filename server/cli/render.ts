@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { effectiveNode, type EffectiveNode } from '../inventory/effective.js';
-import { TemplateSet, type TemplateName } from '../boot/templates.js';
+import { TemplateSet, type TemplateName } from '../config/templates.js';
 import { bootContext } from '../boot/node-context.js';
 import { joinContext, renderJoinConfiguration } from '../kube/join-config.js';
 import { normalizeMac } from '../util/mac.js';

@@ -4,7 +4,7 @@
 // new one, while a request already answered (a transfer in flight) keeps what it got.
 // Which keys a reload may change is decided here, in mergeReload.
 import type { ResolvedConfig } from './types.js';
-import type { TemplateSet } from '../boot/templates.js';
+import type { TemplateSet } from './templates.js';
 
 /** What reads the configuration per request. */
 export interface ConfigSource {

@@ -6,7 +6,7 @@ import type { ResolvedConfig, ResolvedNode } from '../config/types.js';
 import type { ConfigSource } from '../config/live.js';
 import type { Store } from '../store/store.js';
 import type { DiscoveredMachine } from '../store/discovered-index.js';
-import type { ClientIdentity } from '../boot/identity.js';
+import type { ClientIdentity } from '../dhcp/codec/identity.js';
 import { effectiveNode, inferArch, type EffectiveNode } from './effective.js';
 import { normalizeMac } from '../util/mac.js';
 

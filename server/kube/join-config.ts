@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import type { ResolvedKubernetes } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import { labelList } from '../boot/node-context.js';
-import type { JoinContext, TemplateSet } from '../boot/templates.js';
+import type { JoinContext, TemplateSet } from '../config/templates.js';
 
 function parseTaint(text: string): { key: string; value: string; effect: string } {
   const colon = text.lastIndexOf(':');

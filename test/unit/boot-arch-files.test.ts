@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodePacket, encodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
-import { identifyClient } from '../../server/boot/identity.js';
+import { identifyClient } from '../../server/dhcp/codec/identity.js';
 import { planBoot, type BootPolicySettings } from '../../server/boot/policy.js';
 import { parseConfig } from '../../server/config/load.js';
 import { FileStore } from '../../server/store/store.js';

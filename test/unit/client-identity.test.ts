@@ -1,4 +1,4 @@
-// What a DHCP request says about the machine (server/boot/identity.ts) and the
+// What a DHCP request says about the machine (server/dhcp/codec/identity.ts) and the
 // plan it gets (server/boot/policy.ts), option by option: every architecture
 // code bootfarm maps, where the code comes from when option 93 is missing, how
 // iPXE and Raspberry Pi bootloaders are recognised, and iPXE's HTTP feature.
@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
-import { identifyClient, isRaspberryPiMac } from '../../server/boot/identity.js';
+import { identifyClient, isRaspberryPiMac } from '../../server/dhcp/codec/identity.js';
 import { planBoot, type BootPolicySettings } from '../../server/boot/policy.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../server/config/load.js';
 import { LiveConfig } from '../../server/config/live.js';
-import { TemplateSet } from '../../server/boot/templates.js';
+import { TemplateSet } from '../../server/config/templates.js';
 import { FileStore } from '../../server/store/store.js';
 import { Inventory } from '../../server/inventory/inventory.js';
 import { Metrics } from '../../server/metrics.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import { readMessageType } from '../../server/dhcp/codec/readers.js';
-import { identifyClient } from '../../server/boot/identity.js';
+import { identifyClient } from '../../server/dhcp/codec/identity.js';
 import { planBoot } from '../../server/boot/policy.js';
 import { parseConfig } from '../../server/config/load.js';
 import type { ResolvedConfig } from '../../server/config/types.js';

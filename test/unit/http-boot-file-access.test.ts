@@ -14,7 +14,7 @@ import { ResolverChain } from '../../server/boot/files/resolver.js';
 import { Metrics } from '../../server/metrics.js';
 import type { ResolvedConfig } from '../../server/config/types.js';
 import type { EffectiveNode } from '../../server/inventory/effective.js';
-import type { RootAccessPolicy } from '../../server/nbd/admission.js';
+import type { RootAccessPolicy } from '../../server/boot/root-access.js';
 
 describe('imageFileKind', () => {
   it.each([

@@ -12,7 +12,7 @@ import { compareVersionSort } from '../../server/config/version-sort.js';
 import { caCertHash, loadConfig, parseConfig } from '../../server/config/load.js';
 import { findConfigNode } from '../../server/cli/render.js';
 import { joinContext, renderJoinConfiguration } from '../../server/kube/join-config.js';
-import { TemplateSet } from '../../server/boot/templates.js';
+import { TemplateSet } from '../../server/config/templates.js';
 import { bootstrapTokenSecret, generateBootstrapToken, TOKEN_PATTERN } from '../../server/kube/token.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'test/fixtures/render');

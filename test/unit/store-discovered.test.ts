@@ -11,7 +11,7 @@ import { FileStore } from '../../server/store/store.js';
 import type { DiscoveredMachine } from '../../server/store/discovered-index.js';
 import { Inventory } from '../../server/inventory/inventory.js';
 import { Metrics } from '../../server/metrics.js';
-import type { ClientIdentity } from '../../server/boot/identity.js';
+import type { ClientIdentity } from '../../server/dhcp/codec/identity.js';
 
 const t0 = Date.parse('2026-01-01T00:00:00Z');
 const macOf = (i: number) =>

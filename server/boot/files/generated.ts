@@ -3,7 +3,7 @@
 import type { ResolvedConfig } from '../../config/types.js';
 import type { EffectiveNode } from '../../inventory/effective.js';
 import { bootContext } from '../node-context.js';
-import type { TemplateName, TemplateSet } from '../templates.js';
+import type { TemplateName, TemplateSet } from '../../config/templates.js';
 import { FileCache } from './file-cache.js';
 import { macFromPath, type NodeDirectory } from './node-directory.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';

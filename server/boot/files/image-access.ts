@@ -3,10 +3,10 @@
 // that the image builder copies to rpi/ (imagebuild/squash/make-export.sh), and
 // those go to anyone who asks: a machine fetches them before it has anything
 // but its lease. The root image goes only where NBD would let it go
-// (`nbd.allow`, server/nbd/admission.ts), so another protocol is no way around
+// (`nbd.allow`, server/boot/root-access.ts), so another protocol is no way around
 // that policy. Anything else in an image (manifest.json, files an operator left
 // there) is refused.
-import type { RootAccessPolicy } from '../../nbd/admission.js';
+import type { RootAccessPolicy } from '../root-access.js';
 
 /** boot: served to anyone; root: to addresses the NBD policy admits; other: to no one. */
 export type ImageFileKind = 'boot' | 'root' | 'other';

@@ -10,7 +10,7 @@ import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedConfig } from '../../config/types.js';
 import { IMAGE_ARCHES } from '../../image/arch.js';
-import type { RootAccessPolicy } from '../../nbd/admission.js';
+import type { RootAccessPolicy } from '../root-access.js';
 import type { FileCache } from './file-cache.js';
 import { imageFileAccess, imageFileKind, publishedFileAccess, type AccessDecision, type ImageFileKind } from './image-access.js';
 import type { NodeDirectory } from './node-directory.js';

@@ -5,7 +5,7 @@
 // rules (server/boot/files/image-access.ts), so this root is no way around them.
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { RootAccessPolicy } from '../../nbd/admission.js';
+import type { RootAccessPolicy } from '../root-access.js';
 import type { FileCache } from './file-cache.js';
 import { publishedFileAccess } from './image-access.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';

@@ -1,6 +1,6 @@
 // What a mode handler is given for one decoded request, and what it returns.
 import type { DhcpPacket } from '../codec/packet.js';
-import type { ClientIdentity } from '../../boot/identity.js';
+import type { ClientIdentity } from '../codec/identity.js';
 import type { BootPlan } from '../../boot/policy.js';
 import type { ResolvedNode } from '../../config/types.js';
 import type { Destination, OutgoingReply } from './reply.js';

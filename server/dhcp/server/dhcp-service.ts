@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { BOOTREQUEST, decodePacket, encodePacket, type DhcpPacket } from '../codec/packet.js';
 import { MESSAGE_TYPE_NAMES, MessageType } from '../codec/options.js';
 import { describeMalformed, readMessageType, readRequestedIp } from '../codec/readers.js';
-import { identifyClient, type ClientIdentity } from '../../boot/identity.js';
+import { identifyClient, type ClientIdentity } from '../codec/identity.js';
 import { planBoot, type BootPlan, type BootPolicySettings } from '../../boot/policy.js';
 import type { ResolvedConfig } from '../../config/types.js';
 import type { Inventory } from '../../inventory/inventory.js';

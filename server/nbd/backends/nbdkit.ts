@@ -2,7 +2,7 @@
 // the foreground under bootfarm (it dies with us), its output streamed into
 // bootfarm's log, restarted if it exits. nbdkit's file plugin serves the files
 // directly inside DIR, so export names cannot contain '/': an export <image>/<arch>
-// is served as <image>_<arch> (see nbdkitExportName).
+// is served as <image>_<arch> (server/util/nbdkit-export-name.ts).
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -10,10 +10,7 @@ import type { Logger } from 'pino';
 import { listExternalExports, type ExternalExport } from './export-list.js';
 import { waitForPort } from '../../util/wait-for-port.js';
 import { SetupError } from '../../errors.js';
-
-export function nbdkitExportName(name: string): string {
-  return name.replace(/\//g, '_');
-}
+import { nbdkitExportName } from '../../util/nbdkit-export-name.js';
 
 export interface ExternalBackendOptions {
   port: number;

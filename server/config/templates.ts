@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import { SetupError } from '../errors.js';
 
-/** templates/ at the repository root: two levels up from server/boot, three from dist/server/boot. */
+/** templates/ at the repository root: two levels up from server/config, three from dist/server/config. */
 const BUILTIN_TEMPLATE_DIR = ((): string => {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const candidates = [path.resolve(here, '../../templates'), path.resolve(here, '../../../templates')];

@@ -1,7 +1,7 @@
 // Client identity: what a DHCP request says about the machine that sent it.
 // This is the first step of every boot: identity -> boot plan (policy.ts) -> replies.
 // What the clients send: docs/protocol-notes.md §1.5 (PXE, UEFI, iPXE) and §2.1 (Pi).
-import type { DhcpPacket } from '../dhcp/codec/packet.js';
+import type { DhcpPacket } from './packet.js';
 import {
   readClientArch,
   readClientId,
@@ -11,8 +11,8 @@ import {
   readUserClass,
   readVendorClass,
   readClientMachineId,
-} from '../dhcp/codec/readers.js';
-import { macFromBuffer } from '../util/mac.js';
+} from './readers.js';
+import { macFromBuffer } from '../../util/mac.js';
 
 /** CPU architecture of the firmware that is booting. */
 type FirmwareCpu = 'x86' | 'x86_64' | 'arm64' | 'arm32' | 'unknown';
