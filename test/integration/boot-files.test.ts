@@ -137,6 +137,12 @@ describe('boot files over TFTP and HTTP', () => {
     expect(grub.stdout).toContain('linux (http,10.9.0.1:8080)/images/base/v1/amd64/vmlinuz ip=dhcp bootfarm.server=10.9.0.1');
     // Kernel, initrd and root of one version (the one `current` named when the script was rendered).
     expect(grub.stdout).toContain('initrd (http,10.9.0.1:8080)/images/base/v1/amd64/initrd.img');
+    // GRUB's own parser accepts it (the retry loop is GRUB script: for, if, sleep).
+    expect(grub.stdout).toMatch(/for try in 1 2 3 [\d ]+ 40; do\n\s+if linux /);
+    const grubCfg = path.join(work, 'grub.cfg');
+    writeFileSync(grubCfg, grub.stdout);
+    const checked = await run('grub-script-check', [grubCfg]);
+    expect(checked.code, checked.stderr).toBe(0);
     const pxelinux = await inClient('curl', ['-sS', '-f', 'http://10.9.0.1:8080/pxelinux.cfg/01-52-54-00-00-00-01']);
     expect(pxelinux.stdout).toContain('APPEND ip=dhcp bootfarm.server=10.9.0.1');
   });
