@@ -131,12 +131,16 @@ describe('image files over TFTP and HTTP: boot files to anyone, the root image a
 
   it('a file of an image outside the allow-list is refused to everyone, nodes included', async () => {
     for (const host of [node, stranger]) {
-      for (const file of ['images/base/amd64/manifest.json', 'images/base/amd64/notes.txt', 'images/base/current/amd64/root.squashfs']) {
+      for (const file of ['images/base/amd64/manifest.json', 'images/base/amd64/notes.txt', 'images/base/current/amd64/manifest.json']) {
         expect((await http(host, file)).status, `${host.ns} ${file}`).toBe('403');
         const overTftp = await tftp(host, file);
         expect(overTftp.output, `${host.ns} ${file}`).toMatch(/Error code 2: access violation/i);
       }
     }
+    // A version named in the path (`current` too, as boot scripts name versions) is held to the same rules:
+    // its root image goes to the node, whose address NBD admits, and to no one else.
+    expect((await http(stranger, 'images/base/current/amd64/root.squashfs')).status).toBe('403');
+    expect((await http(node, 'images/base/current/amd64/root.squashfs')).status).toBe('200');
     const reasons = server
       .logs()
       .filter((l) => l.msg === 'http request refused' && l.path === 'images/base/amd64/notes.txt')
