@@ -74,12 +74,12 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
       const logs = await bootUntil(
         'ovmf',
         '52:54:00:cc:00:02',
-        (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/vmlinuz',
+        (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/amd64/vmlinuz',
       );
       const offer = logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.type === 'DISCOVER' && l.ipxe === false);
       const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === true)?.ip);
       expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'ipxe.efi' });
-      expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-02.ipxe', 'http:images/base/amd64/vmlinuz']));
+      expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-02.ipxe', 'http:images/base/v1/amd64/vmlinuz']));
       // The firmware fetched ipxe.efi from the address of its first lease (iPXE then takes a new one).
       const firmwareIp = String(logs.find((l) => l.mac === '52:54:00:cc:00:02' && l.outcome === 'ack' && l.ipxe === false)?.ip);
       expect(fetched(logs, firmwareIp)).toContain('tftp:ipxe.efi');
@@ -93,13 +93,13 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
       const logs = await bootUntil(
         'seabios',
         '52:54:00:cc:00:01',
-        (l) => l.msg === 'http file sent' && l.path === 'images/base/amd64/initrd.img',
+        (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/amd64/initrd.img',
       );
       const ip = String(logs.find((l) => l.mac === '52:54:00:cc:00:01' && l.outcome === 'ack')?.ip);
       expect(fetched(logs, ip)).toEqual([
         'http:boot/52-54-00-cc-00-01.ipxe',
-        'http:images/base/amd64/vmlinuz',
-        'http:images/base/amd64/initrd.img',
+        'http:images/base/v1/amd64/vmlinuz',
+        'http:images/base/v1/amd64/initrd.img',
       ]);
     },
     GUEST_TIMEOUT + 30_000,
@@ -110,7 +110,7 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
     "arm64 UEFI (AAVMF): GRUB core.efi and its modules over TFTP, the node's GRUB config, then the kernel over HTTP",
     async () => {
       const mac = '52:54:00:cc:00:03';
-      const logs = await bootUntil('aavmf', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/arm64/vmlinuz');
+      const logs = await bootUntil('aavmf', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/arm64/vmlinuz');
       const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
       expect(offer).toMatchObject({ firmware: 'uefi', arch: 11, bootFile: 'grub/arm64-efi/core.efi' });
       const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
@@ -121,7 +121,7 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
           'tftp:grub/arm64-efi/normal.mod',
           'tftp:grub/arm64-efi/http.mod',
           'tftp:grub/grub.cfg-01-52-54-00-cc-00-03',
-          'http:images/base/arm64/vmlinuz',
+          'http:images/base/v1/arm64/vmlinuz',
         ]),
       );
       const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg-01-52-54-00-cc-00-03');

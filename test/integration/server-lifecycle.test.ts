@@ -56,6 +56,8 @@ describe('bootfarm process lifecycle', () => {
 
     // SIGTERM: stops cleanly with exit 0.
     expect(await second.stop()).toBe(0);
+    // Its last line can still be in the pipe when the exit is seen: wait for it, then check it is the last.
+    await second.waitForLog((l) => l.msg === 'stopped', 5_000, 'the stopped line');
     expect(second.logs().at(-1)?.msg).toBe('stopped');
     await client.stop();
   });
