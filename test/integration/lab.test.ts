@@ -156,7 +156,8 @@ describe('emulation lab: power-on to joined', () => {
       const restarts = (json as LabJson & { restarts: Array<{ afterStep: string; node: string; passed?: string[] }> }).restarts;
       // Steps the node went through within one poll of the lab share one restart (listed under `passed`).
       expect(restarts.flatMap((r) => [...(r.passed ?? []), r.afterStep]).sort()).toEqual([...steps].sort());
-      expect(restarts.length).toBeGreaterThanOrEqual(3);
+      // iPXE can fetch its script, kernel and initrd within one poll of the lab; the initramfs's attach comes later.
+      expect(restarts.length).toBeGreaterThanOrEqual(2);
       expect(restarts.every((r) => r.node === 'amd64-bios')).toBe(true);
       expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
     },
