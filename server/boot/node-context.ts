@@ -9,6 +9,7 @@ import type { ResolvedConfig } from '../config/types.js';
 import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from '../config/templates.js';
 import { nbdkitExportName } from '../util/nbdkit-export-name.js';
+import { IMAGE_DIR_NAME } from '../image/names.js';
 
 /**
  * The export a node's root is served as, under the configured NBD backend. The
@@ -35,7 +36,7 @@ function plannedVersion(image: string, config: ResolvedConfig): string | undefin
 function currentVersion(imagesDir: string, image: string): string | undefined {
   try {
     const version = path.basename(readlinkSync(path.join(imagesDir, image, 'current')));
-    return /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(version) ? version : undefined;
+    return IMAGE_DIR_NAME.test(version) ? version : undefined;
   } catch {
     return undefined;
   }

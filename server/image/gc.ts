@@ -9,6 +9,7 @@
 import { lstat, readdir, readlink, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { RootAttachment } from '../store/store.js';
+import { IMAGE_DIR_NAME as VERSION } from './names.js';
 
 /** What the running server reports (control command `root-holders`). */
 export interface RootHolders {
@@ -32,8 +33,6 @@ export interface GcDecision extends PublishedVersion {
   /** Why it is kept: current, held by a machine, open now, among the newest; empty when it goes. */
   reasons: string[];
 }
-
-const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 /** Every published version under `imagesDir` (of one image, if named) and where each image's `current` points. */
 export async function listPublished(

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { SetupError } from '../errors.js';
 import { ARCH_INFO, IMAGE_ARCHES, type ImageArch } from './arch.js';
 import type { ExportManifest } from './extract.js';
+import { IMAGE_DIR_NAME as NAME } from './names.js';
 
 export interface BuiltArch {
   arch: ImageArch;
@@ -17,8 +18,6 @@ export interface BuiltArch {
   manifest: ExportManifest;
   imageId: string;
 }
-
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 export function checkImageName(name: string): string {
   if (!NAME.test(name) || name === 'current')

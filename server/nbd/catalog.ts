@@ -8,6 +8,7 @@
 import { open, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExportCatalog, NbdExport } from './session.js';
+import { IMAGE_DIR_NAME as VERSION } from '../image/names.js';
 
 /**
  * Reusable read buffers. A fresh Buffer of 128 KiB or more is a fresh mmap: every
@@ -43,9 +44,6 @@ function release(buf: Buffer): void {
   list.push(buf);
   pooledBytes += buf.length;
 }
-
-/** A version directory's name (the build's id, or --version); `.build-*` directories are unfinished builds. */
-const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 export interface StaticExport {
   name: string;

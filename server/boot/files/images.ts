@@ -15,9 +15,9 @@ import type { FileCache } from './file-cache.js';
 import { imageFileAccess, imageFileKind, publishedFileAccess, type AccessDecision, type ImageFileKind } from './image-access.js';
 import type { NodeDirectory } from './node-directory.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
+import { IMAGE_DIR_NAME as VERSION } from '../../image/names.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
-const VERSION = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 
 /**
  * `<name>/<arch>/<file...>` is a file of the version `current` points at now;
