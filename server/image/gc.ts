@@ -8,6 +8,7 @@
 // version out of the catalog's sight first, then deletes it.
 import { lstat, readdir, readlink, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { SetupError } from '../errors.js';
 import type { RootAttachment } from '../store/store.js';
 import { IMAGE_DIR_NAME as VERSION } from './names.js';
 
@@ -41,9 +42,12 @@ export async function listPublished(
 ): Promise<{ versions: PublishedVersion[]; current: Map<string, string> }> {
   const versions: PublishedVersion[] = [];
   const current = new Map<string, string>();
-  const images = (await readdir(imagesDir, { withFileTypes: true })).filter(
-    (d) => d.isDirectory() && VERSION.test(d.name) && (onlyImage === undefined || d.name === onlyImage),
-  );
+  const entries = await readdir(imagesDir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ENOENT' || err.code === 'ENOTDIR' ? new SetupError(`${imagesDir}: no such images directory`) : err;
+  });
+  const images = entries.filter((d) => d.isDirectory() && VERSION.test(d.name) && (onlyImage === undefined || d.name === onlyImage));
+  if (onlyImage !== undefined && images.length === 0)
+    throw new SetupError(`--image ${onlyImage}: no such published image under ${imagesDir}`);
   for (const image of images) {
     const imageDir = path.join(imagesDir, image.name);
     const target = await readlink(path.join(imageDir, 'current')).catch(() => undefined);

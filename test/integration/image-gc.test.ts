@@ -97,6 +97,24 @@ describe('bootfarm image gc', () => {
     expect(existsSync(path.join(images(), 'base/v1/amd64/root.squashfs'))).toBe(true);
   });
 
+  it('a missing images directory or an unknown image is one clear line, exit 2, nothing removed', async () => {
+    const missing = await run(
+      process.execPath,
+      nodeArgs(CLI, ['image', 'gc', '--images-dir', path.join(work, 'nowhere'), '--state-dir', server.stateDir]),
+      60_000,
+    );
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe(`bootfarm: ${path.join(work, 'nowhere')}: no such images directory`);
+    const unknown = await run(
+      process.execPath,
+      nodeArgs(CLI, ['image', 'gc', '--images-dir', images(), '--state-dir', server.stateDir, '--image', 'nope']),
+      60_000,
+    );
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim()).toBe(`bootfarm: --image nope: no such published image under ${images()}`);
+    expect(existsSync(path.join(images(), 'base/v1'))).toBe(true);
+  });
+
   it("a machine's attachment survives a restart of bootfarm; once it attached another version, its old one goes", async () => {
     const stateDir = server.stateDir;
     await server.stop();
