@@ -220,7 +220,7 @@ export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
     nodeRoot.source !== expectedSource
       ? `the node's root is ${JSON.stringify(nodeRoot.source)} (/run/bootfarm/source), expected ${expectedSource}`
       : '',
-    plan.root === 'ram' && nodeRoot.nbdConnected ? 'the node copied its root to RAM but /dev/nbd0 is still connected' : '',
+    plan.root === 'ram' && nodeRoot.nbdConnected ? 'the node should run from RAM, but /dev/nbd0 is still connected' : '',
     plan.root === 'nbd' && finishedWhileDown ? 'the read issued while bootfarm was down finished before bootfarm was back' : '',
     plan.root === 'ram' && !finishedWhileDown
       ? "the node's root is in RAM, yet the read issued while bootfarm was down waited for bootfarm"
