@@ -4,7 +4,8 @@
 # Usage: scripts/install-system-deps.sh [runtime|test|image|bench]...  (default: runtime test)
 set -euo pipefail
 
-want_runtime=(iproute2 ca-certificates ipxe grub-common radvd)
+# mtools and dosfstools: a Pi node's signed HTTP boot image (boot.img, server/pi/boot-image.ts) is a FAT image.
+want_runtime=(iproute2 ca-certificates ipxe grub-common radvd mtools dosfstools)
 # Real peers the tests talk to: DHCP clients, a site DHCP server for proxy mode,
 # packet capture, QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots, and a
 # software TPM (swtpm) with tpm2-tools for kubernetes.admission: tpm, and a headless
