@@ -36,20 +36,55 @@ bf_cmdline() {
 	BF_BASE="http://$BF_HTTP/agent/v1/$BF_MAC"
 }
 
+# bf_http OUT CURL_ARGS...: one GET into OUT; prints the HTTP status.
+# bootfarm away (restarted, upgraded, crashed, its container restarted) refuses
+# connections or answers 5xx for as long as that takes, which is longer than
+# curl's own retries cover; a node that gave up then would stay unjoined until
+# someone rebooted it. So a connection failure or a 5xx is asked again every
+# BF_SERVER_POLL s (3) for up to BF_SERVER_WAIT s of wall time (300), saying
+# once that the node waits. Any other answer (2xx, 4xx) is returned at once:
+# a 4xx is bootfarm's decision, not an outage. Fails, printing why, when the
+# wait is over.
+bf_http() {
+	_h_out=$1
+	shift
+	mkdir -p "$BF_RUN"
+	_h_start=$(date +%s) _h_said=
+	while :; do
+		if _h_code=$(curl -sS --max-time 15 -w '%{http_code}' -o "$_h_out" "$@" 2> "$BF_RUN/curl.err"); then
+			case "$_h_code" in
+			5??) _h_why="HTTP $_h_code" ;;
+			*) echo "$_h_code"; return 0 ;;
+			esac
+		else
+			_h_why=$(tr '\n' ' ' < "$BF_RUN/curl.err")
+		fi
+		_h_waited=$(($(date +%s) - _h_start))
+		if [ "$_h_waited" -ge "${BF_SERVER_WAIT:-300}" ]; then
+			echo "bootfarm unreachable for ${_h_waited} s: $_h_why"
+			return 1
+		fi
+		if [ -z "$_h_said" ]; then
+			_h_said=1
+			bf_log "bootfarm unreachable ($_h_why): asking again for up to ${BF_SERVER_WAIT:-300} s"
+		fi
+		sleep "${BF_SERVER_POLL:-3}"
+	done
+}
+
 # Fetches the node's configuration (retrying while the server is unreachable)
 # and sources it. Returns non-zero when it cannot be had.
 # The first fetch of a boot presents the one-time nonce from the kernel command
 # line (bootfarm.nonce) and gets this boot's secret; bootfarm revokes the boot if
 # the nonce comes a second time, so the answer is kept in $BF_RUN (tmpfs, 0700)
 # and a later phase reuses it. A fetch is retried only on a connection failure
-# or a 5xx answer, never after bootfarm answered 4xx.
+# or a 5xx answer (bf_http), never after bootfarm answered 4xx.
 bf_fetch_config() {
 	mkdir -p "$BF_RUN" && chmod 0700 "$BF_RUN"
 	if [ ! -s "$BF_CONFIG" ]; then
 		[ -n "$BF_NONCE" ] || bf_log "no bootfarm.nonce on the kernel command line: bootfarm will refuse the configuration"
-		curl -fsS --retry 10 --retry-delay 2 --retry-connrefused --max-time 15 \
-			-H "X-Bootfarm-Nonce: $BF_NONCE" \
-			-o "$BF_CONFIG.tmp" "$BF_BASE/config" || return 1
+		code=$(bf_http "$BF_CONFIG.tmp" -H "X-Bootfarm-Nonce: $BF_NONCE" "$BF_BASE/config") || { bf_log "$code"; return 1; }
+		[ "$code" = 200 ] || { bf_log "configuration: HTTP $code"; rm -f "$BF_CONFIG.tmp"; return 1; }
 		mv "$BF_CONFIG.tmp" "$BF_CONFIG"
 	fi
 	# The config always sets HOSTNAME; a stale one from the environment must not win.
@@ -65,8 +100,7 @@ bf_fetch_config() {
 bf_fetch_join() {
 	waited=0 said=
 	while :; do
-		code=$(curl -sS --retry 5 --retry-delay 2 --retry-connrefused --max-time 15 -w '%{http_code}' \
-			-H "Authorization: Bearer ${BOOTFARM_SECRET-}" -o "$1" "$BF_BASE/join" 2>&1) || { echo "$code"; return 1; }
+		code=$(bf_http "$1" -H "Authorization: Bearer ${BOOTFARM_SECRET-}" "$BF_BASE/join") || { echo "$code"; return 1; }
 		case "$code" in
 		200) return 0 ;;
 		423)
@@ -90,11 +124,14 @@ bf_value() { eval "printf '%s' \"\${$1-}\""; }
 bf_report() {
 	body=$(jq -cn --arg step "$1" --arg status "$2" --arg detail "$3" \
 		'{step: $step, status: $status, detail: ($detail | .[0:4096])}')
-	if ! curl -fsS --retry 5 --retry-delay 1 --retry-connrefused --max-time 10 -o /dev/null \
-		-H "Authorization: Bearer ${BOOTFARM_SECRET-}" -H 'Content-Type: application/json' \
-		--data-binary "$body" "$BF_BASE/report"; then
-		bf_log "could not report step $1 ($2)"
-	fi
+	# Waits out an outage like the fetches (bf_http): a report lost then would
+	# leave the node's timeline without the step.
+	_r_code=$(bf_http /dev/null -H "Authorization: Bearer ${BOOTFARM_SECRET-}" -H 'Content-Type: application/json' \
+		--data-binary "$body" "$BF_BASE/report") || _r_code="none ($_r_code)"
+	case "$_r_code" in
+	2??) ;;
+	*) bf_log "could not report step $1 ($2): HTTP $_r_code" ;;
+	esac
 	bf_log "step $1: $2"
 }
 

@@ -33,6 +33,8 @@ let configFetches: string[];
 /** How many more join requests bootfarm answers 423 (waiting for admission). */
 let admissionPending: number;
 let joinServed: boolean;
+/** How many more requests (any endpoint) bootfarm answers 503, as a proxy in front of a restarting server would. */
+let unavailable: number;
 const NONCE = 'n0nce-from-the-kernel-command-line_0123456';
 
 function quote(v: string): string {
@@ -69,6 +71,7 @@ beforeEach(async () => {
   configFetches = [];
   admissionPending = 0;
   joinServed = false;
+  unavailable = 0;
   config = {
     HOSTNAME: 'node-7',
     PREINIT_01: `echo preinit-ran > ${dir}/preinit-proof`,
@@ -91,6 +94,12 @@ beforeEach(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const base = `/agent/v1/${MAC}`;
+      if (unavailable > 0) {
+        unavailable--;
+        res.writeHead(503);
+        res.end();
+        return;
+      }
       if (req.method === 'GET' && req.url === `${base}/config`) {
         // As bootfarm: the boot's nonce once, and 401 for anything else.
         configFetches.push(String(req.headers['x-bootfarm-nonce']));
@@ -150,7 +159,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function agent(phase: 'preinit' | 'boot') {
+function agent(phase: 'preinit' | 'boot', serverWait = '60') {
   return execa('sh', [AGENT, phase], {
     reject: false,
     all: true,
@@ -164,6 +173,8 @@ function agent(phase: 'preinit' | 'boot') {
       BF_MOUNTS: path.join(dir, 'mounts'),
       HOSTNAME: 'stale-from-environment',
       BF_ADMISSION_POLL: '1',
+      BF_SERVER_POLL: '1',
+      BF_SERVER_WAIT: serverWait,
     },
   });
 }
@@ -196,6 +207,32 @@ describe('node agent', () => {
     ]);
     expect(reports.at(-1)).toMatchObject({ step: 'join', status: 'ok' });
   });
+
+  it('waits out bootfarm being away (connections refused, then 503) and reports every step and joins once it is back', async () => {
+    expect((await agent('preinit')).exitCode).toBe(0);
+    const before = reports.length;
+    // bootfarm goes away (a restart, an upgrade): nothing listens on its port for
+    // longer than curl's own retries would wait, then it answers 503 twice.
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const boot = agent('boot');
+    await new Promise((resolve) => setTimeout(resolve, 20_000));
+    unavailable = 2;
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const r = await boot;
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.all).toMatch(/bootfarm unreachable \(curl: \(7\) Failed to connect/);
+    expect(reports.slice(before).map((x) => `${x.step}:${x.status}`)).toEqual(['rcfile:ok', 'booted:ok', 'join:ok']);
+    expect(readFileSync(path.join(dir, 'kubeadm-config'), 'utf8')).toBe(JOIN_YAML);
+  }, 60_000);
+
+  it('gives up after BF_SERVER_WAIT when bootfarm stays away, saying how long it waited', async () => {
+    expect((await agent('preinit')).exitCode).toBe(0);
+    unavailable = 1_000;
+    const r = await agent('boot', '3');
+    expect(r.exitCode).toBe(1);
+    expect(r.all).toMatch(/bootfarm unreachable for [3-9] s: HTTP 503/);
+    expect(existsSync(path.join(dir, 'kubeadm-args'))).toBe(false);
+  }, 60_000);
 
   it("presents the kernel command line's nonce once per boot: the boot phase reuses the configuration preinit fetched", async () => {
     expect((await agent('preinit')).exitCode).toBe(0);
@@ -273,8 +310,9 @@ describe('node agent', () => {
       path.join(dir, 'cmdline'),
       'ip=dhcp bootfarm.export=lab/amd64 bootfarm.http=127.0.0.1:1 bootfarm.mac=52:54:00:12:34:56\n',
     );
-    const r = await agent('preinit');
+    const r = await agent('preinit', '2');
     expect(r.exitCode).toBe(1);
+    expect(r.all).toMatch(/bootfarm unreachable for [2-9] s: curl: \(7\)/);
     expect(r.all).toContain('cannot fetch http://127.0.0.1:1/agent/v1/52:54:00:12:34:56/config');
   }, 60_000);
 });
