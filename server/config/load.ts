@@ -12,6 +12,7 @@ import { DEFAULT_DHCP_LIMITS, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_DISCOVERED } fr
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
+import { piHttpProblems } from '../pi/config-check.js';
 
 /** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
 function parseDuration(text: string): number {
@@ -303,6 +304,7 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
         locate.problem(['kubernetes', 'version'], `expected v1.22 or later (kubeadm's v1beta3 config API), got ${k8s.version}`),
       );
   }
+  problems.push(...piHttpProblems(cfg, configDir, (segments, message) => locate.problem(segments, message)));
   return problems;
 }
 
@@ -482,6 +484,7 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       protectReads: cfg.api?.protectReads ?? true,
     },
     images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: defaultImage },
+    pi: { signingKey: cfg.pi?.signingKey === undefined ? undefined : resolvePath(dir, cfg.pi.signingKey) },
     log: { level: cfg.log?.level ?? 'info' },
   };
 }

@@ -91,6 +91,12 @@ export const NodeSchema = Type.Object(
       Type.String({ pattern: '^[0-9a-fA-F]{8}$', ...expected('the Pi serial as 8 hex digits, as in its TFTP prefix') }),
     ),
     piModel: Type.Optional(Type.Union([Type.Literal(3), Type.Literal(4), Type.Literal(5)], expected('3, 4 or 5'))),
+    piBoot: Type.Optional(
+      Type.Union(
+        [Type.Literal('tftp'), Type.Literal('http')],
+        expected('tftp (the default: files over TFTP) or http (Pi 4/5: a signed boot.img over HTTP, docs/raspberry-pi.md)'),
+      ),
+    ),
     profile: Type.Optional(ProfileName),
     image: Type.Optional(ImageName),
     lts: Type.Optional(LtsVariables),
@@ -390,6 +396,19 @@ export const ConfigSchema = Type.Object(
             Type.Boolean(
               expected('true (reads need the token too; the default) or false (reads are open to anyone who can reach the API)'),
             ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    pi: Type.Optional(
+      Type.Object(
+        {
+          signingKey: Type.Optional(
+            Type.String({
+              minLength: 1,
+              ...expected('an RSA-2048 private key (PEM) that signs boot.img for piBoot: http (default: generated into server.stateDir)'),
+            }),
           ),
         },
         { additionalProperties: false },

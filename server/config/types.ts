@@ -156,5 +156,7 @@ export interface ResolvedConfig {
   /** Bearer token for API mutations: api.token, else the BOOTFARM_API_TOKEN environment variable. */
   api: { token: string | undefined; tokenSource: 'config' | 'environment' | 'none'; protectReads: boolean };
   images: { dir: string; default: string };
+  /** Pi HTTP boot: the key that signs boot.img (absolute), or undefined for the one generated into server.stateDir (server/pi/signing-key.ts). */
+  pi: { signingKey: string | undefined };
   log: { level: string };
 }
