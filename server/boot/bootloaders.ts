@@ -3,7 +3,8 @@
 // (server/lab/lab.ts), so it lives below both:
 // - iPXE (package `ipxe`): undionly.kpxe (BIOS), ipxe.efi and snponly.efi (UEFI x86-64);
 // - GRUB for arm64 UEFI (package `grub-efi-arm64-bin`): grub/arm64-efi/core.efi and
-//   its modules, laid out by grub-mknetdir (package `grub-common`). The arm64 .deb is
+//   its modules, laid out by grub-mknetdir (package `grub-common`), for UEFI PXE
+//   and UEFI HTTP boot alike. The arm64 .deb is
 //   fetched with a private apt state directory, so the host's dpkg architectures
 //   are not changed.
 import { execFileSync } from 'node:child_process';
@@ -84,7 +85,12 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
   mkdirSync(staging, { recursive: true });
   run(
     'grub-mknetdir',
-    [`--net-directory=${staging}`, '--subdir=grub', '-d', path.join(unpacked, 'usr/lib/grub/arm64-efi')],
+    // The core's prefix is /grub on the device it was loaded from: (tftp,<server>)
+    // for UEFI PXE, (http,<server>:<port>) for UEFI HTTP boot (GRUB's efinet reads
+    // the boot device path). grub-mknetdir builds in efinet and tftp only, so an
+    // HTTP-booted core stopped at "disk 'http,...' not found" before it could
+    // load a module: http is built in too.
+    [`--net-directory=${staging}`, '--subdir=grub', '--modules=http', '-d', path.join(unpacked, 'usr/lib/grub/arm64-efi')],
     'grub-mknetdir for arm64-efi',
   );
   const live = path.join(tftpRoot, 'grub', 'arm64-efi');

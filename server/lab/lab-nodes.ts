@@ -3,7 +3,7 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'pi4'] as const;
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi4'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {
@@ -19,8 +19,16 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   'amd64-bios': { hostname: 'lab-amd64-bios', mac: '52:54:00:b0:00:01', arch: 'amd64', firmware: 'seabios' },
   'amd64-uefi': { hostname: 'lab-amd64-uefi', mac: '52:54:00:b0:00:02', arch: 'amd64', firmware: 'ovmf' },
   'arm64-uefi': { hostname: 'lab-arm64-uefi', mac: '52:54:00:b0:00:03', arch: 'arm64', firmware: 'aavmf' },
+  // UEFI HTTP boot with the firmware's PXE switched off (server/lab/qemu.ts).
+  'amd64-uefi-http': { hostname: 'lab-amd64-uefi-http', mac: '52:54:00:b0:00:12', arch: 'amd64', firmware: 'ovmf-http' },
+  'arm64-uefi-http': { hostname: 'lab-arm64-uefi-http', mac: '52:54:00:b0:00:13', arch: 'arm64', firmware: 'aavmf-http' },
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
 };
+
+/** The arm64 UEFI kinds boot GRUB (server/boot/bootloaders.ts installGrubArm64), over TFTP or HTTP. */
+export function needsGrubArm64(kinds: readonly LabNodeKind[]): boolean {
+  return kinds.some((k) => SPECS[k].firmware === 'aavmf' || SPECS[k].firmware === 'aavmf-http');
+}
 
 /** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */
 export function parseLabNodes(text: string): LabNodeKind[] {

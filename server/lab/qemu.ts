@@ -26,7 +26,18 @@ export function findOvmf(): string | undefined {
   return ['/usr/share/ovmf/OVMF.fd', '/usr/share/qemu/OVMF.fd'].find((p) => existsSync(p));
 }
 
-export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf';
+/**
+ * The -http kinds are the same firmware with its UEFI PXE switched off, so the
+ * "UEFI HTTPv4" boot option runs (DHCP arch 16 / 19, a URI back): the knobs are
+ * the fw_cfg files OVMF and ArmVirtQemu read at start (edk2 OvmfPkg/ArmVirtPkg,
+ * PcdIPv4PXESupport/PcdIPv6PXESupport).
+ */
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http';
+
+function httpBootOnly(firmware: GuestFirmware): string[] {
+  if (!firmware.endsWith('-http')) return [];
+  return ['-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n', '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n'];
+}
 
 export const AAVMF = '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd';
 
@@ -58,7 +69,7 @@ function controlPort(socket: string | undefined): string[] {
 
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
   const tap = await lab.addTap();
-  if (firmware === 'aavmf') {
+  if (firmware === 'aavmf' || firmware === 'aavmf-http') {
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
     if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
@@ -87,6 +98,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
         `tap,id=n0,ifname=${tap},script=no,downscript=no`,
         '-device',
         `virtio-net-pci,netdev=n0,mac=${mac},romfile=,bootindex=0`,
+        ...httpBootOnly(firmware),
         ...controlPort(options.controlSocket),
       ],
       options.label ?? 'qemu-aavmf',
@@ -113,11 +125,12 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     // option ROM (romfile=), so OVMF's own VirtioNet driver and UEFI PXE stack run:
     // with QEMU's iPXE EFI ROM the client would be iPXE, not the firmware's PXE.
     '-device',
-    firmware === 'ovmf' ? `virtio-net-pci,netdev=n0,mac=${mac},romfile=` : `e1000,netdev=n0,mac=${mac}`,
+    firmware === 'seabios' ? `e1000,netdev=n0,mac=${mac}` : `virtio-net-pci,netdev=n0,mac=${mac},romfile=`,
+    ...httpBootOnly(firmware),
     ...controlPort(options.controlSocket),
     ...(options.tpmSocket ? qemuTpmArgs(options.tpmSocket) : []),
   ];
-  if (firmware === 'ovmf') {
+  if (firmware !== 'seabios') {
     const ovmf = findOvmf();
     if (!ovmf) throw new Error('OVMF firmware not found: apt-get install ovmf');
     args.push('-bios', ovmf);

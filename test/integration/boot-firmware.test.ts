@@ -2,6 +2,7 @@
 // fetches Debian's ipxe.efi over TFTP; that iPXE comes back as iPXE, gets its
 // per-node script over HTTP, and fetches the kernel and initrd of its image.
 // SeaBIOS boots through QEMU's iPXE ROM, so it goes to the script directly.
+// The -http guests have the firmware's PXE off, so UEFI HTTP boot runs instead.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -41,6 +42,8 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
         { mac: '52:54:00:cc:00:01', hostname: 'bios-1', arch: 'amd64' },
         { mac: '52:54:00:cc:00:02', hostname: 'uefi-1', arch: 'amd64' },
         { mac: '52:54:00:cc:00:03', hostname: 'arm-1', arch: 'arm64' },
+        { mac: '52:54:00:cc:00:04', hostname: 'arm-http-1', arch: 'arm64' },
+        { mac: '52:54:00:cc:00:05', hostname: 'uefi-http-1', arch: 'amd64' },
       ],
     });
   });
@@ -119,13 +122,53 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
       expect(got).toEqual(
         expect.arrayContaining([
           'tftp:grub/arm64-efi/normal.mod',
-          'tftp:grub/arm64-efi/http.mod',
+          'tftp:grub/arm64-efi/linux.mod',
           'tftp:grub/grub.cfg-01-52-54-00-cc-00-03',
           'http:images/base/v1/arm64/vmlinuz',
         ]),
       );
       const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg-01-52-54-00-cc-00-03');
       expect(cfg).toMatchObject({ from: 'generated:arm-1' });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  // UEFI HTTP boot, PXE switched off in the firmware: the whole chain is HTTP.
+  // GRUB's prefix is the device it was loaded from, (http,<server>:8080)/grub,
+  // so its core must carry the http module (server/boot/bootloaders.ts).
+  it(
+    'arm64 UEFI HTTP boot (AAVMF): core.efi, its modules, the node\'s GRUB config and the kernel, all over HTTP',
+    async () => {
+      const mac = '52:54:00:cc:00:04';
+      const logs = await bootUntil('aavmf-http', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/arm64/vmlinuz');
+      const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
+      expect(offer).toMatchObject({ firmware: 'uefi-http', arch: 19, bootFile: 'http://10.9.0.1:8080/grub/arm64-efi/core.efi' });
+      const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
+      const got = fetched(logs, ip);
+      expect(got[0]).toBe('http:grub/arm64-efi/core.efi');
+      // GRUB tries grub.cfg-01-<mac> first only for a tftp prefix (grub-core/normal/main.c):
+      // over HTTP it asks for grub.cfg, which bootfarm renders for the node holding the client's lease.
+      expect(got).toEqual(
+        expect.arrayContaining(['http:grub/arm64-efi/normal.mod', 'http:grub/grub.cfg', 'http:images/base/v1/arm64/vmlinuz']),
+      );
+      expect(got.filter((f) => f.startsWith('tftp:'))).toEqual([]);
+      const cfg = logs.find((l) => l.msg === 'http file sent' && l.path === 'grub/grub.cfg' && l.client === ip);
+      expect(cfg).toMatchObject({ from: 'generated:arm-http-1' });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  it(
+    "amd64 UEFI HTTP boot (OVMF): ipxe.efi over HTTP, then the node's script and kernel",
+    async () => {
+      const mac = '52:54:00:cc:00:05';
+      const logs = await bootUntil('ovmf-http', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/amd64/vmlinuz');
+      const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER' && l.ipxe === false);
+      expect(offer).toMatchObject({ firmware: 'uefi-http', arch: 16, bootFile: 'http://10.9.0.1:8080/ipxe.efi' });
+      const firmwareIp = String(logs.find((l) => l.mac === mac && l.outcome === 'ack' && l.ipxe === false)?.ip);
+      expect(fetched(logs, firmwareIp)[0]).toBe('http:ipxe.efi');
+      const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack' && l.ipxe === true)?.ip);
+      expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-05.ipxe', 'http:images/base/v1/amd64/vmlinuz']));
     },
     GUEST_TIMEOUT + 30_000,
   );
