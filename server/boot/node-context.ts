@@ -10,6 +10,7 @@ import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from '../config/templates.js';
 import { nbdkitExportName } from '../util/nbdkit-export-name.js';
 import { IMAGE_DIR_NAME } from '../image/names.js';
+import { PI_INITRAMFS, piNodeBootSet } from './files/pi-models.js';
 
 /**
  * The export a node's root is served as, under the configured NBD backend. The
@@ -53,7 +54,6 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
   const base = version === undefined ? `images/${image}/${arch}` : `images/${image}/${version}/${arch}`;
   const rootExport = exportOf(image, arch, config, version);
   const http = `http://${address}:${config.http.port}`;
-  const piModel = node.piModel ?? 4;
   const kernelArgs = [
     'ip=dhcp',
     `bootfarm.server=${address}`,
@@ -89,14 +89,7 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
       kernelUrl: `${http}/${base}/vmlinuz`,
       initrdUrl: `${http}/${base}/initrd.img`,
     },
-    pi: {
-      serial: node.piSerial ?? '',
-      model: piModel,
-      isPi4: piModel === 4,
-      isPi5: piModel === 5,
-      kernel: piModel === 5 ? 'kernel_2712.img' : 'kernel8.img',
-      initramfs: 'initrd.img',
-    },
+    pi: piContext(node),
     kernelArgs,
     lts: {
       vars: Object.entries(node.lts).map(([key, value]) => ({ key, value })),
@@ -105,6 +98,29 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
       rcfileKeys: node.ltsOrder.RCFILE.join(' '),
       sysctlKeys: node.ltsOrder.SYSCTL.join(' '),
     },
+  };
+}
+
+/**
+ * A Pi's config.txt values, per model and arch (server/boot/files/pi-models.ts). A
+ * node with no boot set (not a Pi, model unknown, a Pi 5 with armhf) gets empty
+ * names: the TFTP/HTTP side refuses its config.txt before rendering it
+ * (server/boot/files/generated.ts), and `config check` names the problem.
+ */
+function piContext(node: EffectiveNode): BootContext['pi'] {
+  const set = node.piSerial ? piNodeBootSet(node) : undefined;
+  const ok = set !== undefined && !('refused' in set);
+  const model = ok ? set.model : 0;
+  return {
+    serial: node.piSerial ?? '',
+    model,
+    isPi3: model === 3,
+    isPi4: model === 4,
+    isPi5: model === 5,
+    arm64bit: ok ? set.arm64bit : 0,
+    kernel: ok ? set.kernel : '',
+    dtb: ok ? set.dtb : '',
+    initramfs: PI_INITRAMFS,
   };
 }
 

@@ -11,11 +11,13 @@ import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
 import { TemplateSet } from '../config/templates.js';
 import path from 'node:path';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
+import { piImageProblems } from '../config/pi-image-check.js';
 import { registerNodeCommands } from './node.js';
 import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
 import { registerServerImageCommand } from './server-image.js';
 import { registerReloadCommand } from './reload.js';
+import { registerPiCommands } from './pi.js';
 import { enforceUsage } from './usage.js';
 import { readPackageInfo } from './package-info.js';
 
@@ -143,6 +145,12 @@ configCmd
           renderArtefact(config, effective, artefact);
         }
       }
+      // A Pi node's image must hold what its model boots from (named when it does not).
+      const piImages = piImageProblems(
+        config,
+        config.nodes.map((n) => findConfigNode(config, n.mac)),
+      );
+      if (piImages.length > 0) throw new ConfigError(piImages);
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
       process.stdout.write(
         `${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`,
@@ -155,6 +163,7 @@ configCmd
 registerImageCommands(program);
 registerServerImageCommand(program, fail);
 registerReloadCommand(program, fail);
+registerPiCommands(program, fail);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);
 registerLabCommands(program, fail);

@@ -13,6 +13,7 @@ import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
 import { cidrBroadcast, cidrContains, ipv4ToNumber, numberToIpv4, parseCidr, type Cidr } from '../util/ipv4.js';
 import { normalizeMac } from '../util/mac.js';
 import { piHttpProblems } from '../pi/config-check.js';
+import { piNodeProblems } from './pi-nodes.js';
 
 /** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
 function parseDuration(text: string): number {
@@ -305,6 +306,7 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
       );
   }
   problems.push(...piHttpProblems(cfg, configDir, (segments, message) => locate.problem(segments, message)));
+  problems.push(...piNodeProblems(cfg, (segments, message) => locate.problem(segments, message)));
   return problems;
 }
 

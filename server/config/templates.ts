@@ -26,7 +26,18 @@ export interface BootContext {
   node: { hostname: string; mac: string; macHyphen: string; arch: string; ip: string; profiles: string; labels: string };
   server: { address: string; httpPort: number; tftpPort: number; nbdPort: number };
   image: { name: string; arch: string; export: string; kernelPath: string; initrdPath: string; kernelUrl: string; initrdUrl: string };
-  pi: { serial: string; model: number; isPi4: boolean; isPi5: boolean; kernel: string; initramfs: string };
+  /** Per model and arch (server/boot/files/pi-models.ts); model 0 and empty names for a node with none. */
+  pi: {
+    serial: string;
+    model: number;
+    isPi3: boolean;
+    isPi4: boolean;
+    isPi5: boolean;
+    arm64bit: number;
+    kernel: string;
+    dtb: string;
+    initramfs: string;
+  };
   /** The kernel command line: what the initrd needs to find its root, and no secret. */
   kernelArgs: string;
   /** The node's lts.conf variables, keys sorted; each family's keys in `sort -V` order, space separated. */
@@ -67,7 +78,17 @@ const SAMPLE_CONTEXT: BootContext = {
     kernelUrl: 'http://10.9.0.1:8080/images/base/amd64/vmlinuz',
     initrdUrl: 'http://10.9.0.1:8080/images/base/amd64/initrd.img',
   },
-  pi: { serial: '1234abcd', model: 4, isPi4: true, isPi5: false, kernel: 'kernel8.img', initramfs: 'initrd.img' },
+  pi: {
+    serial: '1234abcd',
+    model: 4,
+    isPi3: false,
+    isPi4: true,
+    isPi5: false,
+    arm64bit: 1,
+    kernel: 'kernel8.img',
+    dtb: 'bcm2711-rpi-4-b.dtb',
+    initramfs: 'initrd.img',
+  },
   kernelArgs: 'ip=dhcp',
   lts: { vars: [{ key: 'PREINIT_00_TIME', value: 'true' }], preinitKeys: 'PREINIT_00_TIME', fstabKeys: '', rcfileKeys: '', sysctlKeys: '' },
 };

@@ -6,6 +6,7 @@ import { bootContext } from '../node-context.js';
 import type { TemplateName, TemplateSet } from '../../config/templates.js';
 import { FileCache } from './file-cache.js';
 import { macFromPath, type NodeDirectory } from './node-directory.js';
+import { piNodeBootSet } from './pi-models.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
@@ -64,6 +65,11 @@ export class GeneratedFileResolver implements FileResolver {
     const route = this.route(request);
     if (!route) return undefined;
     if (!route.node) return { found: false, denied: false, detail: `no node for ${request.path}` };
+    if (route.template === 'rpi-config.txt' || route.template === 'rpi-cmdline.txt') {
+      // A Pi 4's config.txt handed to a Pi 5 names a kernel it cannot boot: no guess.
+      const set = piNodeBootSet(route.node);
+      if ('refused' in set) return { found: false, denied: false, detail: set.refused };
+    }
     const { config, templates } = this.live;
     let nonce: string | undefined;
     if (this.bootScripts && BOOT_SCRIPTS.has(route.template)) {
