@@ -14,6 +14,7 @@ export const MUTATION_TESTS = [
   'test/unit/config-live.test.ts',
   'test/unit/dhcp-address-conflicts.test.ts',
   'test/unit/dhcp-codec.test.ts',
+  'test/unit/dhcp-full-decisions.test.ts',
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
   'test/unit/lts-conf.test.ts',

@@ -4,20 +4,17 @@
 // decisions of a REQUEST's states, reservations, DECLINE, RELEASE and INFORM.
 // Driven through FullModeHandler with the real LeasePool over a real FileStore.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
-import { readMessageType } from '../../server/dhcp/codec/readers.js';
-import { identifyClient } from '../../server/dhcp/codec/identity.js';
-import { planBoot } from '../../server/boot/policy.js';
+import type { DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import { parseConfig } from '../../server/config/load.js';
 import type { ResolvedConfig } from '../../server/config/types.js';
 import { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
-import type { HandlerResult, RequestContext } from '../../server/dhcp/server/context.js';
-import { REPO_ROOT } from '../lib/bootfarm.js';
+import type { HandlerResult } from '../../server/dhcp/server/context.js';
+import { handleAt, nakMessage, replyOf, udhcpcPacket as packet, type RequestFields } from '../lib/dhcp-full-mode.js';
 import { ipv4ToNumber } from '../../server/util/ipv4.js';
 
 const SERVER = '10.9.0.1';
@@ -26,26 +23,6 @@ const HOLDER_MAC = '52:54:00:aa:00:02';
 const STRANGER_MAC = '52:54:00:aa:00:03';
 const RESERVED_MAC = '52:54:00:aa:00:04';
 const OFFER_HOLD_MS = 30_000;
-
-/** udhcpc's captured DISCOVER or REQUEST, re-addressed: no option 61, so the MAC is the lease key. */
-function packet(
-  kind: 'discover' | 'request',
-  mac: string,
-  fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number },
-): DhcpPacket {
-  const r = decodePacket(readFileSync(path.join(REPO_ROOT, `test/fixtures/dhcp/udhcpc-${kind}.bin`)));
-  if (!r.ok) throw new Error(r.reason);
-  const p = r.packet;
-  p.chaddr = Buffer.from(mac.replace(/:/g, ''), 'hex');
-  p.options.delete(61);
-  p.options.delete(50);
-  p.options.delete(54);
-  if (fields.requested) p.options.set(50, Buffer.from(fields.requested.split('.').map(Number)));
-  if (fields.serverId) p.options.set(54, Buffer.from(fields.serverId.split('.').map(Number)));
-  p.ciaddr = fields.ciaddr ?? '0.0.0.0';
-  if (fields.type !== undefined) p.options.set(53, Buffer.of(fields.type));
-  return p;
-}
 
 describe('full mode: an address another client holds', () => {
   let dir: string;
@@ -78,24 +55,7 @@ nodes:
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function handle(p: DhcpPacket, now: number): Promise<HandlerResult> {
-    const identity = identifyClient(p);
-    const node = store.nodeByMac(identity.mac);
-    const ctx: RequestContext = {
-      packet: p,
-      messageType: readMessageType(p.options) as number,
-      identity,
-      node,
-      known: node !== undefined,
-      plan: planBoot(identity, node, { serverAddress: SERVER, httpPort: 8080, bootFiles: { bios: 'b', uefiX64: 'x', uefiArm64: 'a' } }),
-      source: { address: '0.0.0.0', port: 68 },
-      listener: 'dhcp',
-      now,
-    };
-    return handler.handle(ctx);
-  }
-  const replyOf = (r: HandlerResult) => (r.replies[0] as { packet: DhcpPacket } | undefined)?.packet;
-  const nakMessage = (r: HandlerResult) => replyOf(r)?.options.get(56)?.toString('latin1');
+  const handle = (p: DhcpPacket, now: number): Promise<HandlerResult> => handleAt(handler, store, SERVER, p, now);
 
   /**
    * LATE_MAC is offered an address and lets the offer's hold run out; HOLDER_MAC
@@ -142,8 +102,7 @@ nodes:
     expect(r).toMatchObject({ outcome: 'ignored-unknown-client', replies: [] });
     expect(pool.binding(STRANGER_MAC, t0)).toBeUndefined();
   });
-  const request = (mac: string, fields: { requested?: string; serverId?: string; ciaddr?: string; type?: number }, now = t0) =>
-    handle(packet('request', mac, fields), now);
+  const request = (mac: string, fields: RequestFields, now = t0) => handle(packet('request', mac, fields), now);
   const nak = async (r: Promise<HandlerResult>, message: string) => {
     const result = await r;
     expect(result.outcome).toBe('nak');

@@ -104,6 +104,8 @@ describe('lts.conf evaluation', () => {
     expect(vars(text, { hostname: 'other', ip: '', mac: 'aa:bb:cc:dd:ee:ff' })).toEqual({});
     // A blank header is a section named "", which no (absent) ID names.
     expect(vars('[ ]\nA = blank\n', { hostname: 'other', ip: '', mac: 'aa:bb:cc:dd:ee:ff' })).toEqual({});
+    // An empty ID is no ID: not even [*] (which matches "") applies to a client with none.
+    expect(vars('[*]\nA = any\n', { hostname: '', ip: '', mac: '' })).toEqual({});
   });
 
   it('a LIKE chain is applied before its section, is not itself a variable, and stops at a cycle', () => {
