@@ -15,6 +15,7 @@ import { networkInterfaces } from 'node:os';
 import { statSync } from 'node:fs';
 import { GeneratedFileResolver } from './boot/files/generated.js';
 import { ImageFileResolver } from './boot/files/images.js';
+import { PiHttpBootResolver } from './pi/http-boot.js';
 import { Inventory } from './inventory/inventory.js';
 import { RouterAdvertiser } from './dhcp/ra/radvd.js';
 import { BootSessions } from './join/boot-sessions.js';
@@ -135,9 +136,14 @@ export class Bootfarm {
       const nodes = inventory;
       // Root images go over TFTP and HTTP only to addresses NBD would admit (nbd.allow).
       const rootAccess = rootAccessPolicy({ allow: config.nbd.allow, store: this.store, nodes: inventory });
+      const bootScripts = new SessionBootScripts(sessions, inventory, logger.child({ svc: 'boot' }));
+      // Pi 4/5 HTTP boot (piBoot: http): pi/<serial>/boot.img and boot.sig, authorised as the node's cmdline.txt is.
+      const piHttp = new PiHttpBootResolver(live, nodes, this.fileCache, bootScripts, logger.child({ svc: 'pi-http' }));
+      void piHttp.prebuild();
       const files = new ResolverChain(
         [
-          new GeneratedFileResolver(live, nodes, new SessionBootScripts(sessions, inventory, logger.child({ svc: 'boot' }))),
+          piHttp,
+          new GeneratedFileResolver(live, nodes, bootScripts),
           new ImageFileResolver(config, this.fileCache, nodes, rootAccess),
           new StaticRootResolver(config.tftp.root, this.fileCache, { dir: config.images.dir, rootAccess }),
         ],

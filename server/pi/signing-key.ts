@@ -5,7 +5,7 @@
 // a Pi 4/5 EEPROM with a custom HTTP_HOST boots only an image signed by the key
 // programmed into it (boot-http.adoc, "Keys").
 import { constants, createPrivateKey, createPublicKey, generateKeyPair, privateEncrypt, type KeyObject } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -63,6 +63,7 @@ export async function loadOrCreateSigningKey(config: Parameters<typeof signingKe
   }
   if (pem === undefined) {
     const { privateKey } = await generate('rsa', { modulusLength: 2048 });
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     const text = privateKey.export({ type: 'pkcs8', format: 'pem' });
     try {
       // 'wx': a key another process wrote meanwhile is kept, never replaced (its public half may be in EEPROMs already).
