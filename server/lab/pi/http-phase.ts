@@ -13,7 +13,6 @@ import { request } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { decodeBootSig } from '../../pi/boot-sig.js';
 import { parseConfigTxt } from './config-txt.js';
 import type { EepromPiModel as PiModel } from './model.js';
 
@@ -49,6 +48,31 @@ export interface HttpPhaseReport {
   configTxt: string | undefined;
   cmdline: string | undefined;
   durationMs: number;
+}
+
+/**
+ * boot.sig as the EEPROM reads it, parsed here on its own (not with bootfarm's
+ * codec, server/pi/boot-sig.ts: this is the independent peer that checks it): the
+ * first line the image's SHA-256 in hex, a `ts: <seconds>` line, and the signature
+ * from the `rsa2048: <hex>` line, as rpi-eeprom-digest -v takes it.
+ */
+export function readBootSig(data: Buffer): { sha256: Buffer; ts: number; rsa2048: Buffer | undefined } | string {
+  if (data.length > 4096) return 'boot.sig is larger than 4096 bytes';
+  const lines = data.toString('latin1').split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  const [first, ...rest] = lines;
+  if (first === undefined || !/^[0-9a-f]{64}$/.test(first)) return 'boot.sig: line 1 is not a SHA-256 in lower-case hex';
+  let ts: number | undefined;
+  let rsa2048: Buffer | undefined;
+  for (const line of rest) {
+    const tsMatch = /^ts: ([0-9]{1,15})$/.exec(line);
+    const rsaMatch = /^rsa2048: ([0-9a-f]{512})$/.exec(line);
+    if (tsMatch && ts === undefined) ts = Number(tsMatch[1]);
+    else if (rsaMatch && rsa2048 === undefined) rsa2048 = Buffer.from(rsaMatch[1] as string, 'hex');
+    else return `boot.sig: unexpected line ${JSON.stringify(line.slice(0, 80))}`;
+  }
+  if (ts === undefined) return 'boot.sig has no "ts: <unix time>" line';
+  return { sha256: Buffer.from(first, 'hex'), ts, rsa2048 };
 }
 
 const REQUIRED: Record<PiModel, string[]> = { 4: ['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb'], 5: ['bcm2712-rpi-5-b.dtb'] };
@@ -104,9 +128,8 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
   report.sig.status = sigAnswer.status;
   report.sig.bytes = sigAnswer.body.length;
   if (sigAnswer.status !== 200) return fail(`boot.sig: HTTP ${sigAnswer.status}`);
-  const decoded = decodeBootSig(sigAnswer.body);
-  if (!decoded.ok) return fail(decoded.reason);
-  const { sig } = decoded;
+  const sig = readBootSig(sigAnswer.body);
+  if (typeof sig === 'string') return fail(sig);
   report.sig.sha256 = sig.sha256.toString('hex');
   report.sig.ts = sig.ts;
   report.sig.signed = sig.rsa2048 !== undefined;
