@@ -3,7 +3,8 @@
 import type { NetLab } from '../../server/lab/netlab.js';
 import type { Background } from '../../server/lab/proc.js';
 
-export async function startSiteDnsmasq(lab: NetLab): Promise<Background> {
+/** `extraArgs`: more dnsmasq options, e.g. `--dhcp-host=MAC,IP` reservations. */
+export async function startSiteDnsmasq(lab: NetLab, extraArgs: string[] = []): Promise<Background> {
   const siteHost = await lab.addHost('site', { address: '10.9.0.254/24' });
   const site = lab.spawn(
     siteHost.ns,
@@ -20,6 +21,7 @@ export async function startSiteDnsmasq(lab: NetLab): Promise<Background> {
       '--dhcp-range=10.9.0.50,10.9.0.99,1h',
       `--dhcp-leasefile=/tmp/${lab.id}-dnsmasq.leases`,
       '--dhcp-option=3,10.9.0.254',
+      ...extraArgs,
     ],
     'dnsmasq',
   );

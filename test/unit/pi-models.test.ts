@@ -1,16 +1,16 @@
 // Per-model Raspberry Pi boot files: the config.txt each model and arch gets, the
 // piModel rule (given, or settled by the MAC, or refused), and `config check`
-// refusing a Pi node whose published image lacks a file its model boots from.
+// refusing a Pi node whose published image lacks a file its model boots from (the
+// command itself: test/integration/pi-models.test.ts).
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../server/config/load.js';
 import { findConfigNode, renderArtefact } from '../../server/cli/render.js';
 import { piBootSet, piRequiredFiles } from '../../server/boot/files/pi-models.js';
-import { run } from '../../server/lab/proc.js';
-import { CLI, nodeArgs } from '../lib/bootfarm.js';
+import { piImageProblems } from '../../server/config/pi-image-check.js';
 
 const BASE = {
   server: { address: '10.9.0.1', stateDir: '/tmp/unused' },
@@ -74,7 +74,7 @@ describe('piModel', () => {
   });
 });
 
-describe('bootfarm config check and the Pi firmware in the image', () => {
+describe('config check: the Pi firmware in the published image', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-pi-models-'));
   const rpi = path.join(dir, 'images/base/v1/arm64/rpi');
   mkdirSync(rpi, { recursive: true });
@@ -84,26 +84,32 @@ describe('bootfarm config check and the Pi firmware in the image', () => {
     writeFileSync(path.join(rpi, f), f);
   writeFileSync(path.join(rpi, 'kernel8.img'), 'kernel');
   writeFileSync(path.join(rpi, 'initrd.img'), 'initrd');
-  const check = (nodes: Array<Record<string, unknown>>) => {
-    const file = path.join(dir, `site-${nodes.length}-${String(nodes[0]?.piModel)}.yaml`);
-    writeFileSync(file, configWith(nodes, { images: { dir: path.join(dir, 'images'), default: 'base' } }));
-    return run(process.execPath, nodeArgs(CLI, ['config', 'check', file])).then((r) => ({ ...r, file }));
+  const problems = (nodes: Array<Record<string, unknown>>) => {
+    const config = parseConfig(configWith(nodes, { images: { dir: path.join(dir, 'images'), default: 'base' } }), 'site.yaml');
+    return piImageProblems(
+      config,
+      config.nodes.map((n) => findConfigNode(config, n.mac)),
+    ).map((p) => `${p.key}: ${p.message}`);
   };
+  const pis = [
+    { mac: 'b8:27:eb:00:00:03', hostname: 'pi3', piSerial: '00000003', piModel: 3 },
+    { mac: 'dc:a6:32:00:00:04', hostname: 'pi4', piSerial: '00000004', piModel: 4 },
+  ];
 
-  it('Pi 3B+ and Pi 4 nodes pass; a Pi 5 is refused naming what its image lacks', async () => {
-    const pis = [
-      { mac: 'b8:27:eb:00:00:03', hostname: 'pi3', piSerial: '00000003', piModel: 3 },
-      { mac: 'dc:a6:32:00:00:04', hostname: 'pi4', piSerial: '00000004', piModel: 4 },
-    ];
-    const ok = await check(pis);
-    expect(ok.stderr).toBe('');
-    expect(ok.code).toBe(0);
-
+  it('Pi 3B+ and Pi 4 nodes pass; a Pi 5 is refused, naming what its image lacks', () => {
+    expect(problems(pis)).toEqual([]);
     const pi5 = { mac: '2c:cf:67:00:00:05', hostname: 'pi5', piSerial: '00000005', piModel: 5 };
-    const refused = await check([pi5, ...pis]);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr.trim()).toBe(
-      `bootfarm: ${refused.file}: nodes[0]: pi5 is a Pi 5 (arm64), but image base/arm64 has no rpi/bcm2712-rpi-5-b.dtb, rpi/kernel_2712.img (in ${path.join(dir, 'images/base/current/arm64')}); rebuild the image with a kernel and firmware for this model, or give the node another image`,
-    );
+    expect(problems([pi5, ...pis])).toEqual([
+      `nodes[0]: pi5 is a Pi 5 (arm64), but image base/arm64 has no rpi/bcm2712-rpi-5-b.dtb, rpi/kernel_2712.img (in ${path.join(dir, 'images/base/current/arm64')}); rebuild the image with a kernel and firmware for this model, or give the node another image`,
+    ]);
+  });
+
+  it('a Pi 3B+ needs bootcode.bin, a Pi 4 start4.elf; an image not published yet is not judged', () => {
+    rmSync(path.join(rpi, 'bootcode.bin'));
+    rmSync(path.join(rpi, 'start4.elf'));
+    const got = problems(pis);
+    expect(got[0]).toMatch(/^nodes\[0\]: pi3 is a Pi 3B\+ \(arm64\), but image base\/arm64 has no rpi\/bootcode\.bin \(/);
+    expect(got[1]).toMatch(/^nodes\[1\]: pi4 is a Pi 4 \(arm64\), but image base\/arm64 has no rpi\/start4\.elf \(/);
+    expect(problems(pis.map((n) => ({ ...n, image: 'not-built-yet' })))).toEqual([]);
   });
 });

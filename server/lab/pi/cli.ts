@@ -5,11 +5,11 @@ import { tftpPrefix, type PiBootOptions } from './options.js';
 import { runPiBoot } from './run.js';
 
 const USAGE = `usage: node --import tsx server/lab/pi-bootloader.ts --iface IF --mac MAC --serial HEX8 [options]
-  --model 4|5               Pi model (default 4)
+  --model 3|4|5             Pi model (default 4; 3 is the Pi 3B+: ROM, bootcode.bin from the root, then <serial>/)
   --board-revision HEX      option 97 board revision (default 0x00c03111 / 0x00d04170)
-  --dhcp-timeout SEC        DHCP_TIMEOUT for the whole DHCP phase (default 45)
-  --dhcp-retry MS           DHCP_REQ_TIMEOUT: DISCOVER retry and ACK wait (default 4000)
-  --no-broadcast-flag       send flags 0x0000 like captured Pi 4s (adds an AnyIP route during DHCP)
+  --dhcp-timeout SEC        DHCP_TIMEOUT for the whole DHCP phase (default 45; Pi 3 ROM 25)
+  --dhcp-retry MS           DHCP_REQ_TIMEOUT: DISCOVER retry and ACK wait (default 4000; Pi 3 ROM 5000)
+  --no-broadcast-flag       send flags 0x0000 like captured Pi 4s (adds an AnyIP route during DHCP; the Pi 3 default)
   --option43 TEXT           PXE_OPTION43 match string (default "Raspberry Pi Boot")
   --lenient-option43        accept the string anywhere in option 43
   --tftp-server IP          TFTP_IP: override options 66/54
@@ -59,8 +59,8 @@ function parseCliArgs(argv: string[]): PiBootOptions {
         break;
       case '--model': {
         const m = take(i++, a);
-        if (m !== '4' && m !== '5') throw new Error('--model must be 4 or 5');
-        opts.model = m === '4' ? 4 : 5;
+        if (m !== '3' && m !== '4' && m !== '5') throw new Error('--model must be 3, 4 or 5');
+        opts.model = m === '3' ? 3 : m === '4' ? 4 : 5;
         break;
       }
       case '--board-revision':

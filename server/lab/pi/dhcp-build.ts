@@ -6,15 +6,30 @@ import { PI_MODELS, type PiIdentity } from './model.js';
 
 export const DHCP_MAGIC = 0x63825363;
 export const PI_PARAMETER_REQUEST_LIST: readonly number[] = [1, 3, 43, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135];
+/** The Pi 3 ROM's list, in its order (boot-net.adoc's capture): 43, 60, 67, 128-135, 66. */
+const PI3_PARAMETER_REQUEST_LIST: readonly number[] = [43, 60, 67, 128, 129, 130, 131, 132, 133, 134, 135, 66];
+
+function parameterRequestList(id: PiIdentity): Buffer {
+  return Buffer.from(id.model === 3 ? PI3_PARAMETER_REQUEST_LIST : PI_PARAMETER_REQUEST_LIST);
+}
 const PI_VENDOR_CLASS = 'PXEClient:Arch:00000:UNDI:002001';
 export const DEFAULT_OPTION43_MATCH = 'Raspberry Pi Boot';
 
 export const DhcpType = { DISCOVER: 1, OFFER: 2, REQUEST: 3, DECLINE: 4, ACK: 5, NAK: 6, RELEASE: 7, INFORM: 8 } as const;
 
-/** Option 97: type 0, FourCC (LE), board revision (LE), MAC bytes 2..5, serial (LE). */
+/**
+ * Option 97: type 0, FourCC (LE), board revision (LE), MAC bytes 2..5, serial (LE).
+ * The Pi 3B+ ROM sends type 0 and its serial (LE) four times: boot-net.adoc says "set
+ * to the 32-bit serial number", and raspberrypi/firmware#1605's dnsmasq log of a 3B+
+ * (b8:27:eb:6c:4c:16) shows 00:16:4c:6c:b6:16:4c:6c:b6:... (serial b66c4c16).
+ */
 function buildOption97(id: PiIdentity): Buffer {
   const out = Buffer.alloc(17);
   out[0] = 0;
+  if (id.model === 3) {
+    for (let i = 1; i < 17; i += 4) out.writeUInt32LE(id.serial >>> 0, i);
+    return out;
+  }
   out.writeUInt32LE(PI_MODELS[id.model].fourccValue, 1);
   out.writeUInt32LE(id.boardRevision >>> 0, 5);
   id.mac.copy(out, 9, 2, 6);
@@ -60,7 +75,7 @@ export function buildDiscover(id: PiIdentity, xid: number, opts: BuildDhcpOption
     xid,
     [
       [53, Buffer.of(DhcpType.DISCOVER)],
-      [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
+      [55, parameterRequestList(id)],
       [93, Buffer.of(0, 0)],
       [94, Buffer.of(1, 2, 1)],
       [97, buildOption97(id)],
@@ -78,7 +93,7 @@ export function buildRequest(id: PiIdentity, xid: number, requestedIp: string, s
     xid,
     [
       [53, Buffer.of(DhcpType.REQUEST)],
-      [55, Buffer.from(PI_PARAMETER_REQUEST_LIST)],
+      [55, parameterRequestList(id)],
       [93, Buffer.of(0, 0)],
       [94, Buffer.of(1, 2, 1)],
       [97, buildOption97(id)],

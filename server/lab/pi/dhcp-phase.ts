@@ -72,6 +72,12 @@ interface DhcpPhaseParams {
   warn: (w: string) => void;
   signal: AbortSignal | undefined;
   model: PiModel;
+  /**
+   * false: take the OFFER's address without a REQUEST, as the Pi 3 ROM and its
+   * bootcode.bin do (boot-net.adoc, "DHCP request/reply/ack sequence not correctly
+   * implemented"; raspberrypi/firmware#1699).
+   */
+  sendRequest: boolean;
 }
 
 export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | undefined> {
@@ -221,6 +227,16 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     if (chosen.boot !== chosen.address) p.report.dhcp.proxyOffer = chosen.boot.s;
     const serverId = chosen.address.s.serverId as string;
 
+    if (!p.sendRequest) {
+      p.log(`no DHCPREQUEST: using the OFFER's ${chosen.address.s.yiaddr} as the Pi 3 ROM does`);
+      return {
+        offer: chosen.address.s,
+        proxyOffer: p.report.dhcp.proxyOffer,
+        tftpServer: chosen.verdict.tftpServer as string,
+        tftpServerSource: chosen.verdict.tftpServerSource as 'option66' | 'option54',
+        serverId,
+      };
+    }
     // REQUESTING: one REQUEST, then up to retryMs for the ACK; the Pi proceeds without one.
     const request = buildRequest(p.id, p.xid, chosen.address.s.yiaddr, serverId, {
       broadcast: p.broadcastFlag,

@@ -52,7 +52,9 @@ export const DEFAULTS = {
   tftpPort: 69,
 };
 
+/** Files that must arrive (after the Pi 3 ROM's bootcode.bin, which it always requires). */
 export function defaultRequired(model: PiModel): string[] {
+  if (model === 3) return ['config.txt', 'start.elf', 'fixup.dat', 'cmdline.txt', '@kernel'];
   return model === 4 ? ['config.txt', 'start4.elf', 'cmdline.txt', '@kernel'] : ['config.txt', 'cmdline.txt', '@kernel'];
 }
 

@@ -59,6 +59,8 @@ export interface PiBootReport {
     prefixLength: number | undefined;
     durationMs: number;
   };
+  /** The Pi 3 ROM's own exchange, before bootcode.bin's (which is `dhcp`); absent for Pi 4/5. */
+  romDhcp?: PiBootReport['dhcp'];
   tftpServer: string | undefined;
   tftpServerSource: 'option66' | 'option54' | 'override' | undefined;
   prefix: string | undefined;
@@ -68,4 +70,24 @@ export interface PiBootReport {
   required: Array<{ name: string; satisfied: boolean; path: string | undefined }>;
   ipCommands: string[];
   durationMs: number;
+}
+
+/** A DHCP exchange's record before it starts. */
+export function emptyDhcpReport(xid: number, broadcastFlag: boolean): PiBootReport['dhcp'] {
+  return {
+    xid: `0x${xid.toString(16).padStart(8, '0')}`,
+    broadcastFlag,
+    discoversSent: 0,
+    discoverHex: '',
+    offer: undefined,
+    proxyOffer: undefined,
+    offersIgnored: [],
+    requestHex: undefined,
+    ackReceived: false,
+    ack: undefined,
+    nak: undefined,
+    leasedAddress: undefined,
+    prefixLength: undefined,
+    durationMs: 0,
+  };
 }

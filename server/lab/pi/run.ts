@@ -4,12 +4,13 @@
 // the socket notes in server/lab/pi/dhcp-phase.ts.
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_OPTION43_MATCH } from './dhcp-build.js';
-import { dhcpPhase } from './dhcp-phase.js';
-import { isDottedQuad, maskToPrefix, sameSubnet } from './ipv4.js';
+import { isDottedQuad } from './ipv4.js';
+import { takeLease } from './lease.js';
 import { formatMac, formatSerial, makeIdentity, PI_MODELS, type PiModel } from './model.js';
 import { NetConfig, readText } from './net-config.js';
 import { Aborted, DEFAULTS, defaultRequired, tftpPrefix, type PiBootOptions } from './options.js';
-import type { PiBootReport } from './report.js';
+import { emptyDhcpReport, type PiBootReport } from './report.js';
+import { romPhase } from './rom-phase.js';
 import { tftpPhase } from './tftp-phase.js';
 
 export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
@@ -19,16 +20,19 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
   const id = makeIdentity(options.mac, options.serial, model, options.boardRevision);
   const log = options.log ?? ((l: string) => process.stderr.write(`[pi-boot] ${l}\n`));
   const match = options.option43Match ?? DEFAULT_OPTION43_MATCH;
-  const broadcastFlag = options.broadcastFlag ?? true;
+  // The Pi 3 ROM's capture shows flags 0 (boot-net.adoc); EEPROM runs set it unless told not to.
+  const broadcastFlag = options.broadcastFlag ?? model !== 3;
   const configureIp = options.configureIp ?? true;
-  const dhcpTimeoutMs = options.dhcpTimeoutMs ?? DEFAULTS.dhcpTimeoutMs;
-  const dhcpRetryMs = options.dhcpRetryMs ?? DEFAULTS.dhcpRetryMs;
+  // The Pi 3 ROM: five DISCOVERs 5 s apart, then it gives up (boot-net.adoc).
+  const dhcpTimeoutMs = options.dhcpTimeoutMs ?? (model === 3 ? 25_000 : DEFAULTS.dhcpTimeoutMs);
+  const dhcpRetryMs = options.dhcpRetryMs ?? (model === 3 ? 5_000 : DEFAULTS.dhcpRetryMs);
   const blksize = options.blksize ?? profile.blksize;
   const prefixDir = tftpPrefix(options.prefix ?? 'serial', id);
   const required = (options.required ?? defaultRequired(model)).map((x) => x.trim()).filter((x) => x.length > 0);
   if (options.tftpServer !== undefined && !isDottedQuad(options.tftpServer))
     throw new Error(`--tftp-server must be a dotted quad, got ${options.tftpServer}`);
-  if (!Number.isInteger(blksize) || blksize < 8 || blksize > 65464) throw new Error(`blksize ${blksize} outside 8..65464`);
+  if (blksize !== undefined && (!Number.isInteger(blksize) || blksize < 8 || blksize > 65464))
+    throw new Error(`blksize ${blksize} outside 8..65464`);
   const xid = randomBytes(4).readUInt32BE(0);
 
   const report: PiBootReport = {
@@ -40,22 +44,7 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
     serial: formatSerial(id.serial),
     model,
     boardRevision: `0x${id.boardRevision.toString(16).padStart(8, '0')}`,
-    dhcp: {
-      xid: `0x${xid.toString(16).padStart(8, '0')}`,
-      broadcastFlag,
-      discoversSent: 0,
-      discoverHex: '',
-      offer: undefined,
-      proxyOffer: undefined,
-      offersIgnored: [],
-      requestHex: undefined,
-      ackReceived: false,
-      ack: undefined,
-      nak: undefined,
-      leasedAddress: undefined,
-      prefixLength: undefined,
-      durationMs: 0,
-    },
+    dhcp: emptyDhcpReport(xid, broadcastFlag),
     tftpServer: undefined,
     tftpServerSource: undefined,
     prefix: prefixDir,
@@ -91,80 +80,30 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       );
     }
 
-    // --- DHCP
-    const dhcpStarted = Date.now();
-    const anyIpMark = net.mark();
-    if (!broadcastFlag && configureIp) {
-      await net.sysctl('net.ipv4.icmp_echo_ignore_all', '1');
-      await net.sysctl(`net.ipv4.conf.${options.iface}.arp_ignore`, '1');
-      // With every address local, the server's source address is "local" too: a martian unless accept_local.
-      await net.sysctl(`net.ipv4.conf.${options.iface}.accept_local`, '1');
-      await net.add(
-        ['route', 'add', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local'],
-        ['route', 'del', 'broadcast', '255.255.255.255', 'dev', options.iface, 'table', 'local'],
-      );
-      await net.add(
-        ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
-        ['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
-      );
-    }
-    const dhcp = await dhcpPhase({
+    // --- DHCP (a Pi 3: its ROM's lease and files first, then bootcode.bin's lease)
+    const leaseParams = {
+      iface: options.iface,
       id,
-      xid,
       broadcastFlag,
+      configureIp,
       match,
       lenient: options.lenientOption43 ?? false,
       timeoutMs: dhcpTimeoutMs,
       retryMs: dhcpRetryMs,
+      tftpServer: options.tftpServer,
       report,
+      net,
       log,
       warn,
       signal: options.signal,
-      model,
-    });
-    await net.rollback(anyIpMark);
-    report.dhcp.durationMs = Date.now() - dhcpStarted;
-    if (!dhcp) {
-      report.failures.push(...(report.failures.length ? [] : ['DHCP failed']));
-      return report;
-    }
-    report.tftpServer = options.tftpServer ?? dhcp.tftpServer;
-    report.tftpServerSource = options.tftpServer ? 'override' : dhcp.tftpServerSource;
-
-    // --- address
-    const lease = report.dhcp.ack ?? report.dhcp.offer;
-    const address = lease?.yiaddr ?? dhcp.offer.yiaddr;
-    let prefixLength = 32;
-    const mask = lease?.subnetMask ?? dhcp.offer.subnetMask;
-    if (mask !== undefined) {
-      const pl = maskToPrefix(mask);
-      if (pl === undefined) warn(`option 1 ${mask} is not a contiguous netmask; using /32`);
-      else prefixLength = pl;
-    }
-    report.dhcp.leasedAddress = address;
-    report.dhcp.prefixLength = prefixLength;
-    const server = report.tftpServer;
-    let localAddress = '0.0.0.0';
-    if (configureIp) {
-      await net.add(
-        ['addr', 'add', `${address}/${prefixLength}`, 'dev', options.iface],
-        ['addr', 'del', `${address}/${prefixLength}`, 'dev', options.iface],
-      );
-      localAddress = address;
-      if (!sameSubnet(address, server, prefixLength)) {
-        const router = (lease?.routers ?? dhcp.offer.routers)[0];
-        if (router && sameSubnet(address, router, prefixLength)) {
-          await net.add(
-            ['route', 'add', `${server}/32`, 'via', router, 'dev', options.iface],
-            ['route', 'del', `${server}/32`, 'via', router, 'dev', options.iface],
-          );
-        } else {
-          warn(`TFTP server ${server} is outside ${address}/${prefixLength} and there is no usable router (option 3); trying it on-link`);
-          await net.add(['route', 'add', `${server}/32`, 'dev', options.iface], ['route', 'del', `${server}/32`, 'dev', options.iface]);
-        }
-      }
-    }
-    log(`leased ${address}/${prefixLength}; TFTP server ${server} (${report.tftpServerSource})`);
+    };
+    if (model === 3 && !(await romPhase(leaseParams, options, profile, id))) return report;
+    const lease = await takeLease({ ...leaseParams, xid, sendRequest: model !== 3, dhcp: report.dhcp });
+    if (!lease) return report;
+    report.tftpServer = lease.server;
+    report.tftpServerSource = lease.source;
+    const server = lease.server;
+    const localAddress = lease.localAddress;
 
     // --- TFTP
     await tftpPhase({ options, profile, id, report, log, warn, server, localAddress, blksize, prefixDir, required });

@@ -8,7 +8,12 @@
 // (initramfs / auto_initramfs). Pi 5: probe <serial>/config.txt (then the DTB;
 // neither drops the prefix), config.txt, pieeprom.sig probe, cmdline.txt,
 // bcm2712-rpi-5-b.dtb, kernel_2712.img (falling back to kernel8.img) or kernel=,
-// initramfs. How one file is transferred: server/lab/pi/tftp-transfer.ts.
+// initramfs. Pi 3B+ (after its ROM's bootcode.bin, server/lab/pi/rom-phase.ts): RRQs
+// with `tsize 0` only, 512-byte blocks; probe <serial>/start.elf, then autoboot.txt,
+// config.txt, recovery.elf, start.elf, fixup.dat, dt-blob.bin, cmdline.txt, the DTB
+// (bcm2710-rpi-3-b-plus.dtb), overlays, kernel8.img with arm_64bit=1 (else
+// kernel7.img), initramfs (raspberrypi/firmware#1012 and #1041 captures).
+// How one file is transferred: server/lab/pi/tftp-transfer.ts.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { autoInitramfsName, parseConfigTxt, type PiConfig } from './config-txt.js';
@@ -32,15 +37,20 @@ interface TftpPhaseParams {
   warn: (w: string) => void;
   server: string;
   localAddress: string;
-  blksize: number;
+  /** undefined: the RRQs carry `tsize 0` only (the Pi 3's bootcode.bin). */
+  blksize: number | undefined;
   prefixDir: string | undefined;
   required: string[];
+  /** The Pi 3 ROM's own reads (server/lab/pi/rom-phase.ts): plain RRQs, no options, this sequence. */
+  rom?: { sequence: string[] };
 }
 
 export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
   const { options, profile, report, log, warn } = t;
   const model = profile.model;
   const closers: Array<Promise<void>> = [];
+  // The verdict is on this phase's files: a Pi 3 runs two (ROM, then bootcode.bin).
+  const firstFile = report.files.length;
   let config: PiConfig | undefined;
   const requiredSet = new Set(t.required);
   const isRequired = (name: string, role: string) => requiredSet.has(name) || requiredSet.has(`@${role}`);
@@ -57,7 +67,8 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
       port: options.tftpPort ?? DEFAULTS.tftpPort,
       localAddress: t.localAddress,
       path: requested,
-      blksize: t.blksize,
+      options: t.rom ? 'none' : t.blksize === undefined ? 'tsize' : 'tsize+blksize',
+      blksize: t.blksize ?? 512,
       probe: mode === 'probe',
       retransmitMs: options.tftpTimeoutMs ?? DEFAULTS.tftpTimeoutMs,
       maxRetries: options.tftpRetries ?? DEFAULTS.tftpRetries,
@@ -115,7 +126,9 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
   // --- Prefix probe (TFTP_PREFIX): an existence test aborted right after the OACK.
   if (t.prefixDir) {
     const candidates =
-      model === 4
+      model === 3
+        ? [['start.elf', 'prefix-probe']]
+        : model === 4
         ? [
             ['start4.elf', 'prefix-probe'],
             ['start.elf', 'prefix-probe'],
@@ -144,7 +157,8 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
   const kernelNames = () => {
     const cfg = config;
     if (cfg?.kernel) return [`${cfg.osPrefix}${cfg.kernel}`];
-    if (model === 4 && cfg?.arm64bit === false) return [`${cfg.osPrefix}kernel7l.img`];
+    if (model !== 5 && cfg?.arm64bit === false) return [`${cfg.osPrefix}${profile.kernel32}`];
+    if (model === 3 && cfg?.arm64bit === true) return [`${cfg.osPrefix}kernel8.img`];
     return profile.defaultKernels.map((k) => `${cfg?.osPrefix ?? ''}${k}`);
   };
   const dtbName = () => {
@@ -215,8 +229,24 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
   };
 
   const sequence =
+    t.rom?.sequence ??
     options.files ??
-    (model === 4
+    (model === 3
+      ? [
+          // bootcode.bin's reads after its prefix probe (raspberrypi/firmware#1012, #1041 captures).
+          'autoboot.txt',
+          'config.txt',
+          'recovery.elf',
+          'start.elf',
+          'fixup.dat',
+          'dt-blob.bin',
+          '@cmdline',
+          '@dtb',
+          '@overlays',
+          '@kernel',
+          '@initramfs',
+        ]
+      : model === 4
       ? [
           'config.txt',
           '@probe-pieeprom',
@@ -236,16 +266,17 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
   }
 
   await Promise.all(closers);
-  report.config = config;
+  if (!t.rom) report.config = config;
 
   // --- Verdict
-  const fetches = report.files.filter((f) => f.mode === 'fetch');
-  for (const f of report.files) {
+  const mine = report.files.slice(firstFile);
+  const fetches = mine.filter((f) => f.mode === 'fetch');
+  for (const f of mine) {
     if (f.outcome === 'error') report.failures.push(`${f.path}: ${f.errorMessage ?? 'transfer failed'}`);
   }
   for (const r of t.required) {
     // Probes of the prefix / update files do not count; with --probe-each a file's probe does.
-    const matching = report.files.filter((f) => !f.role.endsWith('-probe') && (f.name === r || `@${f.role}` === r));
+    const matching = mine.filter((f) => !f.role.endsWith('-probe') && (f.name === r || `@${f.role}` === r));
     const good = matching.find((f) => f.mode === 'fetch' && f.outcome === 'ok');
     report.required.push({ name: r, satisfied: good !== undefined, path: good?.path ?? matching[0]?.path });
     if (!good && !(matching.length > 0 && matching.every((f) => f.outcome === 'error'))) {

@@ -15,6 +15,8 @@ interface TransferParams {
   port: number;
   localAddress: string;
   path: string;
+  /** Options of the RRQ: the EEPROM's `tsize 0 blksize N`, bootcode.bin's `tsize 0`, or none (the Pi 3 ROM). */
+  options: 'tsize+blksize' | 'tsize' | 'none';
   blksize: number;
   probe: boolean;
   retransmitMs: number;
@@ -34,10 +36,8 @@ type TransferResult = Omit<TftpFileReport, 'path' | 'name' | 'role' | 'mode' | '
 export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
   const started = Date.now();
   const sock = dgram.createSocket({ type: 'udp4' });
-  const requestOptions: Array<[string, string]> = [
-    ['tsize', '0'],
-    ['blksize', String(p.blksize)],
-  ];
+  const requestOptions: Array<[string, string]> =
+    p.options === 'none' ? [] : p.options === 'tsize' ? [['tsize', '0']] : [['tsize', '0'], ['blksize', String(p.blksize)]];
   const rrq = buildRrq(p.path, requestOptions);
   const warnings: string[] = [];
   let closedResolve: () => void = () => {};
@@ -244,6 +244,10 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
             warnings.push('OACK repeated in the middle of the transfer; ignored');
             return;
           }
+          if (requestOptions.length === 0) {
+            abortWith(8, 'Option negotiation failed', 'OACK to an RRQ that carried no options (RFC 2347: the server must not send one)');
+            return;
+          }
           const v = checkOack(requestOptions, pkt.options);
           if (!v.ok) {
             abortWith(8, 'Option negotiation failed', v.reason);
@@ -251,7 +255,7 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
           }
           blksize = v.blksize;
           tsize = v.tsize;
-          if (tsize === undefined) warnings.push('OACK has no tsize although the Pi asked for it');
+          if (tsize === undefined && p.options !== 'none') warnings.push('OACK has no tsize although the Pi asked for it');
           if (p.probe) {
             finish('probe-aborted', { last: buildError(0, 'Early terminate') });
             return;
@@ -264,7 +268,7 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
         case 'DATA': {
           if (state === 'await-first') {
             // RFC 2347: a server that accepts no option skips the OACK.
-            warnings.push('server ignored tsize/blksize (no OACK): 512-byte blocks, no size check');
+            if (requestOptions.length > 0) warnings.push('server ignored tsize/blksize (no OACK): 512-byte blocks, no size check');
             blksize = 512;
             if (p.probe) {
               finish('probe-aborted', { last: buildError(0, 'Early terminate') });
