@@ -21,7 +21,7 @@ import { loadOrCreateSigningKey, publicKeyPem, signingKeyFile } from '../pi/sign
 const BOOT_ORDER = { tftp: '0xf12', http: '0xf17' } as const;
 
 /** The EEPROM lines for one node, with a comment saying which node and why. */
-export function eepromLines(node: EffectiveNode, config: ResolvedConfig): string[] {
+function eepromLines(node: EffectiveNode, config: ResolvedConfig): string[] {
   const serial = node.piSerial;
   if (!serial) throw new SetupError(`${node.hostname} has no piSerial: it is not a Raspberry Pi node`);
   const model = piModelOf(node);
@@ -29,7 +29,13 @@ export function eepromLines(node: EffectiveNode, config: ResolvedConfig): string
   const head = `# ${node.hostname}: ${model === undefined ? 'Pi (piModel unset)' : `Pi ${model}`}, serial ${serial}, MAC ${node.mac}, piBoot: ${mode}`;
   if (model === 3)
     return [head, '# A Pi 3B+ has no EEPROM: its boot ROM netboots when no SD card boots (boot-net.adoc). Nothing to program.'];
-  const lines = [head, '[all]', `BOOT_ORDER=${BOOT_ORDER[mode]}`, '# the serial as the TFTP directory (bootfarm serves <serial>/config.txt ...)', 'TFTP_PREFIX=0'];
+  const lines = [
+    head,
+    '[all]',
+    `BOOT_ORDER=${BOOT_ORDER[mode]}`,
+    '# the serial as the TFTP directory (bootfarm serves <serial>/config.txt ...)',
+    'TFTP_PREFIX=0',
+  ];
   if (mode === 'http')
     lines.push(
       `HTTP_HOST=${config.server.address}`,
@@ -45,7 +51,7 @@ export function registerPiCommands(program: Command, fail: (err: unknown) => nev
   const pi = program.command('pi').description('Raspberry Pi tools');
   pi.command('eeprom-config')
     .description(
-      "print the bootloader EEPROM settings of a Pi 4/5 node (BOOT_ORDER, TFTP_PREFIX, and for piBoot: http HTTP_HOST, HTTP_PORT, HTTP_PATH) and the public key to program with `rpi-eeprom-config --pubkey`",
+      'print the bootloader EEPROM settings of a Pi 4/5 node (BOOT_ORDER, TFTP_PREFIX, and for piBoot: http HTTP_HOST, HTTP_PORT, HTTP_PATH) and the public key to program with `rpi-eeprom-config --pubkey`',
     )
     .argument('[node]', 'MAC or host name of a node in the configuration')
     .option('--all', 'every node with a piSerial')

@@ -48,7 +48,8 @@ export async function piBootFiles(node: EffectiveNode, config: ResolvedConfig, t
   const set = piNodeBootSet(node);
   if ('refused' in set) throw new PiBootFilesError(set.refused);
   const model = set.model;
-  if (model === 3) throw new PiBootFilesError(`${node.hostname}: HTTP boot is a Pi 4/5 EEPROM feature; a Pi 3B+ boots over TFTP (piBoot: tftp)`);
+  if (model === 3)
+    throw new PiBootFilesError(`${node.hostname}: HTTP boot is a Pi 4/5 EEPROM feature; a Pi 3B+ boots over TFTP (piBoot: tftp)`);
   // 32 characters, the length of a boot nonce (server/join/boot-credentials.ts), and random, so it occurs nowhere else in the image.
   const placeholder = randomBytes(24).toString('base64url');
   const context = bootContext(node, config, { nonce: placeholder });
@@ -75,7 +76,8 @@ export async function piBootFiles(node: EffectiveNode, config: ResolvedConfig, t
     if (file === undefined || !st?.isFile())
       throw new PiBootFilesError(`${node.hostname}: ${name} is missing from ${rpi} (Pi ${model} HTTP boot needs it)`);
     // As the TFTP path (server/boot/files/images.ts): a link inside an image serves nothing outside the images directory.
-    if (!file.startsWith(imagesRoot + path.sep)) throw new PiBootFilesError(`${node.hostname}: ${name} resolves outside ${config.images.dir}`);
+    if (!file.startsWith(imagesRoot + path.sep))
+      throw new PiBootFilesError(`${node.hostname}: ${name} resolves outside ${config.images.dir}`);
     files.push({ name, file, size: st.size });
     hash.update(`\0${name}\0${file}\0${st.size}\0${st.mtimeMs}\0${st.ino}`);
   }

@@ -16,7 +16,7 @@ const CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
 const ROOT_ENTRIES = 512;
 
 /** FAT width and size in KiB for files of these sizes: the smallest width mkfs.fat accepts for the cluster count. */
-export function fatLayout(sizes: number[], directories: number): { fat: 12 | 16 | 32; kib: number } {
+function fatLayout(sizes: number[], directories: number): { fat: 12 | 16 | 32; kib: number } {
   const fileClusters = sizes.reduce((sum, size) => sum + Math.ceil(size / CLUSTER), 0);
   // Directory clusters (long names take up to 4 entries of 32 bytes per file) and a little slack.
   const needed = fileClusters + directories * (1 + Math.ceil((sizes.length * 4 * 32) / CLUSTER)) + 16;
@@ -62,7 +62,22 @@ export async function buildFatImage(files: PiBootFile[], out: string, volumeId: 
     const sizes = files.map((f) => ('data' in f ? f.data.length : f.size));
     const { fat, kib } = fatLayout(sizes, dirs.length);
     const fatArgs = fat === 32 ? [] : ['-r', String(ROOT_ENTRIES)];
-    await tool('mkfs.fat', ['-C', '-F', String(fat), '-s', String(SECTORS_PER_CLUSTER), '-S', String(SECTOR), ...fatArgs, '-n', 'BOOT', '-i', volumeId, image, String(kib)]);
+    await tool('mkfs.fat', [
+      '-C',
+      '-F',
+      String(fat),
+      '-s',
+      String(SECTORS_PER_CLUSTER),
+      '-S',
+      String(SECTOR),
+      ...fatArgs,
+      '-n',
+      'BOOT',
+      '-i',
+      volumeId,
+      image,
+      String(kib),
+    ]);
     for (const dir of dirs) await tool('mmd', ['-i', image, `::/${dir}`]);
     // One file per mcopy keeps the order exact and the target names as given.
     for (const { name, source } of sources) await tool('mcopy', ['-i', image, '-Q', source, `::/${name}`]);

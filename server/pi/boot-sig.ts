@@ -21,7 +21,7 @@ export interface BootSig {
 }
 
 /** The largest boot.sig read: the three lines are under 700 bytes. */
-export const BOOT_SIG_MAX_BYTES = 4096;
+const BOOT_SIG_MAX_BYTES = 4096;
 
 export function encodeBootSig(sig: BootSig): Buffer {
   if (sig.sha256.length !== 32) throw new Error(`boot.sig: a SHA-256 is 32 bytes, got ${sig.sha256.length}`);

@@ -11,7 +11,7 @@ export function piHttpProblems<P>(cfg: ConfigFile, configDir: string, problem: P
   const out: P[] = [];
   const httpNodes = (cfg.nodes ?? []).map((n, index) => ({ n, index })).filter(({ n }) => n.piBoot === 'http');
   for (const { n, index } of httpNodes) {
-    if (!n.piSerial) out.push(problem(['nodes', index, 'piBoot'], 'piBoot: http needs piSerial (the node\'s HTTP_PATH is pi/<serial>)'));
+    if (!n.piSerial) out.push(problem(['nodes', index, 'piBoot'], "piBoot: http needs piSerial (the node's HTTP_PATH is pi/<serial>)"));
     if (n.piModel === 3)
       out.push(problem(['nodes', index, 'piBoot'], 'piBoot: http is a Pi 4/5 EEPROM feature; a Pi 3B+ (piModel 3) boots over TFTP'));
   }
@@ -19,7 +19,9 @@ export function piHttpProblems<P>(cfg: ConfigFile, configDir: string, problem: P
   if (first === undefined) return out;
   // Only when a node needs it: a configured key must be usable, a generated one usable if it exists.
   const configured = cfg.pi?.signingKey;
-  const file = configured ? path.resolve(configDir, configured) : path.join(path.resolve(configDir, cfg.server.stateDir), GENERATED_KEY_FILE);
+  const file = configured
+    ? path.resolve(configDir, configured)
+    : path.join(path.resolve(configDir, cfg.server.stateDir), GENERATED_KEY_FILE);
   const why = signingKeyProblem(file, configured === undefined);
   if (why)
     out.push(

@@ -54,7 +54,9 @@ export class PiHttpBootResolver implements FileResolver {
   ) {
     this.dir = path.join(live.config.server.stateDir, 'pi-http');
     // Images of an earlier run are dropped: the placeholder scan and prefix hash live in memory only.
-    this.ready = rm(this.dir, { recursive: true, force: true }).then(() => mkdir(this.dir, { recursive: true, mode: 0o700 })).then(() => undefined);
+    this.ready = rm(this.dir, { recursive: true, force: true })
+      .then(() => mkdir(this.dir, { recursive: true, mode: 0o700 }))
+      .then(() => undefined);
   }
 
   /** Builds the images of every configured node with piBoot: http now, so their first boot does not wait for it. */

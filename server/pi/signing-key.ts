@@ -26,7 +26,8 @@ export function parseSigningKey(pem: string | Buffer): KeyObject | string {
   } catch (err) {
     return `not a PEM private key (${(err as Error).message})`;
   }
-  if (key.asymmetricKeyType !== 'rsa') return `a ${key.asymmetricKeyType ?? 'non-RSA'} key, expected RSA (the Pi bootloader verifies RSA-2048 only)`;
+  if (key.asymmetricKeyType !== 'rsa')
+    return `a ${key.asymmetricKeyType ?? 'non-RSA'} key, expected RSA (the Pi bootloader verifies RSA-2048 only)`;
   const bits = key.asymmetricKeyDetails?.modulusLength;
   if (bits !== 2048) return `an RSA-${bits ?? '?'} key, expected RSA-2048 (the Pi bootloader verifies RSA-2048 only)`;
   return key;

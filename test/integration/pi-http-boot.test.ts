@@ -20,9 +20,25 @@ import { httpPhase, type HttpPhaseReport } from '../../server/lab/pi/http-phase.
 import { decodeBootSig, encodeBootSig } from '../../server/pi/boot-sig.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const PHASE = path.join(REPO_ROOT, 'server/lab/pi/http-phase-main.ts');
-const PI4 = { mac: 'dc:a6:32:01:02:03', hostname: 'pi-four', arch: 'arm64', piSerial: '1234abcd', piModel: 4, piBoot: 'http', ip: '10.9.0.2' };
-const PI5 = { mac: '2c:cf:67:01:02:05', hostname: 'pi-five', arch: 'arm64', piSerial: '5555abcd', piModel: 5, piBoot: 'http', ip: '10.9.0.3' };
+const PHASE = path.join(REPO_ROOT, 'server/lab/pi-http-boot-main.ts');
+const PI4 = {
+  mac: 'dc:a6:32:01:02:03',
+  hostname: 'pi-four',
+  arch: 'arm64',
+  piSerial: '1234abcd',
+  piModel: 4,
+  piBoot: 'http',
+  ip: '10.9.0.2',
+};
+const PI5 = {
+  mac: '2c:cf:67:01:02:05',
+  hostname: 'pi-five',
+  arch: 'arm64',
+  piSerial: '5555abcd',
+  piModel: 5,
+  piBoot: 'http',
+  ip: '10.9.0.3',
+};
 
 describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
   let lab: NetLab;
@@ -37,7 +53,15 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
 
   /** A published image version as the image builder lays it out, with a Pi firmware set in rpi/. */
   const publish = (version: string) => {
-    for (const name of ['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb', 'bcm2712-rpi-5-b.dtb', 'kernel8.img', 'kernel_2712.img', 'initrd.img']) {
+    for (const name of [
+      'start4.elf',
+      'fixup4.dat',
+      'bcm2711-rpi-4-b.dtb',
+      'bcm2712-rpi-5-b.dtb',
+      'kernel8.img',
+      'kernel_2712.img',
+      'initrd.img',
+    ]) {
       const data = randomBytes(name.startsWith('kernel') ? 3 * 1024 * 1024 + 11 : 300 * 1024 + 7);
       const file = path.join(work, 'images/base', version, 'arm64/rpi', name);
       mkdirSync(path.dirname(file), { recursive: true });
@@ -160,7 +184,15 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     expect(sum.stdout.split(' ')[0]).toBe(lines[0]);
     writeFileSync(path.join(dir, 'sig.bin'), Buffer.from((lines[2] as string).slice(9), 'hex'));
     writeFileSync(path.join(dir, 'pub.pem'), (await eepromConfig(server.configFile)).pem);
-    const verified = await run('openssl', ['dgst', '-sha256', '-verify', path.join(dir, 'pub.pem'), '-signature', path.join(dir, 'sig.bin'), path.join(dir, 'boot.img')]);
+    const verified = await run('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      path.join(dir, 'pub.pem'),
+      '-signature',
+      path.join(dir, 'sig.bin'),
+      path.join(dir, 'boot.img'),
+    ]);
     expect(verified.stdout.trim()).toBe('Verified OK');
     // mtools reads the FAT image: the node's config.txt is the file the TFTP path serves.
     const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
@@ -186,7 +218,15 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     await new Promise<void>((resolve) => mitm.listen(0, '127.0.0.1', resolve));
     const port = (mitm.address() as { port: number }).port;
     const boot = (): Promise<HttpPhaseReport> =>
-      httpPhase({ host: '127.0.0.1', port, path: 'pi/1234abcd', publicKeyPem: pem, model: 4, hostname: 'pi-four', workDir: mkdtempSync(path.join(dir, 'w-')) });
+      httpPhase({
+        host: '127.0.0.1',
+        port,
+        path: 'pi/1234abcd',
+        publicKeyPem: pem,
+        model: 4,
+        hostname: 'pi-four',
+        workDir: mkdtempSync(path.join(dir, 'w-')),
+      });
     try {
       expect((await boot()).ok).toBe(true);
       const kernel = files.get('v1/kernel8.img') as Buffer;
@@ -238,7 +278,9 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     await server.stop();
     // The operator's own key replaces the generated one.
     const keyFile = path.join(work, 'operator-key.pem');
-    writeFileSync(keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o600,
+    });
     server = await startBootfarm(lab, srv.ns, { ...config, pi: { signingKey: keyFile } }, stateDir);
     const newPem = (await eepromConfig(server.configFile)).pem;
     expect(newPem).not.toBe(oldPem);
@@ -259,8 +301,13 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     writeFileSync(file, stringify({ ...config, server: { address: '10.9.0.1', stateDir }, pi: { signingKey: './missing.pem' } }));
     const r = await run(process.execPath, nodeArgs(CLI, ['config', 'check', file]));
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/nokey\.yaml:\d+:\d+: pi\.signingKey: piBoot: http \(pi-four\) needs a usable signing key: cannot read .*missing\.pem: ENOENT/);
-    writeFileSync(path.join(work, 'small.pem'), generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(r.stderr).toMatch(
+      /nokey\.yaml:\d+:\d+: pi\.signingKey: piBoot: http \(pi-four\) needs a usable signing key: cannot read .*missing\.pem: ENOENT/,
+    );
+    writeFileSync(
+      path.join(work, 'small.pem'),
+      generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
     writeFileSync(file, stringify({ ...config, server: { address: '10.9.0.1', stateDir }, pi: { signingKey: './small.pem' } }));
     const small = await run(process.execPath, nodeArgs(CLI, ['config', 'check', file]));
     expect(small.code).toBe(2);

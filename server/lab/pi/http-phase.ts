@@ -56,7 +56,7 @@ export interface HttpPhaseReport {
  * first line the image's SHA-256 in hex, a `ts: <seconds>` line, and the signature
  * from the `rsa2048: <hex>` line, as rpi-eeprom-digest -v takes it.
  */
-export function readBootSig(data: Buffer): { sha256: Buffer; ts: number; rsa2048: Buffer | undefined } | string {
+function readBootSig(data: Buffer): { sha256: Buffer; ts: number; rsa2048: Buffer | undefined } | string {
   if (data.length > 4096) return 'boot.sig is larger than 4096 bytes';
   const lines = data.toString('latin1').split('\n');
   if (lines.at(-1) === '') lines.pop();
@@ -141,7 +141,8 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
   const digest = createHash('sha256').update(image).digest();
   report.image.sha256 = digest.toString('hex');
   // The EEPROM's two checks: the digest is the image's, and the key it holds signed that digest.
-  if (!digest.equals(sig.sha256)) return fail(`boot.img's SHA-256 ${report.image.sha256} is not the one boot.sig gives (${report.sig.sha256}): refused`);
+  if (!digest.equals(sig.sha256))
+    return fail(`boot.img's SHA-256 ${report.image.sha256} is not the one boot.sig gives (${report.sig.sha256}): refused`);
   if (!sig.rsa2048) return fail('boot.sig has no rsa2048 signature: a custom HTTP_HOST boots signed images only');
   report.signatureValid = verify('sha256', image, createPublicKey(opts.publicKeyPem), sig.rsa2048);
   if (!report.signatureValid) return fail('boot.sig: the rsa2048 signature does not verify with the programmed public key: refused');
@@ -155,7 +156,8 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
     .map((l) => l.trim().replace(/^::\//, ''))
     .filter((l) => l.length > 0 && !l.endsWith('/'));
   const have = new Set(report.fatFiles.map((f) => f.toLowerCase()));
-  const readText = async (name: string) => (have.has(name) ? (await mtools('mcopy', ['-i', imgFile, `::/${name}`, '-'])).toString() : undefined);
+  const readText = async (name: string) =>
+    have.has(name) ? (await mtools('mcopy', ['-i', imgFile, `::/${name}`, '-'])).toString() : undefined;
   report.configTxt = await readText('config.txt');
   report.cmdline = await readText('cmdline.txt');
   if (report.configTxt === undefined) return fail('boot.img has no config.txt');
@@ -178,7 +180,9 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
     }
     const out = path.join(opts.workDir, `fat-${name.replace(/\//g, '_')}`);
     await mtools('mcopy', ['-i', imgFile, '-o', `::/${name}`, out]);
-    const got = createHash('sha256').update(await readFile(out)).digest('hex');
+    const got = createHash('sha256')
+      .update(await readFile(out))
+      .digest('hex');
     if (got !== sha) report.failures.push(`boot.img's ${name} is not the node's (sha256 ${got}, expected ${sha})`);
   }
   report.ok = report.failures.length === 0;
