@@ -3,7 +3,7 @@
 // and its nodes with their failure injections.
 import path from 'node:path';
 import { GUEST_SHELL_RCFILE } from './guest-shell.js';
-import type { LabNodeKind, NodeSpec } from './lab-nodes.js';
+import { scriptedPiModel, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
 
 export const SERVER = '10.9.0.1';
 export const KUBE = '10.9.0.2';
@@ -62,7 +62,7 @@ export function labServerConfig(o: LabConfigInput): Record<string, unknown> {
         mac: s.mac,
         hostname: s.hostname,
         arch: s.arch,
-        ...(s.piSerial ? { piSerial: s.piSerial, piModel: 4 } : {}),
+        ...(s.piSerial ? { piSerial: s.piSerial, piModel: scriptedPiModel(s) } : {}),
         ...(o.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
         ...(o.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
         ...(o.tpmEks.has(s.hostname) ? { tpm: { ek: o.tpmEks.get(s.hostname) } } : {}),

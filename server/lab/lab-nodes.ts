@@ -3,7 +3,7 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi4'] as const;
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {
@@ -11,8 +11,10 @@ export interface NodeSpec {
   hostname: string;
   mac: string;
   arch: 'amd64' | 'arm64';
+  /** 'pi4': the scripted Pi bootloader (server/lab/pi-bootloader.ts) of model `piModel`, for every Pi kind. */
   firmware: GuestFirmware | 'pi4';
   piSerial?: string | undefined;
+  piModel?: 3 | 4 | 5 | undefined;
 }
 
 export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
@@ -22,8 +24,17 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   // UEFI HTTP boot with the firmware's PXE switched off (server/lab/qemu.ts).
   'amd64-uefi-http': { hostname: 'lab-amd64-uefi-http', mac: '52:54:00:b0:00:12', arch: 'amd64', firmware: 'ovmf-http' },
   'arm64-uefi-http': { hostname: 'lab-arm64-uefi-http', mac: '52:54:00:b0:00:13', arch: 'arm64', firmware: 'aavmf-http' },
-  pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004' },
+  // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
+  pi3: { hostname: 'lab-pi3', mac: 'b8:27:eb:b0:00:14', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f003', piModel: 3 },
+  pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004', piModel: 4 },
+  // Needs an image with kernel_2712.img and bcm2712-rpi-5-b.dtb (docs/design.md, "Raspberry Pi 5 kernels").
+  pi5: { hostname: 'lab-pi5', mac: '2c:cf:67:b0:00:15', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f005', piModel: 5 },
 };
+
+/** The scripted bootloader's `--model` for a Pi node, undefined for a QEMU one. */
+export function scriptedPiModel(spec: Pick<NodeSpec, 'firmware' | 'piModel'>): 3 | 4 | 5 | undefined {
+  return spec.firmware === 'pi4' ? (spec.piModel ?? 4) : undefined;
+}
 
 /** The arm64 UEFI kinds boot GRUB (server/boot/bootloaders.ts installGrubArm64), over TFTP or HTTP. */
 export function needsGrubArm64(kinds: readonly LabNodeKind[]): boolean {

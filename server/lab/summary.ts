@@ -1,6 +1,7 @@
 // The table `bootfarm lab run` prints: per node, its result and the seconds
 // from power-on to each step, then each failure.
 import type { NodeResult } from './lab-results.js';
+import { SPECS } from './lab-nodes.js';
 import { STEPS } from './timeline.js';
 
 export function formatSummary(results: NodeResult[]): string {
@@ -10,7 +11,7 @@ export function formatSummary(results: NodeResult[]): string {
     header,
     ...results.map((r) => [
       r.hostname,
-      r.ok ? (r.kind === 'pi4' ? 'files ok' : 'joined') : 'FAILED',
+      r.ok ? (SPECS[r.kind].firmware === 'pi4' ? 'files ok' : 'joined') : 'FAILED',
       ...STEPS.map((s) => (r.timeline[s] === undefined ? '-' : `${r.timeline[s]}s`)),
     ]),
   ];

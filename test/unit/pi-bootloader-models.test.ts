@@ -16,6 +16,7 @@ import { piBootSet } from '../../server/boot/files/pi-models.js';
 import { parseConfig } from '../../server/config/load.js';
 import { findConfigNode, renderArtefact } from '../../server/cli/render.js';
 import { stringify } from 'yaml';
+import { parseLabNodes, scriptedPiModel, specFor } from '../../server/lab/lab-nodes.js';
 
 function decodeOk(buf: Buffer): DhcpPacket {
   const r = decodePacket(buf);
@@ -76,5 +77,18 @@ describe('the stand-in and bootfarm agree on each model', () => {
     expect(PI_MODELS[model].dtb).toBe(set.dtb);
     // The firmware the stand-in requires is what bootfarm checks the image for.
     for (const f of defaultRequired(model).filter((r) => /\.(elf|dat)$/.test(r))) expect(set.firmware).toContain(f);
+  });
+});
+
+describe('lab kinds pi3, pi4 and pi5', () => {
+  it('each runs the scripted bootloader of its own model, with a MAC and serial of its own', () => {
+    const specs = parseLabNodes('pi3,pi4,pi5*2').map((kind, i, all) => specFor(kind, all.slice(0, i).filter((k) => k === kind).length));
+    expect(specs.map((s) => [s.hostname, s.mac, s.piSerial, scriptedPiModel(s)])).toEqual([
+      ['lab-pi3', 'b8:27:eb:b0:00:14', 'b0a7f003', 3],
+      ['lab-pi4', 'dc:a6:32:b0:00:04', 'b0a7f004', 4],
+      ['lab-pi5', '2c:cf:67:b0:00:15', 'b0a7f005', 5],
+      ['lab-pi5-2', '2c:cf:67:b0:b1:15', 'b0a7f006', 5],
+    ]);
+    expect(scriptedPiModel(specFor('arm64-uefi', 0))).toBeUndefined();
   });
 });
