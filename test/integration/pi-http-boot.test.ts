@@ -271,6 +271,21 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     expect(next.report.cmdline).toContain('bootfarm.export=base/v2/arm64');
   });
 
+  it("builds anew when the node's configuration changes (a reload)", async () => {
+    const before = builtLogs().length;
+    const { pem } = await eepromConfig(server.configFile);
+    const changed = { ...config, nodes: [{ ...PI4, kernelArgs: 'quiet loglevel=3' }, PI5] };
+    writeFileSync(server.configFile, stringify({ ...changed, server: { address: '10.9.0.1', stateDir }, log: { level: 'debug' } }));
+    const since = server.bg.lines.length;
+    server.bg.child.kill('SIGHUP');
+    await server.waitForLog((l) => l.msg === 'configuration reloaded', 30_000, 'configuration reloaded', since);
+    const next = await bootAs(pi4, PI4, pem, {});
+    expect(next.report.failures).toEqual([]);
+    expect(next.report.cmdline).toMatch(/ quiet loglevel=3/);
+    expect(builtLogs().length).toBe(before + 1);
+    config = changed;
+  });
+
   it('signs with a new key once the key changes: the old public key no longer verifies', async () => {
     const oldPem = (await eepromConfig(server.configFile)).pem;
     const dir = mkdtempSync(path.join(work, 'rekey-'));
