@@ -16,7 +16,11 @@ cp "$kernel/initrd.img" "$out/initrd.img"
 # The Pi firmware set, laid out as the Pi's bootloader fetches it over TFTP
 # (bootfarm serves it under each Pi's serial prefix): Debian's raspi-firmware
 # (start*.elf, fixup*.dat, bootcode.bin), the kernel's Raspberry Pi device trees,
-# and the kernel and initrd under the names config.txt gives them.
+# and the kernel and initrd under the names config.txt gives them, per model
+# (server/boot/files/pi-models.ts): kernel8.img (Pi 3B+ and Pi 4, 64-bit),
+# kernel7.img (Pi 3B+, 32-bit), kernel7l.img (Pi 4, 32-bit), kernel_2712.img
+# (Pi 5), which is written only when the kernel has the Pi 5's device tree:
+# Debian bookworm's 6.1 has none (docs/design.md, "Raspberry Pi 5 kernels").
 case "$arch" in
 arm64|armhf)
 	mkdir -p "$out/rpi"
@@ -24,7 +28,19 @@ arm64|armhf)
 	dtbs=$(find "$rootfs/usr/lib/linux-image-$kver" -name 'bcm27*-rpi-*.dtb' -o -name 'bcm28*-rpi-*.dtb' | sort)
 	[ -n "$dtbs" ] || { echo "make-export: no Raspberry Pi device trees in linux-image-$kver" >&2; exit 1; }
 	cp $dtbs "$out/rpi/"
-	if [ "$arch" = arm64 ]; then cp "$out/vmlinuz" "$out/rpi/kernel8.img"; else cp "$out/vmlinuz" "$out/rpi/kernel7l.img"; fi
+	# A Pi 3's firmware loads the downstream name (bcm2710-rpi-3-b-plus.dtb for a
+	# 3B+); Debian's kernel has the upstream one (bcm2837-rpi-3-b-plus.dtb).
+	for dtb in "$out"/rpi/bcm2837-rpi-3-*.dtb; do
+		[ -e "$dtb" ] || continue
+		cp "$dtb" "$out/rpi/$(basename "$dtb" | sed 's/^bcm2837-/bcm2710-/')"
+	done
+	if [ "$arch" = arm64 ]; then
+		cp "$out/vmlinuz" "$out/rpi/kernel8.img"
+		if [ -e "$out/rpi/bcm2712-rpi-5-b.dtb" ]; then cp "$out/vmlinuz" "$out/rpi/kernel_2712.img"; fi
+	else
+		cp "$out/vmlinuz" "$out/rpi/kernel7.img"
+		cp "$out/vmlinuz" "$out/rpi/kernel7l.img"
+	fi
 	cp "$out/initrd.img" "$out/rpi/initrd.img"
 	;;
 esac

@@ -183,3 +183,46 @@ describe('bootfarm config check and the Pi 5 image', () => {
     expect(refused.stderr).toContain(`nodes[1]: pi5 is a Pi 5 (arm64), but image base/arm64 has no rpi/kernel_2712.img`);
   }, 120_000);
 });
+
+describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () => {
+  // The script runs in the image build's tools stage; here in a mount namespace of
+  // its own, with Debian's raspi-firmware files at /opt/raspi-firmware as there, a
+  // private /tmp for its scratch files, and stand-in kernels: 6.1-like (no bcm2712
+  // DTB) and 6.12-like (with it).
+  const exportFor = async (dtbs: string[]) => {
+    const base = mkdtempSync(path.join(tmpdir(), 'bootfarm-pi-export-'));
+    const dir = path.join(base, 'dtbs');
+    mkdirSync(dir);
+    for (const d of dtbs) writeFileSync(path.join(dir, `${d}.dtb`), d);
+    const script = [
+      'set -eu',
+      'mount -t tmpfs none /opt',
+      'mkdir -p /opt/raspi-firmware/usr/lib/raspi-firmware /opt/x/rootfs/lib/modules/6.9.0 /opt/x/rootfs/usr/lib/linux-image-6.9.0/broadcom /opt/x/rootfs/var/lib/dpkg /opt/x/kernel /opt/scratch',
+      'for f in bootcode.bin start.elf fixup.dat start4.elf fixup4.dat; do echo "$f" > /opt/raspi-firmware/usr/lib/raspi-firmware/$f; done',
+      `cp ${dir}/*.dtb /opt/x/rootfs/usr/lib/linux-image-6.9.0/broadcom/`,
+      ': > /opt/x/rootfs/var/lib/dpkg/status; echo kernel > /opt/x/kernel/vmlinuz; echo initrd > /opt/x/kernel/initrd.img',
+      `cp ${path.join(REPO_ROOT, 'imagebuild/squash/make-export.sh')} /opt/make-export`,
+      'mount --bind /opt/scratch /tmp',
+      'sh /opt/make-export arm64 /opt/x/rootfs /opt/x/kernel /opt/x/out >/dev/null',
+      'umount /tmp',
+      `ls /opt/x/out/rpi > ${path.join(base, 'rpi.txt')}`,
+    ].join('\n');
+    const r = await run('unshare', ['-m', 'sh', '-c', script]);
+    expect(r.code, r.stderr).toBe(0);
+    const files = readFileSync(path.join(base, 'rpi.txt'), 'utf8').trim().split('\n');
+    rmSync(base, { recursive: true });
+    return files;
+  };
+
+  it('Debian 6.1 (no bcm2712 DTB): Pi 3B+ and Pi 4 files, the 3B+ DTB under the name its firmware loads, no kernel_2712.img', async () => {
+    const files = await exportFor(['bcm2711-rpi-4-b', 'bcm2837-rpi-3-b-plus', 'bcm2837-rpi-3-b']);
+    expect(files).toEqual(expect.arrayContaining(['bootcode.bin', 'start.elf', 'start4.elf', 'kernel8.img', 'initrd.img']));
+    expect(files).toEqual(expect.arrayContaining(['bcm2710-rpi-3-b-plus.dtb', 'bcm2710-rpi-3-b.dtb', 'bcm2711-rpi-4-b.dtb']));
+    expect(files.filter((f) => f.includes('2712'))).toEqual([]);
+  }, 60_000);
+
+  it('a kernel with the Pi 5 device tree: kernel_2712.img and bcm2712-rpi-5-b.dtb', async () => {
+    const files = await exportFor(['bcm2711-rpi-4-b', 'bcm2712-rpi-5-b', 'bcm2837-rpi-3-b-plus']);
+    expect(files).toEqual(expect.arrayContaining(['kernel_2712.img', 'bcm2712-rpi-5-b.dtb', 'kernel8.img']));
+  }, 60_000);
+});
