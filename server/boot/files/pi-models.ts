@@ -2,7 +2,7 @@
 // the one table that the node's config.txt (templates/rpi-config.txt.hbs), `config
 // check` (server/config/pi-image-check.ts) and the image builder's rpi/ folder
 // (imagebuild/squash/make-export.sh) agree on. Facts and their sources:
-// docs/protocol-notes.md §2.3 "Per model". Pure.
+// docs/protocol-notes.md §2.6. Pure.
 import type { NodeArch } from '../../config/types.js';
 
 export type PiModel = 3 | 4 | 5;
