@@ -32,7 +32,7 @@ FROM ${BASE_IMAGE} AS runtime
 # radvd: dhcp.routerAdvertisements (iPXE stops waiting ~16 s for IPv6).
 # nbdkit is left out (it pulls in curl, ssh, torrent libraries: add it here if
 # you use nbd.backend "nbdkit").
-ARG RUNTIME_PACKAGES="iproute2 nbd-server radvd"
+ARG RUNTIME_PACKAGES="iproute2 nbd-server radvd mtools dosfstools"
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
