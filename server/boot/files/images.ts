@@ -81,23 +81,6 @@ export class ImageFileResolver implements FileResolver {
     return { found: true, from: label, size: st.size, realPath: real, open: () => this.cache.open(real) };
   }
 
-  /**
-   * A Pi 3B+ ROM asks for bootcode.bin from the TFTP root before bootfarm can tell
-   * which node it is: the ROM never sends a REQUEST (boot-net.adoc, "DHCP
-   * request/reply/ack sequence not correctly implemented"), so no lease names its
-   * address, and in proxy mode bootfarm never sees its address at all. bootcode.bin
-   * is the same second stage for every Pi 3 and carries nothing of a node, so it
-   * comes from the default image; the files after it carry the serial prefix.
-   */
-  private async romBootcode(request: FileRequest): Promise<FileAnswer | undefined> {
-    const image = this.config.images.default;
-    for (const arch of ['arm64', 'armhf']) {
-      const answer = await this.serve(path.join(image, 'current', arch, 'rpi', 'bootcode.bin'), 'boot', request, `image:${image}/${arch}/rpi`);
-      if (answer) return answer;
-    }
-    return undefined;
-  }
-
   async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
     const parts = request.path.split('/');
     if (parts[0] === 'images') {
@@ -119,7 +102,7 @@ export class ImageFileResolver implements FileResolver {
     }
     const prefixed = PI_SERIAL.test(parts[0] ?? '') && parts.length >= 2;
     const node = prefixed ? this.nodes.byPiSerial(parts[0] as string) : this.nodes.byAddress(request.clientAddress);
-    if (!node?.piSerial) return prefixed || request.path !== 'bootcode.bin' ? undefined : this.romBootcode(request);
+    if (!node?.piSerial) return undefined;
     const rest = prefixed ? parts.slice(1) : parts;
     // A name that is no Pi firmware is not looked for in the image (tftp.root may still have it).
     const kind = imageFileKind(['rpi', ...rest].join('/'));
