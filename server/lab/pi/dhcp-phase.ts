@@ -226,16 +226,17 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     p.report.dhcp.offer = chosen.address.s;
     if (chosen.boot !== chosen.address) p.report.dhcp.proxyOffer = chosen.boot.s;
     const serverId = chosen.address.s.serverId as string;
+    const result: DhcpPhaseResult = {
+      offer: chosen.address.s,
+      proxyOffer: p.report.dhcp.proxyOffer,
+      tftpServer: chosen.verdict.tftpServer as string,
+      tftpServerSource: chosen.verdict.tftpServerSource as 'option66' | 'option54',
+      serverId,
+    };
 
     if (!p.sendRequest) {
       p.log(`no DHCPREQUEST: using the OFFER's ${chosen.address.s.yiaddr} as the Pi 3 ROM does`);
-      return {
-        offer: chosen.address.s,
-        proxyOffer: p.report.dhcp.proxyOffer,
-        tftpServer: chosen.verdict.tftpServer as string,
-        tftpServerSource: chosen.verdict.tftpServerSource as 'option66' | 'option54',
-        serverId,
-      };
+      return result;
     }
     // REQUESTING: one REQUEST, then up to retryMs for the ACK; the Pi proceeds without one.
     const request = buildRequest(p.id, p.xid, chosen.address.s.yiaddr, serverId, {
@@ -273,13 +274,7 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       break;
     }
     if (!p.report.dhcp.ackReceived) p.warn(`no DHCPACK within ${p.retryMs} ms; proceeding with the OFFER's yiaddr as the Pi does`);
-    return {
-      offer: chosen.address.s,
-      proxyOffer: p.report.dhcp.proxyOffer,
-      tftpServer: chosen.verdict.tftpServer as string,
-      tftpServerSource: chosen.verdict.tftpServerSource as 'option66' | 'option54',
-      serverId,
-    };
+    return result;
   } finally {
     closeSocket(sock);
   }
