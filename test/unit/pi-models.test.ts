@@ -11,6 +11,9 @@ import { parseConfig } from '../../server/config/load.js';
 import { findConfigNode, renderArtefact } from '../../server/cli/render.js';
 import { piBootSet, piRequiredFiles } from '../../server/boot/files/pi-models.js';
 import { piImageProblems } from '../../server/config/pi-image-check.js';
+import { TemplateSet } from '../../server/config/templates.js';
+import { GeneratedFileResolver } from '../../server/boot/files/generated.js';
+import type { EffectiveNode } from '../../server/inventory/effective.js';
 
 const BASE = {
   server: { address: '10.9.0.1', stateDir: '/tmp/unused' },
@@ -111,5 +114,26 @@ describe('config check: the Pi firmware in the published image', () => {
     expect(got[0]).toMatch(/^nodes\[0\]: pi3 is a Pi 3B\+ \(arm64\), but image base\/arm64 has no rpi\/bootcode\.bin \(/);
     expect(got[1]).toMatch(/^nodes\[1\]: pi4 is a Pi 4 \(arm64\), but image base\/arm64 has no rpi\/start4\.elf \(/);
     expect(problems(pis.map((n) => ({ ...n, image: 'not-built-yet' })))).toEqual([]);
+  });
+});
+
+describe("a Pi node's config.txt over TFTP/HTTP", () => {
+  // A node added through the API may have no piModel: it gets no guessed config.txt.
+  const config = parseConfig(configWith([]), 'site.yaml');
+  const live = { config, templates: new TemplateSet(undefined) };
+  const resolve = (node: Partial<EffectiveNode>) => {
+    const pi = { ...findConfigNode(parseConfig(configWith([{ mac: 'dc:a6:32:01:02:03', hostname: 'pi', piSerial: '1234abcd', piModel: 4 }]), 'site.yaml'), 'pi'), ...node };
+    const nodes = { byMac: () => undefined, byPiSerial: () => pi, byAddress: () => pi };
+    return new GeneratedFileResolver(live, nodes).resolve({ path: '1234abcd/config.txt', clientAddress: '10.9.0.50', protocol: 'tftp' });
+  };
+
+  it('is served for a node whose model is known, and refused, saying why, for one whose model is not', async () => {
+    expect(await resolve({ piModel: 5 })).toMatchObject({ found: true });
+    expect(await resolve({ piModel: undefined })).toEqual({
+      found: false,
+      denied: false,
+      detail: 'pi: piModel is not set and its MAC dc:a6:32:01:02:03 does not settle it (only b8:27:eb is one model, the Pi 3B+); expected piModel 3, 4 or 5',
+    });
+    expect(await resolve({ piModel: undefined, mac: 'b8:27:eb:01:02:03' })).toMatchObject({ found: true });
   });
 });
