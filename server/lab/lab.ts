@@ -22,7 +22,9 @@ import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
-import { SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
+import { scriptedPiModel, SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
+import { piKernelFiles, startPiKernelGuest } from './pi-kernel-guest.js';
+import type { PiBootReport } from './pi/report.js';
 import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
 import { HTTP, KUBE, labServerConfig, SERVER } from './lab-config.js';
 import type { LabOptions, NodeResult, PublishReport } from './lab-results.js';
@@ -133,11 +135,12 @@ export class Lab {
         "--upgrade-server replaces bootfarm's container during the outage: it needs --server docker and --restart-server-after-join",
       );
     }
-    if (
-      this.options.nodes.includes('pi4') &&
-      !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', 'rpi', 'start4.elf'))
-    ) {
-      throw new SetupError(`image ${this.options.image} has no Raspberry Pi firmware (arm64/rpi/start4.elf): rebuild it for arm64`);
+    // What each Pi model's boot cannot do without (docs/configuration.md, Raspberry Pi models).
+    const piNeeds: Partial<Record<LabNodeKind, string>> = { pi3: 'rpi/bootcode.bin', pi4: 'rpi/start4.elf', pi5: 'rpi/kernel_2712.img' };
+    for (const kind of new Set(this.options.nodes)) {
+      const file = piNeeds[kind];
+      if (file && !existsSync(path.join(this.options.imagesDir, this.options.image, 'current', 'arm64', file)))
+        throw new SetupError(`image ${this.options.image} has no arm64/${file}, which a ${kind} node needs: rebuild it for arm64`);
     }
   }
 
@@ -374,8 +377,12 @@ export class Lab {
     const poweredOn = Date.now();
     let guest: Background;
     let tpm: Background | undefined;
+    let piHost: LabHost | undefined;
+    /** The scripted Pi bootloader's output, kept for the console once its kernel boots. */
+    let piFirmwareLines: string[] = [];
     if (spec.firmware === 'pi4') {
       const host = await net.addHost(spec.hostname.replace(/^lab-/, ''), { mac: spec.mac });
+      piHost = host;
       const out = path.join(this.workDir, `${spec.hostname}-files`);
       guest = net.spawn(
         host.ns,
@@ -390,7 +397,7 @@ export class Lab {
           '--serial',
           spec.piSerial as string,
           '--model',
-          '4',
+          String(scriptedPiModel(spec)),
           '--out',
           out,
           '--dhcp-timeout',
@@ -428,6 +435,8 @@ export class Lab {
       console: consoleFile,
     };
     let exited: number | null | undefined;
+    // The console file is kept current, for watching a boot (tail -f) and after a crash.
+    const writeConsole = () => writeFileSync(consoleFile, `${[...piFirmwareLines, ...guest.lines].join('\n')}\n`);
     void guest.exited.then((code) => {
       exited = code;
     });
@@ -437,8 +446,7 @@ export class Lab {
     try {
       for (;;) {
         await new Promise((r) => setTimeout(r, 1000));
-        // The console file is kept current, for watching a boot (tail -f) and after a crash.
-        writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+        writeConsole();
         const events = (await this.events(spec.mac)).filter((e) => Date.parse(e.at) >= poweredOn - 1000);
         if (events.length > 0) result.events = events;
         const seen = timelineOf(result.events, poweredOn);
@@ -461,13 +469,32 @@ export class Lab {
           }
         }
         if (this.restarting) await this.restarting;
-        if (spec.firmware === 'pi4' && exited !== undefined) {
-          // The Pi stand-in ends after the bootloader's files: its run is the verdict.
+        if (piHost && exited !== undefined) {
+          // The Pi stand-in ends after the firmware's files: it must have passed, and
+          // then the node's own kernel, initramfs and cmdline.txt boot in QEMU.
           const report = guest.lines.find((l) => l.startsWith('PI_BOOT_REPORT '));
-          const parsed = report ? (JSON.parse(report.slice('PI_BOOT_REPORT '.length)) as { ok: boolean; failures: string[] }) : undefined;
-          result.ok = exited === 0 && parsed?.ok === true;
-          if (!result.ok) result.failure = parsed?.failures.join('; ') || `the Pi bootloader stand-in exited with ${exited}`;
-          break;
+          const parsed = report ? (JSON.parse(report.slice('PI_BOOT_REPORT '.length)) as PiBootReport) : undefined;
+          if (exited !== 0 || parsed?.ok !== true) {
+            result.failure = parsed?.failures.join('; ') || `the Pi bootloader stand-in exited with ${exited}`;
+            break;
+          }
+          const files = piKernelFiles(parsed.files);
+          if (typeof files === 'string') {
+            result.failure = files;
+            break;
+          }
+          // The board's firmware is off the wire once Linux runs: the stand-in's
+          // interface (the same MAC) goes down before the guest's comes up.
+          await net.ip(piHost.ns, 'link', 'set', 'eth0', 'down');
+          piHost = undefined;
+          piFirmwareLines = [...guest.lines, '--- the node\'s kernel, initramfs and cmdline.txt in QEMU virt (server/lab/pi-kernel-guest.ts)'];
+          guest = await startPiKernelGuest(net, spec.mac, files, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec) });
+          exited = undefined;
+          void guest.exited.then((code) => {
+            exited = code;
+          });
+          this.log(`${spec.hostname}: its firmware's files arrived intact; its kernel boots in QEMU virt (tcg)`);
+          continue;
         }
         if (seen.timeline.joined !== undefined) {
           result.ok = true;
@@ -493,7 +520,7 @@ export class Lab {
             result.outage = lived.report;
             if (lived.upgrade) result.upgrade = lived.upgrade;
             if (lived.publish) result.publish = lived.publish;
-            writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+            writeConsole();
             if (result.outage.failure) {
               result.ok = false;
               result.failure = result.outage.failure;
@@ -522,12 +549,12 @@ export class Lab {
     } finally {
       attackStop.abort();
       await attack?.catch(() => undefined);
-      if (!this.options.keep || spec.firmware === 'pi4') {
+      if (!this.options.keep || piHost) {
         await guest.stop('SIGTERM', 3000);
         // --terminate ends swtpm with QEMU's connection; this is for a QEMU that never connected.
         await tpm?.stop('SIGTERM', 3000);
       }
-      writeFileSync(consoleFile, `${guest.lines.join('\n')}\n`);
+      writeConsole();
     }
     if (!result.ok)
       result.failure = `${result.failure} (last step: ${result.lastStep}); console: ${consoleFile}\n${guest.lines
@@ -535,7 +562,7 @@ export class Lab {
         .map((l) => `    | ${l}`)
         .join('\n')}`;
     this.log(
-      `${spec.hostname}: ${result.ok ? (spec.firmware === 'pi4' ? 'passed (its firmware, config.txt and cmdline.txt arrived intact)' : 'joined') : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`,
+      `${spec.hostname}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`,
     );
     return result;
   }

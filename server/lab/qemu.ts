@@ -55,7 +55,7 @@ export interface GuestOptions {
   tpmSocket?: string;
 }
 
-function controlPort(socket: string | undefined): string[] {
+export function controlPort(socket: string | undefined): string[] {
   if (!socket) return [];
   return [
     '-device',

@@ -1,7 +1,7 @@
 // The whole flow, as CI proves it on every change: `bootfarm lab run` (the built
 // CLI) builds or reuses the lab image for amd64 and arm64, boots an amd64 SeaBIOS
-// guest, an arm64 UEFI guest and the scripted Raspberry Pi 4 against bootfarm,
-// and follows each to "joined". One more node is given an image that does not
+// guest, an arm64 UEFI guest and a Raspberry Pi 4 (the scripted bootloader, then
+// its own kernel in QEMU virt) against bootfarm, and follows each to "joined". One more node is given an image that does not
 // exist: it fails with a clear summary while the others pass. Then bootfarm's
 // container is restarted during a boot, killed under a joined node (whose root
 // must survive), and the cluster refuses a node's join. In the first run an
@@ -125,11 +125,19 @@ describe('emulation lab: power-on to joined', () => {
       const pi = byKind.get('pi4') as NodeResult;
       expect(pi.ok, pi.failure).toBe(true);
       const piFiles = pi.events.filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
-      for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'cmdline.txt', 'kernel8.img'])
+      for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'cmdline.txt', 'kernel8.img', 'initrd.img'])
         expect(
           piFiles.some((p) => p.endsWith(f)),
           f,
         ).toBe(true);
+      // Past its firmware: the kernel, initramfs and cmdline.txt the scripted
+      // bootloader fetched boot in QEMU virt (server/lab/pi-kernel-guest.ts); the node
+      // attaches its root and joins with its own token like the QEMU boards.
+      for (const step of ['root attached', 'booted', 'joined'] as const) expect(pi.timeline[step], `pi4 ${step}`).toBeTypeOf('number');
+      const piVersion = readlinkSync(path.join(IMAGES, 'lab', 'current'));
+      expect(pi.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(`lab/${piVersion}/arm64`);
+      expect((JSON.parse(pi.observed as string) as Observed).hostname).toBe('lab-pi4');
+      expect(json.cluster.find((n) => n.name === 'lab-pi4')?.tokenId).toBe(pi.events.find((e) => e.type === 'token.minted')?.detail?.tokenId);
 
       const broken = byKind.get('amd64-uefi') as NodeResult;
       expect(broken.ok).toBe(false);

@@ -1,0 +1,93 @@
+// A lab Pi past its firmware. QEMU's raspi machines cannot netboot (no EEPROM or
+// ROM network stack, no USB/Ethernet of a real board), so the lab's scripted
+// bootloader stands in for the firmware and this boots what it fetched from
+// bootfarm — the node's own kernel, initramfs and cmdline.txt for its model — in
+// an arm64 `virt` guest with the Pi's MAC on the lab bridge. From there the path
+// is the node's own: its initramfs takes a lease, attaches its NBD root, and its
+// agent presents the boot's nonce from cmdline.txt and joins.
+import { readFileSync } from 'node:fs';
+import type { NetLab } from './netlab.js';
+import type { Background } from './proc.js';
+import { controlPort } from './qemu.js';
+
+/** What the scripted bootloader's PI_BOOT_REPORT says about one fetched file. */
+interface FetchedFile {
+  role: string;
+  mode: 'probe' | 'fetch';
+  outcome: string;
+  savedTo?: string;
+}
+
+export interface PiKernelFiles {
+  kernel: string;
+  initramfs: string;
+  /** cmdline.txt as served, one line. */
+  cmdline: string;
+}
+
+/**
+ * The kernel, initramfs and cmdline.txt the scripted bootloader saved, or why
+ * they cannot be booted (a node whose config.txt names no initramfs, say).
+ */
+export function piKernelFiles(files: readonly FetchedFile[]): PiKernelFiles | string {
+  const saved = (role: string) => files.find((f) => f.role === role && f.mode === 'fetch' && f.outcome === 'ok' && f.savedTo)?.savedTo;
+  const kernel = saved('kernel');
+  const initramfs = saved('initramfs');
+  const cmdline = saved('cmdline');
+  const missing = [kernel ? '' : 'kernel', initramfs ? '' : 'initramfs', cmdline ? '' : 'cmdline.txt'].filter((m) => m !== '');
+  if (!kernel || !initramfs || !cmdline) return `the Pi bootloader fetched no ${missing.join(', ')}: nothing to boot`;
+  return { kernel, initramfs, cmdline: readFileSync(cmdline, 'utf8').replace(/\s+/g, ' ').trim() };
+}
+
+/**
+ * cmdline.txt as a `virt` guest needs it. A Pi's console is `serial0`, an alias
+ * in the Pi's device tree; `virt` has a PL011 at ttyAMA0 and no such alias. The
+ * last console= is /dev/console, so the lab adds ttyAMA0 after the node's own.
+ * Nothing else changes: the nonce, the export and the agent's arguments are
+ * bootfarm's, byte for byte.
+ */
+export function virtCmdline(cmdline: string): string {
+  return `${cmdline} console=ttyAMA0`;
+}
+
+export async function startPiKernelGuest(
+  lab: NetLab,
+  mac: string,
+  files: PiKernelFiles,
+  options: { memoryMb: number; label: string; controlSocket?: string },
+): Promise<Background> {
+  const tap = await lab.addTap();
+  return lab.spawn(
+    lab.switchNs,
+    'qemu-system-aarch64',
+    [
+      '-M',
+      'virt',
+      '-cpu',
+      'cortex-a72', // a Pi 4's core; a Pi 5's A76 is not in bookworm's QEMU
+      '-smp',
+      '2',
+      '-m',
+      String(options.memoryMb),
+      '-accel',
+      'tcg,thread=multi',
+      '-nographic',
+      '-nodefaults',
+      '-serial',
+      'stdio',
+      '-no-reboot',
+      '-kernel',
+      files.kernel,
+      '-initrd',
+      files.initramfs,
+      '-append',
+      virtCmdline(files.cmdline),
+      '-netdev',
+      `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${mac},romfile=`,
+      ...controlPort(options.controlSocket),
+    ],
+    options.label,
+  );
+}
