@@ -487,8 +487,15 @@ export class Lab {
           // interface (the same MAC) goes down before the guest's comes up.
           await net.ip(piHost.ns, 'link', 'set', 'eth0', 'down');
           piHost = undefined;
-          piFirmwareLines = [...guest.lines, '--- the node\'s kernel, initramfs and cmdline.txt in QEMU virt (server/lab/pi-kernel-guest.ts)'];
-          guest = await startPiKernelGuest(net, spec.mac, files, { memoryMb: 1024, label: spec.kind, controlSocket: this.controlSocket(spec) });
+          piFirmwareLines = [
+            ...guest.lines,
+            "--- the node's kernel, initramfs and cmdline.txt in QEMU virt (server/lab/pi-kernel-guest.ts)",
+          ];
+          guest = await startPiKernelGuest(net, spec.mac, files, {
+            memoryMb: 1024,
+            label: spec.kind,
+            controlSocket: this.controlSocket(spec),
+          });
           exited = undefined;
           void guest.exited.then((code) => {
             exited = code;
@@ -561,9 +568,7 @@ export class Lab {
         .slice(-12)
         .map((l) => `    | ${l}`)
         .join('\n')}`;
-    this.log(
-      `${spec.hostname}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`,
-    );
+    this.log(`${spec.hostname}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
     return result;
   }
 

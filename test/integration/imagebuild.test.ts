@@ -140,7 +140,7 @@ describe('image build: export of each arch', () => {
     });
   }
 
-  it('arm64: the Raspberry Pi firmware set, device trees, kernel8.img and initrd', () => {
+  it('arm64: the Raspberry Pi firmware set, device trees under the names each model loads, kernel8.img and initrd', () => {
     const rpi = readdirSync(path.join(archDir('arm64'), 'rpi'));
     expect(rpi).toEqual(
       expect.arrayContaining([
@@ -150,14 +150,19 @@ describe('image build: export of each arch', () => {
         'start.elf',
         'bcm2711-rpi-4-b.dtb',
         'bcm2837-rpi-3-b-plus.dtb',
+        // A Pi 3's firmware loads the downstream name (docs/protocol-notes.md §2.6).
+        'bcm2710-rpi-3-b-plus.dtb',
         'kernel8.img',
         'initrd.img',
       ]),
     );
+    // bookworm's 6.1 kernel has no bcm2712-rpi-5-b.dtb, so no Pi 5 kernel is written.
+    expect(rpi).not.toContain('kernel_2712.img');
     const m = manifestOf('arm64');
     const sha = (p: string) => m.files.find((f) => f.path === p)?.sha256;
     expect(sha('rpi/kernel8.img')).toBe(sha('vmlinuz'));
     expect(sha('rpi/initrd.img')).toBe(sha('initrd.img'));
+    expect(sha('rpi/bcm2710-rpi-3-b-plus.dtb')).toBe(sha('rpi/bcm2837-rpi-3-b-plus.dtb'));
   });
 
   it('amd64 has no Pi firmware', () => {

@@ -137,7 +137,9 @@ describe('emulation lab: power-on to joined', () => {
       const piVersion = readlinkSync(path.join(IMAGES, 'lab', 'current'));
       expect(pi.events.find((e) => e.type === 'nbd.attach')?.detail?.export).toBe(`lab/${piVersion}/arm64`);
       expect((JSON.parse(pi.observed as string) as Observed).hostname).toBe('lab-pi4');
-      expect(json.cluster.find((n) => n.name === 'lab-pi4')?.tokenId).toBe(pi.events.find((e) => e.type === 'token.minted')?.detail?.tokenId);
+      expect(json.cluster.find((n) => n.name === 'lab-pi4')?.tokenId).toBe(
+        pi.events.find((e) => e.type === 'token.minted')?.detail?.tokenId,
+      );
 
       const broken = byKind.get('amd64-uefi') as NodeResult;
       expect(broken.ok).toBe(false);
