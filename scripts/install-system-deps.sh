@@ -5,7 +5,9 @@
 set -euo pipefail
 
 # mtools and dosfstools: a Pi node's signed HTTP boot image (boot.img, server/pi/boot-image.ts) is a FAT image.
-want_runtime=(iproute2 ca-certificates ipxe grub-common radvd mtools dosfstools)
+# shim-signed, grub-efi-amd64-signed: the Secure Boot chain `bootfarm bootloaders`
+# installs; sbsigntool: sbverify, with which `config check` reads a kernel's signature.
+want_runtime=(iproute2 ca-certificates ipxe grub-common radvd mtools dosfstools shim-signed grub-efi-amd64-signed sbsigntool)
 # Real peers the tests talk to: DHCP clients, a site DHCP server for proxy mode,
 # packet capture, QEMU firmware (SeaBIOS+iPXE ROMs, OVMF) for guest boots, and a
 # software TPM (swtpm) with tpm2-tools for kubernetes.admission: tpm, and a headless

@@ -6,11 +6,17 @@
 //   its modules, laid out by grub-mknetdir (package `grub-common`), for UEFI PXE
 //   and UEFI HTTP boot alike. The arm64 .deb is
 //   fetched with a private apt state directory, so the host's dpkg architectures
-//   are not changed.
+//   are not changed;
+// - Secure Boot (installSecureBoot): Debian's signed chain, shim (`shim-signed`,
+//   signed by Microsoft's UEFI CA) and the network GRUB (`grub-efi-amd64-signed`,
+//   `grub-efi-arm64-signed`, signed by Debian) under secureboot/ with the names shim
+//   loads (server/boot/secure-boot-files.ts); amd64 from the host's packages, arm64
+//   fetched as the arm64 GRUB is.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SetupError } from '../errors.js';
+import { SECURE_BOOT_FILES } from './secure-boot-files.js';
 
 const IPXE_DIR = '/usr/lib/ipxe';
 const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'] as const;
@@ -28,15 +34,17 @@ export function installIpxe(tftpRoot: string, sourceDir = IPXE_DIR): InstalledBo
       `${missing.map((f) => path.join(sourceDir, f)).join(', ')} not found: install Debian's iPXE with "apt-get install ipxe"`,
     );
   }
-  mkdirSync(tftpRoot, { recursive: true });
-  return IPXE_FILES.map((file) => {
-    const source = path.join(sourceDir, file);
-    // Copy then rename, so a node fetching the file never sees half of it.
-    const tmp = path.join(tftpRoot, `.${file}.tmp`);
-    copyFileSync(source, tmp);
-    renameSync(tmp, path.join(tftpRoot, file));
-    return { file, source };
-  });
+  return IPXE_FILES.map((file) => installFile(path.join(sourceDir, file), tftpRoot, file));
+}
+
+function installFile(source: string, tftpRoot: string, file: string): InstalledBootloader {
+  const target = path.join(tftpRoot, file);
+  mkdirSync(path.dirname(target), { recursive: true });
+  // Copy then rename, so a node fetching the file never sees half of it.
+  const tmp = path.join(path.dirname(target), `.${path.basename(file)}.tmp`);
+  copyFileSync(source, tmp);
+  renameSync(tmp, target);
+  return { file, source };
 }
 
 function run(cmd: string, args: string[], what: string, cwd?: string): void {
@@ -50,8 +58,8 @@ function run(cmd: string, args: string[], what: string, cwd?: string): void {
   }
 }
 
-/** Builds grub/arm64-efi/ under tftpRoot; `cacheDir` keeps the downloaded .deb. */
-export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledBootloader[] {
+/** Downloads (once, kept in `cacheDir`) and unpacks an arm64 package; returns the .deb and where it is unpacked. */
+function unpackArm64Package(cacheDir: string, pkg: string): { deb: string; root: string } {
   const lists = path.join(cacheDir, 'apt-lists');
   const archives = path.join(cacheDir, 'apt-cache');
   mkdirSync(path.join(lists, 'partial'), { recursive: true });
@@ -69,16 +77,23 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
     '-o',
     'Debug::NoLocking=1',
   ];
-  let deb = readdirSync(cacheDir).find((f) => f.startsWith('grub-efi-arm64-bin_') && f.endsWith('.deb'));
+  const find = () => readdirSync(cacheDir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('_arm64.deb'));
+  let deb = find();
   if (!deb) {
     run('apt-get', [...apt, 'update'], 'fetching the arm64 package lists');
-    run('apt-get', [...apt, 'download', 'grub-efi-arm64-bin'], 'downloading grub-efi-arm64-bin', cacheDir);
-    deb = readdirSync(cacheDir).find((f) => f.startsWith('grub-efi-arm64-bin_') && f.endsWith('.deb'));
-    if (!deb) throw new SetupError('apt-get download grub-efi-arm64-bin produced no .deb');
+    run('apt-get', [...apt, 'download', pkg], `downloading ${pkg} (arm64)`, cacheDir);
+    deb = find();
+    if (!deb) throw new SetupError(`apt-get download ${pkg} (arm64) produced no .deb`);
   }
-  const unpacked = path.join(cacheDir, 'grub-efi-arm64-bin');
-  rmSync(unpacked, { recursive: true, force: true });
-  run('dpkg-deb', ['-x', path.join(cacheDir, deb), unpacked], 'unpacking grub-efi-arm64-bin');
+  const root = path.join(cacheDir, pkg);
+  rmSync(root, { recursive: true, force: true });
+  run('dpkg-deb', ['-x', path.join(cacheDir, deb), root], `unpacking ${pkg}`);
+  return { deb: path.join(cacheDir, deb), root };
+}
+
+/** Builds grub/arm64-efi/ under tftpRoot; `cacheDir` keeps the downloaded .deb. */
+export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledBootloader[] {
+  const { deb, root: unpacked } = unpackArm64Package(cacheDir, 'grub-efi-arm64-bin');
   // Build beside the live tree, then swap directories, so a booting node never sees a half-written one.
   const staging = path.join(tftpRoot, '.grub-staging');
   rmSync(staging, { recursive: true, force: true });
@@ -100,5 +115,38 @@ export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledB
   renameSync(path.join(staging, 'grub', 'arm64-efi'), live);
   rmSync(`${live}.old`, { recursive: true, force: true });
   rmSync(staging, { recursive: true, force: true });
-  return [{ file: GRUB_ARM64_CORE, source: path.join(cacheDir, deb) }];
+  return [{ file: GRUB_ARM64_CORE, source: deb }];
+}
+
+// The signed network GRUB (grubnet*.efi.signed) has every module it needs built in
+// (efinet, tftp, http, linux, shim_lock...): under Secure Boot it may load none
+// from the network. Its prefix is /grub on the boot server and its built-in
+// config sources $prefix/<platform>/grub.cfg if present, else $prefix/grub.cfg,
+// which bootfarm renders for the client's node (server/boot/files/generated.ts).
+const SIGNED = {
+  x86_64: { shim: '/usr/lib/shim/shimx64.efi.signed', grub: '/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed' },
+  arm64: { shim: 'usr/lib/shim/shimaa64.efi.signed', grub: 'usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed' },
+} as const;
+
+/**
+ * Debian's signed chain into tftpRoot/secureboot/: amd64 from the host's packages,
+ * arm64 (unless `arm64` is false) fetched into `cacheDir`.
+ */
+export function installSecureBoot(tftpRoot: string, cacheDir: string, arm64 = true): InstalledBootloader[] {
+  const missing = [SIGNED.x86_64.shim, SIGNED.x86_64.grub].filter((f) => !existsSync(f));
+  if (missing.length > 0)
+    throw new SetupError(`${missing.join(', ')} not found: install Debian's signed chain with "apt-get install shim-signed grub-efi-amd64-signed"`);
+  const installed = [
+    installFile(SIGNED.x86_64.shim, tftpRoot, SECURE_BOOT_FILES.x86_64.shim),
+    installFile(SIGNED.x86_64.grub, tftpRoot, SECURE_BOOT_FILES.x86_64.grub),
+  ];
+  if (arm64) {
+    const shim = unpackArm64Package(cacheDir, 'shim-signed');
+    const grub = unpackArm64Package(cacheDir, 'grub-efi-arm64-signed');
+    installed.push(
+      installFile(path.join(shim.root, SIGNED.arm64.shim), tftpRoot, SECURE_BOOT_FILES.arm64.shim),
+      installFile(path.join(grub.root, SIGNED.arm64.grub), tftpRoot, SECURE_BOOT_FILES.arm64.grub),
+    );
+  }
+  return installed;
 }

@@ -88,6 +88,11 @@ export function bootContext(node: EffectiveNode, config: ResolvedConfig, boot?: 
       initrdPath: `${base}/initrd.img`,
       kernelUrl: `${http}/${base}/vmlinuz`,
       initrdUrl: `${http}/${base}/initrd.img`,
+      // Debian's signed network GRUB, the one a Secure Boot machine can run, has
+      // tftp built in but not http, and may load no module from the network.
+      grubDevice: node.secureBoot
+        ? `(tftp,${config.tftp.port === 69 ? address : `${address}:${config.tftp.port}`})`
+        : `(http,${address}:${config.http.port})`,
     },
     pi: piContext(node),
     kernelArgs,

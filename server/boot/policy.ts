@@ -4,6 +4,7 @@
 // the branch that handles them (docs/protocol-notes.md §1.8, §1.9, §2.2).
 import type { ClientIdentity, FirmwareKind } from '../dhcp/codec/identity.js';
 import type { ResolvedNode } from '../config/types.js';
+import { SECURE_BOOT_FILES } from './secure-boot-files.js';
 
 export interface BootPolicySettings {
   /** The address clients fetch from: siaddr, option 54 in proxy mode, TFTP and HTTP host. */
@@ -46,7 +47,23 @@ function ipxeScriptUrl(settings: BootPolicySettings, mac: string): string {
 
 const IPXE_FEATURE_HTTP = 0x13;
 
-export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefined, settings: BootPolicySettings): BootPlan {
+/**
+ * A UEFI client's first file. With Secure Boot on, firmware runs only what its db
+ * trusts (Microsoft's UEFI CA on a stock machine), which Debian's iPXE is not: a
+ * secureBoot node gets shim, signed by Microsoft, which then loads Debian's signed
+ * GRUB from beside it (server/boot/secure-boot-files.ts).
+ */
+function uefiBootFile(identity: ClientIdentity, secureBoot: boolean, settings: BootPolicySettings): string | undefined {
+  if (identity.cpu === 'x86_64') return secureBoot ? SECURE_BOOT_FILES.x86_64.shim : settings.bootFiles.uefiX64;
+  if (identity.cpu === 'arm64') return secureBoot ? SECURE_BOOT_FILES.arm64.shim : settings.bootFiles.uefiArm64;
+  return undefined;
+}
+
+export function planBoot(
+  identity: ClientIdentity,
+  node: (ResolvedNode & { secureBoot?: boolean | undefined }) | undefined,
+  settings: BootPolicySettings,
+): BootPlan {
   const server = settings.serverAddress;
   if (identity.raspberryPi) {
     // The Pi bootloader needs no file name: option 43 "Raspberry Pi Boot" plus the
@@ -80,14 +97,14 @@ export function planBoot(identity: ClientIdentity, node: ResolvedNode | undefine
   switch (identity.firmware) {
     case 'bios':
       return { ...base, bootFile: settings.bootFiles.bios, vendorClass: 'PXEClient' };
-    case 'uefi':
-      if (identity.cpu === 'x86_64') return { ...base, bootFile: settings.bootFiles.uefiX64, vendorClass: 'PXEClient' };
-      if (identity.cpu === 'arm64') return { ...base, bootFile: settings.bootFiles.uefiArm64, vendorClass: 'PXEClient' };
+    case 'uefi': {
+      const file = uefiBootFile(identity, node?.secureBoot === true, settings);
+      if (file) return { ...base, bootFile: file, vendorClass: 'PXEClient' };
       return { kind: 'none', reason: `no boot file for UEFI architecture ${identity.archCode}` };
+    }
     case 'uefi-http': {
       // UEFI HTTP boot takes a full URI in the file field and needs "HTTPClient" back.
-      const file =
-        identity.cpu === 'arm64' ? settings.bootFiles.uefiArm64 : identity.cpu === 'x86_64' ? settings.bootFiles.uefiX64 : undefined;
+      const file = uefiBootFile(identity, node?.secureBoot === true, settings);
       if (!file) return { kind: 'none', reason: `no HTTP boot file for architecture ${identity.archCode}` };
       return { ...base, bootFile: `http://${server}:${settings.httpPort}/${file}`, vendorClass: 'HTTPClient' };
     }

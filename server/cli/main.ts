@@ -7,9 +7,10 @@ import { createLogger } from '../log.js';
 import { Bootfarm } from '../app.js';
 import { installProcessGuards } from '../process-guard.js';
 import { SetupError } from '../errors.js';
-import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
+import { installGrubArm64, installIpxe, installSecureBoot } from '../boot/bootloaders.js';
 import { TemplateSet } from '../config/templates.js';
 import path from 'node:path';
+import { secureBootImageProblems } from '../config/secure-boot-check.js';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
 import { piImageProblems } from '../config/pi-image-check.js';
 import { registerNodeCommands } from './node.js';
@@ -108,11 +109,19 @@ program
   )
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .option('--no-grub', 'skip GRUB for arm64 (it downloads grub-efi-arm64-bin)')
-  .action((opts: { config: string; grub: boolean }) => {
+  .option(
+    '--secure-boot',
+    "also install Debian's signed chain (shim + network GRUB) under secureboot/; done anyway when the configuration sets secureBoot",
+  )
+  .action((opts: { config: string; grub: boolean; secureBoot?: boolean }) => {
     try {
       const config = loadConfig(opts.config);
+      const cache = path.join(config.server.stateDir, 'cache');
       const installed = installIpxe(config.tftp.root);
-      if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, path.join(config.server.stateDir, 'cache')));
+      if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, cache));
+      const { defaults, profiles } = config.layers;
+      if (opts.secureBoot || defaults.secureBoot || profiles.some((p) => p.secureBoot) || config.nodes.some((n) => n.secureBoot))
+        installed.push(...installSecureBoot(config.tftp.root, cache, opts.grub));
       for (const { file, source } of installed) {
         process.stdout.write(`${path.join(config.tftp.root, file)} <- ${source}\n`);
       }
@@ -151,6 +160,12 @@ configCmd
         config.nodes.map((n) => findConfigNode(config, n.mac)),
       );
       if (piImages.length > 0) throw new ConfigError(piImages);
+      // A secureBoot node's kernel must be signed (named when it is not).
+      const unsigned = secureBootImageProblems(
+        config,
+        config.nodes.map((n) => findConfigNode(config, n.mac)),
+      );
+      if (unsigned.length > 0) throw new ConfigError(unsigned);
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
       process.stdout.write(
         `${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`,

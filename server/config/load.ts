@@ -364,6 +364,7 @@ function resolveLayer(
     taints: layer.taints,
     join: layer.join,
     kernelArgs: layer.kernelArgs,
+    secureBoot: layer.secureBoot,
   };
 }
 

@@ -79,6 +79,9 @@ const layerFields = {
   taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
   join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
   kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this layer'))),
+  secureBoot: Type.Optional(
+    Type.Boolean(expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false')),
+  ),
 };
 
 export const NodeSchema = Type.Object(
@@ -104,6 +107,9 @@ export const NodeSchema = Type.Object(
     taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
     join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
     kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this node'))),
+    secureBoot: Type.Optional(
+      Type.Boolean(expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false')),
+    ),
     tpm: Type.Optional(
       Type.Object(
         {

@@ -25,7 +25,17 @@ const JOIN_TEMPLATE = 'join-configuration.yaml';
 export interface BootContext {
   node: { hostname: string; mac: string; macHyphen: string; arch: string; ip: string; profiles: string; labels: string };
   server: { address: string; httpPort: number; tftpPort: number; nbdPort: number };
-  image: { name: string; arch: string; export: string; kernelPath: string; initrdPath: string; kernelUrl: string; initrdUrl: string };
+  image: {
+    name: string;
+    arch: string;
+    export: string;
+    kernelPath: string;
+    initrdPath: string;
+    kernelUrl: string;
+    initrdUrl: string;
+    /** The GRUB device the kernel and initrd come from: (http,<server>:<port>), or (tftp,<server>) for secureBoot (server/boot/node-context.ts). */
+    grubDevice: string;
+  };
   /** Per model and arch (server/boot/files/pi-models.ts); model 0 and empty names for a node with none. */
   pi: {
     serial: string;
@@ -77,6 +87,7 @@ const SAMPLE_CONTEXT: BootContext = {
     initrdPath: 'images/base/amd64/initrd.img',
     kernelUrl: 'http://10.9.0.1:8080/images/base/amd64/vmlinuz',
     initrdUrl: 'http://10.9.0.1:8080/images/base/amd64/initrd.img',
+    grubDevice: '(http,10.9.0.1:8080)',
   },
   pi: {
     serial: '1234abcd',

@@ -67,6 +67,8 @@ export interface ConfigLayer {
   taints?: string[] | undefined;
   join?: boolean | undefined;
   kernelArgs?: string | undefined;
+  /** UEFI nodes get shim and Debian's signed GRUB instead of iPXE (server/boot/policy.ts). */
+  secureBoot?: boolean | undefined;
 }
 
 export interface ProfileMatch {

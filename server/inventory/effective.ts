@@ -27,6 +27,8 @@ export interface EffectiveNode extends ResolvedNode {
   kernelArgs: string;
   /** NBD_TO_RAM / IMAGE_TO_RAM: the initramfs copies the image to RAM. */
   toRam: boolean;
+  /** UEFI boots through shim and Debian's signed GRUB (the last layer that sets secureBoot wins). */
+  secureBoot: boolean;
   /** Where the node entry came from. */
   origin: 'config' | 'api' | 'unknown';
 }
@@ -79,6 +81,7 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
     taints: node.taints,
     join: node.join,
     kernelArgs: node.kernelArgs,
+    secureBoot: node.secureBoot,
   };
   const stack: ConfigLayer[] = [layers.defaults, ...profiles, nodeLayer];
 
@@ -86,6 +89,7 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
   const labels: Record<string, string> = {};
   let taints: string[] = [];
   let join = true;
+  let secureBoot = false;
   const kernelArgs: string[] = [];
   const vars = new Map<string, string>();
   for (const layer of stack) {
@@ -93,6 +97,7 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
     Object.assign(labels, layer.labels ?? {});
     if (layer.taints) taints = [...layer.taints];
     if (layer.join !== undefined) join = layer.join;
+    if (layer.secureBoot !== undefined) secureBoot = layer.secureBoot;
     if (layer.kernelArgs) kernelArgs.push(layer.kernelArgs);
     // Within a layer the imported file comes first and the inline lts overrides it.
     if (layer.ltsFile) {
@@ -120,6 +125,7 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
     join,
     kernelArgs: kernelArgs.join(' '),
     toRam: ltsTrue(vars.get('NBD_TO_RAM')) || ltsTrue(vars.get('LTSP_NBD_TO_RAM')) || ltsTrue(vars.get('IMAGE_TO_RAM')),
+    secureBoot,
     origin,
   };
 }

@@ -14,6 +14,7 @@ import { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
+import { effectiveNode } from '../../server/inventory/effective.js';
 
 const settings: BootPolicySettings = {
   serverAddress: '10.9.0.1',
@@ -84,6 +85,31 @@ describe('boot file per firmware architecture', () => {
       kind: 'none',
       reason: 'unrecognised client architecture (none sent)',
     });
+  });
+
+  it('secureBoot from the defaults, a profile or the node: UEFI PXE and HTTP boot get shim, BIOS keeps iPXE', () => {
+    const config = parseConfig(
+      `
+server: { address: 10.9.0.1, stateDir: /nonexistent/bootfarm-test }
+defaults: { secureBoot: true }
+profiles: [{ name: 'legacy', match: { macPrefix: '52:54:00:dd' }, secureBoot: false }]
+nodes:
+  - { mac: '52:54:00:aa:00:01', hostname: sb-default }
+  - { mac: '52:54:00:dd:00:02', hostname: sb-off-by-profile }
+  - { mac: '52:54:00:dd:00:03', hostname: sb-node, secureBoot: true }
+`,
+      'test.yaml',
+    );
+    const [byDefault, offByProfile, onByNode] = config.nodes.map((n) => effectiveNode(n, config.layers, 'config'));
+    const plan = (node: typeof byDefault, arch: number, vendor: 'PXEClient' | 'HTTPClient' = 'PXEClient') =>
+      planBoot(identifyClient(discover(arch, vendor)), node, settings);
+    expect(plan(byDefault, 7)).toMatchObject({ bootFile: 'secureboot/shimx64.efi', vendorClass: 'PXEClient' });
+    expect(plan(byDefault, 11)).toMatchObject({ bootFile: 'secureboot/shimaa64.efi' });
+    expect(plan(byDefault, 16, 'HTTPClient')).toMatchObject({ bootFile: 'http://10.9.0.1:8080/secureboot/shimx64.efi' });
+    expect(plan(byDefault, 19, 'HTTPClient')).toMatchObject({ bootFile: 'http://10.9.0.1:8080/secureboot/shimaa64.efi' });
+    expect(plan(byDefault, 0)).toMatchObject({ bootFile: 'undionly.kpxe' });
+    expect(plan(offByProfile, 7)).toMatchObject({ bootFile: 'ipxe.efi' });
+    expect(plan(onByNode, 7)).toMatchObject({ bootFile: 'secureboot/shimx64.efi' });
   });
 
   describe('in a full-mode OFFER', () => {
