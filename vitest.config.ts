@@ -23,7 +23,12 @@ const UNIT = readdirSync(fileURLToPath(new URL('test/unit', import.meta.url)), {
 // Heavy suites run after the protocol tests, one file at a time: image builds and
 // the emulation lab keep both cores busy for minutes, and the DHCP/TFTP/NBD tests
 // beside them would only measure the contention.
-const IMAGES = ['test/integration/imagebuild.test.ts', 'test/integration/server-container.test.ts', 'test/integration/systemd.test.ts'];
+const IMAGES = [
+  'test/integration/imagebuild.test.ts',
+  'test/integration/server-container.test.ts',
+  'test/integration/systemd.test.ts',
+  'test/integration/ansible.test.ts',
+];
 const LAB = ['test/integration/lab.test.ts'];
 
 export default defineConfig({

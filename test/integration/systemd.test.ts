@@ -5,19 +5,13 @@
 // configuration is re-read; kill -9 -> systemd starts a new process; stop -> a
 // clean exit. The image is cached by the hash of everything that goes into it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { hostArch } from '../../server/image/arch.js';
-import { connectDocker, imageExists } from '../../server/image/docker.js';
-import { buildServerImage } from '../../server/lab/server-image.js';
 import { Background, run, runOk } from '../../server/lab/proc.js';
 import { REPO_ROOT } from '../lib/bootfarm.js';
 import { installTarball, packTarball } from '../lib/package.js';
+import { cachedImage, NODE_BASE, startSystemdContainer } from '../lib/systemd-container.js';
 
-/** The node base server/lab/server-image.ts makes (Debian from debootstrap + this host's Node); its tag there. */
-const NODE_BASE = `bootfarm/node-base:bookworm-${hostArch()}`;
 const UNIT = path.join(REPO_ROOT, 'packaging/systemd/bootfarm.service');
 const SYSUSERS = path.join(REPO_ROOT, 'packaging/systemd/bootfarm.sysusers');
 
@@ -46,40 +40,24 @@ STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 `;
 
-function hashOf(parts: Array<string | Buffer>): string {
-  const hash = createHash('sha256');
-  for (const p of parts) hash.update(createHash('sha256').update(p).digest());
-  return hash.digest('hex').slice(0, 16);
-}
-
 /** Builds (or reuses) the test image; its tag names the hash of the tarball, unit, configuration and base. */
 async function systemdImage(tarball: string): Promise<string> {
-  const docker = await connectDocker();
-  // The node base is made by the server image's build (its first stage).
-  if (!(await imageExists(docker, NODE_BASE))) await buildServerImage(docker, { log: (line) => process.stderr.write(`${line}\n`) });
-  const baseId = (await docker.getImage(NODE_BASE).inspect()).Id;
-  const tag = `bootfarm/systemd-test:${hashOf([DOCKERFILE, CONFIG, readFileSync(tarball), readFileSync(UNIT), readFileSync(SYSUSERS), baseId])}`;
-  if (await imageExists(docker, tag)) return tag;
-  const pkg = await installTarball(tarball);
-  const ctx = mkdtempSync(path.join(tmpdir(), 'bootfarm-systemd-ctx-'));
-  try {
-    cpSync(pkg.prefix, path.join(ctx, 'prefix'), { recursive: true, verbatimSymlinks: true });
-    cpSync(UNIT, path.join(ctx, 'bootfarm.service'));
-    cpSync(SYSUSERS, path.join(ctx, 'bootfarm.sysusers'));
-    writeFileSync(path.join(ctx, 'bootfarm.yaml'), CONFIG);
-    writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE);
-    // RUN steps on the host's network: containers on the default bridge have no DNS here.
-    await runOk('docker', ['build', '--network', 'host', '-q', '-t', tag, ctx], 600_000);
-    // Images of earlier inputs are never used again.
-    const tags = (await runOk('docker', ['images', 'bootfarm/systemd-test', '--format', '{{.Repository}}:{{.Tag}}']))
-      .split('\n')
-      .filter(Boolean);
-    for (const old of tags.filter((t) => t !== tag)) await run('docker', ['rmi', old]);
-  } finally {
-    rmSync(ctx, { recursive: true, force: true });
-    rmSync(pkg.prefix, { recursive: true, force: true });
-  }
-  return tag;
+  return cachedImage({
+    repo: 'bootfarm/systemd-test',
+    dockerfile: DOCKERFILE,
+    inputs: [CONFIG, readFileSync(tarball), readFileSync(UNIT), readFileSync(SYSUSERS)],
+    fill: async (ctx) => {
+      const pkg = await installTarball(tarball);
+      try {
+        cpSync(pkg.prefix, path.join(ctx, 'prefix'), { recursive: true, verbatimSymlinks: true });
+      } finally {
+        rmSync(pkg.prefix, { recursive: true, force: true });
+      }
+      cpSync(UNIT, path.join(ctx, 'bootfarm.service'));
+      cpSync(SYSUSERS, path.join(ctx, 'bootfarm.sysusers'));
+      writeFileSync(path.join(ctx, 'bootfarm.yaml'), CONFIG);
+    },
+  });
 }
 
 describe('the systemd unit under systemd as PID 1', () => {
@@ -97,42 +75,7 @@ describe('the systemd unit under systemd as PID 1', () => {
     const tarball = await packTarball();
     tarballDir = path.dirname(tarball);
     const image = await systemdImage(tarball);
-    // Not --privileged (this host refuses some capabilities): what systemd needs to run
-    // its services. Ports below 1024 are privileged again (Docker sets 0), so the unit's
-    // CAP_NET_BIND_SERVICE is what lets bootfarm bind 67 and 69.
-    await runOk('docker', [
-      'run',
-      '-d',
-      '--name',
-      name,
-      '--network',
-      'none',
-      '--cap-add',
-      'SYS_ADMIN',
-      '--security-opt',
-      'seccomp=unconfined',
-      '--security-opt',
-      'apparmor=unconfined',
-      '--sysctl',
-      'net.ipv4.ip_unprivileged_port_start=1024',
-      '-v',
-      '/sys/fs/cgroup:/sys/fs/cgroup:rw',
-      '--cgroupns=host',
-      '--tmpfs',
-      '/run',
-      '--tmpfs',
-      '/run/lock',
-      image,
-    ]);
-    // systemctl needs systemd's socket, which PID 1 makes a moment after the container starts.
-    const booted = await exec(
-      'timeout',
-      '60',
-      'sh',
-      '-c',
-      'until [ -S /run/systemd/private ]; do sleep 0.1; done; systemctl is-system-running --wait',
-    );
-    expect(booted.stdout.trim()).toMatch(/^(running|degraded)$/);
+    await startSystemdContainer(name, image);
     journal = Background.start('docker', ['exec', name, 'journalctl', '-u', 'bootfarm', '-f', '-o', 'cat', '--no-pager'], 'journal');
   }, 900_000);
   afterAll(async () => {

@@ -126,6 +126,9 @@ export const TIERS: Record<string, TierNeeds> = {
       cmd('busybox', 'busybox'),
       cmd('tftp', 'tftp-hpa'),
       cmd('curl', 'curl'),
+      // The Ansible role's test (ansible/): Debian's ansible ships the docker connection plugin it uses.
+      cmd('ansible-playbook', 'ansible'),
+      cmd('ansible-lint', 'ansible-lint'),
     ],
     built: [],
   },
