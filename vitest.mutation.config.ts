@@ -15,6 +15,7 @@ export const MUTATION_TESTS = [
   'test/unit/dhcp-address-conflicts.test.ts',
   'test/unit/dhcp-codec.test.ts',
   'test/unit/dhcp-full-decisions.test.ts',
+  'test/unit/dhcp-option-readers.test.ts',
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
   'test/unit/lts-conf.test.ts',
