@@ -187,6 +187,12 @@ nodes:
     expect(nakMessage(r)).toBe('address is not the one reserved for this client');
   });
 
+  it('a reserved node renewing its reserved address with no lease on record is ACKed (its reservation is its claim)', async () => {
+    const r = await request(RESERVED_MAC, { ciaddr: '10.9.0.50' });
+    expect(r.outcome).toBe('ack');
+    expect(replyOf(r)).toMatchObject({ yiaddr: '10.9.0.50', ciaddr: '10.9.0.50' });
+  });
+
   it('what is ignored says why, naming the address or server (the log line’s detail)', async () => {
     expect(await request(unknown(1), { serverId: '10.9.0.254', requested: '10.9.0.100' })).toEqual({
       replies: [],
