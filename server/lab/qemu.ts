@@ -32,7 +32,27 @@ export function findOvmf(): string | undefined {
  * the fw_cfg files OVMF and ArmVirtQemu read at start (edk2 OvmfPkg/ArmVirtPkg,
  * PcdIPv4PXESupport/PcdIPv6PXESupport).
  */
-export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http';
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb';
+
+/**
+ * ovmf-sb: OVMF as a stock server ships, Secure Boot on with Microsoft's keys
+ * enrolled (package ovmf). The secure build needs SMM and a secure pflash; the
+ * variable store is opened with snapshot=on, so the guest's writes never reach
+ * the packaged file.
+ */
+const OVMF_SECURE_BOOT = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd' };
+
+function ovmfSecureBootArgs(): string[] {
+  for (const f of Object.values(OVMF_SECURE_BOOT)) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install ovmf`);
+  return [
+    '-global',
+    'driver=cfi.pflash01,property=secure,value=on',
+    '-drive',
+    `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECURE_BOOT.code}`,
+    '-drive',
+    `if=pflash,format=raw,unit=1,snapshot=on,file=${OVMF_SECURE_BOOT.vars}`,
+  ];
+}
 
 function httpBootOnly(firmware: GuestFirmware): string[] {
   if (!firmware.endsWith('-http')) return [];
@@ -107,7 +127,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
   const accel = qemuAccel();
   const args = [
     '-machine',
-    'q35',
+    firmware === 'ovmf-sb' ? 'q35,smm=on' : 'q35',
     '-accel',
     accel,
     '-m',
@@ -130,7 +150,8 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     ...controlPort(options.controlSocket),
     ...(options.tpmSocket ? qemuTpmArgs(options.tpmSocket) : []),
   ];
-  if (firmware !== 'seabios') {
+  if (firmware === 'ovmf-sb') args.push(...ovmfSecureBootArgs());
+  else if (firmware !== 'seabios') {
     const ovmf = findOvmf();
     if (!ovmf) throw new Error('OVMF firmware not found: apt-get install ovmf');
     args.push('-bios', ovmf);

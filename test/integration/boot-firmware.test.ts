@@ -11,7 +11,7 @@ import path from 'node:path';
 import { NetLab } from '../../server/lab/netlab.js';
 import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
 import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
-import { installGrubArm64, installIpxe } from '../../server/boot/bootloaders.js';
+import { installGrubArm64, installIpxe, installSecureBoot } from '../../server/boot/bootloaders.js';
 
 const GUEST_TIMEOUT = 180_000;
 
@@ -30,6 +30,7 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
     symlinkSync('v1', path.join(work, 'images/base/current'));
     installIpxe(path.join(work, 'tftpboot'));
     installGrubArm64(path.join(work, 'tftpboot'), path.join(work, 'cache'));
+    installSecureBoot(path.join(work, 'tftpboot'), path.join(work, 'cache'), false);
     lab = await NetLab.create('bw');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     server = await startBootfarm(lab, srv.ns, {
@@ -44,6 +45,8 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
         { mac: '52:54:00:cc:00:03', hostname: 'arm-1', arch: 'arm64' },
         { mac: '52:54:00:cc:00:04', hostname: 'arm-http-1', arch: 'arm64' },
         { mac: '52:54:00:cc:00:05', hostname: 'uefi-http-1', arch: 'amd64' },
+        { mac: '52:54:00:cc:00:06', hostname: 'sb-1', arch: 'amd64', secureBoot: true },
+        { mac: '52:54:00:cc:00:07', hostname: 'sb-off-1', arch: 'amd64' },
       ],
     });
   });
@@ -51,13 +54,21 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
     await lab?.destroy();
   });
 
-  async function bootUntil(firmware: GuestFirmware, mac: string, done: (l: LogLine) => boolean): Promise<LogLine[]> {
+  /** Boots a guest until bootfarm logs `done` and, if given, its console shows `console`. */
+  async function bootUntil(
+    firmware: GuestFirmware,
+    mac: string,
+    done: (l: LogLine) => boolean,
+    console?: (line: string) => boolean,
+  ): Promise<LogLine[]> {
     const since = server.bg.lines.length;
     const guest = await startGuest(lab, firmware, mac);
     try {
-      await server.waitForLog(done, GUEST_TIMEOUT, `the ${firmware} guest to fetch its kernel`, since).catch((err: Error) => {
+      const withConsole = (err: Error) => {
         throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-25).join('\n')}`);
-      });
+      };
+      await server.waitForLog(done, GUEST_TIMEOUT, `the ${firmware} guest to fetch its kernel`, since).catch(withConsole);
+      if (console) await guest.waitFor(console, GUEST_TIMEOUT, `the ${firmware} guest's console line`).catch(withConsole);
       return server.logs();
     } finally {
       await guest.stop('SIGTERM', 2000);
@@ -169,6 +180,48 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
       expect(fetched(logs, firmwareIp)[0]).toBe('http:ipxe.efi');
       const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack' && l.ipxe === true)?.ip);
       expect(fetched(logs, ip)).toEqual(expect.arrayContaining(['http:boot/52-54-00-cc-00-05.ipxe', 'http:images/base/v1/amd64/vmlinuz']));
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  // Secure Boot on, Microsoft's keys enrolled (OVMF_CODE_4M.secboot.fd + OVMF_VARS_4M.ms.fd).
+  // The random-bytes kernel is what proves Secure Boot is on: GRUB hands it to shim
+  // to verify and prints "bad shim signature", which it does only under Secure Boot.
+  it(
+    "OVMF with Secure Boot: a secureBoot node gets shim, then Debian's signed GRUB, its config and the kernel over TFTP; the unsigned kernel is refused",
+    async () => {
+      const mac = '52:54:00:cc:00:06';
+      const logs = await bootUntil(
+        'ovmf-sb',
+        mac,
+        (l) => l.msg === 'tftp file sent' && l.path === 'images/base/v1/amd64/vmlinuz',
+        (line) => line.includes('bad shim signature'),
+      );
+      const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER');
+      expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'secureboot/shimx64.efi' });
+      const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack')?.ip);
+      const got = fetched(logs, ip);
+      expect(got.slice(0, 2)).toEqual(['tftp:secureboot/shimx64.efi', 'tftp:secureboot/grubx64.efi']);
+      // Debian's signed network GRUB has no http module: the kernel comes over TFTP too.
+      expect(got).toEqual(expect.arrayContaining(['tftp:grub/grub.cfg', 'tftp:images/base/v1/amd64/vmlinuz']));
+      const cfg = logs.find((l) => l.msg === 'tftp file sent' && l.path === 'grub/grub.cfg' && String(l.client).startsWith(ip));
+      expect(cfg).toMatchObject({ from: 'generated:sb-1' });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  it(
+    'OVMF with Secure Boot: a node without secureBoot gets iPXE, which the firmware refuses to run',
+    async () => {
+      const mac = '52:54:00:cc:00:07';
+      const logs = await bootUntil(
+        'ovmf-sb',
+        mac,
+        (l) => l.msg === 'tftp file sent' && l.path === 'ipxe.efi',
+        (line) => /Access Denied/i.test(line),
+      );
+      // iPXE never ran: no DHCP request of its own.
+      expect(logs.filter((l) => l.mac === mac && l.ipxe === true)).toEqual([]);
     },
     GUEST_TIMEOUT + 30_000,
   );
