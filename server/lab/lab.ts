@@ -421,7 +421,7 @@ export class Lab {
       });
     }
     this.log(
-      `${spec.hostname}: powered on (${spec.firmware === 'pi4' ? 'scripted Pi 4 bootloader' : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`,
+      `${spec.hostname}: powered on (${spec.firmware === 'pi4' ? `scripted Pi ${scriptedPiModel(spec)} bootloader` : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`,
     );
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
     const result: NodeResult = {
