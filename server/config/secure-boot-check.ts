@@ -14,13 +14,14 @@ import type { ConfigProblem } from './errors.js';
 import type { ResolvedConfig } from './types.js';
 
 /** Whether `file` has at least one signature in its PE signature table (`sbverify --list` prints "signature 1" per signature). */
-export function hasAuthenticodeSignature(file: string): boolean {
+function hasAuthenticodeSignature(file: string): boolean {
   let out: string;
   try {
     out = execFileSync('sbverify', ['--list', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { code?: string; stdout?: string };
-    if (e.code === 'ENOENT') throw new Error('sbverify not found: apt-get install sbsigntool (config check reads the kernels of secureBoot nodes)');
+    if (e.code === 'ENOENT')
+      throw new Error('sbverify not found: apt-get install sbsigntool (config check reads the kernels of secureBoot nodes)');
     // Not a PE image at all (a kernel without an EFI stub): not signed.
     out = e.stdout ?? '';
   }

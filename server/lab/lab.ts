@@ -22,7 +22,7 @@ import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
-import { scriptedPiModel, SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
+import { needsGrubArm64, scriptedPiModel, SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
 import { piKernelFiles, startPiKernelGuest } from './pi-kernel-guest.js';
 import type { PiBootReport } from './pi/report.js';
 import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
@@ -164,7 +164,7 @@ export class Lab {
     const tftpRoot = path.join(this.workDir, 'tftpboot');
     mkdirSync(tftpRoot, { recursive: true });
     installIpxe(tftpRoot);
-    if (this.options.nodes.includes('arm64-uefi')) installGrubArm64(tftpRoot, path.join(this.workDir, 'cache'));
+    if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, path.join(this.workDir, 'cache'));
 
     this.net = await NetLab.create('lab');
     this.log(`lab network ${this.net.switchNs} (bridge br0, 10.9.0.0/24, no uplink); work dir ${this.workDir}`);

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { NetLab } from './netlab.js';
 import type { Background } from './proc.js';
-import { controlPort } from './qemu.js';
+import { aarch64VirtArgs, controlPort } from './qemu.js';
 
 /** What the scripted bootloader's PI_BOOT_REPORT says about one fetched file. */
 interface FetchedFile {
@@ -46,7 +46,7 @@ export function piKernelFiles(files: readonly FetchedFile[]): PiKernelFiles | st
  * Nothing else changes: the nonce, the export and the agent's arguments are
  * bootfarm's, byte for byte.
  */
-export function virtCmdline(cmdline: string): string {
+function virtCmdline(cmdline: string): string {
   return `${cmdline} console=ttyAMA0`;
 }
 
@@ -61,16 +61,8 @@ export async function startPiKernelGuest(
     lab.switchNs,
     'qemu-system-aarch64',
     [
-      '-M',
-      'virt',
-      '-cpu',
-      'cortex-a72', // a Pi 4's core; a Pi 5's A76 is not in bookworm's QEMU
-      '-smp',
-      '2',
-      '-m',
-      String(options.memoryMb),
-      '-accel',
-      'tcg,thread=multi',
+      // cortex-a72: a Pi 4's core (a Pi 5's A76 is not in bookworm's QEMU).
+      ...aarch64VirtArgs('cortex-a72', options.memoryMb),
       '-nographic',
       '-nodefaults',
       '-serial',

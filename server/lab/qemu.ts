@@ -75,6 +75,11 @@ export interface GuestOptions {
   tpmSocket?: string;
 }
 
+/** QEMU's arm64 `virt` machine under TCG (there is no KVM for arm on x86), two vCPUs, console on stdio. */
+export function aarch64VirtArgs(cpu: string, memoryMb: number): string[] {
+  return ['-M', 'virt', '-cpu', cpu, '-smp', '2', '-m', String(memoryMb), '-accel', 'tcg,thread=multi'];
+}
+
 export function controlPort(socket: string | undefined): string[] {
   if (!socket) return [];
   return [
@@ -97,16 +102,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
       lab.switchNs,
       'qemu-system-aarch64',
       [
-        '-M',
-        'virt',
-        '-cpu',
-        'cortex-a57',
-        '-smp',
-        '2',
-        '-m',
-        String(options.memoryMb ?? 512),
-        '-accel',
-        'tcg,thread=multi',
+        ...aarch64VirtArgs('cortex-a57', options.memoryMb ?? 512),
         '-bios',
         AAVMF,
         '-nographic',
