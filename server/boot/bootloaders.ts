@@ -135,7 +135,9 @@ const SIGNED = {
 export function installSecureBoot(tftpRoot: string, cacheDir: string, arm64 = true): InstalledBootloader[] {
   const missing = [SIGNED.x86_64.shim, SIGNED.x86_64.grub].filter((f) => !existsSync(f));
   if (missing.length > 0)
-    throw new SetupError(`${missing.join(', ')} not found: install Debian's signed chain with "apt-get install shim-signed grub-efi-amd64-signed"`);
+    throw new SetupError(
+      `${missing.join(', ')} not found: install Debian's signed chain with "apt-get install shim-signed grub-efi-amd64-signed"`,
+    );
   const installed = [
     installFile(SIGNED.x86_64.shim, tftpRoot, SECURE_BOOT_FILES.x86_64.shim),
     installFile(SIGNED.x86_64.grub, tftpRoot, SECURE_BOOT_FILES.x86_64.grub),

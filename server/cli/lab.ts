@@ -104,7 +104,11 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .description('emulation lab: bootfarm plus QEMU boards and a scripted Raspberry Pi on a private bridge, from power-on to joined');
   const common = (cmd: Command) =>
     cmd
-      .option('--nodes <list>', 'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, pi4 (comma separated)', 'amd64-bios,arm64-uefi,pi4')
+      .option(
+        '--nodes <list>',
+        'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, pi4 (comma separated)',
+        'amd64-bios,arm64-uefi,pi4',
+      )
       .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
       .option('--image <name>', 'the image the nodes boot', 'lab')
       .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')

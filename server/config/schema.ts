@@ -80,7 +80,9 @@ const layerFields = {
   join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
   kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this layer'))),
   secureBoot: Type.Optional(
-    Type.Boolean(expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false')),
+    Type.Boolean(
+      expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false'),
+    ),
   ),
 };
 
@@ -108,7 +110,9 @@ export const NodeSchema = Type.Object(
     join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
     kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this node'))),
     secureBoot: Type.Optional(
-      Type.Boolean(expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false')),
+      Type.Boolean(
+        expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false'),
+      ),
     ),
     tpm: Type.Optional(
       Type.Object(

@@ -148,7 +148,7 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
   // GRUB's prefix is the device it was loaded from, (http,<server>:8080)/grub,
   // so its core must carry the http module (server/boot/bootloaders.ts).
   it(
-    'arm64 UEFI HTTP boot (AAVMF): core.efi, its modules, the node\'s GRUB config and the kernel, all over HTTP',
+    "arm64 UEFI HTTP boot (AAVMF): core.efi, its modules, the node's GRUB config and the kernel, all over HTTP",
     async () => {
       const mac = '52:54:00:cc:00:04';
       const logs = await bootUntil('aavmf-http', mac, (l) => l.msg === 'http file sent' && l.path === 'images/base/v1/arm64/vmlinuz');

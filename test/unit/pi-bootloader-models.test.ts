@@ -50,7 +50,10 @@ describe('the Pi 3B+ ROM DISCOVER', () => {
 describe('TFTP reads of the Pi 3 ROM', () => {
   it('carry no options, and an OACK to them is refused (RFC 2347)', () => {
     expect(buildRrq('bootcode.bin', [])).toEqual(Buffer.from('\0\x01bootcode.bin\0octet\0', 'latin1'));
-    expect(checkOack([], [['tsize', '52000']])).toEqual({ ok: false, reason: 'OACK carries option "tsize" that was not requested (RFC 2347)' });
+    expect(checkOack([], [['tsize', '52000']])).toEqual({
+      ok: false,
+      reason: 'OACK carries option "tsize" that was not requested (RFC 2347)',
+    });
   });
 });
 

@@ -122,7 +122,13 @@ describe("a Pi node's config.txt over TFTP/HTTP", () => {
   const config = parseConfig(configWith([]), 'site.yaml');
   const live = { config, templates: new TemplateSet(undefined) };
   const resolve = (node: Partial<EffectiveNode>) => {
-    const pi = { ...findConfigNode(parseConfig(configWith([{ mac: 'dc:a6:32:01:02:03', hostname: 'pi', piSerial: '1234abcd', piModel: 4 }]), 'site.yaml'), 'pi'), ...node };
+    const pi = {
+      ...findConfigNode(
+        parseConfig(configWith([{ mac: 'dc:a6:32:01:02:03', hostname: 'pi', piSerial: '1234abcd', piModel: 4 }]), 'site.yaml'),
+        'pi',
+      ),
+      ...node,
+    };
     const nodes = { byMac: () => undefined, byPiSerial: () => pi, byAddress: () => pi };
     return new GeneratedFileResolver(live, nodes).resolve({ path: '1234abcd/config.txt', clientAddress: '10.9.0.50', protocol: 'tftp' });
   };
@@ -132,7 +138,8 @@ describe("a Pi node's config.txt over TFTP/HTTP", () => {
     expect(await resolve({ piModel: undefined })).toEqual({
       found: false,
       denied: false,
-      detail: 'pi: piModel is not set and its MAC dc:a6:32:01:02:03 does not settle it (only b8:27:eb is one model, the Pi 3B+); expected piModel 3, 4 or 5',
+      detail:
+        'pi: piModel is not set and its MAC dc:a6:32:01:02:03 does not settle it (only b8:27:eb is one model, the Pi 3B+); expected piModel 3, 4 or 5',
     });
     expect(await resolve({ piModel: undefined, mac: 'b8:27:eb:01:02:03' })).toMatchObject({ found: true });
   });

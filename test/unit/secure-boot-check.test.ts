@@ -21,9 +21,13 @@ describe('config check: secureBoot nodes need a signed kernel', () => {
   copyFileSync('/usr/lib/ipxe/ipxe.efi', kernel('unsigned'));
   const key = path.join(dir, 'db.key');
   const cert = path.join(dir, 'db.pem');
-  execFileSync('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=bootfarm test db', '-days', '1'], {
-    stdio: 'pipe',
-  });
+  execFileSync(
+    'openssl',
+    ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=bootfarm test db', '-days', '1'],
+    {
+      stdio: 'pipe',
+    },
+  );
   execFileSync('sbsign', ['--key', key, '--cert', cert, '--output', kernel('signed'), '/usr/lib/ipxe/ipxe.efi'], { stdio: 'pipe' });
 
   const problems = (nodes: string) => {

@@ -60,7 +60,8 @@ export function piBootSet(model: PiModel, arch: NodeArch): PiBootSet | { refused
   const facts = MODELS[model];
   if (arch === 'amd64') return { refused: `a ${facts.name} cannot boot an amd64 image; expected arch arm64 or armhf` };
   const kernel = facts.kernel[arch];
-  if (kernel === undefined) return { refused: `a ${facts.name} boots only 64-bit kernels (${facts.kernel.arm64}); expected arch arm64, got ${arch}` };
+  if (kernel === undefined)
+    return { refused: `a ${facts.name} boots only 64-bit kernels (${facts.kernel.arm64}); expected arch arm64, got ${arch}` };
   return { model, arch, arm64bit: arch === 'arm64' ? 1 : 0, kernel, dtb: facts.dtb, firmware: [...facts.firmware] };
 }
 
@@ -86,7 +87,12 @@ export function piModelOf(node: { mac: string; piModel?: PiModel | undefined }):
 }
 
 /** A Pi node's boot set, or why it has none: its model is unknown, or cannot boot the node's arch. */
-export function piNodeBootSet(node: { hostname: string; mac: string; arch: NodeArch; piModel?: PiModel | undefined }): PiBootSet | { refused: string } {
+export function piNodeBootSet(node: {
+  hostname: string;
+  mac: string;
+  arch: NodeArch;
+  piModel?: PiModel | undefined;
+}): PiBootSet | { refused: string } {
   const model = piModelOf(node);
   if (model === undefined)
     return {

@@ -51,7 +51,10 @@ export async function takeLease(p: LeaseParams): Promise<Lease | undefined> {
       ['route', 'add', 'broadcast', '255.255.255.255', 'dev', p.iface, 'table', 'local'],
       ['route', 'del', 'broadcast', '255.255.255.255', 'dev', p.iface, 'table', 'local'],
     );
-    await p.net.add(['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'], ['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local']);
+    await p.net.add(
+      ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
+      ['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', 'local'],
+    );
   }
   const dhcp = await dhcpPhase({
     id: p.id,
@@ -90,7 +93,10 @@ export async function takeLease(p: LeaseParams): Promise<Lease | undefined> {
   p.dhcp.prefixLength = prefixLength;
   let localAddress = '0.0.0.0';
   if (p.configureIp) {
-    await p.net.add(['addr', 'add', `${address}/${prefixLength}`, 'dev', p.iface], ['addr', 'del', `${address}/${prefixLength}`, 'dev', p.iface]);
+    await p.net.add(
+      ['addr', 'add', `${address}/${prefixLength}`, 'dev', p.iface],
+      ['addr', 'del', `${address}/${prefixLength}`, 'dev', p.iface],
+    );
     localAddress = address;
     if (!sameSubnet(address, server, prefixLength)) {
       const router = (lease?.routers ?? dhcp.offer.routers)[0];

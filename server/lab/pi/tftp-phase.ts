@@ -129,14 +129,14 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
       model === 3
         ? [['start.elf', 'prefix-probe']]
         : model === 4
-        ? [
-            ['start4.elf', 'prefix-probe'],
-            ['start.elf', 'prefix-probe'],
-          ]
-        : [
-            ['config.txt', 'prefix-probe'],
-            [profile.dtb, 'prefix-probe'],
-          ];
+          ? [
+              ['start4.elf', 'prefix-probe'],
+              ['start.elf', 'prefix-probe'],
+            ]
+          : [
+              ['config.txt', 'prefix-probe'],
+              [profile.dtb, 'prefix-probe'],
+            ];
     for (const [name, role] of candidates as Array<[string, string]>) {
       const probe = await transfer(name, role, 'probe');
       if (probe.outcome === 'probe-aborted') {
@@ -247,20 +247,20 @@ export async function tftpPhase(t: TftpPhaseParams): Promise<void> {
           '@initramfs',
         ]
       : model === 4
-      ? [
-          'config.txt',
-          '@probe-pieeprom',
-          '@probe-recovery',
-          'start4.elf',
-          'fixup4.dat',
-          'config.txt',
-          '@dtb',
-          '@overlays',
-          '@cmdline',
-          '@kernel',
-          '@initramfs',
-        ]
-      : ['config.txt', '@probe-pieeprom', '@cmdline', '@dtb', '@overlays', '@kernel', '@initramfs']);
+        ? [
+            'config.txt',
+            '@probe-pieeprom',
+            '@probe-recovery',
+            'start4.elf',
+            'fixup4.dat',
+            'config.txt',
+            '@dtb',
+            '@overlays',
+            '@cmdline',
+            '@kernel',
+            '@initramfs',
+          ]
+        : ['config.txt', '@probe-pieeprom', '@cmdline', '@dtb', '@overlays', '@kernel', '@initramfs']);
   if (report.failures.length === 0) {
     for (const token of sequence) await runToken(token);
   }

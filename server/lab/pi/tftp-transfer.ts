@@ -37,7 +37,14 @@ export async function tftpTransfer(p: TransferParams): Promise<TransferResult> {
   const started = Date.now();
   const sock = dgram.createSocket({ type: 'udp4' });
   const requestOptions: Array<[string, string]> =
-    p.options === 'none' ? [] : p.options === 'tsize' ? [['tsize', '0']] : [['tsize', '0'], ['blksize', String(p.blksize)]];
+    p.options === 'none'
+      ? []
+      : p.options === 'tsize'
+        ? [['tsize', '0']]
+        : [
+            ['tsize', '0'],
+            ['blksize', String(p.blksize)],
+          ];
   const rrq = buildRrq(p.path, requestOptions);
   const warnings: string[] = [];
   let closedResolve: () => void = () => {};
