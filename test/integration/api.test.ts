@@ -100,7 +100,7 @@ describe('HTTP API and node CLI', () => {
       expect.arrayContaining([
         'body.mac: expected a MAC address like "52:54:00:00:00:01" (quoted), got "not-a-mac"',
         'body.hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "bad_name"',
-        'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, profile, image, lts, labels, taints, join, kernelArgs, tpm',
+        'body.color: unknown field; expected one of mac, hostname, arch, ip, piSerial, piModel, piBoot, profile, image, lts, labels, taints, join, kernelArgs, secureBoot, tpm',
         'body.labels.bad key!: invalid key; expected a label name like rack or example.com/rack',
       ]),
     );

@@ -15,7 +15,7 @@ function bootfarm(...args: string[]): { code: number | null; stdout: string; std
 
 describe('bootfarm usage errors', () => {
   it.each([
-    [['pi', 'eeprom-config', '--help'], "bootfarm: unknown command 'pi' (see bootfarm --help)"],
+    [['rpi', 'eeprom-config', '--help'], "bootfarm: unknown command 'rpi' (see bootfarm --help)"],
     [['frobnicate'], "bootfarm: unknown command 'frobnicate' (see bootfarm --help)"],
     [['image', 'frobnicate', '--help'], "bootfarm image: unknown command 'frobnicate' (see bootfarm image --help)"],
     [['help', 'frobnicate'], "bootfarm: unknown command 'frobnicate' (see bootfarm --help)"],
