@@ -105,6 +105,8 @@ describe('the npm package', () => {
     const page = await lab.exec(client.ns, 'curl', ['-sS', '--fail', 'http://10.9.0.1:8080/']);
     expect(page.stdout).toContain('<html');
     expect(await proc.stop()).toBe(0);
+    // The process has exited; its last line may still be in the pipe.
+    await proc.waitForLog((l) => l.msg === 'stopped', 5_000, 'the stopped line');
     expect(proc.logs().at(-1)?.msg).toBe('stopped');
     rmSync(dir, { recursive: true, force: true });
   });
