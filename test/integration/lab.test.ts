@@ -170,20 +170,26 @@ describe('emulation lab: power-on to joined', () => {
   );
 
   it(
-    'arm64 UEFI HTTP boot (AAVMF with its PXE off) fetches GRUB, its config, kernel and initrd over HTTP and joins',
+    'UEFI HTTP boot with the firmware PXE off (OVMF amd64, AAVMF arm64) fetches its loader, kernel and initrd over HTTP and joins',
     async () => {
-      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'arm64-uefi-http']);
+      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-uefi-http,arm64-uefi-http']);
       expect(code, stderr.slice(-3000)).toBe(0);
-      const [node] = json.results as [NodeResult];
-      expect(node.ok, node.failure).toBe(true);
-      // The firmware asked as an HTTP client (arch 19) and got a URI; nothing came over TFTP.
-      const files = node.events.filter((e) => e.type === 'http.file').map((e) => String(e.detail?.path));
-      expect(files).toContain('grub/arm64-efi/core.efi');
       const version = readlinkSync(path.join(IMAGES, 'lab', 'current'));
-      expect(files).toContain(`images/lab/${version}/arm64/vmlinuz`);
-      expect(node.events.some((e) => e.type === 'tftp.file')).toBe(false);
-      for (const step of ['root attached', 'booted', 'joined'] as const) expect(node.timeline[step], step).toBeTypeOf('number');
-      expect(json.cluster.map((n) => n.name)).toEqual(['lab-arm64-uefi-http']);
+      for (const node of json.results) {
+        const arch = node.kind.startsWith('arm64') ? 'arm64' : 'amd64';
+        expect(node.ok, `${node.kind}: ${node.failure}`).toBe(true);
+        // The firmware asked as an HTTP client (arch 16 / 19) and got a URI; nothing came over TFTP.
+        const files = node.events.filter((e) => e.type === 'http.file').map((e) => String(e.detail?.path));
+        if (arch === 'arm64') expect(files).toContain('grub/arm64-efi/core.efi');
+        expect(files, node.kind).toContain(`images/lab/${version}/${arch}/vmlinuz`);
+        expect(
+          node.events.some((e) => e.type === 'tftp.file'),
+          node.kind,
+        ).toBe(false);
+        for (const step of ['root attached', 'booted', 'joined'] as const)
+          expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+      }
+      expect(json.cluster.map((n) => n.name).sort()).toEqual(['lab-amd64-uefi-http', 'lab-arm64-uefi-http']);
     },
     30 * 60_000,
   );
