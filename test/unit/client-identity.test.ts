@@ -142,6 +142,12 @@ describe('client identity: Raspberry Pi by OUI', () => {
       wantsNetboot: true,
       raspberryPi: { model: 3, serial: '12345678', boardRevision: undefined },
     });
+    // A Pi 3B (not B+) ROM sends 16 x 0x44 for every board: no serial, not serial 44444444.
+    const pi3bConstant = Buffer.concat([Buffer.from([0]), Buffer.alloc(16, 0x44)]);
+    expect(identifyClient(discover({ mac: 'b8:27:eb:01:02:04', ...pxe(0), machineId: pi3bConstant }))).toMatchObject({
+      firmware: 'raspberry-pi',
+      raspberryPi: { model: 3, serial: undefined },
+    });
     expect(identifyClient(discover({ mac: 'dc:a6:32:01:02:03', arch: [41] }))).toMatchObject({
       firmware: 'raspberry-pi',
       raspberryPi: { model: undefined },

@@ -134,12 +134,20 @@ export function readRaspberryPiMachineId(options: DhcpOptions): RaspberryPiMachi
   };
 }
 
-/** The legacy Pi option 97: the 32-bit serial repeated four times. */
+/**
+ * The Pi 3B ROM's option 97 is 16 x 0x44, the same on every board
+ * (docs/protocol-notes.md §2.1): it has the shape of a repeated serial but is
+ * none, and read as 44444444 it would give every Pi 3B one serial directory.
+ */
+const PI3B_CONSTANT_MACHINE_ID = 0x44444444;
+
+/** The legacy Pi option 97: the 32-bit serial repeated four times (a Pi 3B+ ROM). */
 export function readRepeatedSerialMachineId(options: DhcpOptions): string | undefined {
   const id = readClientMachineId(options);
   if (!id) return undefined;
   const first = id.readUInt32LE(0);
   for (let i = 4; i < 16; i += 4) if (id.readUInt32LE(i) !== first) return undefined;
+  if (first === PI3B_CONSTANT_MACHINE_ID) return undefined;
   return first.toString(16).padStart(8, '0');
 }
 
