@@ -1,15 +1,43 @@
 // Full-mode requests for in-process tests of server/dhcp/server/full-handler.ts:
 // udhcpc's captured packets re-addressed, and the context the DHCP service
 // would build for them (identity, inventory node, boot plan).
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { parseConfig } from '../../server/config/load.js';
+import type { ResolvedConfig } from '../../server/config/types.js';
 import { decodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import { readMessageType } from '../../server/dhcp/codec/readers.js';
 import { identifyClient } from '../../server/dhcp/codec/identity.js';
 import { planBoot } from '../../server/boot/policy.js';
-import type { FileStore } from '../../server/store/store.js';
+import { FileStore } from '../../server/store/store.js';
 import type { HandlerResult, ModeHandler, RequestContext } from '../../server/dhcp/server/context.js';
 import { REPO_ROOT } from './bootfarm.js';
+
+export interface FullModeState {
+  config: ResolvedConfig;
+  store: FileStore;
+  /** Closes the store and removes its state directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * A configuration served by `server` in a fresh state directory, and its store:
+ * `body` is the YAML after the `server:` line (the dhcp section, nodes...).
+ */
+export async function openFullModeState(server: string, body: string): Promise<FullModeState> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-full-mode-'));
+  const config = parseConfig(`server: { address: ${server}, stateDir: ${dir} }\n${body}`, 'test.yaml');
+  const store = (await FileStore.open(dir, config.nodes)).store;
+  return {
+    config,
+    store,
+    close: async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 export interface RequestFields {
   requested?: string;

@@ -4,17 +4,21 @@
 // decisions of a REQUEST's states, reservations, DECLINE, RELEASE and INFORM.
 // Driven through FullModeHandler with the real LeasePool over a real FileStore.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { DhcpPacket } from '../../server/dhcp/codec/packet.js';
-import { parseConfig } from '../../server/config/load.js';
 import type { ResolvedConfig } from '../../server/config/types.js';
-import { FileStore } from '../../server/store/store.js';
+import type { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import type { HandlerResult } from '../../server/dhcp/server/context.js';
-import { handleAt, nakMessage, replyOf, udhcpcPacket as packet, type RequestFields } from '../lib/dhcp-full-mode.js';
+import {
+  handleAt,
+  nakMessage,
+  openFullModeState,
+  replyOf,
+  type FullModeState,
+  udhcpcPacket as packet,
+  type RequestFields,
+} from '../lib/dhcp-full-mode.js';
 import { ipv4ToNumber } from '../../server/util/ipv4.js';
 
 const SERVER = '10.9.0.1';
@@ -25,7 +29,7 @@ const RESERVED_MAC = '52:54:00:aa:00:04';
 const OFFER_HOLD_MS = 30_000;
 
 describe('full mode: an address another client holds', () => {
-  let dir: string;
+  let state: FullModeState;
   let store: FileStore;
   let config: ResolvedConfig;
   let pool: LeasePool;
@@ -34,26 +38,21 @@ describe('full mode: an address another client holds', () => {
   const late = t0 + OFFER_HOLD_MS + 1_000;
 
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-conflicts-'));
-    config = parseConfig(
+    state = await openFullModeState(
+      SERVER,
       `
-server: { address: ${SERVER}, stateDir: ${dir} }
 dhcp:
   mode: full
   subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.200], router: ${SERVER}, leaseSeconds: 3600 }]
 nodes:
   - { mac: "${RESERVED_MAC}", hostname: n1, ip: 10.9.0.50 }
 `,
-      'test.yaml',
     );
-    store = (await FileStore.open(dir, config.nodes)).store;
+    ({ config, store } = state);
     pool = new LeasePool(config.dhcp.subnets, store, OFFER_HOLD_MS, 600_000);
     handler = new FullModeHandler(pool, SERVER);
   });
-  afterEach(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => state.close());
 
   const handle = (p: DhcpPacket, now: number): Promise<HandlerResult> => handleAt(handler, store, SERVER, p, now);
 

@@ -8,16 +8,20 @@
 // ciaddr. Driven through FullModeHandler with the real LeasePool over a real
 // FileStore, as test/unit/dhcp-address-conflicts.test.ts does.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { parseConfig } from '../../server/config/load.js';
 import type { ResolvedConfig } from '../../server/config/types.js';
-import { FileStore } from '../../server/store/store.js';
+import type { FileStore } from '../../server/store/store.js';
 import { LeasePool, type PoolCaps } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import type { HandlerResult } from '../../server/dhcp/server/context.js';
-import { handleAt, nakMessage, replyOf, udhcpcPacket, type RequestFields } from '../lib/dhcp-full-mode.js';
+import {
+  handleAt,
+  nakMessage,
+  openFullModeState,
+  replyOf,
+  type FullModeState,
+  udhcpcPacket,
+  type RequestFields,
+} from '../lib/dhcp-full-mode.js';
 
 const SERVER = '10.9.0.1';
 /** A relay on the second served network. */
@@ -34,7 +38,7 @@ const STALE_OFFER_AGE_MS = 5_000;
 const NO_CAPS: PoolCaps = { unknownLeasePercent: 100, maxQuarantinedPercent: 100 };
 
 describe('full mode: subnets, caps, exhaustion and how replies are addressed', () => {
-  let dir: string;
+  let state: FullModeState;
   let store: FileStore;
   let config: ResolvedConfig;
   let pool: LeasePool;
@@ -42,10 +46,9 @@ describe('full mode: subnets, caps, exhaustion and how replies are addressed', (
   const t0 = Date.now();
 
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-full-decisions-'));
-    config = parseConfig(
+    state = await openFullModeState(
+      SERVER,
       `
-server: { address: ${SERVER}, stateDir: ${dir} }
 dhcp:
   mode: full
   subnets:
@@ -57,15 +60,11 @@ nodes:
   - { mac: "${RESERVED_MAC}", hostname: r1, ip: 10.9.0.50 }
   - { mac: "${KNOWN_PI_MAC}", hostname: pi-1 }
 `,
-      'test.yaml',
     );
-    store = (await FileStore.open(dir, config.nodes)).store;
+    ({ config, store } = state);
     usePool(NO_CAPS);
   });
-  afterEach(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => state.close());
 
   function usePool(caps: PoolCaps): void {
     pool = new LeasePool(config.dhcp.subnets, store, OFFER_HOLD_MS, 600_000, caps, t0);
