@@ -29,7 +29,10 @@ const IMAGES = [
   'test/integration/systemd.test.ts',
   'test/integration/ansible.test.ts',
 ];
-const LAB = ['test/integration/lab.test.ts'];
+// Every lab file (test/integration/lab*.test.ts), one at a time: each boots QEMU guests.
+const LAB = readdirSync(fileURLToPath(new URL('test/integration', import.meta.url)))
+  .filter((f) => /^lab(-[a-z0-9-]+)?\.test\.ts$/.test(f))
+  .map((f) => `test/integration/${f}`);
 
 export default defineConfig({
   test: {

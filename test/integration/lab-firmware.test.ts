@@ -1,0 +1,36 @@
+// Firmware paths in the emulation lab beyond the first case's SeaBIOS and arm64
+// UEFI PXE (test/integration/lab.test.ts): each lab kind boots with the firmware
+// as Debian ships it and must reach "joined".
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readlinkSync } from 'node:fs';
+import path from 'node:path';
+import { IMAGES, buildLabImage, lab } from '../lib/lab-run.js';
+
+describe('emulation lab: firmware paths', () => {
+  beforeAll(buildLabImage, 60 * 60_000);
+
+  it(
+    'UEFI HTTP boot with the firmware PXE off (OVMF amd64, AAVMF arm64) fetches its loader, kernel and initrd over HTTP and joins',
+    async () => {
+      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-uefi-http,arm64-uefi-http']);
+      expect(code, stderr.slice(-3000)).toBe(0);
+      const version = readlinkSync(path.join(IMAGES, 'lab', 'current'));
+      for (const node of json.results) {
+        const arch = node.kind.startsWith('arm64') ? 'arm64' : 'amd64';
+        expect(node.ok, `${node.kind}: ${node.failure}`).toBe(true);
+        // The firmware asked as an HTTP client (arch 16 / 19) and got a URI; nothing came over TFTP.
+        const files = node.events.filter((e) => e.type === 'http.file').map((e) => String(e.detail?.path));
+        if (arch === 'arm64') expect(files).toContain('grub/arm64-efi/core.efi');
+        expect(files, node.kind).toContain(`images/lab/${version}/${arch}/vmlinuz`);
+        expect(
+          node.events.some((e) => e.type === 'tftp.file'),
+          node.kind,
+        ).toBe(false);
+        for (const step of ['root attached', 'booted', 'joined'] as const)
+          expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+      }
+      expect(json.cluster.map((n) => n.name).sort()).toEqual(['lab-amd64-uefi-http', 'lab-arm64-uefi-http']);
+    },
+    30 * 60_000,
+  );
+});
