@@ -3,8 +3,10 @@
 // named); the DHCP handlers only encode its answer. Firmware quirks are explained at
 // the branch that handles them (docs/protocol-notes.md §1.8, §1.9, §2.2).
 import type { ClientIdentity, FirmwareKind } from '../dhcp/codec/identity.js';
-import type { ResolvedNode } from '../config/types.js';
+import type { ResolvedNode, SecureBootSetting } from '../config/types.js';
 import { SECURE_BOOT_FILES } from './secure-boot-files.js';
+import { UBOOT_SCRIPT_PATH } from './uboot/script-file.js';
+import { SITE_SIGNED_IPXE } from './signing-files.js';
 
 export interface BootPolicySettings {
   /** The address clients fetch from: siaddr, option 54 in proxy mode, TFTP and HTTP host. */
@@ -53,7 +55,11 @@ const IPXE_FEATURE_HTTP = 0x13;
  * secureBoot node gets shim, signed by Microsoft, which then loads Debian's signed
  * GRUB from beside it (server/boot/secure-boot-files.ts).
  */
-function uefiBootFile(identity: ClientIdentity, secureBoot: boolean, settings: BootPolicySettings): string | undefined {
+function uefiBootFile(identity: ClientIdentity, secureBoot: SecureBootSetting, settings: BootPolicySettings): string | undefined {
+  // secureBoot: site: the site enrolled its own db key and bootfarm signed iPXE
+  // with it (server/boot/signing.ts); only amd64, where Debian ships iPXE (config
+  // check refuses site on an arm64 node).
+  if (identity.cpu === 'x86_64' && secureBoot === 'site') return SITE_SIGNED_IPXE;
   if (identity.cpu === 'x86_64') return secureBoot ? SECURE_BOOT_FILES.x86_64.shim : settings.bootFiles.uefiX64;
   if (identity.cpu === 'arm64') return secureBoot ? SECURE_BOOT_FILES.arm64.shim : settings.bootFiles.uefiArm64;
   return undefined;
@@ -61,7 +67,7 @@ function uefiBootFile(identity: ClientIdentity, secureBoot: boolean, settings: B
 
 export function planBoot(
   identity: ClientIdentity,
-  node: (ResolvedNode & { secureBoot?: boolean | undefined }) | undefined,
+  node: (ResolvedNode & { secureBoot?: SecureBootSetting | undefined }) | undefined,
   settings: BootPolicySettings,
 ): BootPlan {
   const server = settings.serverAddress;
@@ -98,16 +104,21 @@ export function planBoot(
     case 'bios':
       return { ...base, bootFile: settings.bootFiles.bios, vendorClass: 'PXEClient' };
     case 'uefi': {
-      const file = uefiBootFile(identity, node?.secureBoot === true, settings);
+      const file = uefiBootFile(identity, node?.secureBoot ?? false, settings);
       if (file) return { ...base, bootFile: file, vendorClass: 'PXEClient' };
       return { kind: 'none', reason: `no boot file for UEFI architecture ${identity.archCode}` };
     }
     case 'uefi-http': {
       // UEFI HTTP boot takes a full URI in the file field and needs "HTTPClient" back.
-      const file = uefiBootFile(identity, node?.secureBoot === true, settings);
+      const file = uefiBootFile(identity, node?.secureBoot ?? false, settings);
       if (!file) return { kind: 'none', reason: `no HTTP boot file for architecture ${identity.archCode}` };
       return { ...base, bootFile: `http://${server}:${settings.httpPort}/${file}`, vendorClass: 'HTTPClient' };
     }
+    case 'u-boot':
+      // U-Boot's distro boot (bootcmd_dhcp) fetches boot.scr.uimg whatever the
+      // file field says, and its `pxe` target reads pxelinux.cfg/ beside the file
+      // named here: the same name serves both (server/boot/uboot/script-file.ts).
+      return { ...base, bootFile: UBOOT_SCRIPT_PATH, vendorClass: 'PXEClient' };
     default:
       return { kind: 'none', reason: `unrecognised client architecture ${identity.archCode ?? '(none sent)'}` };
   }

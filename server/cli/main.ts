@@ -11,6 +11,8 @@ import { installGrubArm64, installIpxe, installSecureBoot } from '../boot/bootlo
 import { TemplateSet } from '../config/templates.js';
 import path from 'node:path';
 import { secureBootImageProblems } from '../config/secure-boot-check.js';
+import { signingProblems } from '../boot/signing-check.js';
+import { signIpxe } from '../boot/signing.js';
 import { findConfigNode, registerRenderCommand, renderArtefact } from './render.js';
 import { piImageProblems } from '../config/pi-image-check.js';
 import { registerNodeCommands } from './node.js';
@@ -122,6 +124,8 @@ program
       const { defaults, profiles } = config.layers;
       if (opts.secureBoot || defaults.secureBoot || profiles.some((p) => p.secureBoot) || config.nodes.some((n) => n.secureBoot))
         installed.push(...installSecureBoot(config.tftp.root, cache, opts.grub));
+      // secureBoot: site: iPXE signed with the site's db key (server/boot/signing.ts).
+      if (config.boot.signingKey) installed.push(signIpxe(config.tftp.root, config.boot.signingKey));
       for (const { file, source } of installed) {
         process.stdout.write(`${path.join(config.tftp.root, file)} <- ${source}\n`);
       }
@@ -166,6 +170,12 @@ configCmd
         config.nodes.map((n) => findConfigNode(config, n.mac)),
       );
       if (unsigned.length > 0) throw new ConfigError(unsigned);
+      // boot.signingKey readable, a key, matching its certificate; secureBoot: site nodes served what their firmware trusts.
+      const signing = signingProblems(
+        config,
+        config.nodes.map((n) => findConfigNode(config, n.mac)),
+      );
+      if (signing.length > 0) throw new ConfigError(signing);
       const subnets = config.dhcp.subnets.map((s) => s.cidr).join(', ') || 'none';
       process.stdout.write(
         `${file}: ok (dhcp ${config.dhcp.mode}, subnets: ${subnets}, ${config.nodes.length} nodes, ${config.layers.profiles.length} profiles, unknown nodes: ${config.unknownNodes}${config.kubernetes ? `, joins ${config.kubernetes.apiServer}` : ''})\n`,

@@ -476,6 +476,14 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
       uefiArm64: cfg.boot?.uefiArm64 ?? 'grub/arm64-efi/core.efi',
       kernelArgs: cfg.boot?.kernelArgs ?? '',
       templatesDir: cfg.boot?.templatesDir ? resolvePath(dir, cfg.boot.templatesDir) : undefined,
+      signingKey: cfg.boot?.signingKey
+        ? {
+            key: resolvePath(dir, cfg.boot.signingKey.key),
+            cert: resolvePath(dir, cfg.boot.signingKey.cert),
+            passphraseFile: cfg.boot.signingKey.passphraseFile ? resolvePath(dir, cfg.boot.signingKey.passphraseFile) : undefined,
+          }
+        : undefined,
+      silentBootloaderSeconds: cfg.boot?.silentBootloaderSeconds ?? 60,
     },
     nodes: (cfg.nodes ?? []).map((n) => ({ ...n, mac: normalizeMac(n.mac), piSerial: n.piSerial?.toLowerCase() })),
     layers: { defaults: resolveLayer(cfg.defaults, dir, ltsFiles), profiles, defaultImage },

@@ -70,6 +70,13 @@ const Taint = Type.String({
   ...expected('a taint like "dedicated=gpu:NoSchedule" (key[=value]:NoSchedule|PreferNoSchedule|NoExecute)'),
 });
 
+// true: Debian's shim chain (Microsoft's UEFI CA); site: iPXE signed with boot.signingKey (server/boot/signing.ts).
+const SecureBootSetting = Type.Union([Type.Boolean(), Type.Literal('site')], {
+  ...expected(
+    'true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE), site (amd64 UEFI nodes boot iPXE signed with boot.signingKey) or false; docs/configuration.md "Secure Boot"',
+  ),
+});
+
 /** What defaults, profiles and nodes can each set; later layers override earlier ones. */
 const layerFields = {
   image: Type.Optional(ImageName),
@@ -79,11 +86,7 @@ const layerFields = {
   taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
   join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
   kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this layer'))),
-  secureBoot: Type.Optional(
-    Type.Boolean(
-      expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false'),
-    ),
-  ),
+  secureBoot: Type.Optional(SecureBootSetting),
 };
 
 export const NodeSchema = Type.Object(
@@ -109,11 +112,7 @@ export const NodeSchema = Type.Object(
     taints: Type.Optional(Type.Array(Taint, expected('a list of taints'))),
     join: Type.Optional(Type.Boolean(expected('true (run kubeadm join at the end of boot) or false'))),
     kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments for this node'))),
-    secureBoot: Type.Optional(
-      Type.Boolean(
-        expected('true (UEFI nodes boot Debian\'s signed shim and GRUB instead of iPXE, docs/configuration.md "Secure Boot") or false'),
-      ),
-    ),
+    secureBoot: Type.Optional(SecureBootSetting),
     tpm: Type.Optional(
       Type.Object(
         {
@@ -342,6 +341,19 @@ export const ConfigSchema = Type.Object(
           uefiArm64: Type.Optional(Type.String({ minLength: 1, ...expected('a boot file path under tftp.root') })),
           kernelArgs: Type.Optional(Type.String(expected('extra kernel arguments, e.g. "console=ttyS0"'))),
           templatesDir: Type.Optional(Type.String({ minLength: 1, ...expected('a directory of .hbs templates overriding templates/') })),
+          signingKey: Type.Optional(
+            Type.Object(
+              {
+                key: Type.String({ minLength: 1, ...expected('the PEM private key of the db key the site enrolled') }),
+                cert: Type.String({ minLength: 1, ...expected('the PEM certificate of that key') }),
+                passphraseFile: Type.Optional(Type.String({ minLength: 1, ...expected('a file holding the key\'s passphrase') })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          silentBootloaderSeconds: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 3600, ...expected('seconds (1-3600) a node may stay silent after fetching its bootloader') }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -57,6 +57,15 @@ export interface DhcpLimits {
   maxQuarantinedPercent: number;
 }
 
+export type SecureBootSetting = boolean | 'site';
+
+/** A db key the site enrolled in its machines' firmware, which signs iPXE for `secureBoot: site` (server/boot/signing.ts). Paths absolute. */
+export interface SigningKey {
+  key: string;
+  cert: string;
+  passphraseFile: string | undefined;
+}
+
 /** What defaults, a profile or a node can set. */
 export interface ConfigLayer {
   image?: string | undefined;
@@ -67,8 +76,8 @@ export interface ConfigLayer {
   taints?: string[] | undefined;
   join?: boolean | undefined;
   kernelArgs?: string | undefined;
-  /** UEFI nodes get shim and Debian's signed GRUB instead of iPXE (server/boot/policy.ts). */
-  secureBoot?: boolean | undefined;
+  /** true: UEFI nodes get shim and Debian's signed GRUB instead of iPXE; site: iPXE signed with boot.signingKey (server/boot/policy.ts). */
+  secureBoot?: SecureBootSetting | undefined;
 }
 
 export interface ProfileMatch {
@@ -150,7 +159,16 @@ export interface ResolvedConfig {
     maxHandshakeOptions: number;
     maxBufferedReadMiB: number;
   };
-  boot: { bios: string; uefiX64: string; uefiArm64: string; kernelArgs: string; templatesDir: string | undefined };
+  boot: {
+    bios: string;
+    uefiX64: string;
+    uefiArm64: string;
+    kernelArgs: string;
+    templatesDir: string | undefined;
+    signingKey: SigningKey | undefined;
+    /** How long a node may stay silent after fetching its bootloader before its timeline gets a hint (server/boot/silent-boot-watch.ts). */
+    silentBootloaderSeconds: number;
+  };
   nodes: ResolvedNode[];
   layers: LayerSet;
   unknownNodes: UnknownNodesPolicy;

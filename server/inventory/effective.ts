@@ -4,7 +4,7 @@
 import type { LtsValue } from '../config/schema.js';
 import { evaluateLtsConf } from '../config/lts-conf.js';
 import { versionSorted } from '../config/version-sort.js';
-import type { ConfigLayer, LayerSet, NodeArch, ProfileMatch, ResolvedNode, ResolvedProfile } from '../config/types.js';
+import type { ConfigLayer, LayerSet, NodeArch, ProfileMatch, ResolvedNode, ResolvedProfile, SecureBootSetting } from '../config/types.js';
 
 /** The LTSP families applied in `sort -V` order of their keys (docs/protocol-notes.md §6.2). */
 const LTS_FAMILIES = ['PREINIT', 'FSTAB', 'RCFILE', 'SYSCTL'] as const;
@@ -27,8 +27,8 @@ export interface EffectiveNode extends ResolvedNode {
   kernelArgs: string;
   /** NBD_TO_RAM / IMAGE_TO_RAM: the initramfs copies the image to RAM. */
   toRam: boolean;
-  /** UEFI boots through shim and Debian's signed GRUB (the last layer that sets secureBoot wins). */
-  secureBoot: boolean;
+  /** true: UEFI boots through shim and Debian's signed GRUB; site: iPXE signed with boot.signingKey (the last layer that sets secureBoot wins). */
+  secureBoot: SecureBootSetting;
   /** Where the node entry came from. */
   origin: 'config' | 'api' | 'unknown';
 }
@@ -89,7 +89,7 @@ export function effectiveNode(node: ResolvedNode, layers: LayerSet, origin: Effe
   const labels: Record<string, string> = {};
   let taints: string[] = [];
   let join = true;
-  let secureBoot = false;
+  let secureBoot: SecureBootSetting = false;
   const kernelArgs: string[] = [];
   const vars = new Map<string, string>();
   for (const layer of stack) {
