@@ -6,6 +6,8 @@ import type { ResolvedConfig } from './config/types.js';
 import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';
+import { SilentBootWatch } from './boot/silent-boot-watch.js';
+import { feedOf } from './http/event-feed.js';
 import type { BootPolicySettings } from './boot/policy.js';
 import { TftpServer } from './tftp/server.js';
 import { ResolverChain } from './boot/files/resolver.js';
@@ -102,6 +104,17 @@ export class Bootfarm {
       await sessions.start();
       this.sessions = sessions;
       this.services.push(sessions);
+      // A node silent after fetching its bootloader gets a hint on its timeline (server/boot/silent-boot-watch.ts).
+      this.services.push(
+        new SilentBootWatch({
+          store: this.store,
+          feed: feedOf(this.store),
+          tftpRoot: config.tftp.root,
+          waitMs: config.boot.silentBootloaderSeconds * 1000,
+          nodeByMac: (mac) => inventory.knownByMac(mac),
+          logger: logger.child({ svc: 'boot' }),
+        }),
+      );
       if (config.kubernetes?.admission === 'tpm') {
         this.tpm = new TpmAdmission({
           registry: EkRegistry.open(config.server.stateDir, config.file),

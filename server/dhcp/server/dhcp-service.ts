@@ -373,7 +373,8 @@ export class DhcpService {
           at: new Date(ctx.now).toISOString(),
           mac: ctx.identity.mac,
           type: `dhcp.${result.outcome}`,
-          detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile },
+          // arch (option 93) and ipxe: what server/boot/silent-boot-hint.ts reads when the node goes silent.
+          detail: { ...result.detail, listener: ctx.listener, bootFile: event.bootFile, arch: event.arch, ipxe: event.ipxe },
         });
       }
     } else {
