@@ -53,12 +53,13 @@ describe('client identity: architecture', () => {
     [16, 'x86_64', 'uefi-http'],
     [11, 'arm64', 'uefi'],
     [19, 'arm64', 'uefi-http'],
-    [22, 'arm64', 'uefi'],
-    [24, 'arm64', 'uefi-http'],
+    // 21-24: U-Boot by IANA's table (ARM32/ARM64 U-Boot and their HTTP variants).
+    [22, 'arm64', 'u-boot'],
+    [24, 'arm64', 'u-boot'],
     [10, 'arm32', 'uefi'],
     [18, 'arm32', 'uefi-http'],
-    [21, 'arm32', 'uefi'],
-    [23, 'arm32', 'uefi-http'],
+    [21, 'arm32', 'u-boot'],
+    [23, 'arm32', 'u-boot'],
     [2, 'unknown', 'uefi'],
   ])('option 93 = %i is %s %s', (arch, cpu, firmware) => {
     expect(identifyClient(discover(pxe(arch)))).toMatchObject({ archCode: arch, archCodes: [arch], cpu, firmware, wantsNetboot: true });

@@ -8,6 +8,7 @@ import { FileCache } from './file-cache.js';
 import { macFromPath, type NodeDirectory } from './node-directory.js';
 import { piNodeBootSet } from './pi-models.js';
 import type { FileAnswer, FileRequest, FileResolver } from './resolver.js';
+import { UBOOT_SCRIPT_PATH, ubootScriptAnswer } from '../uboot/script-file.js';
 
 const PI_SERIAL = /^[0-9a-f]{8}$/;
 
@@ -62,6 +63,8 @@ export class GeneratedFileResolver implements FileResolver {
   }
 
   async resolve(request: FileRequest): Promise<FileAnswer | undefined> {
+    // One script for every U-Boot board; its node-specific part is the pxelinux.cfg it fetches next.
+    if (request.path === UBOOT_SCRIPT_PATH) return ubootScriptAnswer();
     const route = this.route(request);
     if (!route) return undefined;
     if (!route.node) return { found: false, denied: false, detail: `no node for ${request.path}` };

@@ -17,7 +17,7 @@ import { macFromBuffer } from '../../util/mac.js';
 /** CPU architecture of the firmware that is booting. */
 type FirmwareCpu = 'x86' | 'x86_64' | 'arm64' | 'arm32' | 'unknown';
 /** How the firmware loads its first file. */
-export type FirmwareKind = 'bios' | 'uefi' | 'uefi-http' | 'raspberry-pi' | 'unknown';
+export type FirmwareKind = 'bios' | 'uefi' | 'uefi-http' | 'raspberry-pi' | 'u-boot' | 'unknown';
 
 interface IpxeInfo {
   userClass: string | undefined;
@@ -58,6 +58,14 @@ export function isRaspberryPiMac(mac: string): boolean {
 }
 
 const HTTP_ARCH_CODES = new Set([15, 16, 17, 18, 19, 20, 23, 24, 26, 28, 30, 38, 40]);
+
+/**
+ * U-Boot's DHCP sends 93 = 21 (ARM32 U-Boot) or 22 (ARM64 U-Boot) and option 60
+ * "U-Boot.<arch>" (CONFIG_BOOTP_VCI_STRING; Debian's qemu_arm: "U-Boot.armv7"), never
+ * PXEClient (test/fixtures/uboot/). 23/24 are its HTTP variants, which still fetch
+ * over TFTP first; its EFI loader's own DHCP says PXEClient arch 10/11 and is UEFI.
+ */
+const UBOOT_ARCH_CODES = new Set([21, 22, 23, 24]);
 
 function cpuOfArch(code: number): FirmwareCpu {
   switch (code) {
@@ -100,7 +108,8 @@ export function identifyClient(packet: DhcpPacket): ClientIdentity {
   const archCodes = readClientArch(options) ?? [];
   const archCode = archCodes[0] ?? archFromVendorClass(vendorClass);
   const isHttpClient = vendorClass?.startsWith('HTTPClient') === true;
-  const wantsNetboot = vendorClass?.startsWith('PXEClient') === true || isHttpClient;
+  const uboot = !isHttpClient && (vendorClass?.startsWith('U-Boot') === true || (archCode !== undefined && UBOOT_ARCH_CODES.has(archCode)));
+  const wantsNetboot = vendorClass?.startsWith('PXEClient') === true || isHttpClient || uboot;
 
   const userClasses = readUserClass(options);
   const encapsulated = readIpxeEncapsulated(options);
@@ -132,6 +141,8 @@ export function identifyClient(packet: DhcpPacket): ClientIdentity {
   if (raspberryPi) {
     firmware = 'raspberry-pi';
     cpu = 'arm64';
+  } else if (uboot && ipxe === undefined) {
+    firmware = 'u-boot';
   } else if (archCode === undefined) {
     firmware = 'unknown';
   } else if (isHttpClient || HTTP_ARCH_CODES.has(archCode)) {

@@ -18,6 +18,11 @@ export class ProxyModeHandler implements ModeHandler {
     // server ("if we're just a proxy server, go no further", dnsmasq).
     if (ctx.messageType !== MessageType.DISCOVER) return { replies: [], outcome: 'ignored-proxy-not-discover' };
     if (ctx.plan.kind === 'none') return { replies: [], outcome: 'ignored-not-netboot', detail: { reason: ctx.plan.reason } };
+    // U-Boot requests the first offer's yiaddr and merges no second offer (net/bootp.c),
+    // so an addressless proxy offer would break its boot: the site DHCP server names
+    // bootfarm as next-server instead (docs/configuration.md, U-Boot boards).
+    if (ctx.plan.kind === 'file' && ctx.plan.firmware === 'u-boot')
+      return { replies: [], outcome: 'ignored-not-netboot', detail: { reason: 'U-Boot cannot use a proxy offer' } };
 
     const reply = replySkeleton(ctx.packet, MessageType.OFFER, this.serverId);
     reply.yiaddr = ZERO_IPV4;
