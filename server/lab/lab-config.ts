@@ -62,7 +62,7 @@ export function labServerConfig(o: LabConfigInput): Record<string, unknown> {
         mac: s.mac,
         hostname: s.hostname,
         arch: s.arch,
-        ...(s.piSerial ? { piSerial: s.piSerial, piModel: scriptedPiModel(s) } : {}),
+        ...(s.piSerial ? { piSerial: s.piSerial, piModel: scriptedPiModel(s), ...(s.piBoot ? { piBoot: s.piBoot } : {}) } : {}),
         ...(o.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
         ...(o.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
         ...(o.tpmEks.has(s.hostname) ? { tpm: { ek: o.tpmEks.get(s.hostname) } } : {}),

@@ -3,7 +3,7 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5'] as const;
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5', 'pi4-http'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {
@@ -15,6 +15,8 @@ export interface NodeSpec {
   firmware: GuestFirmware | 'pi4';
   piSerial?: string | undefined;
   piModel?: 3 | 4 | 5 | undefined;
+  /** http: the scripted EEPROM boots over HTTP (boot.sig + boot.img), nothing over TFTP. */
+  piBoot?: 'http' | undefined;
 }
 
 export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
@@ -29,6 +31,16 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004', piModel: 4 },
   // Needs an image with kernel_2712.img and bcm2712-rpi-5-b.dtb (docs/design.md, "Raspberry Pi 5 kernels").
   pi5: { hostname: 'lab-pi5', mac: '2c:cf:67:b0:00:15', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f005', piModel: 5 },
+  // A Pi 4 with BOOT_ORDER 0xf17: DHCP for its address, then the signed boot.img over HTTP (server/pi/http-boot.ts).
+  'pi4-http': {
+    hostname: 'lab-pi4-http',
+    mac: 'dc:a6:32:b0:00:16',
+    arch: 'arm64',
+    firmware: 'pi4',
+    piSerial: 'b0a7f016',
+    piModel: 4,
+    piBoot: 'http',
+  },
 };
 
 /** The scripted bootloader's `--model` for a Pi node, undefined for a QEMU one. */

@@ -10,12 +10,10 @@ import type { NetLab } from './netlab.js';
 import type { Background } from './proc.js';
 import { aarch64VirtArgs, controlPort } from './qemu.js';
 
-/** What the scripted bootloader's PI_BOOT_REPORT says about one fetched file. */
-interface FetchedFile {
-  role: string;
-  mode: 'probe' | 'fetch';
-  outcome: string;
-  savedTo?: string;
+/** What the scripted bootloader's PI_BOOT_REPORT says about the files it fetched (TFTP) or took out of boot.img (HTTP). */
+interface FetchedFiles {
+  files: ReadonlyArray<{ role: string; mode: 'probe' | 'fetch'; outcome: string; savedTo?: string }>;
+  http?: { extracted: ReadonlyArray<{ role: string; savedTo: string }> } | undefined;
 }
 
 export interface PiKernelFiles {
@@ -27,15 +25,20 @@ export interface PiKernelFiles {
 
 /**
  * The kernel, initramfs and cmdline.txt the scripted bootloader saved, or why
- * they cannot be booted (a node whose config.txt names no initramfs, say).
+ * they cannot be booted (a node whose config.txt names no initramfs, say). In
+ * HTTP boot they are the ones it took out of the verified boot.img, never TFTP's.
  */
-export function piKernelFiles(files: readonly FetchedFile[]): PiKernelFiles | string {
-  const saved = (role: string) => files.find((f) => f.role === role && f.mode === 'fetch' && f.outcome === 'ok' && f.savedTo)?.savedTo;
+export function piKernelFiles(report: FetchedFiles): PiKernelFiles | string {
+  const saved = (role: string) =>
+    report.http
+      ? report.http.extracted.find((f) => f.role === role)?.savedTo
+      : report.files.find((f) => f.role === role && f.mode === 'fetch' && f.outcome === 'ok' && f.savedTo)?.savedTo;
   const kernel = saved('kernel');
   const initramfs = saved('initramfs');
   const cmdline = saved('cmdline');
   const missing = [kernel ? '' : 'kernel', initramfs ? '' : 'initramfs', cmdline ? '' : 'cmdline.txt'].filter((m) => m !== '');
-  if (!kernel || !initramfs || !cmdline) return `the Pi bootloader fetched no ${missing.join(', ')}: nothing to boot`;
+  if (!kernel || !initramfs || !cmdline)
+    return `the Pi bootloader ${report.http ? 'took out of boot.img' : 'fetched'} no ${missing.join(', ')}: nothing to boot`;
   return { kernel, initramfs, cmdline: readFileSync(cmdline, 'utf8').replace(/\s+/g, ' ').trim() };
 }
 

@@ -4,7 +4,7 @@
 // in QEMU virt (server/lab/pi-kernel-guest.ts) with the Pi's MAC, attach the
 // node's root and join. The Pi 4 runs in test/integration/lab.test.ts's first case.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildLabImage, lab } from '../lib/lab-run.js';
+import { buildLabImage, fetchedPaths, lab } from '../lib/lab-run.js';
 import type { NodeResult } from '../../server/lab/lab.js';
 
 describe('emulation lab: Raspberry Pi models', () => {
@@ -26,6 +26,30 @@ describe('emulation lab: Raspberry Pi models', () => {
         expect(files, f).toContain(`b0a7f003/${f}`);
       for (const step of ['root attached', 'booted', 'joined'] as const) expect(pi.timeline[step], `pi3 ${step}`).toBeTypeOf('number');
       expect(json.cluster.map((n) => n.name)).toEqual(['lab-pi3']);
+    },
+    30 * 60_000,
+  );
+
+  it(
+    'a Raspberry Pi 4 in HTTP boot fetches its signed boot.img, boots the kernel out of it and joins; a Pi 5 beside it fails naming what the image lacks',
+    async () => {
+      // The lab image is built from Debian bookworm's kernel: no kernel_2712.img, no bcm2712 DTB (docs/design.md).
+      const { json, stderr } = await lab(['--server', 'docker', '--nodes', 'pi4-http,pi5']);
+      const byKind = new Map(json.results.map((r) => [r.kind, r]));
+      const pi = byKind.get('pi4-http') as NodeResult;
+      expect(pi.ok, `${pi.failure}\n${stderr.slice(-3000)}`).toBe(true);
+      // HTTP_HOST/HTTP_PATH from `bootfarm pi eeprom-config`: boot.sig, then boot.img; nothing over TFTP.
+      expect(fetchedPaths(pi, 'http.file')).toEqual(['pi/b0a7f016/boot.sig', 'pi/b0a7f016/boot.img']);
+      expect(fetchedPaths(pi, 'tftp.file')).toEqual([]);
+      for (const step of ['root attached', 'booted', 'joined'] as const) expect(pi.timeline[step], `pi4-http ${step}`).toBeTypeOf('number');
+      expect(json.cluster.map((n) => n.name)).toEqual(['lab-pi4-http']);
+      expect(json.cluster[0]?.tokenId).toBe(pi.events.find((e) => e.type === 'token.minted')?.detail?.tokenId);
+
+      const pi5 = byKind.get('pi5') as NodeResult;
+      expect(pi5.ok).toBe(false);
+      expect(pi5.failure).toContain('kernel_2712.img');
+      expect(pi5.failure).toMatch(/has no rpi\/bcm2712-rpi-5-b\.dtb, rpi\/kernel_2712\.img/);
+      expect(pi5.timeline['root attached']).toBeUndefined();
     },
     30 * 60_000,
   );

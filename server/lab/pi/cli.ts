@@ -1,5 +1,6 @@
 // The stand-in's command line (run through server/lab/pi-bootloader.ts): flags to
 // PiBootOptions, the usage text, and the exit codes (0 ok, 1 failure, 2 bad usage).
+import { readFileSync } from 'node:fs';
 import { makeIdentity } from './model.js';
 import { tftpPrefix, type PiBootOptions } from './options.js';
 import { runPiBoot } from './run.js';
@@ -14,6 +15,12 @@ const USAGE = `usage: node --import tsx server/lab/pi-bootloader.ts --iface IF -
   --lenient-option43        accept the string anywhere in option 43
   --tftp-server IP          TFTP_IP: override options 66/54
   --tftp-port N             (default 69)
+  --http-host IP            HTTP boot (Pi 4/5, BOOT_ORDER nibble 7): HTTP_HOST; DHCP for an address only, then
+                            boot.sig and boot.img, nothing over TFTP; needs --http-path, --pubkey, --hostname
+  --http-port N             HTTP_PORT (default 80)
+  --http-path PATH          HTTP_PATH (bootfarm: pi/<serial>)
+  --pubkey FILE             the public key programmed with rpi-eeprom-config --pubkey (PEM)
+  --hostname NAME           the node's name, which boot.img's cmdline.txt must carry
   --prefix MODE             serial (default) | mac | none | str:NAME
   --files A,B,...           replace the sequence after the prefix probe; tokens @kernel @initramfs @dtb @cmdline @overlays
   --required A,B,...        files (unprefixed names or @kernel, @dtb, @initramfs, @cmdline) that must arrive
@@ -30,6 +37,7 @@ const USAGE = `usage: node --import tsx server/lab/pi-bootloader.ts --iface IF -
 
 function parseCliArgs(argv: string[]): PiBootOptions {
   const opts: Partial<PiBootOptions> & { quiet?: boolean } = {};
+  const http: { host?: string; port: number; path?: string; pubkey?: string; hostname?: string } = { port: 80 };
   const take = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -87,6 +95,21 @@ function parseCliArgs(argv: string[]): PiBootOptions {
       case '--tftp-port':
         opts.tftpPort = int(take(i++, a), a);
         break;
+      case '--http-host':
+        http.host = take(i++, a);
+        break;
+      case '--http-port':
+        http.port = int(take(i++, a), a);
+        break;
+      case '--http-path':
+        http.path = take(i++, a);
+        break;
+      case '--pubkey':
+        http.pubkey = take(i++, a);
+        break;
+      case '--hostname':
+        http.hostname = take(i++, a);
+        break;
       case '--prefix':
         opts.prefix = take(i++, a);
         break;
@@ -133,6 +156,11 @@ function parseCliArgs(argv: string[]): PiBootOptions {
   if (!opts.iface || !opts.mac || !opts.serial) throw new Error('--iface, --mac and --serial are required');
   const { quiet, ...rest } = opts;
   const out: PiBootOptions = { ...rest, iface: opts.iface, mac: opts.mac, serial: opts.serial };
+  if (http.host !== undefined) {
+    if (!http.path || !http.pubkey || !http.hostname) throw new Error('--http-host needs --http-path, --pubkey and --hostname');
+    const publicKeyPem = readFileSync(http.pubkey, 'utf8');
+    out.http = { host: http.host, port: http.port, path: http.path, publicKeyPem, hostname: http.hostname };
+  }
   if (quiet) out.log = () => {};
   // Validate early so a typo is a usage error, not a network failure.
   makeIdentity(out.mac, out.serial, out.model ?? 4, out.boardRevision);
@@ -165,6 +193,10 @@ export async function main(): Promise<void> {
     for (const f of report.failures) process.stderr.write(`pi-bootloader: FAIL: ${f}\n`);
     process.exitCode = 1;
   } else {
-    process.stderr.write(`pi-bootloader: OK: ${report.files.filter((f) => f.outcome === 'ok').length} files from ${report.tftpServer}\n`);
+    process.stderr.write(
+      report.http
+        ? `pi-bootloader: OK: boot.img (${report.http.image.bytes} bytes) verified; ${report.http.extracted.map((f) => f.name).join(', ')} taken out of it\n`
+        : `pi-bootloader: OK: ${report.files.filter((f) => f.outcome === 'ok').length} files from ${report.tftpServer}\n`,
+    );
   }
 }

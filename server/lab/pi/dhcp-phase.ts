@@ -78,6 +78,12 @@ interface DhcpPhaseParams {
    * implemented"; raspberrypi/firmware#1699).
    */
   sendRequest: boolean;
+  /**
+   * false: HTTP boot (BOOT_ORDER nibble 7). The EEPROM wants only an address from
+   * DHCP and goes to HTTP_HOST itself (boot-http.adoc), so any address offer will
+   * do: no option 43 menu, no TFTP server.
+   */
+  needBootOptions?: boolean;
 }
 
 export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | undefined> {
@@ -188,7 +194,7 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
       for (const w of v.warnings) p.warn(`OFFER from ${got.from}: ${w}`);
       const entry = { ...got, s, v };
       allOffers.push(entry);
-      if (v.addressUsable && v.bootUsable) {
+      if (v.addressUsable && (v.bootUsable || p.needBootOptions === false)) {
         chosen = { address: entry, boot: entry, verdict: v };
         break;
       }
@@ -229,8 +235,9 @@ export async function dhcpPhase(p: DhcpPhaseParams): Promise<DhcpPhaseResult | u
     const result: DhcpPhaseResult = {
       offer: chosen.address.s,
       proxyOffer: p.report.dhcp.proxyOffer,
-      tftpServer: chosen.verdict.tftpServer as string,
-      tftpServerSource: chosen.verdict.tftpServerSource as 'option66' | 'option54',
+      // An HTTP boot's offer may name no TFTP server: option 54 then, never used for files.
+      tftpServer: chosen.verdict.tftpServer ?? serverId,
+      tftpServerSource: chosen.verdict.tftpServerSource ?? 'option54',
       serverId,
     };
 

@@ -35,6 +35,20 @@ export interface HttpPhaseOptions {
   timeoutMs?: number;
   /** The largest boot.img accepted (the EEPROM loads it into RAM). */
   maxImageBytes?: number;
+  /**
+   * Copy the kernel, initramfs and cmdline.txt out of an accepted image into
+   * workDir/boot/, as the firmware loads them from it (the lab boots them,
+   * server/lab/pi-kernel-guest.ts).
+   */
+  extract?: boolean;
+}
+
+/** A file taken out of an accepted boot.img (HttpPhaseOptions.extract). */
+export interface ExtractedFile {
+  role: 'kernel' | 'initramfs' | 'cmdline';
+  /** Its name in the FAT image. */
+  name: string;
+  savedTo: string;
 }
 
 export interface HttpPhaseReport {
@@ -47,6 +61,8 @@ export interface HttpPhaseReport {
   fatFiles: string[];
   configTxt: string | undefined;
   cmdline: string | undefined;
+  /** extract: what was copied out of the image (only from an image that passed every check). */
+  extracted: ExtractedFile[];
   durationMs: number;
 }
 
@@ -117,6 +133,7 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
     fatFiles: [],
     configTxt: undefined,
     cmdline: undefined,
+    extracted: [],
     durationMs: 0,
   };
   const fail = (why: string) => {
@@ -186,6 +203,20 @@ export async function httpPhase(opts: HttpPhaseOptions): Promise<HttpPhaseReport
     if (got !== sha) report.failures.push(`boot.img's ${name} is not the node's (sha256 ${got}, expected ${sha})`);
   }
   report.ok = report.failures.length === 0;
+  if (report.ok && opts.extract && config.kernel !== undefined && config.initramfs !== undefined) {
+    const dir = path.join(opts.workDir, 'boot');
+    await mkdir(dir, { recursive: true });
+    for (const [role, name] of [
+      ['kernel', config.kernel],
+      ['initramfs', config.initramfs],
+      ['cmdline', 'cmdline.txt'],
+    ] as const) {
+      // basename: config.txt is the server's text, and a name must not leave the directory.
+      const savedTo = path.join(dir, path.basename(name));
+      await mtools('mcopy', ['-i', imgFile, '-o', `::/${name}`, savedTo]);
+      report.extracted.push({ role, name, savedTo });
+    }
+  }
   report.durationMs = Date.now() - started;
   return report;
 }

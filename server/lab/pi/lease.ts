@@ -20,7 +20,9 @@ export interface LeaseParams {
   timeoutMs: number;
   retryMs: number;
   sendRequest: boolean;
-  /** TFTP_IP: overrides options 66/54. */
+  /** HTTP boot: an address is all the EEPROM takes from DHCP (dhcp-phase.ts needBootOptions). */
+  needBootOptions?: boolean;
+  /** TFTP_IP, or HTTP_HOST in HTTP boot: the server the files come from, over options 66/54. */
   tftpServer: string | undefined;
   /** Where this exchange is recorded (report.dhcp, or the Pi 3 ROM's report.romDhcp); failures go to report.failures. */
   dhcp: PiBootReport['dhcp'];
@@ -70,6 +72,7 @@ export async function takeLease(p: LeaseParams): Promise<Lease | undefined> {
     signal: p.signal,
     model: p.id.model,
     sendRequest: p.sendRequest,
+    needBootOptions: p.needBootOptions ?? true,
   });
   await p.net.rollback(anyIpMark);
   p.dhcp.durationMs = Date.now() - started;
@@ -111,6 +114,6 @@ export async function takeLease(p: LeaseParams): Promise<Lease | undefined> {
       }
     }
   }
-  p.log(`leased ${address}/${prefixLength}; TFTP server ${server} (${source})`);
+  p.log(`leased ${address}/${prefixLength}; ${p.needBootOptions === false ? 'HTTP' : 'TFTP'} server ${server} (${source})`);
   return { server, source, localAddress };
 }

@@ -21,6 +21,13 @@ export interface PiBootOptions {
   lenientOption43?: boolean;
   /** TFTP_IP: overrides options 66/54. */
   tftpServer?: string;
+  /**
+   * HTTP boot (BOOT_ORDER nibble 7, Pi 4/5): after DHCP for an address, boot.sig and
+   * boot.img from http://host:port/path/, checked with the programmed public key
+   * (server/lab/pi/http-phase.ts); nothing over TFTP. The kernel, initramfs and
+   * cmdline.txt are copied out of the image into outDir/boot/.
+   */
+  http?: { host: string; port: number; path: string; publicKeyPem: string; hostname: string };
   tftpPort?: number;
   /** TFTP_PREFIX: 'serial' (default), 'mac', 'none' or 'str:NAME'. */
   prefix?: string;

@@ -1,6 +1,7 @@
 // The PI_BOOT_REPORT a run prints: one entry per TFTP transfer and the DHCP exchange.
 import type { OfferSummary } from './dhcp-offer.js';
 import type { PiConfig } from './config-txt.js';
+import type { HttpPhaseReport } from './http-phase.js';
 import type { PiModel } from './model.js';
 
 export type FileOutcome = 'ok' | 'not-found' | 'probe-aborted' | 'error';
@@ -67,6 +68,8 @@ export interface PiBootReport {
   prefixUsed: boolean;
   config: PiConfig | undefined;
   files: TftpFileReport[];
+  /** HTTP boot (options.http): boot.sig and boot.img, their checks, and the files taken out of the image. */
+  http?: HttpPhaseReport;
   required: Array<{ name: string; satisfied: boolean; path: string | undefined }>;
   ipCommands: string[];
   durationMs: number;

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_OPTION43_MATCH } from './dhcp-build.js';
 import { isDottedQuad } from './ipv4.js';
+import { httpPhase } from './http-phase.js';
 import { takeLease } from './lease.js';
 import { formatMac, formatSerial, makeIdentity, PI_MODELS, type PiModel } from './model.js';
 import { NetConfig, readText } from './net-config.js';
@@ -97,16 +98,25 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       warn,
       signal: options.signal,
     };
-    if (model === 3 && !(await romPhase(leaseParams, options, profile, id))) return report;
-    const lease = await takeLease({ ...leaseParams, xid, sendRequest: model !== 3, dhcp: report.dhcp });
-    if (!lease) return report;
-    report.tftpServer = lease.server;
-    report.tftpServerSource = lease.source;
-    const server = lease.server;
-    const localAddress = lease.localAddress;
+    if (options.http) {
+      // HTTP boot: an address from DHCP, then HTTP_HOST directly; the files arrive in one signed image.
+      if (model === 3) throw new Error('HTTP boot is a Pi 4/5 EEPROM feature; the Pi 3B+ ROM boots over TFTP only');
+      const http = options.http;
+      const lease = await takeLease({ ...leaseParams, xid, sendRequest: true, dhcp: report.dhcp, needBootOptions: false, tftpServer: http.host });
+      if (!lease) return report;
+      log(`HTTP boot from http://${http.host}:${http.port}/${http.path}/`);
+      report.http = await httpPhase({ ...http, model, workDir: options.outDir ?? '.', extract: true });
+      report.failures.push(...report.http.failures);
+    } else {
+      if (model === 3 && !(await romPhase(leaseParams, options, profile, id))) return report;
+      const lease = await takeLease({ ...leaseParams, xid, sendRequest: model !== 3, dhcp: report.dhcp });
+      if (!lease) return report;
+      report.tftpServer = lease.server;
+      report.tftpServerSource = lease.source;
 
-    // --- TFTP
-    await tftpPhase({ options, profile, id, report, log, warn, server, localAddress, blksize, prefixDir, required });
+      // --- TFTP
+      await tftpPhase({ options, profile, id, report, log, warn, server: lease.server, localAddress: lease.localAddress, blksize, prefixDir, required });
+    }
   } catch (e) {
     report.failures.push(e instanceof Aborted ? 'aborted' : (e as Error).message);
   } finally {
