@@ -112,6 +112,27 @@ nodes:
     expect(plan(onByNode, 7)).toMatchObject({ bootFile: 'secureboot/shimx64.efi' });
   });
 
+  it('secureBoot: site: amd64 UEFI PXE and HTTP boot get iPXE signed with the site key; a profile can still pick shim', () => {
+    const config = parseConfig(
+      `
+server: { address: 10.9.0.1, stateDir: /nonexistent/bootfarm-test }
+defaults: { secureBoot: site }
+profiles: [{ name: 'stock', match: { macPrefix: '52:54:00:dd' }, secureBoot: true }]
+nodes:
+  - { mac: '52:54:00:aa:00:01', hostname: site-default }
+  - { mac: '52:54:00:dd:00:02', hostname: shim-by-profile }
+`,
+      'test.yaml',
+    );
+    const [site, shim] = config.nodes.map((n) => effectiveNode(n, config.layers, 'config'));
+    const plan = (node: typeof site, arch: number, vendor: 'PXEClient' | 'HTTPClient' = 'PXEClient') =>
+      planBoot(identifyClient(discover(arch, vendor)), node, settings);
+    expect(plan(site, 7)).toMatchObject({ bootFile: 'secureboot/ipxe-site.efi', vendorClass: 'PXEClient' });
+    expect(plan(site, 16, 'HTTPClient')).toMatchObject({ bootFile: 'http://10.9.0.1:8080/secureboot/ipxe-site.efi' });
+    expect(plan(site, 0)).toMatchObject({ bootFile: 'undionly.kpxe' });
+    expect(plan(shim, 7)).toMatchObject({ bootFile: 'secureboot/shimx64.efi' });
+  });
+
   describe('in a full-mode OFFER', () => {
     let dir: string;
     let store: FileStore;
