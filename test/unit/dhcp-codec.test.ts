@@ -272,4 +272,234 @@ describe('encoder', () => {
     expect(large.dropped).toEqual([]);
     expect(decodeOk(large.buffer).options.has(52)).toBe(false);
   });
+
+  // The option areas at their limits (548 bytes of DHCP for a 576-byte client):
+  // 307 bytes of options fit the options field, 304 once option 52 needs its 3.
+  // Sizes below are on the wire: code, length, value.
+  /** Options 53 and one 297-byte value: 3 + 301 = 304 bytes, the field full once 52 is needed. */
+  const fullField = (p: DhcpPacket): void => {
+    p.options.set(53, Buffer.of(2));
+    p.options.set(43, Buffer.alloc(297, 0x2b));
+  };
+
+  it('fills the options field to its last byte (307 of 548) without overloading', () => {
+    const p = base();
+    p.options.set(53, Buffer.of(2));
+    p.options.set(43, Buffer.alloc(300, 0x2b)); // 2 instances: 304 bytes, 307 with option 53
+    const { buffer, dropped } = encodePacket(p, 576);
+    expect(dropped).toEqual([]);
+    expect(buffer.length).toBe(548);
+    const back = decodeOk(buffer);
+    expect(back.options.has(52)).toBe(false);
+    expect(back.options.get(43)).toEqual(Buffer.alloc(300, 0x2b));
+    expect(back.file).toBe('undionly.kpxe');
+  });
+
+  it('one byte over the options field keeps 3 bytes for option 52 and the reply within 548', () => {
+    const p = base();
+    p.options.set(53, Buffer.of(2));
+    for (let code = 200; code < 207; code++) p.options.set(code, Buffer.alloc(40, code)); // 7 x 42 bytes
+    p.options.set(210, Buffer.alloc(6, 210)); // 305 so far: over the 304 left beside option 52
+    p.options.set(211, Buffer.alloc(2, 211)); // 309 in all
+    const { buffer, dropped } = encodePacket(p, 576);
+    expect(dropped).toEqual([]);
+    expect(buffer.length).toBeLessThanOrEqual(548);
+    const back = decodeOk(buffer);
+    expect(back.options.get(52)).toEqual(Buffer.of(2));
+    expect(back.options.get(210)).toEqual(Buffer.alloc(6, 210));
+    expect(back.options.get(211)).toEqual(Buffer.alloc(2, 211));
+  });
+
+  it('counts an empty option as two bytes toward the limit', () => {
+    const p = base();
+    p.options.set(53, Buffer.of(2));
+    for (let code = 200; code < 207; code++) p.options.set(code, Buffer.alloc(40, code)); // 297 with 53
+    p.options.set(80, Buffer.alloc(0)); // rapid commit: 2 bytes, 299
+    p.options.set(211, Buffer.alloc(4, 211)); // 6 bytes: 305 in all, 2 bytes short of the field's 307
+    const { buffer, dropped } = encodePacket(p, 576);
+    expect(dropped).toEqual([]);
+    expect(buffer.length).toBeLessThanOrEqual(548);
+    const back = decodeOk(buffer);
+    expect(back.options.get(80)).toEqual(Buffer.alloc(0));
+    expect(back.options.get(211)).toEqual(Buffer.alloc(4, 211));
+  });
+
+  it('writes an empty option as its code and a zero length', () => {
+    const p = base();
+    p.options.set(53, Buffer.of(2));
+    p.options.set(80, Buffer.alloc(0));
+    p.options.set(54, Buffer.from([10, 9, 0, 1]));
+    const { buffer } = encodePacket(p);
+    expect(buffer.subarray(240, 252).toString('hex')).toBe('350102' + '5000' + '36040a090001' + 'ff');
+  });
+
+  it('writes a 255-byte value as one instance, 510 bytes as two', () => {
+    const p = base();
+    p.options.set(53, Buffer.of(2));
+    p.options.set(43, Buffer.alloc(255, 1));
+    p.options.set(54, Buffer.from([10, 9, 0, 1]));
+    const one = encodePacket(p, 1500).buffer;
+    expect([one[243], one[244], one[243 + 257]]).toEqual([43, 255, 54]);
+    p.options.set(43, Buffer.alloc(510, 1));
+    const two = encodePacket(p, 1500).buffer;
+    expect([two[243], two[244], two[243 + 257], two[243 + 258], two[243 + 514]]).toEqual([43, 255, 43, 255, 54]);
+  });
+
+  it('never writes PAD, END or a caller-set option 52 as options', () => {
+    const p = base();
+    p.options.set(0, Buffer.of(1));
+    p.options.set(255, Buffer.of(1));
+    p.options.set(52, Buffer.of(3));
+    p.options.set(53, Buffer.of(2));
+    const { buffer } = encodePacket(p);
+    expect(buffer.subarray(240, 244).toString('hex')).toBe('350102ff');
+  });
+
+  it('overflows into an empty file field up to its 127 bytes and END, and drops what does not fit', () => {
+    const p = { ...base(), file: '', sname: 'srv' };
+    fullField(p);
+    p.options.set(120, Buffer.alloc(125, 120)); // 127 bytes: the file field with its END
+    p.options.set(121, Buffer.of(1)); // no room left: the file is full, sname holds text
+    const fits = encodePacket(p, 576);
+    expect(fits.dropped).toEqual([121]);
+    const back = decodeOk(fits.buffer);
+    expect(back.options.get(52)).toEqual(Buffer.of(1));
+    expect(back.options.get(120)).toEqual(Buffer.alloc(125, 120));
+    expect(back.options.get(43)).toEqual(Buffer.alloc(297, 0x2b));
+    expect([back.file, back.sname]).toEqual(['', 'srv']);
+
+    p.options.delete(121);
+    p.options.set(120, Buffer.alloc(126, 120)); // 128 bytes: no room for END
+    const over = encodePacket(p, 576);
+    expect(over.dropped).toEqual([120]);
+    expect(decodeOk(over.buffer).options.has(52)).toBe(false);
+  });
+
+  it('overflows into an empty sname field up to its 63 bytes and END when the file field holds a name', () => {
+    const p = base();
+    fullField(p);
+    p.options.set(120, Buffer.alloc(61, 120)); // 63 bytes
+    p.options.set(121, Buffer.of(1));
+    const fits = encodePacket(p, 576);
+    expect(fits.dropped).toEqual([121]);
+    const back = decodeOk(fits.buffer);
+    expect(back.options.get(52)).toEqual(Buffer.of(2));
+    expect(back.options.get(120)).toEqual(Buffer.alloc(61, 120));
+    expect([back.file, back.sname]).toEqual(['undionly.kpxe', '']);
+
+    p.options.delete(121);
+    p.options.set(120, Buffer.alloc(62, 120)); // 64 bytes: no room for END
+    const over = encodePacket(p, 576);
+    expect(over.dropped).toEqual([120]);
+    expect(decodeOk(over.buffer).file).toBe('undionly.kpxe');
+  });
+
+  it('never moves option 82 out of the options field: dropped rather than overloaded', () => {
+    const p = { ...base(), file: '' };
+    fullField(p);
+    p.options.set(82, Buffer.from('0102aabb', 'hex'));
+    const { buffer, dropped } = encodePacket(p, 576);
+    expect(dropped).toEqual([82]);
+    const back = decodeOk(buffer);
+    expect(back.options.has(52)).toBe(false);
+    expect(back.options.has(82)).toBe(false);
+  });
+
+  it('writes option 52 after the others when there is no message type', () => {
+    const p = base();
+    p.options.set(43, Buffer.alloc(300, 0x2b)); // 304 bytes: the field full once 52 is needed
+    p.options.set(120, Buffer.alloc(10, 120));
+    const { buffer, dropped } = encodePacket(p, 576);
+    expect(dropped).toEqual([]);
+    const back = decodeOk(buffer);
+    expect(back.options.get(52)).toEqual(Buffer.of(2));
+    expect(back.options.get(120)).toEqual(Buffer.alloc(10, 120));
+  });
+
+  it('truncates sname to 63 and file to 127 characters, each NUL-terminated, and chaddr to 16 bytes', () => {
+    const p = { ...base(), sname: 'x'.repeat(100), file: 'y'.repeat(200) };
+    p.options.set(53, Buffer.of(2));
+    const back = decodeOk(encodePacket(p).buffer);
+    expect([back.sname, back.file]).toEqual(['x'.repeat(63), 'y'.repeat(127)]);
+
+    const long = { ...base(), chaddr: Buffer.alloc(20, 0x41), hlen: 16 };
+    long.options.set(53, Buffer.of(2));
+    const chaddrBack = decodeOk(encodePacket(long).buffer);
+    expect(chaddrBack.chaddr).toEqual(Buffer.alloc(16, 0x41));
+    expect(chaddrBack.sname).toBe('');
+  });
+});
+
+describe('decoder: fields and option areas at their limits', () => {
+  it('reads sname and file as NUL-terminated text, or the whole field when no NUL ends it', () => {
+    const short = decodeOk(
+      request([53, 1, 1, 255], (b) => {
+        b.write('pxe.example', 44, 'latin1');
+        b.write('bootx64.efi', 108, 'latin1');
+      }),
+    );
+    expect([short.sname, short.file]).toEqual(['pxe.example', 'bootx64.efi']);
+    const full = decodeOk(
+      request([53, 1, 1, 255], (b) => {
+        b.fill(0x62, 44, 108);
+        b.fill(0x61, 108, 236);
+      }),
+    );
+    expect([full.sname, full.file]).toEqual(['b'.repeat(64), 'a'.repeat(128)]);
+  });
+
+  it('accepts a message of header and cookie only (240 bytes), and hlen 16 (the whole chaddr field)', () => {
+    const bare = decodeOk(request([]));
+    expect(bare.options.size).toBe(0);
+    const wide = decodeOk(
+      request([53, 1, 1, 255], (b) => {
+        b[2] = 16;
+        b.fill(0x41, 28, 44);
+      }),
+    );
+    expect(wide.chaddr).toEqual(Buffer.alloc(16, 0x41));
+  });
+
+  it('accepts an options area that ends at the last byte of the datagram without END', () => {
+    const p = decodeOk(request([53, 1, 1, 61, 2, 1, 2]));
+    expect(p.options.get(61)?.toString('hex')).toBe('0102');
+  });
+
+  it('overload 1 reads options from file only (no END, PAD to its end); sname stays text', () => {
+    const p = decodeOk(
+      request([53, 1, 1, 52, 1, 1, 255], (b) => {
+        b.write('srv', 44, 'latin1');
+        Buffer.from([12, 2, 0x68, 0x69]).copy(b, 108); // the rest of the field is PAD
+      }),
+    );
+    expect([...p.options.keys()]).toEqual([53, 52, 12]);
+    expect([p.sname, p.file]).toEqual(['srv', '']);
+  });
+
+  it('overload 2 reads options from sname only (no END, PAD to its end); file stays text', () => {
+    const p = decodeOk(
+      request([53, 1, 1, 52, 1, 2, 255], (b) => {
+        Buffer.from([12, 2, 0x68, 0x69]).copy(b, 44);
+        b.write('boot.efi', 108, 'latin1');
+      }),
+    );
+    expect([...p.options.keys()]).toEqual([53, 52, 12]);
+    expect([p.sname, p.file]).toEqual(['', 'boot.efi']);
+  });
+
+  it('refuses option 52 of 0 or of two bytes, accepts 1, and names the overloaded field a bad option is in', () => {
+    const outcome = (opts: number[], extra?: (b: Buffer) => void): string => {
+      const r = decodePacket(request(opts, extra));
+      return r.ok ? 'ok' : r.reason;
+    };
+    expect(outcome([53, 1, 1, 52, 1, 0, 255])).toBe('option 52 (overload) must be one byte of 1, 2 or 3');
+    expect(outcome([53, 1, 1, 52, 2, 1, 0, 255])).toBe('option 52 (overload) must be one byte of 1, 2 or 3');
+    expect(outcome([53, 1, 1, 52, 1, 1, 255])).toBe('ok');
+    expect(outcome([53, 1, 1, 52, 1, 1, 255], (b) => Buffer.from([12, 200, 1]).copy(b, 108))).toBe(
+      'in overloaded file field: option 12 length 200 runs past the end of the packet',
+    );
+    expect(outcome([53, 1, 1, 52, 1, 2, 255], (b) => Buffer.from([12, 200, 1]).copy(b, 44))).toBe(
+      'in overloaded sname field: option 12 length 200 runs past the end of the packet',
+    );
+  });
 });

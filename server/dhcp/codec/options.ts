@@ -65,7 +65,7 @@ export const MESSAGE_TYPE_NAMES: Record<number, string> = {
  */
 export type DhcpOptions = Map<number, Buffer>;
 
-export type WalkResult = { ok: true; sawEnd: boolean } | { ok: false; reason: string };
+export type WalkResult = { ok: true } | { ok: false; reason: string };
 
 /**
  * Walks one option area (the options field, or an overloaded file/sname field),
@@ -80,7 +80,7 @@ export function walkOptionArea(area: Buffer, parts: Map<number, Buffer[]>): Walk
       i += 1;
       continue;
     }
-    if (code === Opt.END) return { ok: true, sawEnd: true };
+    if (code === Opt.END) return { ok: true };
     if (i + 1 >= area.length) return { ok: false, reason: `option ${code} has no length byte` };
     const len = area[i + 1] as number;
     const start = i + 2;
@@ -93,7 +93,7 @@ export function walkOptionArea(area: Buffer, parts: Map<number, Buffer[]>): Walk
     else parts.set(code, [value]);
     i = start + len;
   }
-  return { ok: true, sawEnd: false };
+  return { ok: true };
 }
 
 /** Serialises one option, splitting values longer than 255 bytes into instances (RFC 3396). */
