@@ -33,11 +33,14 @@ export const ARCH_INFO: Record<ImageArch, ArchInfo> = {
     qemu: 'aarch64',
     pi: true,
   },
-  // armmp-lpae: the Pi 4 in 32-bit mode (kernel7l.img) and QEMU virt with LPAE.
+  // armmp, not armmp-lpae: the -lpae flavour runs only on cores with LPAE (Cortex-A7/A15/A53...),
+  // so it cannot boot the many Cortex-A8/A9 U-Boot boards (BeagleBone, i.MX6, Allwinner A10);
+  // armmp boots every ARMv7 core: Pi 2/3 (and a Pi 4 in 32-bit mode, low 3 GiB of RAM),
+  // those SBCs, and QEMU virt with highmem=off (server/lab/qemu.ts).
   armhf: {
     platform: 'linux/arm/v7',
     oci: { architecture: 'arm', os: 'linux', variant: 'v7' },
-    kernelPackage: 'linux-image-armmp-lpae',
+    kernelPackage: 'linux-image-armmp',
     qemu: 'arm',
     pi: true,
   },

@@ -55,6 +55,7 @@ export function labServerConfig(o: LabConfigInput): Record<string, unknown> {
     profiles: [
       { name: 'lab-amd64', match: { arch: 'amd64' }, kernelArgs: 'console=ttyS0' },
       { name: 'lab-arm64', match: { arch: 'arm64' }, kernelArgs: 'console=ttyAMA0' },
+      { name: 'lab-armhf', match: { arch: 'armhf' }, kernelArgs: 'console=ttyAMA0' },
     ],
     nodes: o.specs.map((s) => {
       const k = s.kind;

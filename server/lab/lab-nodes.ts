@@ -3,14 +3,14 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5', 'pi4-http'] as const;
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5', 'pi4-http', 'armhf-uboot'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {
   kind: LabNodeKind;
   hostname: string;
   mac: string;
-  arch: 'amd64' | 'arm64';
+  arch: 'amd64' | 'arm64' | 'armhf';
   /** 'pi4': the scripted Pi bootloader (server/lab/pi-bootloader.ts) of model `piModel`, for every Pi kind. */
   firmware: GuestFirmware | 'pi4';
   piSerial?: string | undefined;
@@ -27,6 +27,8 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   'amd64-uefi-http': { hostname: 'lab-amd64-uefi-http', mac: '52:54:00:b0:00:12', arch: 'amd64', firmware: 'ovmf-http' },
   'arm64-uefi-http': { hostname: 'lab-arm64-uefi-http', mac: '52:54:00:b0:00:13', arch: 'arm64', firmware: 'aavmf-http' },
   // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
+  // An ARMv7 board running U-Boot (Debian's qemu_arm): DHCP, boot.scr.uimg, its pxelinux.cfg (server/boot/uboot/).
+  'armhf-uboot': { hostname: 'lab-armhf-uboot', mac: '52:54:00:b0:00:21', arch: 'armhf', firmware: 'uboot-arm' },
   pi3: { hostname: 'lab-pi3', mac: 'b8:27:eb:b0:00:14', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f003', piModel: 3 },
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004', piModel: 4 },
   // Needs an image with kernel_2712.img and bcm2712-rpi-5-b.dtb (docs/design.md, "Raspberry Pi 5 kernels").

@@ -32,7 +32,7 @@ export function findOvmf(): string | undefined {
  * the fw_cfg files OVMF and ArmVirtQemu read at start (edk2 OvmfPkg/ArmVirtPkg,
  * PcdIPv4PXESupport/PcdIPv6PXESupport).
  */
-export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb';
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb' | 'uboot-arm';
 
 /**
  * ovmf-sb: OVMF as a stock server ships, Secure Boot on with Microsoft's keys
@@ -60,6 +60,25 @@ function httpBootOnly(firmware: GuestFirmware): string[] {
 }
 
 export const AAVMF = '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd';
+
+/** Debian's U-Boot for QEMU's 32-bit virt machine (package u-boot-qemu). */
+export const UBOOT_QEMU_ARM = '/usr/lib/u-boot/qemu_arm/u-boot.bin';
+
+/**
+ * uboot-arm: an ARMv7 U-Boot board. highmem=off keeps every device below 4 GiB,
+ * where the armhf image's armmp kernel (no LPAE) reaches (server/image/arch.ts).
+ * The NIC is virtio-mmio: with virtio-net-pci this U-Boot sends 52:52:52:52:52:52
+ * instead of the NIC's MAC (test/fixtures/uboot/README.md).
+ */
+function ubootArmArgs(tap: string, mac: string, options: GuestOptions): string[] {
+  if (!existsSync(UBOOT_QEMU_ARM)) throw new Error(`${UBOOT_QEMU_ARM} not found: apt-get install u-boot-qemu`);
+  return [
+    ...['-M', 'virt,highmem=off', '-cpu', 'cortex-a15', '-smp', '2', '-m', String(options.memoryMb ?? 512), '-accel', 'tcg,thread=multi'],
+    ...['-bios', UBOOT_QEMU_ARM, '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot'],
+    ...['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-device,netdev=n0,mac=${mac}`],
+    ...controlPort(options.controlSocket),
+  ];
+}
 
 export interface GuestOptions {
   /** RAM; the defaults fit firmware tests, a booted Linux with a RAM overlay wants more. */
@@ -94,6 +113,7 @@ export function controlPort(socket: string | undefined): string[] {
 
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
   const tap = await lab.addTap();
+  if (firmware === 'uboot-arm') return lab.spawn(lab.switchNs, 'qemu-system-arm', ubootArmArgs(tap, mac, options), options.label ?? 'qemu-uboot-arm');
   if (firmware === 'aavmf' || firmware === 'aavmf-http') {
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
