@@ -14,7 +14,13 @@ import { SITE_SIGNED_IPXE } from './signing-files.js';
 import { SigningKeyError, loadSigningKey, signedBy } from './signing.js';
 
 export function signingProblems(config: ResolvedConfig, nodes: EffectiveNode[]): ConfigProblem[] {
-  const problem = (key: string, message: string): ConfigProblem => ({ file: config.file, line: undefined, column: undefined, key, message });
+  const problem = (key: string, message: string): ConfigProblem => ({
+    file: config.file,
+    line: undefined,
+    column: undefined,
+    key,
+    message,
+  });
   const out: ConfigProblem[] = [];
   const signing = config.boot.signingKey;
   let keyUsable = false;

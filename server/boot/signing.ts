@@ -32,14 +32,20 @@ function readOrExplain(file: string, key: SigningKeyError['key'], what: string):
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new SigningKeyError(file, key, `cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new SigningKeyError(
+      file,
+      key,
+      `cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
 }
 
 /** The key and certificate, parsed and checked to be one pair; throws SigningKeyError naming the file at fault. */
 export function loadSigningKey(signing: SigningKey): { key: KeyObject; cert: X509Certificate } {
   const passphrase = signing.passphraseFile
-    ? readOrExplain(signing.passphraseFile, 'passphraseFile', 'passphrase file').toString('utf8').replace(/\r?\n$/, '')
+    ? readOrExplain(signing.passphraseFile, 'passphraseFile', 'passphrase file')
+        .toString('utf8')
+        .replace(/\r?\n$/, '')
     : undefined;
   const keyPem = readOrExplain(signing.key, 'key', 'signing key');
   let key: KeyObject;
@@ -56,7 +62,11 @@ export function loadSigningKey(signing: SigningKey): { key: KeyObject; cert: X50
     throw new SigningKeyError(signing.key, 'key', `${signing.key} is not a usable PEM private key: ${reason}${hint}`);
   }
   if (key.asymmetricKeyType !== 'rsa')
-    throw new SigningKeyError(signing.key, 'key', `${signing.key} is a ${key.asymmetricKeyType ?? 'unknown'} key; UEFI db signatures are RSA`);
+    throw new SigningKeyError(
+      signing.key,
+      'key',
+      `${signing.key} is a ${key.asymmetricKeyType ?? 'unknown'} key; UEFI db signatures are RSA`,
+    );
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(readOrExplain(signing.cert, 'cert', 'certificate'));

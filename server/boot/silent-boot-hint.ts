@@ -17,10 +17,7 @@ export interface Bootloader {
   signed: boolean;
 }
 
-const SIGNED_PATHS = new Set<string>([
-  ...Object.values(SECURE_BOOT_FILES).flatMap((f) => [f.shim, f.grub]),
-  SITE_SIGNED_IPXE,
-]);
+const SIGNED_PATHS = new Set<string>([...Object.values(SECURE_BOOT_FILES).flatMap((f) => [f.shim, f.grub]), SITE_SIGNED_IPXE]);
 
 /** What a served path is, if it is a first- or second-stage bootloader bootfarm hands out. */
 export function classifyBootloader(file: string): Bootloader | undefined {
@@ -87,7 +84,8 @@ const fetched = (e: NodeEvent): string | undefined =>
 /** The bootloader's own first request: proof it ran. */
 function startedBy(family: Bootloader['family'], e: NodeEvent): boolean {
   const file = fetched(e);
-  if (family === 'ipxe') return (e.type.startsWith('dhcp.') && e.detail?.ipxe === true) || (file !== undefined && !classifyBootloader(file));
+  if (family === 'ipxe')
+    return (e.type.startsWith('dhcp.') && e.detail?.ipxe === true) || (file !== undefined && !classifyBootloader(file));
   if (family === 'shim') return file !== undefined && classifyBootloader(file)?.family === 'grub';
   return file !== undefined && !classifyBootloader(file);
 }

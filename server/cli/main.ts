@@ -122,7 +122,9 @@ program
       const installed = installIpxe(config.tftp.root);
       if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, cache));
       const { defaults, profiles } = config.layers;
-      if (opts.secureBoot || defaults.secureBoot || profiles.some((p) => p.secureBoot) || config.nodes.some((n) => n.secureBoot))
+      // secureBoot: true only: a site node (secureBoot: site) boots the site-signed iPXE, not shim.
+      const shim = [defaults, ...profiles, ...config.nodes].some((layer) => layer.secureBoot === true);
+      if (opts.secureBoot || shim)
         installed.push(...installSecureBoot(config.tftp.root, cache, opts.grub));
       // secureBoot: site: iPXE signed with the site's db key (server/boot/signing.ts).
       if (config.boot.signingKey) installed.push(signIpxe(config.tftp.root, config.boot.signingKey));

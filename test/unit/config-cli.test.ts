@@ -33,3 +33,58 @@ describe('configuration', () => {
     expect(missing.stderr.trim()).toBe(`bootfarm: ${path.join(dir, 'nope.yaml')}: cannot read the file (ENOENT)`);
   });
 });
+
+describe('boot.signingKey through the CLI', () => {
+  it('config check names a certificate that is not the key’s; bootloaders signs iPXE with the key, then config check passes', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-cfg-sign-'));
+    writeFileSync(path.join(dir, 'pass'), 'snakeoil\n');
+    const other = path.join(dir, 'other.pem');
+    await run('openssl', [
+      'req',
+      '-new',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'o.key'),
+      '-out',
+      other,
+      '-subj',
+      '/CN=o',
+    ]);
+    const config = (cert: string) => {
+      const file = path.join(dir, 'site.yaml');
+      writeFileSync(
+        file,
+        `server: { address: 10.9.0.1, stateDir: ${dir}/state }
+tftp: { root: ${dir}/tftpboot }
+boot:
+  signingKey: { key: /usr/share/ovmf/PkKek-1-snakeoil.key, cert: ${cert}, passphraseFile: pass }
+nodes:
+  - { mac: '52:54:00:5d:00:01', hostname: site-1, secureBoot: site }
+`,
+      );
+      return file;
+    };
+    const wrong = await run(process.execPath, nodeArgs(CLI, ['config', 'check', config(other)]));
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr.trim()).toBe(
+      `bootfarm: ${dir}/site.yaml: boot.signingKey.cert: ${other} (CN=o) is not the certificate of the key /usr/share/ovmf/PkKek-1-snakeoil.key: their public keys differ`,
+    );
+    const file = config('/usr/share/ovmf/PkKek-1-snakeoil.pem');
+    const unsigned = await run(process.execPath, nodeArgs(CLI, ['config', 'check', file]));
+    expect(unsigned.code).toBe(2);
+    expect(unsigned.stderr).toContain(
+      `${dir}/tftpboot/secureboot/ipxe-site.efi is missing, so not signed with /usr/share/ovmf/PkKek-1-snakeoil.pem`,
+    );
+    const installed = await run(process.execPath, nodeArgs(CLI, ['bootloaders', '--no-grub', '--config', file]));
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(installed.stdout).toContain(
+      `${dir}/tftpboot/secureboot/ipxe-site.efi <- ${dir}/tftpboot/ipxe.efi signed with /usr/share/ovmf/PkKek-1-snakeoil.key`,
+    );
+    const ok = await run(process.execPath, nodeArgs(CLI, ['config', 'check', file]));
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+  });
+});

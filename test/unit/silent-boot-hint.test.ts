@@ -51,7 +51,8 @@ describe('silent bootloader hints', () => {
     const events = [offer(7, 'ipxe.efi'), got('ipxe.efi')];
     expect(hint(events, 1)).toEqual({
       kind: 'secure-boot-refused',
-      message: 'firmware likely refused an unsigned bootloader (ipxe.efi; Secure Boot on?): set secureBoot: true on this node (docs/configuration.md, Secure Boot)',
+      message:
+        'firmware likely refused an unsigned bootloader (ipxe.efi; Secure Boot on?): set secureBoot: true on this node (docs/configuration.md, Secure Boot)',
     });
     // The firmware trying its HTTP boot option next fetches the same file again: still nothing from iPXE itself.
     const retried = [...events, offer(16, 'http://10.9.0.1:8080/ipxe.efi'), got('ipxe.efi', 'http')];
@@ -72,14 +73,18 @@ describe('silent bootloader hints', () => {
       kind: 'no-config-request',
       message: 'ipxe.efi started but never asked for its configuration (boot/<mac>.ipxe): check its console for the error',
     });
-    expect(hint([offer(11, 'grub/arm64-efi/core.efi'), got('grub/arm64-efi/core.efi'), got('grub/arm64-efi/normal.mod')], 1, 'arm64')?.kind).toBe(
-      'no-config-request',
-    );
+    expect(
+      hint([offer(11, 'grub/arm64-efi/core.efi'), got('grub/arm64-efi/core.efi'), got('grub/arm64-efi/normal.mod')], 1, 'arm64')?.kind,
+    ).toBe('no-config-request');
   });
 
   it('no hint once the bootloader asked for its configuration', () => {
-    expect(hint([offer(7, 'ipxe.efi'), got('ipxe.efi'), offer(7, 'x', true), got('boot/52-54-00-dd-00-01.ipxe', 'http')], 1)).toBeUndefined();
-    expect(hint([offer(11, 'grub/arm64-efi/core.efi'), got('grub/arm64-efi/core.efi'), got('grub/grub.cfg-01-52-54-00-dd-00-01')], 1, 'arm64')).toBeUndefined();
+    expect(
+      hint([offer(7, 'ipxe.efi'), got('ipxe.efi'), offer(7, 'x', true), got('boot/52-54-00-dd-00-01.ipxe', 'http')], 1),
+    ).toBeUndefined();
+    expect(
+      hint([offer(11, 'grub/arm64-efi/core.efi'), got('grub/arm64-efi/core.efi'), got('grub/grub.cfg-01-52-54-00-dd-00-01')], 1, 'arm64'),
+    ).toBeUndefined();
     // The served index must be a bootloader fetch.
     expect(hint([offer(7, 'ipxe.efi'), got('images/base/v1/amd64/vmlinuz')], 1)).toBeUndefined();
   });
@@ -94,7 +99,9 @@ describe('silent bootloader hints', () => {
       'is the site key in its db?',
     );
     // BIOS PXE (option 93 = 0) and a .kpxe, which is no PE image: no CPU on either side.
-    expect(silentBootHint({ events: [offer(0, 'undionly.kpxe'), got('undionly.kpxe')], served: 1, fileCpu: undefined, secureBoot: false })).toEqual({
+    expect(
+      silentBootHint({ events: [offer(0, 'undionly.kpxe'), got('undionly.kpxe')], served: 1, fileCpu: undefined, secureBoot: false }),
+    ).toEqual({
       kind: 'bootloader-never-started',
       message: "nothing came from undionly.kpxe after it was fetched: check the machine's console",
     });
