@@ -10,7 +10,7 @@ import { ubootScriptImage } from './script-image.js';
 /** U-Boot's boot_script_dhcp default (include/config_distro_bootcmd.h). */
 export const UBOOT_SCRIPT_PATH = 'boot.scr.uimg';
 
-export const UBOOT_SCRIPT = 'echo bootfarm: fetching this board\'s pxelinux.cfg\npxe get && pxe boot\n';
+export const UBOOT_SCRIPT = "echo bootfarm: fetching this board's pxelinux.cfg\npxe get && pxe boot\n";
 
 const image = ubootScriptImage(UBOOT_SCRIPT, 'bootfarm netboot');
 

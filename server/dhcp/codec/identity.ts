@@ -62,8 +62,9 @@ const HTTP_ARCH_CODES = new Set([15, 16, 17, 18, 19, 20, 23, 24, 26, 28, 30, 38,
 /**
  * U-Boot's DHCP sends 93 = 21 (ARM32 U-Boot) or 22 (ARM64 U-Boot) and option 60
  * "U-Boot.<arch>" (CONFIG_BOOTP_VCI_STRING; Debian's qemu_arm: "U-Boot.armv7"), never
- * PXEClient (test/fixtures/uboot/). 23/24 are its HTTP variants, which still fetch
- * over TFTP first; its EFI loader's own DHCP says PXEClient arch 10/11 and is UEFI.
+ * PXEClient (test/fixtures/uboot/). 23/24, its HTTP variants, get the same TFTP
+ * answer (bootfarm has no U-Boot HTTP path); its EFI loader's own DHCP says
+ * PXEClient arch 10/11 and is UEFI.
  */
 const UBOOT_ARCH_CODES = new Set([21, 22, 23, 24]);
 
