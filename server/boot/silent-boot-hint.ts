@@ -60,7 +60,7 @@ export function option93Cpu(code: number | undefined): Cpu | undefined {
   }
 }
 
-export type HintKind = 'wrong-architecture' | 'secure-boot-refused' | 'bootloader-never-started' | 'no-config-request';
+type HintKind = 'wrong-architecture' | 'secure-boot-refused' | 'bootloader-never-started' | 'no-config-request';
 
 export interface SilentBootHint {
   kind: HintKind;

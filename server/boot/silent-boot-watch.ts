@@ -12,7 +12,7 @@ import type { EffectiveNode } from '../inventory/effective.js';
 import type { Store } from '../store/store.js';
 import { classifyBootloader, peCpu, silentBootHint } from './silent-boot-hint.js';
 
-export const HINT_EVENT = 'boot.hint';
+const HINT_EVENT = 'boot.hint';
 
 export interface SilentBootWatchDeps {
   store: Pick<Store, 'events' | 'recordEvent'>;
