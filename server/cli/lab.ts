@@ -18,6 +18,7 @@ interface LabCliOptions {
   workDir?: string;
   missingImage?: string;
   refuseJoin?: string;
+  secureBootOff?: string;
   restartServerAt?: string;
   restartServerAfterJoin?: string;
   restartSignal?: string;
@@ -47,6 +48,7 @@ function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortS
     keep,
     missingImage: opts.missingImage ? parseLabNodes(opts.missingImage) : undefined,
     refuseJoin: opts.refuseJoin ? parseLabNodes(opts.refuseJoin) : undefined,
+    secureBootOff: opts.secureBootOff ? parseLabNodes(opts.secureBootOff) : undefined,
     restartServerAt: opts.restartServerAt ? parseSteps(opts.restartServerAt) : undefined,
     restartServerAfterJoin: opts.restartServerAfterJoin === undefined ? undefined : parseSeconds(opts.restartServerAfterJoin),
     restartSignal: parseSignal(opts.restartSignal ?? 'kill'),
@@ -106,7 +108,7 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     cmd
       .option(
         '--nodes <list>',
-        'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, pi4 (comma separated)',
+        'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, amd64-uefi-sb, arm64-uefi-sb, pi4 (comma separated)',
         'amd64-bios,arm64-uefi,pi4',
       )
       .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
@@ -116,6 +118,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
       .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
       .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
       .option('--refuse-join <nodes>', "failure injection: the cluster refuses these nodes' registration")
+      .option(
+        '--secure-boot-off <nodes>',
+        'failure injection: configure these Secure Boot kinds (amd64-uefi-sb, arm64-uefi-sb) without secureBoot; their firmware refuses the unsigned bootloader',
+      )
       .option(
         '--restart-server-at <steps>',
         `failure injection: restart bootfarm each time the first node of --nodes reaches one of these steps (comma separated: ${STEPS.filter((s) => s !== 'joined').join(', ')})`,

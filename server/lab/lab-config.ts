@@ -15,6 +15,8 @@ export interface LabConfigInput {
   image: string;
   specs: NodeSpec[];
   missingImage?: LabNodeKind[] | undefined;
+  /** Failure injection: these Secure Boot kinds' nodes are configured without secureBoot (they get iPXE, which the firmware refuses). */
+  secureBootOff?: LabNodeKind[] | undefined;
   toRam?: LabNodeKind[] | undefined;
   /** admission tpm: each QEMU node's registered EK, by hostname. */
   tpmEks: Map<string, string>;
@@ -64,6 +66,7 @@ export function labServerConfig(o: LabConfigInput): Record<string, unknown> {
         hostname: s.hostname,
         arch: s.arch,
         ...(s.piSerial ? { piSerial: s.piSerial, piModel: scriptedPiModel(s), ...(s.piBoot ? { piBoot: s.piBoot } : {}) } : {}),
+        ...(s.secureBoot && !o.secureBootOff?.includes(k) ? { secureBoot: true } : {}),
         ...(o.missingImage?.includes(k) ? { image: 'no-such-image' } : {}),
         ...(o.toRam?.includes(k) ? { lts: { NBD_TO_RAM: 'true' } } : {}),
         ...(o.tpmEks.has(s.hostname) ? { tpm: { ek: o.tpmEks.get(s.hostname) } } : {}),

@@ -3,7 +3,7 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'pi3', 'pi4', 'pi5', 'pi4-http', 'armhf-uboot'] as const;
+const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'amd64-uefi-sb', 'arm64-uefi-sb', 'pi3', 'pi4', 'pi5', 'pi4-http', 'armhf-uboot'] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {
@@ -15,6 +15,8 @@ export interface NodeSpec {
   firmware: GuestFirmware | 'pi4';
   piSerial?: string | undefined;
   piModel?: 3 | 4 | 5 | undefined;
+  /** The node's config sets secureBoot (Debian's signed chain), for a firmware with Secure Boot on. */
+  secureBoot?: boolean | undefined;
   /** http: the scripted EEPROM boots over HTTP (boot.sig + boot.img), nothing over TFTP. */
   piBoot?: 'http' | undefined;
 }
@@ -26,6 +28,9 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   // UEFI HTTP boot with the firmware's PXE switched off (server/lab/qemu.ts).
   'amd64-uefi-http': { hostname: 'lab-amd64-uefi-http', mac: '52:54:00:b0:00:12', arch: 'amd64', firmware: 'ovmf-http' },
   'arm64-uefi-http': { hostname: 'lab-arm64-uefi-http', mac: '52:54:00:b0:00:13', arch: 'arm64', firmware: 'aavmf-http' },
+  // Secure Boot on with Microsoft's keys enrolled (server/lab/qemu.ts); shim, signed GRUB, signed kernel.
+  'amd64-uefi-sb': { hostname: 'lab-amd64-uefi-sb', mac: '52:54:00:b0:00:17', arch: 'amd64', firmware: 'ovmf-sb', secureBoot: true },
+  'arm64-uefi-sb': { hostname: 'lab-arm64-uefi-sb', mac: '52:54:00:b0:00:18', arch: 'arm64', firmware: 'aavmf-sb', secureBoot: true },
   // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
   // An ARMv7 board running U-Boot (Debian's qemu_arm): DHCP, boot.scr.uimg, its pxelinux.cfg (server/boot/uboot/).
   'armhf-uboot': { hostname: 'lab-armhf-uboot', mac: '52:54:00:b0:00:21', arch: 'armhf', firmware: 'uboot-arm' },
@@ -50,9 +55,20 @@ export function scriptedPiModel(spec: Pick<NodeSpec, 'firmware' | 'piModel'>): 3
   return spec.firmware === 'pi4' ? (spec.piModel ?? 4) : undefined;
 }
 
-/** The arm64 UEFI kinds boot GRUB (server/boot/bootloaders.ts installGrubArm64), over TFTP or HTTP. */
+/**
+ * The arm64 UEFI kinds boot GRUB (server/boot/bootloaders.ts installGrubArm64), over
+ * TFTP or HTTP. arm64-uefi-sb boots Debian's signed GRUB instead, but gets the tree
+ * too, as from `bootfarm bootloaders`: the signed GRUB then reads its
+ * grub/arm64-efi/grub.cfg first, the path a real server's takes.
+ */
 export function needsGrubArm64(kinds: readonly LabNodeKind[]): boolean {
-  return kinds.some((k) => SPECS[k].firmware === 'aavmf' || SPECS[k].firmware === 'aavmf-http');
+  return kinds.some((k) => SPECS[k].firmware.startsWith('aavmf'));
+}
+
+/** Which of Debian's signed chains the secureBoot kinds need: any (amd64's, installed always) and arm64's (fetched). */
+export function secureBootChains(kinds: readonly LabNodeKind[]): { any: boolean; arm64: boolean } {
+  const sb = kinds.filter((k) => SPECS[k].secureBoot === true);
+  return { any: sb.length > 0, arm64: sb.some((k) => SPECS[k].arch === 'arm64') };
 }
 
 /** `amd64-bios,arm64-uefi` or with counts, `amd64-bios*3,pi4`. */

@@ -14,6 +14,8 @@ export interface NodeResult {
   timeline: Partial<Record<Step, number>>;
   lastStep: Step | 'power-on';
   failure?: string;
+  /** A UEFI node's Secure Boot state as its kernel printed it on the serial console (server/lab/secure-boot-evidence.ts). */
+  secureBoot?: 'enabled' | 'disabled' | undefined;
   /** What the node reported about itself (the agent's booted report), if any. */
   observed?: string;
   /** The node's boot timeline as bootfarm recorded it (this boot). */
@@ -54,6 +56,8 @@ export interface LabOptions {
   missingImage?: LabNodeKind[];
   /** Failure injection: the fake cluster refuses these nodes' registration (kubeadm join fails). */
   refuseJoin?: LabNodeKind[];
+  /** Failure injection: these Secure Boot kinds are configured without secureBoot (server/lab/lab-config.ts). */
+  secureBootOff?: LabNodeKind[];
   /**
    * Failure injection: restart bootfarm each time the first node of `nodes`
    * reaches one of these steps (its boot must still complete). Steps the node

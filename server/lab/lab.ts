@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { NetLab, type LabHost } from './netlab.js';
 import type { Background } from './proc.js';
 import { startGuest, qemuAccel } from './qemu.js';
-import { installGrubArm64, installIpxe } from '../boot/bootloaders.js';
+import { installGrubArm64, installIpxe, installSecureBoot } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from './server-image.js';
@@ -22,7 +22,8 @@ import { serverOutage, type OutageReport } from './outage.js';
 import { LabAttacker } from './attacker.js';
 import { containerConfig, SERVER_CONTAINER_PATHS, startServerContainer, type ServerContainer } from './server-container.js';
 import { enrolLabTpms, startNodeTpm } from './lab-tpm.js';
-import { needsGrubArm64, scriptedPiModel, SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
+import { needsGrubArm64, scriptedPiModel, secureBootChains, SPECS, specFor, type LabNodeKind, type NodeSpec } from './lab-nodes.js';
+import { secureBootFailure, secureBootState } from './secure-boot-evidence.js';
 import { piKernelFiles, startPiKernelGuest } from './pi-kernel-guest.js';
 import { piImageGap } from './pi-image-gaps.js';
 import { piEepromHttp, type PiEepromHttp } from './pi-http-eeprom.js';
@@ -172,6 +173,7 @@ export class Lab {
       image: this.options.image,
       specs: this.specs,
       missingImage: this.options.missingImage,
+      secureBootOff: this.options.secureBootOff,
       toRam: this.options.toRam,
       tpmEks: this.tpmEks,
       admission: this.admission,
@@ -186,6 +188,8 @@ export class Lab {
     mkdirSync(tftpRoot, { recursive: true });
     installIpxe(tftpRoot);
     if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, path.join(this.workDir, 'cache'));
+    const chains = secureBootChains(this.options.nodes);
+    if (chains.any) installSecureBoot(tftpRoot, path.join(this.workDir, 'cache'), chains.arm64);
 
     this.net = await NetLab.create('lab');
     this.log(`lab network ${this.net.switchNs} (bridge br0, 10.9.0.0/24, no uplink); work dir ${this.workDir}`);
@@ -537,6 +541,15 @@ export class Lab {
         }
         if (seen.timeline.joined !== undefined) {
           result.ok = true;
+          if (spec.firmware !== 'seabios' && spec.firmware !== 'pi4') {
+            result.secureBoot = secureBootState(guest.lines);
+            const sbFailure = secureBootFailure(spec.secureBoot === true, result.secureBoot);
+            this.log(`${spec.hostname}: its kernel says Secure boot ${result.secureBoot ?? '(nothing)'}`);
+            if (sbFailure) {
+              result.ok = false;
+              result.failure = sbFailure;
+            }
+          }
           if (attack && this.attacker) {
             attackStop.abort();
             result.attack = await this.attacker.afterJoin(spec, await attack, guest.lines.join('\n'), () => this.events(spec.mac));

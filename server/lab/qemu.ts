@@ -32,7 +32,7 @@ export function findOvmf(): string | undefined {
  * the fw_cfg files OVMF and ArmVirtQemu read at start (edk2 OvmfPkg/ArmVirtPkg,
  * PcdIPv4PXESupport/PcdIPv6PXESupport).
  */
-export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb' | 'uboot-arm';
+export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb' | 'aavmf-sb' | 'uboot-arm';
 
 /**
  * ovmf-sb: OVMF as a stock server ships, Secure Boot on with Microsoft's keys
@@ -51,6 +51,30 @@ function ovmfSecureBootArgs(): string[] {
     `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECURE_BOOT.code}`,
     '-drive',
     `if=pflash,format=raw,unit=1,snapshot=on,file=${OVMF_SECURE_BOOT.vars}`,
+  ];
+}
+
+/**
+ * aavmf-sb: arm64 UEFI with Secure Boot on and Microsoft's keys enrolled (package
+ * qemu-efi-aarch64). AAVMF_CODE.ms.fd is the same build as AAVMF_CODE.fd (a
+ * symlink): Secure Boot is on because the variable store has PK, KEK and db
+ * enrolled, and ArmVirtQemu enforces it without SMM (its variable store is not
+ * protected from the guest's OS, which a test does not need). Both pflash images
+ * are 64 MiB as the virt machine wants; the store is opened with snapshot=on.
+ */
+const AAVMF_SECURE_BOOT = { code: '/usr/share/AAVMF/AAVMF_CODE.ms.fd', vars: '/usr/share/AAVMF/AAVMF_VARS.ms.fd' };
+
+function aavmfFirmwareArgs(firmware: GuestFirmware): string[] {
+  if (firmware !== 'aavmf-sb') {
+    if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
+    return ['-bios', AAVMF];
+  }
+  for (const f of Object.values(AAVMF_SECURE_BOOT)) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install qemu-efi-aarch64`);
+  return [
+    '-drive',
+    `if=pflash,format=raw,unit=0,readonly=on,file=${AAVMF_SECURE_BOOT.code}`,
+    '-drive',
+    `if=pflash,format=raw,unit=1,snapshot=on,file=${AAVMF_SECURE_BOOT.vars}`,
   ];
 }
 
@@ -114,17 +138,15 @@ export function controlPort(socket: string | undefined): string[] {
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
   const tap = await lab.addTap();
   if (firmware === 'uboot-arm') return lab.spawn(lab.switchNs, 'qemu-system-arm', ubootArmArgs(tap, mac, options), options.label ?? 'qemu-uboot-arm');
-  if (firmware === 'aavmf' || firmware === 'aavmf-http') {
+  if (firmware.startsWith('aavmf')) {
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.
-    if (!existsSync(AAVMF)) throw new Error(`${AAVMF} not found: apt-get install qemu-efi-aarch64`);
     return lab.spawn(
       lab.switchNs,
       'qemu-system-aarch64',
       [
         ...aarch64VirtArgs('cortex-a57', options.memoryMb ?? 512),
-        '-bios',
-        AAVMF,
+        ...aavmfFirmwareArgs(firmware),
         '-nographic',
         '-nodefaults',
         '-serial',
