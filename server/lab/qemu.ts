@@ -42,15 +42,15 @@ export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-
  */
 const OVMF_SECURE_BOOT = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd' };
 
-function ovmfSecureBootArgs(): string[] {
-  for (const f of Object.values(OVMF_SECURE_BOOT)) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install ovmf`);
+function ovmfSecureBootArgs(vars = OVMF_SECURE_BOOT.vars): string[] {
+  for (const f of [OVMF_SECURE_BOOT.code, vars]) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install ovmf`);
   return [
     '-global',
     'driver=cfi.pflash01,property=secure,value=on',
     '-drive',
     `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECURE_BOOT.code}`,
     '-drive',
-    `if=pflash,format=raw,unit=1,snapshot=on,file=${OVMF_SECURE_BOOT.vars}`,
+    `if=pflash,format=raw,unit=1,snapshot=on,file=${vars}`,
   ];
 }
 
@@ -116,6 +116,8 @@ export interface GuestOptions {
   controlSocket?: string;
   /** x86 only: a TPM 2.0 from the swtpm listening on this Unix control socket (server/lab/swtpm.ts, kubernetes.admission: tpm). */
   tpmSocket?: string;
+  /** ovmf-sb only: another variable store than Microsoft's keys, e.g. /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd (a test key in db). */
+  secureBootVars?: string;
 }
 
 /** QEMU's arm64 `virt` machine under TCG (there is no KVM for arm on x86), two vCPUs, console on stdio. */
@@ -188,7 +190,7 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
     ...controlPort(options.controlSocket),
     ...(options.tpmSocket ? qemuTpmArgs(options.tpmSocket) : []),
   ];
-  if (firmware === 'ovmf-sb') args.push(...ovmfSecureBootArgs());
+  if (firmware === 'ovmf-sb') args.push(...ovmfSecureBootArgs(options.secureBootVars));
   else if (firmware !== 'seabios') {
     const ovmf = findOvmf();
     if (!ovmf) throw new Error('OVMF firmware not found: apt-get install ovmf');
