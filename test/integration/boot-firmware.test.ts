@@ -5,19 +5,28 @@
 // The -http guests have the firmware's PXE off, so UEFI HTTP boot runs instead.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NetLab } from '../../server/lab/netlab.js';
-import { startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
+import { CLI, nodeArgs, startBootfarm, type BootfarmProcess, type LogLine } from '../lib/bootfarm.js';
 import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
 import { installGrubArm64, installIpxe, installSecureBoot } from '../../server/boot/bootloaders.js';
+import { signIpxe } from '../../server/boot/signing.js';
+import { startOvmfSnakeoil } from './firmware-guests.js';
+import type { Background } from '../../server/lab/proc.js';
 
 const GUEST_TIMEOUT = 180_000;
+// Debian's snakeoil db key (package ovmf), enrolled in OVMF_VARS_4M.snakeoil.fd: the site's own key.
+const SNAKEOIL = { key: '/usr/share/ovmf/PkKek-1-snakeoil.key', cert: '/usr/share/ovmf/PkKek-1-snakeoil.pem' };
+// How long a node may stay silent after its bootloader before its timeline gets a hint (boot.silentBootloaderSeconds).
+const SILENT_SECONDS = 5;
+const API_TOKEN = 'firmware-test-token';
 
 describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
   let lab: NetLab;
   let server: BootfarmProcess;
+  let srvNs: string;
 
   beforeAll(async () => {
     const work = mkdtempSync(path.join(tmpdir(), 'bootfarm-fw-'));
@@ -28,17 +37,30 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
       }
     }
     symlinkSync('v1', path.join(work, 'images/base/current'));
+    // The site-key node's image: its "kernel" is Debian's unsigned ipxe.efi, a real EFI
+    // binary the firmware's LoadImage checks against db (iPXE boots kernels through it).
+    mkdirSync(path.join(work, 'images/unsigned-efi/v1/amd64'), { recursive: true });
+    copyFileSync('/usr/lib/ipxe/ipxe.efi', path.join(work, 'images/unsigned-efi/v1/amd64/vmlinuz'));
+    writeFileSync(path.join(work, 'images/unsigned-efi/v1/amd64/initrd.img'), randomBytes(64 * 1024));
+    symlinkSync('v1', path.join(work, 'images/unsigned-efi/current'));
     installIpxe(path.join(work, 'tftpboot'));
+    writeFileSync(path.join(work, 'passphrase'), 'snakeoil\n');
+    const signingKey = { ...SNAKEOIL, passphraseFile: path.join(work, 'passphrase') };
+    signIpxe(path.join(work, 'tftpboot'), signingKey);
     installGrubArm64(path.join(work, 'tftpboot'), path.join(work, 'cache'));
     installSecureBoot(path.join(work, 'tftpboot'), path.join(work, 'cache'), false);
     lab = await NetLab.create('bw');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
+    srvNs = srv.ns;
     server = await startBootfarm(lab, srv.ns, {
       server: { address: '10.9.0.1' },
       dhcp: { mode: 'full', interface: 'eth0', subnets: [{ cidr: '10.9.0.0/24', range: ['10.9.0.100', '10.9.0.150'], leaseSeconds: 600 }] },
       tftp: { root: path.join(work, 'tftpboot') },
       http: { port: 8080 },
       images: { dir: path.join(work, 'images'), default: 'base' },
+      boot: { signingKey, silentBootloaderSeconds: SILENT_SECONDS },
+      // API reads need a token: `node show` below uses it.
+      api: { token: API_TOKEN },
       nodes: [
         { mac: '52:54:00:cc:00:01', hostname: 'bios-1', arch: 'amd64' },
         { mac: '52:54:00:cc:00:02', hostname: 'uefi-1', arch: 'amd64' },
@@ -47,6 +69,8 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
         { mac: '52:54:00:cc:00:05', hostname: 'uefi-http-1', arch: 'amd64' },
         { mac: '52:54:00:cc:00:06', hostname: 'sb-1', arch: 'amd64', secureBoot: true },
         { mac: '52:54:00:cc:00:07', hostname: 'sb-off-1', arch: 'amd64' },
+        { mac: '52:54:00:cc:00:08', hostname: 'site-1', arch: 'amd64', secureBoot: 'site', image: 'unsigned-efi' },
+        { mac: '52:54:00:cc:00:09', hostname: 'site-ms-1', arch: 'amd64', secureBoot: 'site' },
       ],
     });
   });
@@ -56,13 +80,13 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
 
   /** Boots a guest until bootfarm logs `done` and, if given, its console shows `console`. */
   async function bootUntil(
-    firmware: GuestFirmware,
+    firmware: GuestFirmware | 'ovmf-snakeoil',
     mac: string,
     done: (l: LogLine) => boolean,
     console?: (line: string) => boolean,
   ): Promise<LogLine[]> {
     const since = server.bg.lines.length;
-    const guest = await startGuest(lab, firmware, mac);
+    const guest: Background = firmware === 'ovmf-snakeoil' ? await startOvmfSnakeoil(lab, mac) : await startGuest(lab, firmware, mac);
     try {
       const withConsole = (err: Error) => {
         throw new Error(`${err.message}\n--- guest console:\n${guest.lines.slice(-25).join('\n')}`);
@@ -221,6 +245,61 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
         (line) => /Access Denied/i.test(line),
       );
       // iPXE never ran: no DHCP request of its own.
+      expect(logs.filter((l) => l.mac === mac && l.ipxe === true)).toEqual([]);
+      // Nothing more came from it within boot.silentBootloaderSeconds: its timeline says why.
+      await server.waitForLog((l) => l.mac === mac && l.hint === 'secure-boot-refused', GUEST_TIMEOUT, 'the silent-bootloader hint');
+      const shown = await lab.exec(
+        srvNs,
+        process.execPath,
+        nodeArgs(CLI, ['node', 'show', mac, '--config', server.configFile, '--token', API_TOKEN]),
+      );
+      expect(shown.code, shown.stderr).toBe(0);
+      const { events } = JSON.parse(shown.stdout) as { events: Array<{ type: string; detail?: Record<string, unknown> }> };
+      expect(events.filter((e) => e.type === 'boot.hint').map((e) => e.detail)).toContainEqual({
+        hint: 'secure-boot-refused',
+        file: 'ipxe.efi',
+        message:
+          'firmware likely refused an unsigned bootloader (ipxe.efi; Secure Boot on?): set secureBoot: true on this node (docs/configuration.md, Secure Boot)',
+      });
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  // secureBoot: site: the machine's db holds the site's own key (here Debian's
+  // snakeoil test key), not Microsoft's; bootfarm signed iPXE with boot.signingKey.
+  it(
+    "OVMF with the site's key enrolled: a secureBoot: site node runs iPXE signed with that key, and the firmware refuses the unsigned EFI kernel iPXE loads",
+    async () => {
+      const mac = '52:54:00:cc:00:08';
+      const logs = await bootUntil(
+        'ovmf-snakeoil',
+        mac,
+        (l) => l.msg === 'http file sent' && l.path === 'images/unsigned-efi/v1/amd64/vmlinuz',
+        // iPXE probes a kernel with the firmware's LoadImage, which under Secure Boot
+        // refuses this unsigned (but valid) EFI binary, so no image type takes it.
+        (line) => line.includes('Could not select: Exec format error'),
+      );
+      const offer = logs.find((l) => l.mac === mac && l.type === 'DISCOVER' && l.ipxe === false);
+      expect(offer).toMatchObject({ firmware: 'uefi', bootFile: 'secureboot/ipxe-site.efi' });
+      // The signed iPXE ran: its own DHCP, then its script and the image's files over HTTP.
+      const ip = String(logs.find((l) => l.mac === mac && l.outcome === 'ack' && l.ipxe === true)?.ip);
+      expect(fetched(logs, ip)).toEqual(
+        expect.arrayContaining(['http:boot/52-54-00-cc-00-08.ipxe', 'http:images/unsigned-efi/v1/amd64/vmlinuz']),
+      );
+    },
+    GUEST_TIMEOUT + 30_000,
+  );
+
+  it(
+    "OVMF with Microsoft's keys only: iPXE signed with the site key is refused like an unsigned one",
+    async () => {
+      const mac = '52:54:00:cc:00:09';
+      const logs = await bootUntil(
+        'ovmf-sb',
+        mac,
+        (l) => l.msg === 'tftp file sent' && l.path === 'secureboot/ipxe-site.efi',
+        (line) => /Access Denied/i.test(line),
+      );
       expect(logs.filter((l) => l.mac === mac && l.ipxe === true)).toEqual([]);
     },
     GUEST_TIMEOUT + 30_000,

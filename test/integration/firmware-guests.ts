@@ -87,7 +87,7 @@ export async function firstFetch(fl: FirmwareLab, firmware: GuestFirmware, mac: 
  * variable store. The store is opened with snapshot=on, so the packaged file is
  * never written.
  */
-export const OVMF_SNAKEOIL = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd' };
+const OVMF_SNAKEOIL = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd' };
 
 export async function startOvmfSnakeoil(lab: NetLab, mac: string): Promise<Background> {
   for (const f of Object.values(OVMF_SNAKEOIL)) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install ovmf`);
