@@ -22,6 +22,8 @@ describe('configuration', () => {
       uefiArm64: 'grub/arm64-efi/core.efi',
       kernelArgs: '',
       templatesDir: undefined,
+      signingKey: undefined,
+      silentBootloaderSeconds: 60,
     });
     expect(c.server.syncWrites).toBe(true);
     expect(c.server.maxDiscovered).toBe(10_000);
