@@ -26,6 +26,7 @@ export const MUTATION_TESTS = [
   'test/unit/pi-bootloader.test.ts',
   'test/unit/tftp-options.test.ts',
   'test/unit/tftp-packet.test.ts',
+  'test/unit/uboot-boot.test.ts',
   'test/unit/version-sort.test.ts',
 ];
 

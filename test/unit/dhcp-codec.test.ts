@@ -352,7 +352,7 @@ describe('encoder', () => {
     p.options.set(52, Buffer.of(3));
     p.options.set(53, Buffer.of(2));
     const { buffer } = encodePacket(p);
-    expect(buffer.subarray(240, 244).toString('hex')).toBe('350102ff');
+    expect(buffer.subarray(240, 248).toString('hex')).toBe('350102ff00000000');
   });
 
   it('overflows into an empty file field up to its 127 bytes and END, and drops what does not fit', () => {
@@ -465,11 +465,11 @@ describe('decoder: fields and option areas at their limits', () => {
     expect(p.options.get(61)?.toString('hex')).toBe('0102');
   });
 
-  it('overload 1 reads options from file only (no END, PAD to its end); sname stays text', () => {
+  it('overload 1 reads options from file only, to its last byte (PAD before, no END); sname stays text', () => {
     const p = decodeOk(
       request([53, 1, 1, 52, 1, 1, 255], (b) => {
         b.write('srv', 44, 'latin1');
-        Buffer.from([12, 2, 0x68, 0x69]).copy(b, 108); // the rest of the field is PAD
+        Buffer.from([12, 2, 0x68, 0x69]).copy(b, 232); // PAD from 108, the option in the field's last 4 bytes
       }),
     );
     expect([...p.options.keys()]).toEqual([53, 52, 12]);

@@ -115,5 +115,6 @@ describe('DHCP option readers: lists, identifiers and encapsulated options', () 
     expect(describeMalformed(good)).toEqual([]);
     expect(describeMalformed(opts(93, []))).toEqual(['option 93 has odd length 0']);
     expect(describeMalformed(opts(94, [1, 3]))).toEqual(['option 94 has length 2, expected 3']);
+    expect(describeMalformed(opts(57, [0x01, 0x00, 0x00]))).toEqual(['option 57 has length 3, expected 2']);
   });
 });
