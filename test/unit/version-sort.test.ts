@@ -70,6 +70,10 @@ const CORPUS = [
   'PREINIT_1',
   'PREINIT_1_',
   'PREINIT_1a',
+  // bytes below '0' ('.', '-') end a digit run: a1.2 before a12
+  'a1.2',
+  'a12',
+  'a1-9',
 ];
 
 function gnuSortV(keys: string[]): string[] {
