@@ -14,6 +14,11 @@ npm ci --no-audit --no-fund --loglevel=error
 # What a contributor runs without root (typecheck, lint with the import-cycle rule,
 # unused exports, formatting, the unit tier): a failure here stops the run early.
 npm run --silent check
+# Mutation testing of the decisions (docs/testing.md): incremental from the
+# committed reports/stryker-incremental.json, so only mutants whose code or tests
+# changed since are re-run (about 2 min when none did); exits 1 under the break
+# threshold of stryker.config.json.
+npm run --silent test:mutation
 # The built CLI is what users run: build it, and a test runs it.
 npm run --silent build
 
