@@ -216,7 +216,8 @@ export class Lab {
       caCertFile: string;
       kubeconfig: string;
     };
-    this.log(`fake Kubernetes API on ${KUBE}:6443`);
+    // The operator's host on the segment: it approves boots, and a test watches the dashboard from it.
+    this.log(`fake Kubernetes API on ${KUBE}:6443 (host namespace ${this.kubeHost.ns}, the lab's operator)`);
     if (this.options.attack) {
       this.attacker = await LabAttacker.create(this.net, {
         server: SERVER,

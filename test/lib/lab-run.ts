@@ -2,7 +2,7 @@
 // emulation lab: the built CLI's `bootfarm lab run --json` against the lab image
 // cache, and the image build that every file's beforeAll makes (a cache hit when
 // nothing under imagebuild/ changed).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
 import { REPO_ROOT } from './bootfarm.js';
@@ -26,6 +26,79 @@ export async function lab(args: string[]): Promise<{ code: number | null; json: 
   );
   if (!r.stdout.trim().startsWith('{')) throw new Error(`lab run printed no JSON (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
   return { code: r.code, json: JSON.parse(r.stdout) as LabJson, stderr: r.stderr };
+}
+
+/** A lab run in progress: its stderr lines as they come, and its end. */
+export interface LiveLab {
+  /** Resolves with the first stderr line that matches (rejects when the run ends first or after timeoutMs). */
+  waitForLine(test: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
+  done: Promise<{ code: number | null; json: LabJson; stderr: string }>;
+}
+
+/** `bootfarm lab run --json` in the background, for a test that watches the lab while it runs. */
+export function startLab(args: string[]): LiveLab {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const killer = setTimeout(() => child.kill('SIGKILL'), 40 * 60_000);
+  let stdout = '';
+  let stderr = '';
+  let partial = '';
+  const waiters = new Set<{ test: RegExp; resolve: (m: RegExpMatchArray) => void }>();
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines)
+      for (const w of [...waiters]) {
+        const m = line.match(w.test);
+        if (m) {
+          waiters.delete(w);
+          w.resolve(m);
+        }
+      }
+  });
+  const done = new Promise<{ code: number | null; json: LabJson; stderr: string }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      if (!stdout.trim().startsWith('{')) reject(new Error(`lab run printed no JSON (exit ${code}):\n${stderr.slice(-4000)}`));
+      else resolve({ code, json: JSON.parse(stdout) as LabJson, stderr });
+    });
+  });
+  const ended = done.then(
+    () => undefined,
+    () => undefined,
+  );
+  return {
+    done,
+    waitForLine: (test, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const already = stderr
+          .split('\n')
+          .map((l) => l.match(test))
+          .find((m) => m !== null);
+        if (already) return resolve(already);
+        const fail = (why: string) => {
+          if (waiters.delete(w)) reject(new Error(`lab run: no line matching ${String(test)} (${why}):\n${stderr.slice(-3000)}`));
+        };
+        const timer = setTimeout(() => fail(`${timeoutMs} ms`), timeoutMs);
+        const w = {
+          test,
+          resolve: (m: RegExpMatchArray) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        };
+        waiters.add(w);
+        void ended.then(() => fail('the run ended'));
+      }),
+  };
 }
 
 /** The lab image for both architectures, built or found in the cache. */
