@@ -10,7 +10,8 @@ import { ubootScriptImage } from './script-image.js';
 /** U-Boot's boot_script_dhcp default (include/config_distro_bootcmd.h). */
 export const UBOOT_SCRIPT_PATH = 'boot.scr.uimg';
 
-export const UBOOT_SCRIPT = "echo bootfarm: fetching this board's pxelinux.cfg\npxe get && pxe boot\n";
+// No quote characters: U-Boot's hush would take one as the start of a string.
+export const UBOOT_SCRIPT = 'echo bootfarm: pxe get and pxe boot\npxe get && pxe boot\n';
 
 const image = ubootScriptImage(UBOOT_SCRIPT, 'bootfarm netboot');
 
