@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { IMAGES, buildLabImage, lab } from '../lib/lab-run.js';
+import { IMAGES, buildLabImage, fetchedPaths, lab } from '../lib/lab-run.js';
 
 describe('emulation lab: firmware paths', () => {
   beforeAll(buildLabImage, 60 * 60_000);
@@ -30,6 +30,34 @@ describe('emulation lab: firmware paths', () => {
           expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
       }
       expect(json.cluster.map((n) => n.name).sort()).toEqual(['lab-amd64-uefi-http', 'lab-arm64-uefi-http']);
+    },
+    30 * 60_000,
+  );
+
+  it(
+    "OVMF's own UEFI PXE joins, and OVMF with Secure Boot on (Microsoft's keys) joins through shim, Debian's signed GRUB and the signed kernel, its kernel saying Secure boot enabled",
+    async () => {
+      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-uefi,amd64-uefi-sb']);
+      expect(code, stderr.slice(-3000)).toBe(0);
+      const byKind = new Map(json.results.map((n) => [n.kind, n]));
+      const plain = byKind.get('amd64-uefi');
+      const sb = byKind.get('amd64-uefi-sb');
+      expect(plain?.ok, `amd64-uefi: ${plain?.failure}`).toBe(true);
+      expect(sb?.ok, `amd64-uefi-sb: ${sb?.failure}`).toBe(true);
+      if (!plain || !sb) return;
+      // OVMF's PXE loads iPXE; Secure Boot is off there and on under the .ms variables.
+      expect(fetchedPaths(plain, 'tftp.file')[0]).toBe('ipxe.efi');
+      expect(plain.secureBoot).toBe('disabled');
+      expect(sb.secureBoot).toBe('enabled');
+      // The signed chain, all over TFTP: shim, the GRUB it loads by name, the node's config, the kernel.
+      const version = readlinkSync(path.join(IMAGES, 'lab', 'current'));
+      const files = fetchedPaths(sb, 'tftp.file');
+      expect(files.slice(0, 2)).toEqual(['secureboot/shimx64.efi', 'secureboot/grubx64.efi']);
+      expect(files).toContain(`images/lab/${version}/amd64/vmlinuz`);
+      for (const node of [plain, sb])
+        for (const step of ['root attached', 'booted', 'joined'] as const)
+          expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+      expect(json.cluster.map((n) => n.name).sort()).toEqual(['lab-amd64-uefi', 'lab-amd64-uefi-sb']);
     },
     30 * 60_000,
   );
