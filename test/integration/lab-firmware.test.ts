@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { IMAGES, buildLabImage, fetchedPaths, lab } from '../lib/lab-run.js';
+import type { NodeResult } from '../../server/lab/lab.js';
 
 describe('emulation lab: firmware paths', () => {
   beforeAll(buildLabImage, 60 * 60_000);
@@ -48,17 +49,33 @@ describe('emulation lab: firmware paths', () => {
       // OVMF's PXE loads iPXE; Secure Boot is off there and on under the .ms variables.
       expect(fetchedPaths(plain, 'tftp.file')[0]).toBe('ipxe.efi');
       expect(plain.secureBoot).toBe('disabled');
-      expect(sb.secureBoot).toBe('enabled');
-      // The signed chain, all over TFTP: shim, the GRUB it loads by name, the node's config, the kernel.
-      const version = readlinkSync(path.join(IMAGES, 'lab', 'current'));
-      const files = fetchedPaths(sb, 'tftp.file');
-      expect(files.slice(0, 2)).toEqual(['secureboot/shimx64.efi', 'secureboot/grubx64.efi']);
-      expect(files).toContain(`images/lab/${version}/amd64/vmlinuz`);
-      for (const node of [plain, sb])
-        for (const step of ['root attached', 'booted', 'joined'] as const)
-          expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+      expectSignedChain(sb, 'amd64', ['secureboot/shimx64.efi', 'secureboot/grubx64.efi']);
+      for (const step of ['root attached', 'booted', 'joined'] as const) expect(plain.timeline[step], step).toBeTypeOf('number');
       expect(json.cluster.map((n) => n.name).sort()).toEqual(['lab-amd64-uefi', 'lab-amd64-uefi-sb']);
     },
     30 * 60_000,
   );
+
+  it(
+    "AAVMF with Secure Boot on (AAVMF_VARS.ms.fd) joins through Debian's arm64 shim, signed GRUB and signed kernel, its kernel saying Secure boot enabled",
+    async () => {
+      const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'arm64-uefi-sb']);
+      expect(code, stderr.slice(-3000)).toBe(0);
+      const [sb] = json.results;
+      expect(sb?.ok, `arm64-uefi-sb: ${sb?.failure}`).toBe(true);
+      if (sb) expectSignedChain(sb, 'arm64', ['secureboot/shimaa64.efi', 'secureboot/grubaa64.efi']);
+      expect(json.cluster.map((n) => n.name)).toEqual(['lab-arm64-uefi-sb']);
+    },
+    30 * 60_000,
+  );
 });
+
+/** A Secure Boot node's evidence: its kernel said enabled; shim, the GRUB it loads by name, then the kernel, all over TFTP; joined. */
+function expectSignedChain(node: NodeResult, arch: 'amd64' | 'arm64', chain: [string, string]): void {
+  expect(node.secureBoot).toBe('enabled');
+  const version = readlinkSync(path.join(IMAGES, 'lab', 'current'));
+  const files = fetchedPaths(node, 'tftp.file');
+  expect(files.slice(0, 2)).toEqual(chain);
+  expect(files).toContain(`images/lab/${version}/${arch}/vmlinuz`);
+  for (const step of ['root attached', 'booted', 'joined'] as const) expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+}
