@@ -346,13 +346,17 @@ export const ConfigSchema = Type.Object(
               {
                 key: Type.String({ minLength: 1, ...expected('the PEM private key of the db key the site enrolled') }),
                 cert: Type.String({ minLength: 1, ...expected('the PEM certificate of that key') }),
-                passphraseFile: Type.Optional(Type.String({ minLength: 1, ...expected('a file holding the key\'s passphrase') })),
+                passphraseFile: Type.Optional(Type.String({ minLength: 1, ...expected("a file holding the key's passphrase") })),
               },
               { additionalProperties: false },
             ),
           ),
           silentBootloaderSeconds: Type.Optional(
-            Type.Integer({ minimum: 1, maximum: 3600, ...expected('seconds (1-3600) a node may stay silent after fetching its bootloader') }),
+            Type.Integer({
+              minimum: 1,
+              maximum: 3600,
+              ...expected('seconds (1-3600) a node may stay silent after fetching its bootloader'),
+            }),
           ),
         },
         { additionalProperties: false },

@@ -3,7 +3,20 @@
 import { SetupError } from '../errors.js';
 import type { GuestFirmware } from './qemu.js';
 
-const LAB_NODE_KINDS = ['amd64-bios', 'amd64-uefi', 'arm64-uefi', 'amd64-uefi-http', 'arm64-uefi-http', 'amd64-uefi-sb', 'arm64-uefi-sb', 'pi3', 'pi4', 'pi5', 'pi4-http', 'armhf-uboot'] as const;
+const LAB_NODE_KINDS = [
+  'amd64-bios',
+  'amd64-uefi',
+  'arm64-uefi',
+  'amd64-uefi-http',
+  'arm64-uefi-http',
+  'amd64-uefi-sb',
+  'arm64-uefi-sb',
+  'pi3',
+  'pi4',
+  'pi5',
+  'pi4-http',
+  'armhf-uboot',
+] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
 export interface NodeSpec {

@@ -162,7 +162,9 @@ export class Lab {
     for (const spec of this.specs.filter((s) => s.piBoot === 'http')) {
       const eeprom = await piEepromHttp(this.options.cli, hostConfigFile, spec.hostname, this.workDir);
       this.piEeprom.set(spec.hostname, eeprom);
-      this.log(`${spec.hostname}: EEPROM HTTP_HOST=${eeprom.host} HTTP_PORT=${eeprom.port} HTTP_PATH=${eeprom.path} and its public key (bootfarm pi eeprom-config)`);
+      this.log(
+        `${spec.hostname}: EEPROM HTTP_HOST=${eeprom.host} HTTP_PORT=${eeprom.port} HTTP_PATH=${eeprom.path} and its public key (bootfarm pi eeprom-config)`,
+      );
     }
   }
 
@@ -259,7 +261,9 @@ export class Lab {
         const hostConfig = path.join(this.workDir, 'bootfarm-host.yaml');
         writeFileSync(
           hostConfig,
-          stringify(this.config({ caCertFile: path.join(stateDir, 'kube', 'ca.crt'), kubeconfig: path.join(stateDir, 'kube', 'admin.conf') })),
+          stringify(
+            this.config({ caCertFile: path.join(stateDir, 'kube', 'ca.crt'), kubeconfig: path.join(stateDir, 'kube', 'admin.conf') }),
+          ),
         );
         await this.readPiEeproms(hostConfig);
       }
@@ -458,7 +462,7 @@ export class Lab {
       });
     }
     this.log(
-      `${spec.hostname}: powered on (${spec.firmware === 'pi4' ? `scripted Pi ${scriptedPiModel(spec)} bootloader` : `QEMU ${spec.firmware}, ${spec.arch === 'arm64' ? 'tcg' : qemuAccel()}`})`,
+      `${spec.hostname}: powered on (${spec.firmware === 'pi4' ? `scripted Pi ${scriptedPiModel(spec)} bootloader` : `QEMU ${spec.firmware}, ${spec.arch === 'amd64' ? qemuAccel() : 'tcg'}`})`,
     );
     const deadline = poweredOn + this.options.timeoutSeconds * 1000;
     const result: NodeResult = {
@@ -542,7 +546,7 @@ export class Lab {
         }
         if (seen.timeline.joined !== undefined) {
           result.ok = true;
-          if (spec.firmware !== 'seabios' && spec.firmware !== 'pi4') {
+          if (spec.firmware !== 'seabios' && spec.firmware !== 'pi4' && spec.firmware !== 'uboot-arm') {
             result.secureBoot = secureBootState(guest.lines);
             const sbFailure = secureBootFailure(spec.secureBoot === true, result.secureBoot);
             this.log(`${spec.hostname}: its kernel says Secure boot ${result.secureBoot ?? '(nothing)'}`);

@@ -17,7 +17,7 @@ export interface PiEepromHttp {
 }
 
 /** The HTTP settings in `pi eeprom-config`'s output, or why they are not there. */
-export function parseEepromHttp(text: string): Omit<PiEepromHttp, 'pubkeyFile'> & { pem: string } {
+function parseEepromHttp(text: string): Omit<PiEepromHttp, 'pubkeyFile'> & { pem: string } {
   const value = (key: string) => new RegExp(`^${key}=(\\S+)$`, 'm').exec(text)?.[1];
   const host = value('HTTP_HOST');
   const port = Number(value('HTTP_PORT') ?? '80');

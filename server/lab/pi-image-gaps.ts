@@ -9,7 +9,10 @@ import path from 'node:path';
 import { piModelName, piNodeBootSet, piRequiredFiles, type PiModel } from '../boot/files/pi-models.js';
 
 /** Why the image's arch folder (…/current/<arch>) cannot boot the node, or undefined when it has every file. */
-export function piImageGap(archDir: string, node: { hostname: string; mac: string; arch: 'amd64' | 'arm64' | 'armhf'; piModel: PiModel }): string | undefined {
+export function piImageGap(
+  archDir: string,
+  node: { hostname: string; mac: string; arch: 'amd64' | 'arm64' | 'armhf'; piModel: PiModel },
+): string | undefined {
   const set = piNodeBootSet(node);
   if ('refused' in set) return set.refused;
   const missing = piRequiredFiles(set).filter((f) => !existsSync(path.join(archDir, 'rpi', f)));

@@ -86,7 +86,7 @@ function httpBootOnly(firmware: GuestFirmware): string[] {
 export const AAVMF = '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd';
 
 /** Debian's U-Boot for QEMU's 32-bit virt machine (package u-boot-qemu). */
-export const UBOOT_QEMU_ARM = '/usr/lib/u-boot/qemu_arm/u-boot.bin';
+const UBOOT_QEMU_ARM = '/usr/lib/u-boot/qemu_arm/u-boot.bin';
 
 /**
  * uboot-arm: an ARMv7 U-Boot board. highmem=off keeps every device below 4 GiB,
@@ -139,7 +139,8 @@ export function controlPort(socket: string | undefined): string[] {
 
 export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: string, options: GuestOptions = {}): Promise<Background> {
   const tap = await lab.addTap();
-  if (firmware === 'uboot-arm') return lab.spawn(lab.switchNs, 'qemu-system-arm', ubootArmArgs(tap, mac, options), options.label ?? 'qemu-uboot-arm');
+  if (firmware === 'uboot-arm')
+    return lab.spawn(lab.switchNs, 'qemu-system-arm', ubootArmArgs(tap, mac, options), options.label ?? 'qemu-uboot-arm');
   if (firmware.startsWith('aavmf')) {
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.

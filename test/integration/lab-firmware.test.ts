@@ -77,5 +77,6 @@ function expectSignedChain(node: NodeResult, arch: 'amd64' | 'arm64', chain: [st
   const files = fetchedPaths(node, 'tftp.file');
   expect(files.slice(0, 2)).toEqual(chain);
   expect(files).toContain(`images/lab/${version}/${arch}/vmlinuz`);
-  for (const step of ['root attached', 'booted', 'joined'] as const) expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
+  for (const step of ['root attached', 'booted', 'joined'] as const)
+    expect(node.timeline[step], `${node.kind} ${step}`).toBeTypeOf('number');
 }

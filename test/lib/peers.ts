@@ -105,8 +105,16 @@ export interface TierNeeds {
 export const TIERS: Record<string, TierNeeds> = {
   unit: {
     root: false,
-    // curl, jq and openssl: the kubeadm stand-in (imagebuild/kubernetes) is a shell script around them.
-    peers: [cmd('curl', 'curl'), cmd('jq', 'jq'), cmd('strace', 'strace'), cmd('openssl', 'openssl'), cmd('sort', 'coreutils')],
+    // curl, jq and openssl: the kubeadm stand-in (imagebuild/kubernetes) is a shell script around them;
+    // mkimage: U-Boot's own script image writer, the reference for server/boot/uboot/script-image.ts.
+    peers: [
+      cmd('curl', 'curl'),
+      cmd('jq', 'jq'),
+      cmd('strace', 'strace'),
+      cmd('openssl', 'openssl'),
+      cmd('sort', 'coreutils'),
+      cmd('mkimage', 'u-boot-tools'),
+    ],
     // No test of this tier starts the built CLI (vitest.config.ts): a fresh clone runs it unbuilt.
     built: [],
   },

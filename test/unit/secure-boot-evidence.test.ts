@@ -35,7 +35,8 @@ describe('the Secure Boot lab kinds', () => {
       apiToken: 't',
       kube: { caCertFile: '/ca', kubeconfig: '/kc' },
     };
-    const nodes = (c: Record<string, unknown>) => (c.nodes as Array<{ hostname: string; secureBoot?: boolean }>).map((n) => [n.hostname, n.secureBoot]);
+    const nodes = (c: Record<string, unknown>) =>
+      (c.nodes as Array<{ hostname: string; secureBoot?: boolean }>).map((n) => [n.hostname, n.secureBoot]);
     expect(nodes(labServerConfig(input))).toEqual([
       ['lab-amd64-uefi-sb', true],
       ['lab-arm64-uefi-sb', true],

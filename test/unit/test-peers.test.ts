@@ -46,7 +46,7 @@ describe('test tier peers', () => {
     );
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(
-      'the unit tests need curl, jq, strace, openssl and sort: apt-get install curl jq strace openssl coreutils ' +
+      'the unit tests need curl, jq, strace, openssl, sort and mkimage: apt-get install curl jq strace openssl coreutils u-boot-tools ' +
         '(scripts/install-system-deps.sh test installs them)\n',
     );
     expect(r.stdout).not.toContain('version-sort');

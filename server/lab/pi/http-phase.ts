@@ -44,7 +44,7 @@ export interface HttpPhaseOptions {
 }
 
 /** A file taken out of an accepted boot.img (HttpPhaseOptions.extract). */
-export interface ExtractedFile {
+interface ExtractedFile {
   role: 'kernel' | 'initramfs' | 'cmdline';
   /** Its name in the FAT image. */
   name: string;

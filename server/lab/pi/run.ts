@@ -102,7 +102,14 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       // HTTP boot: an address from DHCP, then HTTP_HOST directly; the files arrive in one signed image.
       if (model === 3) throw new Error('HTTP boot is a Pi 4/5 EEPROM feature; the Pi 3B+ ROM boots over TFTP only');
       const http = options.http;
-      const lease = await takeLease({ ...leaseParams, xid, sendRequest: true, dhcp: report.dhcp, needBootOptions: false, tftpServer: http.host });
+      const lease = await takeLease({
+        ...leaseParams,
+        xid,
+        sendRequest: true,
+        dhcp: report.dhcp,
+        needBootOptions: false,
+        tftpServer: http.host,
+      });
       if (!lease) return report;
       log(`HTTP boot from http://${http.host}:${http.port}/${http.path}/`);
       report.http = await httpPhase({ ...http, model, workDir: options.outDir ?? '.', extract: true });
@@ -115,7 +122,19 @@ export async function runPiBoot(options: PiBootOptions): Promise<PiBootReport> {
       report.tftpServerSource = lease.source;
 
       // --- TFTP
-      await tftpPhase({ options, profile, id, report, log, warn, server: lease.server, localAddress: lease.localAddress, blksize, prefixDir, required });
+      await tftpPhase({
+        options,
+        profile,
+        id,
+        report,
+        log,
+        warn,
+        server: lease.server,
+        localAddress: lease.localAddress,
+        blksize,
+        prefixDir,
+        required,
+      });
     }
   } catch (e) {
     report.failures.push(e instanceof Aborted ? 'aborted' : (e as Error).message);
