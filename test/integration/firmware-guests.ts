@@ -2,9 +2,8 @@
 // TFTP/HTTP ports, and a QEMU guest whose first fetch is awaited.
 import { NetLab } from '../../server/lab/netlab.js';
 import { startBootfarm, nodeArgs, REPO_ROOT, type BootfarmProcess } from '../lib/bootfarm.js';
-import { qemuAccel, startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
+import { startGuest, type GuestFirmware } from '../../server/lab/qemu.js';
 import type { Background } from '../../server/lab/proc.js';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { startSiteDnsmasq } from '../lib/site-dnsmasq.js';
 
@@ -76,33 +75,4 @@ export async function firstFetch(fl: FirmwareLab, firmware: GuestFirmware, mac: 
   } finally {
     await guest.stop('SIGTERM', 2000);
   }
-}
-
-/**
- * OVMF's Secure Boot build with Debian's snakeoil test key enrolled as PK, KEK and
- * db (OVMF_VARS_4M.snakeoil.fd, package ovmf; its private key is
- * /usr/share/ovmf/PkKek-1-snakeoil.key, passphrase "snakeoil"): a machine whose
- * site enrolled its own key instead of Microsoft's. server/lab/qemu.ts's ovmf-sb
- * is the same firmware with Microsoft's keys; this one differs only in the
- * variable store. The store is opened with snapshot=on, so the packaged file is
- * never written.
- */
-const OVMF_SNAKEOIL = { code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd' };
-
-export async function startOvmfSnakeoil(lab: NetLab, mac: string): Promise<Background> {
-  for (const f of Object.values(OVMF_SNAKEOIL)) if (!existsSync(f)) throw new Error(`${f} not found: apt-get install ovmf`);
-  const tap = await lab.addTap();
-  // As server/lab/qemu.ts starts ovmf-sb: SMM and a secure pflash, the firmware's own PXE (no option ROM).
-  return lab.spawn(
-    lab.switchNs,
-    'qemu-system-x86_64',
-    [
-      ...['-machine', 'q35,smm=on', '-accel', qemuAccel(), '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio'],
-      ...['-no-reboot', '-boot', 'n', '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`],
-      ...['-device', `virtio-net-pci,netdev=n0,mac=${mac},romfile=`, '-global', 'driver=cfi.pflash01,property=secure,value=on'],
-      ...['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SNAKEOIL.code}`],
-      ...['-drive', `if=pflash,format=raw,unit=1,snapshot=on,file=${OVMF_SNAKEOIL.vars}`],
-    ],
-    'qemu-ovmf-snakeoil',
-  );
 }
