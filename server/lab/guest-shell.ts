@@ -19,29 +19,63 @@ export interface GuestRun {
   output: string;
 }
 
-/** Runs `script` in the node; resolves with its output once it ended, rejects after timeoutMs. */
+/**
+ * Runs `script` in the node; resolves with its output once it ended, rejects after timeoutMs.
+ *
+ * The script is sent only after the node's shell answered a ping on this
+ * connection. Without that, a script written right after the previous run's
+ * connection closed can be lost: the shell that served the previous run may
+ * still be about to read that close as end-of-file, and Linux's virtio console
+ * discards unread data when the port is closed (the next shell then waits on an
+ * empty port forever). An answer can only come from a shell that already saw
+ * this connection open (the node cannot write while the lab is disconnected),
+ * so nothing sent after it is lost. Pings that arrive twice only echo twice.
+ */
 export function guestRun(socket: string, script: string, timeoutMs: number): Promise<GuestRun> {
-  const marker = `LAB-END-${randomBytes(6).toString('hex')}`;
+  const nonce = randomBytes(6).toString('hex');
+  const ready = `LAB-READY-${nonce}`;
+  const marker = `LAB-END-${nonce}`;
   return new Promise((resolve, reject) => {
     let text = '';
+    let sent = false;
     const conn = net.createConnection(socket);
+    const ping = () => {
+      if (!conn.destroyed) conn.write(`echo ${ready}\n`);
+    };
+    const pinger = setInterval(ping, 1000);
+    const finish = () => {
+      clearInterval(pinger);
+      clearTimeout(timer);
+    };
     const timer = setTimeout(() => {
+      finish();
       conn.destroy();
-      reject(new Error(`the node's shell did not finish within ${timeoutMs / 1000} s; it printed:\n${text.slice(-2000)}`));
+      const state = sent ? 'the script was sent and did not end' : 'the shell never answered a ping';
+      reject(new Error(`the node's shell did not finish within ${timeoutMs / 1000} s (${state}); it printed:\n${text.slice(-2000)}`));
     }, timeoutMs);
     conn.on('error', (err) => {
-      clearTimeout(timer);
+      finish();
       reject(err);
     });
+    conn.on('connect', ping);
     conn.on('data', (chunk: Buffer) => {
       text += chunk.toString('utf8');
+      if (!sent) {
+        const r = new RegExp(`^${ready}\\r?\n`, 'm').exec(text);
+        if (!r) return;
+        sent = true;
+        clearInterval(pinger);
+        text = text.slice(r.index + r[0].length);
+        // The script runs in a subshell whose input is /dev/null: nothing in it can read the rest of the channel.
+        conn.write(`(\n${script}\n) </dev/null\necho "${marker} $?"\n`);
+      }
       const m = new RegExp(`^${marker} (\\d+)\\r?$`, 'm').exec(text);
       if (!m) return;
-      clearTimeout(timer);
+      finish();
       conn.end();
-      resolve({ code: Number(m[1]), output: text.slice(0, m.index) });
+      // Pings still queued when the script was sent were answered before it ran.
+      const output = text.slice(0, m.index).replace(new RegExp(`^${ready}\\r?\\n`, 'gm'), '');
+      resolve({ code: Number(m[1]), output });
     });
-    // The script runs in a subshell whose input is /dev/null: nothing in it can read the rest of the channel.
-    conn.write(`(\n${script}\n) </dev/null\necho "${marker} $?"\n`);
   });
 }

@@ -11,7 +11,7 @@
 // held to more: its root is not on NBD at all, and the read issued while bootfarm
 // is down finishes while it is still down.
 import { run } from './proc.js';
-import { guestRun } from './guest-shell.js';
+import { guestRun as guestRunRaw, type GuestRun } from './guest-shell.js';
 
 export interface OutagePlan {
   signal: 'SIGKILL' | 'SIGTERM';
@@ -132,6 +132,12 @@ function parseRead(output: string): { sha256: string; seconds: number } | undefi
 const since = (t: number) => Math.round((Date.now() - t) / 100) / 10;
 
 export async function serverOutage(plan: OutagePlan): Promise<OutageReport> {
+  // A shell that never ends says why in the node's kernel log (an NBD client stuck, a hung task): the error carries its tail.
+  const guestRun = (socket: string, script: string, timeoutMs: number): Promise<GuestRun> =>
+    guestRunRaw(socket, script, timeoutMs).catch((err: unknown) => {
+      const tail = plan.console().slice(-30).join('\n');
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nthe node's console, last lines:\n${tail}`);
+    });
   const [blockedFile, afterFile, loopFile] = (await unreadFiles(plan.squashfs, 3)) as Array<Omit<ReadCheck, 'sha256'>> as [
     Omit<ReadCheck, 'sha256'>,
     Omit<ReadCheck, 'sha256'>,
