@@ -130,6 +130,10 @@ nodes:
     expect(plan(site, 7)).toMatchObject({ bootFile: 'secureboot/ipxe-site.efi', vendorClass: 'PXEClient' });
     expect(plan(site, 16, 'HTTPClient')).toMatchObject({ bootFile: 'http://10.9.0.1:8080/secureboot/ipxe-site.efi' });
     expect(plan(site, 0)).toMatchObject({ bootFile: 'undionly.kpxe' });
+    // The site-signed iPXE is an x86-64 binary: a site node whose DISCOVER says
+    // arm64 gets the arm64 shim, arm32 UEFI nothing, never ipxe-site.efi.
+    expect(plan(site, 11)).toMatchObject({ bootFile: 'secureboot/shimaa64.efi' });
+    expect(plan(site, 10)).toMatchObject({ kind: 'none', reason: 'no boot file for UEFI architecture 10' });
     expect(plan(shim, 7)).toMatchObject({ bootFile: 'secureboot/shimx64.efi' });
   });
 

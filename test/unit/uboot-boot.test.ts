@@ -84,6 +84,32 @@ describe('U-Boot clients', () => {
     expect(result).toMatchObject({ replies: [], outcome: 'ignored-not-netboot', detail: { reason: 'U-Boot cannot use a proxy offer' } });
   });
 
+  it('iPXE that reports a U-Boot architecture (93 = 22) is iPXE, not a U-Boot board: proxy mode offers it its script', async () => {
+    // iPXE on ARM runs as an EFI application and sends 93 = 11, so this pair is
+    // forged or a quirk; either way the client is iPXE: it takes proxy offers
+    // (U-Boot does not) and gets its script, never boot.scr.uimg.
+    const packet = ubootDiscover();
+    packet.options.set(93, Buffer.from([0, 22]));
+    packet.options.set(77, Buffer.from('\x04iPXE', 'latin1'));
+    const identity = identifyClient(packet);
+    expect(identity).toMatchObject({ cpu: 'arm64', ipxe: { userClass: 'iPXE' } });
+    expect(identity.firmware).not.toBe('u-boot');
+    const plan = planBoot(identity, undefined, settings);
+    expect(plan).toMatchObject({ kind: 'file', ipxe: true, bootFile: 'http://10.9.0.1:8080/boot/52-54-00-b0-00-21.ipxe' });
+    const result = await new ProxyModeHandler('10.9.0.1', 0).handle({
+      packet,
+      messageType: readMessageType(packet.options) as number,
+      identity,
+      node: undefined,
+      known: false,
+      plan,
+      source: { address: '0.0.0.0', port: 68 },
+      listener: 'dhcp',
+      now: Date.now(),
+    });
+    expect(result.outcome).toBe('proxy-offer');
+  });
+
   it("the served script image is byte for byte mkimage -T script's (u-boot-tools)", () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-uboot-'));
     try {
