@@ -18,6 +18,7 @@ export const MUTATION_TESTS = [
   'test/unit/dhcp-option-readers.test.ts',
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
+  'test/unit/lease-pool-decisions.test.ts',
   'test/unit/lts-conf.test.ts',
   'test/unit/nbd-config.test.ts',
   'test/unit/nbd-protocol.test.ts',
