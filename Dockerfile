@@ -9,6 +9,12 @@
 #   docker run -d --network host -v /etc/bootfarm:/etc/bootfarm:ro \
 #     -v /var/lib/bootfarm:/var/lib/bootfarm bootfarm/server:dev
 ARG BASE_IMAGE=node:20-bookworm-slim
+# iproute2: addresses and links from inside the container (lab, debugging);
+# nbd-server: the nbd.backend "nbd-server" option (about 10 MB with glib).
+# radvd: dhcp.routerAdvertisements (iPXE stops waiting ~16 s for IPv6).
+# nbdkit is left out (it pulls in curl, ssh, torrent libraries: add it here if
+# you use nbd.backend "nbdkit").
+ARG RUNTIME_PACKAGES="iproute2 nbd-server radvd mtools dosfstools"
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
@@ -27,12 +33,8 @@ COPY templates ./templates
 RUN npm run --silent build && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
 FROM ${BASE_IMAGE} AS runtime
-# iproute2: addresses and links from inside the container (lab, debugging);
-# nbd-server: the nbd.backend "nbd-server" option (about 10 MB with glib).
-# radvd: dhcp.routerAdvertisements (iPXE stops waiting ~16 s for IPv6).
-# nbdkit is left out (it pulls in curl, ssh, torrent libraries: add it here if
-# you use nbd.backend "nbdkit").
-ARG RUNTIME_PACKAGES="iproute2 nbd-server radvd mtools dosfstools"
+# RUNTIME_PACKAGES (declared above): the system tools bootfarm calls.
+ARG RUNTIME_PACKAGES
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
@@ -53,3 +55,29 @@ ARG BOOTFARM_BUILD=unnamed
 LABEL dev.bootfarm.build="${BOOTFARM_BUILD}"
 ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]
 CMD ["serve", "--config", "/etc/bootfarm/bootfarm.yaml"]
+
+# The whole emulation lab in one container (issue 23; `bootfarm lab image`):
+# bootfarm's runtime plus the lab's peers. Run it privileged; the lab makes its
+# namespaces, bridge, taps and QEMU guests inside it, and bootfarm serves as a
+# process in a lab namespace (`lab run --server host`, the default):
+#   docker run --rm --privileged -v <images>:/var/lib/bootfarm/images:ro \
+#     bootfarm/lab:dev lab run --nodes amd64-bios
+# The packages come before bootfarm's files, so a change to bootfarm rebuilds
+# only the last layer. qemu-system-x86 (SeaBIOS, iPXE's NIC ROMs), ovmf,
+# qemu-system-arm and qemu-efi-aarch64 (AAVMF), u-boot-qemu: the boards; ipxe,
+# grub-common, shim-signed, grub-efi-amd64-signed: what bootfarm serves them;
+# curl: the lab's operator calls bootfarm's API; swtpm, swtpm-tools: --admission
+# tpm; openssl: the lab's PKI.
+FROM ${BASE_IMAGE} AS lab
+ARG RUNTIME_PACKAGES
+ARG LAB_PACKAGES="qemu-system-x86 ipxe-qemu seabios ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu ipxe grub-common shim-signed grub-efi-amd64-signed curl swtpm swtpm-tools openssl procps"
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} ${LAB_PACKAGES} \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+WORKDIR /opt/bootfarm
+COPY --from=runtime /opt/bootfarm ./
+ENV NODE_ENV=production
+LABEL org.opencontainers.image.title="bootfarm lab" \
+      org.opencontainers.image.description="bootfarm's emulation lab: bootfarm, QEMU boards and a scripted Raspberry Pi on a private bridge"
+ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]
+CMD ["lab", "run", "--help"]

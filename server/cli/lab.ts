@@ -7,6 +7,8 @@ import { labDown } from '../lab/lab-down.js';
 import { parseLabNodes } from '../lab/lab-nodes.js';
 import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
+import { connectDocker } from '../image/docker.js';
+import { buildServerImage } from '../lab/server-image.js';
 
 interface LabCliOptions {
   nodes: string;
@@ -166,12 +168,23 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     .action(async (opts: LabCliOptions) => {
       const log = (line: string) => process.stderr.write(`lab: ${line}\n`);
       let instance: Lab | undefined;
+      // CI cancels a job with SIGTERM (docker stop, in the lab container as PID 1):
+      // guests, bootfarm and namespaces are torn down, and the exit code is 128+signal.
+      const onSignal = (signal: NodeJS.Signals): void => {
+        log(`${signal}: tearing the lab down`);
+        const exit = () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+        void (instance?.stop() ?? Promise.resolve()).then(exit, exit);
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
       try {
         instance = labFrom(opts, log);
         await instance.start();
         const results = await instance.bootAll();
         const cluster = instance.clusterNodes();
         const restarts = instance.restarts;
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
         await instance.stop();
         instance = undefined;
         if (opts.json) process.stdout.write(`${JSON.stringify({ results, cluster, restarts }, null, 2)}\n`);
@@ -206,6 +219,28 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
       }
     },
   );
+
+  lab
+    .command('image')
+    .description(
+      "build the lab's own image (the top-level Dockerfile's lab stage: bootfarm, QEMU, firmware) with no registry; run the whole lab in it: docker run --rm --privileged -v <images>:/var/lib/bootfarm/images:ro <tag> lab run",
+    )
+    .option('--tag <tag>', 'tag of the lab image', 'bootfarm/lab:dev')
+    .option('--no-cache', 'build every step again')
+    .option('--json', 'print the build report as JSON on stdout')
+    .action(async (opts: { tag: string; cache: boolean; json?: boolean }) => {
+      try {
+        const report = await buildServerImage(await connectDocker(), {
+          tag: opts.tag,
+          target: 'lab',
+          noCache: !opts.cache,
+          log: (line) => process.stderr.write(`lab image: ${line}\n`),
+        });
+        process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${report.tag}\n`);
+      } catch (err) {
+        fail(err);
+      }
+    });
 
   lab
     .command('down')

@@ -199,6 +199,8 @@ export interface ServerImageOptions {
   npmCaFile?: string;
   /** The image's dev.bootfarm.build label: a new one makes a new image of the same tree (the lab's upgrade). */
   buildId?: string;
+  /** The Dockerfile stage: runtime (the server) or lab (the server plus the lab's peers, server/lab/container/lab-image.ts). */
+  target?: 'runtime' | 'lab';
   log?: (line: string) => void;
   onStep?: (step: StepProgress) => void;
 }
@@ -314,7 +316,7 @@ export async function buildServerImage(docker: Docker, opts: ServerImageOptions 
     {
       context: packEntries(entries),
       tag,
-      target: 'runtime',
+      target: opts.target ?? 'runtime',
       noCache: opts.noCache,
       buildargs: { BASE_IMAGE: base, ...(opts.buildId ? { BOOTFARM_BUILD: opts.buildId } : {}) },
       onStep: stepLogger(log, opts.onStep),
