@@ -5,6 +5,7 @@ import { Lab } from '../lab/lab.js';
 import { formatSummary } from '../lab/summary.js';
 import { labDown } from '../lab/lab-down.js';
 import { parseLabNodes } from '../lab/lab-nodes.js';
+import { attachTarget } from '../lab/lab-attach.js';
 import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
@@ -33,13 +34,15 @@ interface LabCliOptions {
 }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
-  if (opts.server !== 'host' && opts.server !== 'docker')
-    throw new SetupError(`--server: expected host or docker, got ${JSON.stringify(opts.server)}`);
+  const attachTo = attachTarget(opts.server);
+  if (opts.server !== 'host' && opts.server !== 'docker' && attachTo === undefined)
+    throw new SetupError(`--server: expected host, docker or attach:<container>, got ${JSON.stringify(opts.server)}`);
   const timeoutSeconds = Number(opts.timeout);
   if (!(timeoutSeconds > 0)) throw new SetupError(`--timeout: expected seconds, got ${JSON.stringify(opts.timeout)}`);
   return new Lab({
     nodes: parseLabNodes(opts.nodes),
-    server: opts.server,
+    server: attachTo === undefined ? (opts.server as 'host' | 'docker') : 'attach',
+    attachTo,
     image: opts.image,
     imagesDir: path.resolve(opts.imagesDir),
     workDir: opts.workDir,
@@ -113,7 +116,11 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, amd64-uefi-sb, arm64-uefi-sb, pi3, pi4, pi4-http, pi5, armhf-uboot (comma separated; kind*N for several)',
         'amd64-bios,arm64-uefi,pi4',
       )
-      .option('--server <where>', 'host (a process in a namespace) or docker (its container)', 'host')
+      .option(
+        '--server <where>',
+        'host (a process in a namespace), docker (its container) or attach:<container> (a running container whose bootfarm you deploy, e.g. with ansible/playbook.yml and the inventory the lab writes; the lab puts it on its bridge and waits for it)',
+        'host',
+      )
       .option('--image <name>', 'the image the nodes boot', 'lab')
       .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
       .option('--timeout <seconds>', 'per node, power-on to joined', '900')

@@ -41,7 +41,9 @@ export interface PublishReport {
 
 export interface LabOptions {
   nodes: LabNodeKind[];
-  server: 'host' | 'docker';
+  server: 'host' | 'docker' | 'attach';
+  /** server attach: the running container whose bootfarm (deployed by someone else) the nodes boot from (server/lab/lab-attach.ts). */
+  attachTo?: string | undefined;
   image: string;
   imagesDir: string;
   workDir?: string;

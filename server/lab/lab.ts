@@ -31,6 +31,7 @@ import type { PiBootReport } from './pi/report.js';
 import { awaitsRevoke, STEPS, timelineOf, type Step, type TimelineEvent } from './timeline.js';
 import { HTTP, KUBE, labServerConfig, SERVER } from './lab-config.js';
 import type { LabOptions, NodeResult, PublishReport } from './lab-results.js';
+import { attachContainer, attachedLogs, awaitDeployment, type AttachedServer } from './lab-attach.js';
 
 export type { LabOptions, NodeResult } from './lab-results.js';
 
@@ -40,6 +41,8 @@ export class Lab {
   private net: NetLab | undefined;
   private bootfarm: Background | undefined;
   private container: ServerContainer | undefined;
+  /** server attach: the operator's container on the lab's bridge. */
+  private attached: AttachedServer | undefined;
   private srvNs: string | undefined;
   private configFile = '';
   /** A restart in progress (failure injection): every node's loop waits for it. */
@@ -133,6 +136,13 @@ export class Lab {
     if (this.options.tpmImpostors?.length && this.admission !== 'tpm') throw new SetupError('--tpm-impostor needs --admission tpm');
     if (this.options.publishDuringOutage && this.options.restartServerAfterJoin === undefined)
       throw new SetupError('--publish-during-outage publishes while bootfarm is down: it needs --restart-server-after-join');
+    if (
+      this.options.server === 'attach' &&
+      (this.options.restartServerAt?.length || this.options.restartServerAfterJoin !== undefined || this.specs.some((s) => s.piBoot === 'http'))
+    )
+      throw new SetupError(
+        "--server attach: the lab does not run that bootfarm: no restarts or outages, and no pi4-http nodes (their EEPROM key comes from the lab's own bootfarm)",
+      );
     if (this.options.upgradeServer && (this.options.server !== 'docker' || this.options.restartServerAfterJoin === undefined)) {
       throw new SetupError(
         "--upgrade-server replaces bootfarm's container during the outage: it needs --server docker and --restart-server-after-join",
@@ -247,6 +257,23 @@ export class Lab {
       );
     }
 
+    if (this.options.server === 'attach') {
+      // The operator deploys bootfarm there (the inventory the lab writes): the lab only wires it up and waits.
+      const container = this.options.attachTo as string;
+      this.attached = await attachContainer(this.net, container, `${SERVER}/24`);
+      await awaitDeployment({
+        net: this.net,
+        from: this.kubeHost,
+        workDir: this.workDir,
+        container,
+        config: this.config(ready),
+        http: HTTP,
+        timeoutMs: this.options.timeoutSeconds * 1000,
+        log: (line) => this.log(line),
+      });
+      this.log(`bootfarm serving on ${SERVER} (container ${container}, deployed by its operator)`);
+      return;
+    }
     const configFile = path.join(this.workDir, 'bootfarm.yaml');
     this.configFile = configFile;
     if (this.options.server === 'docker') {
@@ -637,6 +664,11 @@ export class Lab {
       );
       await this.container.stop();
       this.container = undefined;
+    }
+    if (this.attached) {
+      writeFileSync(path.join(this.workDir, 'bootfarm.log'), await attachedLogs(this.options.attachTo as string));
+      await this.attached.detach();
+      this.attached = undefined;
     }
     await this.kubeApi?.stop('SIGTERM', 3000);
     await this.net?.destroy();

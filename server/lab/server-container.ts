@@ -227,7 +227,11 @@ async function pidOf(container: Docker.Container): Promise<number> {
 }
 
 /** veth <hostIfname> (port of the bridge) <-> <ifname> inside the namespace of `pid`, addressed and up. */
-async function attach(pid: number, net: Extract<ServerNetwork, { mode: 'bridge' }>, hostIfname: string): Promise<void> {
+export async function attachToBridge(
+  pid: number,
+  net: Extract<ServerNetwork, { mode: 'bridge' }>,
+  hostIfname: string,
+): Promise<void> {
   const ifname = net.ifname ?? 'eth0';
   await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'del', hostIfname], { reject: false });
   await ip(net.netns, 'link', 'add', hostIfname, 'type', 'veth', 'peer', 'name', ifname, 'netns', String(pid));
@@ -295,7 +299,7 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
         HostConfig: { NetworkMode: 'none', Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' } },
       });
       await holder.start();
-      await attach(await pidOf(holder), net, hostIfname as string);
+      await attachToBridge(await pidOf(holder), net, hostIfname as string);
       networkMode = `container:${holder.id}`;
     }
     const binds = [
@@ -341,7 +345,7 @@ export async function startServerContainer(opts: ServerContainerOptions): Promis
       await holder.start();
     }
     netnsPid = await pidOf(holder);
-    await attach(netnsPid, net, hostIfname as string);
+    await attachToBridge(netnsPid, net, hostIfname as string);
   };
 
   const halt = async (signal: 'SIGKILL' | 'SIGTERM'): Promise<void> => {

@@ -7,49 +7,13 @@
 // and npm installs the package's dependencies offline from a copy of this host's
 // npm cache (bootfarm_npm_install_args). The nodes come from the inventory.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parse } from 'yaml';
 import { Background, run, runOk } from '../../server/lab/proc.js';
-import { REPO_ROOT } from '../lib/bootfarm.js';
 import { packTarball } from '../lib/package.js';
-import { cachedImage, NODE_BASE, startSystemdContainer } from '../lib/systemd-container.js';
-
-const ANSIBLE_DIR = path.join(REPO_ROOT, 'ansible');
-const ROLE_DEFAULTS = path.join(ANSIBLE_DIR, 'roles/bootfarm/defaults/main.yml');
-/** Where the target sees this host's npm cache. */
-const NPM_CACHE = '/var/cache/bootfarm-npm';
-
-/**
- * The target: Debian with systemd, Python for Ansible's modules, and the role's Debian
- * packages. python3-apt too: Ansible's apt module installs it when missing, from a
- * mirror this target cannot reach.
- */
-function targetDockerfile(): string {
-  const { bootfarm_apt_packages: pkgs } = parse(readFileSync(ROLE_DEFAULTS, 'utf8')) as { bootfarm_apt_packages: string[] };
-  return `FROM ${NODE_BASE}
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd systemd-sysv python3 python3-apt ${pkgs.join(' ')} \\
- && apt-get clean && rm -rf /var/lib/apt/lists/*
-STOPSIGNAL SIGRTMIN+3
-CMD ["/sbin/init"]
-`;
-}
-
-interface Recap {
-  ok: number;
-  changed: number;
-  unreachable: number;
-  failed: number;
-}
-
-/** The PLAY RECAP line of the target. */
-function recapOf(output: string, host: string): Recap {
-  const line = output.split('\n').find((l) => l.startsWith(`${host} `) && l.includes(' ok='));
-  if (!line) throw new Error(`no PLAY RECAP line for ${host} in:\n${output}`);
-  const num = (key: string) => Number(new RegExp(`\\b${key}=(\\d+)`).exec(line)?.[1]);
-  return { ok: num('ok'), changed: num('changed'), unreachable: num('unreachable'), failed: num('failed') };
-}
+import { startSystemdContainer } from '../lib/systemd-container.js';
+import { ANSIBLE_DIR, copyNpmCache, NPM_CACHE, offlineTargetVars, playbook as runPlaybook, targetImage } from '../lib/ansible-target.js';
 
 describe('the Ansible role bootfarm against a systemd container', () => {
   const name = `bootfarm-ansible-${process.pid}`;
@@ -68,12 +32,7 @@ describe('the Ansible role bootfarm against a systemd container', () => {
       ansible_connection: 'community.docker.docker',
       // docker exec runs as root already; the playbook's become would look for sudo.
       ansible_become: false,
-      ansible_python_interpreter: '/usr/bin/python3',
-      bootfarm_package_tarball: tarball,
-      bootfarm_npm_install_args: ['--offline', '--cache', NPM_CACHE],
-      bootfarm_apt_update_cache: false,
-      // GRUB for arm64 is downloaded from a Debian mirror, out of the target's reach.
-      bootfarm_bootloaders_grub: false,
+      ...offlineTargetVars(tarball),
       bootfarm_server_address: '127.0.0.1',
       bootfarm_dhcp_mode: 'full',
       bootfarm_dhcp_interface: 'lo',
@@ -89,22 +48,7 @@ describe('the Ansible role bootfarm against a systemd container', () => {
     return file;
   }
 
-  async function playbook(inventory: string): Promise<{ output: string; recap: Recap }> {
-    const r = await run(
-      'env',
-      [
-        'ANSIBLE_NOCOLOR=1',
-        `ANSIBLE_LOCAL_TEMP=${path.join(work, 'ansible-tmp')}`,
-        'ansible-playbook',
-        '-i',
-        inventory,
-        path.join(ANSIBLE_DIR, 'playbook.yml'),
-      ],
-      900_000,
-    );
-    const output = `${r.stdout}\n${r.stderr}`;
-    return { output, recap: recapOf(r.stdout, name) };
-  }
+  const playbook = (inventory: string) => runPlaybook({ inventory, host: name, tmpDir: path.join(work, 'ansible-tmp') });
 
   const NODES = {
     'node-1': { bootfarm_mac: '52:54:00:00:00:01', bootfarm_arch: 'amd64', bootfarm_profile: 'worker' },
@@ -119,12 +63,8 @@ describe('the Ansible role bootfarm against a systemd container', () => {
     writeFileSync(path.join(work, 'images/demo/1/amd64/vmlinuz'), 'not a kernel\n');
     tarball = await packTarball();
     tarballDir = path.dirname(tarball);
-    const image = await cachedImage({ repo: 'bootfarm/ansible-target', dockerfile: targetDockerfile(), inputs: [] });
-    // npm writes into its cache even offline (temporary files, the tarball itself): a copy.
-    const npmCache = path.join(work, 'npm-cache');
-    cpSync(path.join((await runOk('npm', ['config', 'get', 'cache'])).trim(), '_cacache'), path.join(npmCache, '_cacache'), {
-      recursive: true,
-    });
+    const image = await targetImage();
+    const npmCache = await copyNpmCache(path.join(work, 'npm-cache'));
     await startSystemdContainer(name, image, ['-v', `${npmCache}:${NPM_CACHE}`]);
   }, 900_000);
   afterAll(async () => {
