@@ -66,7 +66,7 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     expect(p.holds('x', t0 + HOLD)).toBe(false);
     // A DISCOVER before the hold runs out gets the held address again, after it a fresh one.
     expect(offer(p, 'x', t0 + HOLD - 1)).toBe('10.9.0.102');
-    expect(offer(p, 'x', t0 + 2 * HOLD - 1 + 1)).toBe('10.9.0.100');
+    expect(offer(p, 'x', t0 + 2 * HOLD - 1)).toBe('10.9.0.100');
   });
 
   it('a lease ends at exactly expiresAt: refused to another client before, offered after; holds and activeLeases agree', async () => {
@@ -240,6 +240,8 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     expect(offer(p, 'g2', t0, undefined, b())).toBe('10.8.0.10');
     expect(p.isAvailableTo(n('10.8.0.11'), '52:54:00:00:00:02', '52:54:00:00:00:02', t0)).toBe(true);
     expect(p.isAvailableTo(n('10.8.0.11'), 'g2', 'g2', t0)).toBe(false);
+    // A pool built after the change (a restart) knows the reservation from the start.
+    expect(pool().isAvailableTo(n('10.8.0.11'), 'g3', 'g3', t0)).toBe(false);
   });
 
   it('the last-resort offer taken back is the one whose hold ends first, and never one to the client itself', () => {
@@ -298,5 +300,32 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     expect(p.binding('x', t0 + 5001)).toBeUndefined();
     // x's next DISCOVER gets a fresh address, not y's.
     expect(offer(p, 'x', t0 + 5001)).toBe('10.9.0.101');
+  });
+
+  it("a node's reservation beats its earlier binding, its held offer and option 50", async () => {
+    const node = '52:54:00:00:00:01';
+    const p = pool();
+    await p.bind('10.9.0.100', node, node, 60, undefined, t0);
+    expect(p.allocate(a(), node, node, undefined, '10.9.0.103', t0 + 1)).toEqual({ ok: true, ip: '10.9.0.103' });
+    const q = pool();
+    // (p's binding of 10.9.0.100 is in the store q opens.)
+    expect(q.allocate(a(), 'm', 'm', undefined, undefined, t0)).toEqual({ ok: true, ip: '10.9.0.101' });
+    expect(q.allocate(a(), 'm', 'm', '10.9.0.104', '10.9.0.50', t0 + 1)).toEqual({ ok: true, ip: '10.9.0.50' });
+    // Without a reservation, the held offer beats option 50.
+    expect(q.allocate(a(), 'k', 'k', undefined, undefined, t0)).toEqual({ ok: true, ip: '10.9.0.102' });
+    expect(q.allocate(a(), 'k', 'k', '10.9.0.104', undefined, t0 + 1)).toEqual({ ok: true, ip: '10.9.0.102' });
+  });
+
+  it("a client's old offer, once another client holds that address, stays that client's when the first moves on", () => {
+    const p = pool();
+    // B's two addresses: x is offered .10, w .11; x's hold runs out and y is offered .10.
+    expect(offer(p, 'x', t0, undefined, b())).toBe('10.8.0.10');
+    expect(offer(p, 'w', t0, undefined, b())).toBe('10.8.0.11');
+    const later = t0 + HOLD;
+    expect(offer(p, 'y', later, undefined, b(), false)).toBe('10.8.0.10');
+    // x now DISCOVERs in A: its stale offer in B must not take y's with it.
+    expect(offer(p, 'x', later + 1)).toBe('10.9.0.100');
+    expect(p.isAvailableTo(n('10.8.0.10'), 'z', 'z', later + 1)).toBe(false);
+    expect(offer(p, 'z', later + 1, undefined, b(), false)).toBe('10.8.0.11');
   });
 });
