@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodePacket, type DhcpPacket } from '../../server/dhcp/codec/packet.js';
 import { readMessageType } from '../../server/dhcp/codec/readers.js';
-import { identifyClient } from '../../server/dhcp/codec/identity.js';
-import { planBoot, type BootPolicySettings } from '../../server/boot/policy.js';
+import { identifyClient, type ClientIdentity } from '../../server/dhcp/codec/identity.js';
+import { planBoot, type BootPlan, type BootPolicySettings } from '../../server/boot/policy.js';
 import { ProxyModeHandler } from '../../server/dhcp/server/proxy-handler.js';
 import { ubootScriptImage } from '../../server/boot/uboot/script-image.js';
 import { UBOOT_SCRIPT } from '../../server/boot/uboot/script-file.js';
@@ -25,6 +25,21 @@ function ubootDiscover(): DhcpPacket {
   const r = decodePacket(readFileSync(path.join(REPO_ROOT, 'test/fixtures/uboot/qemu-arm-discover.bin')));
   if (!r.ok) throw new Error(r.reason);
   return r.packet;
+}
+
+/** What proxy mode answers this DISCOVER. */
+function proxyAnswer(packet: DhcpPacket, identity: ClientIdentity, plan: BootPlan) {
+  return new ProxyModeHandler('10.9.0.1', 0).handle({
+    packet,
+    messageType: readMessageType(packet.options) as number,
+    identity,
+    node: undefined,
+    known: false,
+    plan,
+    source: { address: '0.0.0.0', port: 68 },
+    listener: 'dhcp',
+    now: Date.now(),
+  });
 }
 
 describe('U-Boot clients', () => {
@@ -70,17 +85,7 @@ describe('U-Boot clients', () => {
   it('proxy mode sends U-Boot no offer: it would request the addressless proxy offer', async () => {
     const packet = ubootDiscover();
     const identity = identifyClient(packet);
-    const result = await new ProxyModeHandler('10.9.0.1', 0).handle({
-      packet,
-      messageType: readMessageType(packet.options) as number,
-      identity,
-      node: undefined,
-      known: false,
-      plan: planBoot(identity, undefined, settings),
-      source: { address: '0.0.0.0', port: 68 },
-      listener: 'dhcp',
-      now: Date.now(),
-    });
+    const result = await proxyAnswer(packet, identity, planBoot(identity, undefined, settings));
     expect(result).toMatchObject({ replies: [], outcome: 'ignored-not-netboot', detail: { reason: 'U-Boot cannot use a proxy offer' } });
   });
 
@@ -96,18 +101,7 @@ describe('U-Boot clients', () => {
     expect(identity.firmware).not.toBe('u-boot');
     const plan = planBoot(identity, undefined, settings);
     expect(plan).toMatchObject({ kind: 'file', ipxe: true, bootFile: 'http://10.9.0.1:8080/boot/52-54-00-b0-00-21.ipxe' });
-    const result = await new ProxyModeHandler('10.9.0.1', 0).handle({
-      packet,
-      messageType: readMessageType(packet.options) as number,
-      identity,
-      node: undefined,
-      known: false,
-      plan,
-      source: { address: '0.0.0.0', port: 68 },
-      listener: 'dhcp',
-      now: Date.now(),
-    });
-    expect(result.outcome).toBe('proxy-offer');
+    expect((await proxyAnswer(packet, identity, plan)).outcome).toBe('proxy-offer');
   });
 
   it("the served script image is byte for byte mkimage -T script's (u-boot-tools)", () => {
