@@ -328,4 +328,94 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     expect(p.isAvailableTo(n('10.8.0.10'), 'z', 'z', later + 1)).toBe(false);
     expect(offer(p, 'z', later + 1, undefined, b(), false)).toBe('10.8.0.11');
   });
+
+  it('after a restart and the end of its quarantine, the decliner is not handed its declined address back', async () => {
+    const p = pool();
+    await p.bind('10.9.0.100', 'x', 'x', 60, undefined, t0);
+    expect(await p.decline('10.9.0.100', 'x', 'x', t0)).toBe('declined');
+    const end = t0 + QUARANTINE;
+    expect(offer(pool(undefined, end), 'x', end)).toBe('10.9.0.101');
+  });
+
+  it("a client whose offered address became a node's reservation no longer holds an offer", async () => {
+    const p = pool();
+    expect(offer(p, 'x', t0, '10.9.0.104')).toBe('10.9.0.104');
+    await store.putNode({ mac: '52:54:00:00:00:02', hostname: 'node-2', ip: '10.9.0.104' });
+    expect(p.allocate(a(), '52:54:00:00:00:02', '52:54:00:00:00:02', undefined, '10.9.0.104', t0 + 1)).toEqual({ ok: true, ip: '10.9.0.104' });
+    expect(p.holds('x', t0 + 2)).toBe(false);
+  });
+
+  it('an unknown holder counts while its offer lasts (to the exact ms) and its lease is valid, bound and its own', async () => {
+    const caps = { unknownLeasePercent: 20, maxQuarantinedPercent: 100 };
+    const p = pool(caps);
+    p.noteUnknownHolder(offer(p, 'u', t0, '10.9.0.100', a(), false), 'u');
+    expect(p.unknownCapReached(a(), t0 + HOLD - 1)).toBe(true);
+    expect(p.unknownCapReached(a(), t0 + HOLD)).toBe(false);
+    // Its address offered to an inventory node since: u holds nothing.
+    const q = pool(caps);
+    q.noteUnknownHolder(offer(q, 'u', t0, '10.9.0.100', a(), false), 'u');
+    q.dropOffer('u');
+    expect(offer(q, 'node', t0 + 1, '10.9.0.100')).toBe('10.9.0.100');
+    expect(q.unknownCapReached(a(), t0 + 2)).toBe(false);
+    // Leases: counted until exactly their end; not once released or bound to another client.
+    await p.bind('10.9.0.101', 'v', 'v', 60, undefined, t0);
+    const r = pool(caps, t0 + 1);
+    expect(r.unknownCapReached(a(), t0 + 60_000 - 1)).toBe(true);
+    expect(r.unknownCapReached(a(), t0 + 60_000)).toBe(false);
+    const released = pool(caps, t0 + 1);
+    await released.release('10.9.0.101', 'v', t0 + 2);
+    expect(released.unknownCapReached(a(), t0 + 3)).toBe(false);
+    const rebound = pool(caps, t0 + 3);
+    await rebound.bind('10.9.0.101', 'w', 'w', 60, undefined, t0 + 4);
+    expect(rebound.unknownCapReached(a(), t0 + 5)).toBe(false);
+  });
+
+  it('the offer-table sweep forgets dead offers only: a live offer, and the live offer of a reused address, survive it', () => {
+    const p = pool();
+    // Each DISCOVER in B comes a hold time after the last: B's addresses are offered
+    // again and again, every earlier offer is dead. 2 x 7 + 1024 offers trigger the sweep.
+    const sweepAt = 2 * 7 + 1024;
+    const last = t0 + (sweepAt - 1) * HOLD;
+    for (let i = 0; i < sweepAt - 1; i++) offer(p, `m${i}`, t0 + i * HOLD, undefined, b());
+    expect(offer(p, 'x', last)).toBe('10.9.0.100');
+    const reused = offer(p, 'm-last', last, undefined, b());
+    expect(p.offerCount).toBeLessThanOrEqual(3);
+    expect(p.holds('x', last + 1)).toBe(true);
+    expect(p.holds('m-last', last + 1)).toBe(true);
+    expect(p.isAvailableTo(n('10.9.0.100'), 'z', 'z', last + 1)).toBe(false);
+    expect(p.isAvailableTo(n(reused), 'z', 'z', last + 1)).toBe(false);
+  });
+
+  it('an address offered and dropped is not handed out again while never-offered ones remain', () => {
+    const p = pool();
+    expect(offer(p, 'x')).toBe('10.9.0.100');
+    p.dropOffer('x');
+    expect(offer(p, 'y', t0 + 1)).toBe('10.9.0.101');
+  });
+
+  it('the last address of the range is reused like any other, and a free address beats taking back an offer', async () => {
+    const p = pool();
+    for (const ip of ['10.9.0.100', '10.9.0.101']) await p.bind(ip, `b-${ip}`, `b-${ip}`, 3600, undefined, t0);
+    await p.bind('10.9.0.104', 'short', 'short', 1, undefined, t0);
+    expect(offer(p, 'x', t0 + 1)).toBe('10.9.0.102');
+    expect(offer(p, 'y', t0 + 5000)).toBe('10.9.0.104');
+    expect(p.holds('x', t0 + 5000)).toBe(true);
+  });
+
+  it("a node's offer of its reserved address is never taken back for another client", () => {
+    const p = pool();
+    const node = '52:54:00:00:00:01';
+    expect(p.allocate(a(), node, node, undefined, '10.9.0.103', t0)).toEqual({ ok: true, ip: '10.9.0.103' });
+    for (const k of ['f1', 'f2', 'f3', 'f4']) expect(offer(p, k, t0 + 10_000)).not.toBe('10.9.0.103');
+    expect(p.holds(node, t0 + 10_000)).toBe(true);
+  });
+
+  it('an offer of an address whose earlier lease ended can be taken back like any other', async () => {
+    const p = pool();
+    for (const ip of ['10.9.0.100', '10.9.0.101', '10.9.0.102', '10.9.0.104']) await p.bind(ip, `b-${ip}`, `b-${ip}`, 1, undefined, t0);
+    const later = t0 + 10_000;
+    expect(offer(p, 'x', later)).toBe('10.9.0.100');
+    for (const k of ['y1', 'y2', 'y3']) expect(offer(p, k, later)).not.toBe('10.9.0.100');
+    expect(offer(p, 'z', later + 5000)).toBe('10.9.0.100');
+  });
 });
