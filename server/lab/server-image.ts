@@ -199,7 +199,7 @@ export interface ServerImageOptions {
   npmCaFile?: string;
   /** The image's dev.bootfarm.build label: a new one makes a new image of the same tree (the lab's upgrade). */
   buildId?: string;
-  /** The Dockerfile stage: runtime (the server) or lab (the server plus the lab's peers, server/lab/container/lab-image.ts). */
+  /** The Dockerfile stage: runtime (the server) or lab (the server plus the lab's peers: `bootfarm lab image`). */
   target?: 'runtime' | 'lab';
   log?: (line: string) => void;
   onStep?: (step: StepProgress) => void;
