@@ -1,5 +1,5 @@
 // The whole lab in one container (issue 23): `bootfarm lab image` builds the top-level
-// Dockerfile's lab stage with no registry, and `docker run --privileged <it> lab run`
+// Dockerfile's lab stage with no registry, and `docker run <it> lab run` (privileged)
 // boots a node to "joined" entirely inside that container: its namespaces, bridge,
 // taps, QEMU and bootfarm (a process in a lab namespace) live and die with it. The
 // host is compared before and after (network namespaces, links, QEMU processes), and
@@ -117,7 +117,7 @@ function startContainer(args: string[]): {
   };
 }
 
-describe('lab in one container (docker run --privileged bootfarm/lab)', () => {
+describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
   const work: string[] = [];
 
   beforeAll(async () => {
