@@ -57,7 +57,8 @@ ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]
 CMD ["serve", "--config", "/etc/bootfarm/bootfarm.yaml"]
 
 # The whole emulation lab in one container (issue 23; `bootfarm lab image`):
-# bootfarm's runtime plus the lab's peers. Run it privileged; the lab makes its
+# bootfarm's runtime plus the lab's peers. Run it privileged (--privileged, or the
+# privileges docs/ci.md names); the lab makes its
 # namespaces, bridge, taps and QEMU guests inside it, and bootfarm serves as a
 # process in a lab namespace (`lab run --server host`, the default):
 #   docker run --rm --privileged -v <images>:/var/lib/bootfarm/images:ro \
