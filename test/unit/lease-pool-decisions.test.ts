@@ -418,4 +418,95 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     for (const k of ['y1', 'y2', 'y3']) expect(offer(p, k, later)).not.toBe('10.9.0.100');
     expect(offer(p, 'z', later + 5000)).toBe('10.9.0.100');
   });
+
+  it('an unknown holder whose address is bound to another client since no longer counts', async () => {
+    const caps = { unknownLeasePercent: 20, maxQuarantinedPercent: 100 };
+    await pool(caps).bind('10.9.0.101', 'v', 'v', 60, undefined, t0);
+    const p = pool(caps, t0 + 1);
+    expect(p.unknownCapReached(a(), t0 + 1)).toBe(true);
+    await p.bind('10.9.0.101', 'w', 'w', 60, undefined, t0 + 60_000);
+    expect(p.unknownCapReached(a(), t0 + 60_001)).toBe(false);
+  });
+
+  it('of several stale unknown offers, the oldest is given up, whatever order they came in', () => {
+    const p = pool({ unknownLeasePercent: 60, maxQuarantinedPercent: 100 });
+    for (const [key, at] of [
+      ['u1', t0 + 20],
+      ['u2', t0 + 10],
+      ['u3', t0 + 30],
+    ] as const) {
+      p.noteUnknownHolder(offer(p, key, at, undefined, a(), false), key);
+    }
+    expect(p.releaseStaleUnknownOffer(a(), t0 + 5000)).toBe(true);
+    expect(['u1', 'u2', 'u3'].map((k) => p.holds(k, t0 + 5000))).toEqual([true, false, true]);
+  });
+
+  it('an unknown offer superseded by a reservation is not one to give up: nothing would be freed', async () => {
+    const p = pool({ unknownLeasePercent: 20, maxQuarantinedPercent: 100 });
+    p.noteUnknownHolder(offer(p, 'u', t0, '10.9.0.104', a(), false), 'u');
+    await store.putNode({ mac: '52:54:00:00:00:02', hostname: 'node-2', ip: '10.9.0.104' });
+    expect(p.allocate(a(), '52:54:00:00:00:02', '52:54:00:00:00:02', undefined, '10.9.0.104', t0 + 1).ok).toBe(true);
+    expect(p.releaseStaleUnknownOffer(a(), t0 + 5000)).toBe(false);
+  });
+
+  it("a node's offer of its reserved address is not taken back even when the range is full", () => {
+    const p = pool();
+    const node = '52:54:00:00:00:01';
+    expect(p.allocate(a(), node, node, undefined, '10.9.0.103', t0)).toEqual({ ok: true, ip: '10.9.0.103' });
+    for (const k of ['f1', 'f2', 'f3', 'f4', 'f5', 'f6']) expect(offer(p, k, t0 + 10_000)).not.toBe('10.9.0.103');
+  });
+
+  it('an offer made the very ms a lease ended can be taken back in that same ms', async () => {
+    const p = pool();
+    for (const ip of ['10.9.0.100', '10.9.0.101', '10.9.0.102', '10.9.0.104']) await p.bind(ip, `b-${ip}`, `b-${ip}`, 1, undefined, t0);
+    const end = t0 + 1000;
+    expect(['x1', 'x2', 'x3', 'x4'].map((k) => offer(p, k, end))).toEqual(['10.9.0.100', '10.9.0.101', '10.9.0.102', '10.9.0.104']);
+    expect(offer(p, 'z', end)).toBe('10.9.0.100');
+  });
+
+  it("dropping a client's stale offer leaves the offer another client has of that address", () => {
+    const p = pool();
+    expect(offer(p, 'x', t0, undefined, b())).toBe('10.8.0.10');
+    expect(offer(p, 'w', t0, undefined, b())).toBe('10.8.0.11');
+    expect(offer(p, 'y', t0 + HOLD, undefined, b(), false)).toBe('10.8.0.10');
+    p.dropOffer('x');
+    expect(p.isAvailableTo(n('10.8.0.10'), 'z', 'z', t0 + HOLD + 1)).toBe(false);
+  });
+
+  it('the quarantine cap counts only quarantines still running: not one whose address is bound since, nor one ending this ms', async () => {
+    const caps = { unknownLeasePercent: 100, maxQuarantinedPercent: 20 };
+    const p = pool(caps);
+    expect(offer(p, 'x', t0, '10.9.0.100')).toBe('10.9.0.100');
+    expect(await p.decline('10.9.0.100', 'x', 'x', t0)).toBe('declined');
+    const end = t0 + QUARANTINE;
+    expect(offer(p, 'y', end, '10.9.0.101')).toBe('10.9.0.101');
+    expect(await p.decline('10.9.0.101', 'y', 'y', end)).toBe('declined');
+    const q = pool(caps);
+    await q.bind('10.9.0.101', 'w', 'w', 3600, undefined, end + QUARANTINE);
+    expect(offer(q, 'v', end + QUARANTINE + 1, '10.9.0.102')).toBe('10.9.0.102');
+    expect(await q.decline('10.9.0.102', 'v', 'v', end + QUARANTINE + 1)).toBe('declined');
+  });
+
+  it('a client bound again at a new address keeps that binding when its old address goes to another client', async () => {
+    const p = pool();
+    await p.bind('10.9.0.100', 'x', 'x', 1, undefined, t0);
+    await p.bind('10.9.0.101', 'x', 'x', 60, undefined, t0 + 2000);
+    await p.bind('10.9.0.100', 'y', 'y', 60, undefined, t0 + 3000);
+    expect(p.binding('x', t0 + 3001)?.ip).toBe('10.9.0.101');
+    expect(p.hasClaim('x', '10.9.0.101')).toBe(true);
+  });
+
+  it('a client has no claim to an address it was bound to before its current binding', async () => {
+    const p = pool();
+    await p.bind('10.9.0.100', 'x', 'x', 1, undefined, t0);
+    await p.bind('10.9.0.101', 'x', 'x', 60, undefined, t0 + 2000);
+    expect(p.hasClaim('x', '10.9.0.100')).toBe(false);
+  });
+
+  it('a declined address is no active lease (the NBD access check reads these)', async () => {
+    const p = pool();
+    expect(offer(p, 'x', t0, '10.9.0.100')).toBe('10.9.0.100');
+    expect(await p.decline('10.9.0.100', 'x', 'x', t0)).toBe('declined');
+    expect(p.activeLeases(t0 + 1)).toEqual([]);
+  });
 });
