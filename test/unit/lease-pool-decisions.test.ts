@@ -49,6 +49,15 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     return r.ok ? r.ip : r.reason;
   };
   const n = ipv4ToNumber;
+  /** Offers in A to machines in no inventory, noted as such: u1 at t0+20, u2 at t0+10 (the oldest), u3 at t0+30. */
+  const offerToUnknowns = (p: LeasePool) => {
+    const offers = [
+      ['u1', t0 + 20],
+      ['u2', t0 + 10],
+      ['u3', t0 + 30],
+    ] as const;
+    for (const [key, at] of offers) p.noteUnknownHolder(offer(p, key, at, undefined, a(), false), key);
+  };
 
   beforeEach(async () => open());
   afterEach(async () => {
@@ -195,14 +204,8 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     const caps = { unknownLeasePercent: 60, maxQuarantinedPercent: 100 };
     const p = pool(caps);
     expect(offer(p, 'node', t0)).toBe('10.9.0.100');
-    // Unknown offers at t0+10, t0+20 and t0+30 (3 = 60 % of 5), one in subnet B.
-    for (const [key, at] of [
-      ['u1', t0 + 20],
-      ['u2', t0 + 10],
-      ['u3', t0 + 30],
-    ] as const) {
-      p.noteUnknownHolder(offer(p, key, at, undefined, a(), false), key);
-    }
+    // 3 unknown offers (60 % of 5), and one in subnet B.
+    offerToUnknowns(p);
     p.noteUnknownHolder(offer(p, 'ub', t0, undefined, b(), false), 'ub');
     expect(p.unknownCapReached(a(), t0 + 100)).toBe(true);
     expect(p.releaseStaleUnknownOffer(a(), t0 + 10 + 1999)).toBe(false);
@@ -430,13 +433,7 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
 
   it('of several stale unknown offers, the oldest is given up, whatever order they came in', () => {
     const p = pool({ unknownLeasePercent: 60, maxQuarantinedPercent: 100 });
-    for (const [key, at] of [
-      ['u1', t0 + 20],
-      ['u2', t0 + 10],
-      ['u3', t0 + 30],
-    ] as const) {
-      p.noteUnknownHolder(offer(p, key, at, undefined, a(), false), key);
-    }
+    offerToUnknowns(p);
     expect(p.releaseStaleUnknownOffer(a(), t0 + 5000)).toBe(true);
     expect(['u1', 'u2', 'u3'].map((k) => p.holds(k, t0 + 5000))).toEqual([true, false, true]);
   });
