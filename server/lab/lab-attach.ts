@@ -20,7 +20,8 @@ const TARGET_CONFIG_DIR = '/etc/bootfarm';
 export function attachTarget(server: string): string | undefined {
   if (!server.startsWith('attach:')) return undefined;
   const name = server.slice('attach:'.length);
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new SetupError(`--server attach:<container>: expected a container name, got ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+    throw new SetupError(`--server attach:<container>: expected a container name, got ${JSON.stringify(name)}`);
   return name;
 }
 
@@ -55,7 +56,7 @@ function nodeVars(node: Json): Json {
  * dhcp.routerAdvertisements is left out: radvd needs CAP_NET_RAW, which the unit
  * does not grant (iPXE then waits its ~16 s for IPv6).
  */
-export function labInventory(container: string, config: Json): Json {
+function labInventory(container: string, config: Json): Json {
   const dhcp = section(config, 'dhcp');
   const kube = section(config, 'kubernetes');
   const { caCertFile, kubeconfig, ...kubeRest } = kube as { caCertFile?: string; kubeconfig?: string } & Json;
@@ -69,7 +70,19 @@ export function labInventory(container: string, config: Json): Json {
     files['kubeconfig'] = kubeconfig;
     kubernetes.kubeconfig = `${TARGET_CONFIG_DIR}/kubeconfig`;
   }
-  const handled = new Set(['server', 'dhcp', 'tftp', 'http', 'nbd', 'images', 'defaults', 'profiles', 'nodes', 'unknownNodes', 'kubernetes']);
+  const handled = new Set([
+    'server',
+    'dhcp',
+    'tftp',
+    'http',
+    'nbd',
+    'images',
+    'defaults',
+    'profiles',
+    'nodes',
+    'unknownNodes',
+    'kubernetes',
+  ]);
   const extra = Object.fromEntries(Object.entries(config).filter(([key]) => !handled.has(key)));
   const server: Json = {
     ansible_connection: 'community.docker.docker',

@@ -138,7 +138,9 @@ export class Lab {
       throw new SetupError('--publish-during-outage publishes while bootfarm is down: it needs --restart-server-after-join');
     if (
       this.options.server === 'attach' &&
-      (this.options.restartServerAt?.length || this.options.restartServerAfterJoin !== undefined || this.specs.some((s) => s.piBoot === 'http'))
+      (this.options.restartServerAt?.length ||
+        this.options.restartServerAfterJoin !== undefined ||
+        this.specs.some((s) => s.piBoot === 'http'))
     )
       throw new SetupError(
         "--server attach: the lab does not run that bootfarm: no restarts or outages, and no pi4-http nodes (their EEPROM key comes from the lab's own bootfarm)",

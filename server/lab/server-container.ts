@@ -227,11 +227,7 @@ async function pidOf(container: Docker.Container): Promise<number> {
 }
 
 /** veth <hostIfname> (port of the bridge) <-> <ifname> inside the namespace of `pid`, addressed and up. */
-export async function attachToBridge(
-  pid: number,
-  net: Extract<ServerNetwork, { mode: 'bridge' }>,
-  hostIfname: string,
-): Promise<void> {
+export async function attachToBridge(pid: number, net: Extract<ServerNetwork, { mode: 'bridge' }>, hostIfname: string): Promise<void> {
   const ifname = net.ifname ?? 'eth0';
   await execa('ip', [...(net.netns ? ['-n', net.netns] : []), 'link', 'del', hostIfname], { reject: false });
   await ip(net.netns, 'link', 'add', hostIfname, 'type', 'veth', 'peer', 'name', ifname, 'netns', String(pid));

@@ -61,7 +61,12 @@ describe('lab: a node boots from the bootfarm the Ansible role deployed', () => 
     const vars = path.join(work, 'offline-vars.json');
     writeFileSync(vars, JSON.stringify(offlineTargetVars(tarball)));
     mkdirSync(path.join(work, 'ansible-tmp'));
-    const deployed = await playbook({ inventory: inventory as string, host: name, tmpDir: path.join(work, 'ansible-tmp'), extraVars: vars });
+    const deployed = await playbook({
+      inventory: inventory as string,
+      host: name,
+      tmpDir: path.join(work, 'ansible-tmp'),
+      extraVars: vars,
+    });
     expect(deployed.recap, deployed.output).toMatchObject({ failed: 0, unreachable: 0 });
     const mainPid = (await runOk('docker', ['exec', name, 'systemctl', 'show', '-p', 'MainPID', '--value', 'bootfarm'])).trim();
 
@@ -80,12 +85,26 @@ describe('lab: a node boots from the bootfarm the Ansible role deployed', () => 
       .filter(Boolean)
       .map((l) => JSON.parse(l) as JournalEntry)
       .filter((e) => e._PID === mainPid && e._SYSTEMD_UNIT === 'bootfarm.service')
-      .flatMap((e) => (e.MESSAGE.startsWith('{') ? [JSON.parse(e.MESSAGE) as { msg: string; mac?: string; path?: string; node?: string }] : []));
+      .flatMap((e) =>
+        e.MESSAGE.startsWith('{') ? [JSON.parse(e.MESSAGE) as { msg: string; mac?: string; path?: string; node?: string }] : [],
+      );
     const seen = journal.map((l) => `${l.msg} ${l.path ?? l.node ?? l.mac ?? ''}`).join('\n');
-    expect(journal.some((l) => /^dhcp (discover|request) -> /.test(l.msg) && l.mac === NODE_MAC), seen).toBe(true);
-    expect(journal.some((l) => l.msg === 'http file sent' && /\/amd64\/vmlinuz$/.test(l.path ?? '')), seen).toBe(true);
-    expect(journal.some((l) => l.msg === 'nbd root attached' && l.node === 'lab-amd64-bios'), seen).toBe(true);
-    expect(journal.some((l) => l.msg === 'join configuration served' && l.node === 'lab-amd64-bios'), seen).toBe(true);
+    expect(
+      journal.some((l) => /^dhcp (discover|request) -> /.test(l.msg) && l.mac === NODE_MAC),
+      seen,
+    ).toBe(true);
+    expect(
+      journal.some((l) => l.msg === 'http file sent' && /\/amd64\/vmlinuz$/.test(l.path ?? '')),
+      seen,
+    ).toBe(true);
+    expect(
+      journal.some((l) => l.msg === 'nbd root attached' && l.node === 'lab-amd64-bios'),
+      seen,
+    ).toBe(true);
+    expect(
+      journal.some((l) => l.msg === 'join configuration served' && l.node === 'lab-amd64-bios'),
+      seen,
+    ).toBe(true);
     expect(await runOk('docker', ['exec', name, 'systemctl', 'show', '-p', 'MainPID', '--value', 'bootfarm'])).toBe(`${mainPid}\n`);
   }, 2_400_000);
 });

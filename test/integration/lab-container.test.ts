@@ -31,7 +31,11 @@ async function hostState(): Promise<HostState> {
 /** What `after` has that `before` had not. */
 function added(before: HostState, after: HostState): string[] {
   const diff = (what: string, a: Set<string>, b: Set<string>) => [...b].filter((x) => !a.has(x)).map((x) => `${what} ${x}`);
-  return [...diff('netns', before.netns, after.netns), ...diff('link', before.links, after.links), ...diff('qemu pid', before.qemu, after.qemu)];
+  return [
+    ...diff('netns', before.netns, after.netns),
+    ...diff('link', before.links, after.links),
+    ...diff('qemu pid', before.qemu, after.qemu),
+  ];
 }
 
 /**
@@ -129,56 +133,68 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
     for (const dir of work) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a second build of the lab image runs no step (every layer from the cache)', async () => {
-    const again = await buildLabContainerImage();
-    expect(again.executed).toEqual([]);
-    expect(again.cached.some((s) => s.includes('[lab '))).toBe(true);
-    expect(again.stderr).toMatch(/built in [\d.]+ s \(0 steps run/);
-  }, 10 * 60_000);
+  it(
+    'a second build of the lab image runs no step (every layer from the cache)',
+    async () => {
+      const again = await buildLabContainerImage();
+      expect(again.executed).toEqual([]);
+      expect(again.cached.some((s) => s.includes('[lab '))).toBe(true);
+      expect(again.stderr).toMatch(/built in [\d.]+ s \(0 steps run/);
+    },
+    10 * 60_000,
+  );
 
-  it('amd64-bios joins inside the container; the host gains no namespace, link or QEMU process', async () => {
-    const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
-    work.push(dir);
-    const name = `bootfarm-lab-container-${process.pid}`;
-    const before = await hostState();
-    const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios']));
-    // While the node boots: the inner lab's namespaces and links are not the host's.
-    await lab.waitFor(/powered on/);
-    const seen = await hostState();
-    const labId = /lab network (\S+)-sw /.exec(lab.out.stderr)?.[1] as string;
-    const code = await lab.code;
-    const { stdout, stderr } = lab.out;
-    const after = await hostState();
+  it(
+    'amd64-bios joins inside the container; the host gains no namespace, link or QEMU process',
+    async () => {
+      const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
+      work.push(dir);
+      const name = `bootfarm-lab-container-${process.pid}`;
+      const before = await hostState();
+      const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios']));
+      // While the node boots: the inner lab's namespaces and links are not the host's.
+      await lab.waitFor(/powered on/);
+      const seen = await hostState();
+      const labId = /lab network (\S+)-sw /.exec(lab.out.stderr)?.[1] as string;
+      const code = await lab.code;
+      const { stdout, stderr } = lab.out;
+      const after = await hostState();
 
-    expect(code, stderr.slice(-3000)).toBe(0);
-    const json = JSON.parse(stdout) as LabJson;
-    expect(json.results.map((r) => [r.hostname, r.ok, r.failure])).toEqual([['lab-amd64-bios', true, undefined]]);
-    expect(json.results[0]?.timeline.joined).toBeGreaterThan(0);
-    expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
-    // The accelerator is said (tcg without /dev/kvm).
-    expect(stderr).toMatch(new RegExp(`powered on \\(QEMU seabios, ${existsSync('/dev/kvm') ? '(kvm|tcg)' : 'tcg'}\\)`));
-    expect(labId).toMatch(/^bflab/);
-    expect([...seen.netns].filter((n) => n.startsWith(labId))).toEqual([]);
-    expect([...seen.links].filter((n) => n.startsWith(labId))).toEqual([]);
-    expect(added(before, after)).toEqual([]);
-    // The consoles and logs are the CI job's artefacts, in the mounted work directory.
-    expect(readFileSync(`${dir}/consoles/lab-amd64-bios.log`, 'utf8')).toMatch(/iPXE/);
-  }, 40 * 60_000);
+      expect(code, stderr.slice(-3000)).toBe(0);
+      const json = JSON.parse(stdout) as LabJson;
+      expect(json.results.map((r) => [r.hostname, r.ok, r.failure])).toEqual([['lab-amd64-bios', true, undefined]]);
+      expect(json.results[0]?.timeline.joined).toBeGreaterThan(0);
+      expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
+      // The accelerator is said (tcg without /dev/kvm).
+      expect(stderr).toMatch(new RegExp(`powered on \\(QEMU seabios, ${existsSync('/dev/kvm') ? '(kvm|tcg)' : 'tcg'}\\)`));
+      expect(labId).toMatch(/^bflab/);
+      expect([...seen.netns].filter((n) => n.startsWith(labId))).toEqual([]);
+      expect([...seen.links].filter((n) => n.startsWith(labId))).toEqual([]);
+      expect(added(before, after)).toEqual([]);
+      // The consoles and logs are the CI job's artefacts, in the mounted work directory.
+      expect(readFileSync(`${dir}/consoles/lab-amd64-bios.log`, 'utf8')).toMatch(/iPXE/);
+    },
+    40 * 60_000,
+  );
 
-  it('SIGTERM to the container while a node boots: the lab is torn down, exit 143, nothing left', async () => {
-    const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
-    work.push(dir);
-    const name = `bootfarm-lab-container-term-${process.pid}`;
-    const before = await hostState();
-    const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios']));
-    await lab.waitFor(/powered on/);
-    await runOk('docker', ['kill', '--signal', 'TERM', name]);
-    // A bound, not a timing: a lab that ignores SIGTERM never ends by itself (PID 1 has no default action).
-    const code = await Promise.race([lab.code, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 120_000))]);
-    if (code === 'hung') await run('docker', ['kill', name]);
-    expect(code, lab.out.stderr.slice(-3000)).toBe(143);
-    expect(lab.out.stderr).toMatch(/SIGTERM: tearing the lab down/);
-    expect((await runOk('docker', ['ps', '-a', '--filter', `name=${name}`, '--format', '{{.Names}}'])).trim()).toBe('');
-    expect(added(before, await hostState())).toEqual([]);
-  }, 20 * 60_000);
+  it(
+    'SIGTERM to the container while a node boots: the lab is torn down, exit 143, nothing left',
+    async () => {
+      const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
+      work.push(dir);
+      const name = `bootfarm-lab-container-term-${process.pid}`;
+      const before = await hostState();
+      const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios']));
+      await lab.waitFor(/powered on/);
+      await runOk('docker', ['kill', '--signal', 'TERM', name]);
+      // A bound, not a timing: a lab that ignores SIGTERM never ends by itself (PID 1 has no default action).
+      const code = await Promise.race([lab.code, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 120_000))]);
+      if (code === 'hung') await run('docker', ['kill', name]);
+      expect(code, lab.out.stderr.slice(-3000)).toBe(143);
+      expect(lab.out.stderr).toMatch(/SIGTERM: tearing the lab down/);
+      expect((await runOk('docker', ['ps', '-a', '--filter', `name=${name}`, '--format', '{{.Names}}'])).trim()).toBe('');
+      expect(added(before, await hostState())).toEqual([]);
+    },
+    20 * 60_000,
+  );
 });

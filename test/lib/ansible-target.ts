@@ -68,9 +68,12 @@ function recapOf(output: string, host: string): Recap {
 }
 
 /** ansible-playbook of ansible/playbook.yml with `inventory` (and `extraVars`, a JSON file, over it); `host`'s recap. */
-export async function playbook(
-  o: { inventory: string; host: string; tmpDir: string; extraVars?: string },
-): Promise<{ output: string; recap: Recap }> {
+export async function playbook(o: {
+  inventory: string;
+  host: string;
+  tmpDir: string;
+  extraVars?: string;
+}): Promise<{ output: string; recap: Recap }> {
   const r = await run(
     'env',
     [

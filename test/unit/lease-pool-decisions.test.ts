@@ -344,7 +344,10 @@ nodes: [{ mac: "52:54:00:00:00:01", hostname: node-1, ip: 10.9.0.103 }${extra}]
     const p = pool();
     expect(offer(p, 'x', t0, '10.9.0.104')).toBe('10.9.0.104');
     await store.putNode({ mac: '52:54:00:00:00:02', hostname: 'node-2', ip: '10.9.0.104' });
-    expect(p.allocate(a(), '52:54:00:00:00:02', '52:54:00:00:00:02', undefined, '10.9.0.104', t0 + 1)).toEqual({ ok: true, ip: '10.9.0.104' });
+    expect(p.allocate(a(), '52:54:00:00:00:02', '52:54:00:00:00:02', undefined, '10.9.0.104', t0 + 1)).toEqual({
+      ok: true,
+      ip: '10.9.0.104',
+    });
     expect(p.holds('x', t0 + 2)).toBe(false);
   });
 
