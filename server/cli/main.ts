@@ -92,7 +92,11 @@ program
           .then(
             () => {
               logger.info('stopped');
-              process.exit(0);
+              // pino writes stdout asynchronously: exiting at once can leave an earlier line's write
+              // in flight, so that it lands after "stopped" (seen in the lifecycle test) or is lost.
+              const exit = () => process.exit(0);
+              setTimeout(exit, 2000).unref();
+              logger.flush(exit);
             },
             (err: unknown) => fail(err),
           );
