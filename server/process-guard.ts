@@ -4,6 +4,7 @@
 // logged and the process exits non-zero for systemd or docker to restart it. No
 // error is ever silent.
 import type { Logger } from 'pino';
+import { endLog } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** Exit status after an uncaught exception (EX_SOFTWARE in sysexits.h). */
@@ -24,6 +25,7 @@ export function installProcessGuards(logger: Logger, metrics: Pick<Metrics, 'unh
       { err: err.message, stack: err.stack },
       `uncaught exception: exiting with status ${EXIT_UNCAUGHT} so the supervisor restarts bootfarm`,
     );
-    process.exit(EXIT_UNCAUGHT);
+    // The fatal line must reach the journal; waiting for it is bounded.
+    void endLog(logger, 500).then(() => process.exit(EXIT_UNCAUGHT));
   });
 }

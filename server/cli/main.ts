@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, endLog } from '../log.js';
 import { Bootfarm } from '../app.js';
 import { installProcessGuards } from '../process-guard.js';
 import { SetupError } from '../errors.js';
@@ -92,11 +92,9 @@ program
           .then(
             () => {
               logger.info('stopped');
-              // pino writes stdout asynchronously: exiting at once can leave an earlier line's write
-              // in flight, so that it lands after "stopped" (seen in the lifecycle test) or is lost.
-              const exit = () => process.exit(0);
-              setTimeout(exit, 2000).unref();
-              logger.flush(exit);
+              // Exiting at once could leave an earlier line's asynchronous write in flight, to land
+              // after "stopped" or not at all (see endLog).
+              return endLog(logger).then(() => process.exit(0));
             },
             (err: unknown) => fail(err),
           );
