@@ -3,7 +3,7 @@
 // stale bytes in place of what is gone.
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ImageExportCatalog } from '../../server/nbd/catalog.js';
@@ -31,4 +31,107 @@ describe('NBD image catalog', () => {
     expect((await exp.read(4096, 4096)).equals(bytes.subarray(4096, 8192))).toBe(true);
     exp.close();
   }, 10_000);
+
+  // <images>/pi: versions v1 and v2 (arm64, amd64), `current` -> v2; a staging
+  // directory, a version directory without an image, a stray file; outside the
+  // images directory, a squashfs a symlink points at.
+  const images = path.join(dir, 'tree', 'images');
+  const outside = path.join(dir, 'tree', 'outside.squashfs');
+  const squashfs = (rel: string, content: string) => {
+    mkdirSync(path.join(images, rel), { recursive: true });
+    writeFileSync(path.join(images, rel, 'root.squashfs'), content);
+  };
+  squashfs('pi/v1/arm64', 'pi v1 arm64');
+  squashfs('pi/v2/arm64', 'pi v2 arm64 image');
+  squashfs('pi/v2/amd64', 'pi v2 amd64');
+  squashfs('pi/.v3.tmp-1/arm64', 'staging');
+  mkdirSync(path.join(images, 'pi/v2/riscv64'), { recursive: true });
+  symlinkSync('v2', path.join(images, 'pi/current'));
+  writeFileSync(path.join(images, 'README'), 'not an image');
+  writeFileSync(outside, 'outside the images directory');
+  mkdirSync(path.join(images, 'escape/current/arm64'), { recursive: true });
+  symlinkSync(outside, path.join(images, 'escape/current/arm64/root.squashfs'));
+  const staticFile = path.join(dir, 'tree', 'static.img');
+  writeFileSync(staticFile, 'static export');
+  const catalog = new ImageExportCatalog(images, [
+    { name: 'static', file: staticFile },
+    { name: 'gone', file: path.join(dir, 'tree', 'missing.img') },
+  ]);
+
+  async function readAll(name: string): Promise<{ text: string; version: unknown; source: string } | undefined> {
+    const exp = await catalog.open(name);
+    if (!exp) return undefined;
+    const text = (await exp.read(0, Number(exp.size))).toString();
+    exp.close();
+    exp.close();
+    return { text, version: exp.version, source: path.relative(path.join(dir, 'tree'), exp.source) };
+  }
+
+  it('lists the static exports and every published version with a root.squashfs, `current` as <image>/<arch>, sorted', async () => {
+    expect(await catalog.names()).toEqual([
+      'escape/arm64',
+      'gone',
+      'pi/amd64',
+      'pi/arm64',
+      'pi/v1/arm64',
+      'pi/v2/amd64',
+      'pi/v2/arm64',
+      'static',
+    ]);
+    expect(await new ImageExportCatalog(path.join(dir, 'no-such-dir'), [{ name: 'static', file: staticFile }]).names()).toEqual(['static']);
+  });
+
+  it('opens <image>/<arch> as the version `current` points at now, and names that version', async () => {
+    expect(await readAll('pi/arm64')).toEqual({
+      text: 'pi v2 arm64 image',
+      version: { image: 'pi', version: 'v2' },
+      source: 'images/pi/v2/arm64/root.squashfs',
+    });
+    expect(await readAll('pi/v1/arm64')).toEqual({
+      text: 'pi v1 arm64',
+      version: { image: 'pi', version: 'v1' },
+      source: 'images/pi/v1/arm64/root.squashfs',
+    });
+  });
+
+  it('opens a static export by its real path, with no image version', async () => {
+    expect(await readAll('static')).toEqual({ text: 'static export', version: undefined, source: 'static.img' });
+  });
+
+  for (const name of [
+    'gone',
+    'pi/riscv64',
+    'pi/v9/arm64',
+    'nothing/arm64',
+    'escape/arm64',
+    'pi/../pi/v1/arm64',
+    '../images/pi/arm64',
+    'pi/v1/arm64/',
+    '/pi/arm64',
+    'pi/ARM64',
+    'x pi/arm64',
+    'pi',
+    '',
+  ]) {
+    it(`opens no export for ${JSON.stringify(name)}`, async () => {
+      expect(await catalog.open(name)).toBeUndefined();
+    });
+  }
+
+  it('serves a read of a pooled size (>= 64 KiB) into a buffer handed back before, and never pools a smaller one', async () => {
+    const file = path.join(dir, 'pooled.img');
+    const bytes = randomBytes(256 * 1024);
+    writeFileSync(file, bytes);
+    const exp = await new ImageExportCatalog(images, [{ name: 'p', file }]).open('p');
+    if (!exp) throw new Error('the export did not open');
+    const big = await exp.read(0, 96 * 1024);
+    exp.recycle(big);
+    const again = await exp.read(96 * 1024, 96 * 1024);
+    expect(again).toBe(big);
+    expect(again.equals(bytes.subarray(96 * 1024, 192 * 1024))).toBe(true);
+    const small = await exp.read(0, 4096);
+    exp.recycle(small);
+    expect(await exp.read(0, 4096)).not.toBe(small);
+    exp.close();
+  });
 });

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { Transfer, type TransferObserver, type TransferResult } from '../../server/tftp/transfer.js';
-import { encodeAck, encodeError, parseTftpPacket } from '../../server/tftp/packet.js';
+import { dataHeader, encodeAck, encodeError, encodeRequest, parseTftpPacket } from '../../server/tftp/packet.js';
 import type { Negotiated } from '../../server/tftp/options.js';
 import type { FileSource } from '../../server/boot/files/resolver.js';
 
@@ -15,7 +15,7 @@ class CountingSource implements FileSource {
   releases = 0;
   constructor(
     private readonly data: Buffer,
-    private readonly failRead?: 'throw' | 'reject',
+    private readonly failRead?: 'throw' | 'reject' | 'async',
   ) {}
   get size(): number {
     return this.data.length;
@@ -23,6 +23,7 @@ class CountingSource implements FileSource {
   read(offset: number, length: number): Buffer | Promise<Buffer> {
     if (this.failRead === 'throw') throw new Error('EIO: disk gone');
     if (this.failRead === 'reject') return Promise.reject(new Error('EIO: disk gone'));
+    if (this.failRead === 'async') return Promise.resolve(this.data.subarray(offset, offset + length));
     return this.data.subarray(offset, offset + length);
   }
   release(): void {
@@ -234,5 +235,272 @@ describe('TFTP transfer failure paths', () => {
     socket.emit('message', encodeAck(1), { address: peer.address, port: peer.port, family: 'IPv4', size: 4 });
     expect(o.ends.map((e) => e.outcome)).toEqual(['complete']);
     expect(source.releases).toBe(1);
+  });
+});
+
+// The state machine's decisions, seen from the wire: which block goes out when,
+// which ACK moves the transfer on, when it retransmits, when it gives up, and
+// what its result says (bytes, retransmits, outcome).
+describe('TFTP transfer decisions', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const fromPeer = { address: peer.address, port: peer.port, family: 'IPv4' as const, size: 4 };
+  /** Bytes 0, 1, ... 250, 0, 1, ...: every block's content is distinct from its neighbours'. */
+  const pattern = (size: number) => Buffer.from(Array.from({ length: size }, (_, i) => i % 251));
+
+  function start(size: number, negotiated: Partial<Negotiated> = {}, mode?: 'async') {
+    vi.useFakeTimers();
+    const socket = new FakeSocket();
+    const data = pattern(size);
+    const source = new CountingSource(data, mode);
+    const o = observe();
+    const transfer = new Transfer(socket, peer, source, { ...plain, ...negotiated }, o.onEnd, o.observer);
+    transfer.start();
+    const ack = (block: number) => socket.emit('message', encodeAck(block), fromPeer);
+    /** The packets sent to the peer (the last `last` of them), decoded. */
+    const packets = (last = socket.sent.length) =>
+      socket.sent
+        .slice(socket.sent.length - last)
+        .map((s) => parseTftpPacket(s.packet))
+        .map((r) => (r.ok ? r.packet : undefined));
+    /** The DATA packets sent as [wire block, length]. */
+    const blocks = (last?: number) => packets(last).flatMap((p) => (p?.op === 'data' ? [[p.block, p.data.length]] : []));
+    return { socket, source, data, o, transfer, ack, packets, blocks };
+  }
+
+  it('sends a 1025-byte file at blksize 512 as blocks of 512, 512 and 1 bytes, one per ACK, and completes on the last ACK', () => {
+    const t = start(1025);
+    expect(t.blocks()).toEqual([[1, 512]]);
+    t.ack(1);
+    expect(t.blocks()).toEqual([
+      [1, 512],
+      [2, 512],
+    ]);
+    t.ack(2);
+    expect(t.blocks()).toEqual([
+      [1, 512],
+      [2, 512],
+      [3, 1],
+    ]);
+    expect(t.o.ends).toEqual([]);
+    t.ack(3);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 1025, retransmits: 0 }]);
+    const payload = Buffer.concat(t.packets().flatMap((p) => (p?.op === 'data' ? [p.data] : [])));
+    expect(payload.equals(t.data)).toBe(true);
+    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
+  });
+
+  it('ends a file of an exact multiple of blksize with an empty block (RFC 1350 §6) and completes only on its ACK', () => {
+    const t = start(1024);
+    t.ack(1);
+    t.ack(2);
+    expect(t.blocks()).toEqual([
+      [1, 512],
+      [2, 512],
+      [3, 0],
+    ]);
+    expect(t.o.ends).toEqual([]);
+    t.ack(3);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 1024 }]);
+  });
+
+  it('sends an empty file as one empty block', () => {
+    const t = start(0);
+    expect(t.blocks()).toEqual([[1, 0]]);
+    t.ack(1);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 0 }]);
+  });
+
+  it('windowsize 4: sends four blocks at once, continues after the ACK of a block inside the window, never past the last block', () => {
+    const t = start(9 * 512 + 100, { windowSize: 4 });
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3, 4]);
+    // The ACK of block 2 (3 and 4 lost): the next window starts at 3.
+    t.ack(2);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3, 4, 3, 4, 5, 6]);
+    t.ack(6);
+    expect(t.blocks().slice(8)).toEqual([
+      [7, 512],
+      [8, 512],
+      [9, 512],
+      [10, 100],
+    ]);
+    t.ack(10);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 9 * 512 + 100, retransmits: 2 }]);
+  });
+
+  it('ignores a duplicate ACK, an ACK of a block not sent yet and an ACK 0 after the start (no Sorcerer\'s Apprentice retransmission)', () => {
+    const t = start(3000);
+    t.ack(1);
+    const sent = t.socket.sent.length;
+    t.ack(1);
+    t.ack(5);
+    t.ack(0);
+    expect(t.socket.sent.length).toBe(sent);
+    expect(t.o.ends).toEqual([]);
+    t.ack(2);
+    expect(t.blocks().at(-1)).toEqual([3, 512]);
+  });
+
+  it('with options: sends the OACK first, ignores ACKs other than 0 until then, starts DATA on ACK 0 and resends the OACK on timeout', async () => {
+    const t = start(600, { oack: [['blksize', '512']] });
+    expect(t.packets()).toEqual([{ op: 'oack', options: [['blksize', '512']] }]);
+    t.ack(1);
+    expect(t.socket.sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(t.packets()).toEqual([
+      { op: 'oack', options: [['blksize', '512']] },
+      { op: 'oack', options: [['blksize', '512']] },
+    ]);
+    t.ack(0);
+    expect(t.blocks()).toEqual([[1, 512]]);
+    t.ack(1);
+    t.ack(2);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 600, retransmits: 1 }]);
+  });
+
+  it('block numbers wrap 65535 -> 0, and the ACK of block 0 after the wrap acknowledges block 65536', () => {
+    const size = 65_540;
+    // One-byte blocks in windows of 4096 (no limit applies here: negotiate() clamps, not the transfer).
+    const t = start(size, { blockSize: 1, windowSize: 4096 });
+    for (let acked = 0; acked < 61_440; acked += 4096) t.ack(acked + 4096);
+    // Blocks 61441..65536 are out: the last of them is wire block 0.
+    expect(t.blocks(2)).toEqual([
+      [65_535, 1],
+      [0, 1],
+    ]);
+    // A stale number (block 61440, acknowledged already) moves nothing.
+    const sent = t.socket.sent.length;
+    t.ack(61_440);
+    expect(t.socket.sent.length).toBe(sent);
+    t.ack(0);
+    expect(t.blocks(5)).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+      [4, 1],
+      [5, 0],
+    ]);
+    t.ack(5);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: size, retransmits: 0 }]);
+  });
+
+  it('retransmits the unacknowledged window once per timeout, not before, and counts each resent block', async () => {
+    const t = start(3000, { windowSize: 2, timeoutMs: 2000 });
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 1, 2]);
+    t.ack(2);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 1, 2, 3, 4]);
+    // The ACK re-armed the timer: a full timeout after it, not after the last one.
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(t.blocks()).toHaveLength(6);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 1, 2, 3, 4, 3, 4]);
+    t.ack(4);
+    t.ack(6);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 3000, retransmits: 4 }]);
+  });
+
+  it('gives up after at least 3 retransmissions even when the timeout is long: 5 s timeout, 4 sends, ends at 20 s', async () => {
+    const t = start(3000, { timeoutMs: 5000 });
+    await vi.advanceTimersByTimeAsync(19_999);
+    expect(t.o.ends).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(t.o.ends).toMatchObject([{ outcome: 'timeout', bytes: 0, retransmits: 3, durationMs: 20_000 }]);
+    expect(t.blocks()).toHaveLength(4);
+    expect(t.o.ends[0]?.detail).toBe('no ACK after 3 retransmissions');
+  });
+
+  it('a client that ACKed every block but the last and fell silent: final-ack-missing with the whole file counted', async () => {
+    const t = start(600);
+    t.ack(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(t.o.ends).toMatchObject([{ outcome: 'final-ack-missing', bytes: 600 }]);
+  });
+
+  it('a client silent after the first of three blocks times out with the bytes it acknowledged', async () => {
+    const t = start(1100);
+    t.ack(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(t.o.ends).toMatchObject([{ outcome: 'timeout', bytes: 512 }]);
+  });
+
+  it('a client ERROR ends the transfer as aborted-by-client with its code, message and the bytes it acknowledged, without a reply', () => {
+    const t = start(1100);
+    t.ack(1);
+    const sent = t.socket.sent.length;
+    t.socket.emit('message', encodeError(0, 'Early terminate'), fromPeer);
+    expect(t.o.ends).toMatchObject([{ outcome: 'aborted-by-client', bytes: 512, clientError: { code: 0, message: 'Early terminate' } }]);
+    expect(t.socket.sent.length).toBe(sent);
+    expect(t.socket.closes).toBe(1);
+  });
+
+  it('ignores from the peer what is neither a 4-byte ACK nor an ERROR: a short ACK, an opcode with a high byte set, DATA, a request', () => {
+    const t = start(1100);
+    for (const msg of [
+      Buffer.from([0, 4, 0]),
+      Buffer.from([1, 4, 0, 1]),
+      Buffer.concat([dataHeader(1), Buffer.from('x')]),
+      encodeRequest('rrq', 'f', 'octet'),
+    ]) {
+      t.socket.emit('message', msg, fromPeer);
+    }
+    expect(t.blocks()).toEqual([[1, 512]]);
+    expect(t.o.ends).toEqual([]);
+  });
+
+  it('a stranger on the peer\'s port but another address gets ERROR 5 and does not move the transfer', () => {
+    const t = start(1100);
+    t.socket.emit('message', encodeAck(1), { ...fromPeer, address: '127.0.0.2' });
+    expect(t.socket.sent.at(-1)).toMatchObject({ address: '127.0.0.2', port: peer.port });
+    expect(t.packets().at(-1)).toMatchObject({ op: 'error', code: 5, message: 'Unknown transfer ID' });
+    expect(t.blocks()).toEqual([[1, 512]]);
+  });
+
+  it('supersede() ends the transfer as aborted-by-client without an ERROR to the client', () => {
+    const t = start(1100);
+    t.transfer.supersede();
+    expect(t.o.ends).toMatchObject([{ outcome: 'aborted-by-client', detail: 'superseded by a new read request from the same client address and port' }]);
+    expect(t.packets().map((p) => p?.op)).toEqual(['data']);
+    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
+  });
+
+  it('abort() sends the ERROR, closes the socket only once it has left, and ends once with the message as detail', async () => {
+    const t = start(1100);
+    t.transfer.abort(2, 'Access violation');
+    expect(t.packets().at(-1)).toEqual({ op: 'error', code: 2, message: 'Access violation' });
+    expect(t.socket.closes).toBe(0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.socket.closes).toBe(1);
+    expect(t.o.ends).toMatchObject([{ outcome: 'error', detail: 'Access violation' }]);
+    t.transfer.abort(0, 'again');
+    expect(t.o.ends).toHaveLength(1);
+    expect(t.packets()).toHaveLength(2);
+  });
+
+  it('reads from disk (promises): the window goes out in order with the right bytes, and an ACK during a read continues after it', async () => {
+    const t = start(5 * 512 + 7, { windowSize: 3 }, 'async');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3]);
+    t.ack(1);
+    // Block 1's ACK asks for blocks 2..4 while the reads are pending; block 3's ACK arrives during them.
+    t.ack(3);
+    await vi.advanceTimersByTimeAsync(0);
+    t.ack(6);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 5 * 512 + 7 }]);
+    const byBlock = new Map(t.packets().flatMap((p) => (p?.op === 'data' ? [[p.block, p.data]] : [])));
+    expect([...byBlock.keys()].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Buffer.concat([...byBlock.entries()].sort((a, b) => a[0] - b[0]).map(([, d]) => d)).equals(t.data)).toBe(true);
+  });
+
+  it('reports how long the transfer ran', async () => {
+    const t = start(100);
+    await vi.advanceTimersByTimeAsync(700);
+    t.ack(1);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', durationMs: 700 }]);
   });
 });
