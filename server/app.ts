@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config/types.js';
 import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
+import { openLeaseClaims } from './store/open-lease-claims.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';
 import { SilentBootWatch } from './boot/silent-boot-watch.js';
 import { feedOf } from './http/event-feed.js';
@@ -127,6 +128,9 @@ export class Bootfarm {
         });
       }
       if (config.dhcp.mode !== 'off') {
+        // Opened before the DHCP service and stopped after it (services stop in reverse).
+        const leaseClaims = config.dhcp.mode === 'full' ? await openLeaseClaims(config, logger.child({ svc: 'store' })) : undefined;
+        if (leaseClaims) this.services.push(leaseClaims);
         this.dhcp = new DhcpService({
           config,
           store: this.store,
@@ -135,6 +139,7 @@ export class Bootfarm {
           policy: policySettings(config),
           inventory,
           onNodeDiscover: (node) => sessions.noteDiscover(node),
+          leaseClaims,
         });
         await this.dhcp.start();
         this.services.push(this.dhcp);

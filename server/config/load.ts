@@ -179,6 +179,8 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
       ),
     );
   }
+  if (cfg.store?.backend === 'etcd' && !cfg.store.etcd)
+    problems.push(locate.problem(['store', 'backend'], 'expected a store.etcd section with endpoints when the backend is etcd'));
   const subnets: Array<{ cidr: Cidr; index: number }> = [];
   (cfg.dhcp?.subnets ?? []).forEach((s, index) => {
     const base: Array<string | number> = ['dhcp', 'subnets', index];
@@ -497,6 +499,10 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
     images: { dir: resolvePath(dir, cfg.images?.dir ?? './images'), default: defaultImage },
     pi: { signingKey: cfg.pi?.signingKey === undefined ? undefined : resolvePath(dir, cfg.pi.signingKey) },
     log: { level: cfg.log?.level ?? 'info' },
+    store: {
+      backend: cfg.store?.backend ?? 'file',
+      etcd: cfg.store?.etcd ? { endpoints: cfg.store.etcd.endpoints, prefix: cfg.store.etcd.prefix ?? '/bootfarm' } : undefined,
+    },
   };
 }
 

@@ -451,6 +451,34 @@ export const ConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    store: Type.Optional(
+      Type.Object(
+        {
+          backend: Type.Optional(
+            Type.Union(
+              [Type.Literal('file'), Type.Literal('etcd')],
+              expected('one of file (one instance; the default), etcd (instances sharing leases)'),
+            ),
+          ),
+          etcd: Type.Optional(
+            Type.Object(
+              {
+                // TLS is not built yet: plain http endpoints only (docs/design.md "Shared state in etcd").
+                endpoints: Type.Array(
+                  Type.String({ pattern: '^http://[A-Za-z0-9.-]+:\\d{1,5}$', ...expected('an etcd client URL like http://10.9.0.5:2379') }),
+                  { minItems: 1, ...expected('a non-empty list of etcd client URLs like [http://10.9.0.5:2379]') },
+                ),
+                prefix: Type.Optional(
+                  Type.String({ pattern: '^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$', ...expected('a key prefix like /bootfarm') }),
+                ),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     log: Type.Optional(
       Type.Object(
         {

@@ -179,4 +179,6 @@ export interface ResolvedConfig {
   /** Pi HTTP boot: the key that signs boot.img (absolute), or undefined for the one generated into server.stateDir (server/pi/signing-key.ts). */
   pi: { signingKey: string | undefined };
   log: { level: string };
+  /** Where leases are claimed: this instance's files only, or etcd shared with other instances (server/store/open-lease-claims.ts). */
+  store: { backend: 'file' | 'etcd'; etcd: { endpoints: string[]; prefix: string } | undefined };
 }

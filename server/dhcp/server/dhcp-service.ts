@@ -11,6 +11,7 @@ import type { ResolvedConfig } from '../../config/types.js';
 import type { Inventory } from '../../inventory/inventory.js';
 import type { EffectiveNode } from '../../inventory/effective.js';
 import type { Store } from '../../store/store.js';
+import type { LeaseClaims } from '../../store/lease-claims.js';
 import type { Metrics } from '../../metrics.js';
 import { RateLimiter } from '../../util/rate-limited-log.js';
 import { KeyedTokenBuckets, TokenBucket } from '../../util/token-bucket.js';
@@ -36,6 +37,8 @@ export interface DhcpServiceDeps {
   onNodeDiscover?: ((node: EffectiveNode) => void) | undefined;
   /** Clock, for tests of expiry. */
   now?: () => number;
+  /** Full mode: where addresses are claimed across instances (store.backend); this instance alone by default. */
+  leaseClaims?: LeaseClaims | undefined;
 }
 
 export class DhcpService {
@@ -55,6 +58,7 @@ export class DhcpService {
   private readonly now: () => number;
   private readonly pendingTimers = new Set<NodeJS.Timeout>();
   private inFlight = 0;
+  private readonly packetCounters = new Map<string, { inc(): void }>();
 
   constructor(private readonly deps: DhcpServiceDeps) {
     const { config, store } = deps;
@@ -75,7 +79,9 @@ export class DhcpService {
         limits,
         this.now(),
       );
-      this.modeHandler = new FullModeHandler(this.pool, serverId);
+      const claims = deps.leaseClaims;
+      if (claims) this.pool.setHeldElsewhere((ip, key, now) => claims.heldByOther(ip, key, now));
+      this.modeHandler = new FullModeHandler(this.pool, serverId, claims);
     } else {
       this.pool = undefined;
       this.modeHandler = new ProxyModeHandler(serverId, config.dhcp.piProxyDelayMs);
@@ -343,7 +349,7 @@ export class DhcpService {
   private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
     const { metrics, logger, store } = this.deps;
     const typeName = MESSAGE_TYPE_NAMES[ctx.messageType] ?? String(ctx.messageType);
-    metrics.dhcpPackets.inc({ type: typeName, listener: ctx.listener, outcome: result.outcome });
+    this.packetCounter(typeName, ctx.listener, result.outcome).inc();
     if (result.outcome === 'unknown-lease-cap') metrics.dhcpUnknownLeaseCap.inc();
     if (result.outcome === 'ignored-decline') metrics.dhcpDeclinesIgnored.inc({ reason: String(result.detail?.reason ?? 'unknown') });
     for (const reply of result.replies) this.sendReply(ctx, reply);
@@ -380,6 +386,21 @@ export class DhcpService {
     } else {
       logger.debug(event, `dhcp ${typeName.toLowerCase()} -> ${result.outcome}`);
     }
+  }
+
+  /**
+   * The packet counter's child for these labels, looked up once: prom-client hashes
+   * the label object on every inc(), a cost paid per packet. The key space is small
+   * (message types x listeners x outcomes, all from fixed sets).
+   */
+  private packetCounter(type: string, listener: Listener, outcome: string): { inc(): void } {
+    const key = `${type}\0${listener}\0${outcome}`;
+    let child = this.packetCounters.get(key);
+    if (!child) {
+      child = this.deps.metrics.dhcpPackets.labels({ type, listener, outcome });
+      this.packetCounters.set(key, child);
+    }
+    return child;
   }
 
   private unsendable(ctx: RequestContext, destination: Destination, reason: string, err?: string): void {

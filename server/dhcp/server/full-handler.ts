@@ -16,16 +16,32 @@ import {
   type OutgoingReply,
 } from './reply.js';
 import type { DhcpPacket } from '../codec/packet.js';
+import { LocalLeaseClaims, type ClaimResult, type LeaseClaims } from '../../store/lease-claims.js';
 
 /** Long enough for a Pi's firmware fetches; its kernel then runs its own DORA. */
 const UNKNOWN_PI_OFFER_LEASE_SECONDS = 300;
+
+/** Addresses a DISCOVER tries when other instances keep winning the claim, before it goes unanswered. */
+const MAX_OFFER_CANDIDATES = 8;
 
 export class FullModeHandler implements ModeHandler {
   constructor(
     private readonly pool: LeasePool,
     /** Our address: option 54, and what SELECTING requests must name. */
     private readonly serverId: string,
+    /** Where the address is claimed before an OFFER or ACK goes out (store.backend). */
+    private readonly claims: LeaseClaims = new LocalLeaseClaims(),
   ) {}
+
+  /**
+   * Claims `ip` for the client until `expiresAt`; the reply waits for it. A
+   * reservation (the node's configured ip) is the same on every instance and needs none.
+   */
+  private claim(ctx: RequestContext, subnet: ResolvedSubnet, ip: string, expiresAt: number): Promise<ClaimResult> {
+    if (ctx.node?.ip === ip) return Promise.resolve({ ok: true });
+    const value = { key: ctx.identity.leaseKey, mac: ctx.identity.mac, expiresAt, instance: this.serverId };
+    return this.claims.claim(subnet.cidr, ip, value, ctx.now);
+  }
 
   /** The subnet a request belongs to: the relay's (giaddr), else the served segment's. */
   private subnetOf(ctx: RequestContext): ResolvedSubnet | undefined {
@@ -89,17 +105,36 @@ export class FullModeHandler implements ModeHandler {
         detail: { reason: `machines in no inventory hold dhcp.limits.unknownLeasePercent of ${subnet.cidr}` },
       };
     }
-    const result = this.pool.allocate(subnet, key, ctx.identity.mac, readRequestedIp(ctx.packet.options), ctx.node?.ip, ctx.now, ctx.known);
+    // The Pi bootloader uses the OFFER's address without always completing the
+    // exchange (raspberrypi/documentation#1067), so its offer is committed as a binding first.
+    // A Pi in no inventory (boot-default) gets a short one: an option 97 is
+    // anyone's to send, and random MACs must not hold durable leases for a day.
+    const piSeconds =
+      ctx.plan.kind === 'raspberry-pi'
+        ? ctx.known
+          ? subnet.leaseSeconds
+          : Math.min(subnet.leaseSeconds, UNKNOWN_PI_OFFER_LEASE_SECONDS)
+        : undefined;
+    // An offer is claimed for its hold (never shortening a binding the client has):
+    // another instance then offers the client's neighbours other addresses.
+    const claimUntil = Math.max(
+      ctx.now + (piSeconds === undefined ? this.pool.offerHoldMs : piSeconds * 1000),
+      this.pool.binding(key, ctx.now)?.expiresAt ?? 0,
+    );
+    const requested = readRequestedIp(ctx.packet.options);
+    let result = this.pool.allocate(subnet, key, ctx.identity.mac, requested, ctx.node?.ip, ctx.now, ctx.known);
+    for (let candidates = 1; result.ok; candidates++) {
+      const claim = await this.claim(ctx, subnet, result.ip, claimUntil);
+      if (claim.ok) break;
+      // Another instance's client holds it (the claims now say so): the next candidate.
+      this.pool.dropOffer(key);
+      if (candidates >= MAX_OFFER_CANDIDATES)
+        return { replies: [], outcome: 'exhausted', detail: { reason: `${candidates} addresses in a row were claimed by other instances` } };
+      result = this.pool.allocate(subnet, key, ctx.identity.mac, requested, ctx.node?.ip, ctx.now, ctx.known);
+    }
     if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
     if (!ctx.known) this.pool.noteUnknownHolder(result.ip, key);
-    if (ctx.plan.kind === 'raspberry-pi') {
-      // The Pi bootloader uses the OFFER's address without always completing the
-      // exchange (raspberrypi/documentation#1067), so its offer is committed as a binding first.
-      // A Pi in no inventory (boot-default) gets a short one: an option 97 is
-      // anyone's to send, and random MACs must not hold durable leases for a day.
-      const seconds = ctx.known ? subnet.leaseSeconds : Math.min(subnet.leaseSeconds, UNKNOWN_PI_OFFER_LEASE_SECONDS);
-      await this.pool.bind(result.ip, key, ctx.identity.mac, seconds, ctx.node?.hostname, ctx.now);
-    }
+    if (piSeconds !== undefined) await this.pool.bind(result.ip, key, ctx.identity.mac, piSeconds, ctx.node?.hostname, ctx.now);
     return { replies: [this.reply(ctx, MessageType.OFFER, result.ip, subnet, true)], outcome: 'offer', detail: { ip: result.ip } };
   }
 
@@ -156,7 +191,11 @@ export class FullModeHandler implements ModeHandler {
     const ipN = ipv4ToNumber(ip);
     if (!this.pool.isAvailableTo(ipN, key, ctx.identity.mac, ctx.now)) return this.nak(ctx, 'address not available');
     if (!reserved && (ipN < subnet.rangeStart || ipN > subnet.rangeEnd)) return this.nak(ctx, 'address outside the pool');
-    // The ACK is sent only once the binding is on disk: a crash loses no lease a client holds.
+    // The ACK is sent only once the claim is committed (another instance's client
+    // may have won the address meanwhile: NAK, and the client starts over) and the
+    // binding is on disk (a crash loses no lease a client holds).
+    const claim = await this.claim(ctx, subnet, ip, ctx.now + subnet.leaseSeconds * 1000);
+    if (!claim.ok) return this.nak(ctx, 'address claimed by another client');
     await this.pool.bind(ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
     return { replies: [this.reply(ctx, MessageType.ACK, ip, subnet, true)], outcome: 'ack', detail: { ip } };
   }
@@ -172,6 +211,8 @@ export class FullModeHandler implements ModeHandler {
 
   private async release(ctx: RequestContext): Promise<HandlerResult> {
     const done = await this.pool.release(ctx.packet.ciaddr, ctx.identity.leaseKey, ctx.now);
+    const subnet = this.pool.subnetFor(ctx.packet.ciaddr);
+    if (done && subnet) await this.claims.release(subnet.cidr, ctx.packet.ciaddr, ctx.identity.leaseKey);
     return { replies: [], outcome: done ? 'released' : 'ignored-release', detail: { ip: ctx.packet.ciaddr } };
   }
 

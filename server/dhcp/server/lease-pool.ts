@@ -91,11 +91,13 @@ export class LeasePool {
   private readonly quarantine = new Map<ResolvedSubnet, CappedHolders>();
   /** Offers whose hold ran out are forgotten once there are more than this many. */
   private readonly offerSweepAt: number;
+  /** Addresses another bootfarm instance's client holds (store.backend: etcd); none by default. */
+  private heldElsewhere: (ip: string, key: string, now: number) => boolean = () => false;
 
   constructor(
     private readonly subnets: ResolvedSubnet[],
     private readonly store: Store,
-    private readonly offerHoldMs: number,
+    readonly offerHoldMs: number,
     private readonly quarantineMs: number,
     caps: PoolCaps = NO_CAPS,
     now: number = Date.now(),
@@ -131,6 +133,11 @@ export class LeasePool {
     this.reservedIps.clear();
     for (const node of this.store.nodes()) if (node.ip) this.reservedIps.set(ipv4ToNumber(node.ip), node.mac);
     this.reservationsVersion = this.store.nodesVersion;
+  }
+
+  /** Instances sharing leases (server/store/lease-claims.ts): what they hold is never offered here. */
+  setHeldElsewhere(test: (ip: string, key: string, now: number) => boolean): void {
+    this.heldElsewhere = test;
   }
 
   subnetFor(address: string): ResolvedSubnet | undefined {
@@ -208,6 +215,7 @@ export class LeasePool {
     this.refreshReservations();
     const owner = this.reservedIps.get(ip);
     if (owner !== undefined) return owner === mac;
+    if (this.heldElsewhere(numberToIpv4(ip), key, now)) return false;
     const offer = this.offersByIp.get(ip);
     if (offer && offer.key !== key && offer.holdUntil > now) return false;
     const rec = this.byIp.get(ip);

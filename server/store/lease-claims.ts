@@ -1,0 +1,73 @@
+// Lease claims: the edge between full-mode DHCP (server/dhcp/server/full-handler.ts)
+// and the storage that decides, across every bootfarm instance on a segment, who
+// holds an address. The handler decides what to answer from its local pool; before
+// it sends an OFFER or ACK it awaits claim(), and a conflict turns the ACK into a
+// NAK (or the OFFER into the next candidate). The file backend has one instance,
+// whose pool already decided: its claims always succeed.
+
+/** What the shared store holds for one address: which client, until when, through which instance. */
+export interface ClaimValue {
+  /** The client's lease key (option 61, else its MAC): what the pool keys bindings by. */
+  key: string;
+  mac: string;
+  /** Wall-clock milliseconds. The engine's TTL removes the claim too; this guards a late deletion. */
+  expiresAt: number;
+  /** server.address of the instance that wrote it (for operators; never compared). */
+  instance: string;
+}
+
+export type ClaimResult = { ok: true } | { ok: false; holder: ClaimValue };
+
+export interface LeaseClaims {
+  /**
+   * Claims (or renews) `ip` in `subnet` for the client `value.key` until
+   * `value.expiresAt`, judged at `now`. Resolves ok only once the claim is
+   * committed; a conflict names the holder. Rejects when the store cannot say.
+   */
+  claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult>;
+  /** Gives `ip` back, if `key` still holds it (RELEASE). */
+  release(subnet: string, ip: string, key: string): Promise<void>;
+  /** Does a client other than `key` hold `ip` through another instance (so the local pool must not offer it)? */
+  heldByOther(ip: string, key: string, now: number): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * The pure rule of a claim: an address may be taken when nobody holds it, when
+ * this same client holds it (a renewal, or the client's other server offered it
+ * too), or when the holder's claim has expired.
+ */
+export function mayClaim(current: ClaimValue | undefined, key: string, now: number): boolean {
+  return current === undefined || current.key === key || current.expiresAt <= now;
+}
+
+/** Parses a stored claim; anything else (a foreign or damaged value) counts as held by nobody we know, until its TTL. */
+export function parseClaim(text: string): ClaimValue | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<ClaimValue>;
+    if (typeof v.key !== 'string' || typeof v.mac !== 'string' || typeof v.expiresAt !== 'number' || typeof v.instance !== 'string')
+      return undefined;
+    return { key: v.key, mac: v.mac, expiresAt: v.expiresAt, instance: v.instance };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One instance with its file store: the local pool is the whole truth. */
+export class LocalLeaseClaims implements LeaseClaims {
+  claim(): Promise<ClaimResult> {
+    return Promise.resolve({ ok: true });
+  }
+
+  release(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  heldByOther(): boolean {
+    return false;
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+}
