@@ -7,6 +7,8 @@
 #
 #   sudo bench/run-dhcp.sh                 # the full run (3 reps), ~7-10 min
 #   sudo bench/run-dhcp.sh --quick --servers kea,bootfarm   # smoke test (1 rep, 500 clients)
+#   sudo BOOTFARM_BASE=<commit> bench/run-dhcp.sh   # before/after: adds bootfarm-base and
+#        bootfarm-base-nosync, <commit>'s code, interleaved in the same run
 #
 # Extra arguments are appended to run-anchors' (argparse: a later option wins).
 # Layout: the shared harness is at ../shared/bench beside this repository.
@@ -22,11 +24,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/run.sh"
 bench_run_start dhcp
 echo "run-dhcp: $(package_versions kea-dhcp4-server dnsmasq-base kea-admin)"
 
+servers=kea,kea-mem,dnsmasq-dhcp,dnsmasq-dhcp-ro,bootfarm,bootfarm-nosync
+base_candidates=()
+if [ -n "${BOOTFARM_BASE:-}" ]; then
+  base_dist=$(bench_base_snapshot dhcp "$BOOTFARM_BASE")
+  servers+=,bootfarm-base,bootfarm-base-nosync
+  for mode in true false; do
+    suffix=$([ "$mode" = true ] || echo -nosync)
+    base_candidates+=(--candidate "dhcp:bootfarm-base$suffix:env BOOTFARM_DIST=$base_dist bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir} $mode")
+  done
+fi
+
 cd "$repo"
 set -x
 "$harness" --protocols dhcp --reps 3 \
-  --servers kea,kea-mem,dnsmasq-dhcp,dnsmasq-dhcp-ro,bootfarm,bootfarm-nosync \
+  --servers "$servers" \
   --candidate "dhcp:bootfarm:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir} true" \
   --candidate "dhcp:bootfarm-nosync:bash $repo/bench/bootfarm-dhcp-candidate.sh {iface} {server_ip} {dir} false" \
+  "${base_candidates[@]}" \
   --results "$results" \
   "$@"

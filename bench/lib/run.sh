@@ -21,6 +21,8 @@ bench_run_start() {
   rm -rf "$snapshot"
   (cd "$repo" && npx --no-install tsc -p tsconfig.build.json --outDir "$snapshot")
   cp -r "$repo/templates" "$snapshot/templates"
+  # `serve` reads its version from the package.json beside dist/ (server/cli/package-info.ts).
+  cp "$repo/package.json" "$snapshot/../package.json"
   export BOOTFARM_DIST="$snapshot"
   echo "run-$name: bootfarm $(git -C "$repo" rev-parse HEAD) (uncommitted changes under server/: $(git -C "$repo" status --porcelain -- server | wc -l))"
   echo "run-$name: build snapshot $snapshot, sha256 of its .js: $(cd "$snapshot" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
@@ -32,4 +34,22 @@ package_versions() {
   local p out=""
   for p in "$@"; do out+="$p $(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo '?'), "; done
   printf '%s\n' "${out%, }"
+}
+
+# bench_base_snapshot NAME COMMIT: compiles COMMIT's server/ (from `git archive`, so the
+# working tree is not touched) into bench/.NAME-base-snapshot/dist, with its templates/
+# and package.json, and prints that dist directory. With it a run measures the code
+# before and after a change side by side, interleaved in one run-anchors invocation.
+# The sources sit under bench/ so that tsc and node find the repository's node_modules/.
+bench_base_snapshot() {
+  local name=$1 commit=$2 base
+  base="$repo/bench/.$name-base-snapshot"
+  rm -rf "$base"
+  mkdir -p "$base/src"
+  git -C "$repo" archive "$commit" server templates package.json tsconfig.json tsconfig.build.json | tar -x -C "$base/src"
+  (cd "$base/src" && npx --no-install tsc -p tsconfig.build.json --outDir "$base/dist") >&2
+  cp -r "$base/src/templates" "$base/dist/templates"
+  cp "$base/src/package.json" "$base/package.json"
+  echo "run-$name: base $(git -C "$repo" rev-parse "$commit") built into $base/dist, sha256 of its .js: $(cd "$base/dist" && find . -name '*.js' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)" >&2
+  printf '%s\n' "$base/dist"
 }
