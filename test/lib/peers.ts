@@ -49,6 +49,8 @@ const PROTOCOL_PEERS: Peer[] = [
   cmd('busybox', 'busybox'), // udhcpc and busybox tftp
   cmd('dhclient', 'isc-dhcp-client'),
   cmd('dhcrelay', 'isc-dhcp-relay'),
+  cmd('etcd', 'etcd-server'), // store.backend: etcd (test/lib/etcd.ts)
+  cmd('etcdctl', 'etcd-client'),
   cmd('dnsmasq', 'dnsmasq-base'),
   cmd('rdisc6', 'ndisc6'),
   cmd('tftp', 'tftp-hpa'),

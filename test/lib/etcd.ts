@@ -1,0 +1,73 @@
+// A real etcd cluster (Debian etcd-server) for tests: one member per lab host, on
+// the lab's segment only, each with a throw-away data directory. stop() ends the
+// members this started (by PID, through their Background) and removes the directories.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { LabHost, NetLab } from '../../server/lab/netlab.js';
+import type { Background } from '../../server/lab/proc.js';
+
+export interface EtcdCluster {
+  /** Client URLs, http://<member>:2379. */
+  endpoints: string[];
+  /** etcdctl with these endpoints, run in the first member's namespace; resolves with its stdout. */
+  ctl(args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Starts one member on each of `hosts` (which have addresses) and resolves once every member serves clients. */
+export async function startEtcd(lab: NetLab, hosts: LabHost[]): Promise<EtcdCluster> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
+  const peers = hosts.map((h, i) => `m${i}=http://${h.address}:2380`).join(',');
+  const endpoints = hosts.map((h) => `http://${h.address}:2379`);
+  const members: Background[] = hosts.map((h, i) =>
+    lab.spawn(
+      h.ns,
+      'etcd',
+      [
+        `--name=m${i}`,
+        `--data-dir=${path.join(dir, `m${i}`)}`,
+        `--listen-client-urls=http://${h.address}:2379`,
+        `--advertise-client-urls=http://${h.address}:2379`,
+        `--listen-peer-urls=http://${h.address}:2380`,
+        `--initial-advertise-peer-urls=http://${h.address}:2380`,
+        `--initial-cluster=${peers}`,
+        `--initial-cluster-token=${lab.id}`,
+        '--initial-cluster-state=new',
+      ],
+      `etcd-m${i}`,
+    ),
+  );
+  const stop = async () => {
+    for (const m of members) await m.stop('SIGTERM', 5000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(members.map((m) => m.waitFor((l) => l.includes('ready to serve client requests'), 60_000, 'etcd ready')));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const first = hosts[0] as LabHost;
+  return {
+    endpoints,
+    ctl: async (args) => {
+      const r = await lab.exec(first.ns, 'env', ['ETCDCTL_API=3', 'etcdctl', `--endpoints=${endpoints.join(',')}`, ...args]);
+      if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    },
+    stop,
+  };
+}
+
+export interface EtcdEntry {
+  key: string;
+  value: string;
+}
+
+/** Every key under `prefix`, read by etcdctl (its JSON output has the keys and values in base64). */
+export async function etcdEntries(cluster: EtcdCluster, prefix: string): Promise<EtcdEntry[]> {
+  const out = JSON.parse(await cluster.ctl(['get', '--prefix', prefix, '-w', 'json'])) as { kvs?: Array<{ key: string; value: string }> };
+  const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+  return (out.kvs ?? []).map((kv) => ({ key: text(kv.key), value: text(kv.value) }));
+}
