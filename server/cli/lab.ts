@@ -179,7 +179,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
       // guests, bootfarm and namespaces are torn down, and the exit code is 128+signal.
       const onSignal = (signal: NodeJS.Signals): void => {
         log(`${signal}: tearing the lab down`);
-        const exit = () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+        const exit = () => {
+          if (instance) log(instance.settleWorkDir(false));
+          process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+        };
         void (instance?.stop() ?? Promise.resolve()).then(exit, exit);
       };
       process.once('SIGTERM', onSignal);
@@ -193,12 +196,14 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
         await instance.stop();
+        log(instance.settleWorkDir(results.every((r) => r.ok)));
         instance = undefined;
         if (opts.json) process.stdout.write(`${JSON.stringify({ results, cluster, restarts }, null, 2)}\n`);
         else process.stdout.write(`${formatSummary(results)}\n`);
         process.exitCode = results.every((r) => r.ok) ? 0 : 1;
       } catch (err) {
         await instance?.stop().catch(() => undefined);
+        if (instance) log(instance.settleWorkDir(false));
         fail(err);
       }
     });
@@ -220,8 +225,10 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
         });
         stop.abort();
         await instance.stop();
+        log(instance.settleWorkDir(results.every((r) => r.ok)));
       } catch (err) {
         await instance?.stop().catch(() => undefined);
+        if (instance) log(instance.settleWorkDir(false));
         fail(err);
       }
     },

@@ -4,7 +4,7 @@
 // Raspberry Pi 4 bootloader. Each node is followed through bootfarm's own API
 // (its boot timeline) from power-on to "joined"; the run ends with a per-node
 // timeline and a summary, and everything is torn down.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -651,6 +651,18 @@ export class Lab {
         .join('\n')}`;
     this.log(`${spec.hostname}: ${result.ok ? 'joined' : 'FAILED'}${result.ok ? '' : ` — ${result.failure?.split('\n')[0]}`}`);
     return result;
+  }
+
+  /**
+   * After stop(): a work directory the lab made itself (no --work-dir) is removed
+   * when every node joined, and kept for its consoles and logs when one did not.
+   * One the caller named is theirs and stays. Returns the line to tell the user.
+   */
+  settleWorkDir(everyNodeJoined: boolean): string {
+    if (this.options.workDir !== undefined) return `work dir ${this.workDir} (yours, kept)`;
+    if (!everyNodeJoined) return `kept work dir ${this.workDir}: consoles/, bootfarm.log and the nodes' configs`;
+    rmSync(this.workDir, { recursive: true, force: true });
+    return `removed work dir ${this.workDir}: every node joined`;
   }
 
   async stop(): Promise<void> {

@@ -8,11 +8,11 @@
 // must survive) (a refused join: lab-dashboard.test.ts). In the first run an
 // attacker on the segment goes after every QEMU node (issue 11's attacks).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
 import { NetLab } from '../../server/lab/netlab.js';
-import { CLI, IMAGES, buildLabImage, lab, type LabJson } from '../lib/lab-run.js';
+import { CLI, IMAGES, buildLabImage, lab, labWorkDir, type LabJson } from '../lib/lab-run.js';
 import type { NodeResult } from '../../server/lab/lab.js';
 import type { OutageReport } from '../../server/lab/outage.js';
 
@@ -39,6 +39,11 @@ describe('emulation lab: power-on to joined', () => {
         '--attack',
       ]);
       expect(code, stderr.slice(-3000)).toBe(1);
+      // A node failed: the work directory the lab made is kept, with the consoles.
+      const kept = labWorkDir(stderr);
+      expect(stderr).toContain(`kept work dir ${kept}:`);
+      expect(existsSync(path.join(kept, 'consoles', 'lab-amd64-uefi.log'))).toBe(true);
+      rmSync(kept, { recursive: true, force: true });
       const byKind = new Map(json.results.map((r) => [r.kind, r]));
 
       for (const kind of ['amd64-bios', 'arm64-uefi'] as const) {
@@ -135,6 +140,8 @@ describe('emulation lab: power-on to joined', () => {
       const steps = ['bootloader', 'kernel', 'initrd', 'root attached', 'booted'];
       const { code, json, stderr } = await lab(['--server', 'docker', '--nodes', 'amd64-bios', '--restart-server-at', steps.join(',')]);
       expect(code, stderr.slice(-3000)).toBe(0);
+      // Every node joined: the work directory the lab made is gone.
+      expect(existsSync(labWorkDir(stderr))).toBe(false);
       const [node] = json.results as [NodeResult];
       expect(node.ok, node.failure).toBe(true);
       const restarts = (json as LabJson & { restarts: Array<{ afterStep: string; node: string; passed?: string[] }> }).restarts;

@@ -28,6 +28,13 @@ export async function lab(args: string[]): Promise<{ code: number | null; json: 
   return { code: r.code, json: JSON.parse(r.stdout) as LabJson, stderr: r.stderr };
 }
 
+/** The work directory a lab run made for itself, as its stderr named it at start. */
+export function labWorkDir(stderr: string): string {
+  const dir = stderr.match(/^lab: lab network .*; work dir (\S+)$/m)?.[1];
+  if (!dir) throw new Error(`the lab run named no work dir:\n${stderr.slice(0, 2000)}`);
+  return dir;
+}
+
 /** A lab run in progress: its stderr lines as they come, and its end. */
 export interface LiveLab {
   /** Resolves with the first stderr line that matches (rejects when the run ends first or after timeoutMs). */
