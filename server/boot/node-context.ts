@@ -10,7 +10,7 @@ import type { EffectiveNode } from '../inventory/effective.js';
 import type { BootContext } from '../config/templates.js';
 import { nbdkitExportName } from '../util/nbdkit-export-name.js';
 import { IMAGE_DIR_NAME } from '../image/names.js';
-import { PI_INITRAMFS, piNodeBootSet } from './files/pi-models.js';
+import { piNodeBootSet } from './files/pi-models.js';
 
 /**
  * The export a node's root is served as, under the configured NBD backend. The
@@ -125,7 +125,7 @@ function piContext(node: EffectiveNode): BootContext['pi'] {
     arm64bit: ok ? set.arm64bit : 0,
     kernel: ok ? set.kernel : '',
     dtb: ok ? set.dtb : '',
-    initramfs: PI_INITRAMFS,
+    initramfs: ok ? set.initramfs : '',
   };
 }
 

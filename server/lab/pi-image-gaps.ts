@@ -2,8 +2,9 @@
 // table bootfarm's own `config check` uses (server/boot/files/pi-models.ts). The
 // lab boots such a node anyway, so its failure is the real one (the scripted
 // bootloader's TFTP "file not found"), and says this beside it: a Pi 5 with an
-// image built from Debian bookworm's kernel, which has no kernel_2712.img or
-// bcm2712 device tree (docs/design.md, "Raspberry Pi 5 kernels").
+// image built before the image builder added the Pi 5's own kernel (no
+// kernel_2712.img, initrd_2712.img or bcm2712 device tree: docs/design.md,
+// "Raspberry Pi 5 kernels").
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { piModelName, piNodeBootSet, piRequiredFiles, type PiModel } from '../boot/files/pi-models.js';

@@ -61,6 +61,7 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
       'kernel8.img',
       'kernel_2712.img',
       'initrd.img',
+      'initrd_2712.img',
     ]) {
       const data = randomBytes(name.startsWith('kernel') ? 3 * 1024 * 1024 + 11 : 300 * 1024 + 7);
       const file = path.join(work, 'images/base', version, 'arm64/rpi', name);
@@ -158,14 +159,21 @@ describe('Pi 4/5 HTTP boot (boot.img + boot.sig)', () => {
     expect(four.code, four.stderr).toBe(0);
     expect(four.report.signatureValid).toBe(true);
     expect(four.report.fatFiles).not.toContain('kernel_2712.img');
+    expect(four.report.fatFiles).not.toContain('initrd_2712.img');
     expect(four.report.configTxt).toMatch(/^kernel=kernel8\.img$/m);
     // The boot's nonce is in the image, as in the cmdline.txt the TFTP path serves.
     expect(four.report.cmdline).toMatch(/bootfarm\.nonce=[A-Za-z0-9_-]{32}(\s|$)/);
     expect(four.report.cmdline).toContain('console=ttyAMA0');
-    const five = await bootAs(pi5, PI5, pem, { 'kernel_2712.img': sha(files.get('v1/kernel_2712.img') as Buffer) });
+    const five = await bootAs(pi5, PI5, pem, {
+      'kernel_2712.img': sha(files.get('v1/kernel_2712.img') as Buffer),
+      'initrd_2712.img': sha(files.get('v1/initrd_2712.img') as Buffer),
+    });
     expect(five.report.failures).toEqual([]);
     expect(five.code).toBe(0);
     expect(five.report.fatFiles).not.toContain('start4.elf');
+    // The Pi 5's kernel is its own (docs/design.md, "Raspberry Pi 5 kernels"), and so is its initramfs.
+    expect(five.report.fatFiles).not.toContain('initrd.img');
+    expect(five.report.configTxt).toMatch(/^initramfs initrd_2712\.img followkernel$/m);
     expect(five.report.configTxt).toMatch(/^kernel=kernel_2712\.img$/m);
   });
 

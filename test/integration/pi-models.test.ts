@@ -49,6 +49,7 @@ for (const [f, size] of [
   ['kernel8.img', 2_000_000],
   ['kernel_2712.img', 2_100_000],
   ['initrd.img', 900_000],
+  ['initrd_2712.img', 950_000],
 ] as const) {
   const data = randomBytes(size);
   writeFileSync(path.join(rpi, f), data);
@@ -154,11 +155,11 @@ describe.each([
     expect(report.romDhcp).toBeUndefined();
     if (mode === 'proxy') expect(report.dhcp.proxyOffer).not.toBeNull();
     expect(report.prefixUsed).toBe(true);
-    expectModelFiles(report, PI5.piSerial, ['bcm2712-rpi-5-b.dtb', 'kernel_2712.img', 'initrd.img']);
+    expectModelFiles(report, PI5.piSerial, ['bcm2712-rpi-5-b.dtb', 'kernel_2712.img', 'initrd_2712.img']);
     expect(report.files.filter((f) => f.outcome === 'ok' && /start|fixup|bootcode/.test(f.path))).toEqual([]);
     const configTxt = readFileSync(path.join(out, `${PI5.piSerial}/config.txt`), 'utf8');
     expect(configTxt).toContain('# bootfarm: pi5 (Pi 5, serial 5e5e0005)');
-    expect(configTxt).toContain('arm_64bit=1\nkernel=kernel_2712.img\n');
+    expect(configTxt).toContain('arm_64bit=1\nkernel=kernel_2712.img\ninitramfs initrd_2712.img followkernel\n');
   }, 240_000);
 });
 
@@ -187,9 +188,10 @@ describe('bootfarm config check and the Pi 5 image', () => {
 describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () => {
   // The script runs in the image build's tools stage; here in a mount namespace of
   // its own, with Debian's raspi-firmware files at /opt/raspi-firmware as there, a
-  // private /tmp for its scratch files, and stand-in kernels: 6.1-like (no bcm2712
-  // DTB) and 6.12-like (with it).
-  const exportFor = async (dtbs: string[]) => {
+  // private /tmp for its scratch files, and stand-in kernels: the image's (6.1-like,
+  // no bcm2712 DTB), and with or without the initrd stage's 2712/ folder (the Pi 5's
+  // own kernel, initramfs and device tree, imagebuild/Dockerfile).
+  const exportFor = async (dtbs: string[], pi5Kernel = false) => {
     const base = mkdtempSync(path.join(tmpdir(), 'bootfarm-pi-export-'));
     const dir = path.join(base, 'dtbs');
     mkdirSync(dir);
@@ -200,7 +202,10 @@ describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () 
       'mkdir -p /opt/raspi-firmware/usr/lib/raspi-firmware /opt/x/rootfs/lib/modules/6.9.0 /opt/x/rootfs/usr/lib/linux-image-6.9.0/broadcom /opt/x/rootfs/var/lib/dpkg /opt/x/kernel /opt/scratch',
       'for f in bootcode.bin start.elf fixup.dat start4.elf fixup4.dat; do echo "$f" > /opt/raspi-firmware/usr/lib/raspi-firmware/$f; done',
       `cp ${dir}/*.dtb /opt/x/rootfs/usr/lib/linux-image-6.9.0/broadcom/`,
-      ': > /opt/x/rootfs/var/lib/dpkg/status; echo kernel > /opt/x/kernel/vmlinuz; echo initrd > /opt/x/kernel/initrd.img',
+      ': > /opt/x/rootfs/var/lib/dpkg/status; echo kernel > /opt/x/kernel/vmlinuz; echo initrd > /opt/x/kernel/initrd.img; echo 6.9.0 > /opt/x/kernel/version',
+      ...(pi5Kernel
+        ? ['mkdir /opt/x/kernel/2712', 'for f in kernel_2712.img initrd_2712.img bcm2712-rpi-5-b.dtb; do echo "$f" > /opt/x/kernel/2712/$f; done']
+        : []),
       `cp ${path.join(REPO_ROOT, 'imagebuild/squash/make-export.sh')} /opt/make-export`,
       'mount --bind /opt/scratch /tmp',
       'sh /opt/make-export arm64 /opt/x/rootfs /opt/x/kernel /opt/x/out >/dev/null',
@@ -221,8 +226,8 @@ describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () 
     expect(files.filter((f) => f.includes('2712'))).toEqual([]);
   }, 60_000);
 
-  it('a kernel with the Pi 5 device tree: kernel_2712.img and bcm2712-rpi-5-b.dtb', async () => {
-    const files = await exportFor(['bcm2711-rpi-4-b', 'bcm2712-rpi-5-b', 'bcm2837-rpi-3-b-plus']);
-    expect(files).toEqual(expect.arrayContaining(['kernel_2712.img', 'bcm2712-rpi-5-b.dtb', 'kernel8.img']));
+  it("the Pi 5's own kernel: kernel_2712.img, initrd_2712.img and bcm2712-rpi-5-b.dtb beside the image kernel's files", async () => {
+    const files = await exportFor(['bcm2711-rpi-4-b', 'bcm2837-rpi-3-b-plus'], true);
+    expect(files).toEqual(expect.arrayContaining(['kernel_2712.img', 'initrd_2712.img', 'bcm2712-rpi-5-b.dtb', 'kernel8.img', 'initrd.img']));
   }, 60_000);
 });

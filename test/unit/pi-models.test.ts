@@ -33,15 +33,16 @@ const lines = (text: string) => text.split('\n').filter((l) => l.length > 0 && !
 
 describe('config.txt per Raspberry Pi model and arch', () => {
   it.each([
-    [3, 'arm64', ['arm_64bit=1', 'kernel=kernel8.img']],
-    [3, 'armhf', ['arm_64bit=0', 'kernel=kernel7.img']],
-    [4, 'arm64', ['arm_64bit=1', 'kernel=kernel8.img']],
-    [4, 'armhf', ['arm_64bit=0', 'kernel=kernel7l.img']],
-    [5, 'arm64', ['arm_64bit=1', 'kernel=kernel_2712.img']],
+    [3, 'arm64', ['arm_64bit=1', 'kernel=kernel8.img', 'initramfs initrd.img followkernel']],
+    [3, 'armhf', ['arm_64bit=0', 'kernel=kernel7.img', 'initramfs initrd.img followkernel']],
+    [4, 'arm64', ['arm_64bit=1', 'kernel=kernel8.img', 'initramfs initrd.img followkernel']],
+    [4, 'armhf', ['arm_64bit=0', 'kernel=kernel7l.img', 'initramfs initrd.img followkernel']],
+    // The Pi 5 boots its own kernel (Debian unstable's) with the initramfs built for it.
+    [5, 'arm64', ['arm_64bit=1', 'kernel=kernel_2712.img', 'initramfs initrd_2712.img followkernel']],
   ] as const)('Pi %i %s', (piModel, arch, expected) => {
     const text = configTxt({ mac: 'dc:a6:32:01:02:03', piModel, arch });
     expect(text.split('\n')[0]).toBe(`# bootfarm: pi (Pi ${piModel}, serial 1234abcd), image bootfarm/${arch}`);
-    expect(lines(text)).toEqual([...expected, 'initramfs initrd.img followkernel', 'enable_uart=1']);
+    expect(lines(text)).toEqual([...expected, 'enable_uart=1']);
   });
 
   it('the files each model needs from the image: firmware, its default device tree, kernel, initramfs', () => {
@@ -54,7 +55,7 @@ describe('config.txt per Raspberry Pi model and arch', () => {
     expect(need(3, 'armhf')).toContain('kernel7.img');
     expect(need(4, 'arm64')).toEqual(['start4.elf', 'fixup4.dat', 'bcm2711-rpi-4-b.dtb', 'kernel8.img', 'initrd.img']);
     expect(need(4, 'armhf')).toContain('kernel7l.img');
-    expect(need(5, 'arm64')).toEqual(['bcm2712-rpi-5-b.dtb', 'kernel_2712.img', 'initrd.img']);
+    expect(need(5, 'arm64')).toEqual(['bcm2712-rpi-5-b.dtb', 'kernel_2712.img', 'initrd_2712.img']);
   });
 });
 
@@ -103,7 +104,7 @@ describe('config check: the Pi firmware in the published image', () => {
     expect(problems(pis)).toEqual([]);
     const pi5 = { mac: '2c:cf:67:00:00:05', hostname: 'pi5', piSerial: '00000005', piModel: 5 };
     expect(problems([pi5, ...pis])).toEqual([
-      `nodes[0]: pi5 is a Pi 5 (arm64), but image base/arm64 has no rpi/bcm2712-rpi-5-b.dtb, rpi/kernel_2712.img (in ${path.join(dir, 'images/base/current/arm64')}); rebuild the image with a kernel and firmware for this model, or give the node another image`,
+      `nodes[0]: pi5 is a Pi 5 (arm64), but image base/arm64 has no rpi/bcm2712-rpi-5-b.dtb, rpi/kernel_2712.img, rpi/initrd_2712.img (in ${path.join(dir, 'images/base/current/arm64')}); rebuild the image with a kernel and firmware for this model, or give the node another image`,
     ]);
   });
 

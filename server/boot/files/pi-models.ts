@@ -17,6 +17,8 @@ export interface PiBootSet {
   kernel: string;
   /** The device tree the firmware loads by default for this board (no device_tree= in config.txt). */
   dtb: string;
+  /** config.txt initramfs: the initrd built for `kernel` (the image builder writes both to rpi/). */
+  initramfs: string;
   /** The firmware files the bootloader fetches before the kernel; the Pi 5's firmware is in its EEPROM. */
   firmware: string[];
 }
@@ -26,30 +28,33 @@ interface ModelFacts {
   dtb: string;
   firmware: string[];
   kernel: Partial<Record<'arm64' | 'armhf', string>>;
+  initramfs: string;
 }
 
 // Pi 3B+: the ROM fetches bootcode.bin, which loads start.elf/fixup.dat; the 32-bit
 // kernel is kernel7.img (ARMv7), the 64-bit one kernel8.img. Pi 4: start4.elf and
 // fixup4.dat, kernel7l.img (ARMv7 with LPAE) or kernel8.img. Pi 5: no start*.elf
-// (bootflow-eeprom.adoc), kernel_2712.img, and only 64-bit kernels.
+// (bootflow-eeprom.adoc), kernel_2712.img, and only 64-bit kernels. The Pi 5's kernel
+// is not the image's (Debian bookworm's has no bcm2712 device tree; the image builder
+// adds Debian unstable's, docs/design.md "Raspberry Pi 5 kernels"), so its initramfs,
+// built for that kernel's modules, has its own name.
 const MODELS: Readonly<Record<PiModel, ModelFacts>> = {
   3: {
     name: 'Pi 3B+',
     dtb: 'bcm2710-rpi-3-b-plus.dtb',
     firmware: ['bootcode.bin', 'start.elf', 'fixup.dat'],
     kernel: { arm64: 'kernel8.img', armhf: 'kernel7.img' },
+    initramfs: 'initrd.img',
   },
   4: {
     name: 'Pi 4',
     dtb: 'bcm2711-rpi-4-b.dtb',
     firmware: ['start4.elf', 'fixup4.dat'],
     kernel: { arm64: 'kernel8.img', armhf: 'kernel7l.img' },
+    initramfs: 'initrd.img',
   },
-  5: { name: 'Pi 5', dtb: 'bcm2712-rpi-5-b.dtb', firmware: [], kernel: { arm64: 'kernel_2712.img' } },
+  5: { name: 'Pi 5', dtb: 'bcm2712-rpi-5-b.dtb', firmware: [], kernel: { arm64: 'kernel_2712.img' }, initramfs: 'initrd_2712.img' },
 };
-
-/** The initramfs name config.txt gives (the image builder writes rpi/initrd.img). */
-export const PI_INITRAMFS = 'initrd.img';
 
 export function piModelName(model: PiModel): string {
   return MODELS[model].name;
@@ -62,12 +67,20 @@ export function piBootSet(model: PiModel, arch: NodeArch): PiBootSet | { refused
   const kernel = facts.kernel[arch];
   if (kernel === undefined)
     return { refused: `a ${facts.name} boots only 64-bit kernels (${facts.kernel.arm64}); expected arch arm64, got ${arch}` };
-  return { model, arch, arm64bit: arch === 'arm64' ? 1 : 0, kernel, dtb: facts.dtb, firmware: [...facts.firmware] };
+  return {
+    model,
+    arch,
+    arm64bit: arch === 'arm64' ? 1 : 0,
+    kernel,
+    dtb: facts.dtb,
+    initramfs: facts.initramfs,
+    firmware: [...facts.firmware],
+  };
 }
 
 /** Every file of an image's rpi/ folder the model needs for the arch, firmware first, as the bootloader asks for them. */
 export function piRequiredFiles(set: PiBootSet): string[] {
-  return [...set.firmware, set.dtb, set.kernel, PI_INITRAMFS];
+  return [...set.firmware, set.dtb, set.kernel, set.initramfs];
 }
 
 /**
