@@ -78,9 +78,17 @@ describe('two bootfarm instances sharing leases in etcd', () => {
     const servers: BootfarmProcess[] = [await startBootfarm(lab, `${lab.id}-srv1`, instanceConfig('10.9.0.1', etcd.endpoints))];
     const early = clients.slice(0, 2).map(udhcpc);
     await Promise.all(early.map((c) => c.waitFor(leaseLine, 30_000, 'an early lease')));
-    servers.push(await startBootfarm(lab, `${lab.id}-srv2`, instanceConfig('10.9.0.2', etcd.endpoints)));
-    // Then the rest at once: six clients for the three addresses left, both instances answering.
-    const storm = clients.slice(2).map(udhcpc);
+    const second = await startBootfarm(lab, `${lab.id}-srv2`, instanceConfig('10.9.0.2', etcd.endpoints));
+    servers.push(second);
+    // Instance 1 paused: the third client's lease can only come from instance 2,
+    // which must not give it either address instance 1 gave.
+    const first = servers[0] as BootfarmProcess;
+    first.bg.child.kill('SIGSTOP');
+    const third = udhcpc(clients[2] as LabHost);
+    await third.waitFor(leaseLine, 30_000, 'a lease from instance 2');
+    first.bg.child.kill('SIGCONT');
+    // Then the rest at once: five clients for the two addresses left, both instances answering.
+    const storm = [third, ...clients.slice(3).map(udhcpc)];
     await Promise.all(storm.map((c) => c.exited));
 
     const leases = [...early, ...storm].flatMap((c) => c.lines.filter(leaseLine).map((l) => field(l, 'ip') as string));
@@ -96,9 +104,8 @@ describe('two bootfarm instances sharing leases in etcd', () => {
     expect(new Set(leases).size, `leases ${leases.join(' ')}`).toBe(leases.length);
     expect(leases).toHaveLength(RANGE_SIZE);
     expect(holders.size).toBe(RANGE_SIZE);
-    // Both instances answered the storm (else this would test one server).
-    const ackedBy = new Set(acks.map((a) => a.server));
-    expect(ackedBy).toEqual(new Set(['10.9.0.1', '10.9.0.2']));
+    // Both instances gave leases (the third client's came from instance 2).
+    expect(new Set(acks.map((a) => a.server))).toEqual(new Set(['10.9.0.1', '10.9.0.2']));
 
     // etcd holds one claim per ACKed address, naming the client it was ACKed to.
     const claims = new Map(

@@ -4,8 +4,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createServer } from 'node:net';
 import type { LabHost, NetLab } from '../../server/lab/netlab.js';
-import type { Background } from '../../server/lab/proc.js';
+import { Background } from '../../server/lab/proc.js';
 
 export interface EtcdCluster {
   /** Client URLs, http://<member>:2379. */
@@ -70,4 +71,46 @@ export async function etcdEntries(cluster: EtcdCluster, prefix: string): Promise
   const out = JSON.parse(await cluster.ctl(['get', '--prefix', prefix, '-w', 'json'])) as { kvs?: Array<{ key: string; value: string }> };
   const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
   return (out.kvs ?? []).map((kv) => ({ key: text(kv.key), value: text(kv.value) }));
+}
+
+/** A port free on loopback now (the kernel's choice), for a member that must listen there. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One member on loopback, for tests that drive bootfarm's modules in this process. */
+export async function startLoopbackEtcd(): Promise<{ endpoints: string[]; stop(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
+  const [client, peer] = [await freePort(), await freePort()];
+  const member = Background.start(
+    'etcd',
+    [
+      '--name=m0',
+      `--data-dir=${path.join(dir, 'm0')}`,
+      `--listen-client-urls=http://127.0.0.1:${client}`,
+      `--advertise-client-urls=http://127.0.0.1:${client}`,
+      `--listen-peer-urls=http://127.0.0.1:${peer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+      `--initial-cluster=m0=http://127.0.0.1:${peer}`,
+    ],
+    'etcd',
+  );
+  const stop = async () => {
+    await member.stop('SIGTERM', 5000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await member.waitFor((l) => l.includes('ready to serve client requests'), 60_000, 'etcd ready');
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { endpoints: [`http://127.0.0.1:${client}`], stop };
 }

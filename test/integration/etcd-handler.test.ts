@@ -1,0 +1,120 @@
+// The full-mode handler's claims against a real etcd member on loopback: two
+// handlers, each with its own pool and state directory and its own etcd client,
+// stand for two bootfarm instances on one segment. Driven in this process, so
+// the order of decisions is exact: both pools choose an address before either
+// claim reaches etcd.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { run } from '../../server/lab/proc.js';
+import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
+import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
+import { MessageType } from '../../server/dhcp/codec/options.js';
+import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
+import { parseClaim } from '../../server/store/lease-claims.js';
+import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
+import { startLoopbackEtcd } from '../lib/etcd.js';
+
+const OFFER_HOLD_MS = 30_000;
+const X = '52:54:00:dd:00:01';
+const Y = '52:54:00:dd:00:02';
+const RESERVED = '52:54:00:dd:00:03';
+
+interface Instance {
+  address: string;
+  state: FullModeState;
+  claims: EtcdLeaseClaims;
+  handler: FullModeHandler;
+}
+
+describe('full mode with lease claims in etcd', () => {
+  let etcd: Awaited<ReturnType<typeof startLoopbackEtcd>>;
+  let prefix: string;
+  let instances: Instance[];
+  const t0 = Date.now();
+
+  beforeAll(async () => {
+    etcd = await startLoopbackEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  beforeEach(async () => {
+    prefix = `/h-${randomBytes(4).toString('hex')}`;
+    instances = [];
+    for (const address of ['10.9.0.1', '10.9.0.2']) {
+      const state = await openFullModeState(
+        address,
+        `dhcp:
+  mode: full
+  subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.109], leaseSeconds: 600 }]
+nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
+`,
+      );
+      const claims = await EtcdLeaseClaims.open({ endpoints: etcd.endpoints, prefix, logger: pino({ level: 'silent' }) });
+      const pool = new LeasePool(state.config.dhcp.subnets, state.store, OFFER_HOLD_MS, 60_000, undefined, t0);
+      pool.setHeldElsewhere((ip, key, now) => claims.heldByOther(ip, key, now));
+      instances.push({ address, state, claims, handler: new FullModeHandler(pool, address, claims) });
+    }
+  });
+  afterEach(async () => {
+    for (const i of instances) {
+      await i.claims.stop();
+      await i.state.close();
+    }
+  });
+
+  const [first, second] = [0, 1];
+  const at = (n: number) => instances[n] as Instance;
+  const discover = (n: number, mac: string, now: number, requested?: string) =>
+    handleAt(at(n).handler, at(n).state.store, at(n).address, udhcpcPacket('discover', mac, { requested }), now);
+  const request = (n: number, mac: string, ip: string, now: number) =>
+    handleAt(at(n).handler, at(n).state.store, at(n).address, udhcpcPacket('request', mac, { requested: ip, serverId: at(n).address }), now);
+  /** What etcd holds: ip -> the MAC its claim names (etcdctl, not bootfarm's own reading). */
+  const stored = async () => {
+    const r = await run('etcdctl', [`--endpoints=${etcd.endpoints.join(',')}`, 'get', '--prefix', `${prefix}/leases/`, '-w', 'json']);
+    const kvs = (JSON.parse(r.stdout) as { kvs?: Array<{ key: string; value: string }> }).kvs ?? [];
+    const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+    return new Map(kvs.map((kv) => [text(kv.key).split('/').pop(), parseClaim(text(kv.value))?.mac]));
+  };
+
+  it('two instances choosing the same address for two clients at once: one claim wins, the other offers the next candidate', async () => {
+    const [a, b] = await Promise.all([discover(first, X, t0), discover(second, Y, t0)]);
+    const offered = [replyOf(a)?.yiaddr, replyOf(b)?.yiaddr];
+    expect([a.outcome, b.outcome]).toEqual(['offer', 'offer']);
+    expect(new Set(offered)).toEqual(new Set(['10.9.0.100', '10.9.0.101']));
+    const claims = await stored();
+    expect(claims.get(offered[0])).toBe(X);
+    expect(claims.get(offered[1])).toBe(Y);
+  });
+
+  it("a REQUEST for an address another instance's client now holds is NAKed, not ACKed", async () => {
+    const offer = await discover(first, X, t0);
+    const ip = replyOf(offer)?.yiaddr as string;
+    // Instance 2's clock is past X's offer hold: the claim has expired there, and Y takes the address.
+    const taken = await discover(second, Y, t0 + OFFER_HOLD_MS + 1, ip);
+    expect(replyOf(taken)?.yiaddr).toBe(ip);
+    const late = await request(first, X, ip, t0 + 1000);
+    expect(late.outcome).toBe('nak');
+    expect(nakMessage(late)).toMatch(/address (not available|claimed by another client)/);
+    expect((await stored()).get(ip)).toBe(Y);
+    // Y's REQUEST to instance 2 is ACKed, and its claim is now the lease's.
+    const ack = await request(second, Y, ip, t0 + OFFER_HOLD_MS + 2);
+    expect(ack.outcome).toBe('ack');
+    expect((await stored()).get(ip)).toBe(Y);
+  });
+
+  it('a RELEASE removes the claim; a reservation is never claimed', async () => {
+    const ip = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    expect((await request(first, X, ip, t0 + 10)).outcome).toBe('ack');
+    expect((await stored()).get(ip)).toBe(X);
+    const release = udhcpcPacket('request', X, { ciaddr: ip, type: MessageType.RELEASE });
+    expect((await handleAt(at(first).handler, at(first).state.store, at(first).address, release, t0 + 20)).outcome).toBe('released');
+    expect((await stored()).has(ip)).toBe(false);
+
+    const reserved = await discover(second, RESERVED, t0);
+    expect(replyOf(reserved)?.yiaddr).toBe('10.9.0.50');
+    expect((await stored()).has('10.9.0.50')).toBe(false);
+  });
+});
