@@ -32,7 +32,7 @@ function currentOf(kv: IKeyValue | undefined): Current {
 }
 
 /** The key of `ip` in `subnet` (a CIDR; its slash would read as another level). */
-export function claimKey(prefix: string, subnet: string, ip: string): string {
+function claimKey(prefix: string, subnet: string, ip: string): string {
   return `${prefix}/leases/${subnet.replace('/', '_')}/${ip}`;
 }
 
