@@ -232,6 +232,9 @@ export class Transfer {
       this.armTimer();
     } else {
       this.sendWindow();
+      // A disk read still pending holds the window back and arms no timer itself:
+      // keep counting timeouts, so a read that never returns ends the transfer too.
+      if (this.sending) this.armTimer();
     }
   }
 

@@ -20,7 +20,11 @@ class CountingSource implements FileSource {
   get size(): number {
     return this.data.length;
   }
+  readsAfterRelease = 0;
   read(offset: number, length: number): Buffer | Promise<Buffer> {
+    // A transfer asks only for bytes the file has (the final empty block is no read).
+    if (length <= 0 || offset + length > this.data.length) throw new Error(`read of ${length} bytes at ${offset} outside the file`);
+    if (this.releases > 0) this.readsAfterRelease++;
     if (this.failRead === 'throw') throw new Error('EIO: disk gone');
     if (this.failRead === 'reject') return Promise.reject(new Error('EIO: disk gone'));
     if (this.failRead === 'async') return Promise.resolve(this.data.subarray(offset, offset + length));
@@ -103,7 +107,8 @@ describe('TFTP transfer failure paths', () => {
     const o = observe();
     const transfer = new Transfer(socket, { address: '10.9.0.2', port: 0 }, source, plain, o.onEnd, o.observer);
     expect(() => transfer.start()).not.toThrow();
-    expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
+    expect(o.ends.map((e) => [e.outcome, e.detail])).toEqual([['error', 'client port 0 cannot be answered']]);
+    expect(o.sendErrors).toEqual([]);
     expect({ releases: source.releases, closes: socket.closes, sent: socket.sent.length, timers: vi.getTimerCount() }).toEqual({
       releases: 1,
       closes: 1,
@@ -164,7 +169,7 @@ describe('TFTP transfer failure paths', () => {
     socket.emit('error', new Error('EBADF'));
     socket.emit('message', encodeError(0, 'bye'), { address: peer.address, port: peer.port, family: 'IPv4', size: 7 });
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(o.ends.map((e) => e.outcome)).toEqual(['error']);
+    expect(o.ends.map((e) => [e.outcome, e.detail])).toEqual([['error', 'socket error: EBADF']]);
     expect({ releases: source.releases, closes: socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
   });
 
@@ -314,20 +319,20 @@ describe('TFTP transfer decisions', () => {
   });
 
   it('windowsize 4: sends four blocks at once, continues after the ACK of a block inside the window, never past the last block', () => {
-    const t = start(9 * 512 + 100, { windowSize: 4 });
+    const t = start(8 * 512 + 100, { windowSize: 4 });
     expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3, 4]);
     // The ACK of block 2 (3 and 4 lost): the next window starts at 3.
     t.ack(2);
     expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3, 4, 3, 4, 5, 6]);
+    // Blocks 7..9 are the rest of the file: the window stops at block 9, not at 10.
     t.ack(6);
     expect(t.blocks().slice(8)).toEqual([
       [7, 512],
       [8, 512],
-      [9, 512],
-      [10, 100],
+      [9, 100],
     ]);
-    t.ack(10);
-    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 9 * 512 + 100, retransmits: 2 }]);
+    t.ack(9);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 8 * 512 + 100, retransmits: 2 }]);
   });
 
   it('ignores a duplicate ACK, an ACK of a block not sent yet and an ACK 0 after the start (no Sorcerer\'s Apprentice retransmission)', () => {
@@ -418,7 +423,83 @@ describe('TFTP transfer decisions', () => {
     const t = start(600);
     t.ack(1);
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(t.o.ends).toMatchObject([{ outcome: 'final-ack-missing', bytes: 600 }]);
+    expect(t.o.ends).toMatchObject([{ outcome: 'final-ack-missing', bytes: 600, detail: 'no ACK for the last block after 15 retransmissions' }]);
+  });
+
+  it('is no final-ack-missing when the client never ACKed the OACK of a one-block file: a timeout with 0 bytes', async () => {
+    const t = start(100, { oack: [['tsize', '100']] });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(t.o.ends).toMatchObject([{ outcome: 'timeout', bytes: 0 }]);
+  });
+
+  it('is no final-ack-missing when the whole window went out but earlier blocks were not ACKed: a timeout', async () => {
+    const t = start(1100, { windowSize: 4 });
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3]);
+    t.ack(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(t.o.ends).toMatchObject([{ outcome: 'timeout', bytes: 512 }]);
+  });
+
+  it('a disk read that never returns does not hold the transfer forever: it times out with the bytes ACKed, not as final-ack-missing', async () => {
+    vi.useFakeTimers();
+    const socket = new FakeSocket();
+    const source = new CountingSource(pattern(600), 'async');
+    const read = source.read.bind(source);
+    source.read = (offset, length) => (offset >= 512 ? new Promise<Buffer>(() => undefined) : read(offset, length));
+    const o = observe();
+    new Transfer(socket, peer, source, plain, o.onEnd, o.observer).start();
+    await vi.advanceTimersByTimeAsync(0);
+    socket.emit('message', encodeAck(1), fromPeer);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(o.ends).toMatchObject([{ outcome: 'timeout', bytes: 512 }]);
+  });
+
+  it('a transfer that ends while a disk read is pending reads nothing more and sends nothing more', async () => {
+    const t = start(5 * 512, { windowSize: 4 }, 'async');
+    t.socket.emit('message', encodeError(0, 'Early terminate'), fromPeer);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect({ sent: t.socket.sent.length, readsAfterRelease: t.source.readsAfterRelease, outcome: t.o.ends.map((e) => e.outcome) }).toEqual({
+      sent: 0,
+      readsAfterRelease: 0,
+      outcome: ['aborted-by-client'],
+    });
+  });
+
+  it('after the end, a datagram from a stranger gets no ERROR 5 (the socket is closed)', () => {
+    const t = start(100);
+    t.ack(1);
+    t.socket.emit('message', encodeAck(1), { ...fromPeer, port: 1 });
+    expect(t.packets().map((p) => p?.op)).toEqual(['data']);
+  });
+
+  it('a send that throws at once ends the transfer with no timer armed', () => {
+    vi.useFakeTimers();
+    const o = observe();
+    new Transfer(new FakeSocket('throw'), peer, new CountingSource(pattern(2000)), plain, o.onEnd, o.observer).start();
+    expect({ outcomes: o.ends.map((e) => e.outcome), timers: vi.getTimerCount() }).toEqual({ outcomes: ['error'], timers: 0 });
+  });
+
+  it('tells the observer whether a failed send was to the peer or the ERROR 5 to a stranger', async () => {
+    vi.useFakeTimers();
+    // Sends to port 1 (the stranger) fail in the kernel; the peer's go through.
+    class StrangerRefused extends FakeSocket {
+      override send(parts: Buffer | Buffer[], port: number, address: string, callback?: (err: Error | null) => void): void {
+        if (port !== 1) return super.send(parts, port, address, callback);
+        queueMicrotask(() => callback?.(new Error('send EPERM')));
+      }
+    }
+    const failed: Array<[string, boolean]> = [];
+    const o = observe();
+    const socket = new StrangerRefused();
+    const observer: TransferObserver = { strayDropped: () => undefined, sendFailed: (e, toPeer) => failed.push([e.message, toPeer]) };
+    new Transfer(socket, peer, new CountingSource(pattern(100)), plain, o.onEnd, observer).start();
+    socket.emit('message', encodeAck(1), { ...fromPeer, port: 1 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect({ failed, ends: o.ends }).toEqual({ failed: [['send EPERM', false]], ends: [] });
+    const refused = new FakeSocket('async-error');
+    new Transfer(refused, peer, new CountingSource(pattern(100)), plain, o.onEnd, observer).start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(failed.at(-1)).toEqual(['send EPERM', true]);
   });
 
   it('a client silent after the first of three blocks times out with the bytes it acknowledged', async () => {
@@ -492,9 +573,23 @@ describe('TFTP transfer decisions', () => {
     t.ack(6);
     await vi.advanceTimersByTimeAsync(0);
     expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 5 * 512 + 7 }]);
+    // One window at a time: the window after block 1's ACK (2..4) finishes, then the one after block 3's (4..6).
+    expect(t.blocks().map(([b]) => b)).toEqual([1, 2, 3, 2, 3, 4, 4, 5, 6]);
+    expect(t.o.ends[0]?.retransmits).toBe(3);
     const byBlock = new Map(t.packets().flatMap((p) => (p?.op === 'data' ? [[p.block, p.data]] : [])));
-    expect([...byBlock.keys()].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(Buffer.concat([...byBlock.entries()].sort((a, b) => a[0] - b[0]).map(([, d]) => d)).equals(t.data)).toBe(true);
+  });
+
+  it('reads from disk: the final empty block of an exact multiple of blksize is sent inside the window, without a read', async () => {
+    const t = start(1024, { windowSize: 4 }, 'async');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(t.blocks()).toEqual([
+      [1, 512],
+      [2, 512],
+      [3, 0],
+    ]);
+    t.ack(3);
+    expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 1024 }]);
   });
 
   it('reports how long the transfer ran', async () => {
