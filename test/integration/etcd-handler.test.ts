@@ -6,14 +6,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { run } from '../../server/lab/proc.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import { MessageType } from '../../server/dhcp/codec/options.js';
 import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
 import { parseClaim } from '../../server/store/lease-claims.js';
 import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
-import { startLoopbackEtcd } from '../lib/etcd.js';
+import { etcdEntries, startLoopbackEtcd, type EtcdCluster } from '../lib/etcd.js';
 
 const OFFER_HOLD_MS = 30_000;
 const X = '52:54:00:dd:00:01';
@@ -28,7 +27,7 @@ interface Instance {
 }
 
 describe('full mode with lease claims in etcd', () => {
-  let etcd: Awaited<ReturnType<typeof startLoopbackEtcd>>;
+  let etcd: EtcdCluster;
   let prefix: string;
   let instances: Instance[];
   const t0 = Date.now();
@@ -72,12 +71,8 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
   const request = (n: number, mac: string, ip: string, now: number) =>
     handleAt(at(n).handler, at(n).state.store, at(n).address, udhcpcPacket('request', mac, { requested: ip, serverId: at(n).address }), now);
   /** What etcd holds: ip -> the MAC its claim names (etcdctl, not bootfarm's own reading). */
-  const stored = async () => {
-    const r = await run('etcdctl', [`--endpoints=${etcd.endpoints.join(',')}`, 'get', '--prefix', `${prefix}/leases/`, '-w', 'json']);
-    const kvs = (JSON.parse(r.stdout) as { kvs?: Array<{ key: string; value: string }> }).kvs ?? [];
-    const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
-    return new Map(kvs.map((kv) => [text(kv.key).split('/').pop(), parseClaim(text(kv.value))?.mac]));
-  };
+  const stored = async () =>
+    new Map((await etcdEntries(etcd, `${prefix}/leases/`)).map((e) => [e.key.split('/').pop(), parseClaim(e.value)?.mac]));
 
   it('two instances choosing the same address for two clients at once: one claim wins, the other offers the next candidate', async () => {
     const [a, b] = await Promise.all([discover(first, X, t0), discover(second, Y, t0)]);

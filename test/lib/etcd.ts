@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createServer } from 'node:net';
 import type { LabHost, NetLab } from '../../server/lab/netlab.js';
-import { Background } from '../../server/lab/proc.js';
+import { Background, run } from '../../server/lab/proc.js';
 
 export interface EtcdCluster {
   /** Client URLs, http://<member>:2379. */
@@ -67,7 +67,7 @@ export interface EtcdEntry {
 }
 
 /** Every key under `prefix`, read by etcdctl (its JSON output has the keys and values in base64). */
-export async function etcdEntries(cluster: EtcdCluster, prefix: string): Promise<EtcdEntry[]> {
+export async function etcdEntries(cluster: Pick<EtcdCluster, 'ctl'>, prefix: string): Promise<EtcdEntry[]> {
   const out = JSON.parse(await cluster.ctl(['get', '--prefix', prefix, '-w', 'json'])) as { kvs?: Array<{ key: string; value: string }> };
   const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
   return (out.kvs ?? []).map((kv) => ({ key: text(kv.key), value: text(kv.value) }));
@@ -86,7 +86,7 @@ function freePort(): Promise<number> {
 }
 
 /** One member on loopback, for tests that drive bootfarm's modules in this process. */
-export async function startLoopbackEtcd(): Promise<{ endpoints: string[]; stop(): Promise<void> }> {
+export async function startLoopbackEtcd(): Promise<EtcdCluster> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
   const member = Background.start(
@@ -112,5 +112,11 @@ export async function startLoopbackEtcd(): Promise<{ endpoints: string[]; stop()
     await stop();
     throw err;
   }
-  return { endpoints: [`http://127.0.0.1:${client}`], stop };
+  const endpoints = [`http://127.0.0.1:${client}`];
+  const ctl = async (args: string[]) => {
+    const r = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...args]);
+    if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  return { endpoints, ctl, stop };
 }
