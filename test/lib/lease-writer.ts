@@ -1,10 +1,11 @@
 // A child process that commits leases as fast as it can and prints each one as
 // soon as putLease() resolved: the test kills it with SIGKILL at a random moment
-// and checks every printed lease survived. Usage: lease-writer.ts STATE_DIR
+// and checks every printed lease survived. Usage: lease-writer.ts STATE_DIR [SYNC]
+// SYNC: true (default; server.syncWrites) or false (journal written without O_DSYNC).
 import { FileStore } from '../../server/store/store.js';
 
 const dir = process.argv[2] as string;
-const { store } = await FileStore.open(dir, []);
+const { store } = await FileStore.open(dir, [], process.argv[3] !== 'false');
 let n = 0;
 // Many in flight at once, as under DHCP load: they share fsyncs (group commit).
 const writer = async (lane: number) => {
