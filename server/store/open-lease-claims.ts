@@ -2,11 +2,18 @@
 // backends so neither imports the other.
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/types.js';
+import { SetupError } from '../errors.js';
 import { EtcdLeaseClaims } from './etcd-lease-claims.js';
 import { LocalLeaseClaims, type LeaseClaims } from './lease-claims.js';
 
 export async function openLeaseClaims(config: ResolvedConfig, logger: Logger): Promise<LeaseClaims> {
   const etcd = config.store.etcd;
   if (config.store.backend !== 'etcd' || !etcd) return new LocalLeaseClaims();
-  return EtcdLeaseClaims.open({ endpoints: etcd.endpoints, prefix: etcd.prefix, logger });
+  try {
+    return await EtcdLeaseClaims.open({ endpoints: etcd.endpoints, prefix: etcd.prefix, logger });
+  } catch (err) {
+    // Without the claims no address may be given: the start stops, saying where etcd was looked for.
+    const reason = (err as Error).message.split('\n')[0];
+    throw new SetupError(`store.etcd: cannot read ${etcd.prefix}/leases/ from ${etcd.endpoints.join(', ')} (${reason})`);
+  }
 }

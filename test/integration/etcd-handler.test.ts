@@ -12,6 +12,8 @@ import { MessageType } from '../../server/dhcp/codec/options.js';
 import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
 import { parseClaim } from '../../server/store/lease-claims.js';
 import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
+import { openLeaseClaims } from '../../server/store/open-lease-claims.js';
+import { parseConfig } from '../../server/config/load.js';
 import { etcdEntries, startLoopbackEtcd, type EtcdCluster } from '../lib/etcd.js';
 
 const OFFER_HOLD_MS = 30_000;
@@ -111,5 +113,16 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
     const reserved = await discover(second, RESERVED, t0);
     expect(replyOf(reserved)?.yiaddr).toBe('10.9.0.50');
     expect((await stored()).has('10.9.0.50')).toBe(false);
+  });
+
+  it('an etcd that cannot be reached stops the start with where it was looked for', async () => {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    const config = parseConfig(
+      'server: { address: 10.9.0.1, stateDir: s }\nstore: { backend: etcd, etcd: { endpoints: [http://127.0.0.1:1], prefix: /x } }\n',
+      'cfg.yaml',
+    );
+    await expect(openLeaseClaims(config, pino({ level: 'silent' }))).rejects.toThrow(
+      /^store\.etcd: cannot read \/x\/leases\/ from http:\/\/127\.0\.0\.1:1 \(.*UNAVAILABLE/,
+    );
   });
 });
