@@ -125,4 +125,13 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
       /^store\.etcd: cannot read \/x\/leases\/ from http:\/\/127\.0\.0\.1:1 \(.*UNAVAILABLE/,
     );
   });
+
+  // Last: it stops the etcd member (every case before opens claims on it).
+  it('with etcd gone, a dynamic address is neither offered nor ACKed; a reservation still is', async () => {
+    const ip = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    await etcd.stop();
+    await expect(request(first, X, ip, t0 + 10)).rejects.toThrow();
+    await expect(discover(second, Y, t0)).rejects.toThrow();
+    expect(replyOf(await discover(second, RESERVED, t0))?.yiaddr).toBe('10.9.0.50');
+  });
 });
