@@ -118,6 +118,17 @@ describe('NBD image catalog', () => {
     });
   }
 
+  it('opens names longer than two characters per part, and a closed export reads no more', async () => {
+    const tree = path.join(dir, 'long');
+    mkdirSync(path.join(tree, 'debian12/2024.06.01/amd64'), { recursive: true });
+    writeFileSync(path.join(tree, 'debian12/2024.06.01/amd64/root.squashfs'), 'debian');
+    const exp = await new ImageExportCatalog(tree, []).open('debian12/2024.06.01/amd64');
+    if (!exp) throw new Error('the export did not open');
+    expect(exp.version).toEqual({ image: 'debian12', version: '2024.06.01' });
+    exp.close();
+    await expect(exp.read(0, 6)).rejects.toThrow(/closed|EBADF/);
+  });
+
   it('serves a read of a pooled size (>= 64 KiB) into a buffer handed back before, with the new bytes', async () => {
     const file = path.join(dir, 'pooled.img');
     const bytes = randomBytes(256 * 1024);
