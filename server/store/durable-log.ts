@@ -8,7 +8,7 @@
 // unhealthy (health(), the observer) and is retried with backoff; the records stay
 // queued (the caller's in-memory state already has them), so nothing is lost once
 // the disk takes writes again. No failure here is ever an unhandled rejection.
-import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, writeSync, constants as fsConstants } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, constants as fsConstants } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { journalLine, snapshotHeaderLine, snapshotRecordLine, snapshotTrailerLine } from './record-format.js';
@@ -238,17 +238,10 @@ export class DurableLog<T> {
       }
       const bytes = Buffer.from(batch.map((e) => e.line).join(''));
       let written = 0;
-      if (this.options.sync) {
-        // O_DSYNC: the write waits for the disk, so it runs on the thread pool and
-        // the event loop keeps answering meanwhile (one hand-off per batch).
-        while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written)).bytesWritten;
-      } else {
-        // Without O_DSYNC the write only copies into the page cache (a few µs): done
-        // here, it saves the thread-pool round trip (futex wake, eventfd, a later
-        // loop turn) that cost more than the write itself. On return the records
-        // are in the kernel, which is all `sync: false` promises (survives kill -9).
-        while (written < bytes.length) written += writeSync(handle.fd, bytes, written, bytes.length - written);
-      }
+      // On the thread pool in both modes: a synchronous write for syncWrites false
+      // saved no CPU measurably and lost more perfdhcp replies on a busy disk, where a
+      // buffered ext4 append can block (bench/RESULTS.md, DHCP 2026-12-07).
+      while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written)).bytesWritten;
       this.journalBytes += bytes.length;
       this.journalRecords += batch.length;
     } catch (err) {
