@@ -20,6 +20,7 @@ export const MUTATION_TESTS = [
   'test/unit/lease-pool.test.ts',
   'test/unit/lease-pool-decisions.test.ts',
   'test/unit/lts-conf.test.ts',
+  'test/unit/nbd-catalog.test.ts',
   'test/unit/nbd-config.test.ts',
   'test/unit/nbd-protocol.test.ts',
   'test/unit/nbd-session.test.ts',
@@ -27,6 +28,7 @@ export const MUTATION_TESTS = [
   'test/unit/pi-bootloader.test.ts',
   'test/unit/tftp-options.test.ts',
   'test/unit/tftp-packet.test.ts',
+  'test/unit/tftp-transfer.test.ts',
   'test/unit/uboot-boot.test.ts',
   'test/unit/version-sort.test.ts',
 ];
