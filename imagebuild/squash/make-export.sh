@@ -4,7 +4,8 @@
 set -eu
 arch=$1 rootfs=$2 kernel=$3 out=$4
 mkdir -p "$out"
-kver=$(ls "$rootfs/lib/modules" | sort -V | tail -n 1)
+# The image's own kernel (the initrd stage names it: an arm64 root also holds the Pi 5's modules).
+kver=$(cat "$kernel/version")
 
 # The kernel and initrd are served apart from the root, and nothing a
 # diskless node does needs apt's caches or the build's mount points.
@@ -18,9 +19,10 @@ cp "$kernel/initrd.img" "$out/initrd.img"
 # (start*.elf, fixup*.dat, bootcode.bin), the kernel's Raspberry Pi device trees,
 # and the kernel and initrd under the names config.txt gives them, per model
 # (server/boot/files/pi-models.ts): kernel8.img (Pi 3B+ and Pi 4, 64-bit),
-# kernel7.img (Pi 3B+, 32-bit), kernel7l.img (Pi 4, 32-bit), kernel_2712.img
-# (Pi 5), which is written only when the kernel has the Pi 5's device tree:
-# Debian bookworm's 6.1 has none (docs/design.md, "Raspberry Pi 5 kernels").
+# kernel7.img (Pi 3B+, 32-bit), kernel7l.img (Pi 4, 32-bit). The Pi 5 boots its
+# own kernel (kernel_2712.img, initrd_2712.img and bcm2712-rpi-5-b.dtb from the
+# initrd stage's 2712/ folder, arm64 only): Debian bookworm's 6.1 has no Pi 5
+# device tree (docs/design.md, "Raspberry Pi 5 kernels").
 case "$arch" in
 arm64|armhf)
 	mkdir -p "$out/rpi"
@@ -36,7 +38,9 @@ arm64|armhf)
 	done
 	if [ "$arch" = arm64 ]; then
 		cp "$out/vmlinuz" "$out/rpi/kernel8.img"
-		if [ -e "$out/rpi/bcm2712-rpi-5-b.dtb" ]; then cp "$out/vmlinuz" "$out/rpi/kernel_2712.img"; fi
+		if [ -e "$kernel/2712/kernel_2712.img" ]; then
+			cp "$kernel/2712/kernel_2712.img" "$kernel/2712/initrd_2712.img" "$kernel/2712/bcm2712-rpi-5-b.dtb" "$out/rpi/"
+		fi
 	else
 		cp "$out/vmlinuz" "$out/rpi/kernel7.img"
 		cp "$out/vmlinuz" "$out/rpi/kernel7l.img"
