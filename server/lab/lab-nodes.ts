@@ -44,12 +44,12 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   // Secure Boot on with Microsoft's keys enrolled (server/lab/qemu.ts); shim, signed GRUB, signed kernel.
   'amd64-uefi-sb': { hostname: 'lab-amd64-uefi-sb', mac: '52:54:00:b0:00:17', arch: 'amd64', firmware: 'ovmf-sb', secureBoot: true },
   'arm64-uefi-sb': { hostname: 'lab-arm64-uefi-sb', mac: '52:54:00:b0:00:18', arch: 'arm64', firmware: 'aavmf-sb', secureBoot: true },
-  // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
   // An ARMv7 board running U-Boot (Debian's qemu_arm): DHCP, boot.scr.uimg, its pxelinux.cfg (server/boot/uboot/).
   'armhf-uboot': { hostname: 'lab-armhf-uboot', mac: '52:54:00:b0:00:21', arch: 'armhf', firmware: 'uboot-arm' },
+  // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
   pi3: { hostname: 'lab-pi3', mac: 'b8:27:eb:b0:00:14', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f003', piModel: 3 },
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004', piModel: 4 },
-  // Needs an image with kernel_2712.img and bcm2712-rpi-5-b.dtb (docs/design.md, "Raspberry Pi 5 kernels").
+  // Boots its own kernel_2712.img, initrd_2712.img and bcm2712-rpi-5-b.dtb, which the image must have (docs/design.md, "Raspberry Pi 5 kernels").
   pi5: { hostname: 'lab-pi5', mac: '2c:cf:67:b0:00:15', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f005', piModel: 5 },
   // A Pi 4 with BOOT_ORDER 0xf17: DHCP for its address, then the signed boot.img over HTTP (server/pi/http-boot.ts).
   'pi4-http': {

@@ -2,8 +2,9 @@
 // virt machine DHCPs (option 93 = 21, "U-Boot.armv7"), fetches boot.scr.uimg and
 // sources it, which runs `pxe get` for its pxelinux.cfg/01-<mac> and `pxe boot`,
 // which fetches the node's kernel and initrd over TFTP. The image here is random
-// bytes, so U-Boot stops at bootz ("zimage: Bad magic!"); the lab case
-// (test/integration/lab-uboot.test.ts) boots a real armhf image to joined.
+// bytes, so U-Boot stops at bootz ("zimage: Bad magic!"). The lab kind armhf-uboot
+// boots a real armhf image to joined, so far only by hand (README, "U-Boot boards":
+// the armhf image build is not in CI yet).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
