@@ -5,12 +5,13 @@ kver=$(ls /lib/modules | sort -V | tail -n 1)
 
 # Modules in the initrd (MODULES=list): the root's path (NBD, squashfs, overlay,
 # loop for to-RAM), QEMU's virtio NIC, and common NICs of real machines
-# (Intel, Realtek; the Pi 4's bcmgenet, the Pi 3B+'s lan78xx, older Pis' smsc95xx).
+# (Intel, Realtek; the Pi 4's GENET (module genet, driver bcmgenet), the Pi 3B+'s lan78xx,
+# older Pis' smsc95xx).
 # Only modules this kernel has are listed, so init's modprobe never complains.
 {
 	echo "# bootfarm: written by imagebuild/rootfs/setup.sh for $kver"
 	for m in nbd squashfs overlay loop virtio_pci virtio_mmio virtio_net af_packet \
-		e1000 e1000e igb ixgbe r8169 tg3 bnxt_en bcmgenet lan78xx smsc95xx; do
+		e1000 e1000e igb ixgbe r8169 tg3 bnxt_en genet lan78xx smsc95xx; do
 		if modinfo -k "$kver" "$m" >/dev/null 2>&1; then echo "$m"; fi
 	done
 } > /etc/initramfs-tools/modules
