@@ -71,7 +71,13 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
   const discover = (n: number, mac: string, now: number, requested?: string) =>
     handleAt(at(n).handler, at(n).state.store, at(n).address, udhcpcPacket('discover', mac, { requested }), now);
   const request = (n: number, mac: string, ip: string, now: number) =>
-    handleAt(at(n).handler, at(n).state.store, at(n).address, udhcpcPacket('request', mac, { requested: ip, serverId: at(n).address }), now);
+    handleAt(
+      at(n).handler,
+      at(n).state.store,
+      at(n).address,
+      udhcpcPacket('request', mac, { requested: ip, serverId: at(n).address }),
+      now,
+    );
   /** What etcd holds: ip -> the MAC its claim names (etcdctl, not bootfarm's own reading). */
   const stored = async () =>
     new Map((await etcdEntries(etcd, `${prefix}/leases/`)).map((e) => [e.key.split('/').pop(), parseClaim(e.value)?.mac]));

@@ -108,9 +108,7 @@ describe('two bootfarm instances sharing leases in etcd', () => {
     expect(new Set(acks.map((a) => a.server))).toEqual(new Set(['10.9.0.1', '10.9.0.2']));
 
     // etcd holds one claim per ACKed address, naming the client it was ACKed to.
-    const claims = new Map(
-      (await etcdEntries(etcd, `${PREFIX}/leases/`)).map((e) => [e.key, parseClaim(e.value)?.mac]),
-    );
+    const claims = new Map((await etcdEntries(etcd, `${PREFIX}/leases/`)).map((e) => [e.key, parseClaim(e.value)?.mac]));
     for (const [ip, macs] of holders) expect(claims.get(`${PREFIX}/leases/10.9.0.0_24/${ip}`)).toBe([...macs][0]);
     for (const s of servers) await s.stop();
   });

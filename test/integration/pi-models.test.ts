@@ -204,7 +204,10 @@ describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () 
       `cp ${dir}/*.dtb /opt/x/rootfs/usr/lib/linux-image-6.9.0/broadcom/`,
       ': > /opt/x/rootfs/var/lib/dpkg/status; echo kernel > /opt/x/kernel/vmlinuz; echo initrd > /opt/x/kernel/initrd.img; echo 6.9.0 > /opt/x/kernel/version',
       ...(pi5Kernel
-        ? ['mkdir /opt/x/kernel/2712', 'for f in kernel_2712.img initrd_2712.img bcm2712-rpi-5-b.dtb; do echo "$f" > /opt/x/kernel/2712/$f; done']
+        ? [
+            'mkdir /opt/x/kernel/2712',
+            'for f in kernel_2712.img initrd_2712.img bcm2712-rpi-5-b.dtb; do echo "$f" > /opt/x/kernel/2712/$f; done',
+          ]
         : []),
       `cp ${path.join(REPO_ROOT, 'imagebuild/squash/make-export.sh')} /opt/make-export`,
       'mount --bind /opt/scratch /tmp',
@@ -228,6 +231,8 @@ describe("the image builder's Pi folder (imagebuild/squash/make-export.sh)", () 
 
   it("the Pi 5's own kernel: kernel_2712.img, initrd_2712.img and bcm2712-rpi-5-b.dtb beside the image kernel's files", async () => {
     const files = await exportFor(['bcm2711-rpi-4-b', 'bcm2837-rpi-3-b-plus'], true);
-    expect(files).toEqual(expect.arrayContaining(['kernel_2712.img', 'initrd_2712.img', 'bcm2712-rpi-5-b.dtb', 'kernel8.img', 'initrd.img']));
+    expect(files).toEqual(
+      expect.arrayContaining(['kernel_2712.img', 'initrd_2712.img', 'bcm2712-rpi-5-b.dtb', 'kernel8.img', 'initrd.img']),
+    );
   }, 60_000);
 });

@@ -70,7 +70,14 @@ interface Harness {
 }
 
 function harness(
-  options: { refusal?: string; maxOptions?: number; read?: NbdExport['read']; budget?: ReadBudget; size?: number; recycle?: NbdExport['recycle'] } = {},
+  options: {
+    refusal?: string;
+    maxOptions?: number;
+    read?: NbdExport['read'];
+    budget?: ReadBudget;
+    size?: number;
+    recycle?: NbdExport['recycle'];
+  } = {},
 ): Harness {
   const edge = new FakeEdge();
   const reads: Harness['reads'] = [];
@@ -349,7 +356,11 @@ describe('NBD session: the handshake', () => {
     expect(unknown.edge.ended).toBe(true);
     const refused = harness({ refusal: 'no lease' });
     expect(await handshake(refused, option(OPT.EXPORT_NAME, Buffer.from('disk')))).toEqual([]);
-    expect({ ends: refused.handshakeEnds, ended: refused.edge.ended, log: refused.log }).toEqual({ ends: ['policy'], ended: true, log: [] });
+    expect({ ends: refused.handshakeEnds, ended: refused.edge.ended, log: refused.log }).toEqual({
+      ends: ['policy'],
+      ended: true,
+      log: [],
+    });
   });
 
   it('closes on an option without the IHAVEOPT magic', async () => {
@@ -489,7 +500,10 @@ describe('NBD session: transmission', () => {
     maxWrite.session.onData(request(Cmd.WRITE, 1n, 0n, 32 * 1024 * 1024));
     maxWrite.session.onData(Buffer.alloc(32 * 1024 * 1024));
     await settle();
-    expect({ errors: maxWrite.protocolErrors, replies: parseSimpleReplies(maxWrite.edge.bytes()) }).toEqual({ errors: [], replies: [{ error: 1, cookie: 1n }] });
+    expect({ errors: maxWrite.protocolErrors, replies: parseSimpleReplies(maxWrite.edge.bytes()) }).toEqual({
+      errors: [],
+      replies: [{ error: 1, cookie: 1n }],
+    });
   });
 
   it('serves a READ of exactly 32 MiB and refuses one byte more with EINVAL, inside a larger export', async () => {
@@ -517,7 +531,15 @@ describe('NBD session: transmission', () => {
     const pending: Array<() => void> = [];
     const h = harness({ read: (_o, length) => new Promise((resolve) => pending.push(() => resolve(Buffer.alloc(length, 9)))) });
     await attached(h);
-    h.session.onData(Buffer.concat([request(Cmd.READ, 1n, 0n, 512), request(Cmd.READ, 2n, 512n, 512), request(Cmd.DISC, 3n, 0n, 0), request(Cmd.READ, 4n, 0n, 512), request(Cmd.FLUSH, 5n, 0n, 0)]));
+    h.session.onData(
+      Buffer.concat([
+        request(Cmd.READ, 1n, 0n, 512),
+        request(Cmd.READ, 2n, 512n, 512),
+        request(Cmd.DISC, 3n, 0n, 0),
+        request(Cmd.READ, 4n, 0n, 512),
+        request(Cmd.FLUSH, 5n, 0n, 0),
+      ]),
+    );
     await settle();
     expect({ reads: pending.length, ended: h.edge.ended }).toEqual({ reads: 2, ended: false });
     pending.shift()?.();

@@ -29,7 +29,7 @@ describe('piImageGap', () => {
     expect(piImageGap(dir, { ...pi5, hostname: 'lab-pi4', piModel: 4 })).toBeUndefined();
   });
 
-  it('an image of bookworm\'s kernel alone is refused for a Pi 5, naming every file it lacks', () => {
+  it("an image of bookworm's kernel alone is refused for a Pi 5, naming every file it lacks", () => {
     const dir = archDir('bookworm', PI4_SET);
     expect(piImageGap(dir, pi5)).toBe(
       `lab-pi5 is a Pi 5, and the image's arm64 folder ${dir} has no rpi/bcm2712-rpi-5-b.dtb, rpi/kernel_2712.img, rpi/initrd_2712.img: it cannot boot this model (docs/raspberry-pi.md, "What each model boots from")`,

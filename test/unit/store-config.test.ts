@@ -10,7 +10,10 @@ const SERVER = 'server: { address: 10.9.0.1, stateDir: s }\n';
 describe('store configuration', () => {
   it('defaults to the file backend, and resolves an etcd section with its default prefix', () => {
     expect(parseConfig(SERVER, 'cfg.yaml').store).toEqual({ backend: 'file', etcd: undefined });
-    const etcd = parseConfig(`${SERVER}store:\n  backend: etcd\n  etcd: { endpoints: [http://10.9.0.5:2379, http://e2:2379] }\n`, 'cfg.yaml');
+    const etcd = parseConfig(
+      `${SERVER}store:\n  backend: etcd\n  etcd: { endpoints: [http://10.9.0.5:2379, http://e2:2379] }\n`,
+      'cfg.yaml',
+    );
     expect(etcd.store).toEqual({ backend: 'etcd', etcd: { endpoints: ['http://10.9.0.5:2379', 'http://e2:2379'], prefix: '/bootfarm' } });
   });
 

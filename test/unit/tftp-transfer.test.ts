@@ -294,7 +294,11 @@ describe('TFTP transfer decisions', () => {
     expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 1025, retransmits: 0 }]);
     const payload = Buffer.concat(t.packets().flatMap((p) => (p?.op === 'data' ? [p.data] : [])));
     expect(payload.equals(t.data)).toBe(true);
-    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
+    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({
+      releases: 1,
+      closes: 1,
+      timers: 0,
+    });
   });
 
   it('ends a file of an exact multiple of blksize with an empty block (RFC 1350 §6) and completes only on its ACK', () => {
@@ -335,7 +339,7 @@ describe('TFTP transfer decisions', () => {
     expect(t.o.ends).toMatchObject([{ outcome: 'complete', bytes: 8 * 512 + 100, retransmits: 2 }]);
   });
 
-  it('ignores a duplicate ACK, an ACK of a block not sent yet and an ACK 0 after the start (no Sorcerer\'s Apprentice retransmission)', () => {
+  it("ignores a duplicate ACK, an ACK of a block not sent yet and an ACK 0 after the start (no Sorcerer's Apprentice retransmission)", () => {
     const t = start(3000);
     t.ack(1);
     const sent = t.socket.sent.length;
@@ -423,7 +427,9 @@ describe('TFTP transfer decisions', () => {
     const t = start(600);
     t.ack(1);
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(t.o.ends).toMatchObject([{ outcome: 'final-ack-missing', bytes: 600, detail: 'no ACK for the last block after 15 retransmissions' }]);
+    expect(t.o.ends).toMatchObject([
+      { outcome: 'final-ack-missing', bytes: 600, detail: 'no ACK for the last block after 15 retransmissions' },
+    ]);
   });
 
   it('is no final-ack-missing when the client never ACKed the OACK of a one-block file: a timeout with 0 bytes', async () => {
@@ -533,7 +539,7 @@ describe('TFTP transfer decisions', () => {
     expect(t.o.ends).toEqual([]);
   });
 
-  it('a stranger on the peer\'s port but another address gets ERROR 5 and does not move the transfer', () => {
+  it("a stranger on the peer's port but another address gets ERROR 5 and does not move the transfer", () => {
     const t = start(1100);
     t.socket.emit('message', encodeAck(1), { ...fromPeer, address: '127.0.0.2' });
     expect(t.socket.sent.at(-1)).toMatchObject({ address: '127.0.0.2', port: peer.port });
@@ -544,9 +550,15 @@ describe('TFTP transfer decisions', () => {
   it('supersede() ends the transfer as aborted-by-client without an ERROR to the client', () => {
     const t = start(1100);
     t.transfer.supersede();
-    expect(t.o.ends).toMatchObject([{ outcome: 'aborted-by-client', detail: 'superseded by a new read request from the same client address and port' }]);
+    expect(t.o.ends).toMatchObject([
+      { outcome: 'aborted-by-client', detail: 'superseded by a new read request from the same client address and port' },
+    ]);
     expect(t.packets().map((p) => p?.op)).toEqual(['data']);
-    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({ releases: 1, closes: 1, timers: 0 });
+    expect({ releases: t.source.releases, closes: t.socket.closes, timers: vi.getTimerCount() }).toEqual({
+      releases: 1,
+      closes: 1,
+      timers: 0,
+    });
   });
 
   it('abort() sends the ERROR, closes the socket only once it has left, and ends once with the message as detail', async () => {

@@ -129,7 +129,11 @@ export class FullModeHandler implements ModeHandler {
       // Another instance's client holds it (the claims now say so): the next candidate.
       this.pool.dropOffer(key);
       if (candidates >= MAX_OFFER_CANDIDATES)
-        return { replies: [], outcome: 'exhausted', detail: { reason: `${candidates} addresses in a row were claimed by other instances` } };
+        return {
+          replies: [],
+          outcome: 'exhausted',
+          detail: { reason: `${candidates} addresses in a row were claimed by other instances` },
+        };
       result = this.pool.allocate(subnet, key, ctx.identity.mac, requested, ctx.node?.ip, ctx.now, ctx.known);
     }
     if (!result.ok) return { replies: [], outcome: 'exhausted', detail: { reason: result.reason } };
