@@ -7,8 +7,9 @@
 // container is restarted during a boot, killed under a joined node (whose root
 // must survive) (a refused join: lab-dashboard.test.ts). In the first run an
 // attacker on the segment goes after every QEMU node (issue 11's attacks).
-import { beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
 import { NetLab } from '../../server/lab/netlab.js';
@@ -27,6 +28,18 @@ interface Observed {
 
 describe('emulation lab: power-on to joined', () => {
   beforeAll(buildLabImage, 60 * 60_000);
+
+  // A lab run removes the work directory it made once every node joined: a case that
+  // reads a node's console after a passing run names its own, removed after the case.
+  const workDirs: string[] = [];
+  const ownWorkDir = (): string[] => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-lab-test-'));
+    workDirs.push(dir);
+    return ['--work-dir', dir];
+  };
+  afterEach(() => {
+    for (const dir of workDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
 
   it(
     'amd64 BIOS, arm64 UEFI and a Pi 4 boot and join with an attacker on the segment; a node without its image fails clearly',
@@ -178,6 +191,7 @@ describe('emulation lab: power-on to joined', () => {
         '--restart-signal',
         how,
         ...(upgrade ? ['--upgrade-server'] : ['--publish-during-outage']),
+        ...ownWorkDir(),
       ]);
       const [node] = json.results as [NodeResult & { outage?: OutageReport }];
       if (!upgrade) {
@@ -241,6 +255,7 @@ describe('emulation lab: power-on to joined', () => {
         '30',
         '--restart-signal',
         'kill',
+        ...ownWorkDir(),
       ]);
       const [node] = json.results as [NodeResult & { outage?: OutageReport }];
       expect(code, `${node.failure}\n${stderr.slice(-3000)}`).toBe(0);
