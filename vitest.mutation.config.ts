@@ -9,6 +9,9 @@ import { defineConfig } from 'vitest/config';
 export const MUTATION_TESTS = [
   'test/unit/boot-arch-files.test.ts',
   'test/unit/boot-replies.test.ts',
+  'test/unit/boot-credentials.test.ts',
+  'test/unit/boot-script-issuer.test.ts',
+  'test/unit/boot-sessions.test.ts',
   'test/unit/client-identity.test.ts',
   'test/unit/config.test.ts',
   'test/unit/config-live.test.ts',
