@@ -6,6 +6,7 @@ import type { ResolvedConfig } from './config/types.js';
 import { FileStore } from './store/store.js';
 import { Metrics } from './metrics.js';
 import { openLeaseClaims } from './store/open-lease-claims.js';
+import type { LeaseClaims } from './store/lease-claims.js';
 import { DhcpService } from './dhcp/server/dhcp-service.js';
 import { SilentBootWatch } from './boot/silent-boot-watch.js';
 import { feedOf } from './http/event-feed.js';
@@ -56,6 +57,8 @@ export class Bootfarm {
   /** kubernetes.admission: tpm only: which boots proved their node's TPM (isAttested). */
   tpm: TpmAdmission | undefined;
   dhcp: DhcpService | undefined;
+  /** Full DHCP mode: where addresses are claimed (store.backend); its health is on /healthz. */
+  private leaseClaims: LeaseClaims | undefined;
   tftp: TftpServer | undefined;
   http: HttpBootServer | undefined;
   nbd: NbdServer | undefined;
@@ -129,8 +132,10 @@ export class Bootfarm {
       }
       if (config.dhcp.mode !== 'off') {
         // Opened before the DHCP service and stopped after it (services stop in reverse).
-        const leaseClaims = config.dhcp.mode === 'full' ? await openLeaseClaims(config, logger.child({ svc: 'store' })) : undefined;
+        const leaseClaims =
+          config.dhcp.mode === 'full' ? await openLeaseClaims(config, logger.child({ svc: 'store' }), this.metrics) : undefined;
         if (leaseClaims) this.services.push(leaseClaims);
+        this.leaseClaims = leaseClaims;
         this.dhcp = new DhcpService({
           config,
           store: this.store,
@@ -214,6 +219,7 @@ export class Bootfarm {
             port: config.http.port,
             host: config.http.host,
             limits: config.http,
+            leaseStoreHealth: () => this.leaseClaims?.health(),
             // Getters: the routes read the configuration in force at each request.
             api: {
               get config() {

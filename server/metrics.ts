@@ -249,6 +249,11 @@ export class Metrics {
     help: '1 while state writes succeed, 0 while a failed journal or snapshot write is being retried (/healthz answers 503 then)',
     registers: [this.registry],
   });
+  readonly leaseStoreHealthy = new Gauge({
+    name: 'bootfarm_lease_store_healthy',
+    help: 'Full DHCP mode with store.backend etcd: 1 while etcd answers claims, 0 while it cannot (no quorum, or unreachable): no new address is given then, and renewals of held addresses are ACKed only up to their claimed expiry. Absent with the file backend',
+    registers: [this.registry],
+  });
   readonly discoveredMachines = new Gauge({
     name: 'bootfarm_discovered_machines',
     help: 'Machines in no inventory that asked to boot, kept for enrolment (at most server.maxDiscovered)',

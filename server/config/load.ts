@@ -15,6 +15,13 @@ import { normalizeMac } from '../util/mac.js';
 import { piHttpProblems } from '../pi/config-check.js';
 import { piNodeProblems } from './pi-nodes.js';
 
+/**
+ * store.etcd.claimTimeoutMs: a healthy etcd answers a claim in milliseconds, and
+ * udhcpc and ISC dhclient wait seconds for a reply; one second keeps a reply
+ * that cannot be given from holding a request longer than the client waits.
+ */
+const DEFAULT_CLAIM_TIMEOUT_MS = 1000;
+
 /** `1h30m`, `90s` -> seconds. The schema has checked the shape. */
 function parseDuration(text: string): number {
   const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
@@ -501,7 +508,13 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
     log: { level: cfg.log?.level ?? 'info' },
     store: {
       backend: cfg.store?.backend ?? 'file',
-      etcd: cfg.store?.etcd ? { endpoints: cfg.store.etcd.endpoints, prefix: cfg.store.etcd.prefix ?? '/bootfarm' } : undefined,
+      etcd: cfg.store?.etcd
+        ? {
+            endpoints: cfg.store.etcd.endpoints,
+            prefix: cfg.store.etcd.prefix ?? '/bootfarm',
+            claimTimeoutMs: cfg.store.etcd.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS,
+          }
+        : undefined,
     },
   };
 }

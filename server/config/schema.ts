@@ -471,6 +471,9 @@ export const ConfigSchema = Type.Object(
                 prefix: Type.Optional(
                   Type.String({ pattern: '^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$', ...expected('a key prefix like /bootfarm') }),
                 ),
+                claimTimeoutMs: Type.Optional(
+                  Type.Integer({ minimum: 100, maximum: 10_000, ...expected('a whole number of milliseconds 100-10000') }),
+                ),
               },
               { additionalProperties: false },
             ),

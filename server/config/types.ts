@@ -180,5 +180,9 @@ export interface ResolvedConfig {
   pi: { signingKey: string | undefined };
   log: { level: string };
   /** Where leases are claimed: this instance's files only, or etcd shared with other instances (server/store/open-lease-claims.ts). */
-  store: { backend: 'file' | 'etcd'; etcd: { endpoints: string[]; prefix: string } | undefined };
+  store: {
+    backend: 'file' | 'etcd';
+    /** claimTimeoutMs: the longest a DHCP reply waits for etcd before no new address is given. */
+    etcd: { endpoints: string[]; prefix: string; claimTimeoutMs: number } | undefined;
+  };
 }

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { FileSource, ResolverChain } from '../boot/files/resolver.js';
 import { normalizeRequestPath } from '../boot/files/request-path.js';
 import type { Metrics } from '../metrics.js';
+import type { ClaimsHealth } from '../store/lease-claims.js';
 import { parseRange } from './range.js';
 import { applyConnectionLimits, clientAddress, httpServerOptions, type HttpConnectionLimits } from './connection-limits.js';
 import { SetupError } from '../errors.js';
@@ -38,6 +39,8 @@ export interface HttpServerOptions {
   agent?: AgentDeps | undefined;
   /** kubernetes.admission: tpm's challenge and answer (server/agent/tpm-routes.ts). */
   tpm?: TpmRouteDeps | undefined;
+  /** Full DHCP mode: can the lease store (store.backend) decide claims now? */
+  leaseStoreHealth?: (() => ClaimsHealth | undefined) | undefined;
 }
 
 /** Streams a FileSource in 256 KiB reads. */
@@ -146,10 +149,24 @@ export class HttpBootServer {
     });
     this.app.get(
       '/healthz',
-      { schema: { summary: 'Liveness; 503 while state writes fail (disk full, I/O error)', tags: ['service'] } },
+      {
+        schema: {
+          summary:
+            'Liveness; 503 while state writes fail (disk full, I/O error); 200 with status degraded while etcd (store.backend) cannot be reached',
+          tags: ['service'],
+        },
+      },
       async (_req, reply) => {
         const state = this.options.api?.store.health();
         if (state && !state.healthy) return reply.code(503).send({ status: 'unhealthy', reason: state.reason, since: state.since });
+        // Degraded, not down: renewals, reservations and every file are still
+        // served, and a restart would not bring etcd back (it would refuse to start).
+        const leases = this.options.leaseStoreHealth?.();
+        if (leases && !leases.healthy)
+          return {
+            status: 'degraded',
+            leaseStore: { healthy: false, reason: leases.reason, since: new Date(leases.since).toISOString() },
+          };
         return { status: 'ok' };
       },
     );

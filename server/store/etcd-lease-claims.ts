@@ -6,29 +6,52 @@
 // win. (BeryJu/gravity#871 gave duplicates by reading, deciding and putting
 // without that comparison.) A watch on the prefix keeps a copy of every claim,
 // so the local pool does not offer what another instance's client holds.
+//
+// etcd may stop answering (no quorum, or this instance cut off from it): every
+// claim is bounded by claimTimeoutMs and then rejects, so a DHCP reply never
+// hangs on it; a probe (a linearizable read, which needs a quorum) keeps the
+// health state current when no claims are being made.
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
-import { mayClaim, parseClaim, type ClaimResult, type ClaimValue, type LeaseClaims } from './lease-claims.js';
+import { RateLimiter } from '../util/rate-limited-log.js';
+import { mayClaim, parseClaim, type ClaimResult, type ClaimsHealth, type ClaimValue, type LeaseClaims } from './lease-claims.js';
 
-/** Each etcd call (not the watch stream) gives up after this: a DHCP client retries sooner than that anyway. */
-const CALL_DEADLINE_MS = 3000;
 /** A claim that loses this many races in a row is abandoned (the request gets no answer; the client retries). */
 const MAX_ATTEMPTS = 5;
+/** How often etcd's health is probed: the longest /metrics shows a stale state while no claim is made. */
+const PROBE_INTERVAL_MS = 2000;
 
 export interface EtcdClaimsOptions {
   endpoints: string[];
   prefix: string;
   logger: Logger;
+  /** A claim (and each etcd call) gives up after this (store.etcd.claimTimeoutMs). */
+  claimTimeoutMs: number;
+  /** Told every change of health (the metrics gauge). */
+  onHealth?: ((health: ClaimsHealth) => void) | undefined;
 }
 
 interface Current {
   value: ClaimValue | undefined;
   /** '0' when the key is absent: etcd compares a missing key's revisions as 0. */
   modRevision: string;
+  /** The etcd lease the key is attached to ('0': none, or no key). */
+  lease: string;
 }
 
 function currentOf(kv: IKeyValue | undefined): Current {
-  return kv ? { value: parseClaim(kv.value.toString()), modRevision: kv.mod_revision } : { value: undefined, modRevision: '0' };
+  return kv
+    ? { value: parseClaim(kv.value.toString()), modRevision: kv.mod_revision, lease: kv.lease }
+    : { value: undefined, modRevision: '0', lease: '0' };
+}
+
+/** Rejects with `what` once `ms` passed; the operation itself may still finish later (see claim()). */
+function withDeadline<T>(operation: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: etcd did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([operation, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** The key of `ip` in `subnet` (a CIDR; its slash would read as another level). */
@@ -40,28 +63,81 @@ export class EtcdLeaseClaims implements LeaseClaims {
   /** ip -> the claim etcd holds for it, as the watch last told. */
   private readonly held = new Map<string, ClaimValue>();
   private watcher: Watcher | undefined;
+  private state: ClaimsHealth = { healthy: true, since: Date.now() };
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private readonly failureLog = new RateLimiter(10, 60_000);
 
   private constructor(
     private readonly client: Etcd3,
     private readonly prefix: string,
-    private readonly logger: Logger,
+    private readonly options: EtcdClaimsOptions,
   ) {}
 
   /** Connects, reads every claim and watches the prefix from the revision after that read. */
   static async open(options: EtcdClaimsOptions): Promise<EtcdLeaseClaims> {
+    const timeout = options.claimTimeoutMs;
     const client = new Etcd3({
       hosts: options.endpoints,
-      dialTimeout: CALL_DEADLINE_MS,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+      dialTimeout: timeout,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     });
-    const claims = new EtcdLeaseClaims(client, options.prefix.replace(/\/+$/, ''), options.logger);
+    const claims = new EtcdLeaseClaims(client, options.prefix.replace(/\/+$/, ''), options);
     try {
       await claims.watch();
     } catch (err) {
       client.close();
       throw err;
     }
+    options.onHealth?.(claims.state);
+    claims.probeTimer = setInterval(() => claims.probe(), PROBE_INTERVAL_MS);
+    claims.probeTimer.unref();
     return claims;
+  }
+
+  private get logger(): Logger {
+    return this.options.logger;
+  }
+
+  health(): ClaimsHealth {
+    return this.state;
+  }
+
+  /** Records whether etcd answered; a change is logged once and told to onHealth. */
+  private noteHealth(healthy: boolean, reason?: string): void {
+    if (healthy === this.state.healthy) return;
+    this.state = healthy ? { healthy, since: Date.now() } : { healthy, reason, since: Date.now() };
+    if (healthy) this.logger.info({ prefix: this.prefix }, 'etcd answers again: new addresses are given');
+    else
+      this.logger.warn(
+        { prefix: this.prefix, endpoints: this.options.endpoints, reason },
+        'etcd cannot be reached: no new address is given; renewals of held addresses are ACKed up to their claimed expiry',
+      );
+    this.options.onHealth?.(this.state);
+  }
+
+  /** Runs one etcd operation within the claim timeout, and notes whether etcd answered. */
+  private async bounded<T>(operation: () => Promise<T>, what: string): Promise<T> {
+    try {
+      const result = await withDeadline(operation(), this.options.claimTimeoutMs, what);
+      this.noteHealth(true);
+      return result;
+    } catch (err) {
+      const reason = (err as Error).message.split('\n')[0] ?? String(err);
+      this.noteHealth(false, reason);
+      throw new Error(reason);
+    }
+  }
+
+  /** A linearizable read needs a quorum: the cheapest question only a healthy cluster answers. */
+  private probe(): void {
+    if (this.probing) return;
+    this.probing = true;
+    this.bounded(() => this.client.get(`${this.prefix}/health`).exec(), 'probe')
+      .catch(() => undefined)
+      .finally(() => {
+        this.probing = false;
+      });
   }
 
   private get leasesPrefix(): string {
@@ -93,7 +169,16 @@ export class EtcdLeaseClaims implements LeaseClaims {
     return currentOf(res.kvs[0]);
   }
 
-  async claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
+  /**
+   * Bounded by claimTimeoutMs. A transaction that commits after the deadline
+   * leaves a claim the caller did not use: the address is held for nobody until
+   * the claim's TTL, which wastes it for a while but never gives it twice.
+   */
+  claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
+    return this.bounded(() => this.claimUnbounded(subnet, ip, value, now), `claim of ${ip}`);
+  }
+
+  private async claimUnbounded(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
     const key = claimKey(this.prefix, subnet, ip);
     const ttl = Math.max(1, Math.ceil((value.expiresAt - now) / 1000));
     let current = await this.read(key);
@@ -110,21 +195,42 @@ export class EtcdLeaseClaims implements LeaseClaims {
         .commit();
       if (res.succeeded) {
         this.held.set(ip, value);
+        // A renewal moved the key to a new etcd lease (its TTL is the new expiry's):
+        // the old one would otherwise live on, attached to nothing, until its TTL.
+        if (current.lease !== '0') this.revoke(current.lease);
         return { ok: true };
       }
       // Someone wrote the key since it was read: decide again on what is there now.
-      void this.client.leaseClient.leaseRevoke({ ID: grant.ID }).catch(() => undefined);
+      this.revoke(grant.ID);
       current = currentOf(res.responses[0]?.response_range?.kvs[0]);
     }
     throw new Error(`claim of ${ip} lost ${MAX_ATTEMPTS} races in a row`);
   }
 
+  /** Ends an etcd lease no key needs any more; a failure leaves it to its TTL. */
+  private revoke(id: string): void {
+    this.client.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
+  }
+
   async release(subnet: string, ip: string, clientKey: string): Promise<void> {
     const key = claimKey(this.prefix, subnet, ip);
-    const current = await this.read(key);
-    if (current.value?.key !== clientKey) return;
-    // Only the claim that was read is deleted: one written since belongs to someone else.
-    await this.client.if(key, 'Mod', '==', current.modRevision).then(this.client.delete().key(key)).commit();
+    try {
+      await this.bounded(async () => {
+        const current = await this.read(key);
+        if (current.value?.key !== clientKey) return;
+        // Only the claim that was read is deleted: one written since belongs to someone else.
+        const res = await this.client.if(key, 'Mod', '==', current.modRevision).then(this.client.delete().key(key)).commit();
+        if (res.succeeded && current.lease !== '0') this.revoke(current.lease);
+      }, `release of ${ip}`);
+    } catch (err) {
+      // The local lease is released already; the claim expires with its TTL.
+      const gate = this.failureLog.take(Date.now());
+      if (gate.log)
+        this.logger.warn(
+          { ip, err: (err as Error).message, suppressedSinceLast: gate.suppressed },
+          'etcd claim not released (it expires with its TTL)',
+        );
+    }
   }
 
   heldByOther(ip: string, key: string, now: number): boolean {
@@ -133,6 +239,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.probeTimer);
     await this.watcher?.cancel();
     this.client.close();
   }

@@ -18,17 +18,28 @@ export interface ClaimValue {
 
 export type ClaimResult = { ok: true } | { ok: false; holder: ClaimValue };
 
+/** Can the store decide claims now? Shown by /healthz and bootfarm_lease_store_healthy. */
+export interface ClaimsHealth {
+  healthy: boolean;
+  /** Why not, when it cannot (the last failure). */
+  reason?: string | undefined;
+  /** Wall-clock milliseconds of the last change. */
+  since: number;
+}
+
 export interface LeaseClaims {
   /**
    * Claims (or renews) `ip` in `subnet` for the client `value.key` until
    * `value.expiresAt`, judged at `now`. Resolves ok only once the claim is
-   * committed; a conflict names the holder. Rejects when the store cannot say.
+   * committed; a conflict names the holder. Rejects when the store cannot say
+   * (within the store's bounded claim timeout): the caller then gives no new address.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult>;
-  /** Gives `ip` back, if `key` still holds it (RELEASE). */
+  /** Gives `ip` back, if `key` still holds it (RELEASE). Never rejects: a claim left behind expires with its TTL. */
   release(subnet: string, ip: string, key: string): Promise<void>;
   /** Does a client other than `key` hold `ip` through another instance (so the local pool must not offer it)? */
   heldByOther(ip: string, key: string, now: number): boolean;
+  health(): ClaimsHealth;
   stop(): Promise<void>;
 }
 
@@ -55,6 +66,8 @@ export function parseClaim(text: string): ClaimValue | undefined {
 
 /** One instance with its file store: the local pool is the whole truth. */
 export class LocalLeaseClaims implements LeaseClaims {
+  private readonly since = Date.now();
+
   claim(): Promise<ClaimResult> {
     return Promise.resolve({ ok: true });
   }
@@ -65,6 +78,10 @@ export class LocalLeaseClaims implements LeaseClaims {
 
   heldByOther(): boolean {
     return false;
+  }
+
+  health(): ClaimsHealth {
+    return { healthy: true, since: this.since };
   }
 
   stop(): Promise<void> {

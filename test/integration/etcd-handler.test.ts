@@ -15,6 +15,7 @@ import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type Fu
 import { openLeaseClaims } from '../../server/store/open-lease-claims.js';
 import { parseConfig } from '../../server/config/load.js';
 import { etcdEntries, startLoopbackEtcd, type EtcdCluster } from '../lib/etcd.js';
+import { waitUntil } from '../lib/wait.js';
 
 const OFFER_HOLD_MS = 30_000;
 const X = '52:54:00:dd:00:01';
@@ -53,7 +54,12 @@ describe('full mode with lease claims in etcd', () => {
 nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
 `,
       );
-      const claims = await EtcdLeaseClaims.open({ endpoints: etcd.endpoints, prefix, logger: pino({ level: 'silent' }) });
+      const claims = await EtcdLeaseClaims.open({
+        endpoints: etcd.endpoints,
+        prefix,
+        logger: pino({ level: 'silent' }),
+        claimTimeoutMs: 3000,
+      });
       const pool = new LeasePool(state.config.dhcp.subnets, state.store, OFFER_HOLD_MS, 60_000, undefined, t0);
       pool.setHeldElsewhere((ip, key, now) => claims.heldByOther(ip, key, now));
       instances.push({ address, state, claims, handler: new FullModeHandler(pool, address, claims) });
@@ -132,12 +138,39 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
     );
   });
 
-  // Last: it stops the etcd member (every case before opens claims on it).
-  it('with etcd gone, a dynamic address is neither offered nor ACKed; a reservation still is', async () => {
+  it('a renewal moves the claim to a new etcd lease and revokes the old one: no lease is left attached to nothing', async () => {
+    const leases = async () => new Set((await etcd.ctl(['lease', 'list'])).split('\n').filter((l) => /^[0-9a-f]+$/.test(l)));
+    const before = await leases();
     const ip = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    expect((await request(first, X, ip, t0 + 10)).outcome).toBe('ack');
+    const renewal = udhcpcPacket('request', X, { ciaddr: ip });
+    expect((await handleAt(at(first).handler, at(first).state.store, at(first).address, renewal, t0 + 20)).outcome).toBe('ack');
+    // Three claims (offer, ACK, renewal), one lease left: the revocations are not
+    // awaited by the reply, so they are waited for here.
+    const added = async () => [...(await leases())].filter((l) => !before.has(l));
+    await waitUntil(async () => (await added()).length === 1, 10_000, 'the old etcd leases revoked', 200);
+    expect(await added()).toHaveLength(1);
+  });
+
+  // Last: it stops the etcd member (every case before opens claims on it).
+  it('with etcd gone, no new address is offered or ACKed; a held one is renewed for what it has left; a reservation still is answered', async () => {
+    const held = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    expect((await request(first, X, held, t0 + 10)).outcome).toBe('ack');
+    const offered = replyOf(await discover(first, Y, t0))?.yiaddr as string;
     await etcd.stop();
-    await expect(request(first, X, ip, t0 + 10)).rejects.toThrow();
-    await expect(discover(second, Y, t0)).rejects.toThrow();
+
+    // X renews 100 s into its 600 s lease: ACKed for the 500 s its claim in etcd still covers.
+    const renewal = udhcpcPacket('request', X, { ciaddr: held });
+    const renewed = await handleAt(at(first).handler, at(first).state.store, at(first).address, renewal, t0 + 100_010);
+    expect(renewed.outcome).toBe('ack-store-unavailable');
+    expect(replyOf(renewed)?.options.get(51)?.readUInt32BE(0)).toBe(500);
+    expect(at(first).claims.health()).toMatchObject({ healthy: false, reason: expect.stringMatching(/etcd did not answer|UNAVAILABLE/) });
+
+    // Y's offer is not ACKed, and nobody new is offered anything.
+    const ack = await request(first, Y, offered, t0 + 20);
+    expect([ack.outcome, ack.replies]).toEqual(['store-unavailable', []]);
+    const fresh = await discover(second, '52:54:00:dd:00:09', t0);
+    expect([fresh.outcome, fresh.replies]).toEqual(['store-unavailable', []]);
     expect(replyOf(await discover(second, RESERVED, t0))?.yiaddr).toBe('10.9.0.50');
   });
 });

@@ -8,7 +8,8 @@ import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
 
 const [endpoints = '', prefix = '/race', count = '20'] = process.argv.slice(2);
 const logger = pino({ level: 'silent' });
-const open = () => EtcdLeaseClaims.open({ endpoints: endpoints.split(','), prefix, logger });
+// A generous timeout: this measures who wins, not how fast, on a shared loaded machine.
+const open = () => EtcdLeaseClaims.open({ endpoints: endpoints.split(','), prefix, logger, claimTimeoutMs: 5000 });
 const [a, b] = await Promise.all([open(), open()]);
 const now = Date.now();
 const claimFor = (claims: EtcdLeaseClaims, client: string, ip: string) =>

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FileStore } from '../../server/store/store.js';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
-import type { ClaimResult, ClaimValue, LeaseClaims } from '../../server/store/lease-claims.js';
+import type { ClaimResult, ClaimsHealth, ClaimValue, LeaseClaims } from '../../server/store/lease-claims.js';
 import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
 
 const SERVER = '10.9.0.1';
@@ -17,9 +17,10 @@ const RESERVED_MAC = '52:54:00:bb:00:03';
 const OFFER_HOLD_MS = 30_000;
 const LEASE_SECONDS = 3600;
 
-/** Refuses every address in `taken`; records each call. */
+/** Refuses every address in `taken`, or rejects every claim while `down` names why; records each call. */
 class ScriptedClaims implements LeaseClaims {
   readonly taken = new Set<string>();
+  down: string | undefined;
   readonly claims: Array<{ subnet: string; ip: string; value: ClaimValue; now: number }> = [];
   readonly releases: Array<{ subnet: string; ip: string; key: string }> = [];
   private readonly other: ClaimValue = {
@@ -31,6 +32,7 @@ class ScriptedClaims implements LeaseClaims {
 
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
     this.claims.push({ subnet, ip, value, now });
+    if (this.down) return Promise.reject(new Error(this.down));
     return Promise.resolve(this.taken.has(ip) ? { ok: false, holder: this.other } : { ok: true });
   }
   release(subnet: string, ip: string, key: string): Promise<void> {
@@ -39,6 +41,9 @@ class ScriptedClaims implements LeaseClaims {
   }
   heldByOther(): boolean {
     return false;
+  }
+  health(): ClaimsHealth {
+    return { healthy: this.down === undefined, reason: this.down, since: 0 };
   }
   stop(): Promise<void> {
     return Promise.resolve();
@@ -149,5 +154,77 @@ nodes:
     const own = udhcpcPacket('request', CLIENT, { ciaddr: '10.9.0.100', type: 7 });
     expect((await handleAt(handler, store, SERVER, own, now)).outcome).toBe('released');
     expect(claims.releases).toEqual([{ subnet: CIDR, ip: '10.9.0.100', key: CLIENT }]);
+  });
+
+  describe('while the store cannot say (etcd without quorum, or out of reach)', () => {
+    const DOWN = 'claim of 10.9.0.100: etcd did not answer within 1000 ms';
+    const renew = (ip: string, at: number) => handleAt(handler, store, SERVER, udhcpcPacket('request', CLIENT, { ciaddr: ip }), at);
+    const u32 = (r: Awaited<ReturnType<typeof renew>>, option: number) => replyOf(r)?.options.get(option)?.readUInt32BE(0);
+    const bound = async () => {
+      await discover();
+      expect((await request('10.9.0.100')).outcome).toBe('ack');
+      claims.down = DOWN;
+    };
+
+    it('ACKs the renewal of a held address for what its lease has left, and extends nothing', async () => {
+      await bound();
+      const r = await renew('10.9.0.100', now + 1000 * 1000);
+      expect(r.outcome).toBe('ack-store-unavailable');
+      expect(replyOf(r)?.yiaddr).toBe('10.9.0.100');
+      // 3600 s lease, 1000 s gone: 2600 s left; T1 and T2 at 0.5 and 0.875 of it.
+      expect([u32(r, 51), u32(r, 58), u32(r, 59)]).toEqual([2600, 1300, 2275]);
+      expect(r.detail).toEqual({ ip: '10.9.0.100', leaseSeconds: 2600 });
+      expect(pool.binding(CLIENT, now)?.expiresAt).toBe(now + LEASE_SECONDS * 1000);
+      expect(store.leaseByIp('10.9.0.100')?.expiresAt).toBe(now + LEASE_SECONDS * 1000);
+    });
+
+    it('gives nothing for a lease with less than a second left, nor for one that has run out', async () => {
+      await bound();
+      for (const at of [now + LEASE_SECONDS * 1000 - 999, now + LEASE_SECONDS * 1000 + 1]) {
+        const r = await renew('10.9.0.100', at);
+        expect(r.replies).toEqual([]);
+        expect(r.outcome).toBe('store-unavailable');
+      }
+    });
+
+    it('offers and ACKs no new address, naming why, and keeps no offer', async () => {
+      claims.down = DOWN;
+      const offer = await discover();
+      expect(offer.replies).toEqual([]);
+      expect(offer).toMatchObject({ outcome: 'store-unavailable', detail: { ip: '10.9.0.100', reason: DOWN } });
+      expect(pool.holds(CLIENT, now)).toBe(false);
+      // An offer made before the store went away is not ACKed either.
+      claims.down = undefined;
+      await discover('52:54:00:cc:00:02');
+      claims.down = DOWN;
+      const ack = await request('10.9.0.101', '52:54:00:cc:00:02');
+      expect(ack.replies).toEqual([]);
+      expect(ack.outcome).toBe('store-unavailable');
+      expect(pool.binding('52:54:00:cc:00:02', now)).toBeUndefined();
+    });
+
+    it('offers a bound client that starts over its own address, for what its lease has left, then ACKs it so', async () => {
+      await bound();
+      const at = now + 600 * 1000;
+      const offer = await handleAt(handler, store, SERVER, udhcpcPacket('discover', CLIENT, {}), at);
+      expect(offer.outcome).toBe('offer-store-unavailable');
+      expect(replyOf(offer)?.yiaddr).toBe('10.9.0.100');
+      expect(u32(offer, 51)).toBe(3000);
+      const ack = await handleAt(
+        handler,
+        store,
+        SERVER,
+        udhcpcPacket('request', CLIENT, { requested: '10.9.0.100', serverId: SERVER }),
+        at,
+      );
+      expect(ack.outcome).toBe('ack-store-unavailable');
+      expect(u32(ack, 51)).toBe(3000);
+    });
+
+    it('still answers a reservation, which needs no claim', async () => {
+      claims.down = DOWN;
+      expect(replyOf(await discover(RESERVED_MAC))?.yiaddr).toBe('10.9.0.50');
+      expect((await request('10.9.0.50', RESERVED_MAC)).outcome).toBe('ack');
+    });
   });
 });

@@ -14,7 +14,15 @@ describe('store configuration', () => {
       `${SERVER}store:\n  backend: etcd\n  etcd: { endpoints: [http://10.9.0.5:2379, http://e2:2379] }\n`,
       'cfg.yaml',
     );
-    expect(etcd.store).toEqual({ backend: 'etcd', etcd: { endpoints: ['http://10.9.0.5:2379', 'http://e2:2379'], prefix: '/bootfarm' } });
+    expect(etcd.store).toEqual({
+      backend: 'etcd',
+      etcd: { endpoints: ['http://10.9.0.5:2379', 'http://e2:2379'], prefix: '/bootfarm', claimTimeoutMs: 1000 },
+    });
+    const bounded = parseConfig(
+      `${SERVER}store: { backend: etcd, etcd: { endpoints: [http://e:2379], claimTimeoutMs: 250 } }\n`,
+      'cfg.yaml',
+    );
+    expect(bounded.store.etcd?.claimTimeoutMs).toBe(250);
   });
 
   it('names the file, line, key and what was expected for a bad store section', () => {
@@ -28,12 +36,15 @@ describe('store configuration', () => {
 `),
     ).toEqual([
       'cfg.yaml:3:12: store.backend: expected one of file (one instance; the default), etcd (instances sharing leases), got "etcd3"',
-      'cfg.yaml:7:5: store.etcd.tls: unknown key; expected one of endpoints, prefix',
+      'cfg.yaml:7:5: store.etcd.tls: unknown key; expected one of endpoints, prefix, claimTimeoutMs',
       'cfg.yaml:5:17: store.etcd.endpoints[0]: expected an etcd client URL like http://10.9.0.5:2379, got "10.9.0.5:2379"',
       'cfg.yaml:6:13: store.etcd.prefix: expected a key prefix like /bootfarm, got "bootfarm"',
     ]);
     expect(configProblems(`${SERVER}store: { backend: etcd, etcd: { endpoints: [] } }\n`)).toEqual([
       'cfg.yaml:2:44: store.etcd.endpoints: expected a non-empty list of etcd client URLs like [http://10.9.0.5:2379], got a list',
+    ]);
+    expect(configProblems(`${SERVER}store: { backend: etcd, etcd: { endpoints: [http://e:2379], claimTimeoutMs: 50 } }\n`)).toEqual([
+      'cfg.yaml:2:77: store.etcd.claimTimeoutMs: expected a whole number of milliseconds 100-10000, got 50',
     ]);
     expect(configProblems(`${SERVER}store: { backend: etcd }\n`)).toEqual([
       'cfg.yaml:2:19: store.backend: expected a store.etcd section with endpoints when the backend is etcd',

@@ -51,6 +51,7 @@ export class DhcpService {
   private readonly limitLog = new RateLimiter(10, 60_000);
   private readonly unsendableLog = new RateLimiter(10, 60_000);
   private readonly observedLog = new RateLimiter(10, 60_000);
+  private readonly storeUnavailableLog = new RateLimiter(10, 60_000);
   /** Proxy mode: where a node's asserted address may lie (server/dhcp/server/observed-address.ts). */
   private readonly observableNetworks: Cidr[];
   private readonly unknownPerClient: KeyedTokenBuckets;
@@ -346,12 +347,29 @@ export class DhcpService {
       );
   }
 
+  /** Each request refused a new address while etcd cannot be reached, at a bounded rate (a DISCOVER storm meets an outage). */
+  private logStoreUnavailable(ctx: RequestContext, result: HandlerResult): void {
+    const gate = this.storeUnavailableLog.take(this.now());
+    if (gate.log)
+      this.deps.logger.warn(
+        {
+          mac: ctx.identity.mac,
+          type: MESSAGE_TYPE_NAMES[ctx.messageType],
+          ip: result.detail?.ip,
+          reason: result.detail?.reason,
+          suppressedSinceLast: gate.suppressed,
+        },
+        'dhcp: no new address while the lease store (etcd) cannot be reached',
+      );
+  }
+
   private deliver(ctx: RequestContext, result: HandlerResult, started: bigint): void {
     const { metrics, logger, store } = this.deps;
     const typeName = MESSAGE_TYPE_NAMES[ctx.messageType] ?? String(ctx.messageType);
     this.packetCounter(typeName, ctx.listener, result.outcome).inc();
     if (result.outcome === 'unknown-lease-cap') metrics.dhcpUnknownLeaseCap.inc();
     if (result.outcome === 'ignored-decline') metrics.dhcpDeclinesIgnored.inc({ reason: String(result.detail?.reason ?? 'unknown') });
+    if (result.outcome === 'store-unavailable') this.logStoreUnavailable(ctx, result);
     for (const reply of result.replies) this.sendReply(ctx, reply);
     metrics.dhcpHandleSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
 

@@ -18,6 +18,9 @@ import {
 import type { DhcpPacket } from '../codec/packet.js';
 import { LocalLeaseClaims, type ClaimResult, type LeaseClaims } from '../../store/lease-claims.js';
 
+/** A claim's answer, or `unavailable` when the store could not say (its reason). */
+type Claimed = ClaimResult | { ok: false; unavailable: string };
+
 /** Long enough for a Pi's firmware fetches; its kernel then runs its own DORA. */
 const UNKNOWN_PI_OFFER_LEASE_SECONDS = 300;
 
@@ -37,10 +40,32 @@ export class FullModeHandler implements ModeHandler {
    * Claims `ip` for the client until `expiresAt`; the reply waits for it. A
    * reservation (the node's configured ip) is the same on every instance and needs none.
    */
-  private claim(ctx: RequestContext, subnet: ResolvedSubnet, ip: string, expiresAt: number): Promise<ClaimResult> {
-    if (ctx.node?.ip === ip) return Promise.resolve({ ok: true });
+  private async claim(ctx: RequestContext, subnet: ResolvedSubnet, ip: string, expiresAt: number): Promise<Claimed> {
+    if (ctx.node?.ip === ip) return { ok: true };
     const value = { key: ctx.identity.leaseKey, mac: ctx.identity.mac, expiresAt, instance: this.serverId };
-    return this.claims.claim(subnet.cidr, ip, value, ctx.now);
+    try {
+      return await this.claims.claim(subnet.cidr, ip, value, ctx.now);
+    } catch (err) {
+      return { ok: false, unavailable: (err as Error).message };
+    }
+  }
+
+  /**
+   * While the shared store cannot decide (etcd without quorum, or out of reach),
+   * an address may still be answered to the client whose valid binding here
+   * names it, for the time that binding has left and no more. The claim in etcd
+   * says the same expiry (the binding is written only after its claim), so no
+   * other instance can give the address before the client's lease ends: the
+   * rule of ISC DHCP failover's MCLT with nothing granted beyond what the peer
+   * knows. Anything else is a new address and waits for the store.
+   */
+  private heldSeconds(key: string, ip: string, now: number): number {
+    const binding = this.pool.binding(key, now);
+    return binding?.ip === ip ? Math.floor((binding.expiresAt - now) / 1000) : 0;
+  }
+
+  private storeUnavailable(ip: string, reason: string): HandlerResult {
+    return { replies: [], outcome: 'store-unavailable', detail: { ip, reason } };
   }
 
   /** The subnet a request belongs to: the relay's (giaddr), else the served segment's. */
@@ -66,11 +91,18 @@ export class FullModeHandler implements ModeHandler {
     }
   }
 
-  private reply(ctx: RequestContext, type: number, yiaddr: string, subnet: ResolvedSubnet | undefined, withLease: boolean): OutgoingReply {
+  private reply(
+    ctx: RequestContext,
+    type: number,
+    yiaddr: string,
+    subnet: ResolvedSubnet | undefined,
+    withLease: boolean,
+    leaseSeconds?: number,
+  ): OutgoingReply {
     const reply = replySkeleton(ctx.packet, type, this.serverId);
     reply.yiaddr = yiaddr;
     if (type === MessageType.ACK) reply.ciaddr = ctx.packet.ciaddr;
-    if (subnet) addLeaseOptions(reply, subnet, withLease, ctx.node?.hostname);
+    if (subnet) addLeaseOptions(reply, subnet, withLease, ctx.node?.hostname, leaseSeconds);
     addBootOptions(ctx.packet, reply, ctx.plan, 'full');
     echoRelayAgentInfo(ctx.packet, reply);
     return {
@@ -126,6 +158,18 @@ export class FullModeHandler implements ModeHandler {
     for (let candidates = 1; result.ok; candidates++) {
       const claim = await this.claim(ctx, subnet, result.ip, claimUntil);
       if (claim.ok) break;
+      if ('unavailable' in claim) {
+        // The client's own bound address is offered again for what its lease has left.
+        const seconds = this.heldSeconds(key, result.ip, ctx.now);
+        if (seconds > 0)
+          return {
+            replies: [this.reply(ctx, MessageType.OFFER, result.ip, subnet, true, seconds)],
+            outcome: 'offer-store-unavailable',
+            detail: { ip: result.ip, leaseSeconds: seconds },
+          };
+        this.pool.dropOffer(key);
+        return this.storeUnavailable(result.ip, claim.unavailable);
+      }
       // Another instance's client holds it (the claims now say so): the next candidate.
       this.pool.dropOffer(key);
       if (candidates >= MAX_OFFER_CANDIDATES)
@@ -199,6 +243,17 @@ export class FullModeHandler implements ModeHandler {
     // may have won the address meanwhile: NAK, and the client starts over) and the
     // binding is on disk (a crash loses no lease a client holds).
     const claim = await this.claim(ctx, subnet, ip, ctx.now + subnet.leaseSeconds * 1000);
+    if (!claim.ok && 'unavailable' in claim) {
+      // A renewal is ACKed without extending the binding: for what it has left.
+      const seconds = this.heldSeconds(key, ip, ctx.now);
+      if (seconds > 0)
+        return {
+          replies: [this.reply(ctx, MessageType.ACK, ip, subnet, true, seconds)],
+          outcome: 'ack-store-unavailable',
+          detail: { ip, leaseSeconds: seconds },
+        };
+      return this.storeUnavailable(ip, claim.unavailable);
+    }
     if (!claim.ok) return this.nak(ctx, 'address claimed by another client');
     await this.pool.bind(ip, key, ctx.identity.mac, subnet.leaseSeconds, ctx.node?.hostname, ctx.now);
     return { replies: [this.reply(ctx, MessageType.ACK, ip, subnet, true)], outcome: 'ack', detail: { ip } };

@@ -130,7 +130,14 @@ function subnetOptions(subnet: ResolvedSubnet): SubnetOptionBuffers {
 }
 
 /** Options of an address lease (RFC 2132): mask, router, DNS, domain, broadcast, times. */
-export function addLeaseOptions(reply: DhcpPacket, subnet: ResolvedSubnet, withLeaseTime: boolean, hostname: string | undefined): void {
+export function addLeaseOptions(
+  reply: DhcpPacket,
+  subnet: ResolvedSubnet,
+  withLeaseTime: boolean,
+  hostname: string | undefined,
+  /** A lease shorter than the subnet's (what a binding has left while etcd cannot be reached). */
+  leaseSeconds?: number,
+): void {
   const o = reply.options;
   const c = subnetOptions(subnet);
   o.set(Opt.SUBNET_MASK, c.mask);
@@ -139,7 +146,11 @@ export function addLeaseOptions(reply: DhcpPacket, subnet: ResolvedSubnet, withL
   if (hostname) o.set(Opt.HOST_NAME, text(hostname));
   if (c.domain) o.set(Opt.DOMAIN_NAME, c.domain);
   o.set(Opt.BROADCAST_ADDRESS, c.broadcast);
-  if (withLeaseTime) {
+  if (withLeaseTime && leaseSeconds !== undefined) {
+    o.set(Opt.LEASE_TIME, u32(leaseSeconds));
+    o.set(Opt.RENEWAL_TIME, u32(Math.floor(leaseSeconds * 0.5)));
+    o.set(Opt.REBINDING_TIME, u32(Math.floor(leaseSeconds * 0.875)));
+  } else if (withLeaseTime) {
     o.set(Opt.LEASE_TIME, c.lease);
     o.set(Opt.RENEWAL_TIME, c.renewal);
     o.set(Opt.REBINDING_TIME, c.rebinding);
