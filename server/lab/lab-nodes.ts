@@ -16,6 +16,7 @@ const LAB_NODE_KINDS = [
   'pi5',
   'pi4-http',
   'armhf-uboot',
+  'arm64-uboot',
 ] as const;
 export type LabNodeKind = (typeof LAB_NODE_KINDS)[number];
 
@@ -46,6 +47,9 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   'arm64-uefi-sb': { hostname: 'lab-arm64-uefi-sb', mac: '52:54:00:b0:00:18', arch: 'arm64', firmware: 'aavmf-sb', secureBoot: true },
   // An ARMv7 board running U-Boot (Debian's qemu_arm): DHCP, boot.scr.uimg, its pxelinux.cfg (server/boot/uboot/).
   'armhf-uboot': { hostname: 'lab-armhf-uboot', mac: '52:54:00:b0:00:21', arch: 'armhf', firmware: 'uboot-arm' },
+  // An ARMv8 board running U-Boot (Debian's qemu_arm64), the same path with the arm64
+  // image's gzip-compressed kernel, which booti unpacks (server/boot/uboot/script-file.ts).
+  'arm64-uboot': { hostname: 'lab-arm64-uboot', mac: '52:54:00:b0:00:22', arch: 'arm64', firmware: 'uboot-arm64' },
   // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
   pi3: { hostname: 'lab-pi3', mac: 'b8:27:eb:b0:00:14', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f003', piModel: 3 },
   pi4: { hostname: 'lab-pi4', mac: 'dc:a6:32:b0:00:04', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f004', piModel: 4 },

@@ -32,7 +32,8 @@ export function findOvmf(): string | undefined {
  * the fw_cfg files OVMF and ArmVirtQemu read at start (edk2 OvmfPkg/ArmVirtPkg,
  * PcdIPv4PXESupport/PcdIPv6PXESupport).
  */
-export type GuestFirmware = 'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb' | 'aavmf-sb' | 'uboot-arm';
+export type GuestFirmware =
+  'seabios' | 'ovmf' | 'aavmf' | 'ovmf-http' | 'aavmf-http' | 'ovmf-sb' | 'aavmf-sb' | 'uboot-arm' | 'uboot-arm64';
 
 /**
  * ovmf-sb: OVMF as a stock server ships, Secure Boot on with Microsoft's keys
@@ -104,6 +105,25 @@ function ubootArmArgs(tap: string, mac: string, options: GuestOptions): string[]
   ];
 }
 
+/** Debian's U-Boot for QEMU's arm64 virt machine (package u-boot-qemu). */
+const UBOOT_QEMU_ARM64 = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
+
+/**
+ * uboot-arm64: an ARMv8 U-Boot board ("U-Boot.armv8", option 93 = 22), the arm64
+ * image's generic kernel with the device tree QEMU hands U-Boot (fdt_addr). The
+ * NIC is virtio-mmio like uboot-arm's, the device distro boot finds without a PCI
+ * scan.
+ */
+function ubootArm64Args(tap: string, mac: string, options: GuestOptions): string[] {
+  if (!existsSync(UBOOT_QEMU_ARM64)) throw new Error(`${UBOOT_QEMU_ARM64} not found: apt-get install u-boot-qemu`);
+  return [
+    ...aarch64VirtArgs('cortex-a57', options.memoryMb ?? 512),
+    ...['-bios', UBOOT_QEMU_ARM64, '-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot'],
+    ...['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-device,netdev=n0,mac=${mac}`],
+    ...controlPort(options.controlSocket),
+  ];
+}
+
 export interface GuestOptions {
   /** RAM; the defaults fit firmware tests, a booted Linux with a RAM overlay wants more. */
   memoryMb?: number;
@@ -141,6 +161,8 @@ export async function startGuest(lab: NetLab, firmware: GuestFirmware, mac: stri
   const tap = await lab.addTap();
   if (firmware === 'uboot-arm')
     return lab.spawn(lab.switchNs, 'qemu-system-arm', ubootArmArgs(tap, mac, options), options.label ?? 'qemu-uboot-arm');
+  if (firmware === 'uboot-arm64')
+    return lab.spawn(lab.switchNs, 'qemu-system-aarch64', ubootArm64Args(tap, mac, options), options.label ?? 'qemu-uboot-arm64');
   if (firmware.startsWith('aavmf')) {
     // arm64 UEFI (AAVMF) under TCG: there is no KVM for arm on x86. Its own
     // VirtioNetDxe does UEFI PXE; romfile= keeps QEMU's x86 iPXE ROM off the NIC.

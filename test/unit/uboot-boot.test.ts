@@ -21,8 +21,8 @@ const settings: BootPolicySettings = {
   bootFiles: { bios: 'undionly.kpxe', uefiX64: 'ipxe.efi', uefiArm64: 'grub/arm64-efi/core.efi' },
 };
 
-function ubootDiscover(): DhcpPacket {
-  const r = decodePacket(readFileSync(path.join(REPO_ROOT, 'test/fixtures/uboot/qemu-arm-discover.bin')));
+function ubootDiscover(fixture = 'qemu-arm-discover.bin'): DhcpPacket {
+  const r = decodePacket(readFileSync(path.join(REPO_ROOT, 'test/fixtures/uboot', fixture)));
   if (!r.ok) throw new Error(r.reason);
   return r.packet;
 }
@@ -63,11 +63,10 @@ describe('U-Boot clients', () => {
     });
   });
 
-  it('an arm64 U-Boot (93 = 22) and one that sends only its vendor class are U-Boot boards too', () => {
-    const arm64 = ubootDiscover();
-    arm64.options.set(93, Buffer.from([0, 22]));
-    arm64.options.set(60, Buffer.from('U-Boot.armv8', 'latin1'));
-    expect(identifyClient(arm64)).toMatchObject({ cpu: 'arm64', firmware: 'u-boot' });
+  it('an arm64 U-Boot (a captured qemu_arm64 DISCOVER: 93 = 22, "U-Boot.armv8") and one that sends only its vendor class are U-Boot boards too', () => {
+    const arm64 = identifyClient(ubootDiscover('qemu-arm64-discover.bin'));
+    expect(arm64).toMatchObject({ mac: '52:54:00:b0:00:22', archCode: 22, vendorClass: 'U-Boot.armv8', cpu: 'arm64', firmware: 'u-boot' });
+    expect(planBoot(arm64, undefined, settings)).toMatchObject({ kind: 'file', firmware: 'u-boot', bootFile: 'boot.scr.uimg' });
     const vciOnly = ubootDiscover();
     vciOnly.options.delete(93);
     expect(identifyClient(vciOnly)).toMatchObject({ firmware: 'u-boot', wantsNetboot: true });
