@@ -29,6 +29,7 @@ export const MUTATION_TESTS = [
   'test/unit/nbd-config.test.ts',
   'test/unit/nbd-protocol.test.ts',
   'test/unit/nbd-session.test.ts',
+  'test/unit/nbd-session-backpressure.test.ts',
   'test/unit/node-config.test.ts',
   'test/unit/pi-bootloader.test.ts',
   'test/unit/tftp-options.test.ts',
