@@ -59,25 +59,36 @@ CMD ["serve", "--config", "/etc/bootfarm/bootfarm.yaml"]
 # The whole emulation lab in one container (issue 23; `bootfarm lab image`):
 # bootfarm's runtime plus the lab's peers. Run it privileged (--privileged, or the
 # privileges docs/ci.md names); the lab makes its
-# namespaces, bridge, taps and QEMU guests inside it, and bootfarm serves as a
-# process in a lab namespace (`lab run --server host`, the default):
-#   docker run --rm --privileged -v <images>:/var/lib/bootfarm/images:ro \
-#     bootfarm/lab:dev lab run --nodes amd64-bios
+# namespaces, bridge, taps and QEMU guests inside it, and bootfarm serves in a
+# container of a Docker daemon inside it (`lab run --server docker`, the default
+# here), or as a process in a lab namespace (`--server host`):
+#   docker run --rm --privileged -v bootfarm-lab-cache:/var/lib/bootfarm-lab \
+#     -v <images>:/var/lib/bootfarm/images:ro bootfarm/lab:dev lab run --nodes amd64-bios
 # The packages come before bootfarm's files, so a change to bootfarm rebuilds
 # only the last layer. qemu-system-x86 (SeaBIOS, iPXE's NIC ROMs), ovmf,
 # qemu-system-arm and qemu-efi-aarch64 (AAVMF), u-boot-qemu: the boards; ipxe,
 # grub-common, shim-signed, grub-efi-amd64-signed: what bootfarm serves them;
 # curl: the lab's operator calls bootfarm's API; swtpm, swtpm-tools: --admission
-# tpm; openssl: the lab's PKI.
+# tpm; openssl: the lab's PKI; docker.io: the inner dockerd that runs bootfarm's
+# server container (server/lab/inner-docker.ts).
 FROM ${BASE_IMAGE} AS lab
 ARG RUNTIME_PACKAGES
-ARG LAB_PACKAGES="qemu-system-x86 ipxe-qemu seabios ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu ipxe grub-common shim-signed grub-efi-amd64-signed curl swtpm swtpm-tools openssl procps"
+ARG LAB_PACKAGES="qemu-system-x86 ipxe-qemu seabios ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu ipxe grub-common shim-signed grub-efi-amd64-signed curl swtpm swtpm-tools openssl procps docker.io"
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} ${LAB_PACKAGES} \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 WORKDIR /opt/bootfarm
 COPY --from=runtime /opt/bootfarm ./
-ENV NODE_ENV=production
+# BOOTFARM_LAB_CONTAINER: `lab run` defaults to --server docker (its own dockerd,
+# data root on the cache volume) and looks for images on that volume too.
+ENV NODE_ENV=production BOOTFARM_LAB_CONTAINER=1
+VOLUME ["/var/lib/bootfarm-lab"]
+# The server image the inner dockerd loads (no registry): `bootfarm lab image` puts
+# server-image.tar (docker save) and server-image.id in the context. Last, so a new
+# server image rebuilds only this layer. The Dockerfile is named too because COPY
+# needs one source that exists: a plain `docker build --target lab .` has no saved
+# image, and its lab runs with --server host.
+COPY Dockerfile server-image.* /opt/bootfarm/lab/
 LABEL org.opencontainers.image.title="bootfarm lab" \
       org.opencontainers.image.description="bootfarm's emulation lab: bootfarm, QEMU boards and a scripted Raspberry Pi on a private bridge"
 ENTRYPOINT ["node", "/opt/bootfarm/dist/server/cli/main.js"]

@@ -10,12 +10,13 @@ import { STEPS, type Step } from '../lab/timeline.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage } from '../lab/server-image.js';
+import { inLabContainer, labContainerImagesDir } from '../lab/inner-docker.js';
 
 interface LabCliOptions {
   nodes: string;
-  server: string;
+  server?: string;
   image: string;
-  imagesDir: string;
+  imagesDir?: string;
   timeout: string;
   json?: boolean;
   workDir?: string;
@@ -34,17 +35,22 @@ interface LabCliOptions {
 }
 
 function labFrom(opts: LabCliOptions, log: (line: string) => void, keep?: AbortSignal): Lab {
-  const attachTo = attachTarget(opts.server);
-  if (opts.server !== 'host' && opts.server !== 'docker' && attachTo === undefined)
-    throw new SetupError(`--server: expected host, docker or attach:<container>, got ${JSON.stringify(opts.server)}`);
+  // The lab image runs bootfarm in a container of its own dockerd (true DinD) unless told otherwise.
+  const server = opts.server ?? (inLabContainer() ? 'docker' : 'host');
+  const attachTo = attachTarget(server);
+  if (server !== 'host' && server !== 'docker' && attachTo === undefined)
+    throw new SetupError(`--server: expected host, docker or attach:<container>, got ${JSON.stringify(server)}`);
   const timeoutSeconds = Number(opts.timeout);
   if (!(timeoutSeconds > 0)) throw new SetupError(`--timeout: expected seconds, got ${JSON.stringify(opts.timeout)}`);
+  // In the lab image: images mounted by the user, else those on the cache volume.
+  const imagesDir = opts.imagesDir ?? (inLabContainer() ? labContainerImagesDir(opts.image) : '/var/lib/bootfarm/images');
+  if (opts.imagesDir === undefined && inLabContainer()) log(`images from ${imagesDir}`);
   return new Lab({
     nodes: parseLabNodes(opts.nodes),
-    server: attachTo === undefined ? (opts.server as 'host' | 'docker') : 'attach',
+    server: attachTo === undefined ? (server as 'host' | 'docker') : 'attach',
     attachTo,
     image: opts.image,
-    imagesDir: path.resolve(opts.imagesDir),
+    imagesDir: path.resolve(imagesDir),
     workDir: opts.workDir,
     timeoutSeconds,
     // The serve process and the lab's helper programs run like this CLI (dist, or sources through tsx).
@@ -118,11 +124,13 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
       )
       .option(
         '--server <where>',
-        'host (a process in a namespace), docker (its container) or attach:<container> (a running container whose bootfarm you deploy, e.g. with ansible/playbook.yml and the inventory the lab writes; the lab puts it on its bridge and waits for it)',
-        'host',
+        'host (a process in a namespace), docker (its container) or attach:<container> (a running container whose bootfarm you deploy, e.g. with ansible/playbook.yml and the inventory the lab writes; the lab puts it on its bridge and waits for it); default host, docker in the lab image (its own dockerd)',
       )
       .option('--image <name>', 'the image the nodes boot', 'lab')
-      .option('--images-dir <dir>', 'published images (bootfarm image build --images-dir)', '/var/lib/bootfarm/images')
+      .option(
+        '--images-dir <dir>',
+        "published images (bootfarm image build --images-dir); default /var/lib/bootfarm/images, in the lab image that if it holds --image, else the cache volume's /var/lib/bootfarm-lab/images",
+      )
       .option('--timeout <seconds>', 'per node, power-on to joined', '900')
       .option('--work-dir <dir>', 'where configs, consoles and logs go (default: a new /var/tmp/bootfarm-lab-*)')
       .option('--missing-image <nodes>', 'failure injection: give these nodes an image that does not exist')
@@ -237,7 +245,7 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
   lab
     .command('image')
     .description(
-      "build the lab's own image (the top-level Dockerfile's lab stage: bootfarm, QEMU, firmware) with no registry; run the whole lab in it: docker run --rm --privileged -v <images>:/var/lib/bootfarm/images:ro <tag> lab run",
+      "build the lab's own image (the top-level Dockerfile's lab stage: bootfarm, QEMU, firmware, dockerd and the saved server image) with no registry; run the whole lab in it: docker run --rm --privileged -v bootfarm-lab-cache:/var/lib/bootfarm-lab -v <images>:/var/lib/bootfarm/images:ro <tag> lab run",
     )
     .option('--tag <tag>', 'tag of the lab image', 'bootfarm/lab:dev')
     .option('--no-cache', 'build every step again')

@@ -4,7 +4,7 @@
 // Raspberry Pi 4 bootloader. Each node is followed through bootfarm's own API
 // (its boot timeline) from power-on to "joined"; the run ends with a per-node
 // timeline and a summary, and everything is torn down.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,9 @@ import { startGuest, qemuAccel } from './qemu.js';
 import { installGrubArm64, installIpxe, installSecureBoot } from '../boot/bootloaders.js';
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
-import { buildServerImage } from './server-image.js';
+import { buildServerImage, LAB_INNER_SERVER_TAG } from './server-image.js';
+import { ensureServerImage, inLabContainer, LAB_CACHE_DIR, startInnerDockerd, type InnerDocker } from './inner-docker.js';
+import type Docker from 'dockerode';
 import { checkAfterPublish, publishNextVersion, unpublishNextVersion, type PublishedNext } from './publish-next.js';
 import { buildUpgradeImage, imageIdOf, UPGRADE_IMAGE } from './upgrade-image.js';
 import { serverOutage, type OutageReport } from './outage.js';
@@ -41,6 +43,8 @@ export class Lab {
   private net: NetLab | undefined;
   private bootfarm: Background | undefined;
   private container: ServerContainer | undefined;
+  /** In the lab image: the dockerd that runs bootfarm's container. */
+  private innerDocker: InnerDocker | undefined;
   /** server attach: the operator's container on the lab's bridge. */
   private attached: AttachedServer | undefined;
   private srvNs: string | undefined;
@@ -145,6 +149,10 @@ export class Lab {
       throw new SetupError(
         "--server attach: the lab does not run that bootfarm: no restarts or outages, and no pi4-http nodes (their EEPROM key comes from the lab's own bootfarm)",
       );
+    if (this.options.upgradeServer && inLabContainer())
+      throw new SetupError(
+        '--upgrade-server builds a new server image: not in the lab container (its inner dockerd has no builder context)',
+      );
     if (this.options.upgradeServer && (this.options.server !== 'docker' || this.options.restartServerAfterJoin === undefined)) {
       throw new SetupError(
         "--upgrade-server replaces bootfarm's container during the outage: it needs --server docker and --restart-server-after-join",
@@ -201,9 +209,20 @@ export class Lab {
     const tftpRoot = path.join(this.workDir, 'tftpboot');
     mkdirSync(tftpRoot, { recursive: true });
     installIpxe(tftpRoot);
-    if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, path.join(this.workDir, 'cache'));
+    // In the lab image the arm64 packages are kept on the cache volume: a second run downloads nothing.
+    const packages = inLabContainer() ? path.join(LAB_CACHE_DIR, 'packages') : path.join(this.workDir, 'cache');
+    const cachedDebs = existsSync(packages) ? readdirSync(packages).filter((f) => f.endsWith('.deb')) : [];
+    if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, packages);
     const chains = secureBootChains(this.options.nodes);
-    if (chains.any) installSecureBoot(tftpRoot, path.join(this.workDir, 'cache'), chains.arm64);
+    if (chains.any) installSecureBoot(tftpRoot, packages, chains.arm64);
+    if (inLabContainer() && (needsGrubArm64(this.options.nodes) || chains.arm64)) {
+      const fetched = readdirSync(packages).filter((f) => f.endsWith('.deb') && !cachedDebs.includes(f));
+      this.log(
+        fetched.length
+          ? `arm64 packages downloaded into the cache volume (${packages}): ${fetched.join(' ')}`
+          : `arm64 packages from the cache volume (${packages}): nothing downloaded`,
+      );
+    }
 
     this.net = await NetLab.create('lab');
     this.log(`lab network ${this.net.switchNs} (bridge br0, 10.9.0.0/24, no uplink); work dir ${this.workDir}`);
@@ -301,9 +320,17 @@ export class Lab {
         configFile,
         stringify(containerConfig(this.config({ caCertFile: `${inside}/ca.crt`, kubeconfig: `${inside}/admin.conf` }))),
       );
-      const docker = await connectDocker();
-      const image = 'bootfarm/server:lab';
-      await buildServerImage(docker, { tag: image, log: (line) => this.log(`server image: ${line}`) });
+      let docker: Docker;
+      let image = LAB_INNER_SERVER_TAG;
+      if (inLabContainer()) {
+        // In the lab image: a dockerd of its own (true DinD), the server image loaded from the lab image once.
+        this.innerDocker = await startInnerDockerd({ log: (line) => this.log(line) });
+        docker = this.innerDocker.docker;
+        image = await ensureServerImage(docker, (line) => this.log(line));
+      } else {
+        docker = await connectDocker();
+        await buildServerImage(docker, { tag: image, log: (line) => this.log(`server image: ${line}`) });
+      }
       this.container = await startServerContainer({
         configFile,
         stateDir,
@@ -671,13 +698,19 @@ export class Lab {
     this.published = undefined;
     await this.bootfarm?.stop('SIGTERM', 5000);
     if (this.bootfarm) writeFileSync(path.join(this.workDir, 'bootfarm.log'), `${this.bootfarm.lines.join('\n')}\n`);
-    if (this.container) {
-      writeFileSync(
-        path.join(this.workDir, 'bootfarm.log'),
-        await this.container.logs().catch((err: unknown) => `logs unavailable: ${(err as Error).message}`),
-      );
-      await this.container.stop();
-      this.container = undefined;
+    try {
+      if (this.container) {
+        writeFileSync(
+          path.join(this.workDir, 'bootfarm.log'),
+          await this.container.logs().catch((err: unknown) => `logs unavailable: ${(err as Error).message}`),
+        );
+        await this.container.stop();
+        this.container = undefined;
+      }
+    } finally {
+      // Whatever became of its containers, the inner dockerd must not outlive the lab.
+      await this.innerDocker?.stop();
+      this.innerDocker = undefined;
     }
     if (this.attached) {
       writeFileSync(path.join(this.workDir, 'bootfarm.log'), await attachedLogs(this.options.attachTo as string));

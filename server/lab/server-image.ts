@@ -3,8 +3,9 @@
 // debootstrap base (bootfarm/base:<suite>-<arch>) plus this host's Node runtime
 // (process.execPath, npm beside it, and the shared libraries ldd names).
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { readdir, readlink, realpath, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdtemp, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,8 +18,11 @@ import { hostArch } from '../image/arch.js';
 import { baseTag, createBaseImage, DEFAULT_MIRROR } from '../image/base.js';
 import { BuildFailure, buildImage, type BuildResult, type StepProgress } from '../image/build.js';
 import { imageExists } from '../image/docker.js';
+import { SAVED_SERVER_FILES } from './inner-docker.js';
 
 export const DEFAULT_SERVER_TAG = 'bootfarm/server:dev';
+/** The server image a lab image carries (and the host lab's --server docker runs). */
+export const LAB_INNER_SERVER_TAG = 'bootfarm/server:lab';
 
 function nodeBaseTag(suite: string, arch = hostArch()): string {
   return `bootfarm/node-base:${suite}-${arch}`;
@@ -310,6 +314,55 @@ export async function buildServerImage(docker: Docker, opts: ServerImageOptions 
   } else if (!(await imageExists(docker, base))) {
     log(`base ${base} is not present locally: dockerd will try to pull it`);
   }
+  let savedDir: string | undefined;
+  if (opts.target === 'lab') {
+    // The lab image carries the server image for its inner dockerd (no registry to pull from).
+    savedDir = await mkdtemp(path.join(tmpdir(), 'bootfarm-lab-context-'));
+    entries.push(...(await savedServerImage(docker, { ...opts, base }, savedDir, log)));
+  }
+  try {
+    return await buildFromContext(docker, opts, { tag, repoDir, entries, base, baseBuilt, started, log });
+  } finally {
+    if (savedDir) await rm(savedDir, { recursive: true, force: true });
+  }
+}
+
+/** The server image (runtime stage, tagged LAB_INNER_SERVER_TAG) built and saved to dir: the lab stage's context entries. */
+async function savedServerImage(
+  docker: Docker,
+  opts: ServerImageOptions,
+  dir: string,
+  log: (line: string) => void,
+): Promise<ContextEntry[]> {
+  await buildServerImage(docker, { ...opts, target: 'runtime', tag: LAB_INNER_SERVER_TAG });
+  const tar = path.join(dir, SAVED_SERVER_FILES.tar);
+  const started = Date.now();
+  await pipeline(await docker.getImage(LAB_INNER_SERVER_TAG).get(), createWriteStream(tar));
+  // The ID the inner dockerd will know it by (sha256:<hex>), whatever form the build reported.
+  const id = (await docker.getImage(LAB_INNER_SERVER_TAG).inspect()).Id;
+  log(
+    `saved ${LAB_INNER_SERVER_TAG} (${id.slice(7, 19)}, ${((await stat(tar)).size / 1048576).toFixed(0)} MiB) for the lab image's inner dockerd in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
+  return [
+    { name: SAVED_SERVER_FILES.tar, file: tar, mode: 0o644 },
+    { name: SAVED_SERVER_FILES.id, content: Buffer.from(`${id}\n`), mode: 0o644 },
+  ];
+}
+
+async function buildFromContext(
+  docker: Docker,
+  opts: ServerImageOptions,
+  ctx: {
+    tag: string;
+    repoDir: string;
+    entries: ContextEntry[];
+    base: string;
+    baseBuilt: boolean;
+    started: number;
+    log: (line: string) => void;
+  },
+): Promise<ServerImageReport> {
+  const { tag, repoDir, entries, base, baseBuilt, started, log } = ctx;
   log(`building ${tag} from ${path.join(repoDir, 'Dockerfile')} (BASE_IMAGE=${base})`);
   const result = await runBuild(
     docker,
