@@ -3,6 +3,7 @@
 // bootfarm instances in full DHCP mode on one segment, busybox udhcpc clients
 // (more than there are addresses), and a wire observer that judges every ACK.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { NetLab, type LabHost } from '../../server/lab/netlab.js';
 import { nodeArgs, REPO_ROOT, startBootfarm, type BootfarmProcess } from '../lib/bootfarm.js';
@@ -110,6 +111,9 @@ describe('two bootfarm instances sharing leases in etcd', () => {
     // etcd holds one claim per ACKed address, naming the client it was ACKed to.
     const claims = new Map((await etcdEntries(etcd, `${PREFIX}/leases/`)).map((e) => [e.key, parseClaim(e.value)?.mac]));
     for (const [ip, macs] of holders) expect(claims.get(`${PREFIX}/leases/10.9.0.0_24/${ip}`)).toBe([...macs][0]);
-    for (const s of servers) await s.stop();
+    for (const s of servers) {
+      await s.stop();
+      rmSync(path.dirname(s.configFile), { recursive: true, force: true });
+    }
   });
 });

@@ -16,12 +16,23 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
+/** A cluster in lab namespaces, whose members can be killed and started again (their data kept). */
+export interface LabEtcdCluster extends EtcdCluster {
+  /** SIGKILLs member `i` (its data directory stays). */
+  kill(i: number): Promise<void>;
+  /** Starts member `i` again on its data directory; resolves once it serves clients. */
+  restart(i: number): Promise<void>;
+}
+
+const READY = (l: string) => l.includes('ready to serve client requests');
+
 /** Starts one member on each of `hosts` (which have addresses) and resolves once every member serves clients. */
-export async function startEtcd(lab: NetLab, hosts: LabHost[]): Promise<EtcdCluster> {
+export async function startEtcd(lab: NetLab, hosts: LabHost[]): Promise<LabEtcdCluster> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
   const peers = hosts.map((h, i) => `m${i}=http://${h.address}:2380`).join(',');
   const endpoints = hosts.map((h) => `http://${h.address}:2379`);
-  const members: Background[] = hosts.map((h, i) =>
+  // With its data directory in place a member rejoins as itself (etcd ignores the --initial-* flags then).
+  const spawnMember = (h: LabHost, i: number) =>
     lab.spawn(
       h.ns,
       'etcd',
@@ -37,14 +48,14 @@ export async function startEtcd(lab: NetLab, hosts: LabHost[]): Promise<EtcdClus
         '--initial-cluster-state=new',
       ],
       `etcd-m${i}`,
-    ),
-  );
+    );
+  const members: Background[] = hosts.map(spawnMember);
   const stop = async () => {
     for (const m of members) await m.stop('SIGTERM', 5000);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await Promise.all(members.map((m) => m.waitFor((l) => l.includes('ready to serve client requests'), 60_000, 'etcd ready')));
+    await Promise.all(members.map((m) => m.waitFor(READY, 60_000, 'etcd ready')));
   } catch (err) {
     await stop();
     throw err;
@@ -58,6 +69,14 @@ export async function startEtcd(lab: NetLab, hosts: LabHost[]): Promise<EtcdClus
       return r.stdout;
     },
     stop,
+    kill: async (i) => {
+      await (members[i] as Background).stop('SIGKILL', 5000);
+    },
+    restart: async (i) => {
+      const member = spawnMember(hosts[i] as LabHost, i);
+      members[i] = member;
+      await member.waitFor(READY, 60_000, `etcd m${i} ready again`);
+    },
   };
 }
 
