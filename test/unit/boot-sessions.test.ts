@@ -1136,4 +1136,58 @@ describe('boot sessions: nonce, secret, join token', () => {
       TEST_TIMEOUT_MS,
     );
   });
+
+  describe('what the timeline and the log say', () => {
+    it(
+      'a superseded or expired boot puts no end event on the timeline (only joined, booted, failed and revoked do)',
+      async () => {
+        await sessions.issueBootNonce(node(), ADDRESS);
+        clock += 900_000;
+        await sessions.sweep();
+        expect(record().state).toBe('expired');
+        await openBoot();
+        await sessions.issueBootNonce(node(), ADDRESS);
+        expect(store.events(MAC).map((e) => e.type)).not.toContain('expired');
+        expect(store.events(MAC).map((e) => e.type)).not.toContain('superseded');
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "a token without an expiry set by bootfarm (a static one) is logged as the cluster's to expire",
+      async () => {
+        const staticMinter = new ScriptedMinter('static', () => clock);
+        staticMinter.mint = (n, ttlSeconds) => {
+          staticMinter.mints.push({ hostname: n.hostname, ttlSeconds });
+          return Promise.resolve({ id: 'static', secret: 'abcdefghijklmnop', token: 'static.abcdefghijklmnop', expiresAt: undefined });
+        };
+        sessions = new BootSessions(deps({ minter: staticMinter }));
+        const secret = await openBoot();
+        expect((await sessions.takeJoinToken(node(), bearer(secret))).id).toBe('static');
+        expect(record()).toMatchObject({ tokenId: undefined, tokenExpiresAt: undefined });
+        expect(logged('bootstrap token minted')).toMatchObject([{ tokenId: 'static', expiresAt: 'set by the cluster', minter: 'static' }]);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      'a boot that ends while its token is minted, and the delete of that token fails: the join still gets 410',
+      async () => {
+        let release = () => {};
+        minter.gate = new Promise((resolve) => (release = resolve));
+        minter.failRevoke = true;
+        const nonce = await sessions.issueBootNonce(node(), ADDRESS);
+        const { secret } = await sessions.openConfig(node(), { nonce, authorization: undefined }, ADDRESS);
+        const join = refusal(() => sessions.takeJoinToken(node(), bearer(secret)));
+        await vi.waitFor(() => expect(record().joinServed).toBe(true));
+        const next = sessions.issueBootNonce(node(), ADDRESS);
+        await vi.waitFor(() => expect(record().state).toBe('superseded'));
+        release();
+        await next;
+        expect((await join).status).toBe(410);
+        expect(record().state).toBe('booting');
+      },
+      TEST_TIMEOUT_MS,
+    );
+  });
 });
