@@ -1189,5 +1189,87 @@ describe('boot sessions: nonce, secret, join token', () => {
       },
       TEST_TIMEOUT_MS,
     );
+
+    it(
+      "a new boot of one node leaves another node's alarms as they were",
+      async () => {
+        const otherNode = node({ mac: '52:54:00:5e:00:02', hostname: 'n2' });
+        await sessions.issueBootNonce(otherNode, OTHER);
+        const otherSecret = (
+          await sessions.openConfig(otherNode, { nonce: await sessions.issueBootNonce(otherNode, OTHER), authorization: undefined }, OTHER)
+        ).secret;
+        const wrong = { nonce: undefined, authorization: bearer(`${otherSecret}x`) };
+        await refusal(() => sessions.openConfig(otherNode, wrong, OTHER));
+        await sessions.issueBootNonce(node(), ADDRESS);
+        await refusal(() => sessions.openConfig(otherNode, wrong, OTHER));
+        expect(store.events(otherNode.mac).filter((e) => e.type === 'security.secret-mismatch')).toHaveLength(1);
+      },
+      TEST_TIMEOUT_MS,
+    );
+  });
+
+  describe('more refusals and races', () => {
+    it(
+      'a boot kept from before nonces, not yet superseded by a start: the fetch is refused as missing, not as a boot that is over',
+      async () => {
+        await store.putSession({
+          mac: MAC,
+          bootId: 'old',
+          startedAt: T0,
+          openedAt: T0,
+          state: 'booting',
+          joinServed: false,
+          tokenId: undefined,
+          tokenExpiresAt: undefined,
+        });
+        const err = await refusal(() => sessions.openConfig(node(), { nonce: 'z'.repeat(32), authorization: undefined }, ADDRESS));
+        expect(err.status).toBe(401);
+        expect(await refused('missing')).toBe(1);
+        expect(await refused('boot-over')).toBe(0);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      'a first fetch that carries the nonce and some Authorization header: the nonce decides',
+      async () => {
+        const nonce = await sessions.issueBootNonce(node(), ADDRESS);
+        const { secret } = await sessions.openConfig(node(), { nonce, authorization: bearer('s'.repeat(32)) }, ADDRESS);
+        expect(record()).toMatchObject({ secretDigest: sha256(secret), state: 'booting' });
+        expect(await refused('secret-mismatch')).toBe(0);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      'a token minted for a boot that another instance superseded meanwhile is deleted, never written into the new boot',
+      async () => {
+        let release = () => {};
+        minter.gate = new Promise((resolve) => (release = resolve));
+        await openBoot();
+        // Over the same state: the node's next boot opens from the same address.
+        await new BootSessions(deps()).issueBootNonce(node(), ADDRESS);
+        const next = record();
+        expect(next.state).toBe('booting');
+        release();
+        await vi.waitFor(() => expect(minter.revoked).toEqual(['tok000']));
+        expect(record()).toEqual(next);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      'a restart with no token minter configured any more leaves a recorded token id alone and starts',
+      async () => {
+        await openBoot();
+        await vi.waitFor(() => expect(record().tokenId).toBe('tok000'));
+        const withoutMinter = new BootSessions(deps({ minter: undefined, kubernetes: undefined }));
+        await withoutMinter.start();
+        await withoutMinter.stop();
+        expect(record().tokenId).toBe('tok000');
+        expect(minter.revoked).toEqual([]);
+      },
+      TEST_TIMEOUT_MS,
+    );
   });
 });
