@@ -30,7 +30,7 @@ export function inLabContainer(): boolean {
 /** The cache volume's mount point in the lab container (`-v bootfarm-lab-cache:/var/lib/bootfarm-lab`). */
 export const LAB_CACHE_DIR = '/var/lib/bootfarm-lab';
 /** Where `bootfarm lab image` puts the saved server image and its ID in the lab image. */
-export const SAVED_SERVER_DIR = '/opt/bootfarm/lab';
+const SAVED_SERVER_DIR = '/opt/bootfarm/lab';
 /** In the build context (and so in the Dockerfile's lab stage). */
 export const SAVED_SERVER_FILES = { tar: 'server-image.tar', id: 'server-image.id' } as const;
 
