@@ -210,6 +210,7 @@ nodes:
       expect(offer.outcome).toBe('offer-store-unavailable');
       expect(replyOf(offer)?.yiaddr).toBe('10.9.0.100');
       expect(u32(offer, 51)).toBe(3000);
+      expect(offer.detail).toEqual({ ip: '10.9.0.100', leaseSeconds: 3000 });
       const ack = await handleAt(
         handler,
         store,
