@@ -54,6 +54,18 @@ function withDeadline<T>(operation: Promise<T>, ms: number, what: string): Promi
   return Promise.race([operation, deadline]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * What a claim writes: the same client's claim is never shortened. Another
+ * instance may hold a binding for this client up to the expiry already in etcd
+ * and answer its renewals from that binding while etcd cannot be reached (see
+ * full-handler.ts); an offer's shorter hold written over it (the client's
+ * DISCOVER, or a forged one with its MAC, reaching another instance) would let
+ * the key expire early and the address go to a second client.
+ */
+function lengthened(value: ClaimValue, current: ClaimValue | undefined): ClaimValue {
+  return current?.key === value.key && current.expiresAt > value.expiresAt ? { ...value, expiresAt: current.expiresAt } : value;
+}
+
 /** The key of `ip` in `subnet` (a CIDR; its slash would read as another level). */
 function claimKey(prefix: string, subnet: string, ip: string): string {
   return `${prefix}/leases/${subnet.replace('/', '_')}/${ip}`;
@@ -180,21 +192,22 @@ export class EtcdLeaseClaims implements LeaseClaims {
 
   private async claimUnbounded(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
     const key = claimKey(this.prefix, subnet, ip);
-    const ttl = Math.max(1, Math.ceil((value.expiresAt - now) / 1000));
     let current = await this.read(key);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (current.value && !mayClaim(current.value, value.key, now)) {
         this.held.set(ip, current.value);
         return { ok: false, holder: current.value };
       }
+      const written = lengthened(value, current.value);
+      const ttl = Math.max(1, Math.ceil((written.expiresAt - now) / 1000));
       const grant = await this.client.leaseClient.leaseGrant({ TTL: ttl });
       const res = await this.client
         .if(key, 'Mod', '==', current.modRevision)
-        .then(this.client.put(key).value(JSON.stringify(value)).lease(grant.ID))
+        .then(this.client.put(key).value(JSON.stringify(written)).lease(grant.ID))
         .else(this.client.get(key))
         .commit();
       if (res.succeeded) {
-        this.held.set(ip, value);
+        this.held.set(ip, written);
         // A renewal moved the key to a new etcd lease (its TTL is the new expiry's):
         // the old one would otherwise live on, attached to nothing, until its TTL.
         if (current.lease !== '0') this.revoke(current.lease);

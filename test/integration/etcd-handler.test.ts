@@ -152,6 +152,23 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
     expect(await added()).toHaveLength(1);
   });
 
+  it('a DISCOVER of a bound client reaching another instance does not shorten its claim: the address is not offered to a second client', async () => {
+    const ip = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    expect((await request(first, X, ip, t0 + 10)).outcome).toBe('ack');
+    // X (or anyone sending X's MAC) asks instance 2 for its address: an offer,
+    // whose claim is for a 30 s hold; X's lease on instance 1 runs 600 s.
+    const again = await discover(second, X, t0 + 1000, ip);
+    expect([again.outcome, replyOf(again)?.yiaddr]).toEqual(['offer', ip]);
+    // Past that hold, Y asks instance 2 for the same address: X still holds it on instance 1.
+    const other = await discover(second, Y, t0 + 1000 + OFFER_HOLD_MS + 1, ip);
+    expect(other.outcome).toBe('offer');
+    expect(replyOf(other)?.yiaddr).not.toBe(ip);
+    expect((await stored()).get(ip)).toBe(X);
+    // What instance 1 answers X from its binding while etcd is out is what etcd still says.
+    const entry = (await etcdEntries(etcd, `${prefix}/leases/`)).find((e) => e.key.endsWith(`/${ip}`));
+    expect(parseClaim(entry?.value ?? '')?.expiresAt).toBe(t0 + 10 + 600_000);
+  });
+
   // Last: it stops the etcd member (every case before opens claims on it).
   it('with etcd gone, no new address is offered or ACKed; a held one is renewed for what it has left; a reservation still is answered', async () => {
     const held = replyOf(await discover(first, X, t0))?.yiaddr as string;
