@@ -16,7 +16,11 @@ import type { Logger } from 'pino';
 import { RateLimiter } from '../util/rate-limited-log.js';
 import { mayClaim, parseClaim, type ClaimResult, type ClaimsHealth, type ClaimValue, type LeaseClaims } from './lease-claims.js';
 
-/** A claim that loses this many races in a row is abandoned (the request gets no answer; the client retries). */
+/**
+ * A claim that loses this many races in a row is abandoned as a conflict: the
+ * handler tries its next candidate (DISCOVER) or NAKs (REQUEST). etcd answered
+ * every time, so its health is not touched.
+ */
 const MAX_ATTEMPTS = 5;
 /** How often etcd's health is probed: the longest /metrics shows a stale state while no claim is made. */
 const PROBE_INTERVAL_MS = 2000;
@@ -43,6 +47,52 @@ function currentOf(kv: IKeyValue | undefined): Current {
   return kv
     ? { value: parseClaim(kv.value.toString()), modRevision: kv.mod_revision, lease: kv.lease }
     : { value: undefined, modRevision: '0', lease: '0' };
+}
+
+/** Health-change lines per kind (down, up) a minute: a flapping etcd cannot flood the log. */
+const HEALTH_LOG_BURST = 5;
+
+/**
+ * The health state and its log. Each kind of change has its own limit, so the
+ * first loss and the first return in a minute are always logged; past the limit,
+ * the next line logged says how many were suppressed. The gauge and /healthz
+ * (onHealth, health()) follow every change.
+ */
+export class ClaimsHealthTracker {
+  private state: ClaimsHealth;
+  private readonly downLog = new RateLimiter(HEALTH_LOG_BURST, 60_000);
+  private readonly upLog = new RateLimiter(HEALTH_LOG_BURST, 60_000);
+
+  constructor(
+    private readonly logger: Logger,
+    /** Logged with every line: what the lines are about (prefix, endpoints). */
+    private readonly fields: Record<string, unknown>,
+    private readonly onHealth: ((health: ClaimsHealth) => void) | undefined,
+    now: number,
+  ) {
+    this.state = { healthy: true, since: now };
+  }
+
+  get current(): ClaimsHealth {
+    return this.state;
+  }
+
+  /** Records whether etcd answered; a change is told to onHealth and logged (bounded). */
+  note(healthy: boolean, reason: string | undefined, now: number): void {
+    if (healthy === this.state.healthy) return;
+    this.state = healthy ? { healthy, since: now } : { healthy, reason, since: now };
+    const gate = (healthy ? this.upLog : this.downLog).take(now);
+    if (gate.log) {
+      const fields = { ...this.fields, suppressedSinceLast: gate.suppressed };
+      if (healthy) this.logger.info(fields, 'etcd answers again: new addresses are given');
+      else
+        this.logger.warn(
+          { ...fields, reason },
+          'etcd cannot be reached: no new address is given; renewals of held addresses are ACKed up to their claimed expiry',
+        );
+    }
+    this.onHealth?.(this.state);
+  }
 }
 
 /** Rejects with `what` once `ms` passed; the operation itself may still finish later (see claim()). */
@@ -75,7 +125,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
   /** ip -> the claim etcd holds for it, as the watch last told. */
   private readonly held = new Map<string, ClaimValue>();
   private watcher: Watcher | undefined;
-  private state: ClaimsHealth = { healthy: true, since: Date.now() };
+  private readonly tracker: ClaimsHealthTracker;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private readonly failureLog = new RateLimiter(10, 60_000);
@@ -84,7 +134,9 @@ export class EtcdLeaseClaims implements LeaseClaims {
     private readonly client: Etcd3,
     private readonly prefix: string,
     private readonly options: EtcdClaimsOptions,
-  ) {}
+  ) {
+    this.tracker = new ClaimsHealthTracker(options.logger, { prefix, endpoints: options.endpoints }, options.onHealth, Date.now());
+  }
 
   /** Connects, reads every claim and watches the prefix from the revision after that read. */
   static async open(options: EtcdClaimsOptions): Promise<EtcdLeaseClaims> {
@@ -101,7 +153,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
       client.close();
       throw err;
     }
-    options.onHealth?.(claims.state);
+    options.onHealth?.(claims.health());
     claims.probeTimer = setInterval(() => claims.probe(), PROBE_INTERVAL_MS);
     claims.probeTimer.unref();
     return claims;
@@ -112,20 +164,11 @@ export class EtcdLeaseClaims implements LeaseClaims {
   }
 
   health(): ClaimsHealth {
-    return this.state;
+    return this.tracker.current;
   }
 
-  /** Records whether etcd answered; a change is logged once and told to onHealth. */
   private noteHealth(healthy: boolean, reason?: string): void {
-    if (healthy === this.state.healthy) return;
-    this.state = healthy ? { healthy, since: Date.now() } : { healthy, reason, since: Date.now() };
-    if (healthy) this.logger.info({ prefix: this.prefix }, 'etcd answers again: new addresses are given');
-    else
-      this.logger.warn(
-        { prefix: this.prefix, endpoints: this.options.endpoints, reason },
-        'etcd cannot be reached: no new address is given; renewals of held addresses are ACKed up to their claimed expiry',
-      );
-    this.options.onHealth?.(this.state);
+    this.tracker.note(healthy, reason, Date.now());
   }
 
   /** Runs one etcd operation within the claim timeout, and notes whether etcd answered. */
@@ -217,7 +260,9 @@ export class EtcdLeaseClaims implements LeaseClaims {
       this.revoke(grant.ID);
       current = currentOf(res.responses[0]?.response_range?.kvs[0]);
     }
-    throw new Error(`claim of ${ip} lost ${MAX_ATTEMPTS} races in a row`);
+    // Lost every race: other writers keep taking the key. A conflict, not an
+    // outage (etcd answered each time): the caller moves on as for any holder.
+    return current.value ? { ok: false, holder: current.value } : { ok: false };
   }
 
   /** Ends an etcd lease no key needs any more; a failure leaves it to its TTL. */

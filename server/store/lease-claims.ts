@@ -16,7 +16,8 @@ export interface ClaimValue {
   instance: string;
 }
 
-export type ClaimResult = { ok: true } | { ok: false; holder: ClaimValue };
+/** A conflict names the holder when one is known (not when the claim lost its races to writers that left none). */
+export type ClaimResult = { ok: true } | { ok: false; holder?: ClaimValue };
 
 /** Can the store decide claims now? Shown by /healthz and bootfarm_lease_store_healthy. */
 export interface ClaimsHealth {
@@ -31,7 +32,8 @@ export interface LeaseClaims {
   /**
    * Claims (or renews) `ip` in `subnet` for the client `value.key` until
    * `value.expiresAt`, judged at `now`. Resolves ok only once the claim is
-   * committed; a conflict names the holder. Rejects when the store cannot say
+   * committed; a conflict (someone else holds it, or the claim kept losing
+   * races for it) resolves not ok. Rejects when the store cannot say
    * (within the store's bounded claim timeout): the caller then gives no new address.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult>;

@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
+import type { Etcd3 } from 'etcd3';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import { MessageType } from '../../server/dhcp/codec/options.js';
@@ -167,6 +168,31 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
     // What instance 1 answers X from its binding while etcd is out is what etcd still says.
     const entry = (await etcdEntries(etcd, `${prefix}/leases/`)).find((e) => e.key.endsWith(`/${ip}`));
     expect(parseClaim(entry?.value ?? '')?.expiresAt).toBe(t0 + 10 + 600_000);
+  });
+
+  it('a claim that keeps losing its races is a conflict (NAK), not an outage: health stays as it was', async () => {
+    const ip = replyOf(await discover(first, X, t0))?.yiaddr as string;
+    const healthBefore = at(first).claims.health();
+    // Another writer (etcdctl here) puts an expired claim of someone else on the
+    // key between each of instance 1's reads and its transaction: every attempt
+    // may claim, and every attempt's comparison fails. etcd answers all along.
+    const key = `${prefix}/leases/10.9.0.0_24/${ip}`;
+    let competing = 0;
+    // The etcd client is private to EtcdLeaseClaims; its lease grant comes right before each transaction.
+    const leaseClient = (at(first).claims as unknown as { client: Etcd3 }).client.leaseClient;
+    const grant = leaseClient.leaseGrant.bind(leaseClient);
+    leaseClient.leaseGrant = async (...args) => {
+      competing++;
+      const other = { key: `other-${competing}`, mac: '52:54:00:dd:00:0f', expiresAt: t0 - 1, instance: '10.9.0.3' };
+      await etcd.ctl(['put', key, JSON.stringify(other)]);
+      return grant(...args);
+    };
+    const answer = await request(first, X, ip, t0 + 10);
+    expect(competing).toBe(5);
+    expect(answer.outcome).toBe('nak');
+    expect(nakMessage(answer)).toBe('address claimed by another client');
+    expect(at(first).claims.health()).toEqual(healthBefore);
+    expect(healthBefore.healthy).toBe(true);
   });
 
   // Last: it stops the etcd member (every case before opens claims on it).

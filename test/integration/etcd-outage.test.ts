@@ -120,7 +120,8 @@ describe('bootfarm instances sharing leases when etcd fails or is cut off', () =
     for (const address of [A, B]) await waitHealth(address, '0');
     const { healthz } = await storeHealth(A);
     expect(healthz.status).toBe('degraded');
-    expect(healthz.leaseStore?.reason).toMatch(/etcd did not answer within 500 ms|UNAVAILABLE|DEADLINE/);
+    // A fixed reason on /healthz (anyone on the segment reads it); etcd's error, with its endpoints, is in the log.
+    expect(healthz.leaseStore?.reason).toBe('lease store unreachable');
 
     // SIGUSR1: udhcpc renews now, unicast to the instance that gave the lease.
     const since = holder.bg.lines.length;
