@@ -1,11 +1,14 @@
 // The whole lab in one container (issue 23): `bootfarm lab image` builds the top-level
-// Dockerfile's lab stage with no registry, and `docker run <it> lab run` (privileged)
-// boots a node to "joined" entirely inside that container: its namespaces, bridge,
-// taps, QEMU and bootfarm (a process in a lab namespace) live and die with it. The
-// host is compared before and after (network namespaces, links, QEMU processes), and
-// while the node boots none of the lab's names exist on the host.
+// Dockerfile's lab stage with no registry (the server image saved into it), and `docker
+// run <it> lab run` (the privileges named below, not --privileged) boots nodes to
+// "joined" entirely inside that container: its namespaces, bridge, taps, QEMU, and
+// bootfarm in a container of a dockerd of its own (true DinD; data root on the cache
+// volume), all live and die with it. The host is compared before and after (network
+// namespaces, links, QEMU processes), and while a node boots none of the lab's names
+// exist on the host. A second run on the same cache volume loads nothing: asserted
+// from its log.
 // The node images come from the shared cache, mounted read-only (built on the host:
-// building them inside the container is a later step).
+// building them inside the container is not done), or are copied onto the cache volume.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -58,7 +61,10 @@ const LAB_CONTAINER_PRIVILEGES = [
   '/dev/net/tun',
 ];
 
-function dockerRunArgs(name: string, workDir: string, labArgs: string[]): string[] {
+/** This run's cache volume (removed in afterAll). */
+const CACHE = `bootfarm-lab-cache-test-${process.pid}`;
+
+function dockerRunArgs(name: string, workDir: string, labArgs: string[], opts: { mountImages?: boolean } = {}): string[] {
   return [
     'run',
     '--rm',
@@ -69,7 +75,8 @@ function dockerRunArgs(name: string, workDir: string, labArgs: string[]): string
     'none',
     ...(existsSync('/dev/kvm') ? ['--device', '/dev/kvm'] : []),
     '-v',
-    `${IMAGES}:/var/lib/bootfarm/images:ro`,
+    `${CACHE}:/var/lib/bootfarm-lab`,
+    ...(opts.mountImages === false ? [] : ['-v', `${IMAGES}:/var/lib/bootfarm/images:ro`]),
     '-v',
     `${workDir}:/out`,
     TAG,
@@ -129,8 +136,9 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
     await buildLabContainerImage();
   }, 90 * 60_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     for (const dir of work) rmSync(dir, { recursive: true, force: true });
+    await run('docker', ['volume', 'rm', '-f', CACHE]);
   });
 
   it(
@@ -145,7 +153,7 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
   );
 
   it(
-    'amd64-bios joins inside the container; the host gains no namespace, link or QEMU process',
+    'amd64-bios joins inside the container, bootfarm in a container of the inner dockerd (cold cache volume: the server image loaded); the host gains no namespace, link or QEMU process',
     async () => {
       const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
       work.push(dir);
@@ -173,12 +181,63 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
       expect(added(before, after)).toEqual([]);
       // The consoles and logs are the CI job's artefacts, in the mounted work directory.
       expect(readFileSync(`${dir}/consoles/lab-amd64-bios.log`, 'utf8')).toMatch(/iPXE/);
+      // True DinD: a dockerd of the lab's own, its data root on the cache volume, and the
+      // server image loaded into it from the lab image (the volume was empty).
+      expect(stderr).toMatch(
+        /lab: inner dockerd \S+ \(pid \d+, storage \S+, cgroup \d, data root \/var\/lib\/bootfarm-lab\/docker on the cache volume/,
+      );
+      expect(stderr).toMatch(/lab: server image [0-9a-f]{12} loaded from \/opt\/bootfarm\/lab\/server-image\.tar/);
+      expect(stderr).toMatch(/lab: bootfarm serving on 10\.9\.0\.1 \(container bflab\S+-bootfarm,/);
+      expect(stderr).toMatch(/lab: inner dockerd stopped/);
+      // bootfarm ran in that container: its log is the container's (JSON lines from serve).
+      expect(readFileSync(`${dir}/bootfarm.log`, 'utf8')).toMatch(/"msg":"bootfarm ready"/);
     },
     40 * 60_000,
   );
 
   it(
-    'SIGTERM to the container while a node boots: the lab is torn down, exit 143, nothing left',
+    'a second run on the same cache volume loads nothing; images from the volume when none are mounted',
+    async () => {
+      // The node images onto the cache volume (what a CI job's earlier step, or a build there, leaves).
+      await runOk(
+        'docker',
+        [
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          '--entrypoint',
+          'sh',
+          '-v',
+          `${CACHE}:/var/lib/bootfarm-lab`,
+          '-v',
+          `${IMAGES}:/src:ro`,
+          TAG,
+          '-c',
+          'mkdir -p /var/lib/bootfarm-lab/images && cp -a /src/lab /var/lib/bootfarm-lab/images/',
+        ],
+        10 * 60_000,
+      );
+      const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
+      work.push(dir);
+      const before = await hostState();
+      const lab = startContainer(
+        dockerRunArgs(`bootfarm-lab-container-warm-${process.pid}`, dir, ['--nodes', 'amd64-bios'], { mountImages: false }),
+      );
+      const code = await lab.code;
+      const { stdout, stderr } = lab.out;
+      expect(code, stderr.slice(-3000)).toBe(0);
+      expect((JSON.parse(stdout) as LabJson).results.map((r) => [r.hostname, r.ok])).toEqual([['lab-amd64-bios', true]]);
+      expect(stderr).toMatch(/lab: images from \/var\/lib\/bootfarm-lab\/images\n/);
+      expect(stderr).toMatch(/lab: server image [0-9a-f]{12} already loaded in the cache volume: no load/);
+      expect(stderr).not.toMatch(/loaded from|downloaded into|building|built in/);
+      expect(added(before, await hostState())).toEqual([]);
+    },
+    40 * 60_000,
+  );
+
+  it(
+    'SIGTERM to the container while a node boots: the lab, its inner containers and dockerd are torn down, exit 143, nothing left',
     async () => {
       const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
       work.push(dir);
@@ -192,6 +251,8 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
       if (code === 'hung') await run('docker', ['kill', name]);
       expect(code, lab.out.stderr.slice(-3000)).toBe(143);
       expect(lab.out.stderr).toMatch(/SIGTERM: tearing the lab down/);
+      // bootfarm's container and the inner dockerd went first (dockerd ends its containers).
+      expect(lab.out.stderr).toMatch(/lab: inner dockerd stopped \(exit 0\)/);
       expect((await runOk('docker', ['ps', '-a', '--filter', `name=${name}`, '--format', '{{.Names}}'])).trim()).toBe('');
       expect(added(before, await hostState())).toEqual([]);
     },
