@@ -119,7 +119,7 @@ export function registerLabCommands(program: Command, fail: (err: unknown) => ne
     cmd
       .option(
         '--nodes <list>',
-        'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, amd64-uefi-sb, arm64-uefi-sb, pi3, pi4, pi4-http, pi5, armhf-uboot (comma separated; kind*N for several)',
+        'amd64-bios, amd64-uefi, arm64-uefi, amd64-uefi-http, arm64-uefi-http, amd64-uefi-sb, arm64-uefi-sb, pi3, pi4, pi4-http, pi5, armhf-uboot, arm64-uboot (comma separated; kind*N for several)',
         'amd64-bios,arm64-uefi,pi4',
       )
       .option(
