@@ -1271,5 +1271,19 @@ describe('boot sessions: nonce, secret, join token', () => {
       },
       TEST_TIMEOUT_MS,
     );
+
+    it(
+      "a boot superseded with its token: the token is deleted naming the new boot as why; only a revoked boot logs 'boot revoked'",
+      async () => {
+        await openBoot();
+        await vi.waitFor(() => expect(record().tokenId).toBe('tok000'));
+        await sessions.issueBootNonce(node(), ADDRESS);
+        expect(events('token.revoked').map((e) => e.detail)).toEqual([
+          { tokenId: 'tok000', why: 'a new boot began (its boot script was served again)' },
+        ]);
+        expect(logged('boot revoked')).toEqual([]);
+      },
+      TEST_TIMEOUT_MS,
+    );
   });
 });
