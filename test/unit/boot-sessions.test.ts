@@ -1285,5 +1285,29 @@ describe('boot sessions: nonce, secret, join token', () => {
       },
       TEST_TIMEOUT_MS,
     );
+
+    it(
+      "a token deleted while the node's next boot records its own: the new boot's token id is kept",
+      async () => {
+        const secret = await openBoot();
+        await sessions.takeJoinToken(node(), bearer(secret));
+        let release = () => {};
+        const held = new Promise<void>((resolve) => (release = resolve));
+        const revoke = minter.revoke.bind(minter);
+        minter.revoke = async (tokenId) => {
+          await held;
+          return revoke(tokenId);
+        };
+        const reported = sessions.report(node(), bearer(secret), 'join', 'ok', undefined);
+        await vi.waitFor(() => expect(record().state).toBe('joined'));
+        await openBoot();
+        await vi.waitFor(() => expect(record().tokenId).toBe('tok001'));
+        release();
+        await reported;
+        expect(minter.revoked).toEqual(['tok000']);
+        expect(record().tokenId).toBe('tok001');
+      },
+      TEST_TIMEOUT_MS,
+    );
   });
 });
