@@ -1309,5 +1309,56 @@ describe('boot sessions: nonce, secret, join token', () => {
       },
       TEST_TIMEOUT_MS,
     );
+
+    it(
+      'a restart deletes the token of a boot that is over even when its join was served',
+      async () => {
+        const secret = await openBoot();
+        await sessions.takeJoinToken(node(), bearer(secret));
+        await store.putSession({ ...record(), state: 'failed' });
+        const restarted = new BootSessions(deps());
+        await restarted.start();
+        await restarted.stop();
+        expect(minter.revoked).toEqual(['tok000']);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      'a restart leaves a boot that is over as it was, even one from before nonces',
+      async () => {
+        await store.putSession({
+          mac: MAC,
+          bootId: 'old',
+          startedAt: T0,
+          openedAt: T0,
+          state: 'joined',
+          joinServed: true,
+          tokenId: undefined,
+          tokenExpiresAt: undefined,
+        });
+        const restarted = new BootSessions(deps());
+        await restarted.start();
+        await restarted.stop();
+        expect(record().state).toBe('joined');
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "a failed delete of a finished boot's token is retried by the sweep after the token's TTL too",
+      async () => {
+        const secret = await openBoot();
+        await sessions.takeJoinToken(node(), bearer(secret));
+        minter.failRevoke = true;
+        await sessions.report(node(), bearer(secret), 'join', 'ok', undefined);
+        minter.failRevoke = false;
+        clock = (record().tokenExpiresAt ?? 0) + 1;
+        await sessions.sweep();
+        expect(minter.revoked).toEqual(['tok000']);
+        expect(record()).toMatchObject({ state: 'joined', tokenId: undefined });
+      },
+      TEST_TIMEOUT_MS,
+    );
   });
 });
