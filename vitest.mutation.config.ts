@@ -12,6 +12,7 @@ export const MUTATION_TESTS = [
   'test/unit/boot-credentials.test.ts',
   'test/unit/boot-script-issuer.test.ts',
   'test/unit/boot-sessions.test.ts',
+  'test/unit/boot-sessions-more.test.ts',
   'test/unit/client-identity.test.ts',
   'test/unit/config.test.ts',
   'test/unit/config-live.test.ts',
