@@ -48,7 +48,7 @@ export const SPECS: Record<LabNodeKind, Omit<NodeSpec, 'kind'>> = {
   // An ARMv7 board running U-Boot (Debian's qemu_arm): DHCP, boot.scr.uimg, its pxelinux.cfg (server/boot/uboot/).
   'armhf-uboot': { hostname: 'lab-armhf-uboot', mac: '52:54:00:b0:00:21', arch: 'armhf', firmware: 'uboot-arm' },
   // An ARMv8 board running U-Boot (Debian's qemu_arm64), the same path with the arm64
-  // image's gzip-compressed kernel, which booti unpacks (server/boot/uboot/script-file.ts).
+  // image's kernel (a plain Image, which booti starts as it is: server/boot/uboot/script-file.ts).
   'arm64-uboot': { hostname: 'lab-arm64-uboot', mac: '52:54:00:b0:00:22', arch: 'arm64', firmware: 'uboot-arm64' },
   // The Pi 3B+ ROM and bootcode.bin, then its serial directory (--model 3).
   pi3: { hostname: 'lab-pi3', mac: 'b8:27:eb:b0:00:14', arch: 'arm64', firmware: 'pi4', piSerial: 'b0a7f003', piModel: 3 },

@@ -1,8 +1,8 @@
 // A U-Boot board in the emulation lab (issue 13): Debian's qemu_arm64 U-Boot on
 // QEMU's arm64 virt machine DHCPs as an arm64 U-Boot (93 = 22), sources bootfarm's
 // boot.scr.uimg, reads the node's pxelinux.cfg/01-<mac>, loads the arm64 image's
-// initrd and gzip-compressed kernel over TFTP, unpacks the kernel with booti
-// (server/boot/uboot/script-file.ts), attaches the node's NBD root and joins. The
+// initrd and kernel over TFTP, starts the kernel (a plain arm64 Image) with booti,
+// attaches the node's NBD root and joins. The
 // armhf-uboot kind walks the same path with an armhf image, which CI does not build.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildLabImage, fetchedPaths, lab } from '../lib/lab-run.js';

@@ -3,8 +3,8 @@
 // sources it, which runs `pxe get` for its pxelinux.cfg/01-<mac> and `pxe boot`,
 // which fetches the node's kernel and initrd over TFTP. The image here is random
 // bytes, so U-Boot stops at bootz ("zimage: Bad magic!"). Debian's qemu_arm64 U-Boot
-// gets a gzip-compressed stand-in arm64 Image, as Debian's arm64 vmlinuz is: booti
-// must unpack it and start it. The lab kind armhf-uboot boots a real armhf image to
+// gets a gzip-compressed stand-in arm64 Image (Image.gz, as board vendors ship;
+// Debian's own arm64 vmlinuz is a plain Image): booti must unpack it and start it. The lab kind armhf-uboot boots a real armhf image to
 // joined, so far only by hand (README, "U-Boot boards": the armhf image build is not
 // in CI yet); the lab kind arm64-uboot boots the arm64 image (server/lab/lab-nodes.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -11,8 +11,11 @@ import { ubootScriptImage } from './script-image.js';
 export const UBOOT_SCRIPT_PATH = 'boot.scr.uimg';
 
 /**
- * arm64 boards: `pxe boot` hands the kernel to booti, and Debian's arm64 vmlinuz is
- * a gzip-compressed Image. booti unpacks one only when kernel_comp_addr_r (where to
+ * arm64 boards: `pxe boot` hands the kernel to booti. Debian's arm64 vmlinuz is a
+ * plain Image (EFI stub, "ARM\x64" magic; bookworm's 6.1 and unstable's 7.2 alike,
+ * checked in the lab), which booti starts as it is. An image whose kernel is a
+ * gzip-compressed Image (Image.gz, as many board vendors ship) is another matter:
+ * booti unpacks one only when kernel_comp_addr_r (where to
  * inflate it) and kernel_comp_size (the most compressed bytes to read) are set, and
  * otherwise stops with "kernel_comp_addr_r or kernel_comp_size is not provided!"
  * (U-Boot cmd/booti.c). Debian's qemu_arm64 build sets neither (its console,
