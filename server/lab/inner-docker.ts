@@ -91,7 +91,12 @@ export interface InnerDocker {
 }
 
 /** Starts dockerd inside the lab container, its data root on the cache volume; resolves once it answers. */
-export async function startInnerDockerd(opts: { cacheDir?: string; log: (line: string) => void }): Promise<InnerDocker> {
+export async function startInnerDockerd(opts: {
+  cacheDir?: string;
+  log: (line: string) => void;
+  /** Called as soon as dockerd is spawned: a SIGTERM during the start must be able to stop it too. */
+  onSpawned?: (stop: () => Promise<void>) => void;
+}): Promise<InnerDocker> {
   const dataRoot = path.join(opts.cacheDir ?? LAB_CACHE_DIR, 'docker');
   mkdirSync(dataRoot, { recursive: true });
   mkdirSync(RUN_DIR, { recursive: true });
@@ -121,6 +126,7 @@ export async function startInnerDockerd(opts: { cacheDir?: string; log: (line: s
     const code = await dockerd.stop('SIGTERM', 20_000);
     opts.log(`inner dockerd stopped (exit ${code})`);
   };
+  opts.onSpawned?.(stop);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const ended = await Promise.race([dockerd.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 500))]);
@@ -138,14 +144,20 @@ export async function startInnerDockerd(opts: { cacheDir?: string; log: (line: s
       throw new SetupError(`the inner dockerd did not answer within 60 s; its last output:\n${dockerd.lines.slice(-15).join('\n')}`);
     }
   }
-  const info = (await docker.info()) as { ServerVersion?: string; Driver?: string; CgroupVersion?: string };
-  opts.log(
-    `inner dockerd ${String(info.ServerVersion)} (pid ${dockerd.pid}, storage ${String(info.Driver)}, cgroup ${String(info.CgroupVersion)}, data root ${dataRoot} on the cache volume, socket ${socket})`,
-  );
-  // A run killed outright (SIGKILL, OOM) leaves its server containers in the data root: none of them is this run's.
-  const stale = await docker.listContainers({ all: true, filters: { label: ['bootfarm.role=server'] } });
-  for (const c of stale) await docker.getContainer(c.Id).remove({ force: true });
-  if (stale.length) opts.log(`removed ${stale.length} server container(s) an interrupted run left in the cache volume`);
+  try {
+    const info = (await docker.info()) as { ServerVersion?: string; Driver?: string; CgroupVersion?: string };
+    opts.log(
+      `inner dockerd ${String(info.ServerVersion)} (pid ${dockerd.pid}, storage ${String(info.Driver)}, cgroup ${String(info.CgroupVersion)}, data root ${dataRoot} on the cache volume, socket ${socket})`,
+    );
+    // A run killed outright (SIGKILL, OOM) leaves its server containers in the data root: none of them is this run's.
+    const stale = await docker.listContainers({ all: true, filters: { label: ['bootfarm.role=server'] } });
+    for (const c of stale) await docker.getContainer(c.Id).remove({ force: true });
+    if (stale.length) opts.log(`removed ${stale.length} server container(s) an interrupted run left in the cache volume`);
+  } catch (err) {
+    // A daemon that answered but failed what follows must not outlive this start.
+    await stop();
+    throw err;
+  }
   return { docker, socket, stop };
 }
 

@@ -45,6 +45,8 @@ export class Lab {
   private container: ServerContainer | undefined;
   /** In the lab image: the dockerd that runs bootfarm's container. */
   private innerDocker: InnerDocker | undefined;
+  /** The inner dockerd's stop from the moment it is spawned, before startInnerDockerd resolves. */
+  private stopInnerDockerd: (() => Promise<void>) | undefined;
   /** server attach: the operator's container on the lab's bridge. */
   private attached: AttachedServer | undefined;
   private srvNs: string | undefined;
@@ -324,7 +326,12 @@ export class Lab {
       let image = LAB_INNER_SERVER_TAG;
       if (inLabContainer()) {
         // In the lab image: a dockerd of its own (true DinD), the server image loaded from the lab image once.
-        this.innerDocker = await startInnerDockerd({ log: (line) => this.log(line) });
+        this.innerDocker = await startInnerDockerd({
+          log: (line) => this.log(line),
+          onSpawned: (stop) => {
+            this.stopInnerDockerd = stop;
+          },
+        });
         docker = this.innerDocker.docker;
         image = await ensureServerImage(docker, (line) => this.log(line));
       } else {
@@ -709,8 +716,11 @@ export class Lab {
       }
     } finally {
       // Whatever became of its containers, the inner dockerd must not outlive the lab.
-      await this.innerDocker?.stop();
+      // stopInnerDockerd is set as soon as dockerd is spawned, so a SIGTERM during its start stops it too.
+      const stopInner = this.stopInnerDockerd;
       this.innerDocker = undefined;
+      this.stopInnerDockerd = undefined;
+      await stopInner?.();
     }
     if (this.attached) {
       writeFileSync(path.join(this.workDir, 'bootfarm.log'), await attachedLogs(this.options.attachTo as string));
