@@ -93,6 +93,13 @@ async function attachedSession(size: number): Promise<Held> {
   return { edge, session, reads };
 }
 
+/** Answers the i-th READ the session started; a READ that was never started fails the test. */
+function answerRead(h: Held, i: number): void {
+  const answer = h.reads[i];
+  if (!answer) throw new Error(`READ ${i} was never started (${h.reads.length} started)`);
+  answer();
+}
+
 const reads = (count: number, length: number): Buffer =>
   Buffer.concat(Array.from({ length: count }, (_, i) => request(Cmd.READ, BigInt(i), BigInt(i) * BigInt(length), length)));
 const flushes = (count: number): Buffer => Buffer.concat(Array.from({ length: count }, (_, i) => request(Cmd.FLUSH, BigInt(i), 0n, 0)));
@@ -108,13 +115,13 @@ describe('NBD session backpressure', () => {
       expect(h.reads).toHaveLength(64);
       expect(h.edge.paused).toBe(true);
       for (let answered = 1; answered <= 32; answered++) {
-        h.reads[answered - 1]();
+        answerRead(h, answered - 1);
         await rest();
       }
       // 32 still in flight: half of the limit is not below it.
       expect(h.edge.paused).toBe(true);
       expect(h.reads).toHaveLength(64);
-      h.reads[32]();
+      answerRead(h, 32);
       await rest();
       expect(h.edge.paused).toBe(false);
       expect(h.reads).toHaveLength(65);
@@ -132,14 +139,14 @@ describe('NBD session backpressure', () => {
       await rest();
       expect(h.reads).toHaveLength(4);
       expect(h.edge.paused).toBe(true);
-      h.reads[0]();
+      answerRead(h, 0);
       await rest();
-      h.reads[1]();
+      answerRead(h, 1);
       await rest();
       // 32 MiB in flight: not below half.
       expect(h.edge.paused).toBe(true);
       expect(h.reads).toHaveLength(4);
-      h.reads[2]();
+      answerRead(h, 2);
       await rest();
       expect(h.edge.paused).toBe(false);
       expect(h.reads).toHaveLength(5);
