@@ -46,7 +46,7 @@ export async function extractExport(docker: Docker, image: string, dest: string)
     await pipeline(archive, extract as unknown as NodeJS.WritableStream);
     await done;
   } finally {
-    await container.remove({ force: true });
+    await container.remove({ force: true, v: true });
   }
   const manifest = JSON.parse(await readFile(path.join(dest, 'manifest.json'), 'utf8')) as ExportManifest;
   await verifyManifest(dest, manifest);

@@ -151,7 +151,7 @@ export async function startInnerDockerd(opts: {
     );
     // A run killed outright (SIGKILL, OOM) leaves its server containers in the data root: none of them is this run's.
     const stale = await docker.listContainers({ all: true, filters: { label: ['bootfarm.role=server'] } });
-    for (const c of stale) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of stale) await docker.getContainer(c.Id).remove({ force: true, v: true });
     if (stale.length) opts.log(`removed ${stale.length} server container(s) an interrupted run left in the cache volume`);
   } catch (err) {
     // A daemon that answered but failed what follows must not outlive this start.

@@ -241,7 +241,7 @@ export async function attachToBridge(pid: number, net: Extract<ServerNetwork, { 
 
 async function removeQuietly(container: Docker.Container): Promise<void> {
   try {
-    await container.remove({ force: true });
+    await container.remove({ force: true, v: true });
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode !== 404) throw err;
   }
