@@ -15,7 +15,7 @@ if [ -f "$file" ]; then
     const [file, root] = process.argv.slice(1);
     const escaped = root.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
     const text = fs.readFileSync(file, "utf8")
-      .replace(new RegExp(escaped + "/\\.stryker-tmp/sandbox-[A-Za-z0-9_-]+", "g"), "<stryker-sandbox>")
+      .replace(new RegExp(escaped + "/\\.stryker-tmp[^/]*/sandbox-[A-Za-z0-9_-]+", "g"), "<stryker-sandbox>")
       .replaceAll(JSON.stringify(root).slice(1, -1), "<repo>");
     fs.writeFileSync(file, text);
   ' "$file" "$PWD" || status=1
