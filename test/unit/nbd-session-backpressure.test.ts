@@ -6,91 +6,58 @@
 // whose reads finish when the test says.
 import { describe, expect, it } from 'vitest';
 import { ReadBudget } from '../../server/nbd/read-budget.js';
-import { NbdSession, type NbdExport, type SessionIO } from '../../server/nbd/session.js';
-import { CLIENT_FLAGS, Cmd, GREETING_LENGTH, goOption, parseOptionReplies, parseSimpleReplies, REP, request } from '../lib/nbd-wire.js';
+import { FakeEdge, harness, settle as rest, type Harness } from '../lib/nbd-session-edge.js';
+import { CLIENT_FLAGS, Cmd, goOption, parseOptionReplies, parseSimpleReplies, REP, request } from '../lib/nbd-wire.js';
 
 const TEST_TIMEOUT_MS = 10_000;
 const MiB = 1024 * 1024;
 /** server/nbd/session.ts MAX_PENDING_BYTES. */
 const MAX_PENDING_BYTES = 256 * 1024;
 
-class CountingEdge implements SessionIO {
-  out: Buffer[] = [];
-  paused = false;
-  pauses = 0;
-  /** Simple replies written when each resume() came. */
+/** The fake edge, counting: how many simple replies were written when each resume() came. */
+class CountingEdge extends FakeEdge {
   resumedAfterReplies: number[] = [];
-  congestedNow = false;
-  ended = false;
-  write(parts: Buffer[], sent?: () => void): void {
-    this.out.push(Buffer.concat(parts));
-    sent?.();
-  }
-  congested(): boolean {
-    return this.congestedNow;
-  }
-  end(): void {
-    this.ended = true;
-  }
-  pause(): void {
-    this.paused = true;
-    this.pauses++;
-  }
-  resume(): void {
-    this.paused = false;
-    this.resumedAfterReplies.push(this.replies());
-  }
   /** Data bytes in each successful reply (the export below answers every READ with one byte; FLUSH has none). */
   dataBytes = 0;
+  override resume(): void {
+    super.resume();
+    this.resumedAfterReplies.push(this.replies());
+  }
   /** Simple replies written so far, after the handshake's option replies. */
   replies(): number {
-    const { rest } = parseOptionReplies(Buffer.concat(this.out).subarray(GREETING_LENGTH));
+    const { rest } = parseOptionReplies(this.bytes());
     return parseSimpleReplies(rest, () => this.dataBytes).length;
   }
 }
 
 interface Held {
   edge: CountingEdge;
-  session: NbdSession;
+  session: Harness['session'];
   /** READs started on the export, each finished by calling it. */
   reads: Array<() => void>;
 }
 
-/** Lets promise callbacks and the session's pump run to rest (no clock involved). */
-async function rest(): Promise<void> {
-  for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+/** A session over a CountingEdge and a `size`-byte export whose reads each answer one byte once the test finishes them. */
+function heldSession(size: number, budget = new ReadBudget(1024 * MiB)): Held {
+  const reads: Held['reads'] = [];
+  const h = harness({
+    edge: new CountingEdge(),
+    size,
+    budget,
+    maxOptions: 16,
+    read: () => new Promise((resolve) => reads.push(() => resolve(Buffer.alloc(1)))),
+  });
+  return { edge: h.edge, session: h.session, reads };
 }
 
-/** A session attached to a `size`-byte export whose reads each answer one byte once finished. */
+/** The same, attached to the export by GO. */
 async function attachedSession(size: number): Promise<Held> {
-  const edge = new CountingEdge();
-  const reads: Held['reads'] = [];
-  const exp: NbdExport = {
-    name: 'disk',
-    size: BigInt(size),
-    source: '/dev/null',
-    read: () => new Promise((resolve) => reads.push(() => resolve(Buffer.alloc(1)))),
-    recycle: () => undefined,
-    close: () => undefined,
-  };
-  const session = new NbdSession(
-    edge,
-    { names: async () => ['disk'], open: async (name) => (name === 'disk' ? exp : undefined) },
-    { refusal: undefined, maxOptions: 16, readBudget: new ReadBudget(1024 * MiB) },
-    {
-      attached: () => undefined,
-      served: () => undefined,
-      protocolError: () => undefined,
-      handshakeEnded: () => undefined,
-      requestRefused: () => undefined,
-      closed: () => undefined,
-    },
-  );
-  session.onData(Buffer.concat([CLIENT_FLAGS, goOption('disk')]));
+  const h = heldSession(size);
+  h.session.onData(Buffer.concat([CLIENT_FLAGS, goOption('disk')]));
   await rest();
-  expect(parseOptionReplies(Buffer.concat(edge.out).subarray(GREETING_LENGTH)).replies.at(-1)?.type).toBe(REP.ACK);
-  edge.out = [Buffer.alloc(GREETING_LENGTH)];
-  return { edge, session, reads };
+  expect(parseOptionReplies(h.edge.bytes()).replies.at(-1)?.type).toBe(REP.ACK);
+  h.edge.clear();
+  return h;
 }
 
 /** Answers the i-th READ the session started; a READ that was never started fails the test. */
@@ -158,30 +125,7 @@ describe('NBD session backpressure', () => {
   it(
     'unparsed bytes past 256 KiB stop reading while an option is answered; reading resumes once they are parsed',
     async () => {
-      const edge = new CountingEdge();
-      const session = new NbdSession(
-        edge,
-        {
-          names: async () => ['disk'],
-          open: async () => ({
-            name: 'disk',
-            size: 1n,
-            source: '',
-            read: async () => Buffer.alloc(0),
-            recycle: () => undefined,
-            close: () => undefined,
-          }),
-        },
-        { refusal: undefined, maxOptions: 16, readBudget: new ReadBudget(MiB) },
-        {
-          attached: () => undefined,
-          served: () => undefined,
-          protocolError: () => undefined,
-          handshakeEnded: () => undefined,
-          requestRefused: () => undefined,
-          closed: () => undefined,
-        },
-      );
+      const { edge, session } = heldSession(1, new ReadBudget(MiB));
       const all = flushes(Math.ceil((MAX_PENDING_BYTES + 28) / 28));
       // GO is being answered (the catalog is asked): 8 bytes of the first request wait behind it...
       session.onData(Buffer.concat([CLIENT_FLAGS, goOption('disk'), all.subarray(0, 8)]));

@@ -4,20 +4,12 @@
 // and no reply path writes while the peer is not reading.
 import { describe, expect, it } from 'vitest';
 import { ReadBudget } from '../../server/nbd/read-budget.js';
-import {
-  NbdSession,
-  type ExportCatalog,
-  type HandshakeEnd,
-  type NbdExport,
-  type RequestCommand,
-  type RequestError,
-  type SessionIO,
-} from '../../server/nbd/session.js';
+import type { NbdExport } from '../../server/nbd/session.js';
+import { EXPORT_SIZE, harness, settle, type Harness } from '../lib/nbd-session-edge.js';
 import {
   Cmd,
   CLIENT_FLAGS,
   goOption,
-  GREETING_LENGTH,
   listOption,
   option,
   parseOptionReplies,
@@ -27,101 +19,12 @@ import {
   u32,
 } from '../lib/nbd-wire.js';
 
-const EXPORT_SIZE = 1024 * 1024;
-
-class FakeEdge implements SessionIO {
-  out: Buffer[] = [];
-  ended = false;
-  paused = false;
-  congestedNow = false;
-  write(parts: Buffer[], sent?: () => void): void {
-    this.out.push(Buffer.concat(parts));
-    sent?.();
-  }
-  congested(): boolean {
-    return this.congestedNow;
-  }
-  end(): void {
-    this.ended = true;
-  }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-  }
-  /** Everything written after the greeting. */
-  bytes(): Buffer {
-    return Buffer.concat(this.out).subarray(GREETING_LENGTH);
-  }
-}
-
-interface Harness {
-  edge: FakeEdge;
-  session: NbdSession;
-  reads: Array<{ offset: number; length: number }>;
-  refusedRequests: Array<{ command: RequestCommand; error: RequestError }>;
-  handshakeEnds: HandshakeEnd[];
-  protocolErrors: string[];
-  /** What the events reported: exports attached, bytes served, the session closed. */
-  log: string[];
-  /** close() calls on the export. */
-  closes: number[];
-}
-
-function harness(
-  options: {
-    refusal?: string;
-    maxOptions?: number;
-    read?: NbdExport['read'];
-    budget?: ReadBudget;
-    size?: number;
-    recycle?: NbdExport['recycle'];
-  } = {},
-): Harness {
-  const edge = new FakeEdge();
-  const reads: Harness['reads'] = [];
-  const exp: NbdExport = {
-    name: 'disk',
-    size: BigInt(options.size ?? EXPORT_SIZE),
-    source: '/dev/null',
-    read:
-      options.read ??
-      (async (offset, length) => {
-        reads.push({ offset, length });
-        return Buffer.alloc(length, 0xab);
-      }),
-    recycle: options.recycle ?? (() => undefined),
-    close: () => h.closes.push(1),
-  };
-  const catalog: ExportCatalog = { names: async () => ['disk', 'pi/arm64'], open: async (name) => (name === 'disk' ? exp : undefined) };
-  const h: Omit<Harness, 'session'> = { edge, reads, refusedRequests: [], handshakeEnds: [], protocolErrors: [], log: [], closes: [] };
-  const readBudget = options.budget ?? new ReadBudget(256 * 1024 * 1024);
-  const session = new NbdSession(
-    edge,
-    catalog,
-    { refusal: options.refusal, maxOptions: options.maxOptions ?? 256, readBudget },
-    {
-      attached: (e) => h.log.push(`attached ${e.name}`),
-      served: (_e, bytes) => h.log.push(`served ${bytes}`),
-      protocolError: (reason) => h.protocolErrors.push(reason),
-      handshakeEnded: (reason) => h.handshakeEnds.push(reason),
-      requestRefused: (command, error) => h.refusedRequests.push({ command, error }),
-      closed: () => h.log.push('closed'),
-    },
-  );
-  return { ...h, session };
-}
-
-/** Lets the session's option handling (which awaits the catalog) and read promises run. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
-
 async function attached(h: Harness): Promise<void> {
   h.session.onData(Buffer.concat([CLIENT_FLAGS, goOption('disk')]));
   await settle();
   const { replies } = parseOptionReplies(h.edge.bytes());
   expect(replies.at(-1)?.type).toBe(REP.ACK);
-  h.edge.out = [Buffer.alloc(GREETING_LENGTH)];
+  h.edge.clear();
 }
 
 describe('NBD session', () => {
