@@ -15,7 +15,7 @@ import type { Store } from '../store/store.js';
 import { EkUnsuitableError, makeCredential, toolsCredentialFile } from '../tpm/make-credential.js';
 import { TpmFormatError } from '../tpm/marshal.js';
 import { missingAttributes, objectName, parsePublic, TPMA, type TpmPublic } from '../tpm/public-area.js';
-import { EkRegistrationError, type EkRegistry, type EkSource } from './tpm-ek-registry.js';
+import { EkRegistrationError, type EkRegistry, type EkSource, type RegisteredEk } from './tpm-ek-registry.js';
 
 export type TpmRefusalReason =
   | 'ek-mismatch'
@@ -164,14 +164,7 @@ export class TpmAdmission {
 
   /** The registered EK, checked against the one the agent says it has; or, trusting on first use, the agent's. */
   private ekFor(node: EffectiveNode, bootId: string, offered: TpmPublic | undefined): { ek: TpmPublic; source: EkSource } {
-    let registered;
-    try {
-      registered = this.deps.registry.registered(node);
-    } catch (err) {
-      if (err instanceof EkRegistrationError)
-        this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used: ${err.message}`);
-      throw err;
-    }
+    const registered = this.registeredEk(node, bootId);
     if (registered) {
       // An EK of the other type (the agent made RSA, an ECC one is registered) says
       // nothing: the credential goes to the registered EK, and only its TPM opens it.
@@ -221,18 +214,29 @@ export class TpmAdmission {
         `the answer is not the secret sealed to ${node.hostname}'s EK ${short(p.ekName)}: this machine's TPM does not hold it, or the AK is not in it`,
       );
     }
-    if (p.firstUseEk) {
-      // An EK may have been registered for the node while the challenge was out (a configuration reload, the API).
-      const now = this.deps.registry.registered(node);
-      if (now && !objectName(now.ek).equals(p.ekName))
+    // The EK the challenge was sealed to must still be the node's: one may have been
+    // registered, replaced or removed while the challenge was out (a configuration
+    // reload, the API), e.g. because the machine that held the old one was retired.
+    const now = this.registeredEk(node, bootId);
+    if (now) {
+      if (!objectName(now.ek).equals(p.ekName))
         this.refuse(
           node,
           bootId,
           403,
           'ek-mismatch',
-          `${node.hostname} got a registered EK ${short(objectName(now.ek))} while this challenge was out`,
+          `${node.hostname}'s registered EK is now ${short(objectName(now.ek))} (${now.source}), not ${short(p.ekName)}, the EK this challenge was sealed to`,
         );
-      if (!now) await this.deps.registry.trust(node.mac, p.firstUseEk);
+    } else if (p.firstUseEk) {
+      await this.deps.registry.trust(node.mac, p.firstUseEk);
+    } else {
+      this.refuse(
+        node,
+        bootId,
+        409,
+        'no-ek-registered',
+        `${node.hostname}'s registered EK ${short(p.ekName)} was removed while this challenge was out`,
+      );
     }
     this.attested.set(node.mac, { bootId, ek: p.ek, akName: p.akName });
     this.deps.metrics.tpmAttestations.inc({ outcome: 'attested' });
@@ -242,6 +246,17 @@ export class TpmAdmission {
       'boot attested by its TPM',
     );
     this.deps.onAttested?.(node.mac, bootId);
+  }
+
+  /** The node's registered EK; one that cannot be used is a refusal. */
+  private registeredEk(node: EffectiveNode, bootId: string): RegisteredEk | undefined {
+    try {
+      return this.deps.registry.registered(node);
+    } catch (err) {
+      if (err instanceof EkRegistrationError)
+        this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used: ${err.message}`);
+      throw err;
+    }
   }
 
   private parse(node: EffectiveNode, bootId: string, bytes: Buffer, reason: TpmRefusalReason, field: string): TpmPublic {

@@ -91,7 +91,15 @@ export function protectCredential(ek: TpmPublic, name: Buffer, credential: Buffe
 /** TPM2_MakeCredential(EK public, credential, objectName). */
 export function makeCredential(ek: TpmPublic, name: Buffer, credential: Buffer): MadeCredential {
   checkEk(ek);
-  const { seed, encrypted } = ek.type === 'rsa' ? rsaSeed(ek) : eccSeed(ek);
+  let sealed: { seed: Buffer; encrypted: Buffer };
+  try {
+    sealed = ek.type === 'rsa' ? rsaSeed(ek) : eccSeed(ek);
+  } catch (err) {
+    // OpenSSL refuses a modulus or point that is no public key (an ECC point off its
+    // curve, an RSA modulus of zeros): bytes an agent sent, so a refusal, not a crash.
+    throw new EkUnsuitableError(`the EK's public key cannot be used: ${(err as Error).message}`);
+  }
+  const { seed, encrypted } = sealed;
   return { credentialBlob: protectCredential(ek, name, credential, seed), secret: sized(encrypted) };
 }
 
