@@ -6,7 +6,7 @@
 // directory; openssl computes the CA pin independently.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { caCertHash, loadConfig, parseConfig } from '../../server/config/load.js';
@@ -22,8 +22,7 @@ const TOKEN = 'abcdef.0123456789abcdef';
 
 let dir = '';
 let cfgPath = '';
-let caPem = '';
-let caPin = '';
+let ca: { pem: string; pin: string } | undefined;
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-config-load-'));
@@ -35,27 +34,6 @@ beforeAll(() => {
   writeFileSync(path.join(dir, 'other.lts.conf'), '[Default]\nX = 1\n');
   writeFileSync(path.join(dir, 'bad.lts.conf'), '[Default]\nOK = 1\nnot an assignment\n');
   writeFileSync(path.join(dir, 'not-pem.crt'), 'this is no certificate\n');
-  const key = path.join(dir, 'ca.key');
-  const crt = path.join(dir, 'ca.crt');
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
-      '-subj',
-      '/CN=bootfarm-test-ca',
-      '-days',
-      '1',
-      '-keyout',
-      key,
-      '-out',
-      crt,
-    ]),
-    { stdio: 'ignore' },
-  );
-  caPem = execFileSync('cat', [crt], { encoding: 'utf8' });
-  const spki = execFileSync('openssl', ['x509', '-pubkey', '-noout', '-in', crt]);
-  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: spki });
-  const hex = execFileSync('openssl', ['dgst', '-sha256', '-hex'], { input: der, encoding: 'utf8' }).trim().split(' ').pop();
-  caPin = `sha256:${hex}`;
 });
 
 afterAll(() => {
@@ -63,6 +41,20 @@ afterAll(() => {
 });
 
 const at = (p: string) => path.join(dir, p);
+
+/** A CA certificate at ca.crt and its pin as openssl computes it; made once, by the tests that need it. */
+function ensureCa(): { pem: string; pin: string } {
+  if (ca) return ca;
+  const key = at('ca.key');
+  const crt = at('ca.crt');
+  const req = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=bootfarm-test-ca'];
+  execFileSync('openssl', [...req, '-days', '1', '-keyout', key, '-out', crt], { stdio: 'ignore' });
+  const spki = execFileSync('openssl', ['x509', '-pubkey', '-noout', '-in', crt]);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: spki });
+  const hex = execFileSync('openssl', ['dgst', '-sha256', '-hex'], { input: der, encoding: 'utf8' }).trim().split(' ').pop();
+  ca = { pem: readFileSync(crt, 'utf8'), pin: `sha256:${hex}` };
+  return ca;
+}
 
 function parse(text: string): ResolvedConfig {
   return parseConfig(text, cfgPath);
@@ -496,7 +488,8 @@ describe('config loader: kubernetes', () => {
   it(
     'the CA pin from caCertFile is what openssl computes; kubeconfig resolved; every field given',
     () => {
-      expect(caCertHash(caPem)).toBe(caPin);
+      const { pem, pin: caPin } = ensureCa();
+      expect(caCertHash(pem)).toBe(caPin);
       const c = parse(
         k8s('caCertFile: ca.crt, kubeconfig: kubeconfig, tokenTtl: 1h30m, version: "1.30", admission: tpm, tpm: { trustOnFirstUse: true }'),
       );
@@ -560,6 +553,7 @@ describe('config loader: kubernetes', () => {
   it(
     'exactly one CA (file or hash) and exactly one token source (kubeconfig or static token)',
     () => {
+      ensureCa();
       const oneCa = 'kubernetes: expected exactly one of caCertFile (the cluster CA, PEM) or caCertHash (sha256:<hex>)';
       const oneToken = 'kubernetes: expected exactly one of kubeconfig (mint a token per node) or token (one static token, discouraged)';
       expect(lines(k8s(`token: ${TOKEN}`))).toEqual([`2:13 ${oneCa}`]);
