@@ -499,7 +499,8 @@ describe('TPM admission decisions', () => {
       expect(replaced).toMatchObject({ status: 403, reason: 'ek-mismatch' });
       expect(replaced.message).toContain(`is now ${hex(replacement.name)} (config), not ${hex(registered.name)}`);
 
-      const next = tpm.challenge(nodeA(), 'boot-1', { akPublic: AK });
+      // The agent sent its EK too: with the registered one gone, that is still no first use to trust.
+      const next = tpm.challenge(nodeA(), 'boot-1', { akPublic: AK, ekPublic: registered.pub });
       const removed = await refusal(() => tpm.answer(node(), 'boot-1', activate(next.credential, registered, AK_NAME) as Buffer));
       expect(removed).toMatchObject({ status: 409, reason: 'no-ek-registered' });
       expect(removed.message).toBe(`node-a's registered EK ${hex(registered.name)} was removed while this challenge was out`);

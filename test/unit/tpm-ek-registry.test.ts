@@ -68,15 +68,13 @@ describe('EK registry', () => {
       const fromFile = open().registered({ mac: MAC, origin: 'config', tpm: { ek: 'node-a.pub' } });
       expect(fromFile?.source).toBe('config');
       expect(nameOf(fromFile)).toBe(EK_NAME);
-      // Relative to the configuration file given as a relative path too.
-      const cwd = process.cwd();
-      process.chdir(dir);
-      try {
-        const relative = EkRegistry.open(state, 'etc/bootfarm.yaml').registered({ mac: MAC, origin: 'config', tpm: { ek: 'node-a.pub' } });
-        expect(nameOf(relative)).toBe(EK_NAME);
-      } finally {
-        process.chdir(cwd);
-      }
+      // Relative to the configuration file's directory when that file is named relative to the working directory too.
+      const relative = EkRegistry.open(state, path.relative(process.cwd(), configFile)).registered({
+        mac: MAC,
+        origin: 'config',
+        tpm: { ek: 'node-a.pub' },
+      });
+      expect(nameOf(relative)).toBe(EK_NAME);
       const inline = open().registered({ mac: MAC, origin: 'config', tpm: { ek: EK_ECC.toString('base64') } });
       expect(inline).toMatchObject({ source: 'config', ek: { type: 'ecc' } });
       expect(nameOf(inline)).toBe(EK_ECC_NAME);
