@@ -311,6 +311,7 @@ export class NbdSession {
         // No error reply exists for EXPORT_NAME: an unknown or refused export closes the connection.
         if (this.policy.refusal) return this.endHandshake('policy', this.policy.refusal);
         const exp = await this.catalog.open(data.toString('utf8'));
+        if (this.phase === 'closing') return this.release(exp);
         if (!exp) return this.fail(`EXPORT_NAME for unknown export ${JSON.stringify(data.toString('utf8'))}`);
         this.enterTransmission(exp);
         this.io.write([exportNameReply(exp.size, READ_ONLY_EXPORT_FLAGS, this.noZeroes)]);
@@ -330,6 +331,7 @@ export class NbdSession {
         const requested = new Set<number>();
         for (let i = 0; i < count; i++) requested.add(data.readUInt16BE(4 + nameLength + 2 + i * 2));
         const exp = await this.catalog.open(name);
+        if (this.phase === 'closing') return this.release(exp);
         if (!exp) return this.reply(option, Reply.ERR_UNKNOWN, Buffer.from(`no export named ${JSON.stringify(name)}`));
         if (requested.has(Info.NAME)) this.reply(option, Reply.INFO, Buffer.concat([Buffer.from([0, Info.NAME]), Buffer.from(exp.name)]));
         if (requested.has(Info.BLOCK_SIZE)) this.reply(option, Reply.INFO, infoBlockSize(1, 4096, MAX_REQUEST_LENGTH));
@@ -348,6 +350,15 @@ export class NbdSession {
           Buffer.from(option === Option.STRUCTURED_REPLY ? 'structured replies are not supported' : `option ${option} is not supported`),
         );
     }
+  }
+
+  /**
+   * The peer went away while its export was opening (onClose already ran): the
+   * export is closed here, nothing is answered or attached, so no connection
+   * that is gone keeps an image version open or is reported as attached.
+   */
+  private release(exp: NbdExport | undefined): void {
+    exp?.close();
   }
 
   private enterTransmission(exp: NbdExport): void {

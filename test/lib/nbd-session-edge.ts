@@ -79,6 +79,8 @@ export interface HarnessOptions<E extends FakeEdge> {
   size?: number;
   /** What LIST answers; the one export that opens is always "disk". */
   names?: string[];
+  /** The catalog's open, given the harness's export; by default "disk" opens it and any other name nothing. */
+  open?: (name: string, exp: NbdExport) => Promise<NbdExport | undefined>;
 }
 
 /** A session over `options.edge` (a new FakeEdge by default), its greeting already written. */
@@ -100,7 +102,8 @@ export function harness<E extends FakeEdge = FakeEdge>(options: HarnessOptions<E
     close: () => closes.push(1),
   };
   const names = options.names ?? ['disk', 'pi/arm64'];
-  const catalog: ExportCatalog = { names: async () => names, open: async (name) => (name === 'disk' ? exp : undefined) };
+  const open = options.open ?? (async (name) => (name === 'disk' ? exp : undefined));
+  const catalog: ExportCatalog = { names: async () => names, open: (name) => open(name, exp) };
   const budget = options.budget ?? new ReadBudget(256 * 1024 * 1024);
   const h: Omit<Harness<E>, 'session'> = {
     edge,
