@@ -14,11 +14,12 @@ want_runtime=(iproute2 ca-certificates ipxe grub-common radvd mtools dosfstools 
 # browser (chromium, driven over CDP by playwright-core) for the dashboard; ansible
 # and ansible-lint for the role in ansible/ (its test drives a systemd container);
 # U-Boot for QEMU's virt machine (the U-Boot boards) and its mkimage; etcd and etcdctl
-# for the leases shared between instances (store.backend: etcd).
+# for the leases shared between instances (store.backend: etcd); faketime to run one
+# instance with its clock ahead (the clock-skew test).
 want_test=(qemu-system-arm qemu-efi-aarch64 busybox isc-dhcp-client isc-dhcp-relay dnsmasq-base nftables libnbd-bin python3-libnbd nbd-server nbdkit tshark tcpdump
            qemu-system-x86 ipxe-qemu ovmf qemu-utils curl tftp-hpa procps python3 ndisc6 openssl strace
            swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 jq chromium ansible ansible-lint
-           u-boot-qemu u-boot-tools etcd-server etcd-client)
+           u-boot-qemu u-boot-tools etcd-server etcd-client faketime)
 # Image builds (bootfarm image base|build, its tests and bench): dockerd, debootstrap
 # for the local base images, qemu-user for arm64/armhf RUN steps (binfmt entries are
 # registered by the build when missing), squashfs/zstd/openssl/jq for the checks.

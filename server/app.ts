@@ -220,6 +220,7 @@ export class Bootfarm {
             host: config.http.host,
             limits: config.http,
             leaseStoreHealth: () => this.leaseClaims?.health(),
+            clockHealth: () => this.leaseClaims?.clockHealth?.(),
             // Getters: the routes read the configuration in force at each request.
             api: {
               get config() {

@@ -254,6 +254,16 @@ export class Metrics {
     help: 'Full DHCP mode with store.backend etcd: 1 while etcd answers claims, 0 while it cannot (no quorum, or unreachable): no new address is given then, and renewals of held addresses are ACKed only up to their claimed expiry. Absent with the file backend',
     registers: [this.registry],
   });
+  readonly clockSkewSeconds = new Gauge({
+    name: 'bootfarm_clock_skew_seconds',
+    help: 'store.backend etcd: the largest clock skew possible between this instance and a live peer, as measured through etcd (the bound includes the reading age, up to the registry TTL)',
+    registers: [this.registry],
+  });
+  readonly clockSkewStopped = new Gauge({
+    name: 'bootfarm_clock_skew_allocation_stopped',
+    help: 'store.backend etcd: 1 while clock skew stops new addresses (a peer may be beyond 60 s and this clock is not within 30 s of the etcd clock), else 0',
+    registers: [this.registry],
+  });
   readonly discoveredMachines = new Gauge({
     name: 'bootfarm_discovered_machines',
     help: 'Machines in no inventory that asked to boot, kept for enrolment (at most server.maxDiscovered)',

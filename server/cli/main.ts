@@ -20,6 +20,7 @@ import { registerLabCommands } from './lab.js';
 import { registerImageCommands } from './image.js';
 import { registerServerImageCommand } from './server-image.js';
 import { registerReloadCommand } from './reload.js';
+import { registerStatusCommand } from './status.js';
 import { registerPiCommands } from './pi.js';
 import { enforceUsage } from './usage.js';
 import { readPackageInfo } from './package-info.js';
@@ -191,6 +192,7 @@ configCmd
 registerImageCommands(program);
 registerServerImageCommand(program, fail);
 registerReloadCommand(program, fail);
+registerStatusCommand(program, fail);
 registerPiCommands(program, fail);
 registerRenderCommand(program, fail);
 registerNodeCommands(program, fail);

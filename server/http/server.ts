@@ -41,10 +41,14 @@ export interface HttpServerOptions {
   tpm?: TpmRouteDeps | undefined;
   /** Full DHCP mode: can the lease store (store.backend) decide claims now? */
   leaseStoreHealth?: (() => ClaimsHealth | undefined) | undefined;
+  /** Whether clock skew stops new addresses (store.backend etcd). */
+  clockHealth?: (() => ClaimsHealth | undefined) | undefined;
 }
 
 /** What /healthz says of an unhealthy lease store, whatever etcd's error was. */
 export const LEASE_STORE_UNREACHABLE = 'lease store unreachable';
+/** /healthz's reason while clock skew stops new addresses: fixed, as above (the log names the peer and the skew). */
+export const CLOCK_SKEWED = 'clock skew beyond limit';
 
 /** Streams a FileSource in 256 KiB reads. */
 function sourceStream(source: FileSource, start: number, end: number): Readable {
@@ -165,13 +169,14 @@ export class HttpBootServer {
         // Degraded, not down: renewals, reservations and every file are still
         // served, and a restart would not bring etcd back (it would refuse to start).
         const leases = this.options.leaseStoreHealth?.();
+        const clock = this.options.clockHealth?.();
+        const degraded: Record<string, unknown> = {};
+        // Fixed reasons: anyone on the boot segment reads /healthz, and etcd's
+        // error text can name its endpoints. The log has the detail.
         if (leases && !leases.healthy)
-          // A fixed reason: anyone on the boot segment reads /healthz, and etcd's
-          // error text can name its endpoints. The log has the detail.
-          return {
-            status: 'degraded',
-            leaseStore: { healthy: false, reason: LEASE_STORE_UNREACHABLE, since: new Date(leases.since).toISOString() },
-          };
+          degraded.leaseStore = { healthy: false, reason: LEASE_STORE_UNREACHABLE, since: new Date(leases.since).toISOString() };
+        if (clock && !clock.healthy) degraded.clock = { healthy: false, reason: CLOCK_SKEWED, since: new Date(clock.since).toISOString() };
+        if (Object.keys(degraded).length > 0) return { status: 'degraded', ...degraded };
         return { status: 'ok' };
       },
     );

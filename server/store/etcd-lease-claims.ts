@@ -15,6 +15,8 @@ import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { RateLimiter } from '../util/rate-limited-log.js';
 import { mayClaim, parseClaim, type ClaimResult, type ClaimsHealth, type ClaimValue, type LeaseClaims } from './lease-claims.js';
+import { SKEW_STOP_MS } from './clock-skew.js';
+import { INSTANCE_TTL_S, InstanceRegistry, type ClockHealth, type RegistryOptions } from './instance-registry.js';
 
 /**
  * A claim that loses this many races in a row is abandoned as a conflict: the
@@ -33,7 +35,19 @@ export interface EtcdClaimsOptions {
   claimTimeoutMs: number;
   /** Told every change of health (the metrics gauge). */
   onHealth?: ((health: ClaimsHealth) => void) | undefined;
+  /** Publishes this instance in <prefix>/instances/ and guards allocation by clock skew (instance-registry.ts). */
+  registry?: Pick<RegistryOptions, 'self' | 'onVerdict'> | undefined;
 }
+
+/**
+ * How long past its written expiry another instance's claim is still respected.
+ * The expiry is in the writer's clock; any two instances that allocate are within
+ * SKEW_STOP_MS of each other as measured (clock-skew.ts decideSkew), and a
+ * measurement is off by at most a registry TTL and a round trip. Within that
+ * margin the key is normally gone anyway (its etcd lease, counted by etcd and not
+ * by any wall clock, ends with the DHCP lease), so the margin costs no address.
+ */
+export const CLAIM_SKEW_MARGIN_MS = SKEW_STOP_MS + INSTANCE_TTL_S * 1000 + 2000;
 
 interface Current {
   value: ClaimValue | undefined;
@@ -129,6 +143,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private readonly failureLog = new RateLimiter(10, 60_000);
+  private registry: InstanceRegistry | undefined;
 
   private constructor(
     private readonly client: Etcd3,
@@ -149,7 +164,17 @@ export class EtcdLeaseClaims implements LeaseClaims {
     const claims = new EtcdLeaseClaims(client, options.prefix.replace(/\/+$/, ''), options);
     try {
       await claims.watch();
+      if (options.registry)
+        claims.registry = await InstanceRegistry.open({
+          ...options.registry,
+          client,
+          prefix: claims.prefix,
+          endpoints: options.endpoints,
+          timeoutMs: timeout,
+          logger: options.logger,
+        });
     } catch (err) {
+      await claims.watcher?.cancel().catch(() => undefined);
       client.close();
       throw err;
     }
@@ -165,6 +190,10 @@ export class EtcdLeaseClaims implements LeaseClaims {
 
   health(): ClaimsHealth {
     return this.tracker.current;
+  }
+
+  clockHealth(): ClockHealth | undefined {
+    return this.registry?.clockHealth();
   }
 
   private noteHealth(healthy: boolean, reason?: string): void {
@@ -230,6 +259,11 @@ export class EtcdLeaseClaims implements LeaseClaims {
    * the claim's TTL, which wastes it for a while but never gives it twice.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
+    // Clock skew past the limit: as when etcd cannot decide, no claim is made, so
+    // no new address is given and a renewal is ACKed for what its binding has
+    // left (full-handler.ts). etcd answers, so its health is not touched.
+    const refusal = this.registry?.refusal();
+    if (refusal !== undefined) return Promise.reject(new Error(refusal));
     return this.bounded(() => this.claimUnbounded(subnet, ip, value, now), `claim of ${ip}`);
   }
 
@@ -237,7 +271,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
     const key = claimKey(this.prefix, subnet, ip);
     let current = await this.read(key);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (current.value && !mayClaim(current.value, value.key, now)) {
+      if (current.value && !mayClaim(current.value, value.key, now, CLAIM_SKEW_MARGIN_MS)) {
         this.held.set(ip, current.value);
         return { ok: false, holder: current.value };
       }
@@ -298,6 +332,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
 
   async stop(): Promise<void> {
     clearInterval(this.probeTimer);
+    await this.registry?.stop();
     await this.watcher?.cancel();
     this.client.close();
   }

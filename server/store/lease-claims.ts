@@ -42,16 +42,20 @@ export interface LeaseClaims {
   /** Does a client other than `key` hold `ip` through another instance (so the local pool must not offer it)? */
   heldByOther(ip: string, key: string, now: number): boolean;
   health(): ClaimsHealth;
+  /** With instances sharing etcd: whether this one may allocate as far as clocks go (/healthz). */
+  clockHealth?(): ClaimsHealth | undefined;
   stop(): Promise<void>;
 }
 
 /**
  * The pure rule of a claim: an address may be taken when nobody holds it, when
  * this same client holds it (a renewal, or the client's other server offered it
- * too), or when the holder's claim has expired.
+ * too), or when the holder's claim expired at least `marginMs` ago. The expiry is
+ * in the writer's wall clock: the margin covers the clock skew allowed between
+ * instances (etcd-lease-claims.ts CLAIM_SKEW_MARGIN_MS).
  */
-export function mayClaim(current: ClaimValue | undefined, key: string, now: number): boolean {
-  return current === undefined || current.key === key || current.expiresAt <= now;
+export function mayClaim(current: ClaimValue | undefined, key: string, now: number, marginMs = 0): boolean {
+  return current === undefined || current.key === key || current.expiresAt + marginMs <= now;
 }
 
 /** Parses a stored claim; anything else (a foreign or damaged value) counts as held by nobody we know, until its TTL. */

@@ -10,7 +10,7 @@ import type { Etcd3 } from 'etcd3';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
 import { MessageType } from '../../server/dhcp/codec/options.js';
-import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
+import { CLAIM_SKEW_MARGIN_MS, EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
 import { parseClaim } from '../../server/store/lease-claims.js';
 import { handleAt, nakMessage, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
 import { openLeaseClaims } from '../../server/store/open-lease-claims.js';
@@ -183,7 +183,7 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
     const grant = leaseClient.leaseGrant.bind(leaseClient);
     leaseClient.leaseGrant = async (...args) => {
       competing++;
-      const other = { key: `other-${competing}`, mac: '52:54:00:dd:00:0f', expiresAt: t0 - 1, instance: '10.9.0.3' };
+      const other = { key: `other-${competing}`, mac: '52:54:00:dd:00:0f', expiresAt: t0 - CLAIM_SKEW_MARGIN_MS - 1, instance: '10.9.0.3' };
       await etcd.ctl(['put', key, JSON.stringify(other)]);
       return grant(...args);
     };

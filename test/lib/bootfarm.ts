@@ -66,14 +66,24 @@ export class BootfarmProcess {
   }
 }
 
-/** Writes `config` (stateDir filled in) and starts `bootfarm serve` in `ns`; resolves once ready. */
-export async function startBootfarm(lab: NetLab, ns: string, config: Record<string, unknown>, stateDir?: string): Promise<BootfarmProcess> {
+/**
+ * Writes `config` (stateDir filled in) and starts `bootfarm serve` in `ns`; resolves once ready.
+ * `wrap`: a command the server runs under (e.g. faketime and its arguments), given node and its arguments.
+ */
+export async function startBootfarm(
+  lab: NetLab,
+  ns: string,
+  config: Record<string, unknown>,
+  stateDir?: string,
+  wrap: string[] = [],
+): Promise<BootfarmProcess> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-test-'));
   const state = stateDir ?? path.join(dir, 'state');
   const server = { ...(config.server as Record<string, unknown>), stateDir: state };
   const file = path.join(dir, 'bootfarm.yaml');
   writeFileSync(file, stringify({ ...config, server, log: { level: 'debug' } }));
-  const bg = lab.spawn(ns, process.execPath, nodeArgs(CLI, ['serve', '--config', file]), 'bootfarm');
+  const command = [...wrap, process.execPath, ...nodeArgs(CLI, ['serve', '--config', file])];
+  const bg = lab.spawn(ns, command[0] as string, command.slice(1), 'bootfarm');
   const proc = new BootfarmProcess(bg, file, state);
   await Promise.race([
     proc.waitForLog((l) => l.msg === 'bootfarm ready', 30_000, 'bootfarm ready'),

@@ -51,6 +51,7 @@ const PROTOCOL_PEERS: Peer[] = [
   cmd('dhcrelay', 'isc-dhcp-relay'),
   cmd('etcd', 'etcd-server'), // store.backend: etcd (test/lib/etcd.ts)
   cmd('etcdctl', 'etcd-client'),
+  cmd('faketime', 'faketime'), // an instance's clock moved ahead (etcd-clock-skew.test.ts)
   cmd('dnsmasq', 'dnsmasq-base'),
   cmd('rdisc6', 'ndisc6'),
   cmd('tftp', 'tftp-hpa'),

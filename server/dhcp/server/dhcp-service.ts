@@ -359,7 +359,10 @@ export class DhcpService {
           reason: result.detail?.reason,
           suppressedSinceLast: gate.suppressed,
         },
-        'dhcp: no new address while the lease store (etcd) cannot be reached',
+        // The claim's refusal names its cause: etcd out of reach, or clock skew (server/store/clock-skew.ts).
+        String(result.detail?.reason ?? '').startsWith('clock skew')
+          ? 'dhcp: no new address while clock skew with a peer is beyond the limit'
+          : 'dhcp: no new address while the lease store (etcd) cannot be reached',
       );
   }
 

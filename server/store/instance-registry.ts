@@ -1,0 +1,300 @@
+// The instance registry (store.backend: etcd): every instance publishes
+// <prefix>/instances/<id> under an etcd lease, refreshed every REFRESH_MS, and
+// reads everyone's on the same beat to measure clock skew (clock-skew.ts) and to
+// let `bootfarm status` list who is serving. A peer whose key is gone (its lease
+// ran out: stopped, killed, or cut off from etcd) no longer counts.
+//
+// The peers are read, not watched, for the skew: a watch event says nothing about
+// how long it took to arrive, while a linearizable read bounds the reading's age
+// by the peer's lease TTL and our own round trip (peerOffset).
+import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import { IMAGE_DIR_NAME } from '../image/names.js';
+import { RateLimiter } from '../util/rate-limited-log.js';
+import { decideSkew, peerOffset, referenceOffset, type OffsetBound, type PeerSkew, type SkewVerdict } from './clock-skew.js';
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from './private-files.js';
+
+/** How often an instance republishes itself and re-reads its peers. */
+export const REFRESH_MS = 2000;
+/**
+ * The etcd lease of a published value. It bounds how old a peer's clock reading
+ * can be (peerOffset), so it is kept short; four refreshes fit in it, so a
+ * slow etcd answer or two does not drop a live instance.
+ */
+export const INSTANCE_TTL_S = 8;
+
+export interface ImageHeld {
+  image: string;
+  current?: string | undefined;
+  versions: string[];
+}
+
+/** What an instance publishes. Read back from etcd as untrusted text (parseInstance). */
+export interface InstanceRecord {
+  id: string;
+  hostname: string;
+  /** server.address. */
+  address: string;
+  version: string;
+  /** Its wall clock (ms) when it wrote this value. */
+  clock: number;
+  startedAt: number;
+  interfaces: string[];
+  /** Subnets it allocates from (CIDRs). */
+  segments: string[];
+  images: ImageHeld[];
+  /** Its own skew verdict when it wrote this (what `bootfarm status` shows). */
+  skew: { stopped: boolean; referenceSkewMs?: number | undefined; worstPeer?: string | undefined; worstPeerSkewMs?: number | undefined };
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** Parses a registry value; undefined for anything not shaped as one (a foreign or damaged key is ignored). */
+export function parseInstance(text: string): InstanceRecord | undefined {
+  let v: Partial<Record<keyof InstanceRecord, unknown>>;
+  try {
+    v = JSON.parse(text) as typeof v;
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { id, hostname: host, address, version, clock, startedAt, interfaces, segments, images, skew } = v;
+  if (typeof id !== 'string' || typeof host !== 'string' || typeof address !== 'string' || typeof version !== 'string') return undefined;
+  if (!finite(clock) || !finite(startedAt) || !isStrings(interfaces) || !isStrings(segments) || !Array.isArray(images)) return undefined;
+  const held: ImageHeld[] = [];
+  for (const i of images as unknown[]) {
+    const img = i as Partial<ImageHeld> | null;
+    if (!img || typeof img.image !== 'string' || !isStrings(img.versions)) return undefined;
+    held.push({ image: img.image, current: typeof img.current === 'string' ? img.current : undefined, versions: img.versions });
+  }
+  const s = (skew ?? {}) as Partial<InstanceRecord['skew']>;
+  return {
+    id,
+    hostname: host,
+    address,
+    version,
+    clock,
+    startedAt,
+    interfaces,
+    segments,
+    images: held,
+    skew: {
+      stopped: s.stopped === true,
+      referenceSkewMs: finite(s.referenceSkewMs) ? s.referenceSkewMs : undefined,
+      worstPeer: typeof s.worstPeer === 'string' ? s.worstPeer : undefined,
+      worstPeerSkewMs: finite(s.worstPeerSkewMs) ? s.worstPeerSkewMs : undefined,
+    },
+  };
+}
+
+/** This instance's id: made once and kept in the state directory, so a restart is the same instance. */
+export function instanceId(stateDir: string): string {
+  ensurePrivateDir(stateDir);
+  const file = path.join(stateDir, 'instance-id');
+  try {
+    const id = readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f-]{36}$/.test(id)) return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const id = randomUUID();
+  writeFileSync(file, `${id}\n`, { mode: PRIVATE_FILE_MODE });
+  return id;
+}
+
+/** The published images and versions under images.dir (names only: cheap enough for every refresh). */
+export function imagesHeld(imagesDir: string): ImageHeld[] {
+  const held: ImageHeld[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(imagesDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && IMAGE_DIR_NAME.test(d.name))
+      .map((d) => d.name);
+  } catch {
+    return held;
+  }
+  for (const image of names.sort()) {
+    const dir = path.join(imagesDir, image);
+    let current: string | undefined;
+    try {
+      current = path.basename(readlinkSync(path.join(dir, 'current')));
+    } catch {
+      current = undefined;
+    }
+    let versions: string[] = [];
+    try {
+      versions = readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && IMAGE_DIR_NAME.test(d.name))
+        .map((d) => d.name)
+        .sort();
+    } catch {
+      versions = [];
+    }
+    held.push({ image, current, versions });
+  }
+  return held;
+}
+
+/** etcd's wall clock: the Date header of a member's /health answer, with our clock around the request. */
+export async function readEtcdClock(endpoint: string, timeoutMs: number): Promise<OffsetBound> {
+  const start = Date.now();
+  const res = await fetch(new URL('/health', endpoint), { signal: AbortSignal.timeout(timeoutMs) });
+  const end = Date.now();
+  await res.arrayBuffer();
+  const date = Date.parse(res.headers.get('date') ?? '');
+  if (!Number.isFinite(date)) throw new Error(`${endpoint}/health: no Date header`);
+  return referenceOffset(date, start, end);
+}
+
+export interface RegistryOptions {
+  client: Etcd3;
+  prefix: string;
+  endpoints: string[];
+  timeoutMs: number;
+  logger: Logger;
+  /** What is published, apart from the clock and the skew verdict. */
+  self: () => Omit<InstanceRecord, 'clock' | 'skew'>;
+  onVerdict?: ((verdict: SkewVerdict) => void) | undefined;
+}
+
+export interface ClockHealth {
+  healthy: boolean;
+  reason?: string | undefined;
+  since: number;
+}
+
+export class InstanceRegistry {
+  private verdict: SkewVerdict = { stop: false, warn: false };
+  private health: ClockHealth = { healthy: true, since: Date.now() };
+  private lease: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private readonly skewLog = new RateLimiter(5, 60_000);
+  private readonly failLog = new RateLimiter(5, 60_000);
+
+  private constructor(private readonly options: RegistryOptions) {}
+
+  /** Publishes this instance and reads its peers once before resolving, so the first DHCP answer already knows the skew. */
+  static async open(options: RegistryOptions): Promise<InstanceRegistry> {
+    const registry = new InstanceRegistry(options);
+    await registry.refresh();
+    registry.timer = setInterval(() => {
+      if (registry.running) return;
+      registry.refresh().catch((err: Error) => {
+        const gate = registry.failLog.take(Date.now());
+        if (gate.log)
+          registry.options.logger.warn(
+            { err: err.message.split('\n')[0], suppressedSinceLast: gate.suppressed },
+            'instance registry: refresh failed (the last skew verdict stands)',
+          );
+      });
+    }, REFRESH_MS);
+    registry.timer.unref();
+    return registry;
+  }
+
+  private get key(): string {
+    return `${this.options.prefix}/instances/${this.options.self().id}`;
+  }
+
+  /** Why a new address may not be given now, or undefined. */
+  refusal(): string | undefined {
+    return this.verdict.stop ? this.verdict.reason : undefined;
+  }
+
+  clockHealth(): ClockHealth {
+    return this.health;
+  }
+
+  private async refresh(): Promise<void> {
+    this.running = true;
+    try {
+      await this.publish();
+      const peers = await this.readPeers();
+      const reference = await this.readReference();
+      this.note(decideSkew(peers, reference));
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async publish(): Promise<void> {
+    const { client } = this.options;
+    const grant = await client.leaseClient.leaseGrant({ TTL: INSTANCE_TTL_S });
+    // The clock is read after the grant: peerOffset relies on the reading being younger than the lease.
+    const record: InstanceRecord = {
+      ...this.options.self(),
+      clock: Date.now(),
+      skew: {
+        stopped: this.verdict.stop,
+        referenceSkewMs: this.verdict.referenceSkewMs,
+        worstPeer: this.verdict.worst?.id,
+        worstPeerSkewMs: this.verdict.worst?.skewMs,
+      },
+    };
+    await client.put(this.key).value(JSON.stringify(record)).lease(grant.ID).exec();
+    const previous = this.lease;
+    this.lease = grant.ID;
+    if (previous) client.leaseClient.leaseRevoke({ ID: previous }).catch(() => undefined);
+  }
+
+  private async readPeers(): Promise<PeerSkew[]> {
+    const start = Date.now();
+    const res = await this.options.client.getAll().prefix(`${this.options.prefix}/instances/`).exec();
+    const end = Date.now();
+    const self = this.options.self().id;
+    const peers: PeerSkew[] = [];
+    for (const kv of res.kvs) {
+      const record = parseInstance(kv.value.toString());
+      if (!record || record.id === self) continue;
+      peers.push({ id: record.id, offset: peerOffset(record.clock, start, end, INSTANCE_TTL_S * 1000) });
+    }
+    return peers;
+  }
+
+  /** The first member whose clock answers; undefined when none does (then no instance clears itself, decideSkew). */
+  private async readReference(): Promise<OffsetBound | undefined> {
+    for (const endpoint of this.options.endpoints) {
+      try {
+        return await readEtcdClock(endpoint, this.options.timeoutMs);
+      } catch {
+        /* the next member */
+      }
+    }
+    return undefined;
+  }
+
+  private note(verdict: SkewVerdict): void {
+    const was = this.verdict;
+    this.verdict = verdict;
+    const now = Date.now();
+    if (verdict.stop !== was.stop)
+      this.health = verdict.stop ? { healthy: false, reason: verdict.reason, since: now } : { healthy: true, since: now };
+    if (verdict.warn || verdict.stop !== was.stop) {
+      const gate = this.skewLog.take(now);
+      const fields = {
+        worstPeer: verdict.worst?.id,
+        worstPeerSkewMs: verdict.worst?.skewMs,
+        etcdSkewMs: verdict.referenceSkewMs,
+        suppressedSinceLast: gate.suppressed,
+      };
+      if (gate.log) {
+        if (verdict.stop)
+          this.options.logger.warn({ ...fields, reason: verdict.reason }, 'clock skew beyond the limit: no new address is given');
+        else if (was.stop) this.options.logger.info(fields, 'clock skew back within the limit: new addresses are given');
+        else this.options.logger.warn(fields, 'clock skew past the warning limit');
+      }
+    }
+    this.options.onVerdict?.(verdict);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    // Gone at once rather than at the end of its TTL: peers stop comparing with it.
+    if (this.lease) await this.options.client.leaseClient.leaseRevoke({ ID: this.lease }).catch(() => undefined);
+  }
+}

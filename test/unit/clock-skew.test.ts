@@ -1,0 +1,60 @@
+// The clock-skew rule between instances sharing etcd (server/store/clock-skew.ts):
+// bounds from one read, and who stops allocating when two clocks disagree.
+import { describe, expect, it } from 'vitest';
+import { decideSkew, peerOffset, possibleSkew, referenceOffset, SKEW_STOP_MS, SKEW_WARN_MS } from '../../server/store/clock-skew.js';
+
+const T = 1_800_000_000_000;
+/** An exact offset (a zero-width bound), to test the rule apart from the measurement. */
+const exact = (ms: number) => ({ lo: ms, hi: ms });
+
+describe('offset bounds', () => {
+  it("a peer's reading may be as old as its registry TTL: the bound spans our read and the TTL", () => {
+    // The peer's clock said T+90 s; our read ran from T to T+20 ms; TTL 8 s.
+    expect(peerOffset(T + 90_000, T, T + 20, 8000)).toEqual({ lo: 89_980, hi: 98_000 });
+    expect(possibleSkew(peerOffset(T - 90_000, T, T + 20, 8000))).toBe(90_020);
+  });
+
+  it("etcd's Date header is truncated to the second: up to 1 s more", () => {
+    expect(referenceOffset(T, T + 100, T + 300)).toEqual({ lo: -300, hi: 900 });
+  });
+});
+
+describe('decideSkew', () => {
+  it('no peers: allocation goes on, with or without a reading of etcd', () => {
+    expect(decideSkew([], undefined)).toMatchObject({ stop: false, warn: false, worst: undefined });
+    expect(decideSkew([], exact(500))).toMatchObject({ stop: false, warn: false, referenceSkewMs: 500 });
+  });
+
+  it('a peer within the stop limit: allocation goes on; past the warning limit it warns', () => {
+    expect(decideSkew([{ id: 'b', offset: exact(SKEW_WARN_MS) }], undefined)).toMatchObject({ stop: false, warn: false });
+    expect(decideSkew([{ id: 'b', offset: exact(-SKEW_WARN_MS - 1) }], undefined)).toMatchObject({ stop: false, warn: true });
+    expect(decideSkew([{ id: 'b', offset: exact(SKEW_STOP_MS) }], exact(SKEW_STOP_MS))).toMatchObject({ stop: false, warn: true });
+  });
+
+  it('a peer possibly beyond the stop limit stops an instance whose own clock is not within the warning limit of etcd', () => {
+    const peers = [
+      { id: 'near', offset: exact(1000) },
+      { id: 'far', offset: { lo: 50_000, hi: SKEW_STOP_MS + 1 } },
+    ];
+    for (const reference of [undefined, exact(SKEW_WARN_MS + 1), exact(-90_000)]) {
+      const verdict = decideSkew(peers, reference);
+      expect(verdict).toMatchObject({ stop: true, warn: true, worst: { id: 'far', skewMs: SKEW_STOP_MS + 1 } });
+      expect(verdict.reason).toMatch(/^clock skew: instance far may be 60 s from this one \(limit 60 s\)/);
+    }
+  });
+
+  it("an instance within the warning limit of etcd's clock goes on: the peer is the one off, and it stops itself", () => {
+    // Instance A agrees with etcd; B runs 90 s ahead of both.
+    const a = decideSkew([{ id: 'b', offset: exact(90_000) }], exact(-200));
+    const b = decideSkew([{ id: 'a', offset: exact(-90_000) }], exact(-90_000));
+    expect(a).toMatchObject({ stop: false, warn: true, worst: { id: 'b', skewMs: 90_000 } });
+    expect(b).toMatchObject({ stop: true, warn: true, referenceSkewMs: 90_000 });
+    // The exemption ends exactly at the warning limit.
+    expect(decideSkew([{ id: 'b', offset: exact(90_000) }], exact(SKEW_WARN_MS)).stop).toBe(false);
+    expect(decideSkew([{ id: 'b', offset: exact(90_000) }], { lo: 0, hi: SKEW_WARN_MS + 1 }).stop).toBe(true);
+  });
+
+  it("its own clock far from etcd's warns even with no peer", () => {
+    expect(decideSkew([], exact(-SKEW_WARN_MS - 1))).toMatchObject({ stop: false, warn: true });
+  });
+});
