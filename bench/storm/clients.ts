@@ -15,18 +15,21 @@
 //   nbd     NBD fixed newstyle handshake + NBD_OPT_GO of the export the kernel
 //           command line names (bootfarm.nbd=ADDR:PORT bootfarm.export=NAME)
 //   reads   the first-boot read pattern, QD1: sequential 128 KiB reads of the first
-//           --seq-mib MiB, then --rand-reads random 4 KiB reads over the export.
-//           SYNTHETIC: no lab node's trace was recorded (bench/RESULTS.md says so).
+//           --seq-mib MiB, then --rand-reads random 4 KiB reads over the export
+//           (SYNTHETIC); or, with --trace FILE, the reads a lab node made in its first
+//           boot (bench/storm/record-lab-trace.sh), replayed in order at QD1 (the
+//           kernel had several in flight).
 // The agent's config fetch, join and report are not simulated (they need a boot
 // nonce spent by an agent and a Kubernetes API; left for later).
 //
 // Usage: node --import tsx bench/storm/clients.ts --iface cli0 --count N [--mac-base 5]
-//   [--prefix 16] [--spread-ms 1000] [--seq-mib 16] [--rand-reads 256] [--deadline-s 600]
+//   [--prefix 16] [--spread-ms 1000] [--seq-mib 16] [--rand-reads 256] [--trace FILE] [--deadline-s 600]
 // Prints one line `STORM_CLIENTS {json}` with every machine's timeline.
 import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
@@ -43,6 +46,7 @@ const { values: opts } = parseArgs({
     'seq-mib': { type: 'string', default: '16' },
     'rand-reads': { type: 'string', default: '256' },
     'deadline-s': { type: 'string', default: '600' },
+    trace: { type: 'string' },
   },
 });
 
@@ -63,6 +67,26 @@ const seqMiB = intOpt('seq-mib', 0, 1024);
 const randReads = intOpt('rand-reads', 0, 100_000);
 const deadlineMs = intOpt('deadline-s', 1, 3600) * 1000;
 const iface = opts.iface ?? 'cli0';
+// --trace FILE: "<offset> <length>" per line, the reads a lab node made
+// (bench/storm/record-lab-trace.sh); replayed in order instead of the synthetic pattern.
+const trace: Array<[bigint, number]> | undefined = opts.trace === undefined ? undefined : readTrace(opts.trace);
+
+function readTrace(file: string): Array<[bigint, number]> {
+  const out: Array<[bigint, number]> = [];
+  for (const [i, line] of readFileSync(file, 'utf8').split('\n').entries()) {
+    if (line.trim() === '') continue;
+    const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(line);
+    const len = Number(m?.[2]);
+    if (!m?.[1] || !Number.isInteger(len) || len < 1 || len > 32 << 20) {
+      throw new Error(
+        `--trace ${file}:${i + 1}: expected "<offset> <length>" with a length of 1 B to 32 MiB, got ${JSON.stringify(line.slice(0, 80))}`,
+      );
+    }
+    out.push([BigInt(m[1]), len]);
+  }
+  if (out.length === 0) throw new Error(`--trace ${file}: no reads`);
+  return out;
+}
 
 const t0 = performance.now();
 const now = (): number => performance.now() - t0;
@@ -488,6 +512,12 @@ async function nbdReads(c: { sock: net.Socket; r: Reader; size: bigint }): Promi
     await c.r.read(length);
     bytes += length;
   };
+  if (trace) {
+    for (const [offset, length] of trace) {
+      if (offset + BigInt(length) <= c.size) await read(offset, length);
+    }
+    return finishReads(c, bytes);
+  }
   const seqEnd = BigInt(Math.min(seqMiB * 1048576, Number(c.size)));
   for (let off = 0n; off < seqEnd; off += 131072n) {
     const len = Number(seqEnd - off < 131072n ? seqEnd - off : 131072n);
@@ -497,6 +527,10 @@ async function nbdReads(c: { sock: net.Socket; r: Reader; size: bigint }): Promi
   for (let i = 0; i < randReads && blocks > 0; i++) {
     await read(BigInt(randomInt(blocks)) * 4096n, 4096);
   }
+  return finishReads(c, bytes);
+}
+
+function finishReads(c: { sock: net.Socket }, bytes: number): number {
   const disc = Buffer.alloc(28);
   disc.writeUInt32BE(0x25609513, 0);
   disc.writeUInt16BE(2, 6); // NBD_CMD_DISC
@@ -614,7 +648,9 @@ async function main(): Promise<void> {
     }
   }
   dhcpSocket.close();
-  process.stdout.write(`STORM_CLIENTS ${JSON.stringify({ count, outcome, malformedDhcp, seqMiB, randReads, spreadMs, machines })}\n`);
+  process.stdout.write(
+    `STORM_CLIENTS ${JSON.stringify({ count, outcome, malformedDhcp, seqMiB, randReads, spreadMs, trace: opts.trace, traceReads: trace?.length, machines })}\n`,
+  );
   // Sockets of machines past the deadline would keep the process alive.
   process.exit(0);
 }

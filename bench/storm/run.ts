@@ -21,11 +21,12 @@
 // Server cost: every 100 ms the process tree of each server (nbd-server forks one
 // child per client) is read from /proc: CPU = utime + stime over the storm (last
 // value seen per PID, minus the value at the storm's start; a child's last <100 ms
-// before it exits is missed), peak RSS = the largest sum of VmRSS over the tree.
+// before it exits is missed), peak RSS and peak PSS = the largest sums over the tree
+// (smaps_rollup; PSS counts pages shared by nbd-server's forks once).
 //
 // Usage: node --import tsx bench/storm/run.ts --count 50 --rounds 2 [--servers bootfarm,stock]
 //   [--main-js dist/server/cli/main.js] [--image-dir /var/tmp/bootfarm-lab-images/lab/current/amd64]
-//   [--results bench/results] [--seq-mib 16] [--rand-reads 256] [--spread-ms 1000]
+//   [--results bench/results] [--seq-mib 16] [--rand-reads 256] [--trace FILE] [--spread-ms 1000]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import {
   existsSync,
@@ -54,6 +55,7 @@ const { values: opts } = parseArgs({
     'rand-reads': { type: 'string', default: '256' },
     'spread-ms': { type: 'string', default: '1000' },
     'deadline-s': { type: 'string', default: '900' },
+    trace: { type: 'string' },
   },
 });
 
@@ -232,11 +234,6 @@ function netDown(): void {
 
 // ------------------------------------------------------------ processes
 
-interface ProcSample {
-  cpuTicks: number;
-  rssKiB: number;
-}
-
 function readProc(pid: number): { ppid: number; ticks: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -247,12 +244,17 @@ function readProc(pid: number): { ppid: number; ticks: number } | undefined {
   }
 }
 
-function rssKiB(pid: number): number {
+/** Resident and proportional set size. PSS too, because nbd-server forks one child
+ * per client: the children's VmRSS counts the pages they share with their parent
+ * again and again, their PSS divides them. */
+function memKiB(pid: number): { rss: number; pss: number } {
   try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1] ? Number(m[1]) : 0;
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const rss = /^Rss:\s+(\d+)/m.exec(text)?.[1];
+    const pss = /^Pss:\s+(\d+)/m.exec(text)?.[1];
+    return { rss: Number(rss ?? 0), pss: Number(pss ?? 0) };
   } catch {
-    return 0;
+    return { rss: 0, pss: 0 };
   }
 }
 
@@ -278,37 +280,46 @@ function tree(roots: number[]): number[] {
   return out;
 }
 
+interface Cost {
+  cpuSeconds: number;
+  peakRssMiB: number;
+  peakPssMiB: number;
+}
+
 class Sampler {
   private lastTicks = new Map<number, number>();
   private startTicks = new Map<number, number>();
   peakRssKiB = 0;
+  peakPssKiB = 0;
   private timer: NodeJS.Timeout | undefined;
   constructor(private readonly roots: () => number[]) {}
-  private sample(): ProcSample {
+  private sample(): void {
     let rss = 0;
-    let ticks = 0;
+    let pss = 0;
     for (const pid of tree(this.roots())) {
       const p = readProc(pid);
       if (!p) continue;
       this.lastTicks.set(pid, p.ticks);
-      rss += rssKiB(pid);
+      const m = memKiB(pid);
+      rss += m.rss;
+      pss += m.pss;
     }
-    for (const t of this.lastTicks.values()) ticks += t;
     this.peakRssKiB = Math.max(this.peakRssKiB, rss);
-    return { cpuTicks: ticks, rssKiB: rss };
+    this.peakPssKiB = Math.max(this.peakPssKiB, pss);
   }
   start(): void {
     this.sample();
     this.startTicks = new Map(this.lastTicks);
     this.peakRssKiB = 0;
+    this.peakPssKiB = 0;
     this.timer = setInterval(() => this.sample(), 100);
   }
-  stop(): { cpuSeconds: number; peakRssMiB: number } {
+  stop(): Cost {
     if (this.timer) clearInterval(this.timer);
     this.sample();
     let ticks = 0;
     for (const [pid, t] of this.lastTicks) ticks += t - (this.startTicks.get(pid) ?? 0);
-    return { cpuSeconds: ticks / 100, peakRssMiB: this.peakRssKiB / 1024 };
+    return { cpuSeconds: ticks / 100, peakRssMiB: this.peakRssKiB / 1024, peakPssMiB: this.peakPssKiB / 1024 };
   }
 }
 
@@ -475,17 +486,12 @@ interface RoundSummary {
   totalP99s: number;
   cpuSeconds: number;
   peakRssMiB: number;
+  peakPssMiB: number;
   malformedDhcp: number;
   loadavg: string;
 }
 
-function summarize(
-  round: number,
-  server: string,
-  c: ClientsOut,
-  cost: { cpuSeconds: number; peakRssMiB: number },
-  loadavg: string,
-): RoundSummary {
+function summarize(round: number, server: string, c: ClientsOut, cost: Cost, loadavg: string): RoundSummary {
   const ok = c.machines.filter((m) => m.end !== undefined && !m.error);
   const failed = c.machines.filter((m) => m.error);
   const starts = c.machines.map((m) => m.start);
@@ -511,6 +517,7 @@ function summarize(
     totalP99s: pct(totals, 99),
     cpuSeconds: cost.cpuSeconds,
     peakRssMiB: cost.peakRssMiB,
+    peakPssMiB: cost.peakPssMiB,
     malformedDhcp: c.malformedDhcp,
     loadavg,
   };
@@ -539,6 +546,7 @@ async function runClients(log: string): Promise<ClientsOut> {
     opts['spread-ms'] ?? '1000',
     '--deadline-s',
     opts['deadline-s'] ?? '900',
+    ...(opts.trace === undefined ? [] : ['--trace', path.resolve(opts.trace)]),
   ];
   const child = spawn('ip', args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -559,7 +567,7 @@ async function round(k: number, server: string): Promise<RoundSummary> {
   const running = server === 'bootfarm' ? await startBootfarm(dir) : await startStock(dir);
   const sampler = new Sampler(running.roots);
   let clients: ClientsOut;
-  let cost: { cpuSeconds: number; peakRssMiB: number };
+  let cost: Cost;
   const loadavg = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   try {
     sampler.start();
@@ -593,7 +601,7 @@ function table(all: RoundSummary[]): string {
   lines.push(`Boot storm ${runId}: N=${count}, ${rounds} round(s) per server, interleaved; medians over rounds`);
   lines.push('');
   lines.push(
-    `| Server | all done (s) | machine p50 / p99 (s) | failures | server CPU (s) | peak RSS (MiB) | ${STEPS.map((s) => `${s} p50/p99 ms`).join(' | ')} |`,
+    `| Server | all done (s) | machine p50 / p99 (s) | failures | server CPU (s) | peak RSS / PSS (MiB) | ${STEPS.map((s) => `${s} p50/p99 ms`).join(' | ')} |`,
   );
   lines.push(`|---|---|---|---|---|---|${STEPS.map(() => '---|').join('')}`);
   for (const server of servers) {
@@ -603,7 +611,7 @@ function table(all: RoundSummary[]): string {
       (s) => `${f0(median(rs.map((r) => r.steps[s]?.p50ms ?? NaN)))} / ${f0(median(rs.map((r) => r.steps[s]?.p99ms ?? NaN)))}`,
     );
     lines.push(
-      `| ${server} | ${f1(median(rs.map((r) => r.allDoneS)))} (${rs.map((r) => f1(r.allDoneS)).join(', ')}) | ${f1(median(rs.map((r) => r.totalP50s)))} / ${f1(median(rs.map((r) => r.totalP99s)))} | ${rs.map((r) => r.failures).join(', ')} | ${f1(median(rs.map((r) => r.cpuSeconds)))} | ${f0(Math.max(...rs.map((r) => r.peakRssMiB)))} | ${cells.join(' | ')} |`,
+      `| ${server} | ${f1(median(rs.map((r) => r.allDoneS)))} (${rs.map((r) => f1(r.allDoneS)).join(', ')}) | ${f1(median(rs.map((r) => r.totalP50s)))} / ${f1(median(rs.map((r) => r.totalP99s)))} | ${rs.map((r) => r.failures).join(', ')} | ${f1(median(rs.map((r) => r.cpuSeconds)))} | ${f0(Math.max(...rs.map((r) => r.peakRssMiB)))} / ${f0(Math.max(...rs.map((r) => r.peakPssMiB)))} | ${cells.join(' | ')} |`,
     );
   }
   const b = all.filter((r) => r.server === 'bootfarm');
