@@ -327,7 +327,8 @@ export class EtcdLeaseClaims implements LeaseClaims {
 
   heldByOther(ip: string, key: string, now: number): boolean {
     const claim = this.held.get(ip);
-    return claim !== undefined && claim.key !== key && claim.expiresAt > now;
+    // The same margin as the claim's rule: the pool must not offer what a claim would refuse.
+    return claim !== undefined && claim.key !== key && !mayClaim(claim, key, now, CLAIM_SKEW_MARGIN_MS);
   }
 
   async stop(): Promise<void> {

@@ -102,15 +102,19 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
   it("a REQUEST for an address another instance's client now holds is NAKed, not ACKed", async () => {
     const offer = await discover(first, X, t0);
     const ip = replyOf(offer)?.yiaddr as string;
-    // Instance 2's clock is past X's offer hold: the claim has expired there, and Y takes the address.
-    const taken = await discover(second, Y, t0 + OFFER_HOLD_MS + 1, ip);
+    // Just past the hold, within the margin (a clock up to the skew limit ahead of instance 1's): still X's.
+    const early = await discover(second, '52:54:00:dd:00:04', t0 + OFFER_HOLD_MS + 1, ip);
+    expect(early.outcome).toBe('offer');
+    expect(replyOf(early)?.yiaddr).not.toBe(ip);
+    // Instance 2's clock is past X's offer hold and the clock-skew margin: the claim has expired there, and Y takes the address.
+    const taken = await discover(second, Y, t0 + OFFER_HOLD_MS + CLAIM_SKEW_MARGIN_MS + 1, ip);
     expect(replyOf(taken)?.yiaddr).toBe(ip);
     const late = await request(first, X, ip, t0 + 1000);
     expect(late.outcome).toBe('nak');
     expect(nakMessage(late)).toMatch(/address (not available|claimed by another client)/);
     expect((await stored()).get(ip)).toBe(Y);
     // Y's REQUEST to instance 2 is ACKed, and its claim is now the lease's.
-    const ack = await request(second, Y, ip, t0 + OFFER_HOLD_MS + 2);
+    const ack = await request(second, Y, ip, t0 + OFFER_HOLD_MS + CLAIM_SKEW_MARGIN_MS + 2);
     expect(ack.outcome).toBe('ack');
     expect((await stored()).get(ip)).toBe(Y);
   });
