@@ -375,6 +375,29 @@ describe('NBD session: when reading stops and resumes', () => {
   );
 
   it(
+    'a backlog over 256 KiB from a peer that reads: resumed once it is parsed, and later requests resume nothing more',
+    async () => {
+      const h = harness();
+      await attach(h);
+      h.session.onData(Buffer.concat(flushes(9400)));
+      await settle();
+      expect({ replies: simpleReplies(h), pauses: h.edge.pauses, resumes: h.edge.resumes }).toEqual({
+        replies: 9400,
+        pauses: 1,
+        resumes: 1,
+      });
+      h.session.onData(Buffer.concat(flushes(4, 9400)));
+      await settle();
+      expect({ replies: simpleReplies(h), pauses: h.edge.pauses, resumes: h.edge.resumes }).toEqual({
+        replies: 9404,
+        pauses: 1,
+        resumes: 1,
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'a backlog over 256 KiB whose replies fill the peer: reading stays stopped until it drains, then all is answered',
     async () => {
       const h = harness();
