@@ -961,3 +961,30 @@ describe('config loader: text that is no configuration', () => {
     T,
   );
 });
+
+describe('config loader: key paths and locations of schema problems', () => {
+  it(
+    'a key that ends in a digit, one that starts with digits, and a list index of two digits each keep their spelling',
+    () => {
+      expect(lines(`${BASE}boot: { uefiArm64: "" }\n`)).toEqual(['2:20 boot.uefiArm64: expected a boot file path under tftp.root, got ""']);
+      expect(lines(`${BASE}defaults: { labels: { 5abc: "not ok!" } }\n`)).toEqual([
+        '2:29 defaults.labels.5abc: expected a label value: up to 63 letters, digits, - _ . (starting and ending alphanumeric), got "not ok!"',
+      ]);
+      const nodes = Array.from({ length: 11 }, (_, i) => `  - { mac: "52:54:00:00:00:${String(i + 10)}", hostname: n${i} }\n`).join('');
+      expect(lines(`${BASE}nodes:\n${nodes.replace('hostname: n10', 'hostname: n_10')}`)).toEqual([
+        '13:43 nodes[10].hostname: expected a host name: letters, digits and inner hyphens, at most 63, got "n_10"',
+      ]);
+    },
+    T,
+  );
+
+  it(
+    'a boot.templatesDir that does not exist at all is refused like one that is a file',
+    () => {
+      expect(lines(`${BASE}boot: { templatesDir: no-such-dir }\n`)).toEqual([
+        `2:23 boot.templatesDir: expected an existing directory of .hbs templates, got "no-such-dir" (resolved to ${at('no-such-dir')})`,
+      ]);
+    },
+    T,
+  );
+});
