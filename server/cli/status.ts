@@ -11,7 +11,7 @@ import { INSTANCE_TTL_S, parseInstance, readEtcdClock, type ImageHeld } from '..
 /** The longest each etcd call may take: a status is asked by a person, who should not wait on a dead endpoint. */
 const CALL_TIMEOUT_MS = 3000;
 
-export interface MemberStatus {
+interface MemberStatus {
   id: string;
   name: string;
   clientURLs: string[];
@@ -24,7 +24,7 @@ export interface MemberStatus {
   error?: string | undefined;
 }
 
-export interface InstanceStatus {
+interface InstanceStatus {
   id: string;
   hostname: string;
   address: string;
@@ -66,7 +66,7 @@ async function memberStatus(endpoint: string): Promise<IStatusResponse> {
   }
 }
 
-export async function readStatus(endpoints: string[], prefix: string): Promise<StatusReport> {
+async function readStatus(endpoints: string[], prefix: string): Promise<StatusReport> {
   const client = new Etcd3({
     hosts: endpoints,
     dialTimeout: CALL_TIMEOUT_MS,
@@ -148,7 +148,7 @@ export async function readStatus(endpoints: string[], prefix: string): Promise<S
 
 const seconds = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`);
 
-export function formatStatus(report: StatusReport): string {
+function formatStatus(report: StatusReport): string {
   const lines: string[] = [];
   const { etcd } = report;
   lines.push(

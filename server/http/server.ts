@@ -48,7 +48,7 @@ export interface HttpServerOptions {
 /** What /healthz says of an unhealthy lease store, whatever etcd's error was. */
 export const LEASE_STORE_UNREACHABLE = 'lease store unreachable';
 /** /healthz's reason while clock skew stops new addresses: fixed, as above (the log names the peer and the skew). */
-export const CLOCK_SKEWED = 'clock skew beyond limit';
+const CLOCK_SKEWED = 'clock skew beyond limit';
 
 /** Streams a FileSource in 256 KiB reads. */
 function sourceStream(source: FileSource, start: number, end: number): Readable {

@@ -18,7 +18,7 @@ import { decideSkew, peerOffset, referenceOffset, type OffsetBound, type PeerSke
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from './private-files.js';
 
 /** How often an instance republishes itself and re-reads its peers. */
-export const REFRESH_MS = 2000;
+const REFRESH_MS = 2000;
 /**
  * The etcd lease of a published value. It bounds how old a peer's clock reading
  * can be (peerOffset), so it is kept short; four refreshes fit in it, so a
