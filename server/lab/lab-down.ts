@@ -31,7 +31,8 @@ export async function labDown(log: (line: string) => void): Promise<number> {
     .split('\n')
     .filter((c) => labIds.some((id) => c.startsWith(`${id}-bootfarm`)));
   for (const c of containers) {
-    await run('docker', ['rm', '-f', c]);
+    // -v: the server image's VOLUME gave the container an anonymous volume, which plain rm leaves dangling.
+    await run('docker', ['rm', '-f', '-v', c]);
     log(`removed container ${c}`);
   }
   await new Promise((r) => setTimeout(r, 1000));

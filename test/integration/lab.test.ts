@@ -11,8 +11,11 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { run } from '../../server/lab/proc.js';
+import { connectDocker } from '../../server/image/docker.js';
+import { run, runOk } from '../../server/lab/proc.js';
 import { NetLab } from '../../server/lab/netlab.js';
+import { buildServerImage, LAB_INNER_SERVER_TAG } from '../../server/lab/server-image.js';
+import { volumeNames, volumesOf } from '../lib/docker-volumes.js';
 import { CLI, IMAGES, buildLabImage, lab, labWorkDir, type LabJson } from '../lib/lab-run.js';
 import type { NodeResult } from '../../server/lab/lab.js';
 import type { OutageReport } from '../../server/lab/outage.js';
@@ -323,17 +326,51 @@ describe('emulation lab: power-on to joined', () => {
     45 * 60_000,
   );
 
-  it('bootfarm lab down removes what an interrupted lab left: its processes, namespaces', async () => {
-    // What a killed `lab run` leaves: a lab namespace set with a process inside.
-    const left = await NetLab.create('lab');
-    const host = await left.addHost('srv', { address: '10.9.0.1/24' });
-    const sleeper = left.spawn(host.ns, 'sleep', ['600'], 'leftover');
-    const down = await run(process.execPath, [CLI, 'lab', 'down'], 60_000);
-    expect(down.code, down.stderr).toBe(0);
-    expect(down.stdout).toMatch(/^removed \d+ lab namespace\(s\)\n$/);
-    expect(down.stderr).toContain(`${host.ns}: ended 1 process(es)`);
-    expect(await sleeper.exited).not.toBe(0);
-    const remaining = (await run('ip', ['netns', 'list'])).stdout;
-    expect(remaining).not.toContain(left.id);
-  });
+  it(
+    'bootfarm lab down removes what an interrupted lab left: its processes, namespaces, server container and its volume',
+    async () => {
+      // What a killed `lab run --server docker` leaves: a lab namespace set with a process
+      // inside, and its server's network holder, made from the server image as the lab
+      // makes it: the image's VOLUME /var/lib/bootfarm gives it an anonymous volume.
+      const left = await NetLab.create('lab');
+      const host = await left.addHost('srv', { address: '10.9.0.1/24' });
+      const sleeper = left.spawn(host.ns, 'sleep', ['600'], 'leftover');
+      await buildServerImage(await connectDocker(), { tag: LAB_INNER_SERVER_TAG, log: () => undefined });
+      const holder = `${left.id}-bootfarm-net`;
+      let volumes: string[] = [];
+      try {
+        await runOk('docker', [
+          'run',
+          '-d',
+          '--name',
+          holder,
+          '--network',
+          'none',
+          '--entrypoint',
+          'sleep',
+          LAB_INNER_SERVER_TAG,
+          'infinity',
+        ]);
+        volumes = await volumesOf(holder);
+        expect(volumes).toHaveLength(1);
+        const down = await run(process.execPath, [CLI, 'lab', 'down'], 60_000);
+        expect(down.code, down.stderr).toBe(0);
+        expect(down.stdout).toMatch(/^removed \d+ lab namespace\(s\)\n$/);
+        expect(down.stderr).toContain(`${host.ns}: ended 1 process(es)`);
+        expect(down.stderr).toContain(`removed container ${holder}`);
+        expect(await sleeper.exited).not.toBe(0);
+        const remaining = (await run('ip', ['netns', 'list'])).stdout;
+        expect(remaining).not.toContain(left.id);
+        // Removed with its container (docker rm -v), not left dangling.
+        expect((await volumeNames()).filter((v) => volumes.includes(v))).toEqual([]);
+      } finally {
+        // A failed case's leftovers, removed here (nothing when lab down did its work).
+        await run('docker', ['rm', '-f', '-v', holder]);
+        for (const v of volumes) await run('docker', ['volume', 'rm', v]);
+        await left.destroy();
+      }
+      // The server image is built when missing or stale (minutes on a fresh machine).
+    },
+    15 * 60_000,
+  );
 });

@@ -16,12 +16,16 @@ import { run, runOk } from '../../server/lab/proc.js';
 import { containerConfig, startServerContainer, type ServerContainer } from '../../server/lab/server-container.js';
 import { buildServerImage, type ServerImageReport } from '../../server/lab/server-image.js';
 import { CLI, nodeArgs, REPO_ROOT } from '../lib/bootfarm.js';
+import { VolumeWatch } from '../lib/docker-volumes.js';
 
 const TAG = 'bootfarm/server:test';
 const NODE_MAC = '52:54:00:00:00:01';
 const SCRIPT = path.join(REPO_ROOT, 'test/lib/dhcp-client-script.sh');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const field = (line: string, name: string) => line.match(new RegExp(`${name}=(\\S*)`))?.[1];
+// Every container this file starts is named from it (bootfarm's holder adds -net): how the
+// volume check below tells them from other runs' on the same daemon.
+const NAME = `bootfarm-server-sctest${process.pid}`;
 
 describe('bootfarm in its container on a lab bridge', () => {
   let docker: Docker;
@@ -34,9 +38,11 @@ describe('bootfarm in its container on a lab bridge', () => {
   const kernel = randomBytes(2 * 1024 * 1024 + 3);
   const tftpFile = randomBytes(300 * 1024 + 11);
   const buildLog: string[] = [];
+  let volumes: VolumeWatch | undefined;
 
   beforeAll(async () => {
     await runOk('bash', [path.join(REPO_ROOT, 'scripts/start-dockerd.sh')]);
+    volumes = VolumeWatch.start();
     docker = await connectDocker();
     // Cold (or partly cached) build, then the same build again: all from the cache.
     // On a fresh machine the cold build (node base from debootstrap, npm ci) alone
@@ -82,6 +88,7 @@ describe('bootfarm in its container on a lab bridge', () => {
     lab = await NetLab.create('sc');
     server = await startServerContainer({
       docker,
+      name: NAME,
       image: TAG,
       configFile: path.join(work, 'bootfarm.yaml'),
       stateDir: path.join(work, 'state'),
@@ -102,6 +109,9 @@ describe('bootfarm in its container on a lab bridge', () => {
       const left = await docker.listContainers({ all: true, filters: { label: [`bootfarm.server=${server?.name}`] } });
       expect(left).toEqual([]);
     }
+    // The image's VOLUME /var/lib/bootfarm gives the holder (nothing mounted there) an
+    // anonymous volume; stop() removes it with the container.
+    if (volumes) expect(await volumes.left((name) => name.startsWith(NAME))).toEqual([]);
   });
 
   it('builds the image, and a second build comes entirely from the cache', () => {
@@ -187,6 +197,7 @@ describe('bootfarm in its container on a lab bridge', () => {
   it('refuses a missing image and a configuration naming host paths, with the fix', async () => {
     const opts = {
       docker,
+      name: `${NAME}-refused`,
       configFile: path.join(work, 'bootfarm.yaml'),
       stateDir: path.join(work, 'state'),
       network: { mode: 'bridge' as const, netns: lab.switchNs, bridge: 'br0', address: '10.9.0.1/24' },
