@@ -33,6 +33,7 @@ import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const run = promisify(execFile);
 
@@ -46,6 +47,8 @@ const { values: opts } = parseArgs({
     'seq-mib': { type: 'string', default: '16' },
     'rand-reads': { type: 'string', default: '256' },
     'deadline-s': { type: 'string', default: '600' },
+    'first-index': { type: 'string', default: '1' },
+    'start-at': { type: 'string' },
     trace: { type: 'string' },
   },
 });
@@ -66,6 +69,11 @@ const spreadMs = intOpt('spread-ms', 0, 60_000);
 const seqMiB = intOpt('seq-mib', 0, 1024);
 const randReads = intOpt('rand-reads', 0, 100_000);
 const deadlineMs = intOpt('deadline-s', 1, 3600) * 1000;
+// Several generator processes share a storm (bench/storm/run.ts --workers): each
+// takes the machines from --first-index on, and all start at the wall-clock instant
+// --start-at (ms since the epoch), so their timelines share one clock.
+const firstIndex = intOpt('first-index', 1, 1 << 20);
+const startAt = opts['start-at'] === undefined ? Date.now() : intOpt('start-at', 0, Number.MAX_SAFE_INTEGER);
 const iface = opts.iface ?? 'cli0';
 // --trace FILE: "<offset> <length>" per line, the reads a lab node made
 // (bench/storm/record-lab-trace.sh); replayed in order instead of the synthetic pattern.
@@ -88,8 +96,8 @@ function readTrace(file: string): Array<[bigint, number]> {
   return out;
 }
 
-const t0 = performance.now();
-const now = (): number => performance.now() - t0;
+/** Wall-clock ms, at performance.now()'s resolution. */
+const now = (): number => performance.timeOrigin + performance.now();
 
 interface Step {
   step: string;
@@ -631,15 +639,21 @@ function macOf(i: number): string {
 }
 
 async function main(): Promise<void> {
+  // The generator is one process: if its own event loop lags, the storm measures it,
+  // not the server. Its lag and CPU go into the output so a reader can tell.
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  const cpu0 = process.cpuUsage();
   await openDhcp();
   const machines: Machine[] = Array.from({ length: count }, (_, i) => ({
-    index: i,
-    mac: macOf(i + 1),
+    index: firstIndex + i - 1,
+    mac: macOf(firstIndex + i),
     steps: [],
     start: 0,
   }));
   const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), deadlineMs).unref());
-  const all = Promise.all(machines.map((m) => machine(m, spreadMs > 0 ? randomInt(spreadMs) : 0)));
+  const wait = Math.max(0, startAt - now());
+  const all = Promise.all(machines.map((m) => machine(m, wait + (spreadMs > 0 ? randomInt(spreadMs) : 0))));
   const outcome = await Promise.race([all.then(() => 'done' as const), deadline]);
   for (const m of machines) {
     if (m.end === undefined && m.error === undefined) {
@@ -648,8 +662,15 @@ async function main(): Promise<void> {
     }
   }
   dhcpSocket.close();
+  lag.disable();
+  const cpu = process.cpuUsage(cpu0);
+  const client = {
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    loopLagP99ms: lag.percentile(99) / 1e6,
+    loopLagMaxms: lag.max / 1e6,
+  };
   process.stdout.write(
-    `STORM_CLIENTS ${JSON.stringify({ count, outcome, malformedDhcp, seqMiB, randReads, spreadMs, trace: opts.trace, traceReads: trace?.length, machines })}\n`,
+    `STORM_CLIENTS ${JSON.stringify({ count, outcome, client, malformedDhcp, seqMiB, randReads, spreadMs, trace: opts.trace, traceReads: trace?.length, machines })}\n`,
   );
   // Sockets of machines past the deadline would keep the process alive.
   process.exit(0);

@@ -18,6 +18,11 @@
 // Its iPXE script is written here in bootfarm's shape (kernel, initrd, and
 // bootfarm.nbd= / bootfarm.export= on the command line) so one client parses both.
 //
+// Generator: --workers processes of bench/storm/clients.ts (default 2, one per core
+// here), machines dealt out in blocks, all starting at one wall-clock instant; each
+// reports its CPU and event-loop lag, printed per round, so a storm limited by the
+// generator rather than the server shows as such.
+//
 // Server cost: every 100 ms the process tree of each server (nbd-server forks one
 // child per client) is read from /proc: CPU = utime + stime over the storm (last
 // value seen per PID, minus the value at the storm's start; a child's last <100 ms
@@ -26,7 +31,7 @@
 //
 // Usage: node --import tsx bench/storm/run.ts --count 50 --rounds 2 [--servers bootfarm,stock]
 //   [--main-js dist/server/cli/main.js] [--image-dir /var/tmp/bootfarm-lab-images/lab/current/amd64]
-//   [--results bench/results] [--seq-mib 16] [--rand-reads 256] [--trace FILE] [--spread-ms 1000]
+//   [--workers 2] [--results bench/results] [--seq-mib 16] [--rand-reads 256] [--trace FILE] [--spread-ms 1000]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import {
   existsSync,
@@ -55,6 +60,7 @@ const { values: opts } = parseArgs({
     'rand-reads': { type: 'string', default: '256' },
     'spread-ms': { type: 'string', default: '1000' },
     'deadline-s': { type: 'string', default: '900' },
+    workers: { type: 'string', default: '2' },
     trace: { type: 'string' },
   },
 });
@@ -70,6 +76,7 @@ function intOpt(name: keyof typeof opts, min: number, max: number): number {
 
 const count = intOpt('count', 1, 5000);
 const rounds = intOpt('rounds', 1, 20);
+const workers = intOpt('workers', 1, 64);
 const servers = (opts.servers ?? '').split(',').filter(Boolean);
 for (const s of servers) if (s !== 'bootfarm' && s !== 'stock') throw new Error(`--servers: expected bootfarm and/or stock, got ${s}`);
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -461,6 +468,7 @@ interface MachineResult {
 }
 interface ClientsOut {
   outcome: string;
+  client?: { cpuSeconds: number; loopLagP99ms: number; loopLagMaxms: number };
   malformedDhcp: number;
   machines: MachineResult[];
 }
@@ -487,6 +495,7 @@ interface RoundSummary {
   cpuSeconds: number;
   peakRssMiB: number;
   peakPssMiB: number;
+  client?: ClientsOut['client'];
   malformedDhcp: number;
   loadavg: string;
 }
@@ -518,12 +527,14 @@ function summarize(round: number, server: string, c: ClientsOut, cost: Cost, loa
     cpuSeconds: cost.cpuSeconds,
     peakRssMiB: cost.peakRssMiB,
     peakPssMiB: cost.peakPssMiB,
+    client: c.client,
     malformedDhcp: c.malformedDhcp,
     loadavg,
   };
 }
 
-async function runClients(log: string): Promise<ClientsOut> {
+/** One generator process for machines first..first+n-1, all starting at startAt. */
+async function runWorker(first: number, n: number, startAt: number, log: string): Promise<ClientsOut> {
   const args = [
     'netns',
     'exec',
@@ -535,7 +546,11 @@ async function runClients(log: string): Promise<ClientsOut> {
     '--iface',
     'cli0',
     '--count',
-    String(count),
+    String(n),
+    '--first-index',
+    String(first),
+    '--start-at',
+    String(startAt),
     '--prefix',
     '16',
     '--seq-mib',
@@ -560,6 +575,28 @@ async function runClients(log: string): Promise<ClientsOut> {
   return JSON.parse(line.slice('STORM_CLIENTS '.length)) as ClientsOut;
 }
 
+/** The storm over --workers generator processes (machines dealt out in blocks), merged. */
+async function runClients(logBase: string): Promise<ClientsOut> {
+  // Far enough ahead for every worker's tsx start on a loaded machine.
+  const startAt = Date.now() + 8000;
+  const per = Math.ceil(count / workers);
+  const parts = await Promise.all(
+    Array.from({ length: workers }, (_, w) => ({ first: 1 + w * per, n: Math.min(per, count - w * per) }))
+      .filter((p) => p.n > 0)
+      .map((p, w) => runWorker(p.first, p.n, startAt, `${logBase}.${w}.log`)),
+  );
+  return {
+    outcome: parts.map((p) => p.outcome).join(','),
+    client: {
+      cpuSeconds: parts.reduce((a, p) => a + (p.client?.cpuSeconds ?? 0), 0),
+      loopLagP99ms: Math.max(...parts.map((p) => p.client?.loopLagP99ms ?? 0)),
+      loopLagMaxms: Math.max(...parts.map((p) => p.client?.loopLagMaxms ?? 0)),
+    },
+    malformedDhcp: parts.reduce((a, p) => a + p.malformedDhcp, 0),
+    machines: parts.flatMap((p) => p.machines),
+  };
+}
+
 async function round(k: number, server: string): Promise<RoundSummary> {
   const dir = path.join(work, `round-${k}-${server}`);
   mkdirSync(dir, { recursive: true });
@@ -569,11 +606,12 @@ async function round(k: number, server: string): Promise<RoundSummary> {
   let clients: ClientsOut;
   let cost: Cost;
   const loadavg = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  sampler.start();
   try {
-    sampler.start();
-    clients = await runClients(path.join(outDir, `round-${k}-${server}.clients.log`));
-    cost = sampler.stop();
+    clients = await runClients(path.join(outDir, `round-${k}-${server}.clients`));
   } finally {
+    // Stopped on failure too: its interval would keep this process alive.
+    cost = sampler.stop();
     await running.stop();
   }
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.log'))) {
@@ -625,6 +663,13 @@ function table(all: RoundSummary[]): string {
       `bootfarm ÷ stock, time to all done: x${median(ratios).toFixed(2)} (rounds ${ratios.map((r) => r.toFixed(2)).join(', ')}); server CPU x${median(cpu).toFixed(2)}`,
     );
   }
+  lines.push('');
+  for (const r of all) {
+    const c = r.client;
+    lines.push(
+      `round ${r.round} ${r.server}: all done ${f1(r.allDoneS)} s, ${r.failures} failed, server CPU ${f1(r.cpuSeconds)} s, load ${r.loadavg}; generator CPU ${c ? f1(c.cpuSeconds) : '?'} s, event-loop lag p99 ${c ? f0(c.loopLagP99ms) : '?'} ms, max ${c ? f0(c.loopLagMaxms) : '?'} ms`,
+    );
+  }
   for (const r of all.filter((x) => x.failures > 0))
     lines.push(`round ${r.round} ${r.server}: ${JSON.stringify(r.failuresByStep)} ${r.firstErrors.join(' | ')}`);
   return lines.join('\n');
@@ -637,7 +682,7 @@ async function main(): Promise<void> {
   if (servers.includes('bootfarm') && !existsSync(mainJs)) throw new Error(`--main-js ${mainJs}: not found (npm run build)`);
   mkdirSync(outDir, { recursive: true });
   process.stdout.write(
-    `storm: run ${runId}, N=${count}, rounds ${rounds}, servers ${servers.join(',')}, load ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`,
+    `storm: run ${runId}, N=${count}, rounds ${rounds}, ${workers} generator process(es), servers ${servers.join(',')}, load ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`,
   );
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
