@@ -3,7 +3,7 @@
 // base64, the API's base64 only (an API client cannot make bootfarm read files),
 // the trust-on-first-use file in the state directory (0600, written durably and
 // one write after another), and each way a registration is unusable.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,6 +25,17 @@ function parseEk(bytes: Buffer) {
   const found = r.registered({ mac: MAC, origin: 'api', tpm: { ek: bytes.toString('base64') } });
   if (!found) throw new Error('no EK');
   return found.ek;
+}
+
+/** This process's file descriptors open on `file` (renamed files included: the link follows the inode's new name). */
+function openOn(file: string): string[] {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // closed between the listing and the look (the listing's own descriptor)
+    }
+  });
 }
 
 function thrown(run: () => unknown): Error {
@@ -144,6 +155,8 @@ describe('EK registry', () => {
       expect(readFileSync(trustFile(), 'utf8')).toBe(`${JSON.stringify({ version: 1, eks: { [MAC]: EK.toString('base64') } }, null, 2)}\n`);
       expect(statSync(trustFile()).mode & 0o777).toBe(0o600);
       expect(existsSync(`${trustFile()}.tmp`)).toBe(false);
+      // And closed: no descriptor of this process is left on it (Linux: /proc/self/fd).
+      expect(openOn(trustFile())).toEqual([]);
       // This process sees it at once; the next one reads it.
       expect(registry.registered({ mac: MAC, origin: 'config' })).toMatchObject({ source: 'trust-on-first-use' });
       const next = open();
