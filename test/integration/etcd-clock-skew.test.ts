@@ -186,7 +186,11 @@ describe('instances sharing etcd with one clock 90 s ahead', () => {
 });
 
 describe('bootfarm status with nothing to read', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-status-'));
+  let dir: string;
+  // Made in beforeAll, not at collection: a run that filters these tests out would leave it behind.
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-status-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const statusOf = async (config: Record<string, unknown>) => {
     const file = path.join(dir, `${Object.keys(config).join('-')}-${Math.random().toString(36).slice(2)}.yaml`);
