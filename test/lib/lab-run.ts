@@ -7,6 +7,7 @@ import path from 'node:path';
 import { run } from '../../server/lab/proc.js';
 import { REPO_ROOT } from './bootfarm.js';
 import type { NodeResult } from '../../server/lab/lab.js';
+import { VolumeWatch } from './docker-volumes.js';
 
 export const CLI = path.join(REPO_ROOT, 'dist/server/cli/main.js');
 // Kept between runs on a developer machine (an unchanged rebuild is a cache hit); CI starts empty.
@@ -19,13 +20,28 @@ export interface LabJson {
 
 /** `bootfarm lab run` with these arguments; its JSON summary, exit code and stderr. */
 export async function lab(args: string[]): Promise<{ code: number | null; json: LabJson; stderr: string }> {
+  const volumes = VolumeWatch.start();
   const r = await run(
     process.execPath,
     [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args],
     40 * 60_000,
   );
+  await noVolumesLeft(volumes, r.stderr);
   if (!r.stdout.trim().startsWith('{')) throw new Error(`lab run printed no JSON (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
   return { code: r.code, json: JSON.parse(r.stdout) as LabJson, stderr: r.stderr };
+}
+
+/**
+ * Throws when the run's own containers (`--server docker`: <lab id>-bootfarm and its
+ * -net holder) left a volume behind: the server image's VOLUME gives each an
+ * anonymous one, which only a removal with its volumes takes away. Whatever the run's
+ * exit, a lab tears its containers down.
+ */
+async function noVolumesLeft(volumes: VolumeWatch, stderr: string): Promise<void> {
+  // The lab's names all start with its id; its switch namespace is <id>-sw.
+  const id = stderr.match(/^lab: lab network (\S+)-sw /m)?.[1];
+  const left = await volumes.left((name) => id !== undefined && name.startsWith(`${id}-`));
+  if (left.length) throw new Error(`lab run ${id ?? ''} left docker volume(s) of its containers:\n${left.join('\n')}`);
 }
 
 /** The work directory a lab run made for itself, as its stderr named it at start. */
@@ -44,6 +60,7 @@ export interface LiveLab {
 
 /** `bootfarm lab run --json` in the background, for a test that watches the lab while it runs. */
 export function startLab(args: string[]): LiveLab {
+  const volumes = VolumeWatch.start();
   const child = spawn(
     process.execPath,
     [CLI, 'lab', 'run', '--json', '--images-dir', IMAGES, '--image', 'lab', '--timeout', '900', ...args],
@@ -74,8 +91,10 @@ export function startLab(args: string[]): LiveLab {
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(killer);
-      if (!stdout.trim().startsWith('{')) reject(new Error(`lab run printed no JSON (exit ${code}):\n${stderr.slice(-4000)}`));
-      else resolve({ code, json: JSON.parse(stdout) as LabJson, stderr });
+      noVolumesLeft(volumes, stderr).then(() => {
+        if (!stdout.trim().startsWith('{')) reject(new Error(`lab run printed no JSON (exit ${code}):\n${stderr.slice(-4000)}`));
+        else resolve({ code, json: JSON.parse(stdout) as LabJson, stderr });
+      }, reject);
     });
   });
   const ended = done.then(
