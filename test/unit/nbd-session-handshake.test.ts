@@ -113,6 +113,29 @@ describe('NBD session: what each refusal says', () => {
   );
 });
 
+describe('NBD session: INFO and GO', () => {
+  it(
+    'answers each of several information requests, read from its own place after the count (BLOCK_SIZE then NAME)',
+    async () => {
+      const h = harness();
+      const name = Buffer.from('disk');
+      const data = Buffer.concat([Buffer.from([0, 0, 0, name.length]), name, Buffer.from([0, 2, 0, 3, 0, 1])]);
+      h.session.onData(Buffer.concat([CLIENT_FLAGS, option(OPT.INFO, data)]));
+      await settle();
+      const replies = parseOptionReplies(h.edge.bytes()).replies;
+      // Each INFO reply starts with its information type; ACK carries nothing.
+      expect(replies.map((r) => [r.type, r.type === REP.INFO ? r.data.readUInt16BE(0) : r.data.length])).toEqual([
+        [REP.INFO, 1],
+        [REP.INFO, 3],
+        [REP.INFO, 0],
+        [REP.ACK, 0],
+      ]);
+      expect(replies[0]?.data.subarray(2).toString()).toBe('disk');
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
 describe('NBD session: an export open that fails', () => {
   /** Three ways into the option that opens: straight from onData, after drained(), after drained() with a backlog over 256 KiB. */
   const paths = ['data', 'drained', 'drained with a backlog'] as const;
