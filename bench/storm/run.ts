@@ -496,6 +496,7 @@ interface RoundSummary {
   peakRssMiB: number;
   peakPssMiB: number;
   client?: ClientsOut['client'];
+  clientUdpDrops?: { rcvbufErrors: number; inErrors: number };
   malformedDhcp: number;
   loadavg: string;
 }
@@ -597,6 +598,18 @@ async function runClients(logBase: string): Promise<ClientsOut> {
   };
 }
 
+/** The client namespace's UDP drop counters (/proc/net/snmp): datagrams the
+ * generator lost because its socket buffers were full are its own fault, not the server's. */
+function udpCounters(): { rcvbufErrors: number; inErrors: number } {
+  const lines = sh('ip', ['netns', 'exec', cliNs, 'cat', '/proc/net/snmp'])
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'));
+  const names = (lines[0] ?? '').split(/\s+/);
+  const values = (lines[1] ?? '').split(/\s+/).map(Number);
+  const get = (n: string): number => values[names.indexOf(n)] ?? 0;
+  return { rcvbufErrors: get('RcvbufErrors'), inErrors: get('InErrors') };
+}
+
 async function round(k: number, server: string): Promise<RoundSummary> {
   const dir = path.join(work, `round-${k}-${server}`);
   mkdirSync(dir, { recursive: true });
@@ -606,6 +619,7 @@ async function round(k: number, server: string): Promise<RoundSummary> {
   let clients: ClientsOut;
   let cost: Cost;
   const loadavg = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const udp0 = udpCounters();
   sampler.start();
   try {
     clients = await runClients(path.join(outDir, `round-${k}-${server}.clients`));
@@ -618,7 +632,9 @@ async function round(k: number, server: string): Promise<RoundSummary> {
     writeFileSync(path.join(outDir, `round-${k}-${server}.${f}`), readFileSync(path.join(dir, f)));
   }
   writeFileSync(path.join(outDir, `round-${k}-${server}.json`), JSON.stringify(clients));
+  const udp1 = udpCounters();
   const s = summarize(k, server, clients, cost, loadavg);
+  s.clientUdpDrops = { rcvbufErrors: udp1.rcvbufErrors - udp0.rcvbufErrors, inErrors: udp1.inErrors - udp0.inErrors };
   process.stdout.write(`STORM_ROUND ${JSON.stringify(s)}\n`);
   return s;
 }
@@ -667,7 +683,7 @@ function table(all: RoundSummary[]): string {
   for (const r of all) {
     const c = r.client;
     lines.push(
-      `round ${r.round} ${r.server}: all done ${f1(r.allDoneS)} s, ${r.failures} failed, server CPU ${f1(r.cpuSeconds)} s, load ${r.loadavg}; generator CPU ${c ? f1(c.cpuSeconds) : '?'} s, event-loop lag p99 ${c ? f0(c.loopLagP99ms) : '?'} ms, max ${c ? f0(c.loopLagMaxms) : '?'} ms`,
+      `round ${r.round} ${r.server}: all done ${f1(r.allDoneS)} s, ${r.failures} failed, server CPU ${f1(r.cpuSeconds)} s, load ${r.loadavg}; generator CPU ${c ? f1(c.cpuSeconds) : '?'} s, event-loop lag p99 ${c ? f0(c.loopLagP99ms) : '?'} ms, max ${c ? f0(c.loopLagMaxms) : '?'} ms; client UDP receive-buffer drops ${r.clientUdpDrops?.rcvbufErrors ?? '?'}`,
     );
   }
   for (const r of all.filter((x) => x.failures > 0))
