@@ -4,7 +4,7 @@
 // answer attests the boot; every refusal carries its reason on the timeline and
 // in bootfarm_tpm_attestations_total.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -96,6 +96,7 @@ nodes:
     await tpmB?.stop();
     await store?.close();
     await lab?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('the registered TPM attests its boot: challenge, activation, answer', async () => {
