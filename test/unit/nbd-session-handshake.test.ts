@@ -312,6 +312,22 @@ describe('NBD session: bytes that arrive while the session is busy or closed', (
   );
 
   it(
+    'a request that follows ABORT in the same read is not answered: the session stops parsing once it closes',
+    async () => {
+      const h = harness();
+      h.session.onData(Buffer.concat([CLIENT_FLAGS, option(2), request(Cmd.FLUSH, 1n, 0n, 0)]));
+      await settle();
+      const { replies, rest } = parseOptionReplies(h.edge.bytes());
+      expect({ replies: replies.map((r) => r.type), rest: rest.length, ended: h.edge.ended }).toEqual({
+        replies: [REP.ACK],
+        rest: 0,
+        ended: true,
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'data after ABORT is not kept: even past 256 KiB it does not stop reading',
     async () => {
       const h = harness();
