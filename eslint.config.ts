@@ -19,7 +19,9 @@ export default defineConfig(
       'bench/dist/**',
       'bench/results/**',
       'reports/**',
-      '.stryker-tmp/**',
+      '.stryker-tmp*/**',
+      // bench/run-*.sh build snapshots (bench/lib/run.sh): compiled output
+      'bench/.*-snapshot/**',
       'examples/state/**',
       'examples/images/**',
       'examples/tftpboot/**',
