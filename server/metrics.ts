@@ -32,6 +32,11 @@ export class Metrics {
     help: 'Offers not made because machines in no inventory already hold dhcp.limits.unknownLeasePercent of the pool',
     registers: [this.registry],
   });
+  readonly dhcpClockSkewSilent = new Counter({
+    name: 'bootfarm_dhcp_clock_skew_silent_total',
+    help: 'store.backend etcd: DHCP requests for a dynamic address left unanswered (no OFFER, ACK or NAK) because clock skew stops this instance',
+    registers: [this.registry],
+  });
   readonly dhcpDeclinesIgnored = new Counter({
     name: 'bootfarm_dhcp_declines_ignored_total',
     help: 'DHCPDECLINEs not acted on, by reason (not-offered: the client held no offer or lease for the address; quarantine-full: dhcp.limits.maxQuarantinedPercent of the pool is quarantined already)',

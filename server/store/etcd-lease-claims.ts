@@ -14,7 +14,15 @@
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { RateLimiter } from '../util/rate-limited-log.js';
-import { mayClaim, parseClaim, type ClaimResult, type ClaimsHealth, type ClaimValue, type LeaseClaims } from './lease-claims.js';
+import {
+  ClockSkewStop,
+  mayClaim,
+  parseClaim,
+  type ClaimResult,
+  type ClaimsHealth,
+  type ClaimValue,
+  type LeaseClaims,
+} from './lease-claims.js';
 import { SKEW_STOP_MS } from './clock-skew.js';
 import { INSTANCE_TTL_S, InstanceRegistry, type ClockHealth, type RegistryOptions } from './instance-registry.js';
 
@@ -259,11 +267,12 @@ export class EtcdLeaseClaims implements LeaseClaims {
    * the claim's TTL, which wastes it for a while but never gives it twice.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
-    // Clock skew past the limit: as when etcd cannot decide, no claim is made, so
-    // no new address is given and a renewal is ACKed for what its binding has
-    // left (full-handler.ts). etcd answers, so its health is not touched.
+    // Clock skew past the limit (or a verdict too old to rely on): no claim is
+    // made, and the distinct error tells full-handler.ts to answer nothing for
+    // the address, not even from its binding (whose time left this clock counts).
+    // etcd answers, so its health is not touched.
     const refusal = this.registry?.refusal();
-    if (refusal !== undefined) return Promise.reject(new Error(refusal));
+    if (refusal !== undefined) return Promise.reject(new ClockSkewStop(refusal));
     return this.bounded(() => this.claimUnbounded(subnet, ip, value, now), `claim of ${ip}`);
   }
 

@@ -14,7 +14,17 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { IMAGE_DIR_NAME } from '../image/names.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
-import { decideSkew, peerOffset, referenceOffset, type OffsetBound, type PeerSkew, type SkewVerdict } from './clock-skew.js';
+import { performance } from 'node:perf_hooks';
+import {
+  decideSkew,
+  peerOffset,
+  referenceOffset,
+  verdictStaleness,
+  type ClockPair,
+  type OffsetBound,
+  type PeerSkew,
+  type SkewVerdict,
+} from './clock-skew.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from './private-files.js';
 
 /** How often an instance republishes itself and re-reads its peers. */
@@ -167,8 +177,26 @@ export interface ClockHealth {
   since: number;
 }
 
+const clockPair = (): ClockPair => ({ wall: Date.now(), mono: performance.now() });
+
+/**
+ * How old (monotonic) a verdict may get before it no longer clears allocation.
+ * Past INSTANCE_TTL_S without a publish, peers no longer see this instance and
+ * stop comparing their clocks with it, so it must stop relying on its own old
+ * comparison too. The slowest refresh that still succeeds is added so load does
+ * not make the verdict flap: a refresh starts within REFRESH_MS of the last one
+ * ending (REFRESH_MS < the TTL) and makes three etcd calls (lease grant, put,
+ * range read) and up to one /health per member, each bounded by claimTimeoutMs.
+ */
+function staleAfterMs(endpoints: number, timeoutMs: number): number {
+  return INSTANCE_TTL_S * 1000 + (3 + endpoints) * timeoutMs;
+}
+
 export class InstanceRegistry {
   private verdict: SkewVerdict = { stop: false, warn: false };
+  /** When the measurement behind `verdict` started, on both clocks (verdictStaleness). */
+  private madeAt: ClockPair | undefined;
+  private readonly staleAfterMs: number;
   private health: ClockHealth = { healthy: true, since: Date.now() };
   private lease: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -176,7 +204,9 @@ export class InstanceRegistry {
   private readonly skewLog = new RateLimiter(5, 60_000);
   private readonly failLog = new RateLimiter(5, 60_000);
 
-  private constructor(private readonly options: RegistryOptions) {}
+  private constructor(private readonly options: RegistryOptions) {
+    this.staleAfterMs = staleAfterMs(options.endpoints.length, options.timeoutMs);
+  }
 
   /** Publishes this instance and reads its peers once before resolving, so the first DHCP answer already knows the skew. */
   static async open(options: RegistryOptions): Promise<InstanceRegistry> {
@@ -201,21 +231,29 @@ export class InstanceRegistry {
     return `${this.options.prefix}/instances/${this.options.self().id}`;
   }
 
-  /** Why a new address may not be given now, or undefined. */
+  /**
+   * Why a new address may not be given now, or undefined: the last verdict's
+   * stop, or that verdict no longer holding (too old, or the clock stepped since).
+   */
   refusal(): string | undefined {
-    return this.verdict.stop ? this.verdict.reason : undefined;
+    if (this.verdict.stop) return this.verdict.reason;
+    return verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs);
   }
 
   clockHealth(): ClockHealth {
-    return this.health;
+    const stale = this.health.healthy ? verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs) : undefined;
+    return stale === undefined ? this.health : { healthy: false, reason: stale, since: Date.now() };
   }
 
   private async refresh(): Promise<void> {
     this.running = true;
     try {
+      // Taken before measuring: the verdict's age counts from its oldest reading.
+      const started = clockPair();
       await this.publish();
       const peers = await this.readPeers();
       const reference = await this.readReference();
+      this.madeAt = started;
       this.note(decideSkew(peers, reference));
     } finally {
       this.running = false;

@@ -28,6 +28,17 @@ export interface ClaimsHealth {
   since: number;
 }
 
+/**
+ * claim()'s rejection when this instance's own clock cannot be trusted (clock
+ * skew beyond the limit, or a skew verdict stale or overtaken by a clock step:
+ * instance-registry.ts). Unlike an unreachable store, this must not fall back
+ * to answering renewals from the local binding: that binding's remaining time
+ * is counted with the very clock found bad (full-handler.ts).
+ */
+export class ClockSkewStop extends Error {
+  override readonly name = 'ClockSkewStop';
+}
+
 export interface LeaseClaims {
   /**
    * Claims (or renews) `ip` in `subnet` for the client `value.key` until
@@ -35,6 +46,8 @@ export interface LeaseClaims {
    * committed; a conflict (someone else holds it, or the claim kept losing
    * races for it) resolves not ok. Rejects when the store cannot say
    * (within the store's bounded claim timeout): the caller then gives no new address.
+   * Rejects with ClockSkewStop when this instance's clock is not to be trusted:
+   * the caller then answers nothing for the address.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult>;
   /** Gives `ip` back, if `key` still holds it (RELEASE). Never rejects: a claim left behind expires with its TTL. */

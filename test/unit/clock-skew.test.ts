@@ -1,7 +1,16 @@
 // The clock-skew rule between instances sharing etcd (server/store/clock-skew.ts):
 // bounds from one read, and who stops allocating when two clocks disagree.
 import { describe, expect, it } from 'vitest';
-import { decideSkew, peerOffset, possibleSkew, referenceOffset, SKEW_STOP_MS, SKEW_WARN_MS } from '../../server/store/clock-skew.js';
+import {
+  CLOCK_STEP_TOLERANCE_MS,
+  decideSkew,
+  peerOffset,
+  possibleSkew,
+  referenceOffset,
+  SKEW_STOP_MS,
+  SKEW_WARN_MS,
+  verdictStaleness,
+} from '../../server/store/clock-skew.js';
 
 const T = 1_800_000_000_000;
 /** An exact offset (a zero-width bound), to test the rule apart from the measurement. */
@@ -56,5 +65,37 @@ describe('decideSkew', () => {
 
   it("its own clock far from etcd's warns even with no peer", () => {
     expect(decideSkew([], exact(-SKEW_WARN_MS - 1))).toMatchObject({ stop: false, warn: true });
+  });
+});
+
+describe('verdictStaleness', () => {
+  const made = { wall: T, mono: 5000 };
+  const MAX_AGE = 16_000;
+  /** `monoMs` later on the monotonic clock, the wall clock having moved `wallMs`. */
+  const later = (monoMs: number, wallMs = monoMs) => ({ wall: T + wallMs, mono: 5000 + monoMs });
+
+  it('a verdict younger than the bound, with both clocks moving together, holds', () => {
+    expect(verdictStaleness(made, later(0), MAX_AGE)).toBeUndefined();
+    expect(verdictStaleness(made, later(MAX_AGE), MAX_AGE)).toBeUndefined();
+    // Slewing and rounding: within the tolerance either way.
+    expect(verdictStaleness(made, later(10_000, 10_000 + CLOCK_STEP_TOLERANCE_MS), MAX_AGE)).toBeUndefined();
+    expect(verdictStaleness(made, later(10_000, 10_000 - CLOCK_STEP_TOLERANCE_MS), MAX_AGE)).toBeUndefined();
+  });
+
+  it('none made yet, or older than the bound on the monotonic clock: stale', () => {
+    expect(verdictStaleness(undefined, later(0), MAX_AGE)).toBe('clock skew verdict stale: none made yet');
+    expect(verdictStaleness(made, later(MAX_AGE + 1), MAX_AGE)).toBe('clock skew verdict stale: 16 s old (limit 16 s)');
+    expect(verdictStaleness(made, later(600_000), MAX_AGE)).toBe('clock skew verdict stale: 600 s old (limit 16 s)');
+  });
+
+  it('a wall clock stepped forward or back since the verdict (NTP step, VM resume): refused however young the verdict', () => {
+    expect(verdictStaleness(made, later(1000, 1000 + CLOCK_STEP_TOLERANCE_MS + 1), MAX_AGE)).toBe(
+      'clock stepped since the last verdict: the wall clock moved 2 s against the monotonic one',
+    );
+    expect(verdictStaleness(made, later(1000, 1000 - 90_000), MAX_AGE)).toBe(
+      'clock stepped since the last verdict: the wall clock moved -90 s against the monotonic one',
+    );
+    // A VM suspended for an hour: the monotonic clock did not count it, the wall clock did.
+    expect(verdictStaleness(made, later(500, 3_600_500), MAX_AGE)).toMatch(/^clock stepped since the last verdict: .* 3600 s /);
   });
 });

@@ -52,6 +52,7 @@ export class DhcpService {
   private readonly unsendableLog = new RateLimiter(10, 60_000);
   private readonly observedLog = new RateLimiter(10, 60_000);
   private readonly storeUnavailableLog = new RateLimiter(10, 60_000);
+  private readonly clockSkewLog = new RateLimiter(10, 60_000);
   /** Proxy mode: where a node's asserted address may lie (server/dhcp/server/observed-address.ts). */
   private readonly observableNetworks: Cidr[];
   private readonly unknownPerClient: KeyedTokenBuckets;
@@ -359,10 +360,24 @@ export class DhcpService {
           reason: result.detail?.reason,
           suppressedSinceLast: gate.suppressed,
         },
-        // The claim's refusal names its cause: etcd out of reach, or clock skew (server/store/clock-skew.ts).
-        String(result.detail?.reason ?? '').startsWith('clock skew')
-          ? 'dhcp: no new address while clock skew with a peer is beyond the limit'
-          : 'dhcp: no new address while the lease store (etcd) cannot be reached',
+        'dhcp: no new address while the lease store (etcd) cannot be reached',
+      );
+  }
+
+  /** Clock skew stops this instance: the request went unanswered (full-handler.ts clockStopped says why). */
+  private logClockSkewSilent(ctx: RequestContext, result: HandlerResult): void {
+    this.deps.metrics.dhcpClockSkewSilent.inc();
+    const gate = this.clockSkewLog.take(this.now());
+    if (gate.log)
+      this.deps.logger.warn(
+        {
+          mac: ctx.identity.mac,
+          type: MESSAGE_TYPE_NAMES[ctx.messageType],
+          ip: result.detail?.ip,
+          reason: result.detail?.reason,
+          suppressedSinceLast: gate.suppressed,
+        },
+        'dhcp: no answer for a dynamic address while this clock is stopped by skew (a healthy instance answers)',
       );
   }
 
@@ -373,6 +388,7 @@ export class DhcpService {
     if (result.outcome === 'unknown-lease-cap') metrics.dhcpUnknownLeaseCap.inc();
     if (result.outcome === 'ignored-decline') metrics.dhcpDeclinesIgnored.inc({ reason: String(result.detail?.reason ?? 'unknown') });
     if (result.outcome === 'store-unavailable') this.logStoreUnavailable(ctx, result);
+    if (result.outcome === 'clock-skew-stopped') this.logClockSkewSilent(ctx, result);
     for (const reply of result.replies) this.sendReply(ctx, reply);
     metrics.dhcpHandleSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
 

@@ -16,10 +16,13 @@ import {
   type OutgoingReply,
 } from './reply.js';
 import type { DhcpPacket } from '../codec/packet.js';
-import { LocalLeaseClaims, type ClaimResult, type LeaseClaims } from '../../store/lease-claims.js';
+import { ClockSkewStop, LocalLeaseClaims, type ClaimResult, type LeaseClaims } from '../../store/lease-claims.js';
 
-/** A claim's answer, or `unavailable` when the store could not say (its reason). */
-type Claimed = ClaimResult | { ok: false; unavailable: string };
+/**
+ * A claim's answer; `unavailable` when the store could not say (its reason);
+ * `clockStopped` when this instance's clock is not to be trusted (ClockSkewStop).
+ */
+type Claimed = ClaimResult | { ok: false; unavailable: string } | { ok: false; clockStopped: string };
 
 /** Long enough for a Pi's firmware fetches; its kernel then runs its own DORA. */
 const UNKNOWN_PI_OFFER_LEASE_SECONDS = 300;
@@ -46,6 +49,7 @@ export class FullModeHandler implements ModeHandler {
     try {
       return await this.claims.claim(subnet.cidr, ip, value, ctx.now);
     } catch (err) {
+      if (err instanceof ClockSkewStop) return { ok: false, clockStopped: err.message };
       return { ok: false, unavailable: (err as Error).message };
     }
   }
@@ -57,15 +61,31 @@ export class FullModeHandler implements ModeHandler {
    * says the same expiry (the binding is written only after its claim), so no
    * other instance can give the address before the client's lease ends: the
    * rule of ISC DHCP failover's MCLT with nothing granted beyond what the peer
-   * knows. Anything else is a new address and waits for the store.
+   * knows. Anything else is a new address and waits for the store. Never more
+   * than the subnet's lease: a binding can only be longer if the clock was set
+   * back since it was written, and the claim in etcd does not live longer for that.
    */
-  private heldSeconds(key: string, ip: string, now: number): number {
+  private heldSeconds(subnet: ResolvedSubnet, key: string, ip: string, now: number): number {
     const binding = this.pool.binding(key, now);
-    return binding?.ip === ip ? Math.floor((binding.expiresAt - now) / 1000) : 0;
+    return binding?.ip === ip ? Math.min(subnet.leaseSeconds, Math.floor((binding.expiresAt - now) / 1000)) : 0;
   }
 
   private storeUnavailable(ip: string, reason: string): HandlerResult {
     return { replies: [], outcome: 'store-unavailable', detail: { ip, reason } };
+  }
+
+  /**
+   * Stopped for clock skew, not for an etcd outage: no OFFER, no ACK and no NAK
+   * for a dynamic address, not even a renewal from the local binding. Its time
+   * left is counted with this clock, the one just found bad: a clock BEHIND by D
+   * since the binding was written (a Pi without RTC restarting from
+   * fake-hwclock, a VM snapshot restored) would grant D seconds past the etcd
+   * claim's end, and a healthy instance then gives the address to another
+   * client. Silence, not a NAK: the client's REBINDING broadcast reaches a
+   * healthy instance, which renews it; a NAK would drop a valid lease.
+   */
+  private clockStopped(ip: string, reason: string): HandlerResult {
+    return { replies: [], outcome: 'clock-skew-stopped', detail: { ip, reason } };
   }
 
   /** The subnet a request belongs to: the relay's (giaddr), else the served segment's. */
@@ -158,9 +178,13 @@ export class FullModeHandler implements ModeHandler {
     for (let candidates = 1; result.ok; candidates++) {
       const claim = await this.claim(ctx, subnet, result.ip, claimUntil);
       if (claim.ok) break;
+      if ('clockStopped' in claim) {
+        this.pool.dropOffer(key);
+        return this.clockStopped(result.ip, claim.clockStopped);
+      }
       if ('unavailable' in claim) {
         // The client's own bound address is offered again for what its lease has left.
-        const seconds = this.heldSeconds(key, result.ip, ctx.now);
+        const seconds = this.heldSeconds(subnet, key, result.ip, ctx.now);
         if (seconds > 0)
           return {
             replies: [this.reply(ctx, MessageType.OFFER, result.ip, subnet, true, seconds)],
@@ -243,9 +267,10 @@ export class FullModeHandler implements ModeHandler {
     // may have won the address meanwhile: NAK, and the client starts over) and the
     // binding is on disk (a crash loses no lease a client holds).
     const claim = await this.claim(ctx, subnet, ip, ctx.now + subnet.leaseSeconds * 1000);
+    if (!claim.ok && 'clockStopped' in claim) return this.clockStopped(ip, claim.clockStopped);
     if (!claim.ok && 'unavailable' in claim) {
       // A renewal is ACKed without extending the binding: for what it has left.
-      const seconds = this.heldSeconds(key, ip, ctx.now);
+      const seconds = this.heldSeconds(subnet, key, ip, ctx.now);
       if (seconds > 0)
         return {
           replies: [this.reply(ctx, MessageType.ACK, ip, subnet, true, seconds)],
