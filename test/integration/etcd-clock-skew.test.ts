@@ -5,7 +5,9 @@
 // registry value it publishes, and `bootfarm status`, show the 90 s). Instance 2
 // gives no new address to a udhcpc client while instance 1 does; restarted
 // without faketime (same state directory, so the same instance id) it allocates
-// again. `bootfarm status --json` shows both instances, the skew and etcd's members.
+// again; a client holding a lease from it then gets no answer to its renewal once
+// it runs 90 s ahead again (no ACK from the binding, no NAK). `bootfarm status
+// --json` shows both instances, the skew and etcd's members.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,7 +49,7 @@ function instanceConfig(address: string, endpoints: string[]) {
 
 const leaseLine = (l: string) => l.startsWith('LEASE ');
 const field = (line: string, name: string) => line.match(new RegExp(`${name}=(\\S*)`))?.[1];
-const REFUSED = 'dhcp: no new address while clock skew with a peer is beyond the limit';
+const REFUSED = 'dhcp: no answer for a dynamic address while this clock is stopped by skew (a healthy instance answers)';
 
 describe('instances sharing etcd with one clock 90 s ahead', () => {
   let lab: NetLab;
@@ -55,6 +57,8 @@ describe('instances sharing etcd with one clock 90 s ahead', () => {
   let cliHost: LabHost;
   const servers = new Map<string, BootfarmProcess>();
   const clients: Background[] = [];
+  /** Configuration directories of instances restarted since: removed in afterAll. */
+  const retired: string[] = [];
   let clientCount = 0;
   let statusConfig: string;
 
@@ -76,14 +80,16 @@ describe('instances sharing etcd with one clock 90 s ahead', () => {
       await s.stop();
       rmSync(path.dirname(s.configFile), { recursive: true, force: true });
     }
+    for (const dir of retired) rmSync(dir, { recursive: true, force: true });
     await etcd?.stop();
     await lab?.destroy();
   });
 
   const server = (address: string) => servers.get(address) as BootfarmProcess;
-  const newClient = async () => {
+  /** `stay`: udhcpc keeps its lease and renews on SIGUSR1, rather than quitting once bound. */
+  const newClient = async (stay = false) => {
     const host = await lab.addHost(`c${clientCount++}`);
-    const args = ['udhcpc', '-i', 'eth0', '-f', '-s', SCRIPT, '-t', '3', '-T', '1', '-q', '-n'];
+    const args = ['udhcpc', '-i', 'eth0', '-f', '-s', SCRIPT, '-t', '3', '-T', '1', ...(stay ? [] : ['-q']), '-n'];
     const bg = lab.spawn(host.ns, 'busybox', args, `udhcpc@${host.ns}`);
     clients.push(bg);
     return { host, bg };
@@ -170,7 +176,8 @@ describe('instances sharing etcd with one clock 90 s ahead', () => {
     const old = server(B);
     await old.stop();
     servers.set(B, await startBootfarm(lab, `${lab.id}-srv2`, instanceConfig(B, etcd.endpoints), old.stateDir));
-    rmSync(path.dirname(old.configFile), { recursive: true, force: true });
+    // Removed at the end: the restarted instance's state directory lies inside it.
+    retired.push(path.dirname(old.configFile));
     expect(await gauge(B, 'bootfarm_clock_skew_allocation_stopped')).toBe('0');
     expect(await healthz(B)).toEqual({ status: 'ok' });
 
@@ -182,6 +189,51 @@ describe('instances sharing etcd with one clock 90 s ahead', () => {
     const after = (await status()).instances.find((i) => i.address === B);
     expect(after?.id).toBe(before);
     expect(after?.stoppedBySkew).toBe(false);
+  });
+
+  it('a client holding a lease from instance 2 gets neither ACK nor NAK from it once its clock is 90 s ahead again', async () => {
+    const holder = await alone(A, async () => {
+      const c = await newClient(true);
+      await c.bg.waitFor(leaseLine, 30_000, 'a lease from instance 2');
+      return c;
+    });
+    const lease = holder.bg.lines.find(leaseLine) as string;
+    expect(field(lease, 'server')).toBe(B);
+    const ip = field(lease, 'ip');
+    const old = server(B);
+    await old.stop();
+    servers.set(B, await startBootfarm(lab, `${lab.id}-srv2`, instanceConfig(B, etcd.endpoints), old.stateDir, AHEAD));
+    // Removed at the end: the restarted instance's state directory lies inside it.
+    retired.push(path.dirname(old.configFile));
+    expect(await gauge(B, 'bootfarm_clock_skew_allocation_stopped')).toBe('1');
+
+    // busybox udhcpc renews on SIGUSR1: a unicast REQUEST to instance 2 from the bound address.
+    holder.bg.child.kill('SIGUSR1');
+    await waitUntil(
+      () =>
+        server(B)
+          .logs()
+          .some((l) => l.msg === REFUSED && l.mac === holder.host.mac && l.type === 'REQUEST' && l.ip === ip),
+      30_000,
+      'instance 2 leaving the renewal unanswered',
+      200,
+    );
+    // Every packet of the client's (the unicast renewal, the broadcast ones after it)
+    // left unanswered; nothing of this client's was ACKed, NAKed or offered.
+    const outcomes = server(B)
+      .logs()
+      .filter((l) => l.mac === holder.host.mac && typeof l.outcome === 'string');
+    const renewals = outcomes.filter((l) => l.type === 'REQUEST' && l.ip === ip);
+    expect(renewals.length).toBeGreaterThan(0);
+    expect(renewals.every((l) => l.outcome === 'clock-skew-stopped')).toBe(true);
+    expect(outcomes.filter((l) => /^(ack|nak|offer)/.test(String(l.outcome)))).toEqual([]);
+    expect(Number(await gauge(B, 'bootfarm_dhcp_clock_skew_silent_total'))).toBeGreaterThan(0);
+    expect(
+      holder.bg.lines
+        .filter(leaseLine)
+        .slice(1)
+        .filter((l) => field(l, 'server') === B),
+    ).toEqual([]);
   });
 });
 
