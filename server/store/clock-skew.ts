@@ -108,26 +108,41 @@ export interface ClockPair {
 /**
  * How far wall-clock and monotonic time elapsed since the verdict may differ
  * before the wall clock counts as stepped. Both are read at the same instant,
- * so event-loop delay does not enter; NTP slewing (at most 500 ppm) adds a few
- * milliseconds over a verdict's life. A step this small is within the 2 s of
- * CLAIM_SKEW_MARGIN_MS kept for the measurement's round trip.
+ * so event-loop delay does not enter, and Linux slews CLOCK_MONOTONIC with
+ * CLOCK_REALTIME (adjtime, NTP frequency): only a step or a suspend parts them.
+ * A step this small is within the 2 s of CLAIM_SKEW_MARGIN_MS kept for the
+ * measurement's round trip.
  */
 export const CLOCK_STEP_TOLERANCE_MS = 2000;
 
+/** Why a verdict no longer holds: `stepped`, this clock is not the one measured; `stale`, it was not measured lately. */
+export interface Staleness {
+  kind: 'stale' | 'stepped';
+  reason: string;
+}
+
 /**
- * Whether a skew verdict made at `madeAt` still holds at `now`; the reason it
- * does not, else undefined. A verdict bounds the skew only for the clock it
- * measured: once too old (the refreshes that should have renewed it failed or
- * hang) it may miss a peer that arrived since, and once the wall clock stepped
- * (NTP step, VM resume: the monotonic clock does not count a suspend) it
- * describes another clock. `maxAgeMs` is counted on the monotonic clock.
+ * Whether a skew verdict made at `madeAt` still holds at `now`; why it does not,
+ * else undefined. A verdict bounds the skew only for the clock it measured:
+ * once the wall clock stepped (NTP step, VM resume: the monotonic clock does not
+ * count a suspend) it describes another clock, and once too old (the refreshes
+ * that should have renewed it failed or hang) it may miss a peer that arrived
+ * since. A step is checked first: it says the clock is bad, age only that it is
+ * unmeasured. `maxAgeMs` is counted on the monotonic clock.
  */
-export function verdictStaleness(madeAt: ClockPair | undefined, now: ClockPair, maxAgeMs: number): string | undefined {
-  if (madeAt === undefined) return 'clock skew verdict stale: none made yet';
+export function verdictStaleness(madeAt: ClockPair | undefined, now: ClockPair, maxAgeMs: number): Staleness | undefined {
+  if (madeAt === undefined) return { kind: 'stale', reason: 'clock skew verdict stale: none made yet' };
   const monoAge = now.mono - madeAt.mono;
   const wallAge = now.wall - madeAt.wall;
   if (Math.abs(wallAge - monoAge) > CLOCK_STEP_TOLERANCE_MS)
-    return `clock stepped since the last verdict: the wall clock moved ${Math.round((wallAge - monoAge) / 1000)} s against the monotonic one`;
-  if (monoAge > maxAgeMs) return `clock skew verdict stale: ${Math.round(monoAge / 1000)} s old (limit ${Math.round(maxAgeMs / 1000)} s)`;
+    return {
+      kind: 'stepped',
+      reason: `clock stepped since the last verdict: the wall clock moved ${Math.round((wallAge - monoAge) / 1000)} s against the monotonic one`,
+    };
+  if (monoAge > maxAgeMs)
+    return {
+      kind: 'stale',
+      reason: `clock skew verdict stale: ${Math.round(monoAge / 1000)} s old (limit ${Math.round(maxAgeMs / 1000)} s)`,
+    };
   return undefined;
 }

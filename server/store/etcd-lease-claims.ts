@@ -267,12 +267,16 @@ export class EtcdLeaseClaims implements LeaseClaims {
    * the claim's TTL, which wastes it for a while but never gives it twice.
    */
   claim(subnet: string, ip: string, value: ClaimValue, now: number): Promise<ClaimResult> {
-    // Clock skew past the limit (or a verdict too old to rely on): no claim is
+    // Clock skew past the limit, or a clock step since the verdict: no claim is
     // made, and the distinct error tells full-handler.ts to answer nothing for
     // the address, not even from its binding (whose time left this clock counts).
-    // etcd answers, so its health is not touched.
+    // A verdict merely too old says the registry could not refresh, most likely
+    // because etcd cannot be reached: nothing says the clock is bad, so that is
+    // the outage path (no new address; renewals from the binding). Either way
+    // etcd's health is not touched here: its own calls and probe say it.
     const refusal = this.registry?.refusal();
-    if (refusal !== undefined) return Promise.reject(new ClockSkewStop(refusal));
+    if (refusal?.clockBad) return Promise.reject(new ClockSkewStop(refusal.reason));
+    if (refusal) return Promise.reject(new Error(refusal.reason));
     return this.bounded(() => this.claimUnbounded(subnet, ip, value, now), `claim of ${ip}`);
   }
 

@@ -233,16 +233,19 @@ export class InstanceRegistry {
 
   /**
    * Why a new address may not be given now, or undefined: the last verdict's
-   * stop, or that verdict no longer holding (too old, or the clock stepped since).
+   * stop, or that verdict no longer holding. `clockBad` when this clock is known
+   * wrong (a skew measured, or a step since the verdict), not when the verdict
+   * is merely old (etcd-lease-claims.ts treats the two differently).
    */
-  refusal(): string | undefined {
-    if (this.verdict.stop) return this.verdict.reason;
-    return verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs);
+  refusal(): { reason: string; clockBad: boolean } | undefined {
+    if (this.verdict.stop) return { reason: this.verdict.reason ?? 'clock skew beyond the limit', clockBad: true };
+    const stale = verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs);
+    return stale && { reason: stale.reason, clockBad: stale.kind === 'stepped' };
   }
 
   clockHealth(): ClockHealth {
     const stale = this.health.healthy ? verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs) : undefined;
-    return stale === undefined ? this.health : { healthy: false, reason: stale, since: Date.now() };
+    return stale === undefined ? this.health : { healthy: false, reason: stale.reason, since: Date.now() };
   }
 
   private async refresh(): Promise<void> {

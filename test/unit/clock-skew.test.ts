@@ -82,20 +82,27 @@ describe('verdictStaleness', () => {
     expect(verdictStaleness(made, later(10_000, 10_000 - CLOCK_STEP_TOLERANCE_MS), MAX_AGE)).toBeUndefined();
   });
 
-  it('none made yet, or older than the bound on the monotonic clock: stale', () => {
-    expect(verdictStaleness(undefined, later(0), MAX_AGE)).toBe('clock skew verdict stale: none made yet');
-    expect(verdictStaleness(made, later(MAX_AGE + 1), MAX_AGE)).toBe('clock skew verdict stale: 16 s old (limit 16 s)');
-    expect(verdictStaleness(made, later(600_000), MAX_AGE)).toBe('clock skew verdict stale: 600 s old (limit 16 s)');
+  it('none made yet, or older than the bound on the monotonic clock: stale (unmeasured, not known bad)', () => {
+    expect(verdictStaleness(undefined, later(0), MAX_AGE)).toEqual({ kind: 'stale', reason: 'clock skew verdict stale: none made yet' });
+    expect(verdictStaleness(made, later(MAX_AGE + 1), MAX_AGE)).toEqual({
+      kind: 'stale',
+      reason: 'clock skew verdict stale: 16 s old (limit 16 s)',
+    });
+    expect(verdictStaleness(made, later(600_000), MAX_AGE)?.reason).toBe('clock skew verdict stale: 600 s old (limit 16 s)');
   });
 
   it('a wall clock stepped forward or back since the verdict (NTP step, VM resume): refused however young the verdict', () => {
-    expect(verdictStaleness(made, later(1000, 1000 + CLOCK_STEP_TOLERANCE_MS + 1), MAX_AGE)).toBe(
-      'clock stepped since the last verdict: the wall clock moved 2 s against the monotonic one',
-    );
-    expect(verdictStaleness(made, later(1000, 1000 - 90_000), MAX_AGE)).toBe(
-      'clock stepped since the last verdict: the wall clock moved -90 s against the monotonic one',
-    );
+    expect(verdictStaleness(made, later(1000, 1000 + CLOCK_STEP_TOLERANCE_MS + 1), MAX_AGE)).toEqual({
+      kind: 'stepped',
+      reason: 'clock stepped since the last verdict: the wall clock moved 2 s against the monotonic one',
+    });
+    expect(verdictStaleness(made, later(1000, 1000 - 90_000), MAX_AGE)).toEqual({
+      kind: 'stepped',
+      reason: 'clock stepped since the last verdict: the wall clock moved -90 s against the monotonic one',
+    });
     // A VM suspended for an hour: the monotonic clock did not count it, the wall clock did.
-    expect(verdictStaleness(made, later(500, 3_600_500), MAX_AGE)).toMatch(/^clock stepped since the last verdict: .* 3600 s /);
+    expect(verdictStaleness(made, later(500, 3_600_500), MAX_AGE)?.reason).toMatch(/^clock stepped since the last verdict: .* 3600 s /);
+    // A step found in an old verdict is still a step: the clock is bad, not just unmeasured.
+    expect(verdictStaleness(made, later(MAX_AGE * 10, MAX_AGE * 10 - 90_000), MAX_AGE)?.kind).toBe('stepped');
   });
 });
