@@ -5,6 +5,9 @@
 // claim reaches etcd.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
@@ -134,13 +137,19 @@ nodes: [{ mac: "${RESERVED}", hostname: r1, ip: 10.9.0.50 }]
 
   it('an etcd that cannot be reached stops the start with where it was looked for', async () => {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-    const config = parseConfig(
-      'server: { address: 10.9.0.1, stateDir: s }\nstore: { backend: etcd, etcd: { endpoints: [http://127.0.0.1:1], prefix: /x } }\n',
-      'cfg.yaml',
-    );
-    await expect(openLeaseClaims(config, pino({ level: 'silent' }))).rejects.toThrow(
-      /^store\.etcd: cannot read \/x\/leases\/ from http:\/\/127\.0\.0\.1:1 \(.*UNAVAILABLE/,
-    );
+    // The instance id is kept in the state directory: a temporary one, not the working directory.
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-unreachable-'));
+    try {
+      const config = parseConfig(
+        `server: { address: 10.9.0.1, stateDir: ${stateDir} }\nstore: { backend: etcd, etcd: { endpoints: [http://127.0.0.1:1], prefix: /x } }\n`,
+        'cfg.yaml',
+      );
+      await expect(openLeaseClaims(config, pino({ level: 'silent' }))).rejects.toThrow(
+        /^store\.etcd: cannot read \/x\/leases\/ from http:\/\/127\.0\.0\.1:1 \(.*UNAVAILABLE/,
+      );
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('a renewal moves the claim to a new etcd lease and revokes the old one: no lease is left attached to nothing', async () => {
