@@ -350,24 +350,23 @@ export class DhcpService {
 
   /** Each request refused a new address while etcd cannot be reached, at a bounded rate (a DISCOVER storm meets an outage). */
   private logStoreUnavailable(ctx: RequestContext, result: HandlerResult): void {
-    const gate = this.storeUnavailableLog.take(this.now());
-    if (gate.log)
-      this.deps.logger.warn(
-        {
-          mac: ctx.identity.mac,
-          type: MESSAGE_TYPE_NAMES[ctx.messageType],
-          ip: result.detail?.ip,
-          reason: result.detail?.reason,
-          suppressedSinceLast: gate.suppressed,
-        },
-        'dhcp: no new address while the lease store (etcd) cannot be reached',
-      );
+    this.logRefusedAddress(this.storeUnavailableLog, ctx, result, 'dhcp: no new address while the lease store (etcd) cannot be reached');
   }
 
   /** Clock skew stops this instance: the request went unanswered (full-handler.ts clockStopped says why). */
   private logClockSkewSilent(ctx: RequestContext, result: HandlerResult): void {
     this.deps.metrics.dhcpClockSkewSilent.inc();
-    const gate = this.clockSkewLog.take(this.now());
+    this.logRefusedAddress(
+      this.clockSkewLog,
+      ctx,
+      result,
+      'dhcp: no answer for a dynamic address while this clock is stopped by skew (a healthy instance answers)',
+    );
+  }
+
+  /** One line per refused address through its own rate gate, so one cause's storm cannot hide the other's lines. */
+  private logRefusedAddress(rateGate: typeof this.clockSkewLog, ctx: RequestContext, result: HandlerResult, message: string): void {
+    const gate = rateGate.take(this.now());
     if (gate.log)
       this.deps.logger.warn(
         {
@@ -377,7 +376,7 @@ export class DhcpService {
           reason: result.detail?.reason,
           suppressedSinceLast: gate.suppressed,
         },
-        'dhcp: no answer for a dynamic address while this clock is stopped by skew (a healthy instance answers)',
+        message,
       );
   }
 
