@@ -33,6 +33,7 @@ import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
+import { intOption } from './int-option.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const run = promisify(execFile);
@@ -54,12 +55,7 @@ const { values: opts } = parseArgs({
 });
 
 function intOpt(name: keyof typeof opts, min: number, max: number): number {
-  const raw = opts[name];
-  const v = typeof raw === 'string' ? Number(raw) : NaN;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new Error(`--${name}: expected an integer from ${min} to ${max}, got ${String(raw)}`);
-  }
-  return v;
+  return intOption(name, opts[name], min, max);
 }
 
 const count = intOpt('count', 1, 5000);

@@ -47,6 +47,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { intOption } from './int-option.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -66,12 +67,7 @@ const { values: opts } = parseArgs({
 });
 
 function intOpt(name: keyof typeof opts, min: number, max: number): number {
-  const raw = opts[name];
-  const v = typeof raw === 'string' ? Number(raw) : NaN;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new Error(`--${name}: expected an integer from ${min} to ${max}, got ${String(raw)}`);
-  }
-  return v;
+  return intOption(name, opts[name], min, max);
 }
 
 const count = intOpt('count', 1, 5000);
