@@ -44,7 +44,7 @@ export interface EtcdClaimsOptions {
   /** Told every change of health (the metrics gauge). */
   onHealth?: ((health: ClaimsHealth) => void) | undefined;
   /** Publishes this instance in <prefix>/instances/ and guards allocation by clock skew (instance-registry.ts). */
-  registry?: Pick<RegistryOptions, 'self' | 'onVerdict'> | undefined;
+  registry?: Pick<RegistryOptions, 'self' | 'onVerdict' | 'refreshMs'> | undefined;
 }
 
 /**
@@ -205,7 +205,10 @@ export class EtcdLeaseClaims implements LeaseClaims {
   }
 
   private noteHealth(healthy: boolean, reason?: string): void {
+    const wasHealthy = this.tracker.current.healthy;
     this.tracker.note(healthy, reason, Date.now());
+    // Back from an outage: the skew verdict may have gone stale meanwhile (InstanceRegistry.refreshNow).
+    if (healthy && !wasHealthy) this.registry?.refreshNow();
   }
 
   /** Runs one etcd operation within the claim timeout, and notes whether etcd answered. */

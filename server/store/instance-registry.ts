@@ -169,6 +169,8 @@ export interface RegistryOptions {
   /** What is published, apart from the clock and the skew verdict. */
   self: () => Omit<InstanceRecord, 'clock' | 'skew'>;
   onVerdict?: ((verdict: SkewVerdict) => void) | undefined;
+  /** The beat of refreshes (REFRESH_MS unless given; a test sets it long to see what else refreshes). */
+  refreshMs?: number | undefined;
 }
 
 export interface ClockHealth {
@@ -212,19 +214,27 @@ export class InstanceRegistry {
   static async open(options: RegistryOptions): Promise<InstanceRegistry> {
     const registry = new InstanceRegistry(options);
     await registry.refresh();
-    registry.timer = setInterval(() => {
-      if (registry.running) return;
-      registry.refresh().catch((err: Error) => {
-        const gate = registry.failLog.take(Date.now());
-        if (gate.log)
-          registry.options.logger.warn(
-            { err: err.message.split('\n')[0], suppressedSinceLast: gate.suppressed },
-            'instance registry: refresh failed (the last skew verdict stands)',
-          );
-      });
-    }, REFRESH_MS);
+    registry.timer = setInterval(() => registry.refreshNow(), options.refreshMs ?? REFRESH_MS);
     registry.timer.unref();
     return registry;
+  }
+
+  /**
+   * Starts a refresh unless one is running. Besides the timer, the lease store
+   * calls this when etcd answers again after an outage: a verdict that went
+   * stale while etcd was away keeps new addresses stopped until a refresh, and
+   * waiting for the next beat would leave clients unanswered for no reason.
+   */
+  refreshNow(): void {
+    if (this.running) return;
+    this.refresh().catch((err: Error) => {
+      const gate = this.failLog.take(Date.now());
+      if (gate.log)
+        this.options.logger.warn(
+          { err: err.message.split('\n')[0], suppressedSinceLast: gate.suppressed },
+          'instance registry: refresh failed (the last skew verdict stands)',
+        );
+    });
   }
 
   private get key(): string {

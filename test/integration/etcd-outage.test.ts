@@ -88,10 +88,28 @@ describe('bootfarm instances sharing leases when etcd fails or is cut off', () =
     const get = (p: string) => lab.exec(observerHost.ns, 'curl', ['-sS', '--max-time', '5', `http://${address}:8080${p}`]);
     const metrics = (await get('/metrics')).stdout;
     const gauge = metrics.match(/^bootfarm_lease_store_healthy (\d+)$/m)?.[1];
-    return { gauge, healthz: JSON.parse((await get('/healthz')).stdout) as { status: string; leaseStore?: { reason?: string } } };
+    return {
+      gauge,
+      healthz: JSON.parse((await get('/healthz')).stdout) as {
+        status: string;
+        leaseStore?: { reason?: string };
+        clock?: { reason?: string };
+      },
+    };
   };
   const waitHealth = (address: string, gauge: '0' | '1') =>
     waitUntil(async () => (await storeHealth(address)).gauge === gauge, 60_000, `${address}: bootfarm_lease_store_healthy ${gauge}`, 500);
+  /** Until it may give new addresses: etcd answers and its clock-skew verdict is fresh (/healthz ok, gauge 1). */
+  const waitReady = (address: string) =>
+    waitUntil(
+      async () => {
+        const { gauge, healthz } = await storeHealth(address);
+        return gauge === '1' && healthz.status === 'ok';
+      },
+      60_000,
+      `${address}: lease store healthy and /healthz ok`,
+      500,
+    );
   const observed = () =>
     observer.lines
       .filter((l) => l.startsWith('{"type"'))
@@ -145,7 +163,7 @@ describe('bootfarm instances sharing leases when etcd fails or is cut off', () =
       ).toBe(true);
 
     await etcd.restart(1);
-    for (const address of [A, B]) await waitHealth(address, '1');
+    for (const address of [A, B]) await waitReady(address);
     const after = await newClient(true);
     await after.bg.waitFor(leaseLine, 30_000, 'a lease once quorum is back');
     await etcd.restart(2);
@@ -169,8 +187,11 @@ describe('bootfarm instances sharing leases when etcd fails or is cut off', () =
     expect(field(lease, 'server')).toBe(B);
     expect(observed().filter((r) => r.mac === served.host.mac && r.server === A)).toEqual([]);
 
+    // Held until instance 1's clock-skew verdict is stale too (its registry could
+    // not refresh): coming back must bring both the store and the verdict back.
+    await waitUntil(async () => (await storeHealth(A)).healthz.clock !== undefined, 60_000, `${A}: /healthz clock degraded`, 500);
     await nft('delete', 'table', 'inet', 'etcdcut');
-    await waitHealth(A, '1');
+    await waitReady(A);
     // Instance 2 paused: the next lease can only come from instance 1.
     server(B).bg.child.kill('SIGSTOP');
     try {

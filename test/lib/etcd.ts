@@ -104,8 +104,14 @@ function freePort(): Promise<number> {
   });
 }
 
+/** A loopback member that can be frozen (SIGSTOP): its connections stay open and nothing answers. */
+export interface LoopbackEtcd extends EtcdCluster {
+  freeze(): void;
+  thaw(): void;
+}
+
 /** One member on loopback, for tests that drive bootfarm's modules in this process. */
-export async function startLoopbackEtcd(): Promise<EtcdCluster> {
+export async function startLoopbackEtcd(): Promise<LoopbackEtcd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
   const member = Background.start(
@@ -122,6 +128,8 @@ export async function startLoopbackEtcd(): Promise<EtcdCluster> {
     'etcd',
   );
   const stop = async () => {
+    // A frozen member would hold SIGTERM until the stop's SIGKILL: thawed first.
+    member.child.kill('SIGCONT');
     await member.stop('SIGTERM', 5000);
     rmSync(dir, { recursive: true, force: true });
   };
@@ -137,5 +145,11 @@ export async function startLoopbackEtcd(): Promise<EtcdCluster> {
     if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  return { endpoints, ctl, stop };
+  return {
+    endpoints,
+    ctl,
+    stop,
+    freeze: () => member.child.kill('SIGSTOP'),
+    thaw: () => member.child.kill('SIGCONT'),
+  };
 }
