@@ -16,6 +16,7 @@ export const MUTATION_TESTS = [
   'test/unit/client-identity.test.ts',
   'test/unit/config.test.ts',
   'test/unit/config-load.test.ts',
+  'test/unit/config-load-more.test.ts',
   'test/unit/config-live.test.ts',
   'test/unit/dhcp-address-conflicts.test.ts',
   'test/unit/dhcp-codec.test.ts',
