@@ -77,6 +77,16 @@ ARG LAB_PACKAGES="qemu-system-x86 ipxe-qemu seabios ovmf qemu-system-arm qemu-ef
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} ${LAB_PACKAGES} \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+# The arm64 bootloaders bootfarm serves to the arm64 UEFI boards (GRUB, and the
+# signed shim + GRUB for Secure Boot), as .debs for server/boot/bootloaders.ts:
+# fetched now, with a private apt state (the image's dpkg stays amd64 only),
+# because a lab container on a CI runner often cannot reach a Debian mirror.
+RUN mkdir -p /opt/bootfarm/lab/debs /tmp/arm64-apt/lists/partial /tmp/arm64-apt/cache/archives/partial \
+ && set -- -qq -o Dir::State::Lists=/tmp/arm64-apt/lists -o Dir::Cache=/tmp/arm64-apt/cache \
+      -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \
+ && apt-get "$@" update \
+ && cd /opt/bootfarm/lab/debs && apt-get "$@" download grub-efi-arm64-bin shim-signed grub-efi-arm64-signed \
+ && rm -rf /tmp/arm64-apt
 WORKDIR /opt/bootfarm
 COPY --from=runtime /opt/bootfarm ./
 # BOOTFARM_LAB_CONTAINER: `lab run` defaults to --server docker (its own dockerd,

@@ -58,8 +58,29 @@ function run(cmd: string, args: string[], what: string, cwd?: string): void {
   }
 }
 
-/** Downloads (once, kept in `cacheDir`) and unpacks an arm64 package; returns the .deb and where it is unpacked. */
-function unpackArm64Package(cacheDir: string, pkg: string): { deb: string; root: string } {
+/**
+ * Where arm64 packages are looked for before any download: `cacheDir` (what an
+ * earlier download kept), then `seedDirs` (read-only, e.g. the lab image's
+ * /opt/bootfarm/lab/debs, fetched when the image was built, for a lab container
+ * that has no route to a Debian mirror).
+ */
+export interface Arm64Packages {
+  cacheDir: string;
+  seedDirs?: readonly string[] | undefined;
+}
+
+function findDeb(dirs: readonly string[], pkg: string): string | undefined {
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    const deb = readdirSync(dir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('_arm64.deb'));
+    if (deb) return path.join(dir, deb);
+  }
+  return undefined;
+}
+
+/** Finds or downloads (once, kept in the cache dir) and unpacks an arm64 package; returns the .deb and where it is unpacked. */
+function unpackArm64Package(packages: Arm64Packages, pkg: string): { deb: string; root: string } {
+  const { cacheDir } = packages;
   const lists = path.join(cacheDir, 'apt-lists');
   const archives = path.join(cacheDir, 'apt-cache');
   mkdirSync(path.join(lists, 'partial'), { recursive: true });
@@ -77,7 +98,7 @@ function unpackArm64Package(cacheDir: string, pkg: string): { deb: string; root:
     '-o',
     'Debug::NoLocking=1',
   ];
-  const find = () => readdirSync(cacheDir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('_arm64.deb'));
+  const find = () => findDeb([cacheDir, ...(packages.seedDirs ?? [])], pkg);
   let deb = find();
   if (!deb) {
     run('apt-get', [...apt, 'update'], 'fetching the arm64 package lists');
@@ -87,13 +108,13 @@ function unpackArm64Package(cacheDir: string, pkg: string): { deb: string; root:
   }
   const root = path.join(cacheDir, pkg);
   rmSync(root, { recursive: true, force: true });
-  run('dpkg-deb', ['-x', path.join(cacheDir, deb), root], `unpacking ${pkg}`);
-  return { deb: path.join(cacheDir, deb), root };
+  run('dpkg-deb', ['-x', deb, root], `unpacking ${pkg}`);
+  return { deb, root };
 }
 
-/** Builds grub/arm64-efi/ under tftpRoot; `cacheDir` keeps the downloaded .deb. */
-export function installGrubArm64(tftpRoot: string, cacheDir: string): InstalledBootloader[] {
-  const { deb, root: unpacked } = unpackArm64Package(cacheDir, 'grub-efi-arm64-bin');
+/** Builds grub/arm64-efi/ under tftpRoot; the cache dir keeps the downloaded .deb. */
+export function installGrubArm64(tftpRoot: string, packages: Arm64Packages): InstalledBootloader[] {
+  const { deb, root: unpacked } = unpackArm64Package(packages, 'grub-efi-arm64-bin');
   // Build beside the live tree, then swap directories, so a booting node never sees a half-written one.
   const staging = path.join(tftpRoot, '.grub-staging');
   rmSync(staging, { recursive: true, force: true });
@@ -130,9 +151,9 @@ const SIGNED = {
 
 /**
  * Debian's signed chain into tftpRoot/secureboot/: amd64 from the host's packages,
- * arm64 (unless `arm64` is false) fetched into `cacheDir`.
+ * arm64 (unless `arm64` is false) found or fetched as `packages` says.
  */
-export function installSecureBoot(tftpRoot: string, cacheDir: string, arm64 = true): InstalledBootloader[] {
+export function installSecureBoot(tftpRoot: string, packages: Arm64Packages, arm64 = true): InstalledBootloader[] {
   const missing = [SIGNED.x86_64.shim, SIGNED.x86_64.grub].filter((f) => !existsSync(f));
   if (missing.length > 0)
     throw new SetupError(
@@ -143,8 +164,8 @@ export function installSecureBoot(tftpRoot: string, cacheDir: string, arm64 = tr
     installFile(SIGNED.x86_64.grub, tftpRoot, SECURE_BOOT_FILES.x86_64.grub),
   ];
   if (arm64) {
-    const shim = unpackArm64Package(cacheDir, 'shim-signed');
-    const grub = unpackArm64Package(cacheDir, 'grub-efi-arm64-signed');
+    const shim = unpackArm64Package(packages, 'shim-signed');
+    const grub = unpackArm64Package(packages, 'grub-efi-arm64-signed');
     installed.push(
       installFile(path.join(shim.root, SIGNED.arm64.shim), tftpRoot, SECURE_BOOT_FILES.arm64.shim),
       installFile(path.join(grub.root, SIGNED.arm64.grub), tftpRoot, SECURE_BOOT_FILES.arm64.grub),

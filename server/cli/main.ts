@@ -123,11 +123,11 @@ program
       const config = loadConfig(opts.config);
       const cache = path.join(config.server.stateDir, 'cache');
       const installed = installIpxe(config.tftp.root);
-      if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, cache));
+      if (opts.grub) installed.push(...installGrubArm64(config.tftp.root, { cacheDir: cache }));
       const { defaults, profiles } = config.layers;
       // secureBoot: true only: a site node (secureBoot: site) boots the site-signed iPXE, not shim.
       const shim = [defaults, ...profiles, ...config.nodes].some((layer) => layer.secureBoot === true);
-      if (opts.secureBoot || shim) installed.push(...installSecureBoot(config.tftp.root, cache, opts.grub));
+      if (opts.secureBoot || shim) installed.push(...installSecureBoot(config.tftp.root, { cacheDir: cache }, opts.grub));
       // secureBoot: site: iPXE signed with the site's db key (server/boot/signing.ts).
       if (config.boot.signingKey) installed.push(signIpxe(config.tftp.root, config.boot.signingKey));
       for (const { file, source } of installed) {

@@ -31,6 +31,12 @@ export function inLabContainer(): boolean {
 export const LAB_CACHE_DIR = '/var/lib/bootfarm-lab';
 /** Where `bootfarm lab image` puts the saved server image and its ID in the lab image. */
 const SAVED_SERVER_DIR = '/opt/bootfarm/lab';
+/**
+ * The arm64 bootloader packages (grub-efi-arm64-bin, shim-signed,
+ * grub-efi-arm64-signed) the Dockerfile's lab stage fetched at build time: a lab
+ * container on a CI runner often has no route to a Debian mirror.
+ */
+export const LAB_IMAGE_DEBS_DIR = '/opt/bootfarm/lab/debs';
 /** In the build context (and so in the Dockerfile's lab stage). */
 export const SAVED_SERVER_FILES = { tar: 'server-image.tar', id: 'server-image.id' } as const;
 

@@ -16,7 +16,14 @@ import { installGrubArm64, installIpxe, installSecureBoot } from '../boot/bootlo
 import { SetupError } from '../errors.js';
 import { connectDocker } from '../image/docker.js';
 import { buildServerImage, LAB_INNER_SERVER_TAG } from './server-image.js';
-import { ensureServerImage, inLabContainer, LAB_CACHE_DIR, startInnerDockerd, type InnerDocker } from './inner-docker.js';
+import {
+  ensureServerImage,
+  inLabContainer,
+  LAB_CACHE_DIR,
+  LAB_IMAGE_DEBS_DIR,
+  startInnerDockerd,
+  type InnerDocker,
+} from './inner-docker.js';
 import type Docker from 'dockerode';
 import { checkAfterPublish, publishNextVersion, unpublishNextVersion, type PublishedNext } from './publish-next.js';
 import { buildUpgradeImage, imageIdOf, UPGRADE_IMAGE } from './upgrade-image.js';
@@ -211,18 +218,20 @@ export class Lab {
     const tftpRoot = path.join(this.workDir, 'tftpboot');
     mkdirSync(tftpRoot, { recursive: true });
     installIpxe(tftpRoot);
-    // In the lab image the arm64 packages are kept on the cache volume: a second run downloads nothing.
+    // In the lab image the arm64 packages come from the image (fetched when it was
+    // built), else from the cache volume, where a download is kept: a second run downloads nothing.
     const packages = inLabContainer() ? path.join(LAB_CACHE_DIR, 'packages') : path.join(this.workDir, 'cache');
+    const arm64Packages = { cacheDir: packages, seedDirs: inLabContainer() ? [LAB_IMAGE_DEBS_DIR] : [] };
     const cachedDebs = existsSync(packages) ? readdirSync(packages).filter((f) => f.endsWith('.deb')) : [];
-    if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, packages);
+    if (needsGrubArm64(this.options.nodes)) installGrubArm64(tftpRoot, arm64Packages);
     const chains = secureBootChains(this.options.nodes);
-    if (chains.any) installSecureBoot(tftpRoot, packages, chains.arm64);
+    if (chains.any) installSecureBoot(tftpRoot, arm64Packages, chains.arm64);
     if (inLabContainer() && (needsGrubArm64(this.options.nodes) || chains.arm64)) {
       const fetched = readdirSync(packages).filter((f) => f.endsWith('.deb') && !cachedDebs.includes(f));
       this.log(
         fetched.length
           ? `arm64 packages downloaded into the cache volume (${packages}): ${fetched.join(' ')}`
-          : `arm64 packages from the cache volume (${packages}): nothing downloaded`,
+          : `arm64 packages from the lab image (${LAB_IMAGE_DEBS_DIR}) or the cache volume (${packages}): nothing downloaded`,
       );
     }
 

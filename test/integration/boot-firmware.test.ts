@@ -46,8 +46,8 @@ describe("QEMU guests boot through bootfarm's DHCP, TFTP and HTTP", () => {
     writeFileSync(path.join(work, 'passphrase'), 'snakeoil\n');
     const signingKey = { ...SNAKEOIL, passphraseFile: path.join(work, 'passphrase') };
     signIpxe(path.join(work, 'tftpboot'), signingKey);
-    installGrubArm64(path.join(work, 'tftpboot'), path.join(work, 'cache'));
-    installSecureBoot(path.join(work, 'tftpboot'), path.join(work, 'cache'), false);
+    installGrubArm64(path.join(work, 'tftpboot'), { cacheDir: path.join(work, 'cache') });
+    installSecureBoot(path.join(work, 'tftpboot'), { cacheDir: path.join(work, 'cache') }, false);
     lab = await NetLab.create('bw');
     const srv = await lab.addHost('srv', { address: '10.9.0.1/24' });
     srvNs = srv.ns;
