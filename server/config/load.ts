@@ -6,7 +6,7 @@ import { LineCounter, parseDocument, isMap, isSeq, type Document, type Node as Y
 import { Value } from 'typebox/value';
 import { ConfigSchema, type ConfigFile, type ProfileEntry } from './schema.js';
 import { parseLtsConf, type LtsConfFile } from './lts-conf.js';
-import { schemaAt } from './schema-walk.js';
+import { schemaAt, type AnnotatedSchema } from './schema-walk.js';
 import type { ConfigLayer, ResolvedConfig, ResolvedKubernetes, ResolvedProfile } from './types.js';
 import { DEFAULT_DHCP_LIMITS, DEFAULT_DRAIN_SECONDS, DEFAULT_MAX_DISCOVERED } from './defaults.js';
 import { ConfigError, keyPath, type ConfigProblem } from './errors.js';
@@ -39,6 +39,17 @@ export function caCertHash(pem: string): string {
 /** The `expected` phrase of the configuration schema's leaf at a path. */
 function expectedAt(segments: ReadonlyArray<string | number>): string | undefined {
   return schemaAt(ConfigSchema, segments)?.expected;
+}
+
+/**
+ * What a value of the wrong kind was expected to be. Sections and lists carry no
+ * phrase of their own; their JSON Schema type says what they are, so `dhcp: off`
+ * is refused as "expected a mapping", not in the schema library's words.
+ */
+function expectedValueAt(segments: ReadonlyArray<string | number>): string | undefined {
+  const schema: (AnnotatedSchema & { type?: unknown }) | undefined = schemaAt(ConfigSchema, segments);
+  if (schema?.expected !== undefined) return schema.expected;
+  return schema?.type === 'object' ? 'a mapping' : schema?.type === 'array' ? 'a list' : undefined;
 }
 
 function pointerToSegments(pointer: string): Array<string | number> {
@@ -161,7 +172,7 @@ function schemaProblems(data: unknown, locate: Locator): ConfigProblem[] {
     } else if (err.keyword === 'boolean') {
       continue; // reported through additionalProperties
     } else {
-      const wanted = expectedAt(segments) ?? err.message;
+      const wanted = expectedValueAt(segments) ?? err.message;
       problem = locate.problem(segments, `expected ${wanted}, got ${describeValue(valueAt(data, segments))}`);
     }
     const id = problem.key;
@@ -198,7 +209,13 @@ function semanticProblems(cfg: ConfigFile, locate: Locator, configDir: string): 
     }
     subnets.push({ cidr, index });
     const [first, last] = s.range.map(ipv4ToNumber) as [number, number];
-    if (!cidrContains(cidr, first) || !cidrContains(cidr, last)) {
+    // The schema's tuple bounds the range from below only: a third address would be ignored unseen.
+    const given: readonly string[] = s.range;
+    if (given.length !== 2) {
+      problems.push(
+        locate.problem([...base, 'range'], `expected [first, last] addresses of the dynamic pool, got ${given.length} addresses`),
+      );
+    } else if (!cidrContains(cidr, first) || !cidrContains(cidr, last)) {
       problems.push(locate.problem([...base, 'range'], `expected both ends inside ${s.cidr}, got [${s.range.join(', ')}]`));
     } else if (first > last) {
       problems.push(locate.problem([...base, 'range'], `expected [first, last] with first <= last, got [${s.range.join(', ')}]`));

@@ -891,8 +891,8 @@ describe('config loader: schema problems, located', () => {
   it(
     'a value under a scalar where a mapping was expected is described as what is there',
     () => {
-      // A section with no phrase of its own falls back to the schema library's words.
-      expect(lines(`${BASE}dhcp: off\n`)).toEqual(['2:7 dhcp: expected must be object, got "off"']);
+      // A section with no phrase of its own is expected to be a mapping.
+      expect(lines(`${BASE}dhcp: off\n`)).toEqual(['2:7 dhcp: expected a mapping, got "off"']);
       expect(lines(`${BASE}dhcp: { mode: proxy, subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.5] }] }\n`)).toEqual([
         '2:60 dhcp.subnets[0].range: expected [first, last] addresses of the dynamic pool, got a list',
       ]);
