@@ -28,6 +28,9 @@ export type TpmRefusalReason =
   | 'no-challenge'
   | 'too-many-challenges';
 
+/** The most of a refusal's detail logged: an EK file's error text is not bounded by anything else. */
+const DETAIL_MAX = 500;
+
 export class TpmRefusal extends Error {
   constructor(
     readonly status: 400 | 403 | 409,
@@ -253,8 +256,11 @@ export class TpmAdmission {
     try {
       return this.deps.registry.registered(node);
     } catch (err) {
+      // The agent gets a fixed reason: the detail names the configured file (a
+      // path on this host) and its error, which is the operator's to read, not
+      // whoever holds the boot's token on the segment. The log has it (bounded).
       if (err instanceof EkRegistrationError)
-        this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used: ${err.message}`);
+        this.refuse(node, bootId, 409, 'ek-unusable', `${node.hostname}'s registered EK cannot be used (see the server log)`, err.message);
       throw err;
     }
   }
@@ -268,10 +274,21 @@ export class TpmAdmission {
     }
   }
 
-  private refuse(node: EffectiveNode, bootId: string, status: 400 | 403 | 409, reason: TpmRefusalReason, message: string): never {
+  /** `detail`: for the log only, never the agent's answer (cut at DETAIL_MAX characters). */
+  private refuse(
+    node: EffectiveNode,
+    bootId: string,
+    status: 400 | 403 | 409,
+    reason: TpmRefusalReason,
+    message: string,
+    detail?: string,
+  ): never {
     this.deps.metrics.tpmAttestations.inc({ outcome: reason });
     this.event(node.mac, 'tpm.refused', { bootId, reason, message });
-    this.deps.logger.warn({ node: node.hostname, mac: node.mac, bootId, reason }, `TPM attestation refused: ${message}`);
+    this.deps.logger.warn(
+      { node: node.hostname, mac: node.mac, bootId, reason, ...(detail === undefined ? {} : { detail: detail.slice(0, DETAIL_MAX) }) },
+      `TPM attestation refused: ${message}`,
+    );
     throw new TpmRefusal(status, reason, message);
   }
 

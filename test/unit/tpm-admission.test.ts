@@ -8,7 +8,7 @@
 // the node's timeline and the log line. The same with swtpm:
 // test/integration/tpm-admission.test.ts.
 import { constants, createDecipheriv, createECDH, createHmac, generateKeyPairSync, privateDecrypt, type KeyObject } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -564,7 +564,7 @@ describe('TPM admission decisions', () => {
       const tpm = admission();
       const notEk = await refusal(() => tpm.challenge(nodeA({ tpm: { ek: 'bm90IGFuIEVL' } }), 'boot-1', { akPublic: AK }));
       expect(notEk).toMatchObject({ status: 409, reason: 'ek-unusable' });
-      expect(notEk.message).toMatch(/^node-a's registered EK cannot be used: the configured tpm.ek is not a TPM2B_PUBLIC: /);
+      expect(notEk.message).toBe("node-a's registered EK cannot be used (see the server log)");
       // The AK registered as the EK: parses, but is a signing key.
       const sign = await refusal(() => tpm.challenge(nodeA({ tpm: { ek: AK.toString('base64') } }), 'boot-2', { akPublic: AK }));
       expect(sign).toMatchObject({ status: 400, reason: 'ek-unusable' });
@@ -578,6 +578,25 @@ describe('TPM admission decisions', () => {
       expect(curve).toMatchObject({ status: 400, reason: 'ek-unusable' });
       expect(curve.message).toMatch(/^the EK's public key cannot be used: /);
       expect(await count('ek-unusable')).toBe(3);
+    },
+    DEADLINE_MS,
+  );
+
+  it(
+    "a registered EK's error reaches the log, not the agent: no path or error of this host in the refusal",
+    async () => {
+      // A configured tpm.ek naming a directory: the registry's error has the path and errno.
+      mkdirSync(path.join(dir, 'eks', 'node-a.pub'), { recursive: true });
+      const tpm = admission();
+      const err = await refusal(() => tpm.challenge(nodeA({ tpm: { ek: 'eks/node-a.pub' } }), 'boot-1', { akPublic: AK }));
+      expect(err).toMatchObject({ status: 409, reason: 'ek-unusable' });
+      // What tpm-routes.ts sends the agent (its message) is fixed.
+      expect(err.message).toBe("node-a's registered EK cannot be used (see the server log)");
+      expect(events.at(-1)?.detail).toEqual({ bootId: 'boot-1', reason: 'ek-unusable', message: err.message });
+      await settled();
+      const line = logs.find((l) => l.reason === 'ek-unusable');
+      expect(line?.detail).toBe('tpm.ek eks/node-a.pub: EISDIR');
+      expect(line?.msg).toBe(`TPM attestation refused: ${err.message}`);
     },
     DEADLINE_MS,
   );
