@@ -221,6 +221,7 @@ export class Bootfarm {
             limits: config.http,
             leaseStoreHealth: () => this.leaseClaims?.health(),
             clockHealth: () => this.leaseClaims?.clockHealth?.(),
+            identityHealth: () => this.leaseClaims?.identityHealth?.(),
             // Getters: the routes read the configuration in force at each request.
             api: {
               get config() {

@@ -6,10 +6,41 @@ import { Etcd3, type IStatusResponse } from 'etcd3';
 import { loadConfig } from '../config/load.js';
 import { SetupError } from '../errors.js';
 import { possibleSkew, peerOffset, type OffsetBound } from '../store/clock-skew.js';
-import { INSTANCE_TTL_S, parseInstance, readEtcdClock, type ImageHeld } from '../store/instance-registry.js';
+import { INSTANCE_TTL_S, parseInstance, readEtcdReference, type ImageHeld } from '../store/instance-registry.js';
 
 /** The longest each etcd call may take: a status is asked by a person, who should not wait on a dead endpoint. */
 const CALL_TIMEOUT_MS = 3000;
+
+/** The longest text kept from a record, and the most entries of a list: anyone with write access to the prefix writes them. */
+const MAX_TEXT = 200;
+const MAX_ITEMS = 64;
+
+/**
+ * Text read from etcd made safe to print: control and format characters (ESC
+ * sequences, CR, backspace, C1 controls, bidi overrides, line separators) shown
+ * as escapes, cut at MAX_TEXT characters. A peer's record is untrusted: raw, it
+ * could rewrite the terminal, hide lines or forge other instances' rows. Done
+ * on the report itself, so --json carries the same text to whatever prints it.
+ */
+function printable(text: string): string {
+  const chars = [...text];
+  const kept = chars
+    .slice(0, MAX_TEXT)
+    .join('')
+    .replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu, (c) => {
+      const code = c.codePointAt(0) ?? 0;
+      return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    });
+  return chars.length > MAX_TEXT ? `${kept}... (${chars.length - MAX_TEXT} more characters)` : kept;
+}
+
+/** A list from a record, each entry printable, at most MAX_ITEMS of them (then how many were left out). */
+function printableList(list: string[]): string[] {
+  const kept = list.slice(0, MAX_ITEMS).map(printable);
+  return list.length > MAX_ITEMS ? [...kept, `... (${list.length - MAX_ITEMS} more)`] : kept;
+}
+
+const printableOptional = (text: string | undefined) => (text === undefined ? undefined : printable(text));
 
 interface MemberStatus {
   id: string;
@@ -41,6 +72,8 @@ interface InstanceStatus {
   etcdSkewMs?: number | undefined;
   worstPeer?: string | undefined;
   worstPeerSkewMs?: number | undefined;
+  /** Another live instance publishing the same id (a copied state directory), as it says of itself. */
+  duplicateOf?: { hostname: string; address: string } | undefined;
 }
 
 export interface StatusReport {
@@ -83,7 +116,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
     const members: MemberStatus[] = [];
     let leader: string | undefined;
     for (const m of list.members) {
-      const row: MemberStatus = { id: m.ID, name: m.name, clientURLs: m.clientURLs };
+      const row: MemberStatus = { id: m.ID, name: printable(m.name), clientURLs: printableList(m.clientURLs) };
       const url = m.clientURLs[0];
       try {
         if (!url) throw new Error('not started (no client URL)');
@@ -97,7 +130,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
           dbSize: Number(s.dbSize),
         });
       } catch (err) {
-        row.error = firstLine(err);
+        row.error = printable(firstLine(err));
       }
       members.push(row);
     }
@@ -115,31 +148,30 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
       if (!r) continue;
       const offset = peerOffset(r.clock, start, end, INSTANCE_TTL_S * 1000);
       instances.push({
-        id: r.id,
-        hostname: r.hostname,
-        address: r.address,
-        version: r.version,
+        id: printable(r.id),
+        hostname: printable(r.hostname),
+        address: printable(r.address),
+        version: printable(r.version),
         uptimeSeconds: Math.max(0, Math.round((r.clock - r.startedAt) / 1000)),
-        interfaces: r.interfaces,
-        segments: r.segments,
-        images: r.images,
+        interfaces: printableList(r.interfaces),
+        segments: printableList(r.segments),
+        images: r.images.slice(0, MAX_ITEMS).map((i) => ({
+          image: printable(i.image),
+          current: printableOptional(i.current),
+          versions: printableList(i.versions),
+        })),
         skewFromHereMs: { ...offset, possible: possibleSkew(offset) },
         stoppedBySkew: r.skew.stopped,
         etcdSkewMs: r.skew.referenceSkewMs,
-        worstPeer: r.skew.worstPeer,
+        worstPeer: printableOptional(r.skew.worstPeer),
         worstPeerSkewMs: r.skew.worstPeerSkewMs,
+        duplicateOf: r.duplicateOf && { hostname: printable(r.duplicateOf.hostname), address: printable(r.duplicateOf.address) },
       });
     }
     instances.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
-    let thisHostSkewMs: number | undefined;
-    for (const endpoint of endpoints) {
-      try {
-        thisHostSkewMs = possibleSkew(await readEtcdClock(endpoint, CALL_TIMEOUT_MS));
-        break;
-      } catch {
-        /* the next member */
-      }
-    }
+    // What a majority of the members says, as the instances measure themselves (quorumReference).
+    const { reference } = await readEtcdReference(endpoints, CALL_TIMEOUT_MS);
+    const thisHostSkewMs = reference && possibleSkew(reference);
     return { prefix: base, etcd: { endpoints, leader, members, thisHostSkewMs }, instances };
   } finally {
     client.close();
@@ -167,6 +199,10 @@ function formatStatus(report: StatusReport): string {
       `  ${i.address} ${i.hostname} ${i.id}: bootfarm ${i.version}, up ${i.uptimeSeconds}s, clock ${seconds(skew.lo)}..${seconds(skew.hi)} from here, ` +
         `${seconds(i.etcdSkewMs)} at most from etcd${i.stoppedBySkew ? ', NO NEW ADDRESSES (clock skew)' : ''}`,
     );
+    if (i.duplicateOf)
+      lines.push(
+        `    NO NEW ADDRESSES: id also published by ${i.duplicateOf.hostname} (${i.duplicateOf.address}), another live instance (a copied state directory?)`,
+      );
     lines.push(`    serves ${i.segments.join(', ') || '-'} on ${i.interfaces.join(', ') || '-'}`);
     for (const img of i.images)
       lines.push(`    image ${img.image}: current ${img.current ?? '-'}, versions ${img.versions.join(', ') || '-'}`);

@@ -43,12 +43,14 @@ export interface HttpServerOptions {
   leaseStoreHealth?: (() => ClaimsHealth | undefined) | undefined;
   /** Whether clock skew stops new addresses (store.backend etcd). */
   clockHealth?: (() => ClaimsHealth | undefined) | undefined;
+  identityHealth?: (() => ClaimsHealth | undefined) | undefined;
 }
 
 /** What /healthz says of an unhealthy lease store, whatever etcd's error was. */
 export const LEASE_STORE_UNREACHABLE = 'lease store unreachable';
 /** /healthz's reason while clock skew stops new addresses: fixed, as above (the log names the peer and the skew). */
 const CLOCK_SKEWED = 'clock skew beyond limit';
+const DUPLICATE_ID = 'instance id used by another live instance';
 
 /** Streams a FileSource in 256 KiB reads. */
 function sourceStream(source: FileSource, start: number, end: number): Readable {
@@ -176,6 +178,9 @@ export class HttpBootServer {
         if (leases && !leases.healthy)
           degraded.leaseStore = { healthy: false, reason: LEASE_STORE_UNREACHABLE, since: new Date(leases.since).toISOString() };
         if (clock && !clock.healthy) degraded.clock = { healthy: false, reason: CLOCK_SKEWED, since: new Date(clock.since).toISOString() };
+        const identity = this.options.identityHealth?.();
+        if (identity && !identity.healthy)
+          degraded.identity = { healthy: false, reason: DUPLICATE_ID, since: new Date(identity.since).toISOString() };
         if (Object.keys(degraded).length > 0) return { status: 'degraded', ...degraded };
         return { status: 'ok' };
       },

@@ -146,3 +146,35 @@ export function verdictStaleness(madeAt: ClockPair | undefined, now: ClockPair, 
     };
   return undefined;
 }
+
+/**
+ * etcd's clock from every member's reading (`readings`, the members that
+ * answered; `members`, how many there are). One member's clock can be wrong
+ * (members do not agree on time: raft needs no clock), and the first member to
+ * answer may be that one. So etcd's clock is what a majority of the members
+ * says, as etcd itself decides by majority: the reading with the q-th smallest
+ * possible skew, q = floor(members / 2) + 1. A majority of members then puts
+ * this clock within that skew of theirs, and none of the rest moves it:
+ * - one wrong member cannot clear this instance: with it alone agreeing, the
+ *   q-th smallest is still a right member's, which shows the skew (from 3 members);
+ * - one wrong member cannot stop it: the q-th smallest is a right member's, so
+ *   a far-off reading is never the one chosen (from 3 members).
+ * Fewer than q answers is no reading (decideSkew: nobody clears itself), as a
+ * minority of members is no etcd either. With 1 member it decides alone; with 2
+ * both must agree (a pair cannot say which of them is wrong).
+ */
+export function quorumReference(readings: OffsetBound[], members: number): OffsetBound | undefined {
+  const quorum = Math.floor(members / 2) + 1;
+  if (readings.length < quorum) return undefined;
+  return [...readings].sort((a, b) => possibleSkew(a) - possibleSkew(b))[quorum - 1];
+}
+
+/**
+ * How far a member's reading may lie from the majority's (`reference`), in
+ * milliseconds: the gap between the two intervals, 0 when they overlap. Past
+ * SKEW_WARN_MS that member's clock is wrong (or ours and the majority's are),
+ * which the registry logs.
+ */
+export function readingApart(reading: OffsetBound, reference: OffsetBound): number {
+  return Math.max(0, reading.lo - reference.hi, reference.lo - reading.hi);
+}

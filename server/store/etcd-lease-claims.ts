@@ -44,7 +44,7 @@ export interface EtcdClaimsOptions {
   /** Told every change of health (the metrics gauge). */
   onHealth?: ((health: ClaimsHealth) => void) | undefined;
   /** Publishes this instance in <prefix>/instances/ and guards allocation by clock skew (instance-registry.ts). */
-  registry?: Pick<RegistryOptions, 'self' | 'onVerdict' | 'refreshMs'> | undefined;
+  registry?: Pick<RegistryOptions, 'self' | 'idFile' | 'onVerdict' | 'refreshMs'> | undefined;
 }
 
 /**
@@ -202,6 +202,10 @@ export class EtcdLeaseClaims implements LeaseClaims {
 
   clockHealth(): ClockHealth | undefined {
     return this.registry?.clockHealth();
+  }
+
+  identityHealth(): ClockHealth | undefined {
+    return this.registry?.identityHealth();
   }
 
   private noteHealth(healthy: boolean, reason?: string): void {

@@ -8,7 +8,8 @@
 // how long it took to arrive, while a linearizable read bounds the reading's age
 // by the peer's lease TTL and our own round trip (peerOffset).
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
@@ -18,7 +19,11 @@ import { performance } from 'node:perf_hooks';
 import {
   decideSkew,
   peerOffset,
+  possibleSkew,
+  quorumReference,
+  readingApart,
   referenceOffset,
+  SKEW_WARN_MS,
   verdictStaleness,
   type ClockPair,
   type OffsetBound,
@@ -58,6 +63,14 @@ export interface InstanceRecord {
   images: ImageHeld[];
   /** Its own skew verdict when it wrote this (what `bootfarm status` shows). */
   skew: { stopped: boolean; referenceSkewMs?: number | undefined; worstPeer?: string | undefined; worstPeerSkewMs?: number | undefined };
+  /**
+   * Made anew by every process (InstanceRegistry): two live processes writing
+   * one id (a copied state directory) tell each other apart by it. Absent from
+   * older versions' values.
+   */
+  incarnation?: string | undefined;
+  /** Set while another live process publishes this id too: what it says of itself (`bootfarm status` shows it). */
+  duplicateOf?: { hostname: string; address: string } | undefined;
 }
 
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
@@ -72,7 +85,7 @@ export function parseInstance(text: string): InstanceRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null) return undefined;
-  const { id, hostname: host, address, version, clock, startedAt, interfaces, segments, images, skew } = v;
+  const { id, hostname: host, address, version, clock, startedAt, interfaces, segments, images, skew, incarnation, duplicateOf } = v;
   if (typeof id !== 'string' || typeof host !== 'string' || typeof address !== 'string' || typeof version !== 'string') return undefined;
   if (!finite(clock) || !finite(startedAt) || !isStrings(interfaces) || !isStrings(segments) || !Array.isArray(images)) return undefined;
   const held: ImageHeld[] = [];
@@ -82,6 +95,7 @@ export function parseInstance(text: string): InstanceRecord | undefined {
     held.push({ image: img.image, current: typeof img.current === 'string' ? img.current : undefined, versions: img.versions });
   }
   const s = (skew ?? {}) as Partial<InstanceRecord['skew']>;
+  const dup = (duplicateOf ?? {}) as Partial<NonNullable<InstanceRecord['duplicateOf']>>;
   return {
     id,
     hostname: host,
@@ -98,13 +112,19 @@ export function parseInstance(text: string): InstanceRecord | undefined {
       worstPeer: typeof s.worstPeer === 'string' ? s.worstPeer : undefined,
       worstPeerSkewMs: finite(s.worstPeerSkewMs) ? s.worstPeerSkewMs : undefined,
     },
+    incarnation: typeof incarnation === 'string' ? incarnation : undefined,
+    duplicateOf:
+      typeof dup.hostname === 'string' && typeof dup.address === 'string' ? { hostname: dup.hostname, address: dup.address } : undefined,
   };
 }
+
+/** Where the id is kept (named in the duplicate-id error: the file to remove on one of the two). */
+export const instanceIdFile = (stateDir: string): string => path.join(stateDir, 'instance-id');
 
 /** This instance's id: made once and kept in the state directory, so a restart is the same instance. */
 export function instanceId(stateDir: string): string {
   ensurePrivateDir(stateDir);
-  const file = path.join(stateDir, 'instance-id');
+  const file = instanceIdFile(stateDir);
   try {
     const id = readFileSync(file, 'utf8').trim();
     if (/^[0-9a-f-]{36}$/.test(id)) return id;
@@ -116,41 +136,39 @@ export function instanceId(stateDir: string): string {
   return id;
 }
 
-/** The published images and versions under images.dir (names only: cheap enough for every refresh). */
-export function imagesHeld(imagesDir: string): ImageHeld[] {
-  const held: ImageHeld[] = [];
-  let names: string[];
+/** Directories under `dir` named as images or versions are, sorted; none when it cannot be read. */
+async function namedDirs(dir: string): Promise<string[]> {
   try {
-    names = readdirSync(imagesDir, { withFileTypes: true })
+    return (await readdir(dir, { withFileTypes: true }))
       .filter((d) => d.isDirectory() && IMAGE_DIR_NAME.test(d.name))
-      .map((d) => d.name);
+      .map((d) => d.name)
+      .sort();
   } catch {
-    return held;
+    return [];
   }
-  for (const image of names.sort()) {
-    const dir = path.join(imagesDir, image);
-    let current: string | undefined;
-    try {
-      current = path.basename(readlinkSync(path.join(dir, 'current')));
-    } catch {
-      current = undefined;
-    }
-    let versions: string[] = [];
-    try {
-      versions = readdirSync(dir, { withFileTypes: true })
-        .filter((d) => d.isDirectory() && IMAGE_DIR_NAME.test(d.name))
-        .map((d) => d.name)
-        .sort();
-    } catch {
-      versions = [];
-    }
-    held.push({ image, current, versions });
-  }
-  return held;
+}
+
+/**
+ * The published images and versions under images.dir (names only). Read on
+ * every refresh, asynchronously: the beat runs on the event loop that answers
+ * DHCP, and a slow disk must not hold the answers. Not cached, so a version
+ * published or removed shows at the next refresh.
+ */
+export async function imagesHeld(imagesDir: string): Promise<ImageHeld[]> {
+  return Promise.all(
+    (await namedDirs(imagesDir)).map(async (image) => {
+      const dir = path.join(imagesDir, image);
+      const current = await readlink(path.join(dir, 'current')).then(
+        (target) => path.basename(target),
+        () => undefined,
+      );
+      return { image, current, versions: await namedDirs(dir) };
+    }),
+  );
 }
 
 /** etcd's wall clock: the Date header of a member's /health answer, with our clock around the request. */
-export async function readEtcdClock(endpoint: string, timeoutMs: number): Promise<OffsetBound> {
+async function readEtcdClock(endpoint: string, timeoutMs: number): Promise<OffsetBound> {
   const start = Date.now();
   const res = await fetch(new URL('/health', endpoint), { signal: AbortSignal.timeout(timeoutMs) });
   const end = Date.now();
@@ -160,6 +178,29 @@ export async function readEtcdClock(endpoint: string, timeoutMs: number): Promis
   return referenceOffset(date, start, end);
 }
 
+export interface EtcdReference {
+  /** The majority's reading (quorumReference); undefined when fewer than a majority of members answered. */
+  reference: OffsetBound | undefined;
+  /** Members whose clock lies more than SKEW_WARN_MS from the majority's, and by how much (ms). */
+  apart: { endpoint: string; apartMs: number }[];
+}
+
+/** Every member's clock, read in parallel (each within timeoutMs), and what the majority says. */
+export async function readEtcdReference(endpoints: string[], timeoutMs: number): Promise<EtcdReference> {
+  const settled = await Promise.allSettled(endpoints.map((e) => readEtcdClock(e, timeoutMs)));
+  const readings = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [{ endpoint: endpoints[i] ?? '', offset: r.value }] : []));
+  const reference = quorumReference(
+    readings.map((r) => r.offset),
+    endpoints.length,
+  );
+  const apart = reference
+    ? readings.map((r) => ({ endpoint: r.endpoint, apartMs: readingApart(r.offset, reference) })).filter((r) => r.apartMs > SKEW_WARN_MS)
+    : [];
+  return { reference, apart };
+}
+
+type SelfRecord = Omit<InstanceRecord, 'clock' | 'skew' | 'incarnation' | 'duplicateOf'>;
+
 export interface RegistryOptions {
   client: Etcd3;
   prefix: string;
@@ -167,7 +208,9 @@ export interface RegistryOptions {
   timeoutMs: number;
   logger: Logger;
   /** What is published, apart from the clock and the skew verdict. */
-  self: () => Omit<InstanceRecord, 'clock' | 'skew'>;
+  self: () => SelfRecord | Promise<SelfRecord>;
+  /** The file the id is kept in (instanceIdFile), named when another live process publishes the same id. */
+  idFile?: string | undefined;
   onVerdict?: ((verdict: SkewVerdict) => void) | undefined;
   /** The beat of refreshes (REFRESH_MS unless given; a test sets it long to see what else refreshes). */
   refreshMs?: number | undefined;
@@ -188,11 +231,19 @@ const clockPair = (): ClockPair => ({ wall: Date.now(), mono: performance.now() 
  * comparison too. The slowest refresh that still succeeds is added so load does
  * not make the verdict flap: a refresh starts within REFRESH_MS of the last one
  * ending (REFRESH_MS < the TTL) and makes three etcd calls (lease grant, put,
- * range read) and up to one /health per member, each bounded by claimTimeoutMs.
+ * range read) and reads the members' /health (in parallel since, the bound kept
+ * at one per member: larger only delays the stale refusal), each bounded by claimTimeoutMs.
  */
 function staleAfterMs(endpoints: number, timeoutMs: number): number {
   return INSTANCE_TTL_S * 1000 + (3 + endpoints) * timeoutMs;
 }
+
+/**
+ * How long after its last sighting another process publishing this id still
+ * counts: it writes every REFRESH_MS, so a live one is seen on nearly every
+ * refresh, and one stopped or killed has written nothing for a TTL.
+ */
+const DUPLICATE_HOLD_MS = INSTANCE_TTL_S * 1000;
 
 export class InstanceRegistry {
   private verdict: SkewVerdict = { stop: false, warn: false };
@@ -202,9 +253,19 @@ export class InstanceRegistry {
   private health: ClockHealth = { healthy: true, since: Date.now() };
   private lease: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  /** The refresh running, if any: stop() waits for it before revoking, so it cannot publish after the revoke. */
+  private inflight: Promise<void> | undefined;
+  private closed = false;
   private readonly skewLog = new RateLimiter(5, 60_000);
   private readonly failLog = new RateLimiter(5, 60_000);
+  private readonly membersLog = new RateLimiter(5, 60_000);
+  private readonly duplicateLog = new RateLimiter(5, 60_000);
+  /** This process's: a value under our key with another one was written by someone else. */
+  private readonly incarnation = randomUUID();
+  /** The etcd revision of our last write of the key: a later one under it is another writer's. */
+  private written: string | undefined;
+  /** Another live process with this id: what it published, and when it was last seen (monotonic). */
+  private duplicate: { other: InstanceRecord; seenMono: number; since: number } | undefined;
 
   private constructor(private readonly options: RegistryOptions) {
     this.staleAfterMs = staleAfterMs(options.endpoints.length, options.timeoutMs);
@@ -226,7 +287,7 @@ export class InstanceRegistry {
    * waiting for the next beat would leave clients unanswered for no reason.
    */
   refreshNow(): void {
-    if (this.running) return;
+    if (this.inflight || this.closed) return;
     this.refresh().catch((err: Error) => {
       const gate = this.failLog.take(Date.now());
       if (gate.log)
@@ -237,20 +298,29 @@ export class InstanceRegistry {
     });
   }
 
-  private get key(): string {
-    return `${this.options.prefix}/instances/${this.options.self().id}`;
-  }
-
   /**
    * Why a new address may not be given now, or undefined: the last verdict's
    * stop, or that verdict no longer holding. `clockBad` when this clock is known
    * wrong (a skew measured, or a step since the verdict), not when the verdict
    * is merely old (etcd-lease-claims.ts treats the two differently).
+   *
+   * Another live process with this id refuses as an old verdict does (the
+   * outage path: renewals from the binding go on): nothing says this clock is
+   * wrong, but the two skip each other's value as their own, so their skew is
+   * never measured and the verdict is incomplete. Silence as for a bad clock
+   * would drop the clients of both twins for what is a configuration mistake.
    */
   refusal(): { reason: string; clockBad: boolean } | undefined {
     if (this.verdict.stop) return { reason: this.verdict.reason ?? 'clock skew beyond the limit', clockBad: true };
     const stale = verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs);
-    return stale && { reason: stale.reason, clockBad: stale.kind === 'stepped' };
+    if (stale?.kind === 'stepped') return { reason: stale.reason, clockBad: true };
+    const duplicate = this.liveDuplicate();
+    if (duplicate)
+      return {
+        reason: `instance id shared with ${duplicate.other.hostname} (${duplicate.other.address}), another live instance`,
+        clockBad: false,
+      };
+    return stale && { reason: stale.reason, clockBad: false };
   }
 
   clockHealth(): ClockHealth {
@@ -258,27 +328,56 @@ export class InstanceRegistry {
     return stale === undefined ? this.health : { healthy: false, reason: stale.reason, since: Date.now() };
   }
 
-  private async refresh(): Promise<void> {
-    this.running = true;
-    try {
-      // Taken before measuring: the verdict's age counts from its oldest reading.
-      const started = clockPair();
-      await this.publish();
-      const peers = await this.readPeers();
-      const reference = await this.readReference();
-      this.madeAt = started;
-      this.note(decideSkew(peers, reference));
-    } finally {
-      this.running = false;
-    }
+  /** Unhealthy while another live process publishes this id (/healthz shows a fixed reason). */
+  identityHealth(): ClockHealth {
+    const duplicate = this.liveDuplicate();
+    return duplicate
+      ? {
+          healthy: false,
+          reason: `instance id shared with ${duplicate.other.hostname} (${duplicate.other.address})`,
+          since: duplicate.since,
+        }
+      : { healthy: true, since: 0 };
   }
 
-  private async publish(): Promise<void> {
+  private liveDuplicate(): typeof this.duplicate {
+    if (this.duplicate && performance.now() - this.duplicate.seenMono > DUPLICATE_HOLD_MS) {
+      this.options.logger.info(
+        { id: this.duplicate.other.id },
+        'instance id no longer published by another instance: new addresses are given',
+      );
+      this.duplicate = undefined;
+    }
+    return this.duplicate;
+  }
+
+  private refresh(): Promise<void> {
+    const run = this.refreshOnce().finally(() => {
+      this.inflight = undefined;
+    });
+    this.inflight = run;
+    return run;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    // Taken before measuring: the verdict's age counts from its oldest reading.
+    const started = clockPair();
+    const self = await this.options.self();
+    await this.publish(self);
+    const peers = await this.readPeers(self.id);
+    const reference = await this.readReference();
+    this.madeAt = started;
+    this.note(decideSkew(peers, reference));
+  }
+
+  private async publish(self: SelfRecord): Promise<void> {
     const { client } = this.options;
+    const key = `${this.options.prefix}/instances/${self.id}`;
     const grant = await client.leaseClient.leaseGrant({ TTL: INSTANCE_TTL_S });
     // The clock is read after the grant: peerOffset relies on the reading being younger than the lease.
+    const duplicate = this.liveDuplicate();
     const record: InstanceRecord = {
-      ...this.options.self(),
+      ...self,
       clock: Date.now(),
       skew: {
         stopped: this.verdict.stop,
@@ -286,37 +385,72 @@ export class InstanceRegistry {
         worstPeer: this.verdict.worst?.id,
         worstPeerSkewMs: this.verdict.worst?.skewMs,
       },
+      incarnation: this.incarnation,
+      duplicateOf: duplicate && { hostname: duplicate.other.hostname, address: duplicate.other.address },
     };
-    await client.put(this.key).value(JSON.stringify(record)).lease(grant.ID).exec();
+    const put = client.put(key).value(JSON.stringify(record)).lease(grant.ID);
+    // Written unless the key changed since our last write; then it is read before
+    // being overwritten. A change with another process's incarnation is a twin:
+    // a dead predecessor (a restart within the TTL) wrote before our first
+    // write, never after, and an expired key reads as absent.
+    const res = await client
+      .if(key, 'Mod', '==', this.written ?? '0')
+      .then(put)
+      .else(client.get(key), put)
+      .commit();
+    const before = res.responses[0]?.response_range?.kvs[0];
+    if (!res.succeeded && this.written !== undefined && before) {
+      const other = parseInstance(before.value.toString());
+      if (other && other.incarnation !== this.incarnation) this.noteDuplicate(other);
+    }
+    this.written = res.header.revision;
     const previous = this.lease;
     this.lease = grant.ID;
     if (previous) client.leaseClient.leaseRevoke({ ID: previous }).catch(() => undefined);
   }
 
-  private async readPeers(): Promise<PeerSkew[]> {
+  private noteDuplicate(other: InstanceRecord): void {
+    const now = Date.now();
+    this.duplicate = { other, seenMono: performance.now(), since: this.duplicate?.since ?? now };
+    const gate = this.duplicateLog.take(now);
+    if (gate.log)
+      this.options.logger.error(
+        {
+          id: other.id,
+          idFile: this.options.idFile,
+          otherHostname: other.hostname,
+          otherAddress: other.address,
+          suppressedSinceLast: gate.suppressed,
+        },
+        'instance id published by another live instance (a copied state directory?): no new address is given; remove the id file on one of them and restart it',
+      );
+  }
+
+  private async readPeers(selfId: string): Promise<PeerSkew[]> {
     const start = Date.now();
     const res = await this.options.client.getAll().prefix(`${this.options.prefix}/instances/`).exec();
     const end = Date.now();
-    const self = this.options.self().id;
     const peers: PeerSkew[] = [];
     for (const kv of res.kvs) {
       const record = parseInstance(kv.value.toString());
-      if (!record || record.id === self) continue;
+      if (!record || record.id === selfId) continue;
       peers.push({ id: record.id, offset: peerOffset(record.clock, start, end, INSTANCE_TTL_S * 1000) });
     }
     return peers;
   }
 
-  /** The first member whose clock answers; undefined when none does (then no instance clears itself, decideSkew). */
+  /** What a majority of etcd's members says of this clock (quorumReference); a member apart from it is logged. */
   private async readReference(): Promise<OffsetBound | undefined> {
-    for (const endpoint of this.options.endpoints) {
-      try {
-        return await readEtcdClock(endpoint, this.options.timeoutMs);
-      } catch {
-        /* the next member */
-      }
+    const { reference, apart } = await readEtcdReference(this.options.endpoints, this.options.timeoutMs);
+    if (apart.length > 0) {
+      const gate = this.membersLog.take(Date.now());
+      if (gate.log)
+        this.options.logger.warn(
+          { members: apart, etcdSkewMs: reference && possibleSkew(reference), suppressedSinceLast: gate.suppressed },
+          `etcd members' clocks disagree by more than ${SKEW_WARN_MS / 1000} s: the majority's is used`,
+        );
     }
-    return undefined;
+    return reference;
   }
 
   private note(verdict: SkewVerdict): void {
@@ -343,8 +477,22 @@ export class InstanceRegistry {
     this.options.onVerdict?.(verdict);
   }
 
+  /**
+   * No refresh starts after this, and one running is waited for (within the
+   * staleness bound, which a refresh's own etcd deadlines keep it under): left
+   * running, it would go on with the client its owner closes next, and its put
+   * could land after the revoke below and show this instance for another TTL.
+   */
   async stop(): Promise<void> {
+    this.closed = true;
     clearInterval(this.timer);
+    if (this.inflight) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.staleAfterMs);
+      });
+      await Promise.race([this.inflight.catch(() => undefined), bound]).finally(() => clearTimeout(timer));
+    }
     // Gone at once rather than at the end of its TTL: peers stop comparing with it.
     if (this.lease) await this.options.client.leaseClient.leaseRevoke({ ID: this.lease }).catch(() => undefined);
   }

@@ -57,6 +57,8 @@ export interface LeaseClaims {
   health(): ClaimsHealth;
   /** With instances sharing etcd: whether this one may allocate as far as clocks go (/healthz). */
   clockHealth?(): ClaimsHealth | undefined;
+  /** With instances sharing etcd: unhealthy while another live instance publishes this one's id (/healthz). */
+  identityHealth?(): ClaimsHealth | undefined;
   stop(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@ import { SetupError } from '../errors.js';
 import { hostname } from 'node:os';
 import { readPackageInfo } from '../cli/package-info.js';
 import { EtcdLeaseClaims } from './etcd-lease-claims.js';
-import { imagesHeld, instanceId } from './instance-registry.js';
+import { imagesHeld, instanceId, instanceIdFile } from './instance-registry.js';
 import { LocalLeaseClaims, type LeaseClaims } from './lease-claims.js';
 
 export async function openLeaseClaims(config: ResolvedConfig, logger: Logger, metrics?: Metrics): Promise<LeaseClaims> {
@@ -26,7 +26,8 @@ export async function openLeaseClaims(config: ResolvedConfig, logger: Logger, me
       claimTimeoutMs: etcd.claimTimeoutMs,
       onHealth: (health) => metrics?.leaseStoreHealthy.set(health.healthy ? 1 : 0),
       registry: {
-        self: () => ({
+        idFile: instanceIdFile(config.server.stateDir),
+        self: async () => ({
           id,
           hostname: hostname(),
           address: config.server.address,
@@ -34,7 +35,7 @@ export async function openLeaseClaims(config: ResolvedConfig, logger: Logger, me
           startedAt,
           interfaces,
           segments,
-          images: imagesHeld(config.images.dir),
+          images: await imagesHeld(config.images.dir),
         }),
         onVerdict: (verdict) => {
           metrics?.clockSkewSeconds.set((verdict.worst?.skewMs ?? 0) / 1000);

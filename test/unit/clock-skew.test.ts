@@ -6,6 +6,8 @@ import {
   decideSkew,
   peerOffset,
   possibleSkew,
+  quorumReference,
+  readingApart,
   referenceOffset,
   SKEW_STOP_MS,
   SKEW_WARN_MS,
@@ -104,5 +106,36 @@ describe('verdictStaleness', () => {
     expect(verdictStaleness(made, later(500, 3_600_500), MAX_AGE)?.reason).toMatch(/^clock stepped since the last verdict: .* 3600 s /);
     // A step found in an old verdict is still a step: the clock is bad, not just unmeasured.
     expect(verdictStaleness(made, later(MAX_AGE * 10, MAX_AGE * 10 - 90_000), MAX_AGE)?.kind).toBe('stepped');
+  });
+});
+
+describe("etcd's clock from its members (quorumReference)", () => {
+  const ok = exact(500);
+  const off = exact(90_000);
+
+  it('one member 90 s off among three can neither stop this clock nor clear it', () => {
+    // This clock right: the wrong member alone says it is 90 s off, the majority does not.
+    expect(quorumReference([off, ok, ok], 3)).toEqual(ok);
+    expect(quorumReference([ok, off], 3)).toEqual(off);
+    // This clock 90 s off: the wrong member alone agrees with it, the majority does not.
+    expect(quorumReference([ok, off, off], 3)).toEqual(off);
+    const peer90 = [{ id: 'b', offset: exact(SKEW_STOP_MS + 30_000) }];
+    expect(decideSkew(peer90, quorumReference([off, ok, ok], 3)).stop).toBe(false);
+    expect(decideSkew(peer90, quorumReference([ok, off, off], 3)).stop).toBe(true);
+  });
+
+  it('fewer answers than a majority of the members is no reading; one member decides alone, two must agree', () => {
+    expect(quorumReference([ok], 3)).toBeUndefined();
+    expect(quorumReference([], 1)).toBeUndefined();
+    expect(quorumReference([off], 1)).toEqual(off);
+    expect(quorumReference([ok, off], 2)).toEqual(off);
+    expect(quorumReference([ok, ok, ok, off, off], 5)).toEqual(ok);
+    expect(quorumReference([ok, ok, off, off, off], 5)).toEqual(off);
+  });
+
+  it("a member's distance from the majority's reading: the gap between the intervals", () => {
+    expect(readingApart({ lo: 100, hi: 1100 }, { lo: 600, hi: 1600 })).toBe(0);
+    expect(readingApart({ lo: 90_000, hi: 91_000 }, { lo: -200, hi: 800 })).toBe(89_200);
+    expect(readingApart({ lo: -91_000, hi: -90_000 }, { lo: -200, hi: 800 })).toBe(89_800);
   });
 });
