@@ -153,13 +153,13 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
   );
 
   it(
-    'amd64-bios joins inside the container, bootfarm in a container of the inner dockerd (cold cache volume: the server image loaded); the host gains no namespace, link or QEMU process',
+    'amd64-bios, arm64-uefi and pi4 join inside the container, bootfarm in a container of the inner dockerd (cold cache volume: the server image loaded); the host gains no namespace, link or QEMU process',
     async () => {
       const dir = mkdtempSync('/var/tmp/bootfarm-lab-container-');
       work.push(dir);
       const name = `bootfarm-lab-container-${process.pid}`;
       const before = await hostState();
-      const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios']));
+      const lab = startContainer(dockerRunArgs(name, dir, ['--nodes', 'amd64-bios,arm64-uefi,pi4']));
       // While the node boots: the inner lab's namespaces and links are not the host's.
       await lab.waitFor(/powered on/);
       const seen = await hostState();
@@ -170,17 +170,36 @@ describe('lab in one container (docker run bootfarm/lab:dev lab run)', () => {
 
       expect(code, stderr.slice(-3000)).toBe(0);
       const json = JSON.parse(stdout) as LabJson;
-      expect(json.results.map((r) => [r.hostname, r.ok, r.failure])).toEqual([['lab-amd64-bios', true, undefined]]);
-      expect(json.results[0]?.timeline.joined).toBeGreaterThan(0);
-      expect(json.cluster.map((n) => n.name)).toEqual(['lab-amd64-bios']);
+      const nodes = ['lab-amd64-bios', 'lab-arm64-uefi', 'lab-pi4'];
+      expect(json.results.map((r) => [r.hostname, r.ok, r.failure]).sort()).toEqual(nodes.map((n) => [n, true, undefined]));
+      for (const r of json.results) expect(r.timeline.joined, r.hostname).toBeGreaterThan(0);
+      expect(json.cluster.map((n) => n.name).sort()).toEqual(nodes);
+      const byKind = new Map(json.results.map((r) => [r.kind, r]));
+      // arm64 UEFI booted the arm64 GRUB bootfarm built from the .deb in the lab image
+      // (the container has no network: nothing could be downloaded).
+      const armFiles = (byKind.get('arm64-uefi')?.events ?? []).filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
+      expect(armFiles).toContain('grub/arm64-efi/core.efi');
+      expect(stderr).toMatch(
+        /lab: arm64 packages from the lab image \(\/opt\/bootfarm\/lab\/debs\) or the cache volume \(\S+\): nothing downloaded/,
+      );
+      // The scripted Pi 4 fetched its firmware set over TFTP, then its kernel booted in QEMU virt.
+      const piFiles = (byKind.get('pi4')?.events ?? []).filter((e) => e.type === 'tftp.file').map((e) => String(e.detail?.path));
+      for (const f of ['config.txt', 'start4.elf', 'fixup4.dat', 'kernel8.img'])
+        expect(
+          piFiles.some((p) => p.endsWith(f)),
+          f,
+        ).toBe(true);
       // The accelerator is said (tcg without /dev/kvm).
-      expect(stderr).toMatch(new RegExp(`powered on \\(QEMU seabios, ${existsSync('/dev/kvm') ? '(kvm|tcg)' : 'tcg'}\\)`));
+      const accel = existsSync('/dev/kvm') ? '(kvm|tcg)' : 'tcg';
+      expect(stderr).toMatch(new RegExp(`lab-amd64-bios: powered on \\(QEMU seabios, ${accel}\\)`));
+      expect(stderr).toMatch(new RegExp(`lab-arm64-uefi: powered on \\(QEMU aavmf, ${accel}\\)`));
       expect(labId).toMatch(/^bflab/);
       expect([...seen.netns].filter((n) => n.startsWith(labId))).toEqual([]);
       expect([...seen.links].filter((n) => n.startsWith(labId))).toEqual([]);
       expect(added(before, after)).toEqual([]);
       // The consoles and logs are the CI job's artefacts, in the mounted work directory.
       expect(readFileSync(`${dir}/consoles/lab-amd64-bios.log`, 'utf8')).toMatch(/iPXE/);
+      expect(readFileSync(`${dir}/consoles/lab-arm64-uefi.log`, 'utf8')).toMatch(/GRUB|grub/);
       // True DinD: a dockerd of the lab's own, its data root on the cache volume, and the
       // server image loaded into it from the lab image (the volume was empty).
       expect(stderr).toMatch(
