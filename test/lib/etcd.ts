@@ -153,3 +153,48 @@ export async function startLoopbackEtcd(): Promise<LoopbackEtcd> {
     thaw: () => member.child.kill('SIGCONT'),
   };
 }
+
+/** `size` members on loopback, one cluster, for tests that drive bootfarm's modules in this process; endpoints in member order. */
+export async function startLoopbackCluster(size: number): Promise<EtcdCluster> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
+  const ports: Array<{ client: number; peer: number }> = [];
+  for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
+  const cluster = ports.map((p, i) => `m${i}=http://127.0.0.1:${p.peer}`).join(',');
+  const members = ports.map((p, i) =>
+    Background.start(
+      'etcd',
+      [
+        `--name=m${i}`,
+        `--data-dir=${path.join(dir, `m${i}`)}`,
+        `--listen-client-urls=http://127.0.0.1:${p.client}`,
+        `--advertise-client-urls=http://127.0.0.1:${p.client}`,
+        `--listen-peer-urls=http://127.0.0.1:${p.peer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${p.peer}`,
+        `--initial-cluster=${cluster}`,
+        `--initial-cluster-token=${path.basename(dir)}`,
+        '--initial-cluster-state=new',
+      ],
+      `etcd-m${i}`,
+    ),
+  );
+  const stop = async () => {
+    for (const m of members) await m.stop('SIGTERM', 5000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(members.map((m) => m.waitFor((l) => l.includes('ready to serve client requests'), 60_000, 'etcd ready')));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const endpoints = ports.map((p) => `http://127.0.0.1:${p.client}`);
+  return {
+    endpoints,
+    ctl: async (args) => {
+      const r = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...args]);
+      if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    },
+    stop,
+  };
+}
