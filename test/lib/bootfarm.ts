@@ -86,7 +86,9 @@ export async function startBootfarm(
   const bg = lab.spawn(ns, command[0] as string, command.slice(1), 'bootfarm');
   const proc = new BootfarmProcess(bg, file, state);
   await Promise.race([
-    proc.waitForLog((l) => l.msg === 'bootfarm ready', 30_000, 'bootfarm ready'),
+    // A bound, not a timing: from sources under tsx a start takes 8-9 s on a loaded
+    // 2-core machine, and several protocol files start servers at once beside QEMU.
+    proc.waitForLog((l) => l.msg === 'bootfarm ready', 60_000, 'bootfarm ready'),
     bg.exited.then((code) => {
       throw new Error(`bootfarm exited (${code}) before ready:\n${bg.lines.join('\n')}`);
     }),
