@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
 import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
-import type { ClaimResult, ClaimsHealth, ClaimValue, LeaseClaims } from '../../server/store/lease-claims.js';
+import { LocalLeaseClaims, type ClaimResult, type ClaimValue } from '../../server/store/lease-claims.js';
 import { handleAt, openFullModeState, replyOf, udhcpcPacket, type FullModeState } from '../lib/dhcp-full-mode.js';
 
 const SERVER = '10.9.0.1';
@@ -16,30 +16,18 @@ const PC = '52:54:00:cc:00:09';
 const LEASE_SECONDS = 3600;
 const OFFER_HOLD_MS = 30_000;
 
-/** Grants every claim and keeps what was asked. */
-class GrantingClaims implements LeaseClaims {
+/** One instance's claims (every claim granted), keeping what was asked. */
+class RecordingClaims extends LocalLeaseClaims {
   readonly asked: ClaimValue[] = [];
-  claim(_subnet: string, _ip: string, value: ClaimValue): Promise<ClaimResult> {
-    this.asked.push(value);
-    return Promise.resolve({ ok: true });
-  }
-  release(): Promise<void> {
-    return Promise.resolve();
-  }
-  heldByOther(): boolean {
-    return false;
-  }
-  health(): ClaimsHealth {
-    return { healthy: true, since: 0 };
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
+  override claim(_subnet?: string, _ip?: string, value?: ClaimValue): Promise<ClaimResult> {
+    if (value) this.asked.push(value);
+    return super.claim();
   }
 }
 
 describe("full mode: a Raspberry Pi's offer is claimed for its lease", () => {
   let state: FullModeState;
-  let claims: GrantingClaims;
+  let claims: RecordingClaims;
   let handler: FullModeHandler;
   const now = Date.now();
 
@@ -63,7 +51,7 @@ nodes:
       { unknownLeasePercent: 100, maxQuarantinedPercent: 100 },
       now,
     );
-    claims = new GrantingClaims();
+    claims = new RecordingClaims();
     handler = new FullModeHandler(pool, SERVER, claims);
   });
   afterEach(() => state.close());
