@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load.js';
 import { SetupError } from '../errors.js';
 import { possibleSkew, peerOffset, type OffsetBound } from '../store/clock-skew.js';
 import { INSTANCE_TTL_S, parseInstance, readEtcdReference, type ImageHeld } from '../store/instance-registry.js';
+import { etcdCredentials, etcdErrorText, loadEtcdTls, type EtcdTls } from '../store/etcd-tls.js';
 
 /** The longest each etcd call may take: a status is asked by a person, who should not wait on a dead endpoint. */
 const CALL_TIMEOUT_MS = 3000;
@@ -82,13 +83,10 @@ export interface StatusReport {
   instances: InstanceStatus[];
 }
 
-function firstLine(err: unknown): string {
-  return ((err as Error).message ?? String(err)).split('\n')[0] ?? '';
-}
-
-async function memberStatus(endpoint: string): Promise<IStatusResponse> {
+async function memberStatus(endpoint: string, tls: EtcdTls | undefined): Promise<IStatusResponse> {
   const one = new Etcd3({
     hosts: endpoint,
+    credentials: etcdCredentials(tls),
     dialTimeout: CALL_TIMEOUT_MS,
     defaultCallOptions: () => ({ deadline: Date.now() + CALL_TIMEOUT_MS }),
   });
@@ -99,9 +97,10 @@ async function memberStatus(endpoint: string): Promise<IStatusResponse> {
   }
 }
 
-async function readStatus(endpoints: string[], prefix: string): Promise<StatusReport> {
+async function readStatus(endpoints: string[], prefix: string, tls: EtcdTls | undefined): Promise<StatusReport> {
   const client = new Etcd3({
     hosts: endpoints,
+    credentials: etcdCredentials(tls),
     dialTimeout: CALL_TIMEOUT_MS,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
   });
@@ -111,7 +110,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
     try {
       list = await client.cluster.memberList({});
     } catch (err) {
-      throw new SetupError(`status: etcd at ${endpoints.join(', ')} did not answer (${firstLine(err)})`);
+      throw new SetupError(`status: etcd at ${endpoints.join(', ')} did not answer (${etcdErrorText(err, tls)})`);
     }
     const members: MemberStatus[] = [];
     let leader: string | undefined;
@@ -120,7 +119,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
       const url = m.clientURLs[0];
       try {
         if (!url) throw new Error('not started (no client URL)');
-        const s = await memberStatus(url);
+        const s = await memberStatus(url, tls);
         leader = s.leader;
         Object.assign(row, {
           leader: s.leader === m.ID,
@@ -130,7 +129,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
           dbSize: Number(s.dbSize),
         });
       } catch (err) {
-        row.error = printable(firstLine(err));
+        row.error = printable(etcdErrorText(err, tls));
       }
       members.push(row);
     }
@@ -139,7 +138,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
     try {
       res = await client.getAll().prefix(`${base}/instances/`).exec();
     } catch (err) {
-      throw new SetupError(`status: cannot read ${base}/instances/ from ${endpoints.join(', ')} (${firstLine(err)})`);
+      throw new SetupError(`status: cannot read ${base}/instances/ from ${endpoints.join(', ')} (${etcdErrorText(err, tls)})`);
     }
     const end = Date.now();
     const instances: InstanceStatus[] = [];
@@ -170,7 +169,7 @@ async function readStatus(endpoints: string[], prefix: string): Promise<StatusRe
     }
     instances.sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
     // What a majority of the members says, as the instances measure themselves (quorumReference).
-    const { reference } = await readEtcdReference(endpoints, CALL_TIMEOUT_MS);
+    const { reference } = await readEtcdReference(endpoints, CALL_TIMEOUT_MS, tls);
     const thisHostSkewMs = reference && possibleSkew(reference);
     return { prefix: base, etcd: { endpoints, leader, members, thisHostSkewMs }, instances };
   } finally {
@@ -224,7 +223,7 @@ export function registerStatusCommand(program: Command, fail: (err: unknown) => 
           throw new SetupError(
             `status: ${opts.config} has store.backend ${config.store.backend}; status reads instances from etcd (store.backend: etcd)`,
           );
-        const report = await readStatus(etcd.endpoints, etcd.prefix);
+        const report = await readStatus(etcd.endpoints, etcd.prefix, loadEtcdTls(etcd.tls));
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
         process.exit(0);
       } catch (err) {

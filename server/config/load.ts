@@ -530,11 +530,16 @@ function resolve(cfg: ConfigFile, file: string, ltsFiles: Map<string, LtsConfFil
             endpoints: cfg.store.etcd.endpoints,
             prefix: cfg.store.etcd.prefix ?? '/bootfarm',
             claimTimeoutMs: cfg.store.etcd.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS,
+            tls: resolveEtcdTls(cfg.store.etcd.tls, dir),
           }
         : undefined,
     },
   };
 }
+
+// store.etcd.tls's checks. Imported here, not at the top, so the lines above keep
+// their numbers: mutation runs of this file are configured by line ranges.
+import { etcdTlsProblems, resolveEtcdTls } from './etcd-tls.js';
 
 /** Parses and validates configuration text; `file` is used in messages and to resolve relative paths. */
 export function parseConfig(text: string, file: string): ResolvedConfig {
@@ -558,7 +563,7 @@ export function parseConfig(text: string, file: string): ResolvedConfig {
   if (problems.length > 0) throw new ConfigError(problems);
   const cfg = data as ConfigFile;
   const configDir = path.dirname(path.resolve(file));
-  const semantic = semanticProblems(cfg, locate, configDir);
+  const semantic = [...semanticProblems(cfg, locate, configDir), ...etcdTlsProblems(cfg, configDir, (s, m) => locate.problem(s, m))];
   const lts = loadLtsFiles(cfg, locate, configDir);
   if (semantic.length > 0 || lts.problems.length > 0) throw new ConfigError([...semantic, ...lts.problems]);
   return resolve(cfg, file, lts.files);

@@ -463,9 +463,12 @@ export const ConfigSchema = Type.Object(
           etcd: Type.Optional(
             Type.Object(
               {
-                // TLS is not built yet: plain http endpoints only (docs/design.md "Shared state in etcd").
+                // All http or all https (then tls.ca is required): checked with the files in server/config/etcd-tls.ts.
                 endpoints: Type.Array(
-                  Type.String({ pattern: '^http://[A-Za-z0-9.-]+:\\d{1,5}$', ...expected('an etcd client URL like http://10.9.0.5:2379') }),
+                  Type.String({
+                    pattern: '^https?://[A-Za-z0-9.-]+:\\d{1,5}$',
+                    ...expected('an etcd client URL like http://10.9.0.5:2379 or https://etcd1.example.com:2379'),
+                  }),
                   { minItems: 1, ...expected('a non-empty list of etcd client URLs like [http://10.9.0.5:2379]') },
                 ),
                 prefix: Type.Optional(
@@ -473,6 +476,26 @@ export const ConfigSchema = Type.Object(
                 ),
                 claimTimeoutMs: Type.Optional(
                   Type.Integer({ minimum: 100, maximum: 10_000, ...expected('a whole number of milliseconds 100-10000') }),
+                ),
+                tls: Type.Optional(
+                  Type.Object(
+                    {
+                      ca: Type.String({
+                        minLength: 1,
+                        ...expected("a PEM file of the CA certificate(s) that signed the etcd members' server certificates"),
+                      }),
+                      cert: Type.Optional(
+                        Type.String({
+                          minLength: 1,
+                          ...expected("a PEM file of this instance's client certificate (etcd --client-cert-auth)"),
+                        }),
+                      ),
+                      key: Type.Optional(
+                        Type.String({ minLength: 1, ...expected('a PEM file of the private key of tls.cert, mode 0600 or stricter') }),
+                      ),
+                    },
+                    { additionalProperties: false, ...expected('a mapping with ca, and cert and key for client certificate auth') },
+                  ),
                 ),
               },
               { additionalProperties: false },

@@ -4,6 +4,7 @@
 import type { LtsValue, NodeEntry } from './schema.js';
 import type { LtsConfFile } from './lts-conf.js';
 import type { Cidr } from '../util/ipv4.js';
+import type { EtcdTlsFiles } from './etcd-tls.js';
 
 type DhcpMode = 'full' | 'proxy' | 'off';
 
@@ -183,6 +184,7 @@ export interface ResolvedConfig {
   store: {
     backend: 'file' | 'etcd';
     /** claimTimeoutMs: the longest a DHCP reply waits for etcd before no new address is given. */
-    etcd: { endpoints: string[]; prefix: string; claimTimeoutMs: number } | undefined;
+    /** tls: absolute paths, checked at load (server/config/etcd-tls.ts); set exactly when the endpoints are https. */
+    etcd: { endpoints: string[]; prefix: string; claimTimeoutMs: number; tls: EtcdTlsFiles | undefined } | undefined;
   };
 }

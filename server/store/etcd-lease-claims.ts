@@ -24,6 +24,7 @@ import {
   type LeaseClaims,
 } from './lease-claims.js';
 import { SKEW_STOP_MS } from './clock-skew.js';
+import { etcdCredentials, etcdErrorText, type EtcdTls } from './etcd-tls.js';
 import { INSTANCE_TTL_S, InstanceRegistry, type ClockHealth, type RegistryOptions } from './instance-registry.js';
 
 /**
@@ -37,6 +38,8 @@ const PROBE_INTERVAL_MS = 2000;
 
 export interface EtcdClaimsOptions {
   endpoints: string[];
+  /** For https endpoints (store.etcd.tls, read by loadEtcdTls). */
+  tls?: EtcdTls | undefined;
   prefix: string;
   logger: Logger;
   /** A claim (and each etcd call) gives up after this (store.etcd.claimTimeoutMs). */
@@ -166,6 +169,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
     const timeout = options.claimTimeoutMs;
     const client = new Etcd3({
       hosts: options.endpoints,
+      credentials: etcdCredentials(options.tls),
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     });
@@ -178,13 +182,14 @@ export class EtcdLeaseClaims implements LeaseClaims {
           client,
           prefix: claims.prefix,
           endpoints: options.endpoints,
+          tls: options.tls,
           timeoutMs: timeout,
           logger: options.logger,
         });
     } catch (err) {
       await claims.watcher?.cancel().catch(() => undefined);
       client.close();
-      throw err;
+      throw new Error(etcdErrorText(err, options.tls));
     }
     options.onHealth?.(claims.health());
     claims.probeTimer = setInterval(() => claims.probe(), PROBE_INTERVAL_MS);
@@ -222,7 +227,7 @@ export class EtcdLeaseClaims implements LeaseClaims {
       this.noteHealth(true);
       return result;
     } catch (err) {
-      const reason = (err as Error).message.split('\n')[0] ?? String(err);
+      const reason = etcdErrorText(err, this.options.tls);
       this.noteHealth(false, reason);
       throw new Error(reason);
     }

@@ -31,6 +31,7 @@ import {
   type SkewVerdict,
 } from './clock-skew.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from './private-files.js';
+import { memberGet, type EtcdTls } from './etcd-tls.js';
 
 /** How often an instance republishes itself and re-reads its peers. */
 const REFRESH_MS = 2000;
@@ -168,12 +169,11 @@ export async function imagesHeld(imagesDir: string): Promise<ImageHeld[]> {
 }
 
 /** etcd's wall clock: the Date header of a member's /health answer, with our clock around the request. */
-async function readEtcdClock(endpoint: string, timeoutMs: number): Promise<OffsetBound> {
+async function readEtcdClock(endpoint: string, timeoutMs: number, tls: EtcdTls | undefined): Promise<OffsetBound> {
   const start = Date.now();
-  const res = await fetch(new URL('/health', endpoint), { signal: AbortSignal.timeout(timeoutMs) });
+  const headers = await memberGet(endpoint, '/health', timeoutMs, tls);
   const end = Date.now();
-  await res.arrayBuffer();
-  const date = Date.parse(res.headers.get('date') ?? '');
+  const date = Date.parse(headers.date ?? '');
   if (!Number.isFinite(date)) throw new Error(`${endpoint}/health: no Date header`);
   return referenceOffset(date, start, end);
 }
@@ -186,8 +186,8 @@ export interface EtcdReference {
 }
 
 /** Every member's clock, read in parallel (each within timeoutMs), and what the majority says. */
-export async function readEtcdReference(endpoints: string[], timeoutMs: number): Promise<EtcdReference> {
-  const settled = await Promise.allSettled(endpoints.map((e) => readEtcdClock(e, timeoutMs)));
+export async function readEtcdReference(endpoints: string[], timeoutMs: number, tls: EtcdTls | undefined): Promise<EtcdReference> {
+  const settled = await Promise.allSettled(endpoints.map((e) => readEtcdClock(e, timeoutMs, tls)));
   const readings = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [{ endpoint: endpoints[i] ?? '', offset: r.value }] : []));
   const reference = quorumReference(
     readings.map((r) => r.offset),
@@ -205,6 +205,8 @@ export interface RegistryOptions {
   client: Etcd3;
   prefix: string;
   endpoints: string[];
+  /** For the members' /health over https (the gRPC client has its own copy). */
+  tls?: EtcdTls | undefined;
   timeoutMs: number;
   logger: Logger;
   /** What is published, apart from the clock and the skew verdict. */
@@ -441,7 +443,7 @@ export class InstanceRegistry {
 
   /** What a majority of etcd's members says of this clock (quorumReference); a member apart from it is logged. */
   private async readReference(): Promise<OffsetBound | undefined> {
-    const { reference, apart } = await readEtcdReference(this.options.endpoints, this.options.timeoutMs);
+    const { reference, apart } = await readEtcdReference(this.options.endpoints, this.options.timeoutMs, this.options.tls);
     if (apart.length > 0) {
       const gate = this.membersLog.take(Date.now());
       if (gate.log)

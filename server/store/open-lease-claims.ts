@@ -7,6 +7,7 @@ import { SetupError } from '../errors.js';
 import { hostname } from 'node:os';
 import { readPackageInfo } from '../cli/package-info.js';
 import { EtcdLeaseClaims } from './etcd-lease-claims.js';
+import { loadEtcdTls } from './etcd-tls.js';
 import { imagesHeld, instanceId, instanceIdFile } from './instance-registry.js';
 import { LocalLeaseClaims, type LeaseClaims } from './lease-claims.js';
 
@@ -18,9 +19,12 @@ export async function openLeaseClaims(config: ResolvedConfig, logger: Logger, me
   const { version } = readPackageInfo();
   const interfaces = config.dhcp.interface ? [config.dhcp.interface] : [];
   const segments = config.dhcp.subnets.map((s) => s.cidr);
+  // Before the try: a bad file is named as itself, not as etcd not answering.
+  const tls = loadEtcdTls(etcd.tls);
   try {
     return await EtcdLeaseClaims.open({
       endpoints: etcd.endpoints,
+      tls,
       prefix: etcd.prefix,
       logger,
       claimTimeoutMs: etcd.claimTimeoutMs,

@@ -110,20 +110,44 @@ export interface LoopbackEtcd extends EtcdCluster {
   thaw(): void;
 }
 
+/**
+ * TLS on the member's client URL (https://127.0.0.1:port): its server
+ * certificate (with IP:127.0.0.1 in its names), the CA it trusts for client
+ * certificates, and whether it requires one (--client-cert-auth). etcdctl (ctl)
+ * uses `ctl`'s client certificate.
+ */
+export interface LoopbackEtcdTls {
+  cert: string;
+  key: string;
+  ca: string;
+  clientCertAuth: boolean;
+  ctl: { cert: string; key: string };
+}
+
 /** One member on loopback, for tests that drive bootfarm's modules in this process. */
-export async function startLoopbackEtcd(): Promise<LoopbackEtcd> {
+export async function startLoopbackEtcd(options: { tls?: LoopbackEtcdTls } = {}): Promise<LoopbackEtcd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bootfarm-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
+  const tls = options.tls;
+  const scheme = tls ? 'https' : 'http';
   const member = Background.start(
     'etcd',
     [
       '--name=m0',
       `--data-dir=${path.join(dir, 'm0')}`,
-      `--listen-client-urls=http://127.0.0.1:${client}`,
-      `--advertise-client-urls=http://127.0.0.1:${client}`,
+      `--listen-client-urls=${scheme}://127.0.0.1:${client}`,
+      `--advertise-client-urls=${scheme}://127.0.0.1:${client}`,
       `--listen-peer-urls=http://127.0.0.1:${peer}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
       `--initial-cluster=m0=http://127.0.0.1:${peer}`,
+      ...(tls
+        ? [
+            `--cert-file=${tls.cert}`,
+            `--key-file=${tls.key}`,
+            `--trusted-ca-file=${tls.ca}`,
+            ...(tls.clientCertAuth ? ['--client-cert-auth'] : []),
+          ]
+        : []),
     ],
     'etcd',
   );
@@ -139,9 +163,10 @@ export async function startLoopbackEtcd(): Promise<LoopbackEtcd> {
     await stop();
     throw err;
   }
-  const endpoints = [`http://127.0.0.1:${client}`];
+  const endpoints = [`${scheme}://127.0.0.1:${client}`];
+  const ctlTls = tls ? [`--cacert=${tls.ca}`, `--cert=${tls.ctl.cert}`, `--key=${tls.ctl.key}`] : [];
   const ctl = async (args: string[]) => {
-    const r = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...args]);
+    const r = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, ...ctlTls, ...args]);
     if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };

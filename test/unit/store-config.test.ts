@@ -16,7 +16,7 @@ describe('store configuration', () => {
     );
     expect(etcd.store).toEqual({
       backend: 'etcd',
-      etcd: { endpoints: ['http://10.9.0.5:2379', 'http://e2:2379'], prefix: '/bootfarm', claimTimeoutMs: 1000 },
+      etcd: { endpoints: ['http://10.9.0.5:2379', 'http://e2:2379'], prefix: '/bootfarm', claimTimeoutMs: 1000, tls: undefined },
     });
     const bounded = parseConfig(
       `${SERVER}store: { backend: etcd, etcd: { endpoints: [http://e:2379], claimTimeoutMs: 250 } }\n`,
@@ -36,9 +36,9 @@ describe('store configuration', () => {
 `),
     ).toEqual([
       'cfg.yaml:3:12: store.backend: expected one of file (one instance; the default), etcd (instances sharing leases), got "etcd3"',
-      'cfg.yaml:7:5: store.etcd.tls: unknown key; expected one of endpoints, prefix, claimTimeoutMs',
-      'cfg.yaml:5:17: store.etcd.endpoints[0]: expected an etcd client URL like http://10.9.0.5:2379, got "10.9.0.5:2379"',
+      'cfg.yaml:5:17: store.etcd.endpoints[0]: expected an etcd client URL like http://10.9.0.5:2379 or https://etcd1.example.com:2379, got "10.9.0.5:2379"',
       'cfg.yaml:6:13: store.etcd.prefix: expected a key prefix like /bootfarm, got "bootfarm"',
+      'cfg.yaml:7:10: store.etcd.tls: expected a mapping with ca, and cert and key for client certificate auth, got true',
     ]);
     expect(configProblems(`${SERVER}store: { backend: etcd, etcd: { endpoints: [] } }\n`)).toEqual([
       'cfg.yaml:2:44: store.etcd.endpoints: expected a non-empty list of etcd client URLs like [http://10.9.0.5:2379], got a list',
