@@ -10,6 +10,8 @@ import path from 'node:path';
 import { parseConfig } from '../../server/config/load.js';
 import { ConfigError } from '../../server/config/errors.js';
 import { run } from '../../server/lab/proc.js';
+import { SetupError } from '../../server/errors.js';
+import { loadEtcdTls } from '../../server/store/etcd-tls.js';
 import { CLI, nodeArgs } from '../lib/bootfarm.js';
 import { makeTestCa } from '../lib/test-ca.js';
 
@@ -128,6 +130,26 @@ describe('store.etcd.tls', () => {
     expect(refusals(config(HTTPS, ['    tls:', '      ca: ca.crt', '      cert: client.crt', '      key: garbage.key']))[0]).toMatch(
       new RegExp(`^${file}:10:12: store\\.etcd\\.tls\\.key: expected a PEM private key: ${at('garbage.key')} is not a PEM private key \\(`),
     );
+  });
+
+  it('files changed after the load: the store refuses them at its start, naming the key (not a handshake failing later)', () => {
+    const key = path.join(dir, 'later.key');
+    copyFileSync(path.join(dir, 'client.key'), key);
+    chmodSync(key, 0o600);
+    const cfg = parseConfig(
+      config(HTTPS, ['    tls:', '      ca: ca.crt', '      cert: client.crt', '      key: later.key']),
+      path.join(dir, 'site.yaml'),
+    );
+    const files = cfg.store.etcd?.tls;
+    expect(loadEtcdTls(files)?.key?.toString()).toContain('PRIVATE KEY');
+    chmodSync(key, 0o640);
+    expect(() => loadEtcdTls(files)).toThrow(SetupError);
+    expect(() => loadEtcdTls(files)).toThrow(
+      `store.etcd.tls.key: ${key} is mode 0640: a private key must not be readable by group or others (chmod 600 ${key})`,
+    );
+    copyFileSync(path.join(dir, 'other.key'), key);
+    chmodSync(key, 0o600);
+    expect(() => loadEtcdTls(files)).toThrow(`store.etcd.tls.key: ${key} is not the private key of ${path.join(dir, 'client.crt')}`);
   });
 
   it('bootfarm config check prints every refusal and exits 2', async () => {
