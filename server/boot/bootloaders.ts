@@ -59,28 +59,47 @@ function run(cmd: string, args: string[], what: string, cwd?: string): void {
 }
 
 /**
- * Where arm64 packages are looked for before any download: `cacheDir` (what an
- * earlier download kept), then `seedDirs` (read-only, e.g. the lab image's
- * /opt/bootfarm/lab/debs, fetched when the image was built, for a lab container
- * that has no route to a Debian mirror).
+ * Where arm64 packages come from. `seedDirs` first (read-only, e.g. the lab image's
+ * /opt/bootfarm/lab/debs: fetched and signature-checked by apt when that image
+ * was built, for a lab container with no route to a Debian mirror); else the
+ * current version is downloaded into `cacheDir`, and a copy kept there from an
+ * earlier download is used only when the download fails. A cached .deb found
+ * first would shadow every later fix for good: GRUB and shim updates (SBAT
+ * revocations among them) must reach the TFTP root on the next install.
  */
 export interface Arm64Packages {
   cacheDir: string;
   seedDirs?: readonly string[] | undefined;
 }
 
-function findDeb(dirs: readonly string[], pkg: string): string | undefined {
-  for (const dir of dirs) {
-    if (!existsSync(dir)) continue;
-    const deb = readdirSync(dir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('_arm64.deb'));
-    if (deb) return path.join(dir, deb);
+/** Debian version order (dpkg --compare-versions). */
+function newerThan(a: string, b: string): boolean {
+  try {
+    execFileSync('dpkg', ['--compare-versions', a, 'gt', b], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
   }
-  return undefined;
 }
 
-/** Finds or downloads (once, kept in the cache dir) and unpacks an arm64 package; returns the .deb and where it is unpacked. */
-function unpackArm64Package(packages: Arm64Packages, pkg: string): { deb: string; root: string } {
-  const { cacheDir } = packages;
+/** The newest `<pkg>_<version>_arm64.deb` in `dirs` (a filename's version is URL-encoded: 1%3a2.0 is 1:2.0). */
+function newestDeb(dirs: readonly string[], pkg: string): string | undefined {
+  let best: { file: string; version: string } | undefined;
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    for (const f of readdirSync(dir)) {
+      if (!f.startsWith(`${pkg}_`) || !f.endsWith('_arm64.deb')) continue;
+      const version = decodeURIComponent(f.slice(pkg.length + 1, -'_arm64.deb'.length));
+      if (!best || newerThan(version, best.version)) best = { file: path.join(dir, f), version };
+    }
+  }
+  return best?.file;
+}
+
+const listsFetched = new Set<string>();
+
+/** Downloads the current version of `pkg` (arm64) into `cacheDir` with a private apt state; returns the .deb. */
+function downloadArm64(cacheDir: string, pkg: string): string {
   const lists = path.join(cacheDir, 'apt-lists');
   const archives = path.join(cacheDir, 'apt-cache');
   mkdirSync(path.join(lists, 'partial'), { recursive: true });
@@ -98,23 +117,45 @@ function unpackArm64Package(packages: Arm64Packages, pkg: string): { deb: string
     '-o',
     'Debug::NoLocking=1',
   ];
-  const find = () => findDeb([cacheDir, ...(packages.seedDirs ?? [])], pkg);
-  let deb = find();
-  if (!deb) {
+  const before = new Set(readdirSync(cacheDir));
+  // Once per process and cache: an install fetches up to three packages from the same lists.
+  if (!listsFetched.has(cacheDir)) {
     run('apt-get', [...apt, 'update'], 'fetching the arm64 package lists');
-    run('apt-get', [...apt, 'download', pkg], `downloading ${pkg} (arm64)`, cacheDir);
-    deb = find();
-    if (!deb) throw new SetupError(`apt-get download ${pkg} (arm64) produced no .deb`);
+    listsFetched.add(cacheDir);
+  }
+  run('apt-get', [...apt, 'download', pkg], `downloading ${pkg} (arm64)`, cacheDir);
+  // The file apt-get just wrote (new, or the same version again: then the newest there).
+  const written = readdirSync(cacheDir).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('_arm64.deb') && !before.has(f));
+  const deb = written.length > 0 ? path.join(cacheDir, written[0] as string) : newestDeb([cacheDir], pkg);
+  if (!deb) throw new SetupError(`apt-get download ${pkg} (arm64) produced no .deb`);
+  return deb;
+}
+
+/** The .deb of an arm64 package (Arm64Packages says from where), unpacked; `note` says when a cached copy stood in. */
+function unpackArm64Package(packages: Arm64Packages, pkg: string): { deb: string; root: string; note?: string } {
+  const { cacheDir } = packages;
+  mkdirSync(cacheDir, { recursive: true });
+  let deb = newestDeb(packages.seedDirs ?? [], pkg);
+  let note: string | undefined;
+  if (!deb) {
+    try {
+      deb = downloadArm64(cacheDir, pkg);
+    } catch (err) {
+      const cached = newestDeb([cacheDir], pkg);
+      if (!cached) throw err;
+      deb = cached;
+      note = `cached copy: the download failed (${(err as Error).message})`;
+    }
   }
   const root = path.join(cacheDir, pkg);
   rmSync(root, { recursive: true, force: true });
   run('dpkg-deb', ['-x', deb, root], `unpacking ${pkg}`);
-  return { deb, root };
+  return { deb, root, ...(note ? { note } : {}) };
 }
 
 /** Builds grub/arm64-efi/ under tftpRoot; the cache dir keeps the downloaded .deb. */
 export function installGrubArm64(tftpRoot: string, packages: Arm64Packages): InstalledBootloader[] {
-  const { deb, root: unpacked } = unpackArm64Package(packages, 'grub-efi-arm64-bin');
+  const { deb, root: unpacked, note } = unpackArm64Package(packages, 'grub-efi-arm64-bin');
   // Build beside the live tree, then swap directories, so a booting node never sees a half-written one.
   const staging = path.join(tftpRoot, '.grub-staging');
   rmSync(staging, { recursive: true, force: true });
@@ -136,7 +177,7 @@ export function installGrubArm64(tftpRoot: string, packages: Arm64Packages): Ins
   renameSync(path.join(staging, 'grub', 'arm64-efi'), live);
   rmSync(`${live}.old`, { recursive: true, force: true });
   rmSync(staging, { recursive: true, force: true });
-  return [{ file: GRUB_ARM64_CORE, source: deb }];
+  return [{ file: GRUB_ARM64_CORE, source: note ? `${deb} (${note})` : deb }];
 }
 
 // The signed network GRUB (grubnet*.efi.signed) has every module it needs built in
@@ -166,9 +207,10 @@ export function installSecureBoot(tftpRoot: string, packages: Arm64Packages, arm
   if (arm64) {
     const shim = unpackArm64Package(packages, 'shim-signed');
     const grub = unpackArm64Package(packages, 'grub-efi-arm64-signed');
+    const noted = (i: InstalledBootloader, note: string | undefined) => (note ? { ...i, source: `${i.source} (${note})` } : i);
     installed.push(
-      installFile(path.join(shim.root, SIGNED.arm64.shim), tftpRoot, SECURE_BOOT_FILES.arm64.shim),
-      installFile(path.join(grub.root, SIGNED.arm64.grub), tftpRoot, SECURE_BOOT_FILES.arm64.grub),
+      noted(installFile(path.join(shim.root, SIGNED.arm64.shim), tftpRoot, SECURE_BOOT_FILES.arm64.shim), shim.note),
+      noted(installFile(path.join(grub.root, SIGNED.arm64.grub), tftpRoot, SECURE_BOOT_FILES.arm64.grub), grub.note),
     );
   }
   return installed;

@@ -219,7 +219,8 @@ export class Lab {
     mkdirSync(tftpRoot, { recursive: true });
     installIpxe(tftpRoot);
     // In the lab image the arm64 packages come from the image (fetched when it was
-    // built), else from the cache volume, where a download is kept: a second run downloads nothing.
+    // built); without them they are downloaded into the cache volume, whose last
+    // download stands in when the mirror cannot be reached (bootloaders.ts).
     const packages = inLabContainer() ? path.join(LAB_CACHE_DIR, 'packages') : path.join(this.workDir, 'cache');
     const arm64Packages = { cacheDir: packages, seedDirs: inLabContainer() ? [LAB_IMAGE_DEBS_DIR] : [] };
     const cachedDebs = existsSync(packages) ? readdirSync(packages).filter((f) => f.endsWith('.deb')) : [];
