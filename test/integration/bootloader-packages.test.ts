@@ -52,13 +52,18 @@ describe('arm64 bootloader packages: image first, then the mirror, the cache onl
     copyFileSync(current, path.join(cache, path.basename(current)));
     // An apt with no sources: its update succeeds with nothing, its download finds no package.
     const aptConf = path.join(work, 'apt-offline.conf');
-    writeFileSync(aptConf, `Dir::Etc::SourceList "${path.join(work, 'none.list')}";\nDir::Etc::SourceParts "${path.join(work, 'none.d')}";\n`);
+    writeFileSync(
+      aptConf,
+      `Dir::Etc::SourceList "${path.join(work, 'none.list')}";\nDir::Etc::SourceParts "${path.join(work, 'none.d')}";\n`,
+    );
     const previous = process.env.APT_CONFIG;
     process.env.APT_CONFIG = aptConf;
     try {
       const [installed] = installGrubArm64(path.join(work, 'tftp-3'), { cacheDir: cache });
       expect(installed?.source).toMatch(
-        new RegExp(`^${path.join(cache, path.basename(current)).replace(/[.+~]/g, '\\$&')} \\(cached copy: the download failed \\(downloading ${PKG} \\(arm64\\) failed`),
+        new RegExp(
+          `^${path.join(cache, path.basename(current)).replace(/[.+~]/g, '\\$&')} \\(cached copy: the download failed \\(downloading ${PKG} \\(arm64\\) failed`,
+        ),
       );
       expect(existsSync(path.join(work, 'tftp-3', 'grub', 'arm64-efi', 'core.efi'))).toBe(true);
     } finally {
