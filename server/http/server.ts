@@ -124,12 +124,15 @@ export class HttpBootServer {
     });
     this.app.setErrorHandler(async (err: FastifyError & { problems?: string[] }, req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-      if (status >= 500) this.logger.error({ path: req.url, err: err.message }, 'http request failed');
-      await reply.code(status).send({
-        error: status === 400 ? 'bad request' : status >= 500 ? 'internal error' : 'error',
-        message: err.message,
-        problems: err.problems,
-      });
+      // A 5xx says nothing of its cause: anyone on the boot segment can send the
+      // request, and the error's text may name a path under the state directory,
+      // an errno or a peer (the log has it). A 4xx's text is about the request.
+      if (status >= 500) {
+        this.logger.error({ path: req.url, err: err.message }, 'http request failed');
+        await reply.code(status).send({ error: 'internal error', message: 'internal error: the server log has the detail' });
+        return;
+      }
+      await reply.code(status).send({ error: status === 400 ? 'bad request' : 'error', message: err.message, problems: err.problems });
     });
     this.app.addHook('onResponse', async (req, reply) => {
       const route = req.routeOptions.url;
@@ -167,7 +170,11 @@ export class HttpBootServer {
       },
       async (_req, reply) => {
         const state = this.options.api?.store.health();
-        if (state && !state.healthy) return reply.code(503).send({ status: 'unhealthy', reason: state.reason, since: state.since });
+        // The errno only: the reason names the state directory (the log has it whole).
+        if (state && !state.healthy)
+          return reply
+            .code(503)
+            .send({ status: 'unhealthy', reason: `state writes are failing${state.code ? ` (${state.code})` : ''}`, since: state.since });
         // Degraded, not down: renewals, reservations and every file are still
         // served, and a restart would not bring etcd back (it would refuse to start).
         const leases = this.options.leaseStoreHealth?.();

@@ -101,11 +101,22 @@ export class EkRegistry {
 
   /** Registers `ek` for `mac` (trust on first use), durably before it resolves. */
   trust(mac: string, ek: Buffer): Promise<void> {
-    this.trusted.set(mac, ek.toString('base64'));
+    const previous = this.trusted.get(mac);
+    const value = ek.toString('base64');
+    this.trusted.set(mac, value);
     const body: TrustFile = { version: 1, eks: Object.fromEntries(this.trusted) };
     const write = this.writing.then(() => writeDurably(this.file, `${JSON.stringify(body, null, 2)}\n`));
     this.writing = write.catch(() => undefined);
-    return write;
+    return write.catch((err: unknown) => {
+      // Not kept on disk, so not kept at all: pinned in memory only, the EK would
+      // bind the node until a restart silently forgot it. Undone unless a later
+      // trust() of this MAC replaced it meanwhile.
+      if (this.trusted.get(mac) === value) {
+        if (previous === undefined) this.trusted.delete(mac);
+        else this.trusted.set(mac, previous);
+      }
+      throw err;
+    });
   }
 }
 

@@ -42,7 +42,7 @@ interface DurableLogObserver {
   healthChanged(health: LogHealth): void;
 }
 
-export type LogHealth = { healthy: true } | { healthy: false; reason: string; since: string };
+export type LogHealth = { healthy: true } | { healthy: false; reason: string; code?: string | undefined; since: string };
 
 export interface LoadedLog {
   /** Lines that could not be used: a torn last write after a crash (never acknowledged). */
@@ -309,7 +309,7 @@ export class DurableLog<T> {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = `${operation} write to ${this.options.dir} failed${code ? ` (${code})` : ''}: ${err.message}`;
     const wasHealthy = this.state.healthy;
-    this.state = { healthy: false, reason, since: wasHealthy ? new Date().toISOString() : (this.state as { since: string }).since };
+    this.state = { healthy: false, reason, code, since: wasHealthy ? new Date().toISOString() : (this.state as { since: string }).since };
     this.options.observer?.writeError(operation, err, retryInMs);
     if (wasHealthy) this.options.observer?.healthChanged(this.state);
   }

@@ -190,15 +190,19 @@ describe('EK registry', () => {
   );
 
   it(
-    'a write that fails rejects its trust() and does not stop the next one',
+    'a write that fails rejects its trust(), pins nothing, and does not stop the next one',
     async () => {
       rmSync(state, { recursive: true });
       const registry = open();
       await expect(registry.trust(MAC, EK)).rejects.toMatchObject({ code: 'ENOENT' });
+      // Not on disk, so not in memory: the node is not bound to an EK a restart would forget.
+      expect(registry.registered({ mac: MAC, origin: 'config' })).toBeUndefined();
       mkdirSync(state);
       await registry.trust('52:54:00:7b:00:02', EK_ECC);
-      // The failed one is in memory and written with the next: the file is the whole map.
-      expect(Object.keys((JSON.parse(readFileSync(trustFile(), 'utf8')) as { eks: object }).eks)).toEqual([MAC, '52:54:00:7b:00:02']);
+      expect(Object.keys((JSON.parse(readFileSync(trustFile(), 'utf8')) as { eks: object }).eks)).toEqual(['52:54:00:7b:00:02']);
+      // Its retry is kept.
+      await registry.trust(MAC, EK);
+      expect(registry.registered({ mac: MAC, origin: 'config' })?.source).toBe('trust-on-first-use');
     },
     DEADLINE_MS,
   );
