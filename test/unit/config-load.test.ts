@@ -315,7 +315,7 @@ store: { backend: etcd, etcd: { endpoints: ["http://10.9.0.5:2379"], prefix: /fa
       expect(c.log).toStrictEqual({ level: 'debug' });
       expect(c.store).toStrictEqual({
         backend: 'etcd',
-        etcd: { endpoints: ['http://10.9.0.5:2379'], prefix: '/farm', claimTimeoutMs: 250 },
+        etcd: { endpoints: ['http://10.9.0.5:2379'], prefix: '/farm', claimTimeoutMs: 250, tls: undefined },
       });
     },
     T,
@@ -330,7 +330,7 @@ store: { backend: etcd, etcd: { endpoints: ["http://10.9.0.5:2379"], prefix: /fa
       expect(c.boot.signingKey).toStrictEqual({ key: at('db.key'), cert: at('db.crt'), passphraseFile: undefined });
       expect(c.store).toStrictEqual({
         backend: 'etcd',
-        etcd: { endpoints: ['http://10.9.0.5:2379'], prefix: '/bootfarm', claimTimeoutMs: 1000 },
+        etcd: { endpoints: ['http://10.9.0.5:2379'], prefix: '/bootfarm', claimTimeoutMs: 1000, tls: undefined },
       });
       // An etcd section kept while the backend is the file store is still resolved (and ignored by the store).
       expect(parse(`${BASE}store: { etcd: { endpoints: ["http://10.9.0.5:2379"] } }\n`).store.backend).toBe('file');
