@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Etcd3 } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { IMAGE_DIR_NAME } from '../image/names.js';
 import { RateLimiter } from '../util/rate-limited-log.js';
@@ -31,7 +31,7 @@ import {
   type SkewVerdict,
 } from './clock-skew.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from './private-files.js';
-import { memberGet, type EtcdTls } from './etcd-tls.js';
+import { etcdCredentials, memberGet, type EtcdTls } from './etcd-tls.js';
 
 /** How often an instance republishes itself and re-reads its peers. */
 const REFRESH_MS = 2000;
@@ -76,6 +76,29 @@ export interface InstanceRecord {
 
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * The longest peer text (id, hostname, address) the registry repeats in its own
+ * log lines and its duplicateOf. Anyone who can write the prefix can put any
+ * value under any key; a hostname is at most 253 characters, an address far less.
+ */
+const PEER_TEXT_MAX = 255;
+/** Control and format characters (ESC, CR, C1 CSI, bidi overrides): none belongs in an id, a hostname or an address. */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}]/u;
+/** What stands for a peer's text that is too long or holds control/format characters. */
+export const UNSHOWN = '(not shown: longer than 255 characters or with control characters)';
+
+/** A peer's id, hostname and address, each through peerText. */
+interface PeerName {
+  id: string;
+  hostname: string;
+  address: string;
+}
+
+/** `text` if it is short and printable enough to log, else UNSHOWN. */
+function peerText(text: string): string {
+  return text.length <= PEER_TEXT_MAX && !UNPRINTABLE.test(text) ? text : UNSHOWN;
+}
 
 /** Parses a registry value; undefined for anything not shaped as one (a foreign or damaged key is ignored). */
 export function parseInstance(text: string): InstanceRecord | undefined {
@@ -168,14 +191,40 @@ export async function imagesHeld(imagesDir: string): Promise<ImageHeld[]> {
   );
 }
 
-/** etcd's wall clock: the Date header of a member's /health answer, with our clock around the request. */
-async function readEtcdClock(endpoint: string, timeoutMs: number, tls: EtcdTls | undefined): Promise<OffsetBound> {
-  const start = Date.now();
-  const headers = await memberGet(endpoint, '/health', timeoutMs, tls);
-  const end = Date.now();
-  const date = Date.parse(headers.date ?? '');
-  if (!Number.isFinite(date)) throw new Error(`${endpoint}/health: no Date header`);
-  return referenceOffset(date, start, end);
+/**
+ * One endpoint's member: its id and the cluster's member ids (gRPC
+ * Maintenance.Status and Cluster.MemberList, on a client for this endpoint
+ * alone), and its clock: the Date header of its /health answer, with our clock
+ * around the request. The id is what tells two endpoints of one member apart
+ * (one URL twice, an address and a name). (etcd's HTTP gateway would answer the
+ * id and the Date in one request, but with --client-cert-auth and a server
+ * certificate without clientAuth usage it cannot reach its own gRPC: 503.)
+ */
+async function readEtcdClock(
+  endpoint: string,
+  timeoutMs: number,
+  tls: EtcdTls | undefined,
+): Promise<{ member: string; members: Set<string>; offset: OffsetBound }> {
+  const one = new Etcd3({
+    hosts: endpoint,
+    credentials: etcdCredentials(tls),
+    dialTimeout: timeoutMs,
+    defaultCallOptions: () => ({ deadline: Date.now() + timeoutMs }),
+  });
+  try {
+    const clock = (async () => {
+      const start = Date.now();
+      const headers = await memberGet(endpoint, '/health', timeoutMs, tls);
+      const end = Date.now();
+      const date = Date.parse(headers.date ?? '');
+      if (!Number.isFinite(date)) throw new Error(`${endpoint}/health: no Date header`);
+      return referenceOffset(date, start, end);
+    })();
+    const [status, list, offset] = await Promise.all([one.maintenance.status(), one.cluster.memberList({}), clock]);
+    return { member: status.header.member_id, members: new Set(list.members.map((m) => m.ID)), offset };
+  } finally {
+    one.close();
+  }
 }
 
 export interface EtcdReference {
@@ -185,13 +234,28 @@ export interface EtcdReference {
   apart: { endpoint: string; apartMs: number }[];
 }
 
-/** Every member's clock, read in parallel (each within timeoutMs), and what the majority says. */
+/**
+ * Every member's clock, read through every endpoint in parallel (each within
+ * timeoutMs), and what the majority of the cluster's members says. Readings
+ * count once per member id, and the majority is of the members etcd lists,
+ * not of the endpoints configured: two endpoints of one member (one URL twice,
+ * an address and a name) would give a wrong-clocked member two votes. A
+ * reading from an id not in the list does not count; without a member list
+ * there is no reading (nobody clears itself, as in decideSkew).
+ */
 export async function readEtcdReference(endpoints: string[], timeoutMs: number, tls: EtcdTls | undefined): Promise<EtcdReference> {
   const settled = await Promise.allSettled(endpoints.map((e) => readEtcdClock(e, timeoutMs, tls)));
-  const readings = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [{ endpoint: endpoints[i] ?? '', offset: r.value }] : []));
+  const answers = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [{ endpoint: endpoints[i] ?? '', ...r.value }] : []));
+  // The list as the first endpoint that answered has it (every member's is the cluster's, through raft).
+  const members = answers[0]?.members;
+  if (!members) return { reference: undefined, apart: [] };
+  const byMember = new Map<string, { endpoint: string; offset: OffsetBound }>();
+  for (const a of answers)
+    if (members.has(a.member) && !byMember.has(a.member)) byMember.set(a.member, { endpoint: a.endpoint, offset: a.offset });
+  const readings = [...byMember.values()];
   const reference = quorumReference(
     readings.map((r) => r.offset),
-    endpoints.length,
+    members.size,
   );
   const apart = reference
     ? readings.map((r) => ({ endpoint: r.endpoint, apartMs: readingApart(r.offset, reference) })).filter((r) => r.apartMs > SKEW_WARN_MS)
@@ -232,12 +296,13 @@ const clockPair = (): ClockPair => ({ wall: Date.now(), mono: performance.now() 
  * stop comparing their clocks with it, so it must stop relying on its own old
  * comparison too. The slowest refresh that still succeeds is added so load does
  * not make the verdict flap: a refresh starts within REFRESH_MS of the last one
- * ending (REFRESH_MS < the TTL) and makes three etcd calls (lease grant, put,
- * range read) and reads the members' /health (in parallel since, the bound kept
- * at one per member: larger only delays the stale refusal), each bounded by claimTimeoutMs.
+ * ending (REFRESH_MS < the TTL), waits for self() (readSelf), makes three etcd
+ * calls (lease grant, put, range read) and reads the members' clocks and member
+ * list (in parallel since, the bound kept at one per member: larger only delays
+ * the stale refusal), each bounded by claimTimeoutMs.
  */
 function staleAfterMs(endpoints: number, timeoutMs: number): number {
-  return INSTANCE_TTL_S * 1000 + (3 + endpoints) * timeoutMs;
+  return INSTANCE_TTL_S * 1000 + (4 + endpoints) * timeoutMs;
 }
 
 /**
@@ -246,6 +311,16 @@ function staleAfterMs(endpoints: number, timeoutMs: number): number {
  * refresh, and one stopped or killed has written nothing for a TTL.
  */
 const DUPLICATE_HOLD_MS = INSTANCE_TTL_S * 1000;
+
+/**
+ * The reasons refusal() gives: fixed, because they reach every refused claim
+ * and the DHCP service's per-exchange log line, which no rate limit covers for
+ * inventory nodes. The peer behind them (its id, hostname, address: text anyone
+ * who can write the prefix chooses) is named in the registry's own
+ * rate-limited lines only.
+ */
+const SKEW_REFUSAL = 'clock skew beyond the limit';
+export const DUPLICATE_REFUSAL = 'instance id used by another live instance';
 
 export class InstanceRegistry {
   private verdict: SkewVerdict = { stop: false, warn: false };
@@ -262,12 +337,16 @@ export class InstanceRegistry {
   private readonly failLog = new RateLimiter(5, 60_000);
   private readonly membersLog = new RateLimiter(5, 60_000);
   private readonly duplicateLog = new RateLimiter(5, 60_000);
+  private readonly selfLog = new RateLimiter(5, 60_000);
+  /** A self() call not settled yet (readSelf), and what the last one that settled said. */
+  private selfPending: Promise<SelfRecord> | undefined;
+  private lastSelf: SelfRecord | undefined;
   /** This process's: a value under our key with another one was written by someone else. */
   private readonly incarnation = randomUUID();
   /** The etcd revision of our last write of the key: a later one under it is another writer's. */
   private written: string | undefined;
   /** Another live process with this id: what it published, and when it was last seen (monotonic). */
-  private duplicate: { other: InstanceRecord; seenMono: number; since: number } | undefined;
+  private duplicate: { other: PeerName; seenMono: number; since: number } | undefined;
 
   private constructor(private readonly options: RegistryOptions) {
     this.staleAfterMs = staleAfterMs(options.endpoints.length, options.timeoutMs);
@@ -313,15 +392,11 @@ export class InstanceRegistry {
    * would drop the clients of both twins for what is a configuration mistake.
    */
   refusal(): { reason: string; clockBad: boolean } | undefined {
-    if (this.verdict.stop) return { reason: this.verdict.reason ?? 'clock skew beyond the limit', clockBad: true };
+    if (this.verdict.stop) return { reason: SKEW_REFUSAL, clockBad: true };
     const stale = verdictStaleness(this.madeAt, clockPair(), this.staleAfterMs);
     if (stale?.kind === 'stepped') return { reason: stale.reason, clockBad: true };
     const duplicate = this.liveDuplicate();
-    if (duplicate)
-      return {
-        reason: `instance id shared with ${duplicate.other.hostname} (${duplicate.other.address}), another live instance`,
-        clockBad: false,
-      };
+    if (duplicate) return { reason: DUPLICATE_REFUSAL, clockBad: false };
     return stale && { reason: stale.reason, clockBad: false };
   }
 
@@ -333,13 +408,7 @@ export class InstanceRegistry {
   /** Unhealthy while another live process publishes this id (/healthz shows a fixed reason). */
   identityHealth(): ClockHealth {
     const duplicate = this.liveDuplicate();
-    return duplicate
-      ? {
-          healthy: false,
-          reason: `instance id shared with ${duplicate.other.hostname} (${duplicate.other.address})`,
-          since: duplicate.since,
-        }
-      : { healthy: true, since: 0 };
+    return duplicate ? { healthy: false, reason: DUPLICATE_REFUSAL, since: duplicate.since } : { healthy: true, since: 0 };
   }
 
   private liveDuplicate(): typeof this.duplicate {
@@ -364,12 +433,56 @@ export class InstanceRegistry {
   private async refreshOnce(): Promise<void> {
     // Taken before measuring: the verdict's age counts from its oldest reading.
     const started = clockPair();
-    const self = await this.options.self();
+    const self = await this.readSelf();
     await this.publish(self);
     const peers = await this.readPeers(self.id);
     const reference = await this.readReference();
     this.madeAt = started;
     this.note(decideSkew(peers, reference));
+  }
+
+  /**
+   * What self() says, within timeoutMs; past it, what it said last. self()
+   * reads images.dir, and a readdir on a hard NFS mount that lost its server
+   * never returns: waited for, it would hold this refresh and every later one
+   * (refreshNow starts none while one runs), the verdict would go stale and new
+   * addresses would stop for a list of image names. A call still pending is
+   * not repeated (each would hold one more of libuv's few threads); the first
+   * refresh has nothing to fall back to and fails.
+   */
+  private async readSelf(): Promise<SelfRecord> {
+    const { timeoutMs } = this.options;
+    if (!this.selfPending) {
+      // Called at once (not after a tick): a refresh started is one whose self() has been asked.
+      const pending = Promise.resolve(this.options.self())
+        .then((self) => {
+          this.lastSelf = self;
+          return self;
+        })
+        .finally(() => {
+          if (this.selfPending === pending) this.selfPending = undefined;
+        });
+      this.selfPending = pending;
+      // Its failure is this refresh's (the race below); once the race is lost, nobody else waits on it.
+      pending.catch(() => undefined);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), timeoutMs);
+    });
+    const self = await Promise.race([this.selfPending, late]).finally(() => clearTimeout(timer));
+    if (self) return self;
+    const last = this.lastSelf;
+    const gate = this.selfLog.take(Date.now());
+    if (gate.log)
+      this.options.logger.warn(
+        { timeoutMs, suppressedSinceLast: gate.suppressed },
+        last
+          ? 'instance registry: what this instance holds (images.dir) not read in time: the last reading is published'
+          : 'instance registry: what this instance holds (images.dir) not read in time',
+      );
+    if (!last) throw new Error(`what this instance holds (images.dir) not read within ${timeoutMs} ms`);
+    return last;
   }
 
   private async publish(self: SelfRecord): Promise<void> {
@@ -390,19 +503,15 @@ export class InstanceRegistry {
       incarnation: this.incarnation,
       duplicateOf: duplicate && { hostname: duplicate.other.hostname, address: duplicate.other.address },
     };
-    const put = client.put(key).value(JSON.stringify(record)).lease(grant.ID);
-    // Written unless the key changed since our last write; then it is read before
-    // being overwritten. A change with another process's incarnation is a twin:
-    // a dead predecessor (a restart within the TTL) wrote before our first
-    // write, never after, and an expired key reads as absent.
-    const res = await client
-      .if(key, 'Mod', '==', this.written ?? '0')
-      .then(put)
-      .else(client.get(key), put)
-      .commit();
-    const before = res.responses[0]?.response_range?.kvs[0];
-    if (!res.succeeded && this.written !== undefined && before) {
-      const other = parseInstance(before.value.toString());
+    // One put, answered with the value it replaced (prevKv): a value written
+    // since our last write (its mod revision is not ours) with another process's
+    // incarnation is a twin. A dead predecessor (a restart within the TTL) wrote
+    // before our first write, never after, and an expired key reads as absent.
+    // (A txn with the put in both branches sent the value twice per request, and
+    // a large one could pass etcd's request limit and never be published.)
+    const res = await client.put(key).value(JSON.stringify(record)).lease(grant.ID).getPrevious();
+    if (this.written !== undefined && res.mod_revision !== undefined && res.mod_revision !== this.written && res.value) {
+      const other = parseInstance(res.value.toString());
       if (other && other.incarnation !== this.incarnation) this.noteDuplicate(other);
     }
     this.written = res.header.revision;
@@ -411,8 +520,10 @@ export class InstanceRegistry {
     if (previous) client.leaseClient.leaseRevoke({ ID: previous }).catch(() => undefined);
   }
 
-  private noteDuplicate(other: InstanceRecord): void {
+  private noteDuplicate(record: InstanceRecord): void {
     const now = Date.now();
+    // Kept bounded (peerText): it is logged and republished in our duplicateOf.
+    const other = { id: peerText(record.id), hostname: peerText(record.hostname), address: peerText(record.address) };
     this.duplicate = { other, seenMono: performance.now(), since: this.duplicate?.since ?? now };
     const gate = this.duplicateLog.take(now);
     if (gate.log)
@@ -436,7 +547,9 @@ export class InstanceRegistry {
     for (const kv of res.kvs) {
       const record = parseInstance(kv.value.toString());
       if (!record || record.id === selfId) continue;
-      peers.push({ id: record.id, offset: peerOffset(record.clock, start, end, INSTANCE_TTL_S * 1000) });
+      // The id reaches the verdict's reason and the skew log: bounded there. The
+      // peer still counts (its clock is what is measured, whatever its text).
+      peers.push({ id: peerText(record.id), offset: peerOffset(record.clock, start, end, INSTANCE_TTL_S * 1000) });
     }
     return peers;
   }

@@ -2,7 +2,8 @@
 // "Instances and their clocks"; quorumReference in server/store/clock-skew.ts):
 // one member with a wrong clock, even the first one listed, neither stops an
 // instance whose clock is right nor clears one whose clock is wrong, and the
-// disagreement is logged naming the member.
+// disagreement is logged naming the member. A member listed twice (two endpoints
+// of one member) has one vote, and the majority is of the cluster's members.
 //
 // A real three-member cluster on loopback. The wrong clock is a member's /health
 // Date header moved by a front (below) that the registry reaches the member
@@ -176,5 +177,67 @@ describe("etcd's clock from a majority of its members", () => {
     expect(verdict?.referenceSkewMs).toBeGreaterThan(85_000);
     expect(registry.refusal()).toMatchObject({ clockBad: true });
     await etcd.ctl(['lease', 'revoke', lease]);
+  });
+  it('one member listed twice (two endpoints of it) and agreeing with a wrong clock does not clear it', async () => {
+    const prefix = `/clocks-${randomBytes(4).toString('hex')}`;
+    const lease = (await etcd.ctl(['lease', 'grant', '300'])).match(/lease (\S+) granted/)?.[1] as string;
+    const peer = {
+      id: PEER_ID,
+      hostname: 'peer',
+      address: '10.9.0.2',
+      version: 'test',
+      clock: Date.now() + 150_000,
+      startedAt: 0,
+      interfaces: [],
+      segments: [],
+      images: [],
+      skew: { stopped: false },
+    };
+    await etcd.ctl(['put', `${prefix}/instances/${PEER_ID}`, JSON.stringify(peer), `--lease=${lease}`]);
+    // A second front on the first member: another URL for it, as an address and a name would be.
+    const twin = await clockFront(etcd.endpoints[0] as string);
+    fronts.push(twin);
+    const [first, second, third] = fronts as [ClockFront, ClockFront, ClockFront];
+    // This clock is the wrong one: the first member (through both its URLs) agrees with it, the other two are 90 s away.
+    first.shiftMs = 0;
+    twin.shiftMs = 0;
+    second.shiftMs = 90_000;
+    third.shiftMs = 90_000;
+    // Two of the three members listed, the first twice: three endpoints, two of them one member.
+    const endpoints = [first.url, twin.url, second.url];
+    const own = new Etcd3({ hosts: endpoints });
+    let verdict: SkewVerdict | undefined;
+    const wrong = await InstanceRegistry.open({
+      client: own,
+      prefix,
+      endpoints,
+      timeoutMs: 3000,
+      logger: pino({ level: 'silent' }),
+      refreshMs: 600_000,
+      onVerdict: (v) => {
+        verdict = v;
+      },
+      self: () => ({
+        id: '00000000-0000-4000-8000-0000000000e3',
+        hostname: 'this',
+        address: '10.9.0.1',
+        version: 'test',
+        startedAt: 0,
+        interfaces: [],
+        segments: [],
+        images: [],
+      }),
+    });
+    try {
+      // The majority of three members needs two: the first member's one vote and the second's 90 s.
+      expect(verdict?.worst?.id).toBe(PEER_ID);
+      expect(verdict?.referenceSkewMs).toBeGreaterThan(85_000);
+      expect(verdict?.stop).toBe(true);
+      expect(wrong.refusal()).toMatchObject({ clockBad: true, reason: 'clock skew beyond the limit' });
+    } finally {
+      await wrong.stop();
+      own.close();
+      await etcd.ctl(['lease', 'revoke', lease]);
+    }
   });
 });

@@ -4,6 +4,12 @@
 //   other by their incarnations and refuse new addresses as an outage does (not
 //   as a bad clock), with an error naming the id, its file and the other one;
 //   a dead predecessor's value (a restart within the TTL) is not a twin;
+// - a forged record on our id (1 MB of text with control characters) reaches
+//   neither a claim's rejection (which the DHCP log repeats per exchange) nor
+//   the registry's log lines unbounded, and our publish goes on;
+// - a record too large for etcd's request limit twice over is still published
+//   (one put, not a txn carrying it in both branches);
+// - a self() that never settles (a hung images.dir) does not stop the refreshes;
 // - stop() waits for a refresh in flight, so nothing is published after it;
 // - the images published follow the images directory on disk (read
 //   asynchronously on every refresh).
@@ -16,7 +22,14 @@ import { Writable } from 'node:stream';
 import { Etcd3 } from 'etcd3';
 import { pino, type Logger } from 'pino';
 import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
-import { imagesHeld, InstanceRegistry, parseInstance, type InstanceRecord } from '../../server/store/instance-registry.js';
+import {
+  DUPLICATE_REFUSAL,
+  imagesHeld,
+  InstanceRegistry,
+  parseInstance,
+  UNSHOWN,
+  type InstanceRecord,
+} from '../../server/store/instance-registry.js';
 import { ClockSkewStop } from '../../server/store/lease-claims.js';
 import { startLoopbackEtcd, type LoopbackEtcd } from '../lib/etcd.js';
 import { waitUntil } from '../lib/wait.js';
@@ -83,7 +96,7 @@ describe('the instance registry on a real etcd member', () => {
     try {
       await waitUntil(() => one.identityHealth()?.healthy === false, 60_000, 'instance 1 sees the other on its id', 100);
       await waitUntil(() => two.identityHealth()?.healthy === false, 60_000, 'instance 2 sees the other on its id', 100);
-      expect(one.identityHealth()?.reason).toBe('instance id shared with host-two (10.9.0.2)');
+      expect(one.identityHealth()?.reason).toBe(DUPLICATE_REFUSAL);
       // The outage's refusal (renewals from the binding go on), not the bad clock's silence.
       const refused = await one
         .claim(CIDR, '10.9.0.100', { key: 'k', mac: '52:54:00:d1:00:01', expiresAt: Date.now() + 60_000, instance: '10.9.0.1' }, Date.now())
@@ -93,7 +106,7 @@ describe('the instance registry on a real etcd member', () => {
         );
       expect(refused).toBeInstanceOf(Error);
       expect(refused).not.toBeInstanceOf(ClockSkewStop);
-      expect((refused as Error).message).toContain('host-two (10.9.0.2)');
+      expect((refused as Error).message).toBe(DUPLICATE_REFUSAL);
       expect(one.clockHealth()?.healthy).toBe(true);
       const error = logs1.find((l) => l.level === 50);
       expect(error).toMatchObject({ id: ID, idFile: '/var/lib/bootfarm/instance-id', otherHostname: 'host-two', otherAddress: '10.9.0.2' });
@@ -152,6 +165,116 @@ describe('the instance registry on a real etcd member', () => {
       await registry.stop();
       client.close();
       await etcd.ctl(['lease', 'revoke', lease]);
+    }
+  });
+
+  it('a forged 1 MB record on our id: the claim is refused with a fixed reason, the log names it bounded, and our record is still published', async () => {
+    const p = prefix();
+    const key = `${p}/instances/${ID}`;
+    const logs: Array<Record<string, unknown>> = [];
+    const claims = await EtcdLeaseClaims.open({
+      endpoints: etcd.endpoints,
+      prefix: p,
+      logger: capture(logs),
+      claimTimeoutMs: 2000,
+      registry: { refreshMs: 300, self: () => self('10.9.0.1', 'host-one') },
+    });
+    const writer = new Etcd3({ hosts: etcd.endpoints });
+    const huge = `evil\u001b]0;owned\u0007\u009b31m\u202e${'h'.repeat(1024 * 1024)}`;
+    const forged = {
+      ...self(`10.9.0.66\u001b[A${'a'.repeat(1000)}`, huge),
+      clock: Date.now(),
+      skew: { stopped: false },
+      incarnation: 'forged',
+    };
+    try {
+      // Put after our first write, as a live twin would: with another incarnation.
+      await writer.put(key).value(JSON.stringify(forged));
+      await waitUntil(() => claims.identityHealth()?.healthy === false, 60_000, 'the forged record seen', 100);
+      const refused = await claims
+        .claim(CIDR, '10.9.0.100', { key: 'k', mac: '52:54:00:d1:00:02', expiresAt: Date.now() + 60_000, instance: '10.9.0.1' }, Date.now())
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      // What full-handler.ts puts in the DHCP exchange's detail.reason.
+      expect((refused as Error).message).toBe(DUPLICATE_REFUSAL);
+      expect(claims.identityHealth()?.reason).toBe(DUPLICATE_REFUSAL);
+      const error = logs.find((l) => l.level === 50);
+      expect(error).toMatchObject({ id: ID, otherHostname: UNSHOWN, otherAddress: UNSHOWN });
+      for (const l of logs) expect(JSON.stringify(l).length).toBeLessThan(2000);
+      // Our record replaces the forged one on the next refreshes, naming it bounded.
+      await waitUntil(async () => (await record(key))?.incarnation !== 'forged', 30_000, 'our record back', 100);
+      await waitUntil(async () => (await record(key))?.duplicateOf !== undefined, 30_000, 'the duplicate published', 100);
+      expect((await record(key))?.duplicateOf).toEqual({ hostname: UNSHOWN, address: UNSHOWN });
+    } finally {
+      writer.close();
+      await claims.stop();
+    }
+  });
+
+  it("a record larger than half etcd's request limit is published (one put, not the value twice in a txn)", async () => {
+    const p = prefix();
+    const key = `${p}/instances/${ID}`;
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    // ~0.9 MB of image versions: once fits etcd's 1.5 MiB request limit, twice does not.
+    const versions = Array.from({ length: 9000 }, (_, i) => `v${String(i).padStart(6, '0')}-${'x'.repeat(90)}`);
+    const registry = await InstanceRegistry.open({
+      client,
+      prefix: p,
+      endpoints: etcd.endpoints,
+      timeoutMs: 5000,
+      logger: pino({ level: 'silent' }),
+      refreshMs: 300,
+      self: () => ({ ...self('10.9.0.1', 'host-one'), images: [{ image: 'big', versions }] }),
+    });
+    try {
+      const first = await record(key);
+      expect(first?.images[0]?.versions).toHaveLength(9000);
+      await waitUntil(async () => (await record(key))?.clock !== first?.clock, 30_000, 'a later refresh published', 100);
+      expect(registry.identityHealth().healthy).toBe(true);
+    } finally {
+      await registry.stop();
+      client.close();
+    }
+  });
+
+  it('a self() that never settles (a hung images.dir): refreshes go on with the last reading, and the verdict stays fresh', async () => {
+    const p = prefix();
+    const key = `${p}/instances/${ID}`;
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    const logs: Array<Record<string, unknown>> = [];
+    let calls = 0;
+    let hang = false;
+    let verdicts = 0;
+    const registry = await InstanceRegistry.open({
+      client,
+      prefix: p,
+      endpoints: etcd.endpoints,
+      timeoutMs: 1000,
+      logger: capture(logs),
+      refreshMs: 300,
+      onVerdict: () => void verdicts++,
+      self: () => {
+        calls++;
+        return hang ? new Promise<never>(() => undefined) : self('10.9.0.1', 'host-one');
+      },
+    });
+    try {
+      hang = true;
+      const before = verdicts;
+      const clock = (await record(key))?.clock;
+      await waitUntil(() => verdicts >= before + 3, 60_000, 'three refreshes past the hung self()', 100);
+      expect((await record(key))?.clock).not.toBe(clock);
+      expect((await record(key))?.hostname).toBe('host-one');
+      expect(registry.refusal()).toBeUndefined();
+      expect(registry.clockHealth().healthy).toBe(true);
+      // The hung call is not repeated on each beat.
+      expect(calls).toBe(2);
+      expect(logs.some((l) => typeof l.msg === 'string' && l.msg.includes('not read in time'))).toBe(true);
+    } finally {
+      await registry.stop();
+      client.close();
     }
   });
 
