@@ -79,6 +79,16 @@ export function etcdTlsProblems<P>(cfg: ConfigFile, configDir: string, problem: 
   const etcd = cfg.store?.etcd;
   if (!etcd) return [];
   const out: P[] = [];
+  // One member listed twice would count twice towards the majority that says
+  // etcd's clock (the registry counts by member id since, but a verbatim repeat
+  // is a mistake worth naming where it was made).
+  const seen = new Set<string>();
+  for (const [i, e] of etcd.endpoints.entries()) {
+    if (seen.has(e))
+      out.push(problem(['store', 'etcd', 'endpoints', i], `expected each member's endpoint once, got ${JSON.stringify(e)} a second time`));
+    seen.add(e);
+  }
+  if (out.length > 0) return out;
   const secure = etcd.endpoints.map((e) => e.startsWith('https://'));
   const firstHttps = secure.indexOf(true);
   const firstHttp = secure.indexOf(false);

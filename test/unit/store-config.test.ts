@@ -46,6 +46,12 @@ describe('store configuration', () => {
     expect(configProblems(`${SERVER}store: { backend: etcd, etcd: { endpoints: [http://e:2379], claimTimeoutMs: 50 } }\n`)).toEqual([
       'cfg.yaml:2:77: store.etcd.claimTimeoutMs: expected a whole number of milliseconds 100-10000, got 50',
     ]);
+    // One member listed twice would have two votes on etcd's clock.
+    expect(
+      configProblems(
+        `${SERVER}store:\n  backend: etcd\n  etcd:\n    endpoints: [http://10.9.0.5:2379, http://e2:2379, http://10.9.0.5:2379]\n`,
+      ),
+    ).toEqual(['cfg.yaml:5:55: store.etcd.endpoints[2]: expected each member\'s endpoint once, got "http://10.9.0.5:2379" a second time']);
     expect(configProblems(`${SERVER}store: { backend: etcd }\n`)).toEqual([
       'cfg.yaml:2:19: store.backend: expected a store.etcd section with endpoints when the backend is etcd',
     ]);
