@@ -31,6 +31,9 @@ import {
   type InstanceRecord,
 } from '../../server/store/instance-registry.js';
 import { ClockSkewStop } from '../../server/store/lease-claims.js';
+import { LeasePool } from '../../server/dhcp/server/lease-pool.js';
+import { FullModeHandler } from '../../server/dhcp/server/full-handler.js';
+import { handleAt, openFullModeState, udhcpcPacket } from '../lib/dhcp-full-mode.js';
 import { startLoopbackEtcd, type LoopbackEtcd } from '../lib/etcd.js';
 import { waitUntil } from '../lib/wait.js';
 
@@ -179,6 +182,12 @@ describe('the instance registry on a real etcd member', () => {
       claimTimeoutMs: 2000,
       registry: { refreshMs: 300, self: () => self('10.9.0.1', 'host-one') },
     });
+    // The full-mode handler over these claims, as dhcp-service.ts drives it: its result's detail is what the exchange's log line spreads.
+    const state = await openFullModeState(
+      '10.9.0.1',
+      'dhcp:\n  mode: full\n  subnets: [{ cidr: 10.9.0.0/24, range: [10.9.0.100, 10.9.0.109] }]\n',
+    );
+    const handler = new FullModeHandler(new LeasePool(state.config.dhcp.subnets, state.store, 30_000, 60_000), '10.9.0.1', claims);
     const writer = new Etcd3({ hosts: etcd.endpoints });
     const huge = `evil\u001b]0;owned\u0007\u009b31m\u202e${'h'.repeat(1024 * 1024)}`;
     const forged = {
@@ -200,6 +209,9 @@ describe('the instance registry on a real etcd member', () => {
       // What full-handler.ts puts in the DHCP exchange's detail.reason.
       expect((refused as Error).message).toBe(DUPLICATE_REFUSAL);
       expect(claims.identityHealth()?.reason).toBe(DUPLICATE_REFUSAL);
+      const answer = await handleAt(handler, state.store, '10.9.0.1', udhcpcPacket('discover', '52:54:00:d1:00:03', {}), Date.now());
+      expect(answer.outcome).toBe('store-unavailable');
+      expect(answer.detail).toEqual({ ip: '10.9.0.100', reason: DUPLICATE_REFUSAL });
       const error = logs.find((l) => l.level === 50);
       expect(error).toMatchObject({ id: ID, otherHostname: UNSHOWN, otherAddress: UNSHOWN });
       for (const l of logs) expect(JSON.stringify(l).length).toBeLessThan(2000);
@@ -210,6 +222,7 @@ describe('the instance registry on a real etcd member', () => {
     } finally {
       writer.close();
       await claims.stop();
+      await state.close();
     }
   });
 
