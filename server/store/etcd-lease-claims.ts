@@ -216,8 +216,8 @@ export class EtcdLeaseClaims implements LeaseClaims {
   private noteHealth(healthy: boolean, reason?: string): void {
     const wasHealthy = this.tracker.current.healthy;
     this.tracker.note(healthy, reason, Date.now());
-    // Back from an outage: the skew verdict may have gone stale meanwhile (InstanceRegistry.refreshNow).
-    if (healthy && !wasHealthy) this.registry?.refreshNow();
+    // Back from an outage: the skew verdict may have gone stale meanwhile (InstanceRegistry.refreshAfterRecovery).
+    if (healthy && !wasHealthy) this.registry?.refreshAfterRecovery();
   }
 
   /** Runs one etcd operation within the claim timeout, and notes whether etcd answered. */

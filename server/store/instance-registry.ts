@@ -332,6 +332,8 @@ export class InstanceRegistry {
   private timer: NodeJS.Timeout | undefined;
   /** The refresh running, if any: stop() waits for it before revoking, so it cannot publish after the revoke. */
   private inflight: Promise<void> | undefined;
+  /** refreshAfterRecovery() came while a refresh ran: one more when it ends. */
+  private again = false;
   private closed = false;
   private readonly skewLog = new RateLimiter(5, 60_000);
   private readonly failLog = new RateLimiter(5, 60_000);
@@ -362,21 +364,30 @@ export class InstanceRegistry {
   }
 
   /**
-   * Starts a refresh unless one is running. Besides the timer, the lease store
-   * calls this when etcd answers again after an outage: a verdict that went
-   * stale while etcd was away keeps new addresses stopped until a refresh, and
-   * waiting for the next beat would leave clients unanswered for no reason.
+   * Starts a refresh unless one is running (the timer's beat; and, through
+   * refreshAfterRecovery, the lease store when etcd answers again after an
+   * outage: a verdict that went stale while etcd was away keeps new addresses
+   * stopped until a refresh, and waiting for the next beat would leave clients
+   * unanswered for no reason).
    */
   refreshNow(): void {
     if (this.inflight || this.closed) return;
-    this.refresh().catch((err: Error) => {
-      const gate = this.failLog.take(Date.now());
-      if (gate.log)
-        this.options.logger.warn(
-          { err: err.message.split('\n')[0], suppressedSinceLast: gate.suppressed },
-          'instance registry: refresh failed (the last skew verdict stands)',
-        );
-    });
+    this.refresh()
+      .finally(() => {
+        // Asked for while one ran (etcd back mid-refresh): that one may have
+        // started against the outage, so one more, once, now.
+        if (!this.again) return;
+        this.again = false;
+        this.refreshNow();
+      })
+      .catch((err: Error) => {
+        const gate = this.failLog.take(Date.now());
+        if (gate.log)
+          this.options.logger.warn(
+            { err: err.message.split('\n')[0], suppressedSinceLast: gate.suppressed },
+            'instance registry: refresh failed (the last skew verdict stands)',
+          );
+      });
   }
 
   /**
@@ -420,6 +431,16 @@ export class InstanceRegistry {
       this.duplicate = undefined;
     }
     return this.duplicate;
+  }
+
+  /**
+   * What the lease store calls when etcd answers again: a refresh now, or, if one
+   * is running (most likely started while etcd was away, and failing), one more
+   * as soon as it ends. The timer's beat does not queue: it just skips.
+   */
+  refreshAfterRecovery(): void {
+    if (this.inflight) this.again = true;
+    else this.refreshNow();
   }
 
   private refresh(): Promise<void> {

@@ -7,7 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
+import { Etcd3 } from 'etcd3';
 import { EtcdLeaseClaims } from '../../server/store/etcd-lease-claims.js';
+import { InstanceRegistry } from '../../server/store/instance-registry.js';
 import { startLoopbackEtcd, type LoopbackEtcd } from '../lib/etcd.js';
 import { waitUntil } from '../lib/wait.js';
 
@@ -61,5 +63,46 @@ describe('the clock-skew verdict after an etcd outage', () => {
     // The registry's beat is ten minutes away: only the recovery itself refreshes the verdict.
     await waitUntil(() => claims.clockHealth()?.healthy === true, 30_000, 'a fresh skew verdict', 200);
     expect(await claim('10.9.0.101')).toEqual({ ok: true });
+  });
+
+  it('etcd back while a refresh still runs (started during the outage): one more refresh as soon as it ends', async () => {
+    const record = {
+      id: '00000000-0000-4000-8000-000000000003',
+      hostname: 'recovery-inflight',
+      address: '10.9.0.3',
+      version: 'test',
+      startedAt: 0,
+      interfaces: [],
+      segments: [CIDR],
+      images: [],
+    };
+    // self() opens each refresh; held, it keeps one in flight for as long as the test likes.
+    let calls = 0;
+    let release: (() => void) | undefined;
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    const registry = await InstanceRegistry.open({
+      client,
+      prefix: `/recovery-${randomBytes(4).toString('hex')}`,
+      endpoints: etcd.endpoints,
+      timeoutMs: 30_000,
+      logger: pino({ level: 'silent' }),
+      refreshMs: 600_000,
+      self: () => {
+        calls++;
+        return calls === 2 ? new Promise((resolve) => (release = () => resolve(record))) : record;
+      },
+    });
+    try {
+      expect(calls).toBe(1);
+      registry.refreshNow();
+      expect(calls).toBe(2);
+      registry.refreshAfterRecovery();
+      expect(calls).toBe(2);
+      release?.();
+      await waitUntil(() => calls === 3, 30_000, 'the refresh after the one in flight', 100);
+    } finally {
+      await registry.stop();
+      client.close();
+    }
   });
 });
