@@ -24,6 +24,7 @@ export const MUTATION_TESTS = [
   'test/unit/dhcp-full-decisions.test.ts',
   'test/unit/dhcp-full-skew.test.ts',
   'test/unit/dhcp-full-pi-claims.test.ts',
+  'test/unit/dhcp-proxy-replies.test.ts',
   'test/unit/dhcp-option-readers.test.ts',
   'test/unit/http-range.test.ts',
   'test/unit/lease-pool.test.ts',
