@@ -42,6 +42,7 @@ export const MUTATION_TESTS = [
   'test/unit/tftp-options.test.ts',
   'test/unit/tpm-admission.test.ts',
   'test/unit/tpm-ek-registry.test.ts',
+  'test/unit/tpm-ek-trust-undo.test.ts',
   'test/unit/tftp-packet.test.ts',
   'test/unit/tftp-transfer.test.ts',
   'test/unit/uboot-boot.test.ts',

@@ -597,6 +597,12 @@ describe('TPM admission decisions', () => {
       const line = logs.find((l) => l.reason === 'ek-unusable');
       expect(line?.detail).toBe('tpm.ek eks/node-a.pub: EISDIR');
       expect(line?.msg).toBe(`TPM attestation refused: ${err.message}`);
+      // A longer one is cut at 500 characters in the log too.
+      const deep = ['a', 'b', 'c'].map((c) => c.repeat(200)).join('/');
+      mkdirSync(path.join(dir, 'eks', deep, 'node-a.pub'), { recursive: true });
+      await refusal(() => tpm.challenge(nodeA({ tpm: { ek: `eks/${deep}/node-a.pub` } }), 'boot-2', { akPublic: AK }));
+      await settled();
+      expect(logs.filter((l) => l.reason === 'ek-unusable').at(-1)?.detail).toBe(`tpm.ek eks/${deep}/node-a.pub: EISDIR`.slice(0, 500));
     },
     DEADLINE_MS,
   );
