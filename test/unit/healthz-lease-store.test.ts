@@ -8,18 +8,10 @@ import { pino } from 'pino';
 import { HttpBootServer, LEASE_STORE_UNREACHABLE } from '../../server/http/server.js';
 import { ResolverChain } from '../../server/boot/files/resolver.js';
 import { Metrics } from '../../server/metrics.js';
+import { TEST_HTTP_LIMITS } from '../lib/http-limits.js';
 import type { ClaimsHealth } from '../../server/store/lease-claims.js';
 
 const run = promisify(execFile);
-
-const LIMITS = {
-  maxConnections: 16,
-  maxConnectionsPerClient: 8,
-  headersTimeoutSeconds: 10,
-  requestTimeoutSeconds: 10,
-  keepAliveTimeoutSeconds: 5,
-  idleTimeoutSeconds: 60,
-};
 
 describe('/healthz while the lease store cannot be reached', () => {
   let server: HttpBootServer | undefined;
@@ -36,7 +28,7 @@ describe('/healthz while the lease store cannot be reached', () => {
       since,
     };
     server = new HttpBootServer(
-      { port: 0, host: '127.0.0.1', limits: LIMITS, leaseStoreHealth: () => health },
+      { port: 0, host: '127.0.0.1', limits: TEST_HTTP_LIMITS, leaseStoreHealth: () => health },
       new ResolverChain([]),
       pino({ level: 'silent' }),
       new Metrics(),

@@ -8,17 +8,9 @@ import { pino } from 'pino';
 import { HttpBootServer } from '../../server/http/server.js';
 import { ResolverChain, type FileResolver } from '../../server/boot/files/resolver.js';
 import { Metrics } from '../../server/metrics.js';
+import { TEST_HTTP_LIMITS } from '../lib/http-limits.js';
 
 const run = promisify(execFile);
-
-const LIMITS = {
-  maxConnections: 16,
-  maxConnectionsPerClient: 8,
-  headersTimeoutSeconds: 10,
-  requestTimeoutSeconds: 10,
-  keepAliveTimeoutSeconds: 5,
-  idleTimeoutSeconds: 60,
-};
 
 const DETAIL = "EACCES: permission denied, open '/var/lib/bootfarm/tpm-eks.json.tmp'";
 
@@ -35,7 +27,12 @@ describe('HTTP: an internal error', () => {
     };
     const logged: string[] = [];
     const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(line) });
-    server = new HttpBootServer({ port: 0, host: '127.0.0.1', limits: LIMITS }, new ResolverChain([failing]), logger, new Metrics());
+    server = new HttpBootServer(
+      { port: 0, host: '127.0.0.1', limits: TEST_HTTP_LIMITS },
+      new ResolverChain([failing]),
+      logger,
+      new Metrics(),
+    );
     await server.start();
     const { stdout } = await run('curl', ['-sS', '-w', '\n%{http_code}', `http://127.0.0.1:${server.port}/boot/vmlinuz`]);
     const [body, code] = stdout.split('\n');
