@@ -102,9 +102,8 @@ describe("etcd's clock from a majority of its members", () => {
     await etcd?.stop();
   });
 
-  it('one member 90 s off, listed first: an instance with a right clock keeps allocating, one with a wrong clock stops', async () => {
-    const prefix = `/clocks-${randomBytes(4).toString('hex')}`;
-    // A peer 150 s ahead of this clock, beyond the stop limit for the whole test.
+  /** A peer 150 s ahead of this clock (beyond the stop limit for the whole test) under `prefix`; its etcd lease. */
+  const putPeerAhead = async (prefix: string): Promise<string> => {
     const lease = (await etcd.ctl(['lease', 'grant', '300'])).match(/lease (\S+) granted/)?.[1] as string;
     const peer = {
       id: PEER_ID,
@@ -119,6 +118,12 @@ describe("etcd's clock from a majority of its members", () => {
       skew: { stopped: false },
     };
     await etcd.ctl(['put', `${prefix}/instances/${PEER_ID}`, JSON.stringify(peer), `--lease=${lease}`]);
+    return lease;
+  };
+
+  it('one member 90 s off, listed first: an instance with a right clock keeps allocating, one with a wrong clock stops', async () => {
+    const prefix = `/clocks-${randomBytes(4).toString('hex')}`;
+    const lease = await putPeerAhead(prefix);
 
     const [first, second, third] = fronts as [ClockFront, ClockFront, ClockFront];
     first.shiftMs = 90_000;
@@ -180,20 +185,7 @@ describe("etcd's clock from a majority of its members", () => {
   });
   it('one member listed twice (two endpoints of it) and agreeing with a wrong clock does not clear it', async () => {
     const prefix = `/clocks-${randomBytes(4).toString('hex')}`;
-    const lease = (await etcd.ctl(['lease', 'grant', '300'])).match(/lease (\S+) granted/)?.[1] as string;
-    const peer = {
-      id: PEER_ID,
-      hostname: 'peer',
-      address: '10.9.0.2',
-      version: 'test',
-      clock: Date.now() + 150_000,
-      startedAt: 0,
-      interfaces: [],
-      segments: [],
-      images: [],
-      skew: { stopped: false },
-    };
-    await etcd.ctl(['put', `${prefix}/instances/${PEER_ID}`, JSON.stringify(peer), `--lease=${lease}`]);
+    const lease = await putPeerAhead(prefix);
     // A second front on the first member: another URL for it, as an address and a name would be.
     const twin = await clockFront(etcd.endpoints[0] as string);
     fronts.push(twin);
