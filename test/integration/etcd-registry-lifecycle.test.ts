@@ -26,6 +26,7 @@ import {
   DUPLICATE_REFUSAL,
   imagesHeld,
   InstanceRegistry,
+  type RegistryOptions,
   parseInstance,
   UNSHOWN,
   type InstanceRecord,
@@ -66,6 +67,9 @@ const self = (address: string, hostname: string) => ({
 
 describe('the instance registry on a real etcd member', () => {
   let etcd: LoopbackEtcd;
+  /** A registry on this test's member, under `prefix`. */
+  const openRegistry = (client: Etcd3, prefix: string, options: Omit<RegistryOptions, 'client' | 'prefix' | 'endpoints'>) =>
+    InstanceRegistry.open({ client, prefix, endpoints: etcd.endpoints, ...options });
   let dir: string;
   beforeAll(async () => {
     etcd = await startLoopbackEtcd();
@@ -148,10 +152,7 @@ describe('the instance registry on a real etcd member', () => {
     const left = { ...self('10.9.0.1', 'host-one'), clock: Date.now(), skew: { stopped: false }, incarnation: 'dead-process' };
     await etcd.ctl(['put', key, JSON.stringify(left), `--lease=${lease}`]);
     const client = new Etcd3({ hosts: etcd.endpoints });
-    const registry = await InstanceRegistry.open({
-      client,
-      prefix: p,
-      endpoints: etcd.endpoints,
+    const registry = await openRegistry(client, p, {
       timeoutMs: 2000,
       logger: pino({ level: 'silent' }),
       refreshMs: 300,
@@ -232,10 +233,7 @@ describe('the instance registry on a real etcd member', () => {
     const client = new Etcd3({ hosts: etcd.endpoints });
     // ~0.9 MB of image versions: once fits etcd's 1.5 MiB request limit, twice does not.
     const versions = Array.from({ length: 9000 }, (_, i) => `v${String(i).padStart(6, '0')}-${'x'.repeat(90)}`);
-    const registry = await InstanceRegistry.open({
-      client,
-      prefix: p,
-      endpoints: etcd.endpoints,
+    const registry = await openRegistry(client, p, {
       timeoutMs: 5000,
       logger: pino({ level: 'silent' }),
       refreshMs: 300,
@@ -260,10 +258,7 @@ describe('the instance registry on a real etcd member', () => {
     let calls = 0;
     let hang = false;
     let verdicts = 0;
-    const registry = await InstanceRegistry.open({
-      client,
-      prefix: p,
-      endpoints: etcd.endpoints,
+    const registry = await openRegistry(client, p, {
       timeoutMs: 1000,
       logger: capture(logs),
       refreshMs: 300,
@@ -298,10 +293,7 @@ describe('the instance registry on a real etcd member', () => {
     let gate: Promise<void> | undefined;
     let release = () => {};
     let held = false;
-    const registry = await InstanceRegistry.open({
-      client,
-      prefix: p,
-      endpoints: etcd.endpoints,
+    const registry = await openRegistry(client, p, {
       timeoutMs: 2000,
       logger: pino({ level: 'silent' }),
       refreshMs: 600_000,
@@ -341,10 +333,7 @@ describe('the instance registry on a real etcd member', () => {
     symlinkSync('2026-12-01', path.join(images, 'debian', 'current'));
     mkdirSync(path.join(images, 'alpine', 'v1'), { recursive: true });
     const client = new Etcd3({ hosts: etcd.endpoints });
-    const registry = await InstanceRegistry.open({
-      client,
-      prefix: p,
-      endpoints: etcd.endpoints,
+    const registry = await openRegistry(client, p, {
       timeoutMs: 2000,
       logger: pino({ level: 'silent' }),
       refreshMs: 300,
