@@ -82,6 +82,16 @@ function newerThan(a: string, b: string): boolean {
   }
 }
 
+/** A filename's version field, URL-decoded (apt writes 1:2.0 as 1%3a2.0); undefined when it is not one. */
+function debVersion(field: string): string | undefined {
+  try {
+    const version = decodeURIComponent(field);
+    return /^[0-9][A-Za-z0-9.+~:-]*$/.test(version) ? version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The newest `<pkg>_<version>_arm64.deb` in `dirs` (a filename's version is URL-encoded: 1%3a2.0 is 1:2.0). */
 function newestDeb(dirs: readonly string[], pkg: string): string | undefined {
   let best: { file: string; version: string } | undefined;
@@ -89,7 +99,9 @@ function newestDeb(dirs: readonly string[], pkg: string): string | undefined {
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir)) {
       if (!f.startsWith(`${pkg}_`) || !f.endsWith('_arm64.deb')) continue;
-      const version = decodeURIComponent(f.slice(pkg.length + 1, -'_arm64.deb'.length));
+      const version = debVersion(f.slice(pkg.length + 1, -'_arm64.deb'.length));
+      // A name that is no version (a stray or hand-made file) is not a candidate.
+      if (version === undefined) continue;
       if (!best || newerThan(version, best.version)) best = { file: path.join(dir, f), version };
     }
   }

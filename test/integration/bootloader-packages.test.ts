@@ -50,6 +50,9 @@ describe('arm64 bootloader packages: image first, then the mirror, the cache onl
     const cache = path.join(work, 'cache-offline');
     mkdirSync(cache);
     copyFileSync(current, path.join(cache, path.basename(current)));
+    // Names that are no version (a bad %-escape, a stray file): skipped, not a crash.
+    writeFileSync(path.join(cache, `${PKG}_%E0%A4_arm64.deb`), 'stray');
+    writeFileSync(path.join(cache, `${PKG}_not a version_arm64.deb`), 'stray');
     // An apt with no sources: its update succeeds with nothing, its download finds no package.
     const aptConf = path.join(work, 'apt-offline.conf');
     writeFileSync(
